@@ -1,0 +1,118 @@
+"""The `hybridtune` command: thin typer verbs over library functions.
+
+    hybridtune --help
+    hybridtune config check configs/demo.yaml --set synth.sessions=20
+    hybridtune ask "How do I handle worry?" --role counselor -c configs/demo.yaml
+    hybridtune run configs/demo.yaml
+
+Each stage package adds its own verbs in `hybridtune/<stage>/cli.py: register(app)`.
+User errors print one `error:` line (no traceback) and exit non-zero.
+"""
+from __future__ import annotations
+
+import asyncio
+import importlib
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+import yaml
+from rich.console import Console
+
+from .cli_common import ConfigArg, ConfigOpt, SetOpt, load
+from .errors import UserError
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no model hub at run time: models come from installed packages
+
+app = typer.Typer(
+    name="hybridtune",
+    help="Fine-tune domain chatbots on a blend of real and synthetic conversations, and prove the gain.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+config_app = typer.Typer(help="Validate and show experiment configs.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+console = Console(stderr=True)
+
+@config_app.command("check")
+def config_check(config: ConfigArg, set_: SetOpt = None, show: bool = typer.Option(False, help="print resolved YAML")):
+    """Validate a config (keys, types, role bindings, endpoints) without calling any model."""
+    cfg = load(config, set_)
+    from .llm import LLMPool
+
+    LLMPool(cfg).check()
+    if show:
+        typer.echo(yaml.safe_dump(cfg.resolved_dict(), sort_keys=False))
+    console.print(f"[green]ok[/green] {config}: run dir {cfg.run_dir}, roles -> "
+                  + ", ".join(f"{r}={rc.endpoint}" for r, rc in cfg.roles.items()))
+
+
+@app.command()
+def ask(
+    prompt: Annotated[str, typer.Argument(help="user message")],
+    config: ConfigOpt = Path("configs/demo.yaml"),
+    role: Annotated[str, typer.Option(help="role whose binding answers")] = "counselor",
+    set_: SetOpt = None,
+):
+    """Send one message through a role's binding (a quick endpoint check; not cached)."""
+    cfg = load(config, [*(set_ or []), "llm.cache=false"])
+    from .llm import LLMPool
+
+    pool = LLMPool(cfg)
+
+    async def go():
+        try:
+            return await pool.role(role).chat([{"role": "user", "content": prompt}])
+        finally:
+            await pool.aclose()
+
+    reply = asyncio.run(go())
+    typer.echo(reply.text)
+    console.print(f"[dim]{reply.model}: {reply.prompt_tokens} in / {reply.completion_tokens} out[/dim]")
+
+
+# Stage packages that contribute verbs; each has `cli.py` with `register(app)`.
+STAGE_CLIS = ("real", "synth", "curate", "train", "evaluate", "safety", "app", "pipeline_cli")
+
+
+def _register_stages() -> None:
+    for name in STAGE_CLIS:
+        mod = importlib.import_module(f".{name}" if name.endswith("_cli") else f".{name}.cli", __package__)
+        mod.register(app)
+
+
+_register_stages()
+
+
+def main() -> None:
+    try:
+        app(standalone_mode=False)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        print("interrupted; rerun the same command to resume", file=sys.stderr)
+        sys.exit(130)
+    except SystemExit:
+        raise
+    except Exception as e:  # click usage errors come through here in standalone_mode=False
+        import click
+
+        if isinstance(e, click.exceptions.ClickException):
+            e.show()
+            sys.exit(e.exit_code)
+        if isinstance(e, click.exceptions.Abort):
+            sys.exit(1)
+        raise
+
+
+def dump(obj) -> str:
+    return json.dumps(obj, indent=2, default=str)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,160 @@
+"""Domain packs and the prompt registry: every domain-specific part is data, selected by config.
+
+A domain pack is a folder (`hybridtune/domains/cbt/` is the worked example):
+
+    domain.yaml        name, description, counselor system prompt, speaker labels
+    techniques.yaml    taxonomy of counselor techniques   [{id, name, description}]
+    distortions.yaml   cognitive distortions              [{id, name, description}]
+    emotions.yaml      client emotions                    [id, ...]
+    attributes.yaml    persona attribute lists with weights (synthetic data)
+    prompts/NAME.yaml  versioned prompt templates: {version, description, system, user}
+
+Prompt templates are Jinja2 (undefined variables are errors). Every generated record
+stores the `name@version` of the prompt that made it.
+
+    dom = load_domain("cbt")
+    msgs = dom.prompt("judge_session").render(session=..., rubric=...)
+"""
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .errors import UserError
+
+DOMAINS_DIR = Path(__file__).parent / "domains"
+
+
+def read_yaml(path: Path) -> Any:
+    """YAML with errors that name the file and line."""
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UserError(f"{path}: file not found") from None
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: not UTF-8 text; re-save it as UTF-8") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark else ""
+        raise UserError(f"{path}{where}: invalid YAML ({getattr(e, 'problem', e)}); fix the syntax there") from None
+
+
+class Term(BaseModel):
+    """An entry of a taxonomy (technique, distortion...)."""
+
+    model_config = ConfigDict(extra="allow")
+    id: str = Field(pattern=r"^[a-z0-9_]+$")
+    name: str
+    description: str = ""
+
+
+class PromptTemplate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    version: str
+    description: str = ""
+    system: str = ""
+    user: str
+
+    @property
+    def tag(self) -> str:
+        return f"{self.name}@{self.version}"
+
+    def render(self, **vars: Any) -> list[dict[str, str]]:
+        env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=False, autoescape=False)
+        try:
+            msgs = []
+            if self.system.strip():
+                msgs.append({"role": "system", "content": env.from_string(self.system).render(**vars).strip()})
+            msgs.append({"role": "user", "content": env.from_string(self.user).render(**vars).strip()})
+            return msgs
+        except jinja2.UndefinedError as e:
+            raise AssertionError(f"prompt {self.tag}: {e}; pass it to render()") from None
+
+
+class Domain:
+    """A loaded domain pack. Lists are validated on first use; errors name the file."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        meta = read_yaml(root / "domain.yaml") or {}
+        if not isinstance(meta, dict):
+            raise UserError(f"{root / 'domain.yaml'}: expected a mapping")
+        self.meta = meta
+        self.name: str = meta.get("name", root.name)
+
+    @property
+    def system_prompt(self) -> str:
+        return str(self.meta.get("system_prompt", "")).strip()
+
+    def _terms(self, file: str) -> list[Term]:
+        path = self.root / file
+        data = read_yaml(path)
+        if not isinstance(data, list):
+            raise UserError(f"{path}: expected a YAML list of {{id, name, description}} entries")
+        out = []
+        for i, item in enumerate(data):
+            try:
+                out.append(Term.model_validate(item))
+            except ValidationError as e:
+                err = e.errors()[0]
+                raise UserError(
+                    f"{path}: entry {i + 1} ({item!r:.60}): {'.'.join(map(str, err['loc']))}: {err['msg']}"
+                ) from None
+        ids = [t.id for t in out]
+        dup = {x for x in ids if ids.count(x) > 1}
+        if dup:
+            raise UserError(f"{path}: duplicate ids {sorted(dup)}; each id must be unique")
+        return out
+
+    @cached_property
+    def techniques(self) -> list[Term]:
+        return self._terms("techniques.yaml")
+
+    @cached_property
+    def distortions(self) -> list[Term]:
+        return self._terms("distortions.yaml")
+
+    @cached_property
+    def emotions(self) -> list[str]:
+        data = read_yaml(self.root / "emotions.yaml")
+        if not isinstance(data, list) or not all(isinstance(x, str) for x in data):
+            raise UserError(f"{self.root / 'emotions.yaml'}: expected a YAML list of emotion names")
+        return data
+
+    @cached_property
+    def attributes(self) -> dict[str, Any]:
+        data = read_yaml(self.root / "attributes.yaml")
+        if not isinstance(data, dict):
+            raise UserError(f"{self.root / 'attributes.yaml'}: expected a mapping attribute -> values")
+        return data
+
+    def data_file(self, name: str) -> Any:
+        return read_yaml(self.root / name)
+
+    def prompt(self, name: str) -> PromptTemplate:
+        path = self.root / "prompts" / f"{name}.yaml"
+        if not path.is_file():
+            raise UserError(f"{path}: prompt '{name}' missing from domain '{self.name}'; copy it from domains/cbt/prompts")
+        data = read_yaml(path)
+        if not isinstance(data, dict):
+            raise UserError(f"{path}: expected a mapping with version, system, user")
+        try:
+            return PromptTemplate(name=name, version=str(data.pop("version", "1")), **data)
+        except ValidationError as e:
+            err = e.errors()[0]
+            raise UserError(f"{path}: {'.'.join(map(str, err['loc']))}: {err['msg']}") from None
+
+
+def load_domain(name_or_path: str) -> Domain:
+    p = Path(name_or_path)
+    root = p if p.is_dir() else DOMAINS_DIR / name_or_path
+    if not (root / "domain.yaml").is_file():
+        known = sorted(d.name for d in DOMAINS_DIR.iterdir() if (d / "domain.yaml").is_file())
+        raise UserError(f"domain: '{name_or_path}' is not a domain folder (with domain.yaml) nor one of {known}")
+    return Domain(root)

@@ -1,0 +1,30 @@
+"""User-facing errors: one clear line that names the file/key and the fix, never a traceback.
+
+The CLI catches `UserError` and prints `error: <message>`; everything else is a bug.
+"""
+from __future__ import annotations
+
+
+class UserError(Exception):
+    """A problem the user can fix (bad config, missing file, unreachable endpoint...)."""
+
+    exit_code = 2
+
+
+class BudgetExceeded(UserError):
+    """The configured `llm.budget_usd` is spent; the run stops cleanly and can be resumed."""
+
+    exit_code = 3
+
+
+class StructuredOutputError(Exception):
+    """A model's structured reply failed validation after the bounded re-asks."""
+
+    def __init__(self, message: str, raw: str, attempts: int):
+        super().__init__(message)
+        self.raw = raw
+        self.attempts = attempts
+
+
+class TooManyFailures(UserError):
+    """A stage's failure rate exceeded `llm.max_failure_rate`."""

@@ -1,0 +1,196 @@
+"""Run store: `runs/<name>/<stage>/` directories of JSONL artifacts keyed by record id.
+
+Crash safety, in one place:
+- records are appended one line at a time with flush+fsync; a torn last line (SIGKILL
+  mid-write) is ignored on read, and reads dedup by `id` (first wins), so a stage killed
+  halfway resumes from what it already has without duplicates;
+- whole files (reports, configs, exports) are written to a temp file and renamed;
+- a stage's `_done.json` marker is written last; a done stage is skipped on rerun;
+- one process at a time per run (`fcntl` lock on `runs/<name>/.lock`).
+
+    store = RunStore(Path("runs/demo"))
+    with store.locked():
+        st = store.stage("synth")
+        st.append("sessions.jsonl", session)
+        for s in st.read("sessions.jsonl", Session): ...
+"""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
+
+from .errors import UserError
+
+T = TypeVar("T", bound=BaseModel)
+
+
+def atomic_write(path: Path, data: str | bytes) -> None:
+    """Write a whole file so that readers see the old or the new content, never a mix."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data.encode("utf-8") if isinstance(data, str) else data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def dump_json(obj: Any) -> str:
+    if isinstance(obj, BaseModel):
+        return obj.model_dump_json()
+    return json.dumps(obj, ensure_ascii=False, default=str)
+
+
+def read_jsonl_dicts(path: Path) -> Iterator[dict]:
+    """Yield JSON objects from a JSONL file, skipping a torn (unparseable) line left by a crash."""
+    if not path.exists():
+        return
+    with path.open("r", encoding="utf-8") as f:
+        for line in f:
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a half-written line from a killed process
+            if isinstance(obj, dict):
+                yield obj
+
+
+class StageDir:
+    """One stage's folder of artifacts."""
+
+    def __init__(self, path: Path, name: str):
+        self.path = path
+        self.name = name
+        path.mkdir(parents=True, exist_ok=True)
+
+    def file(self, name: str) -> Path:
+        return self.path / name
+
+    def append(self, file: str, record: BaseModel | dict) -> None:
+        self.append_many(file, [record])
+
+    def append_many(self, file: str, records: Iterable[BaseModel | dict]) -> None:
+        lines = "".join(dump_json(r) + "\n" for r in records)
+        if not lines:
+            return
+        with self.file(file).open("a", encoding="utf-8") as f:
+            f.write(lines)
+            f.flush()
+            os.fsync(f.fileno())
+
+    def read(self, file: str, model: type[T]) -> Iterator[T]:
+        """Records of `file`, deduplicated by id (the first copy wins)."""
+        seen: set[str] = set()
+        for obj in read_jsonl_dicts(self.file(file)):
+            rid = obj.get("id")
+            if rid is not None:
+                if rid in seen:
+                    continue
+                seen.add(rid)
+            yield model.model_validate(obj)
+
+    def read_dicts(self, file: str) -> Iterator[dict]:
+        seen: set[str] = set()
+        for obj in read_jsonl_dicts(self.file(file)):
+            rid = obj.get("id")
+            if rid is not None and rid in seen:
+                continue
+            if rid is not None:
+                seen.add(rid)
+            yield obj
+
+    def ids(self, file: str) -> set[str]:
+        return {str(o["id"]) for o in read_jsonl_dicts(self.file(file)) if "id" in o}
+
+    def write_records(self, file: str, records: Iterable[BaseModel | dict]) -> int:
+        """Replace `file` atomically with `records`; returns how many were written."""
+        lines = [dump_json(r) for r in records]
+        atomic_write(self.file(file), "".join(line + "\n" for line in lines))
+        return len(lines)
+
+    def write_text(self, file: str, text: str) -> Path:
+        atomic_write(self.file(file), text)
+        return self.file(file)
+
+    def write_json(self, file: str, obj: Any) -> Path:
+        return self.write_text(file, json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n")
+
+    def read_json(self, file: str, default: Any = None) -> Any:
+        p = self.file(file)
+        return json.loads(p.read_text(encoding="utf-8")) if p.exists() else default
+
+    # -- completion marker -------------------------------------------------
+    @property
+    def done_file(self) -> Path:
+        return self.path / "_done.json"
+
+    def is_done(self) -> bool:
+        return self.done_file.exists()
+
+    def mark_done(self, summary: dict | None = None) -> None:
+        """Written last: a stage with this marker is complete and is skipped on rerun."""
+        atomic_write(self.done_file, json.dumps(summary or {}, indent=2, default=str) + "\n")
+
+    def summary(self) -> dict:
+        return self.read_json("_done.json", {}) or {}
+
+    def reset(self) -> None:
+        """Forget completion so the stage runs again (its records are kept and reused)."""
+        with contextlib.suppress(FileNotFoundError):
+            self.done_file.unlink()
+
+
+class RunStore:
+    """A run directory `runs/<name>/` holding one folder per stage."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._lock_fd: int | None = None
+
+    def stage(self, name: str) -> StageDir:
+        assert name and "/" not in name and not name.startswith("."), f"bad stage name {name!r}"
+        return StageDir(self.root / name, name)
+
+    def path(self, *parts: str) -> Path:
+        return self.root.joinpath(*parts)
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[RunStore]:
+        """Hold the run's lock; a second process on the same run gets a clear error."""
+        if self._lock_fd is not None:  # re-entrant within one process
+            yield self
+            return
+        fd = os.open(self.root / ".lock", os.O_CREAT | os.O_RDWR, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise UserError(
+                f"{self.root}: another hybridtune process is writing this run; wait for it or stop it"
+            ) from None
+        self._lock_fd = fd
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, str(os.getpid()).encode())
+            yield self
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+            self._lock_fd = None

@@ -1,0 +1,105 @@
+"""Shared fixtures: a temporary run directory behind every path, a queue-driven fake model,
+the real embedded model, and a real llama.cpp OpenAI-compatible server on 127.0.0.1."""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data"
+
+
+def shared_data(*parts: str) -> Path:
+    """A path under ../shared/data; tests that need it skip when the checkout has none."""
+    p = SHARED.joinpath(*parts)
+    if not p.exists():
+        pytest.skip(f"{p} not present (shared data sets are beside the checkout in dev and CI)")
+    return p
+
+
+@pytest.fixture
+def make_cfg(tmp_path):
+    """Build a validated config whose run dir lives in tmp_path; endpoint 'local' is fake by default."""
+    from hybridtune.config import load_config
+
+    def make(*overrides: str, backend: str = "fake", path: str | None = None):
+        base = [f"runs_dir={tmp_path / 'runs'}", "quiet=true"]
+        if backend:
+            base.append(f"endpoints.local.backend={backend}")
+        return load_config(path, [*base, *overrides])
+
+    return make
+
+
+@pytest.fixture
+def fake_ctx(make_cfg):
+    """A run context whose every role answers from a FakeBackend (queue + schema stand-ins)."""
+    from hybridtune.context import open_run
+    from hybridtune.llm import LLMPool
+    from hybridtune.llm.fake import FakeBackend
+
+    def make(*overrides: str, replies=None, responder=None):
+        cfg = make_cfg(*overrides)
+        pool = LLMPool(cfg)
+        fake = FakeBackend.with_replies(list(replies or []), responder=responder)
+        pool.install("local", fake)
+        return open_run(cfg, pool=pool), fake
+
+    return make
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def gguf_path() -> Path:
+    from hybridtune.llm.llamacpp import find_gguf
+
+    return find_gguf("smollm2")
+
+
+@pytest.fixture(scope="session")
+def llama_server(gguf_path, tmp_path_factory):
+    """A real `python -m llama_cpp.server` on 127.0.0.1 serving the packaged GGUF; stopped by PID."""
+    port = free_port()
+    log = tmp_path_factory.mktemp("llama_server") / "server.log"
+    with log.open("w") as fh:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf_path), "--host", "127.0.0.1",
+             "--port", str(port), "--n_ctx", "2048", "--model_alias", "smollm2"],
+            stdout=fh, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+    url = f"http://127.0.0.1:{port}/v1"
+    deadline = time.time() + 120
+    import httpx
+
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"llama_cpp.server exited: {log.read_text()[-2000:]}")
+        try:
+            if httpx.get(f"{url}/models", timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.5)
+    else:
+        os.killpg(proc.pid, signal.SIGKILL)
+        raise RuntimeError("llama_cpp.server did not come up in 120 s")
+    yield url
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
