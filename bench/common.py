@@ -1,0 +1,56 @@
+"""Shared helpers for benchmark scripts: every figure is a ratio against a baseline measured
+in the same run, recorded with the command that reproduces it.
+
+Each `bench/<name>.py` calls `record(name, [Result(...), ...])`, which writes
+`bench/out/<name>.json`; `bench/run_all.py` runs them all and renders docs/benchmarks.md.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "bench" / "out"
+SHARED = ROOT.parent / "shared" / "data"
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+@dataclass
+class Result:
+    benchmark: str          # what is measured
+    figure: str             # the measured value, with unit ("812 tok/s")
+    baseline: str           # what it is compared against, measured in the same run
+    ratio: float | None     # figure / baseline (or the metric itself where no ratio applies)
+    target: str             # e.g. ">= 0.95"
+    met: bool | None        # None where there is no target
+    command: str            # how to reproduce
+    notes: str = ""
+    extra: dict = field(default_factory=dict)
+
+
+def record(name: str, results: list[Result]) -> Path:
+    OUT.mkdir(parents=True, exist_ok=True)
+    path = OUT / f"{name}.json"
+    payload = {
+        "name": name,
+        "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+        "results": [asdict(r) for r in results],
+    }
+    path.write_text(json.dumps(payload, indent=2) + "\n")
+    for r in results:
+        mark = "" if r.met is None else (" [met]" if r.met else " [NOT met]")
+        print(f"{r.benchmark}: {r.figure} vs {r.baseline} -> ratio {r.ratio} (target {r.target}){mark}")
+    return path
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far (Linux ru_maxrss is in KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
