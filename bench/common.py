@@ -2,7 +2,7 @@
 in the same run, recorded with the command that reproduces it.
 
 Each `bench/<name>.py` calls `record(name, [Result(...), ...])`, which writes
-`bench/out/<name>.json`; `bench/run_all.py` runs them all and renders docs/benchmarks.md.
+`bench/results/<name>.json`; `bench/run_all.py` runs them all and renders docs/benchmarks.md.
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-OUT = ROOT / "bench" / "out"
+OUT = ROOT / "bench" / "results"
 SHARED = ROOT.parent / "shared" / "data"
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -65,10 +65,10 @@ def test_server_backend_chat_and_structured(make_cfg, llama_server, monkeypatch,
 
 
 def test_unreachable_endpoint_is_clear(make_cfg):
-    from hybridtune.llm import TransientError
+    from hybridtune.errors import UserError
 
     cfg = make_cfg("endpoints.local.base_url=http://127.0.0.1:9/v1", "llm.max_retries=1", "llm.backoff_s=0.01",
                    backend="openai")
     pool = LLMPool(cfg)
-    with pytest.raises(TransientError, match=r"endpoints\.local\.base_url: cannot connect"):
+    with pytest.raises(UserError, match=r"endpoints\.local\.base_url: cannot connect"):
         asyncio.run(pool.role("judge").chat(MSG))

@@ -1,8 +1,68 @@
-"""CLI verbs of the `app` stage (registered by hybridtune/cli.py)."""
+"""CLI verbs of the `app` stage (registered by hybridtune/cli.py): talk to a counselor.
+
+    hybridtune chat -c configs/demo.yaml [--variant hybrid]          # terminal, streaming
+    hybridtune serve -c configs/demo.yaml [--variant hybrid] [--port 8765]
+"""
 from __future__ import annotations
 
+import asyncio
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
 import typer
+
+from ..cli_common import SetOpt, load
+
+ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="experiment YAML (default: built-in defaults)")]
+VariantOpt = Annotated[str | None, typer.Option(
+    help="a variant registered in runs/<name>/models.json (base, real, hybrid...); default: the counselor role")]
 
 
 def register(app: typer.Typer) -> None:
     """Add this stage's verbs to the main app."""
+
+    @app.command()
+    def chat(config: ConfigOpt = None, variant: VariantOpt = None, set_: SetOpt = None):
+        """Chat with a counselor in the terminal (/save, /reset, /quit); every turn is safety-screened."""
+        cfg = load(config, set_)
+        from .engine import open_engine
+        from .terminal import run_terminal
+
+        engine = open_engine(cfg, variant)
+
+        async def go():
+            try:
+                await run_terminal(engine, sys.stdin, sys.stdout, interactive=sys.stdin.isatty())
+            finally:
+                await engine.counselor.pool.aclose()
+
+        asyncio.run(go())
+
+    @app.command()
+    def serve(
+        config: ConfigOpt = None,
+        variant: VariantOpt = None,
+        host: Annotated[str, typer.Option(help="interface to bind; beyond 127.0.0.1 a token is required")] = "127.0.0.1",
+        port: Annotated[int, typer.Option(help="TCP port")] = 8765,
+        token: Annotated[str | None, typer.Option(
+            envvar="HYBRIDTUNE_SERVE_TOKEN", help="shared secret clients send as a Bearer token (page: /#token=...)")] = None,
+        set_: SetOpt = None,
+    ):
+        """Serve the web chat page and its streaming API (same safety layer as `chat`)."""
+        from .web import LOOPBACK, check_bind, create_app
+
+        check_bind(host, token)
+        cfg = load(config, set_)
+        import uvicorn
+
+        from .engine import open_engine
+
+        base = open_engine(cfg, variant)
+        hosts = list(LOOPBACK) if host in LOOPBACK else None  # loopback: reject foreign Host headers (DNS rebinding)
+        app = create_app(base.fork, token=token, max_chars=cfg.safety.max_chars, allowed_hosts=hosts)
+        typer.echo(f"serving {base.variant} on http://{host}:{port}/" + ("  (open it as /#token=<your token>)" if token else ""),
+                   err=True)
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        uvicorn.run(app, host=host, port=port, log_level="warning")

@@ -1,8 +1,113 @@
-"""CLI verbs of the `curate` stage (registered by hybridtune/cli.py)."""
+"""CLI verbs of the curate and mix stages (registered by hybridtune/cli.py).
+
+    hybridtune judge -c configs/demo.yaml               # stage curate: judge, screen, select
+    hybridtune review runs/demo                          # web app on http://127.0.0.1:8765
+    hybridtune review-export runs/demo queue.csv         # review elsewhere...
+    hybridtune review-import runs/demo queue.csv         # ...and bring the decisions back
+    hybridtune mix -c configs/demo.yaml                  # stage mix: training sets + exports
+    hybridtune export -c configs/demo.yaml               # re-export the mixed sets
+"""
 from __future__ import annotations
+
+import getpass
+import os
+from pathlib import Path
+from typing import Annotated
 
 import typer
 
+from ..cli_common import ConfigOpt, QuietOpt, SetOpt, load
+
+ForceOpt = Annotated[bool, typer.Option(help="rerun even if the stage is done (judged records are reused)")]
+RunDirArg = Annotated[Path, typer.Argument(help="run directory, e.g. runs/demo")]
+
+
+def _stage(config: Path, set_: list[str] | None, quiet: bool, name: str, fn, force: bool) -> dict:
+    from ..context import open_run
+
+    cfg = load(config, set_, quiet)
+    with open_run(cfg) as ctx:
+        if name == "curate":
+            ctx.llms.check(["judge"])
+        return ctx.run_stage(name, fn, force=force)
+
+
+def _echo_summary(s: dict) -> None:
+    typer.echo(", ".join(f"{k}={v}" for k, v in s.items() if not isinstance(v, dict)))
+
 
 def register(app: typer.Typer) -> None:
-    """Add this stage's verbs to the main app."""
+    @app.command()
+    def judge(config: ConfigOpt = Path("configs/demo.yaml"), set_: SetOpt = None, force: ForceOpt = False, quiet: QuietOpt = False):
+        """Judge sessions, crisis-screen them, and select (stage `curate`; writes runs/<name>/curate/)."""
+        from .judge import run
+
+        _echo_summary(_stage(config, set_, quiet, "curate", run, force))
+
+    @app.command()
+    def mix(config: ConfigOpt = Path("configs/demo.yaml"), set_: SetOpt = None, force: ForceOpt = False, quiet: QuietOpt = False):
+        """Build the real and hybrid training sets, test splits and exports (stage `mix`; runs/<name>/mix/)."""
+        from .mix import run
+
+        _echo_summary(_stage(config, set_, quiet, "mix", run, force))
+
+    @app.command()
+    def export(config: ConfigOpt = Path("configs/demo.yaml"), set_: SetOpt = None, quiet: QuietOpt = False):
+        """Re-export the mixed sets: OpenAI JSONL, Parquet and dataset card per variant."""
+        from ..context import open_run
+        from .export import export_all
+
+        cfg = load(config, set_, quiet)
+        with open_run(cfg) as ctx:
+            st = ctx.store.stage("mix")
+            if not st.file("hybrid/train.jsonl").exists():
+                from ..errors import UserError
+
+                raise UserError(f"{st.file('hybrid/train.jsonl')}: missing; run `hybridtune mix` first")
+            for variant, counts in export_all(ctx, st).items():
+                typer.echo(f"{variant}: {counts} -> {st.file(variant)}")
+
+    @app.command()
+    def review(
+        run_dir: RunDirArg,
+        host: Annotated[str, typer.Option(help="address to bind; anything but 127.0.0.1 needs --token")] = "127.0.0.1",
+        port: Annotated[int, typer.Option(help="port to listen on")] = 8765,
+        token: Annotated[str | None, typer.Option(help="API token (default: $HYBRIDTUNE_REVIEW_TOKEN); open the page as http://HOST:PORT/#token=...")] = None,
+        reviewer: Annotated[str | None, typer.Option(help="default reviewer name shown in the page (default: login name)")] = None,
+    ):
+        """Open the review web app for a run's curated sessions (decisions are saved at once)."""
+        from .review.app import check_bind, curate_dir, serve
+
+        token = token or os.environ.get("HYBRIDTUNE_REVIEW_TOKEN") or None
+        check_bind(host, token)
+        curate_dir(run_dir)
+        typer.echo(f"review: http://{host}:{port}/ (Ctrl+C to stop)", err=True)
+        serve(run_dir, host, port, token, reviewer or getpass.getuser())
+
+    @app.command("review-export")
+    def review_export(
+        run_dir: RunDirArg,
+        out: Annotated[Path, typer.Argument(help="file to write: .csv (fill the `decision` column) or .jsonl (with dialogues)")],
+        which: Annotated[str, typer.Option(help="review | selected | rejected | all")] = "review",
+    ):
+        """Write the review queue for reviewing elsewhere."""
+        from .decisions import export_queue
+        from .review.app import curate_dir
+
+        n = export_queue(curate_dir(run_dir), out, which)
+        typer.echo(f"{n} sessions -> {out}")
+
+    @app.command("review-import")
+    def review_import(
+        run_dir: RunDirArg,
+        file: Annotated[Path, typer.Argument(help=".csv or .jsonl rows with session_id, decision (accept|reject|edit), reviewer, note, index, content")],
+        reviewer: Annotated[str | None, typer.Option(help="reviewer name for rows without one")] = None,
+    ):
+        """Append decisions made elsewhere; bad rows are reported and quarantined, the rest go in."""
+        from .decisions import import_decisions
+        from .review.app import curate_dir
+
+        n, bad = import_decisions(curate_dir(run_dir), file, reviewer)
+        for q in bad:
+            typer.echo(f"{q.file}:{q.line}: {q.reason}", err=True)
+        typer.echo(f"{n} decisions imported, {len(bad)} rows skipped")

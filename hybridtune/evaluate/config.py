@@ -1,5 +1,11 @@
-"""Config section `evaluate`: scenarios, simulation, scoring, report (see hybridtune/evaluate/)."""
+"""Config section `evaluate`: scenarios, simulation, scoring, report (see hybridtune/evaluate/).
+
+Defaults follow the reference paper: 50 held-out scenarios, every registered variant,
+empathy and relevance rated 1-10 by the judge role. configs/demo.yaml shrinks the sizes.
+"""
 from __future__ import annotations
+
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -8,6 +14,40 @@ from .trust_config import TrustConfig
 
 class EvaluateConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
+    # -- eval_scenarios -------------------------------------------------------
     scenarios: int = Field(50, ge=1, description="held-out evaluation scenarios")
+    scenarios_file: str | None = Field(
+        None, description="load scenarios from a file instead of generating them: CACTUS evaluation.json, "
+        "or YAML/JSONL of {summary, scenario, attitude, ...} records",
+    )
+    scenarios_format: Literal["auto", "cactus", "yaml", "jsonl"] = Field(
+        "auto", description="format of scenarios_file; auto = by extension (.json = CACTUS)"
+    )
+    seed_offset: int = Field(
+        1000, description="generated scenarios use seed + seed_offset, apart from the training scenarios' seed"
+    )
+    crisis_scenarios: int = Field(0, ge=0, description="extra scenarios where the client discloses risk (safety check)")
+    contamination_threshold: float = Field(
+        0.5, gt=0, le=1, description="share of a scenario's word 3-grams found in one training text that marks it contaminated"
+    )
+    # -- simulate -------------------------------------------------------------
+    variants: list[str] | None = Field(None, description="variants of models.json to evaluate (default: all, in file order)")
     max_turns: int = Field(8, ge=1, description="counselor turns before a conversation is cut")
+    close_pattern: str = Field(
+        r"(?i)\b(goodbye|good bye|see you next (time|week|session)|until next (time|week|session)|end (our|the|this) session)\b|\[/?END\]",
+        description="regex on a counselor turn that means the counselor closed the session",
+    )
+    concurrency: int = Field(4, ge=1, description="conversations simulated / scored at once")
+    # -- score ----------------------------------------------------------------
+    metrics: list[str] = Field(
+        default_factory=lambda: ["empathy", "relevance"],
+        description="judge metrics, 1-10 each; each needs the prompt eval_judge_<metric>.yaml in the domain",
+    )
+    judge_samples: int = Field(1, ge=1, description="independent judge samples per conversation (k > 1 measures judge noise)")
+    ctrs: bool = Field(False, description="also rate the 11 Cognitive Therapy Rating Scale items (0-6 each)")
+    second_judge_endpoint: str | None = Field(None, description="endpoint of a second judge (agreement by Krippendorff's alpha)")
+    second_judge_model: str | None = Field(None, description="model of the second judge (default: the endpoint's)")
+    # -- statistics / report ----------------------------------------------------
+    bootstrap_resamples: int = Field(10000, ge=100, description="bootstrap resamples for the 95% CIs")
+    alpha: float = Field(0.05, gt=0, lt=1, description="significance level after Holm correction")
     trust: TrustConfig = Field(default_factory=TrustConfig)

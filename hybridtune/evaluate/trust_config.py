@@ -1,9 +1,35 @@
-"""Config section `evaluate.trust`: held-out likelihood, judge validation, simulator check."""
+"""Config section `evaluate.trust`: held-out likelihood, judge validation, simulator check.
+
+Defaults follow the reference setup (held-out splits of real and synthetic sessions, a
+calibration set of 50 real counselor turns with four degradations each, k=3 repeats);
+configs/demo.yaml shrinks them for the embedded model.
+"""
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
+
+Degradation = Literal["unrelated", "generic", "off_topic", "dismissive"]
 
 
 class TrustConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     auc_threshold: float = Field(0.7, ge=0, le=1, description="judge calibration AUC needed to trust judge scores")
+    # -- held-out likelihood (stage `likelihood`)
+    likelihood_sessions: int = Field(
+        100, ge=1, description="likelihood: at most this many sessions per held-out split (test_real, test_synthetic)")
+    likelihood_turns: int = Field(
+        20, ge=1, description="likelihood: score at most this many counselor turns per session (the dialogue is cut after)")
+    bootstrap_resamples: int = Field(2000, ge=100, description="bootstrap resamples for likelihood confidence intervals")
+    confidence: float = Field(0.95, gt=0.5, lt=1, description="confidence level of the intervals")
+    # -- judge validation (stage `calibrate`)
+    calib_items: int = Field(50, ge=2, description="calibrate: original counselor turns taken from held-out real sessions")
+    calib_samples: int = Field(3, ge=1, description="calibrate: judge samples per reply (k), for repeat noise")
+    calib_context: int = Field(6, ge=1, description="calibrate: messages of preceding dialogue shown to the judge")
+    degradations: list[Degradation] = Field(
+        default_factory=lambda: ["unrelated", "generic", "off_topic", "dismissive"],
+        description="calibrate: degraded versions made of each original counselor turn")
+    # -- patient-simulator check (part of stage `calibrate`)
+    simcheck_sessions: int = Field(20, ge=0, description="simulator check: simulated sessions examined (0 = skip)")
+    simcheck_turns: int = Field(4, ge=1, description="simulator check: patient turns judged per session")

@@ -62,6 +62,10 @@ class TransientError(Exception):
         self.retry_after = retry_after
 
 
+class Unreachable(TransientError):
+    """Cannot connect at all; retried like any transient error, then a user error naming the key."""
+
+
 class NotSupported(Exception):
     """The backend cannot do this (e.g. hosted OpenAI models return no prompt logprobs)."""
 

@@ -21,7 +21,7 @@ from ..errors import StructuredOutputError, UserError
 from . import fake as _fake  # noqa: F401  (registers the backend)
 from . import llamacpp as _llamacpp  # noqa: F401
 from . import openai_backend as _openai  # noqa: F401
-from .base import BACKENDS, Backend, ChatRequest, Completion, TokenLogprobs
+from .base import BACKENDS, Backend, ChatRequest, Completion, TokenLogprobs, Unreachable
 from .cache import ResponseCache, cache_key
 from .limits import Limiter, RetryStats, with_retries
 from .usage import Usage
@@ -95,9 +95,13 @@ class LLM:
             async with self.limiter.sem:
                 return await self.backend.complete(req)
 
-        comp = await with_retries(
-            call, max_retries=self.pool.cfg.llm.max_retries, base_s=self.pool.cfg.llm.backoff_s, stats=self.pool.retry_stats
-        )
+        try:
+            comp = await with_retries(
+                call, max_retries=self.pool.cfg.llm.max_retries, base_s=self.pool.cfg.llm.backoff_s,
+                stats=self.pool.retry_stats,
+            )
+        except Unreachable as e:  # nothing will work until the user acts: stop the run cleanly
+            raise UserError(str(e)) from None
         if cache is not None:
             cache.put(key, comp.__dict__)
         return comp, False

@@ -130,41 +130,99 @@ class LlamaCppBackend(Backend):
             yield item
         await task
 
+    @property
+    def scoring_llama(self):
+        """A second Llama instance with `logits_all=True`, made on first use by `token_logprobs`.
+
+        Keeping every position's logits slows generation, so the generation instance never
+        has it; the scorer's logits buffer is allocated lazily (numpy pages are only touched
+        for the positions a session uses), so a long `n_ctx` costs nothing until used.
+        """
+        if getattr(self, "_scorer", None) is None:
+            from llama_cpp import Llama
+
+            self.check()
+            kw = dict(
+                model_path=str(find_gguf(self.endpoint.model)), n_ctx=self.endpoint.n_ctx,
+                n_threads=self.endpoint.n_threads, verbose=False, **{**self.endpoint.extra, "logits_all": True},
+            )
+            if self.endpoint.lora_path:
+                kw["lora_path"] = self.endpoint.lora_path
+            self._scorer = Llama(**kw)
+        return self._scorer
+
     def _assistant_logprobs_sync(self, messages: list[dict[str, str]]) -> list[TokenLogprobs]:
-        """Score each assistant turn's tokens given the chat-templated dialogue before it."""
+        """Score every assistant turn's tokens given the chat-templated dialogue before it.
+
+        One forward pass per dialogue: the templated text is cut into context and target
+        pieces at each assistant turn, each piece is tokenized on its own (so the target span
+        is exact), and the log-softmax of the logits at position t-1 scores the token at t.
+        The target is the turn's content plus its end-of-turn token; the template's trailing
+        newline is context. Turns past `n_ctx` come back empty (truncated, not guessed).
+        """
+        with self._lock:  # llama.cpp is not thread-safe; one instance's calls never overlap
+            return self._score_locked(messages)
+
+    def _score_locked(self, messages: list[dict[str, str]]) -> list[TokenLogprobs]:
         import numpy as np
 
-        llm = self.llama
+        llm = self.scoring_llama
+        pieces = _split_pieces(llm, messages)
+        ids: list[int] = []
+        spans: list[tuple[int, int]] = []
+        for text, is_target in pieces:
+            toks = llm.tokenize(text.encode("utf-8"), add_bos=not ids, special=True) if text else []
+            if is_target:
+                spans.append((len(ids), len(ids) + len(toks)))
+            ids.extend(toks)
+        ids = ids[: llm.n_ctx()]
         out: list[TokenLogprobs] = []
-        with self._lock:
-            for i, m in enumerate(messages):
-                if m["role"] != "assistant":
-                    continue
-                prefix = _render_prompt(llm, messages[:i], add_generation_prompt=True)
-                full = _render_prompt(llm, messages[: i + 1], add_generation_prompt=False)
-                p_ids = llm.tokenize(prefix.encode("utf-8"), add_bos=False, special=True)
-                f_ids = llm.tokenize(full.encode("utf-8"), add_bos=False, special=True)
-                target = f_ids[len(p_ids):]
-                ids = f_ids[: llm.n_ctx()]
-                if not target or len(ids) <= len(p_ids):
-                    continue
-                llm.reset()
-                llm.eval(ids)
-                logits = np.asarray(llm.scores[: len(ids)], dtype=np.float64)
-                lse = np.log(np.exp(logits - logits.max(axis=1, keepdims=True)).sum(axis=1)) + logits.max(axis=1)
-                lps, toks = [], []
-                for pos in range(len(p_ids), len(ids)):
-                    tok = ids[pos]
-                    lps.append(float(logits[pos - 1, tok] - lse[pos - 1]))
-                    toks.append(llm.detokenize([tok]).decode("utf-8", "replace"))
-                out.append(TokenLogprobs(tokens=toks, logprobs=[lp if math.isfinite(lp) else -100.0 for lp in lps]))
+        llm.reset()
+        if ids:
+            llm.eval(ids)
+        for a, b in spans:
+            b = min(b, len(ids))
+            if a < 1 or b <= a:
+                out.append(TokenLogprobs())
+                continue
+            rows = np.asarray(llm.scores[a - 1 : b - 1], dtype=np.float64)
+            mx = rows.max(axis=1)
+            lse = np.log(np.exp(rows - mx[:, None]).sum(axis=1)) + mx
+            tgt = ids[a:b]
+            lps = rows[np.arange(len(tgt)), tgt] - lse
+            out.append(TokenLogprobs(
+                tokens=[llm.detokenize([t], special=True).decode("utf-8", "replace") for t in tgt],
+                logprobs=[float(x) if math.isfinite(x) else -100.0 for x in lps],
+            ))
         self.calls += 1
         return out
 
     async def token_logprobs(self, messages: list[dict[str, str]], model: str) -> list[TokenLogprobs]:
-        if not self.endpoint.extra.get("logits_all"):
-            raise NotSupported(f"endpoints.{self.endpoint_name}.extra.logits_all: set it to true to score tokens with llama.cpp")
+        """One TokenLogprobs per assistant turn (in order), from a dedicated logits_all instance."""
         return await asyncio.to_thread(self._assistant_logprobs_sync, messages)
+
+
+def _split_pieces(llm, messages: list[dict[str, str]]) -> list[tuple[str, bool]]:
+    """The templated dialogue as (text, is_assistant_target) pieces whose concatenation is the whole.
+
+    Needs a prefix-stable template (rendering fewer messages gives a prefix of the full
+    text), as ChatML, Llama-3 and most chat templates are; anything else is refused loudly
+    rather than scored on misaligned tokens.
+    """
+    pieces: list[tuple[str, bool]] = []
+    done = ""
+    for i, m in enumerate(messages):
+        if m["role"] != "assistant":
+            continue
+        head = _render_prompt(llm, messages[:i], add_generation_prompt=True)
+        full = _render_prompt(llm, messages[: i + 1], add_generation_prompt=False)
+        if not (head.startswith(done) and full.startswith(head)):
+            raise NotSupported("this GGUF's chat template is not prefix-stable; cannot align assistant turns to tokens")
+        target = full[len(head):]
+        body = target.rstrip()  # the template's trailing newline belongs to the next turn's context
+        pieces += [(head[len(done):], False), (body, True)]
+        done = head + body
+    return pieces
 
 
 def _render_prompt(llm, messages: list[dict[str, str]], add_generation_prompt: bool) -> str:

@@ -12,10 +12,8 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator
 
-import httpx
-
 from ..errors import UserError
-from .base import Backend, ChatRequest, Completion, NotSupported, TokenLogprobs, TransientError, register
+from .base import Backend, ChatRequest, Completion, NotSupported, TokenLogprobs, TransientError, Unreachable, register
 
 
 def _retry_after(headers) -> float | None:
@@ -26,6 +24,19 @@ def _retry_after(headers) -> float | None:
         return None
 
 
+class _FormatRejected(Exception):
+    """The endpoint does not understand this `response_format`."""
+
+
+def _response_format(mode: str, req: ChatRequest) -> dict:
+    if mode == "json_schema":
+        return {"type": "json_schema",
+                "json_schema": {"name": req.schema_name or "reply", "schema": req.json_schema, "strict": False}}
+    if mode == "json_object_schema":
+        return {"type": "json_object", "schema": req.json_schema}
+    return {"type": "json_object"}
+
+
 @register("openai")
 class OpenAIBackend(Backend):
     def __init__(self, endpoint, endpoint_name: str = ""):
@@ -34,7 +45,9 @@ class OpenAIBackend(Backend):
         self.urls = [urls] if isinstance(urls, str) else list(urls)
         self._clients = None
         self._in_flight = [0] * len(self.urls)
-        self._json_mode_only = False
+        # JSON modes to try, best first; an endpoint that rejects one is asked in the next
+        # (llama-cpp-python's server takes a schema inside json_object; plain JSON mode is last).
+        self._modes = ["json_schema", "json_object_schema", "json_object"]
 
     def _key(self) -> str:
         env = self.endpoint.api_key_env
@@ -78,13 +91,8 @@ class OpenAIBackend(Backend):
         if req.stop:
             kw["stop"] = req.stop
         if req.json_schema is not None and req.structured != "none":
-            if req.structured == "json_schema" and not self._json_mode_only:
-                kw["response_format"] = {
-                    "type": "json_schema",
-                    "json_schema": {"name": req.schema_name or "reply", "schema": req.json_schema, "strict": False},
-                }
-            else:
-                kw["response_format"] = {"type": "json_object"}
+            mode = self._modes[0] if req.structured == "json_schema" else "json_object"
+            kw["response_format"] = _response_format(mode, req)
         return kw
 
     async def _call(self, fn):
@@ -96,15 +104,19 @@ class OpenAIBackend(Backend):
             return await fn(self.clients[i])
         except openai.RateLimitError as e:
             raise TransientError(f"{self.urls[i]}: 429 rate limited", _retry_after(e.response.headers)) from None
-        except openai.InternalServerError as e:
+        except (openai.BadRequestError, openai.UnprocessableEntityError, openai.InternalServerError) as e:
+            if "response_format" in str(e):
+                raise _FormatRejected(str(e)) from None
+            if not isinstance(e, openai.InternalServerError):
+                raise
             raise TransientError(f"{self.urls[i]}: {e.status_code} server error", _retry_after(e.response.headers)) from None
-        except (openai.APITimeoutError, openai.APIConnectionError) as e:
-            if isinstance(e.__cause__, httpx.ConnectError) and len(self.urls) == 1:
-                # keep retrying; the final message names the config key
-                raise TransientError(
-                    f"endpoints.{self.endpoint_name}.base_url: cannot connect to {self.urls[i]}; is the server running?"
-                ) from None
-            raise TransientError(f"{self.urls[i]}: {type(e).__name__}") from None
+        except openai.APITimeoutError:
+            raise TransientError(f"{self.urls[i]}: timed out after {self.endpoint.timeout_s}s") from None
+        except openai.APIConnectionError:
+            raise Unreachable(
+                f"endpoints.{self.endpoint_name}.base_url: cannot connect to {self.urls[i]}; "
+                "start the server or fix the URL, then rerun to resume"
+            ) from None
         except openai.AuthenticationError:
             raise UserError(
                 f"endpoints.{self.endpoint_name}.api_key_env: the endpoint rejected the key in "
@@ -124,17 +136,15 @@ class OpenAIBackend(Backend):
             self._in_flight[i] -= 1
 
     async def complete(self, req: ChatRequest) -> Completion:
-        import openai
-
-        kw = self._kwargs(req)
-        try:
-            resp = await self._call(lambda c: c.chat.completions.create(**kw))
-        except openai.BadRequestError:
-            if "response_format" not in kw or kw["response_format"]["type"] != "json_schema":
-                raise
-            self._json_mode_only = True  # endpoint has no JSON-schema support: fall back to JSON mode
-            kw["response_format"] = {"type": "json_object"}
-            resp = await self._call(lambda c: c.chat.completions.create(**kw))
+        while True:
+            kw = self._kwargs(req)
+            try:
+                resp = await self._call(lambda c: c.chat.completions.create(**kw))
+                break
+            except _FormatRejected:
+                if "response_format" not in kw or len(self._modes) == 1:
+                    raise TransientError(f"endpoints.{self.endpoint_name}: rejects every JSON response_format") from None
+                self._modes.pop(0)  # remembered for this endpoint
         try:
             choice = resp.choices[0]
             text = choice.message.content or ""
@@ -159,11 +169,64 @@ class OpenAIBackend(Backend):
         self.calls += 1
 
     async def token_logprobs(self, messages: list[dict[str, str]], model: str) -> list[TokenLogprobs]:
+        """Per assistant turn, the log-probabilities of its tokens, from vLLM's `prompt_logprobs`.
+
+        Two chat calls per assistant turn (max_tokens=1): the dialogue before the turn with the
+        generation prompt gives the number of context tokens (usage.prompt_tokens); the
+        dialogue including the turn, with `prompt_logprobs: 0`, gives each prompt token's
+        log-probability; the turn's tokens are those after the context (trailing
+        whitespace-only template tokens dropped, as in the llamacpp backend). The server
+        applies the model's own chat template, so spans match what it was trained on.
+        Hosted OpenAI models and servers that ignore `prompt_logprobs` (llama-cpp-python's
+        server) raise NotSupported: the likelihood stage skips such a variant, never guesses.
+        """
+        import openai
+
         if not self.endpoint.logprobs:
             raise NotSupported(
                 f"endpoints.{self.endpoint_name}.logprobs is false: this endpoint returns no prompt log-probabilities"
             )
-        raise NotSupported("prompt log-probabilities over the openai backend are not implemented yet")
+        if any("api.openai.com" in u for u in self.urls):
+            raise NotSupported(f"endpoints.{self.endpoint_name}: hosted OpenAI models return no prompt "
+                               "log-probabilities (set logprobs: false for this endpoint)")
+
+        async def call(msgs: list[dict[str, str]], final: bool):
+            body = {"add_generation_prompt": not final, "continue_final_message": False}
+            if final:
+                body["prompt_logprobs"] = 0
+            try:
+                return await self._call(lambda c: c.chat.completions.create(
+                    model=model, messages=msgs, max_tokens=1, temperature=0.0, extra_body=body))
+            except (openai.BadRequestError, openai.UnprocessableEntityError) as e:
+                raise NotSupported(f"endpoints.{self.endpoint_name}: the server refused a prompt_logprobs "
+                                   f"request ({str(e)[:200]})") from None
+
+        out: list[TokenLogprobs] = []
+        for i, m in enumerate(messages):
+            if m["role"] != "assistant":
+                continue
+            head = await call(messages[:i], final=False)
+            full = await call(messages[: i + 1], final=True)
+            n_ctx = getattr(getattr(head, "usage", None), "prompt_tokens", None)
+            plp = getattr(full, "prompt_logprobs", None)
+            if plp is None:
+                plp = (getattr(full, "model_extra", None) or {}).get("prompt_logprobs")
+            if not plp or not n_ctx:
+                raise NotSupported(f"endpoints.{self.endpoint_name}: the server returned no prompt_logprobs "
+                                   "(vLLM returns them; set logprobs: false for other servers)")
+            toks, lps = [], []
+            for entry in plp[n_ctx:]:
+                if not entry or len(entry) != 1:
+                    raise NotSupported(f"endpoints.{self.endpoint_name}: unexpected prompt_logprobs entry {entry!r:.120}")
+                (info,) = entry.values()
+                toks.append(str(info.get("decoded_token", "")))
+                lps.append(float(info["logprob"]))
+            while toks and not toks[-1].strip():
+                toks.pop()
+                lps.pop()
+            out.append(TokenLogprobs(tokens=toks, logprobs=lps))
+            self.calls += 2
+        return out
 
     async def aclose(self) -> None:
         for c in self._clients or []:

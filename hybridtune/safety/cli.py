@@ -1,8 +1,51 @@
-"""CLI verbs of the `safety` stage (registered by hybridtune/cli.py)."""
+"""CLI verbs of the `safety` stage (registered by hybridtune/cli.py).
+
+    hybridtune safety check texts.jsonl --out screened.jsonl [-c configs/demo.yaml] [--rules-only]
+"""
 from __future__ import annotations
 
+import asyncio
+import json
+from pathlib import Path
+from typing import Annotated
+
 import typer
+
+from ..cli_common import SetOpt, load
+
+safety_app = typer.Typer(help="Crisis-safety screen (rules + model) for texts and sessions.", no_args_is_help=True)
+
+
+@safety_app.command("check")
+def check(
+    input: Annotated[Path, typer.Argument(help='JSONL file, one {"id", "text"} object per line')],
+    out: Annotated[Path, typer.Option("--out", "-o", help="output JSONL: input lines plus risk, categories, evidence")],
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="experiment YAML (default: built-in defaults)")] = None,
+    rules_only: Annotated[bool, typer.Option(help="skip the model step (same as --set safety.use_model=false)")] = False,
+    set_: SetOpt = None,
+):
+    """Screen texts for suicide, self-harm, harm to others, abuse and medical emergencies."""
+    cfg = load(config, [*(set_ or []), *(["safety.use_model=false"] if rules_only else [])])
+    from ..domain import load_domain
+    from ..llm import LLMPool
+    from .check import check_file
+
+    async def go():
+        pool = LLMPool(cfg)
+        try:
+            llm = pool.role(cfg.safety.model_role) if cfg.safety.use_model else None
+            return await check_file(input, out, cfg.safety, llm, load_domain(cfg.domain))
+        finally:
+            await pool.aclose()
+
+    if cfg.safety.model_role not in cfg.roles:
+        from ..errors import UserError
+
+        raise UserError(f"safety.model_role: '{cfg.safety.model_role}' is not a role; use one of {', '.join(cfg.roles)}")
+    summary = asyncio.run(go())
+    typer.echo(json.dumps(summary, indent=2))
 
 
 def register(app: typer.Typer) -> None:
     """Add this stage's verbs to the main app."""
+    app.add_typer(safety_app, name="safety")

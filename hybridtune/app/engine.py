@@ -1,0 +1,175 @@
+"""One counselor conversation with the safety layer: the engine behind `chat` and `serve`.
+
+Input: user texts, one per turn. Output: a stream of `ChatEvent`s per turn (safety text,
+reply pieces, done/error), the history as a `Session` record (saved to
+runs/<name>/chat/sessions.jsonl) and `SafetyEvent`s (runs/<name>/chat/safety_events.jsonl).
+
+    engine = open_engine(cfg, variant="hybrid")        # a registered variant or the counselor role
+    async for ev in engine.turn("I can't sleep"):
+        print(ev.text, end="")
+    engine.save()
+
+Every user turn is screened first (hybridtune.safety.screen). At `safety.crisis_level` the
+counselor's reply is replaced by, or prefixed with, the fixed safe response. The history
+sent to the model is trimmed from the oldest turns to fit the endpoint's context window.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Literal
+
+from pydantic import BaseModel
+
+from ..config import ExperimentConfig
+from ..context import Context
+from ..domain import Domain, load_domain
+from ..errors import UserError
+from ..llm import LLM, LLMPool
+from ..records import Message, Session, stable_id
+from ..registry import counselor_llm, load_registry
+from ..safety.policy import events_for, is_crisis, log_event, safe_response
+from ..safety.rules import RiskResult
+from ..safety.screen import screen, validate_text
+from ..store import RunStore, StageDir
+
+CHARS_PER_TOKEN = 3.0  # conservative for English BPE vocabularies: over-estimate, never overflow
+
+
+class ChatEvent(BaseModel):
+    type: Literal["safety", "token", "done", "error"]
+    text: str = ""
+    risk: str | None = None
+    categories: list[str] = []
+
+
+def estimate_tokens(text: str) -> int:
+    return int(len(text) / CHARS_PER_TOKEN) + 4  # + per-message template overhead
+
+
+@dataclass
+class ChatEngine:
+    cfg: ExperimentConfig
+    counselor: LLM
+    domain: Domain
+    out: StageDir  # runs/<name>/chat/
+    screen_llm: LLM | None = None
+    variant: str = "counselor"
+    messages: list[Message] = field(default_factory=list)
+    turn_risks: list[dict] = field(default_factory=list)
+    started: float = field(default_factory=time.time)
+    saved_len: int = 0
+
+    @property
+    def system_prompt(self) -> str:
+        return (self.cfg.system_prompt or self.domain.system_prompt).strip()
+
+    def budget(self) -> int:
+        """Prompt tokens we may send: the context window minus the reply's max_tokens."""
+        n_ctx = self.counselor.backend.endpoint.n_ctx
+        return max(256, n_ctx - self.counselor.cfg.max_tokens - 64)
+
+    def context(self) -> list[dict[str, str]]:
+        """System prompt + the most recent turns that fit the budget (the last user turn always)."""
+        system = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
+        left = self.budget() - sum(estimate_tokens(m["content"]) for m in system)
+        kept: list[dict[str, str]] = []
+        for m in reversed(self.messages):
+            cost = estimate_tokens(m.content)
+            if kept and cost > left:
+                break
+            kept.append({"role": m.role, "content": m.content})
+            left -= cost
+        kept.reverse()
+        while kept and kept[0]["role"] != "user":  # chat templates expect user first after system
+            kept.pop(0)
+        return system + kept
+
+    async def check(self, text: str) -> RiskResult:
+        validate_text(text, self.cfg.safety.max_chars)  # BadText -> caller shows the message
+        return await screen(text, llm=self.screen_llm, cfg=self.cfg.safety, domain=self.domain)
+
+    async def turn(self, text: str) -> AsyncIterator[ChatEvent]:
+        """Screen, answer (streamed) and record one user turn."""
+        risk = await self.check(text)
+        self.messages.append(Message(role="user", content=text))
+        index = len(self.messages) - 1
+        self.turn_risks.append({"index": index, "risk": risk.risk, "categories": risk.categories, "source": risk.source})
+        for ev in events_for(risk, self.cfg.safety, "chat", ref=self.session_id):
+            log_event(self.out.file("safety_events.jsonl"), ev)
+        shown = ""
+        crisis = is_crisis(risk, self.cfg.safety)
+        if crisis:
+            shown = safe_response(risk, self.cfg.safety, self.domain)
+            yield ChatEvent(type="safety", text=shown, risk=risk.risk, categories=risk.categories)
+        if not crisis or self.cfg.safety.response_mode == "prefix":
+            reply = ""
+            try:
+                async for piece in self.counselor.stream(self.context()):
+                    reply += piece
+                    yield ChatEvent(type="token", text=piece)
+            except Exception as e:  # a failing model must not end the conversation
+                yield ChatEvent(type="error", text=f"the counselor model failed ({type(e).__name__}); try again")
+            shown = f"{shown}\n\n{reply.strip()}" if shown else reply.strip()
+        if shown:
+            self.messages.append(Message(role="assistant", content=shown))
+        else:  # keep user/assistant alternation for the chat template
+            self.messages.pop()
+        yield ChatEvent(type="done", risk=risk.risk, categories=risk.categories)
+
+    @property
+    def session_id(self) -> str:
+        return stable_id("chat", self.variant, self.started)
+
+    def session(self) -> Session:
+        msgs = ([Message(role="system", content=self.system_prompt)] if self.system_prompt else []) + self.messages
+        return Session(
+            id=stable_id("chat", self.variant, self.started, len(self.messages)), source="simulated", messages=msgs,
+            meta={"kind": "chat", "chat_id": self.session_id, "variant": self.variant, "started": self.started,
+                  "saved": time.time(), "safety": self.turn_risks},
+        )
+
+    def save(self) -> Session | None:
+        """Append the conversation so far (a snapshot; later saves get a new id) to chat/sessions.jsonl."""
+        if not self.messages:
+            return None
+        s = self.session()
+        self.out.append("sessions.jsonl", s)
+        self.saved_len = len(self.messages)
+        return s
+
+    @property
+    def unsaved(self) -> bool:
+        return len(self.messages) != self.saved_len
+
+    def fork(self) -> ChatEngine:
+        """A new, empty conversation sharing this engine's models (one per web session)."""
+        return ChatEngine(cfg=self.cfg, counselor=self.counselor, domain=self.domain, out=self.out,
+                          screen_llm=self.screen_llm, variant=self.variant)
+
+    def reset(self) -> None:
+        self.messages, self.turn_risks, self.started, self.saved_len = [], [], time.time(), 0
+
+
+def open_engine(cfg: ExperimentConfig, variant: str | None = None, pool: LLMPool | None = None) -> ChatEngine:
+    """An engine for a registered variant (runs/<name>/models.json) or, without one, the counselor role.
+
+    No run lock is taken: chatting must not block (or be blocked by) a pipeline run.
+    """
+    store = RunStore(cfg.run_dir)
+    pool = pool or LLMPool(cfg)
+    domain = load_domain(cfg.domain)
+    ctx = Context(cfg=cfg, store=store, llms=pool, domain=domain)
+    reg = load_registry(store)
+    if variant:
+        if variant not in reg:
+            known = ", ".join(reg) or f"none (no {store.path('models.json')}; run the train stage)"
+            raise UserError(f"--variant {variant}: not registered; known variants: {known}; or omit --variant")
+        llm, name = counselor_llm(ctx, reg[variant]), variant
+    else:
+        llm, name = ctx.llm("counselor"), "counselor"
+    if cfg.safety.model_role not in cfg.roles:
+        raise UserError(f"safety.model_role: '{cfg.safety.model_role}' is not a role; use one of {', '.join(cfg.roles)}")
+    screen_llm = pool.role(cfg.safety.model_role) if cfg.safety.use_model else None
+    return ChatEngine(cfg=cfg, counselor=llm, domain=domain, out=store.stage("chat"), screen_llm=screen_llm, variant=name)

@@ -1,0 +1,89 @@
+// hybridtune web chat client. Every model or user text is put on the page with textContent
+// (never innerHTML), so markup in a message is shown literally and never parsed.
+"use strict";
+(function () {
+  const token = new URLSearchParams(location.hash.slice(1)).get("token") || "";
+  const sid = (crypto.randomUUID ? crypto.randomUUID() : String(Math.random()).slice(2) + Date.now()).replace(/[^A-Za-z0-9_-]/g, "");
+  const log = document.getElementById("log");
+  const form = document.getElementById("form");
+  const input = document.getElementById("input");
+  const status = document.getElementById("status");
+  const sendBtn = document.getElementById("send");
+
+  function headers() {
+    const h = { "Content-Type": "application/json" };
+    if (token) h["Authorization"] = "Bearer " + token;
+    return h;
+  }
+  function bubble(cls, text) {
+    const div = document.createElement("div");
+    div.className = "msg " + cls;
+    div.textContent = text;
+    log.appendChild(div);
+    div.scrollIntoView({ block: "end" });
+    return div;
+  }
+  async function post(path, payload) {
+    return fetch(path, { method: "POST", headers: headers(), body: JSON.stringify(payload) });
+  }
+  async function errorText(resp) {
+    try { return (await resp.json()).error || resp.statusText; } catch (e) { return resp.statusText; }
+  }
+
+  fetch("/api/info").then(r => r.json()).then(info => {
+    document.getElementById("disclaimer").textContent = info.disclaimer;
+    input.maxLength = info.max_chars;
+  }).catch(() => {});
+
+  form.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const text = input.value;
+    if (!text.trim()) return;
+    input.value = "";
+    sendBtn.disabled = true;
+    status.textContent = "…";
+    bubble("user", text);
+    let reply = null;
+    try {
+      const resp = await post("/api/chat", { session: sid, message: text });
+      if (!resp.ok) { bubble("error", "Not sent: " + await errorText(resp)); return; }
+      const reader = resp.body.getReader();
+      const dec = new TextDecoder();
+      let buf = "";
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        buf += dec.decode(value, { stream: true });
+        let cut;
+        while ((cut = buf.indexOf("\n\n")) >= 0) {
+          const line = buf.slice(0, cut).trim();
+          buf = buf.slice(cut + 2);
+          if (!line.startsWith("data:")) continue;
+          const ev = JSON.parse(line.slice(5));
+          if (ev.type === "safety") bubble("safety", ev.text);
+          else if (ev.type === "token") {
+            if (!reply) reply = bubble("assistant", "");
+            reply.textContent += ev.text;
+          } else if (ev.type === "error") bubble("error", ev.text);
+        }
+      }
+    } catch (err) {
+      bubble("error", "Connection problem: " + err);
+    } finally {
+      sendBtn.disabled = false;
+      status.textContent = "";
+      input.focus();
+    }
+  });
+  input.addEventListener("keydown", (e) => {
+    if (e.key === "Enter" && !e.shiftKey) { e.preventDefault(); form.requestSubmit(); }
+  });
+  document.getElementById("reset").addEventListener("click", async () => {
+    await post("/api/reset", { session: sid });
+    log.replaceChildren();
+  });
+  document.getElementById("save").addEventListener("click", async () => {
+    const r = await post("/api/save", { session: sid });
+    status.textContent = r.ok ? "Saved." : "Save failed: " + await errorText(r);
+  });
+})();

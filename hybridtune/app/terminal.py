@@ -1,0 +1,80 @@
+"""Terminal chat loop over a `ChatEngine`: reads lines, streams replies, handles commands.
+
+Input: lines from a text stream (stdin, or a pipe in tests). Output: the conversation on a
+text stream; sessions saved by the engine (runs/<name>/chat/sessions.jsonl).
+
+    hybridtune chat -c configs/demo.yaml --variant hybrid
+    printf 'hello\\n/save\\n/quit\\n' | hybridtune chat -c configs/demo.yaml
+
+Commands: /save (snapshot the session), /reset (start over), /quit (or end of input; an
+unsaved conversation is saved on the way out), /help.
+"""
+from __future__ import annotations
+
+import asyncio
+from typing import TextIO
+
+from ..safety.screen import BadText
+from .engine import ChatEngine
+
+HELP = "commands: /save  /reset  /quit  /help"
+DISCLAIMER = ("This is an AI counselor for practice and support, not a substitute for professional care. "
+              "In a crisis, contact local emergency services or a crisis line.")
+
+
+async def run_terminal(engine: ChatEngine, inp: TextIO, out: TextIO, interactive: bool = False) -> int:
+    """Chat until /quit or end of input; returns the number of user turns answered."""
+
+    def say(text: str = "", end: str = "\n") -> None:
+        out.write(text + end)
+        out.flush()
+
+    say(f"[{engine.variant}] {DISCLAIMER}")
+    say(HELP)
+    turns = 0
+    while True:
+        if interactive:
+            say("you> ", end="")
+        line = await asyncio.to_thread(inp.readline)
+        if not line:  # end of input
+            break
+        text = line.rstrip("\n")
+        cmd = text.strip().lower()
+        if not cmd:
+            continue
+        if cmd in ("/quit", "/exit"):
+            break
+        if cmd == "/help":
+            say(HELP)
+            continue
+        if cmd == "/reset":
+            engine.reset()
+            say("(conversation reset)")
+            continue
+        if cmd == "/save":
+            s = engine.save()
+            say(f"(saved session {s.id} to {engine.out.file('sessions.jsonl')})" if s else "(nothing to save yet)")
+            continue
+        if cmd.startswith("/"):
+            say(f"(unknown command {cmd.split()[0]}; {HELP})")
+            continue
+        try:
+            say("counselor> ", end="")
+            async for ev in engine.turn(text):
+                if ev.type == "safety":
+                    say(ev.text)
+                    if engine.cfg.safety.response_mode == "prefix":
+                        say("")
+                elif ev.type == "token":
+                    say(ev.text, end="")
+                elif ev.type == "error":
+                    say(f"\n(error: {ev.text})", end="")
+            say("")
+            turns += 1
+        except BadText as e:
+            say(f"(message not sent: {e})")
+    if engine.unsaved:
+        s = engine.save()
+        if s:
+            say(f"(saved session {s.id} to {engine.out.file('sessions.jsonl')})")
+    return turns

@@ -1,0 +1,168 @@
+"""Web chat: a FastAPI app serving one static page and a streaming chat API over `ChatEngine`.
+
+Input: JSON `{"session": ID, "message": TEXT}` POSTed to /api/chat. Output: a
+`text/event-stream` of `data: {ChatEvent JSON}` lines (safety, token, done, error). The
+page (static/index.html + app.js, no build step) renders every text with `textContent`.
+
+    hybridtune serve -c configs/demo.yaml --variant hybrid            # http://127.0.0.1:8765/
+    hybridtune serve --host 0.0.0.0 --token "$SECRET"                 # open http://HOST:8765/#token=...
+
+Safety of the service itself: binds 127.0.0.1 by default and checks the Host header there
+(DNS rebinding); anywhere else a token is required (Authorization: Bearer) and the server
+refuses to start without one; request bodies and messages are size-limited; a strict
+Content-Security-Policy forbids inline script, so injected markup cannot run even if shown.
+"""
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import re
+from collections import OrderedDict
+from collections.abc import Callable
+from pathlib import Path
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+from pydantic import BaseModel, ValidationError
+from starlette.middleware.trustedhost import TrustedHostMiddleware
+
+from ..errors import UserError
+from ..safety.screen import BadText, validate_text
+from .engine import ChatEngine
+from .terminal import DISCLAIMER
+
+STATIC = Path(__file__).parent / "static"
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+SESSION_ID = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
+HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
+                               "img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+
+
+class ChatIn(BaseModel):
+    session: str
+    message: object  # validated by validate_text so a non-string gets the same clear message
+
+
+class SessionIn(BaseModel):
+    session: str
+
+
+def check_bind(host: str, token: str | None) -> None:
+    """Refuse to serve beyond this machine without a token."""
+    if host not in LOOPBACK and not token:
+        raise UserError(f"--host {host}: binding beyond 127.0.0.1 needs --token (or HYBRIDTUNE_SERVE_TOKEN); "
+                        "pick a long random secret, e.g. `python -c 'import secrets; print(secrets.token_urlsafe())'`")
+
+
+def create_app(
+    new_engine: Callable[[], ChatEngine], *, token: str | None = None, max_chars: int = 4000,
+    allowed_hosts: list[str] | None = None, max_sessions: int = 64,
+) -> FastAPI:
+    """The web app. `new_engine()` makes one empty conversation (they share the models)."""
+    app = FastAPI(title="hybridtune chat", docs_url=None, redoc_url=None, openapi_url=None)
+    if allowed_hosts:
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts)
+    sessions: OrderedDict[str, tuple[ChatEngine, asyncio.Lock]] = OrderedDict()
+    max_body = max_chars * 6 + 512  # JSON escaping can grow text; beyond this the body is refused unread
+
+    @app.middleware("http")
+    async def guard(request: Request, call_next):
+        if request.url.path.startswith("/api/") and request.url.path != "/api/info":
+            if token:
+                given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+                if not hmac.compare_digest(given.encode(), token.encode()):
+                    return JSONResponse({"error": "missing or wrong token; open the page as /#token=YOUR_TOKEN"},
+                                        status_code=401, headers=HEADERS)
+            size = request.headers.get("content-length")
+            if size is not None and (not size.isdigit() or int(size) > max_body):
+                return JSONResponse({"error": f"request too large (limit {max_body} bytes)"}, status_code=413,
+                                    headers=HEADERS)
+        response = await call_next(request)
+        for k, v in HEADERS.items():
+            response.headers.setdefault(k, v)
+        return response
+
+    def engine_for(sid: str) -> tuple[ChatEngine, asyncio.Lock]:
+        if not SESSION_ID.match(sid):
+            raise HTTPException(400, "session must be 8-64 letters, digits, '-' or '_'")
+        if sid not in sessions:
+            if len(sessions) >= max_sessions:  # evict the least recently used, keeping its transcript
+                _, (old, _lock) = sessions.popitem(last=False)
+                old.save()
+            sessions[sid] = (new_engine(), asyncio.Lock())
+        sessions.move_to_end(sid)
+        return sessions[sid]
+
+    async def body(request: Request, model: type[BaseModel]):
+        raw = await request.body()
+        if len(raw) > max_body:
+            raise HTTPException(413, f"request too large (limit {max_body} bytes)")
+        try:
+            return model.model_validate_json(raw)
+        except ValidationError:
+            raise HTTPException(400, f"expected JSON with keys {', '.join(model.model_fields)}") from None
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException):
+        return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=HEADERS)
+
+    @app.get("/")
+    async def index():
+        return FileResponse(STATIC / "index.html", media_type="text/html", headers=HEADERS)
+
+    @app.get("/app.js")
+    async def script():
+        return FileResponse(STATIC / "app.js", media_type="text/javascript", headers=HEADERS)
+
+    @app.get("/style.css")
+    async def style():
+        return FileResponse(STATIC / "style.css", media_type="text/css", headers=HEADERS)
+
+    @app.get("/api/info")
+    async def info():
+        return {"disclaimer": DISCLAIMER, "max_chars": max_chars, "token_required": bool(token)}
+
+    @app.post("/api/chat")
+    async def chat(request: Request):
+        req = await body(request, ChatIn)
+        try:
+            text = validate_text(req.message, max_chars)
+        except BadText as e:
+            raise HTTPException(413 if isinstance(req.message, str) and len(req.message) > max_chars else 400, str(e)) from None
+        engine, lock = engine_for(req.session)
+
+        async def events():
+            async with lock:  # one turn at a time per conversation
+                try:
+                    async for ev in engine.turn(text):
+                        yield f"data: {ev.model_dump_json()}\n\n"
+                except Exception as e:  # never a half-open stream without an ending
+                    msg = json.dumps({"type": "error", "text": f"internal error ({type(e).__name__})"})
+                    yield f"data: {msg}\n\n"
+
+        return StreamingResponse(events(), media_type="text/event-stream", headers={**HEADERS, "X-Accel-Buffering": "no"})
+
+    @app.post("/api/reset")
+    async def reset(request: Request):
+        req = await body(request, SessionIn)
+        engine, lock = engine_for(req.session)
+        async with lock:
+            engine.reset()
+        return {"ok": True}
+
+    @app.post("/api/save")
+    async def save(request: Request):
+        req = await body(request, SessionIn)
+        engine, lock = engine_for(req.session)
+        async with lock:
+            s = engine.save()
+        return {"saved": s.id if s else None}
+
+    app.state.sessions = sessions
+    return app

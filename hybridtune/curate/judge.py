@@ -1,0 +1,181 @@
+"""Stage `curate`: an LLM judge scores sessions, a rules-only crisis screen flags risk, and
+a selection policy keeps the best sessions per stratum and queues the rest for human review.
+
+Input : runs/<name>/synth/sessions.jsonl (Session), runs/<name>/real/sessions.jsonl (Session;
+        judged only with `curate.judge_real`, always crisis-screened).
+Output: runs/<name>/curate/
+          judged.jsonl     Session + scores["judge"] (and ["judge2"]), one per judged session
+          selected.jsonl   Session records kept by the policy (real and synthetic)
+          review.jsonl     Session records queued for a person (flags, borderline, judge failures)
+          rejected.jsonl   Session records the policy dropped (a reviewer may still accept them)
+          decisions.jsonl  append-only reviewer decisions (written by `hybridtune review`)
+          report.md        counts, score distributions, judge agreement
+
+    hybridtune judge -c configs/demo.yaml          # or: hybridtune run configs/demo.yaml --stage curate
+"""
+from __future__ import annotations
+
+import statistics
+from collections import Counter
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from ..context import Context, map_items
+from ..records import Session
+from ..store import StageDir
+from .config import FLAGS
+from .select import select_sessions, session_techniques
+
+CRITERIA = ("coherence", "realism", "therapeutic_value", "technique_adherence")
+PROMPT = "curate_judge"
+
+
+class Criterion(BaseModel):
+    score: int = Field(ge=1, le=10)
+    rationale: str = Field(max_length=240)
+
+
+class Flags(BaseModel):
+    unsafe_advice: bool
+    role_confusion: bool
+    repetition: bool
+    abrupt_ending: bool
+    crisis_content: bool
+
+
+class JudgeVerdict(BaseModel):
+    """The judge's structured reply (validated; invalid replies are re-asked by the LLM layer)."""
+
+    coherence: Criterion
+    realism: Criterion
+    therapeutic_value: Criterion
+    technique_adherence: Criterion
+    flags: Flags
+
+
+def transcript(session: Session, max_chars: int, labels: dict[str, str] | None = None) -> str:
+    """Dialogue as 'client: ...' lines, cut at max_chars with the cut marked (the judge must know)."""
+    labels = labels or {"user": "client", "assistant": "counselor"}
+    lines: list[str] = []
+    used = 0
+    msgs = [m for m in session.messages if m.role != "system"]
+    for i, m in enumerate(msgs):
+        line = f"{labels.get(m.role, m.role)}: {m.content.strip()}"
+        if used + len(line) > max_chars and lines:
+            lines.append(f"[... {len(msgs) - i} more turns not shown]")
+            break
+        lines.append(line[:max_chars])
+        used += len(line) + 1
+    return "\n".join(lines)
+
+
+def judge_messages(ctx: Context, session: Session) -> tuple[list[dict[str, str]], str]:
+    tpl = ctx.domain.prompt(PROMPT)
+    labels = ctx.domain.meta.get("speakers") or None
+    msgs = tpl.render(transcript=transcript(session, ctx.cfg.curate.max_chars, labels),
+                      techniques=", ".join(session_techniques(session)))
+    return msgs, tpl.tag
+
+
+def verdict_scores(v: JudgeVerdict, tag: str, model: str) -> dict[str, Any]:
+    """The stored form: per-criterion scores and rationales, their mean, raised flags, provenance."""
+    scores = {c: getattr(v, c).score for c in CRITERIA}
+    return {
+        **scores,
+        "mean": round(sum(scores.values()) / len(scores), 3),
+        "rationales": {c: getattr(v, c).rationale for c in CRITERIA},
+        "flags": [f for f in FLAGS if getattr(v.flags, f)],
+        "prompt": tag,
+        "model": model,
+    }
+
+
+async def judge_one(ctx: Context, session: Session, llm_role: str = "judge", endpoint: str | None = None) -> dict[str, Any]:
+    """Judge one session; raises StructuredOutputError after the LLM layer's re-asks."""
+    llm = ctx.llm(llm_role) if endpoint is None else ctx.llms.bind("judge2", ctx.cfg.roles["judge"], endpoint)
+    msgs, tag = judge_messages(ctx, session)
+    reply = await llm.chat(msgs, schema=JudgeVerdict)
+    return verdict_scores(reply.parsed, tag, reply.model)
+
+
+def crisis_screen(session: Session) -> dict[str, Any]:
+    """Rules-only risk screen of the client turns (hybridtune.safety.rules, no model call)."""
+    try:
+        from ..safety.rules import rule_screen
+    except ImportError:  # the safety package is built in parallel; say so instead of pretending
+        return {"risk": "unscreened", "categories": [], "note": "hybridtune.safety.rules not available"}
+    r = rule_screen("\n".join(session.turns("user")))
+    risk = getattr(r, "risk", None) or (r.get("risk") if isinstance(r, dict) else "none")
+    cats = getattr(r, "categories", None) if not isinstance(r, dict) else r.get("categories")
+    return {"risk": str(risk), "categories": list(cats or [])}  # evidence is client text: not stored
+
+
+def load_inputs(ctx: Context) -> tuple[list[Session], list[Session]]:
+    synth = list(ctx.store.stage("synth").read("sessions.jsonl", Session))
+    real = list(ctx.store.stage("real").read("sessions.jsonl", Session))
+    return synth, real
+
+
+async def run(ctx: Context, st: StageDir) -> dict:
+    cc = ctx.cfg.curate
+    synth, real = load_inputs(ctx)
+    to_judge = synth + (real if cc.judge_real else [])
+    ctx.log(f"curate: judging {len(to_judge)} sessions ({len(synth)} synthetic, {len(real)} real)")
+
+    async def one(s: Session) -> Session:
+        scores = {**s.scores, "judge": await judge_one(ctx, s)}
+        if cc.second_judge_endpoint:
+            scores["judge2"] = await judge_one(ctx, s, endpoint=cc.second_judge_endpoint)
+        return s.model_copy(update={"scores": scores})
+
+    res = await map_items(ctx, st, [(s.id, s) for s in to_judge], one, "judged.jsonl",
+                          label="judge", concurrency=cc.concurrency, role="judge")
+    judged = {s.id: s for s in st.read("judged.jsonl", Session)}
+    failed = {f["item"] for f in st.read_dicts("failures.jsonl")} - set(judged)
+    pool: list[Session] = []
+    for s in to_judge + ([] if cc.judge_real else real):
+        s = judged.get(s.id, s)
+        s = s.model_copy(update={"scores": {**s.scores, "risk": crisis_screen(s)}})
+        pool.append(s)
+    sel = select_sessions(pool, cc, judge_failed=failed, judged_ids={s.id for s in to_judge})
+    counts = {k: st.write_records(f"{k}.jsonl", v) for k, v in sel.items()}
+    alpha = judge_agreement(list(judged.values())) if cc.second_judge_endpoint else None
+    st.write_text("report.md", report_md(pool, sel, failed, alpha))
+    return {**res.as_dict(), **counts, "judge_failed": len(failed), "krippendorff_alpha": alpha}
+
+
+def judge_agreement(sessions: list[Session]) -> dict[str, float | None]:
+    """Krippendorff's alpha (interval) between the two judges, per criterion and on the mean."""
+    import krippendorff
+    import numpy as np
+
+    both = [s for s in sessions if "judge" in s.scores and "judge2" in s.scores]
+    out: dict[str, float | None] = {}
+    for c in (*CRITERIA, "mean"):
+        data = np.array([[s.scores["judge"][c] for s in both], [s.scores["judge2"][c] for s in both]], dtype=float)
+        try:
+            out[c] = round(float(krippendorff.alpha(reliability_data=data, level_of_measurement="interval")), 3)
+        except (ValueError, ZeroDivisionError):  # fewer than 2 units or no variance: undefined
+            out[c] = None
+    return out
+
+
+def report_md(pool: list[Session], sel: dict[str, list[Session]], failed: set[str], alpha: dict | None) -> str:
+    judged = [s for s in pool if "judge" in s.scores]
+    lines = ["# Curation report", "",
+             f"- sessions considered: {len(pool)} (judged {len(judged)}, judge failures {len(failed)})",
+             *[f"- {k}: {len(v)}" for k, v in sel.items()], "",
+             "Judge scores of a small embedded model (SmolLM2-135M) are close to noise; trust them only from an API-grade judge.", "",
+             "| criterion | mean | median | min | max |", "|---|---|---|---|---|"]
+    for c in (*CRITERIA, "mean"):
+        vals = [s.scores["judge"][c] for s in judged]
+        if vals:
+            lines.append(f"| {c} | {statistics.mean(vals):.2f} | {statistics.median(vals):.2f} | {min(vals)} | {max(vals)} |")
+    flags = Counter(f for s in judged for f in s.scores["judge"]["flags"])
+    risks = Counter(s.scores.get("risk", {}).get("risk", "?") for s in pool)
+    reasons = Counter(r for v in sel.values() for s in v for r in s.meta.get("curate", {}).get("reasons", []))
+    lines += ["", f"Flags: {dict(flags) or 'none'}", f"Crisis screen: {dict(risks)}", f"Reasons: {dict(reasons)}"]
+    if alpha is not None:
+        lines += ["", f"Judge agreement (Krippendorff's alpha, interval): {alpha}"]
+    return "\n".join(lines) + "\n"

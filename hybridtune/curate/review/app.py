@@ -1,0 +1,155 @@
+"""Review web app: list flagged and borderline sessions, read the dialogue, accept / reject /
+edit turns. Every action is appended at once to runs/<name>/curate/decisions.jsonl (with
+reviewer and time), so nothing is lost on refresh, crash or restart.
+
+Input : runs/<name>/curate/{selected,review,rejected}.jsonl (Session), decisions.jsonl
+Output: Decision records appended to runs/<name>/curate/decisions.jsonl (nothing else is written)
+
+    hybridtune review runs/demo                       # http://127.0.0.1:8765
+    hybridtune review runs/demo --host 0.0.0.0 --token "$REVIEW_TOKEN"
+
+Security: binds 127.0.0.1 by default and refuses another address without a token; the API
+checks the token (constant-time) on every call; the page renders all data with textContent
+and a strict Content-Security-Policy (no HTML injection); the only file written is the
+fixed decisions file, and session ids are looked up, never used as paths.
+"""
+from __future__ import annotations
+
+import hmac
+from pathlib import Path
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.responses import FileResponse, JSONResponse
+from pydantic import ValidationError
+
+from ...errors import UserError
+from ...records import Session
+from ...store import StageDir
+from ..config import FLAGS
+from ..decisions import DECISIONS, Decision, DecisionIn, fold, load_candidates, make_decision
+from ..select import mean_score, session_techniques
+
+STATIC = Path(__file__).parent / "static"
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+CSP = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; object-src 'none'; frame-ancestors 'none'; base-uri 'none'"
+
+
+def curate_dir(run_dir: Path) -> StageDir:
+    d = Path(run_dir) / "curate"
+    if not (d / "selected.jsonl").exists() and not (d / "review.jsonl").exists():
+        raise UserError(f"{d}: no curated sessions; pass a run directory where the curate stage ran (hybridtune judge)")
+    return StageDir(d, "curate")
+
+
+def check_bind(host: str, token: str | None) -> None:
+    if host not in LOOPBACK and not token:
+        raise UserError(f"--host {host}: binding beyond 127.0.0.1 needs --token (or HYBRIDTUNE_REVIEW_TOKEN)")
+
+
+def summary(sid: str, status: str, s: Session, state: dict | None) -> dict:
+    j = s.scores.get("judge") or {}
+    return {
+        "id": sid, "source": s.source, "status": status, "verdict": (state or {}).get("verdict"),
+        "edited": bool((state or {}).get("edits")), "mean": mean_score(s),
+        "scores": {k: j.get(k) for k in ("coherence", "realism", "therapeutic_value", "technique_adherence")},
+        "flags": j.get("flags", []), "risk": (s.scores.get("risk") or {}).get("risk"),
+        "reasons": s.meta.get("curate", {}).get("reasons", []), "techniques": session_techniques(s),
+        "turns": len(s.messages),
+    }
+
+
+def matches(row: dict, status: str, flag: str, technique: str, min_score: float | None, max_score: float | None) -> bool:
+    if status == "queue" and not (row["status"] == "review" and row["verdict"] is None):
+        return False
+    if status in ("review", "selected", "rejected") and row["status"] != status:
+        return False
+    if status == "decided" and row["verdict"] is None and not row["edited"]:
+        return False
+    if flag and flag not in row["flags"] and not any(flag in r for r in row["reasons"]):
+        return False
+    if technique and technique not in row["techniques"]:
+        return False
+    m = row["mean"]
+    if min_score is not None and (m is None or m < min_score):
+        return False
+    return not (max_score is not None and (m is None or m > max_score))
+
+
+def create_app(run_dir: Path, token: str | None = None, reviewer: str = "") -> FastAPI:
+    st = curate_dir(run_dir)
+    app = FastAPI(title="hybridtune review", docs_url=None, redoc_url=None, openapi_url=None)
+
+    @app.middleware("http")
+    async def guard(request: Request, call_next):
+        if token and request.url.path.startswith("/api/"):
+            got = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+            if not hmac.compare_digest(got.encode(), token.encode()):
+                return JSONResponse({"detail": "missing or wrong token"}, status_code=401)
+        resp = await call_next(request)
+        resp.headers["Content-Security-Policy"] = CSP
+        resp.headers["X-Content-Type-Options"] = "nosniff"
+        resp.headers["Referrer-Policy"] = "no-referrer"
+        resp.headers["Cache-Control"] = "no-store"
+        return resp
+
+    def state() -> tuple[dict, dict]:
+        return load_candidates(st), fold(list(st.read(DECISIONS, Decision)))
+
+    @app.get("/")
+    def index():
+        return FileResponse(STATIC / "index.html", media_type="text/html")
+
+    @app.get("/static/{name}")
+    def static(name: str):
+        files = {"app.js": "text/javascript", "style.css": "text/css"}  # a fixed list: no path from the URL
+        if name not in files:
+            raise HTTPException(404)
+        return FileResponse(STATIC / name, media_type=files[name])
+
+    @app.get("/api/meta")
+    def meta():
+        cands, _ = state()
+        techs = sorted({t for _, s in cands.values() for t in session_techniques(s)})
+        return {"flags": list(FLAGS), "techniques": techs, "reviewer": reviewer, "run": Path(run_dir).name}
+
+    @app.get("/api/sessions")
+    def sessions(status: str = "queue", flag: str = "", technique: str = "",
+                 min_score: float | None = None, max_score: float | None = None):
+        cands, folded = state()
+        rows = [summary(sid, stt, s, folded.get(sid)) for sid, (stt, s) in cands.items()]
+        rows = [r for r in rows if matches(r, status, flag, technique, min_score, max_score)]
+        return sorted(rows, key=lambda r: (r["mean"] if r["mean"] is not None else -1, r["id"]))
+
+    @app.get("/api/sessions/{sid}")
+    def session(sid: str):
+        cands, folded = state()
+        if sid not in cands:
+            raise HTTPException(404, "unknown session")
+        status, s = cands[sid]
+        stt = folded.get(sid) or {"edits": {}, "history": []}
+        return {**summary(sid, status, s, stt), "rationales": (s.scores.get("judge") or {}).get("rationales", {}),
+                "messages": [{"role": m.role, "content": stt["edits"].get(i, m.content), "edited": i in stt["edits"],
+                              "original": m.content} for i, m in enumerate(s.messages)],
+                "history": stt["history"]}
+
+    @app.post("/api/sessions/{sid}/decision")
+    async def decide(sid: str, request: Request):
+        cands, _ = state()
+        if sid not in cands:
+            raise HTTPException(404, "unknown session")
+        try:
+            d = make_decision(cands[sid][1], DecisionIn.model_validate(await request.json()))
+        except (ValidationError, ValueError) as e:
+            raise HTTPException(422, str(e).splitlines()[0][:300]) from None
+        st.append(DECISIONS, d)  # fsync'd before we answer: a refresh or crash keeps it
+        return session(sid)
+
+    return app
+
+
+def serve(run_dir: Path, host: str = "127.0.0.1", port: int = 8765, token: str | None = None, reviewer: str = "") -> None:
+    import uvicorn
+
+    check_bind(host, token)
+    app = create_app(run_dir, token, reviewer)
+    uvicorn.run(app, host=host, port=port, log_level="warning")

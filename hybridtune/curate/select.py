@@ -1,0 +1,107 @@
+"""Selection policy of the curate stage: threshold and/or top-k per stratum, technique
+coverage kept, and routing to human review. Pure functions over Session records (no I/O).
+
+Input : Sessions with scores["judge"] (see judge.py) and scores["risk"] (crisis screen).
+Output: {"selected": [...], "review": [...], "rejected": [...]}, each Session carrying
+        meta["curate"] = {"status", "reasons"}.
+
+    sel = select_sessions(sessions, cfg.curate, judge_failed={"id1"}, judged_ids={...})
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+
+from ..records import Session
+from .config import CurateConfig
+
+
+def session_techniques(s: Session) -> list[str]:
+    """Techniques of a session: meta["techniques"] (planned) or those annotated on its turns."""
+    planned = s.meta.get("techniques")
+    if isinstance(planned, list) and planned:
+        return [str(t) for t in planned]
+    seen: dict[str, None] = {}
+    for a in s.annotations:
+        for t in a.techniques:
+            seen.setdefault(t, None)
+    return list(seen)
+
+
+def stratum(s: Session, key: str) -> str:
+    """The stratum a session belongs to: its primary technique, or any meta key (topic, ...)."""
+    if key == "technique":
+        primary = s.meta.get("technique")
+        if primary:
+            return str(primary)
+        techs = session_techniques(s)
+        return techs[0] if techs else "unknown"
+    val = s.meta.get(key)
+    return str(val) if val not in (None, "", []) else "unknown"
+
+
+def mean_score(s: Session) -> float | None:
+    j = s.scores.get("judge")
+    return float(j["mean"]) if isinstance(j, dict) and "mean" in j else None
+
+
+def review_reasons(s: Session, cc: CurateConfig, failed: bool) -> list[str]:
+    out = ["judge_failed"] if failed else []
+    j = s.scores.get("judge") or {}
+    out += [f"flag:{f}" for f in j.get("flags", []) if f in cc.review_flags]
+    risk = (s.scores.get("risk") or {}).get("risk")
+    if risk in cc.crisis_levels:
+        out.append(f"crisis_screen:{risk}")
+    return out
+
+
+def _tag(s: Session, status: str, reasons: list[str]) -> Session:
+    return s.model_copy(update={"meta": {**s.meta, "curate": {"status": status, "reasons": reasons}}})
+
+
+def select_sessions(pool: list[Session], cc: CurateConfig, *, judge_failed: set[str],
+                    judged_ids: set[str]) -> dict[str, list[Session]]:
+    status: dict[str, tuple[str, list[str]]] = {}
+    passing: list[Session] = []
+    for s in pool:
+        reasons = review_reasons(s, cc, s.id in judge_failed or (s.id in judged_ids and mean_score(s) is None))
+        score = mean_score(s)
+        if reasons:
+            status[s.id] = ("review", reasons)
+        elif s.id not in judged_ids:
+            status[s.id] = ("selected", ["not_judged"])
+        elif score >= cc.threshold:
+            passing.append(s)
+        elif score >= cc.threshold - cc.borderline:
+            status[s.id] = ("review", [f"borderline:{score:.2f}"])
+        else:
+            status[s.id] = ("rejected", [f"below_threshold:{score:.2f}"])
+    by_stratum: dict[str, list[Session]] = defaultdict(list)
+    for s in passing:
+        by_stratum[stratum(s, cc.stratify_by)].append(s)
+    for members in by_stratum.values():
+        members.sort(key=lambda x: (-mean_score(x), x.id))  # best first; id breaks ties deterministically
+        for rank, s in enumerate(members):
+            keep = cc.top_k_per_stratum is None or rank < cc.top_k_per_stratum
+            status[s.id] = ("selected", ["passed"]) if keep else ("rejected", [f"top_k:{cc.top_k_per_stratum}"])
+    _keep_coverage(pool, cc, status)
+    out: dict[str, list[Session]] = {"selected": [], "review": [], "rejected": []}
+    for s in pool:
+        st, reasons = status[s.id]
+        out[st].append(_tag(s, st, reasons))
+    return out
+
+
+def _keep_coverage(pool: list[Session], cc: CurateConfig, status: dict[str, tuple[str, list[str]]]) -> None:
+    """Bring back the best rejected sessions for techniques the selection would otherwise lose."""
+    if cc.min_per_technique <= 0:
+        return
+    techs = sorted({t for s in pool for t in session_techniques(s)})
+    for t in techs:
+        have = [s for s in pool if t in session_techniques(s) and status[s.id][0] == "selected"]
+        spare = sorted(
+            (s for s in pool if t in session_techniques(s) and status[s.id][0] == "rejected"
+             and (mean_score(s) or 0) >= cc.coverage_floor),
+            key=lambda x: (-(mean_score(x) or 0), x.id),
+        )
+        for s in spare[: max(0, cc.min_per_technique - len(have))]:
+            status[s.id] = ("selected", [f"coverage:{t}"])

@@ -1,0 +1,1 @@
+"""Developer tools: a mock OpenAI-compatible server for benchmarks and fault-injection tests."""

@@ -1,0 +1,114 @@
+"""The report's five figures (matplotlib, Agg backend, PNG): box and violin plots of scores by
+variant, scatter of empathy vs relevance (jittered, coloured by variant), and bar charts of
+mean empathy / mean relevance with 95% CI error bars.
+
+Input: per-session rows {variant, <metric>: float}, the summary table of stats.summary_table.
+Output: PNG files; each carries its series in the PNG text chunk "Series" (JSON, taken from
+the drawn axes) so tests and readers can check what a figure shows without looking at it.
+
+    paths = make_figures(rows, table, ["base", "real", "hybrid"], ["empathy", "relevance"], out_dir)
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display; must precede pyplot
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+FIGURES = ("box", "violin", "scatter", "bar_empathy", "bar_relevance")
+
+
+def _values(rows: list[dict], variant: str, metric: str) -> list[float]:
+    return [float(r[metric]) for r in rows if r["variant"] == variant and r.get(metric) is not None]
+
+
+def _save(fig, path: Path, title: str, series: dict) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, format="png", dpi=110, bbox_inches="tight",
+                metadata={"Title": title, "Software": "hybridtune", "Series": json.dumps(series)})
+    plt.close(fig)
+    return path
+
+
+def _palette(variants: list[str]) -> dict[str, str]:
+    cmap = plt.get_cmap("tab10")
+    return {v: matplotlib.colors.to_hex(cmap(i % 10)) for i, v in enumerate(variants)}
+
+
+def distribution(rows: list[dict], variants: list[str], metrics: list[str], path: Path, kind: str) -> Path:
+    """Box or violin plot: one panel per metric, one distribution per variant."""
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.8), squeeze=False)
+    series: dict[str, dict[str, int]] = {}
+    for ax, m in zip(axes[0], metrics, strict=True):
+        data = [_values(rows, v, m) for v in variants]
+        shown = [(v, d) for v, d in zip(variants, data, strict=True) if d]
+        if shown:
+            pos = list(range(1, len(shown) + 1))
+            if kind == "box":
+                ax.boxplot([d for _, d in shown], positions=pos)
+            else:
+                ax.violinplot([d for _, d in shown], positions=pos, showmeans=True, showmedians=True)
+            ax.set_xticks(pos, [v for v, _ in shown])
+        ax.set_title(m.capitalize())
+        ax.set_ylabel("score")
+        ax.set_ylim(0, 10.5 if m != "ctrs" else 67)
+        series[m] = {t.get_text(): len(_values(rows, t.get_text(), m)) for t in ax.get_xticklabels()}
+    fig.suptitle(f"{'Box' if kind == 'box' else 'Violin'} plot of scores by variant")
+    return _save(fig, path, f"{kind} plot", series)
+
+
+def scatter(rows: list[dict], variants: list[str], path: Path, x: str = "empathy", y: str = "relevance", seed: int = 0) -> Path:
+    """Empathy vs relevance per conversation; jitter (+-0.15) separates the many ties of integer scores."""
+    rng = np.random.default_rng(seed)
+    colors = _palette(variants)
+    fig, ax = plt.subplots(figsize=(5.2, 4.4))
+    for v in variants:
+        pts = [(r[x], r[y]) for r in rows if r["variant"] == v and r.get(x) is not None and r.get(y) is not None]
+        if not pts:
+            continue
+        a = np.asarray(pts, dtype=float) + rng.uniform(-0.15, 0.15, size=(len(pts), 2))
+        ax.scatter(a[:, 0], a[:, 1], label=v, color=colors[v], alpha=0.7, s=28)
+    ax.set_xlabel(x.capitalize())
+    ax.set_ylabel(y.capitalize())
+    ax.set_xlim(0, 10.5)
+    ax.set_ylim(0, 10.5)
+    ax.set_title(f"{x.capitalize()} vs {y.capitalize()} (jittered)")
+    if ax.collections:
+        ax.legend(title="variant")
+    series = {c.get_label(): len(c.get_offsets()) for c in ax.collections}
+    return _save(fig, path, "scatter", series)
+
+
+def bar(table: dict, variants: list[str], metric: str, path: Path) -> Path:
+    """Mean score per variant with its bootstrap 95% CI as error bars."""
+    colors = _palette(variants)
+    shown = [v for v in variants if table.get(v, {}).get(metric, {}).get("n")]
+    means = [table[v][metric]["mean"] for v in shown]
+    err = np.array([[table[v][metric]["mean"] - table[v][metric]["ci_low"] for v in shown],
+                    [table[v][metric]["ci_high"] - table[v][metric]["mean"] for v in shown]])
+    fig, ax = plt.subplots(figsize=(4.6, 3.8))
+    bars = ax.bar(shown, means, yerr=err if shown else None, capsize=6, color=[colors[v] for v in shown])
+    for b, m in zip(bars, means, strict=True):
+        ax.annotate(f"{m:.2f}", (b.get_x() + b.get_width() / 2, b.get_height()), ha="center", va="bottom",
+                    xytext=(0, 3), textcoords="offset points", fontsize=8)
+    ax.set_ylim(0, 10.5 if metric != "ctrs" else 67)
+    ax.set_ylabel(f"mean {metric} (95% CI)")
+    ax.set_title(f"Mean {metric} by variant")
+    series = {v: round(float(b.get_height()), 4) for v, b in zip(shown, bars, strict=True)}
+    return _save(fig, path, f"bar {metric}", series)
+
+
+def make_figures(rows: list[dict], table: dict, variants: list[str], metrics: list[str], out: Path) -> dict[str, Path]:
+    """The five figures of the report (bar charts and scatter need 'empathy' and 'relevance')."""
+    figs = {"box": distribution(rows, variants, metrics, out / "box.png", "box"),
+            "violin": distribution(rows, variants, metrics, out / "violin.png", "violin")}
+    if "empathy" in metrics and "relevance" in metrics:
+        figs["scatter"] = scatter(rows, variants, out / "scatter.png")
+    for m in ("empathy", "relevance"):
+        if m in metrics:
+            figs[f"bar_{m}"] = bar(table, variants, m, out / f"bar_{m}.png")
+    return figs

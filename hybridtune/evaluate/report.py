@@ -1,0 +1,311 @@
+"""Stage `report`: report/report.md and a self-contained report/report.html, from cached results only.
+
+Input (files only, no model calls, so a rerun is instant and free): score/session_scores.jsonl,
+score/summary.json, simulate/sessions.jsonl, eval_scenarios/, models.json, usage.json,
+config.yaml, stage summaries (_done.json), and the trust sections
+(`hybridtune.evaluate.trust.report_sections`, `judge_validated`, `verdict.verdict_paragraph`).
+Output: report/report.md, report/report.html (figures inlined as base64 data URIs),
+report/{box,violin,scatter,bar_empathy,bar_relevance}.png, report/results.json (table +
+comparisons, machine-readable).
+
+    hybridtune report -c configs/demo.yaml
+"""
+from __future__ import annotations
+
+import base64
+import html
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import markupsafe
+import yaml
+
+from ..context import Context
+from ..errors import UserError
+from ..records import Session
+from ..registry import load_registry
+from ..store import StageDir, read_jsonl_dicts
+from . import plots
+from . import stats as S
+
+# The reference paper's Table (50 conversations per model), shown for context only: other
+# models, other judge, other scenarios; never compared statistically with this run.
+PAPER = [
+    {"variant": "hybrid (paper)", "empathy": 8.64, "relevance": 8.66},
+    {"variant": "base (paper)", "empathy": 8.48, "relevance": 8.08},
+    {"variant": "real-only (paper)", "empathy": 7.32, "relevance": 7.24},
+]
+TEMPLATE = Path(__file__).parent / "templates" / "report.html.j2"
+
+
+def section(title: str, markdown: str, html_: str) -> dict:
+    return {"title": title, "markdown": markdown, "html": html_}
+
+
+def fmt(x: Any, nd: int = 2) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "–"
+    if isinstance(x, float):
+        return f"{x:.{nd}f}" if abs(x) >= 10 ** -nd or x == 0 else f"{x:.1e}"
+    return str(x)
+
+
+def table(headers: list[str], rows: list[list[Any]]) -> tuple[str, str]:
+    """The same table as markdown and as (escaped) HTML."""
+    cells = [[fmt(c) for c in r] for r in rows]
+    md = "| " + " | ".join(headers) + " |\n|" + "|".join("---" for _ in headers) + "|\n"
+    md += "".join("| " + " | ".join(c.replace("|", "\\|").replace("\n", " ") for c in r) + " |\n" for r in cells)
+    h = "<table><thead><tr>" + "".join(f"<th>{html.escape(x)}</th>" for x in headers) + "</tr></thead><tbody>"
+    h += "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in cells) + "</tbody></table>"
+    return md, h
+
+
+def para(text: str) -> tuple[str, str]:
+    return text + "\n", f"<p>{html.escape(text)}</p>"
+
+
+def join(*parts: tuple[str, str]) -> tuple[str, str]:
+    return "\n".join(p[0] for p in parts), "\n".join(p[1] for p in parts)
+
+
+# -- data -------------------------------------------------------------------------
+
+
+def load_results(ctx: Context) -> dict:
+    """Everything the report shows, read from the run directory."""
+    sc = ctx.store.stage("score")
+    rows = list(sc.read_dicts("session_scores.jsonl"))
+    if not rows:
+        raise UserError(f"{sc.file('session_scores.jsonl')}: no scores; run `hybridtune score` first")
+    summary = sc.read_json("summary.json", {}) or {}
+    metrics = summary.get("metrics") or ctx.cfg.evaluate.metrics
+    reg = load_registry(ctx.store)
+    order = ctx.cfg.evaluate.variants or list(reg)
+    seen = [v for v in dict.fromkeys(r["variant"] for r in rows)]
+    variants = [v for v in order if v in seen] + [v for v in seen if v not in order]
+    ev = ctx.cfg.evaluate
+    return {"rows": rows, "score_summary": summary, "metrics": metrics, "variants": variants, "registry": reg,
+            "table": S.summary_table(rows, variants, metrics, ev.bootstrap_resamples),
+            "comparisons": S.paired_comparisons(rows, variants, metrics, ev.alpha)}
+
+
+# -- sections ---------------------------------------------------------------------
+
+
+def main_table(res: dict) -> tuple[str, str]:
+    t = res["table"]
+    head = ["Model", "Empathy Avg", "Median", "Min", "Max", "Relevance Avg", "Median", "Min", "Max", "Total Conversations"]
+    body = []
+    for v in res["variants"]:
+        e, r = t[v].get("empathy", {}), t[v].get("relevance", {})
+        total = sum(1 for x in res["rows"] if x["variant"] == v)
+        body.append([v, e.get("mean"), e.get("median"), e.get("min"), e.get("max"),
+                     r.get("mean"), r.get("median"), r.get("min"), r.get("max"), total])
+    for p in PAPER:
+        body.append([p["variant"], p["empathy"], None, None, None, p["relevance"], None, None, None, 50])
+    note = para("Rows marked (paper) are the reference paper's published averages (its models, judge and "
+                "scenarios), shown for context only; they are not comparable with this run's numbers.")
+    return join(table(head, body), note)
+
+
+def detail_table(res: dict) -> tuple[str, str]:
+    head = ["Variant", "Metric", "n", "Mean", "95% CI", "Median", "Std", "Min", "Max"]
+    body = []
+    for v in res["variants"]:
+        for m in res["metrics"]:
+            d = res["table"][v][m]
+            ci = f"[{fmt(d['ci_low'])}, {fmt(d['ci_high'])}]" if d["n"] else None
+            body.append([v, m, d["n"], d["mean"], ci, d["median"], d["std"], d["min"], d["max"]])
+    return table(head, body)
+
+
+def comparisons_table(res: dict, validated: bool | None) -> tuple[str, str]:
+    head = ["A", "B", "Metric", "n pairs", "Mean diff (A-B)", "p (Wilcoxon)", "p (Holm)", "Rank-biserial r", "Significant"]
+    body = [[c["a"], c["b"], c["metric"], c["n"], c["mean_diff"], c["p"], c["p_adj"], c["effect_size"],
+             ("yes" if c["significant"] else "no") if validated else "withheld"] for c in res["comparisons"]]
+    intro = para("Paired over the same scenarios: Wilcoxon signed-rank test (two-sided, zero differences "
+                 "dropped), effect size = matched-pairs rank-biserial correlation (positive: A scored higher), "
+                 f"p-values Holm-corrected over all {len(body)} comparisons, significance at "
+                 f"alpha = {res.get('alpha', 0.05)}.")
+    parts = [intro, table(head, body)]
+    if not validated:
+        parts.append(para("The judge is not validated on this run, so no claim is made from these comparisons: "
+                          "the numbers are shown, the 'significant' verdicts are withheld."))
+    return join(*parts)
+
+
+def figures(paths: dict[str, Path]) -> tuple[str, str]:
+    captions = {"box": "Box plot of scores by variant", "violin": "Violin plot of scores by variant",
+                "scatter": "Empathy vs relevance per conversation (jittered), coloured by variant",
+                "bar_empathy": "Mean empathy with bootstrap 95% CI", "bar_relevance": "Mean relevance with bootstrap 95% CI"}
+    md, h = [], []
+    for name, p in paths.items():
+        b64 = base64.b64encode(p.read_bytes()).decode("ascii")
+        md.append(f"![{captions[name]}]({p.name})\n")
+        h.append(f'<figure><img alt="{html.escape(captions[name])}" src="data:image/png;base64,{b64}">'
+                 f"<figcaption>{html.escape(captions[name])}</figcaption></figure>")
+    return "\n".join(md), '<div class="figs">' + "".join(h) + "</div>"
+
+
+def scoring_quality(res: dict) -> tuple[str, str]:
+    s = res["score_summary"]
+    parts = [para(f"Judgments: {s.get('judgments', '?')} requested, {s.get('scored', '?')} valid, "
+                  f"{s.get('failed', '?')} failed (failure rate {fmt(s.get('failure_rate'), 3)}); "
+                  f"judge models: {', '.join(f'{k}={v}' for k, v in (s.get('judges') or {}).items())}; "
+                  f"samples per conversation: {s.get('judge_samples', 1)}.")]
+    rows = []
+    for m in res["metrics"]:
+        noise = (s.get("judge_noise") or {}).get(m, {})
+        agree = (s.get("agreement") or {}).get(m, {}) if s.get("agreement") else {}
+        lb = (s.get("length_bias") or {}).get(m, {})
+        rows.append([m, noise.get("mean_sd"), noise.get("alpha"), agree.get("alpha"), agree.get("spearman_rho"),
+                     lb.get("rho"), lb.get("p")])
+    parts.append(table(["Metric", "Judge repeat SD", "Alpha over repeats", "Alpha judge vs judge2",
+                        "Spearman judge vs judge2", "Length bias rho (score vs words)", "Length bias p"], rows))
+    parts.append(para("Repeat SD and alpha over repeats need evaluate.judge_samples > 1; judge agreement needs "
+                      "evaluate.second_judge_endpoint. A length-bias rho well above 0 means longer counselor "
+                      "replies got higher scores regardless of quality."))
+    return join(*parts)
+
+
+def conversations(ctx: Context, res: dict) -> tuple[str, str]:
+    """Best and worst conversation per variant by the mean of its metric scores."""
+    sessions = {s.id: s for s in ctx.store.stage("simulate").read("sessions.jsonl", Session)}
+    ends: dict[str, dict[str, int]] = {}
+    md, h = [], []
+    for v in res["variants"]:
+        scored = [r for r in res["rows"] if r["variant"] == v and all(r.get(m) is not None for m in res["metrics"])]
+        for r in res["rows"]:
+            if r["variant"] == v:
+                ends.setdefault(v, {}).setdefault(str(r.get("end_reason")), 0)
+                ends[v][str(r.get("end_reason"))] += 1
+        if not scored:
+            continue
+        key = lambda r: sum(r[m] for m in res["metrics"]) / len(res["metrics"])  # noqa: E731
+        picks = [("best", max(scored, key=key))] + ([("worst", min(scored, key=key))] if len(scored) > 1 else [])
+        for label, r in picks:
+            s = sessions.get(r["id"])
+            if s is None:
+                continue
+            title = f"{v}: {label} ({', '.join(f'{m} {fmt(r[m])}' for m in res['metrics'])}; ended by {r.get('end_reason')})"
+            lines = [(m.role, m.content) for m in s.messages if m.role != "system"]
+            names = {"user": "Client", "assistant": "Counselor"}
+            md.append(f"#### {title}\n\n" + "\n".join(f"> **{names[r_]}:** {c}  " for r_, c in lines) + "\n")
+            h.append(f"<details><summary>{html.escape(title)}</summary>" + "".join(
+                f'<p class="{r_}"><b>{names[r_]}:</b> {html.escape(c)}</p>' for r_, c in lines) + "</details>")
+    end_md, end_h = table(["Variant", "End reasons"], [[v, ", ".join(f"{k}: {n}" for k, n in e.items())]
+                                                       for v, e in ends.items()])
+    return end_md + "\n" + "\n".join(md), end_h + "".join(h)
+
+
+def dataset_summary(ctx: Context) -> tuple[str, str]:
+    rows = []
+    for stage in ("real", "personas", "scenarios", "synth", "curate", "eval_scenarios", "mix", "simulate", "score"):
+        summ = ctx.store.stage(stage).summary() if ctx.store.path(stage).exists() else {}
+        if summ:
+            flat = {k: v for k, v in summ.items() if k not in ("stage",) and not isinstance(v, dict | list)}
+            rows.append([stage, ", ".join(f"{k}={fmt(v)}" for k, v in flat.items())])
+    counts = []
+    for f in sorted(ctx.store.path("mix").glob("**/*.jsonl")) if ctx.store.path("mix").exists() else []:
+        counts.append([str(f.relative_to(ctx.store.root)), sum(1 for _ in read_jsonl_dicts(f))])
+    contam = ctx.store.stage("eval_scenarios").read_json("contamination.json", {}) or {}
+    sim_contam = ctx.store.stage("simulate").read_json("contamination.json", {}) or {}
+    note = para(f"Contamination: {len(contam.get('contaminated', []))} of {contam.get('checked', 0)} evaluation "
+                f"scenarios were near-duplicates of training texts before mixing (left out); at simulation "
+                f"{len(sim_contam.get('contaminated_scenarios', []))} of {sim_contam.get('checked_scenarios', 0)} "
+                f"against {sim_contam.get('training_sessions', 0)} final training sessions.")
+    return join(table(["Stage", "Summary"], rows), table(["File", "Records"], counts), note)
+
+
+def training_summary(res: dict) -> tuple[str, str]:
+    rows = []
+    for v, e in res["registry"].items():
+        hp = ", ".join(f"{k}={e.hyperparameters[k]}" for k in list(e.hyperparameters)[:6])
+        mt = ", ".join(f"{k}={fmt(val) if not isinstance(val, dict | list) else '…'}" for k, val in list(e.metrics.items())[:6])
+        rows.append([v, e.backend, e.model, e.adapter or "", e.data_hash or "", hp, mt])
+    return table(["Variant", "Backend", "Model", "Adapter", "Data hash", "Hyperparameters", "Metrics"], rows)
+
+
+def usage_summary(ctx: Context) -> tuple[str, str]:
+    p = ctx.store.path("usage.json")
+    data = json.loads(p.read_text()) if p.exists() else {"rows": [], "cost_usd": 0.0}
+    rows = [[r["stage"], r["role"], int(r["calls"]), int(r["cached"]), int(r["prompt_tokens"]),
+             int(r["completion_tokens"]), r["cost_usd"], int(r.get("failures", 0))] for r in data.get("rows", [])]
+    return join(table(["Stage", "Role", "Calls", "Cached", "Prompt tokens", "Completion tokens", "Cost USD", "Failures"], rows),
+                para(f"Total cost: ${data.get('cost_usd', 0.0):.4f} (prices from llm.prices; local models cost 0)."))
+
+
+def config_section(ctx: Context, res: dict) -> tuple[str, str]:
+    p = ctx.store.path("config.yaml")
+    text = p.read_text() if p.exists() else yaml.safe_dump(ctx.cfg.resolved_dict(), sort_keys=False)
+    ids = ", ".join(f"{v}={e.model}{' + ' + e.adapter if e.adapter else ''}" for v, e in res["registry"].items())
+    roles = ", ".join(f"{r}={rc.model or ctx.cfg.endpoints[rc.endpoint].model}@{rc.endpoint}" for r, rc in ctx.cfg.roles.items())
+    head = para(f"Counselor variants: {ids}. Roles: {roles}. Counselor system prompt is shared by every variant.")
+    return join(head, ("```yaml\n" + text + "```\n", f"<pre>{html.escape(text)}</pre>"))
+
+
+# -- assembly -------------------------------------------------------------------------
+
+
+def clean(x: Any) -> Any:
+    """NaN -> None, so results.json is strict JSON."""
+    if isinstance(x, float) and math.isnan(x):
+        return None
+    if isinstance(x, dict):
+        return {k: clean(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [clean(v) for v in x]
+    return x
+
+
+def build(ctx: Context, st: StageDir) -> dict:
+    """Write report.md, report.html, the figures and results.json; returns a summary."""
+    from . import trust
+    from .verdict import verdict_paragraph
+
+    res = load_results(ctx)
+    res["alpha"] = ctx.cfg.evaluate.alpha
+    validated = trust.judge_validated(ctx)
+    likelihood = ctx.store.stage("likelihood").read_json("results.json") if ctx.store.path("likelihood").exists() else None
+    calib = ctx.store.stage("calibrate").read_json("results.json") if ctx.store.path("calibrate").exists() else None
+    verdict = verdict_paragraph(res["comparisons"], likelihood, calib)
+    figs = plots.make_figures(res["rows"], res["table"], res["variants"], res["metrics"], st.path)
+    sections = [
+        section("Verdict", *para(verdict)),
+        section("Results (paper-style table)", *main_table(res)),
+        section("Per-metric statistics", *detail_table(res)),
+        section("Paired comparisons", *comparisons_table(res, validated)),
+        section("Figures", *figures(figs)),
+        section("Scoring quality", *scoring_quality(res)),
+        *trust.report_sections(ctx),
+        section("Example conversations", *conversations(ctx, res)),
+        section("Dataset summary", *dataset_summary(ctx)),
+        section("Training summary (models.json)", *training_summary(res)),
+        section("Cost and token use", *usage_summary(ctx)),
+        section("Configuration and model ids", *config_section(ctx, res)),
+    ]
+    title = f"hybridtune report: {ctx.cfg.name}"
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    banner = None if validated else ("Judge not validated on this run: empathy/relevance scores are shown, but no "
+                                     "comparison claim is made from them.")
+    md = f"# {title}\n\n_{when}_\n\n" + (f"> **{banner}**\n\n" if banner else "")
+    md += "\n".join(f"## {s['title']}\n\n{s['markdown']}\n" for s in sections)
+    env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
+    page = env.from_string(TEMPLATE.read_text(encoding="utf-8")).render(
+        title=title, when=when, banner=banner, sections=[{**s, "html": markupsafe.Markup(s["html"])} for s in sections])
+    st.write_text("report.md", md)
+    st.write_text("report.html", page)
+    st.write_json("results.json", clean({"variants": res["variants"], "metrics": res["metrics"], "table": res["table"],
+                                         "comparisons": res["comparisons"], "judge_validated": validated}))
+    return {"variants": res["variants"], "conversations": len(res["rows"]), "figures": sorted(figs),
+            "judge_validated": validated, "report": str(st.file("report.html"))}
+
+
+def run(ctx: Context, st: StageDir) -> dict:
+    summary = build(ctx, st)
+    ctx.log(f"report: {summary['report']}")
+    return summary

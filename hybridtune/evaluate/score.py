@@ -1,0 +1,197 @@
+"""Stage `score`: the `judge` role rates each simulated session (empathy, relevance 1-10).
+
+Input: simulate/sessions.jsonl. One judge call per session x metric x sample, from the
+versioned rubric prompt eval_judge_<metric> (structured {rationale, score}); optional
+CTRS (11 items, 0-6, prompt eval_judge_ctrs), k repeated samples (`evaluate.judge_samples`)
+and a second judge (`evaluate.second_judge_endpoint/model`). Failed judgments are counted
+(failures.jsonl), never turned into scores.
+Output: score/scores.jsonl (Score: one judgment), score/session_scores.jsonl (per session:
+mean over samples of the first judge, counselor word count), score/summary.json (failures,
+judge noise, inter-judge agreement, length bias).
+
+    hybridtune score -c configs/demo.yaml
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, Field, create_model
+
+from ..context import Context, map_items
+from ..llm import LLM
+from ..records import Record, Scenario, Session, stable_id
+from ..store import StageDir
+from . import simulate
+from . import stats as S
+
+CTRS_ITEMS = ("agenda", "feedback", "understanding", "interpersonal_effectiveness", "collaboration", "pacing",
+              "guided_discovery", "focusing_on_key_cognitions", "strategy_for_change",
+              "application_of_cbt_techniques", "homework")
+
+
+class Rating(BaseModel):
+    rationale: str = Field(description="two sentences citing the transcript")
+    score: int = Field(ge=1, le=10)
+
+
+CTRSRating = create_model(
+    "CTRSRating", rationale=(str, ...), **{k: (int, Field(ge=0, le=6)) for k in CTRS_ITEMS},
+)
+
+
+class Score(Record):
+    """One judgment of one session on one metric by one judge (sample k)."""
+
+    session_id: str
+    variant: str
+    scenario_id: str
+    judge: str  # "judge" or "judge2"
+    judge_model: str
+    metric: str
+    sample: int = 0
+    score: float
+    items: dict[str, int] = Field(default_factory=dict)  # CTRS items
+    rationale: str = ""
+    prompt: str = ""
+    counselor_words: int = 0
+
+
+def transcript(ctx: Context, s: Session) -> str:
+    names = ctx.domain.meta.get("speakers", {}) or {}
+    label = {"user": str(names.get("user", "client")).capitalize(),
+             "assistant": str(names.get("assistant", "counselor")).capitalize()}
+    return "\n".join(f"{label[m.role]}: {m.content}" for m in s.messages if m.role != "system")
+
+
+def counselor_words(s: Session) -> int:
+    return sum(len(t.split()) for t in s.turns("assistant"))
+
+
+def judges(ctx: Context) -> dict[str, LLM]:
+    out = {"judge": ctx.llm("judge")}
+    ev = ctx.cfg.evaluate
+    if ev.second_judge_endpoint:
+        rc = ctx.cfg.roles["judge"].model_copy(update={"model": ev.second_judge_model})
+        out["judge2"] = ctx.llms.bind("judge", rc, ev.second_judge_endpoint)
+    return out
+
+
+def metric_list(ctx: Context) -> list[str]:
+    return [*ctx.cfg.evaluate.metrics, *(["ctrs"] if ctx.cfg.evaluate.ctrs else [])]
+
+
+async def judge_one(ctx: Context, key: str, s: Session, scen_text: str, judge: str, llm: LLM, metric: str, k: int) -> Score:
+    tpl = ctx.domain.prompt(f"eval_judge_{metric}")
+    msgs = tpl.render(transcript=transcript(ctx, s), scenario=scen_text)
+    schema = CTRSRating if metric == "ctrs" else Rating
+    reply = await llm.chat(msgs, schema=schema, sample=k)
+    p: Any = reply.parsed
+    items = {i: int(getattr(p, i)) for i in CTRS_ITEMS} if metric == "ctrs" else {}
+    value = float(sum(items.values())) if metric == "ctrs" else float(p.score)
+    return Score(id=key, session_id=s.id, variant=s.meta["variant"], scenario_id=s.meta["scenario_id"], judge=judge,
+                 judge_model=llm.model, metric=metric, sample=k, score=value, items=items,
+                 rationale=p.rationale[:1000], prompt=tpl.tag, counselor_words=counselor_words(s))
+
+
+def score_key(s: Session, judge: str, model: str, metric: str, tag: str, k: int) -> str:
+    return stable_id("score", s.id, judge, model, metric, tag, k)
+
+
+def session_rows(scores: list[Score], sessions: list[Session], metrics: list[str], judge: str = "judge") -> list[dict]:
+    """One row per session: the mean over samples of `judge`'s scores per metric (None if none)."""
+    acc: dict[tuple[str, str], list[float]] = defaultdict(list)
+    for sc in scores:
+        if sc.judge == judge:
+            acc[(sc.session_id, sc.metric)].append(sc.score)
+    rows = []
+    for s in sessions:
+        row = {"id": s.id, "variant": s.meta["variant"], "scenario_id": s.meta["scenario_id"],
+               "words": counselor_words(s), "end_reason": s.meta.get("end_reason"), "crisis": s.meta.get("crisis", False)}
+        for m in metrics:
+            v = acc.get((s.id, m))
+            row[m] = float(np.mean(v)) if v else None
+        rows.append(row)
+    return rows
+
+
+def judge_noise(scores: list[Score], metrics: list[str]) -> dict:
+    """Per metric: mean within-session SD over the k samples, and alpha treating samples as raters."""
+    out = {}
+    for m in metrics:
+        by: dict[str, dict[int, float]] = defaultdict(dict)
+        for sc in scores:
+            if sc.judge == "judge" and sc.metric == m:
+                by[sc.session_id][sc.sample] = sc.score
+        k = max((len(v) for v in by.values()), default=0)
+        sds = [float(np.std(list(v.values()), ddof=1)) for v in by.values() if len(v) > 1]
+        units = list(by)
+        ratings = [[by[u].get(i) for u in units] for i in range(k)]
+        out[m] = {"k": k, "sessions": len(sds), "mean_sd": float(np.mean(sds)) if sds else None,
+                  "alpha": S.alpha_interval(ratings) if k > 1 else None}
+    return out
+
+
+def agreement(scores: list[Score], sessions: list[Session], metrics: list[str]) -> dict:
+    """Per metric: Krippendorff's alpha and Spearman between the two judges' per-session means."""
+    a = {r["id"]: r for r in session_rows(scores, sessions, metrics, "judge")}
+    b = {r["id"]: r for r in session_rows(scores, sessions, metrics, "judge2")}
+    out = {}
+    for m in metrics:
+        ids = [i for i in a if a[i].get(m) is not None and b.get(i, {}).get(m) is not None]
+        x, y = [a[i][m] for i in ids], [b[i][m] for i in ids]
+        out[m] = {"n": len(ids), "alpha": S.alpha_interval([x, y]) if ids else None, **{
+            f"spearman_{k}": v for k, v in S.spearman(x, y).items() if k != "n"}}
+    return out
+
+
+def length_bias(rows: list[dict], metrics: list[str]) -> dict:
+    """Spearman correlation of each metric with the counselor's word count (a judge that
+    rewards length shows rho well above 0)."""
+    out = {}
+    for m in metrics:
+        ok = [r for r in rows if r.get(m) is not None]
+        out[m] = S.spearman([r["words"] for r in ok], [r[m] for r in ok])
+    return out
+
+
+async def run(ctx: Context, st: StageDir) -> dict:
+    sessions = simulate.load(ctx)
+    scen = {s.id: s for s in ctx.store.stage("eval_scenarios").read("scenarios.jsonl", Scenario)}
+    metrics = metric_list(ctx)
+    js = judges(ctx)
+    items = []
+    for s in sessions:
+        sc = scen.get(s.meta["scenario_id"])
+        text = sc.summary if sc else ""
+        for jname, llm in js.items():
+            for m in metrics:
+                tag = ctx.domain.prompt(f"eval_judge_{m}").tag
+                for k in range(ctx.cfg.evaluate.judge_samples):
+                    items.append((score_key(s, jname, llm.model, m, tag, k), (s, text, jname, llm, m, k)))
+
+    async def one(item):
+        s, text, jname, llm, m, k = item
+        return await judge_one(ctx, score_key(s, jname, llm.model, m, ctx.domain.prompt(f"eval_judge_{m}").tag, k),
+                               s, text, jname, llm, m, k)
+
+    res = await map_items(ctx, st, items, one, "scores.jsonl", label="score",
+                          concurrency=ctx.cfg.evaluate.concurrency, role="judge")
+    keys = {k for k, _ in items}
+    scores = [x for x in st.read("scores.jsonl", Score) if x.id in keys]
+    rows = session_rows(scores, sessions, metrics)
+    st.write_records("session_scores.jsonl", rows)
+    summary = {
+        "judgments": len(items), "scored": len(scores), "failed": len(items) - len(scores),
+        "failure_rate": round((len(items) - len(scores)) / max(len(items), 1), 4),
+        "metrics": metrics, "judges": {j: llm.model for j, llm in js.items()},
+        "judge_samples": ctx.cfg.evaluate.judge_samples,
+        "judge_noise": judge_noise(scores, metrics),
+        "agreement": agreement(scores, sessions, metrics) if "judge2" in js else None,
+        "length_bias": length_bias(rows, metrics),
+        "unscored_sessions": sum(1 for r in rows if any(r[m] is None for m in metrics)),
+    }
+    st.write_json("summary.json", summary)
+    return {**res.as_dict(), "judgments": len(items), "scored": len(scores),
+            "failure_rate": summary["failure_rate"]}

@@ -1,0 +1,160 @@
+"""The report's plain-language verdict, generated from the numbers (never by an LLM).
+
+Input: the judge comparisons of `stats.paired_comparisons` (items {"a","b","metric","n",
+"mean_diff","p","p_adj","effect_size","significant"}, mean_diff = mean(a - b), effect size
+= matched-pairs rank-biserial, positive when `a` scores higher), the likelihood stage's
+results.json (or None) and the calibrate stage's results.json (or None).
+Output: one short paragraph: for each pair of variants, whether the difference is
+significant after Holm correction, its effect size, and which measures support it. Judge
+claims are withheld unless the judge was validated on this run.
+
+    verdict_paragraph(comparisons, likelihood=json.load(...), judge_validation=json.load(...))
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+SPLIT_WORDS = {"test_real": "held-out real", "test_synthetic": "held-out synthetic"}
+
+
+def magnitude(r: float | None) -> str:
+    """Conventional words for a rank-biserial |r| (0.1 small, 0.3 medium, 0.5 large)."""
+    if r is None or (isinstance(r, float) and math.isnan(r)):
+        return "unknown"
+    a = abs(r)
+    return "negligible" if a < 0.1 else "small" if a < 0.3 else "medium" if a < 0.5 else "large"
+
+
+def _p(c: dict) -> str:
+    p = c.get("p_adj")
+    return "n/a" if p is None or (isinstance(p, float) and math.isnan(p)) else ("<0.001" if p < 0.001 else f"{p:.3f}")
+
+
+def judge_status(judge_validation: dict | None) -> tuple[bool, str]:
+    """(trust judge claims?, the sentence that says why)."""
+    if not judge_validation or judge_validation.get("validated") is None:
+        return False, ("The judge was not validated on this run (no calibration), so judge-based differences "
+                       "are withheld; the judge scores stay visible in the tables.")
+    if not judge_validation["validated"]:
+        return False, (f"The judge was NOT validated on this run ({judge_validation.get('verdict', 'AUC below threshold')}), "
+                       "so judge-based differences are withheld; the judge scores stay visible in the tables.")
+    return True, f"The judge passed validation on this run ({judge_validation.get('verdict', '')})."
+
+
+def _num(x: float | None, fmt: str = "+.2f") -> str:
+    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, fmt)
+
+
+def _pair_key(a: str, b: str) -> frozenset:
+    return frozenset((a, b))
+
+
+def _orient(c: dict, a: str) -> dict:
+    """The comparison seen from `a` (flips the sign when it was computed as b - a)."""
+    if c["a"] == a:
+        return c
+    flip = {k: (-v if isinstance(v, int | float) and v is not None else v) for k, v in c.items()
+            if k in ("mean_diff", "effect_size")}
+    ci = c.get("ci")
+    return {**c, **flip, "a": c["b"], "b": c["a"], "ci": [-ci[1], -ci[0]] if ci else None}
+
+
+def _judge_sentence(a: str, b: str, comps: list[dict]) -> tuple[str, str | None]:
+    """(sentence, direction 'a'/'b'/'mixed'/None of significant judge differences)."""
+    sig = [c for c in comps if c.get("significant")]
+    if not sig:
+        ns = ", ".join(sorted({c["metric"] for c in comps}))
+        return f"the judge finds no significant difference ({ns}, n={max(c['n'] for c in comps)})", None
+    parts, dirs = [], set()
+    for c in sig:
+        better = a if c["mean_diff"] > 0 else b
+        dirs.add(better)
+        parts.append(f"{better} scores higher on {c['metric']} (mean difference {c['mean_diff']:+.2f} for {a} - {b}, "
+                     f"{magnitude(c.get('effect_size'))} effect r={_num(c.get('effect_size'))}, "
+                     f"adjusted p={_p(c)}, n={c['n']})")
+    return "the judge says " + "; ".join(parts), (dirs.pop() if len(dirs) == 1 else "mixed")
+
+
+def _likelihood_sentence(a: str, b: str, comps: list[dict]) -> tuple[str, str | None]:
+    comps = sorted(comps, key=lambda c: list(SPLIT_WORDS).index(c["split"]) if c["split"] in SPLIT_WORDS else 9)
+    parts, dirs = [], set()
+    for c in comps:
+        where = SPLIT_WORDS.get(c["split"], c["split"])
+        ci = c.get("ci")
+        ci_s = f", CI [{ci[0]:+.3f}, {ci[1]:+.3f}]" if ci else ""
+        if c.get("significant"):
+            better = a if c["mean_diff"] < 0 else b
+            dirs.add(better)
+            parts.append(f"{better} predicts {where} counselor turns better ({c['mean_diff']:+.3f} nats/token for "
+                         f"{a} - {b}{ci_s}, {magnitude(c.get('effect_size'))} effect, adjusted p={_p(c)}, n={c['n']})")
+        else:
+            parts.append(f"no significant likelihood difference on {where} sessions "
+                         f"({c['mean_diff']:+.3f} nats/token{ci_s}, adjusted p={_p(c)}, n={c['n']})")
+    direction = (dirs.pop() if len(dirs) == 1 else "mixed") if dirs else None
+    return "; ".join(parts), direction
+
+
+def verdict_paragraph(comparisons: list[dict], likelihood: dict | None, judge_validation: dict | None) -> str:
+    """One plain-language paragraph: per pair of variants, what is significant and by which measure."""
+    trust_judge, judge_line = judge_status(judge_validation)
+    lik_comps = list((likelihood or {}).get("comparisons") or [])
+    order: dict[frozenset, tuple[str, str]] = {}
+    for c in [*comparisons, *lik_comps]:
+        order.setdefault(_pair_key(c["a"], c["b"]), (c["a"], c["b"]))
+    if not order:
+        return ("No variant comparisons are available on this run: neither judge scores nor held-out likelihood "
+                "results were produced, so no claim is made about which variant is better.")
+    sentences = [judge_line] if comparisons else []
+    for key, (a, b) in order.items():
+        jc = [_orient(c, a) for c in comparisons if _pair_key(c["a"], c["b"]) == key]
+        lc = [_orient(c, a) for c in lik_comps if _pair_key(c["a"], c["b"]) == key]
+        parts, support, dirs = [], [], set()
+        if jc and trust_judge:
+            s, d = _judge_sentence(a, b, jc)
+            parts.append(s)
+            if d:
+                support.append("judge")
+                dirs.add(d)
+        elif jc:
+            parts.append("judge-based differences withheld")
+        if lc:
+            s, d = _likelihood_sentence(a, b, lc)
+            parts.append(s)
+            if d:
+                support.append("likelihood")
+                dirs.add(d)
+        else:
+            parts.append("no likelihood comparison")
+        if not support:
+            tail = "No measure shows a significant difference."
+        elif len(dirs) > 1 or "mixed" in dirs:
+            tail = f"Significant differences ({' and '.join(support)}) point in different directions, so no overall winner."
+        else:
+            tail = f"Supported by: {' and '.join(support)}."
+        sentences.append(f"{a} vs {b}: {'; '.join(parts)}. {tail}")
+    skipped = (likelihood or {}).get("skipped") or {}
+    if skipped:
+        sentences.append("Likelihood was not available for " + ", ".join(sorted(skipped)) + " (its backend returns no "
+                         "prompt log-probabilities).")
+    if likelihood is None:
+        sentences.append("The held-out likelihood stage did not run.")
+    return " ".join(sentences)
+
+
+def support_table(comparisons: list[dict], likelihood: dict | None, judge_validation: dict | None) -> list[dict[str, Any]]:
+    """The same verdict as rows (pair, judge, likelihood, supported_by) for a report table."""
+    trust_judge, _ = judge_status(judge_validation)
+    lik = list((likelihood or {}).get("comparisons") or [])
+    keys: dict[frozenset, tuple[str, str]] = {}
+    for c in [*comparisons, *lik]:
+        keys.setdefault(_pair_key(c["a"], c["b"]), (c["a"], c["b"]))
+    rows = []
+    for key, (a, b) in keys.items():
+        js = any(c.get("significant") for c in comparisons if _pair_key(c["a"], c["b"]) == key)
+        ls = any(c.get("significant") for c in lik if _pair_key(c["a"], c["b"]) == key)
+        rows.append({"pair": f"{a} vs {b}",
+                     "judge": ("significant" if js else "not significant") if trust_judge else "withheld",
+                     "likelihood": "significant" if ls else ("not significant" if lik else "n/a"),
+                     "supported_by": [m for m, ok in (("judge", js and trust_judge), ("likelihood", ls)) if ok]})
+    return rows

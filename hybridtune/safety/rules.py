@@ -1,0 +1,174 @@
+"""Fast, model-free crisis screen: curated phrase patterns with negation handling.
+
+Input: one text (a client/user turn). Output: `RiskResult` (risk level, categories,
+evidence spans, source="rules", settled = whether the rules are confident).
+
+    from hybridtune.safety.rules import rule_screen
+    rule_screen("I'm going to kill myself tonight").risk   # -> "imminent"
+    rule_screen("I'm not suicidal, just tired").risk        # -> "none" (settled=False)
+
+Levels follow a C-SSRS-like ladder: passive wish to be dead / history -> low; active
+ideation, self-harm, threats, ongoing abuse -> high; plan, means, timeframe or an act in
+progress -> imminent. Pure Python and a few microseconds per turn, so the real-data and
+curation stages can run it on every turn. Anything the rules only half-recognise (a
+negated cue, a lone risky word, a third party) comes back `settled=False` so the layered
+`hybridtune.safety.screen.screen` can ask a model.
+"""
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Risk = Literal["none", "low", "high", "imminent"]
+CATEGORIES = ("suicide", "self_harm", "harm_to_others", "abuse", "medical_emergency")
+RISK_ORDER: dict[str, int] = {"none": 0, "low": 1, "high": 2, "imminent": 3}
+
+
+class RiskResult(BaseModel):
+    """The screen's verdict for one text."""
+
+    model_config = ConfigDict(extra="allow")
+    risk: Risk = "none"
+    categories: list[str] = Field(default_factory=list)
+    evidence: list[str] = Field(default_factory=list)  # matched spans, verbatim from the input
+    source: str = "rules"  # rules | model | degraded
+    settled: bool = True  # True when the rules are confident (no model needed)
+
+    @property
+    def is_crisis(self) -> bool:
+        return RISK_ORDER[self.risk] >= RISK_ORDER["high"]
+
+
+# --- patterns -------------------------------------------------------------------------
+# Each entry: (category, risk, regex). Patterns are matched per clause on normalised,
+# lower-cased text. `ME` = first-person object/reflexive forms.
+_ME = r"(?:myself|my self)"
+_SELF_VERB = r"(?:kill|hang|shoot|drown|poison|off)"
+_TIME = r"(?:tonight|today|right now|now|this (?:evening|weekend|week)|tomorrow|soon|after (?:this|you|we)|when (?:everyone|they|he|she)\b)"
+_MEANS = r"(?:pills?|tablets?|gun|rope|knife|razor|blade|bridge|ledge|roof|train tracks|overdose)"
+
+PATTERNS: list[tuple[str, str, str]] = [
+    # suicide: imminent (plan, means, timeframe, act in progress, farewell)
+    ("suicide", "imminent", rf"\b(?:going to|gonna|about to|will|am going to|i'?ll|planning to|plan to|decided to)\s+(?:\w+\s+){{0,2}}(?:kill|end)\s+(?:{_ME}|my life|it all)\b.{{0,40}}\b{_TIME}\b"),
+    ("suicide", "imminent", rf"\b{_TIME}\b.{{0,40}}\b(?:kill|end)\s+(?:{_ME}|my life|it all)\b"),
+    ("suicide", "imminent", rf"\b(?:i have|i've got|i got|i bought|i've been (?:saving|collecting|stockpiling)|i'm holding|i am holding|sitting here with|i've saved up)\s+(?:\w+\s+){{0,4}}{_MEANS}\b.{{0,60}}\b(?:kill|end|die|do it|take them all|jump)"),
+    ("suicide", "imminent", rf"\b(?:kill|end)\s+(?:{_ME}|my life|it all)\b.{{0,60}}\b(?:i have|i've got|i got|i bought|with)\s+(?:\w+\s+){{0,3}}{_MEANS}\b"),
+    ("suicide", "imminent", r"\b(?:i (?:just )?took|i've (?:just )?taken|i swallowed)\s+(?:\w+\s+){0,3}(?:all|whole bottle|bottle|handful|bunch|lots?|too many|a lot)\b.{0,30}\b(?:pills?|tablets?|meds|medication|paracetamol|tylenol)"),
+    ("suicide", "imminent", r"\b(?:i'?m|i am)\s+(?:standing|sitting)\s+(?:on|at)\s+(?:the\s+)?(?:edge|ledge|bridge|roof|tracks|platform)"),
+    ("suicide", "imminent", r"\b(?:this is|consider this) (?:my )?(?:goodbye|good bye|last message|final message)\b|\bwrote (?:my|a) (?:suicide|goodbye) note\b|\bi'?ve written (?:my|a) (?:suicide|goodbye) note\b"),
+    ("suicide", "imminent", r"\b(?:i have|i've got|i made|i've made) a plan to (?:kill|end|die)"),
+    # suicide: high (active ideation)
+    ("suicide", "high", rf"\b(?:{_SELF_VERB})\s+{_ME}\b|\bkilling myself\b|\bend(?:ing)? my (?:own )?life\b|\btake my (?:own )?life\b|\bcommit(?:ting)? suicide\b"),
+    ("suicide", "high", r"\bsuicid(?:al|e)\b"),
+    ("suicide", "high", r"\b(?:want|wanna|wish|going|planning|thinking about|think about|thought about|tempted) (?:to )?(?:just )?(?:die|be dead|end it(?: all)?)\b"),
+    ("suicide", "high", r"\b(?:don'?t|do not|no longer) want to (?:live|be alive|be here|exist|go on)\b|\bdon'?t want to be (?:alive|here) (?:anymore|any more)\b"),
+    ("suicide", "high", r"\bbetter off (?:dead|without me)\b|\bno (?:reason|point) (?:to|in) (?:live|living|going on|being alive)\b"),
+    ("suicide", "high", r"\b(?:can'?t|cannot) (?:go on|do this) (?:anymore|any more|any longer)\b.{0,40}\b(?:die|dead|end|over)\b|\bend it all\b|\bjump (?:off|in front of)\b"),
+    ("suicide", "high", r"\b(?:how many|what) (?:pills|tablets)\b.{0,30}\b(?:to die|would kill|lethal|fatal|overdose)\b|\bpainless(?:ly)? (?:way to )?(?:die|death)\b"),
+    # suicide: low (someone else at risk: worth a look, not a crisis of the speaker)
+    ("suicide", "low", r"\b(?:kill|hurt|harm|cut|end)\w* (?:himself|herself|themselves|themself)\b|\b(?:he|she|they)(?:'s| is| are| was| were) suicidal\b"),
+    # suicide: low (passive ideation, history)
+    ("suicide", "low", r"\b(?:wish(?:ed)? i (?:was|were) (?:dead|never born)|wish i could (?:disappear|just disappear|fall asleep and not wake up|not wake up|vanish)|don'?t (?:want|care if i) (?:to )?wake up)\b"),
+    ("suicide", "low", r"\b(?:tried|attempted) (?:to )?(?:kill myself|suicide|end my life)\b|\bsuicide attempt\b|\boverdosed\b(?! on (?:coffee|sugar|caffeine))"),
+    ("suicide", "low", r"\b(?:what'?s|what is) the point (?:of|in) (?:living|life|anything|going on|it all)\b|\bhopeless\b|\bno way out\b|\bburden (?:to|on) (?:everyone|my family|them|you)\b"),
+    # self-harm
+    ("self_harm", "imminent", r"\b(?:i'?m|i am) (?:cutting|burning|hurting) myself (?:right now|now)\b|\b(?:i just|i've just) (?:cut|burned|burnt) (?:myself|my (?:arms?|wrists?|legs?)).{0,40}\b(?:bleeding|won'?t stop|deep|a lot of blood)"),
+    ("self_harm", "high", r"\b(?:cut|cutting|burn|burning|hurt|hurting|harm|harming|punish|punishing|starve|starving|scratch|scratching|hit|hitting) (?:myself|my (?:arms?|wrists?|legs?|thighs?))\b"),
+    ("self_harm", "high", r"\bself[- ]?harm(?:ing|ed)?\b|\bself[- ]?injur(?:y|ing)\b|\bslit my wrists?\b"),
+    ("self_harm", "high", r"\b(?:urge|urges|want|wanting|wanna) to (?:cut|hurt|harm|burn)\b(?!\s+(?:him|her|them|my|someone|somebody|people|everyone|others|the|his|their))"),
+    ("self_harm", "low", r"\b(?:used to|started) (?:cut|cutting|hurt|hurting|harm|harming|burn|burning) (?:myself|my)\b|\bscars? (?:on|from) (?:my )?(?:arms?|wrists?|legs?|cutting)\b|\brelapsed?\b.{0,20}\bcutting\b"),
+    # harm to others
+    ("harm_to_others", "imminent", r"\b(?:going to|gonna|about to|will|i'?ll)\s+(?:\w+\s+){0,2}(?:kill|shoot|stab|hurt|attack)\s+(?:him|her|them|my \w+|someone|somebody|people|everyone)\b.{0,40}\b(?:tonight|today|right now|now|tomorrow|with (?:a|my) (?:gun|knife))\b"),
+    ("harm_to_others", "imminent", r"\b(?:i have|i've got|i got|i bought|i'm holding)\s+(?:a |my |the )?(?:gun|knife|weapon)\b.{0,60}\b(?:him|her|them|kill|shoot|stab|waiting)\b"),
+    ("harm_to_others", "high", r"\b(?:want|wanna|going|gonna|thinking about|fantasi[sz]e about|fantasi[sz]ing about|plan(?:ning)?|urges?) (?:to )?(?:kill|shoot|stab|strangle|hurt|attack|beat up|poison)\s+(?:him|her|them|my \w+|someone|somebody|people|everyone|my (?:wife|husband|boss|partner|kid|kids|child|baby|mother|father|mom|dad|brother|sister))\b"),
+    ("harm_to_others", "high", r"\b(?:i could|i might|i'?m (?:afraid|scared) i(?:'ll| will| might)) (?:really )?(?:kill|hurt|shake|hit|snap and hurt) (?:him|her|them|the baby|my (?:baby|kid|child|son|daughter))\b|\bmake them (?:all )?pay\b.{0,30}\b(?:blood|kill|hurt|gun)\b|\bshoot up\b"),
+    ("harm_to_others", "low", r"\b(?:so angry|so mad|furious|rage)\b.{0,40}\b(?:could|want to) (?:hit|punch|smash)\b"),
+    # abuse (being harmed by someone)
+    ("abuse", "imminent", r"\b(?:he|she|they)(?:'s| is| are) (?:outside|at the door|breaking in|coming (?:back|home))\b.{0,60}\b(?:kill|hurt|hit|scared|afraid|gun|knife)\b|\b(?:he|she|they) (?:said|says|threatened) (?:he|she|they)(?:'d|'ll| will| would) kill me\b"),
+    ("abuse", "high", r"\b(?:he|she|they|my (?:husband|wife|partner|boyfriend|girlfriend|dad|father|mom|mother|stepdad|stepfather|uncle|brother|coach|boss))\s+(?:\w+\s+){0,2}(?:hits?|hitting|beats?|beating|beat|chokes?|choked|choking|strangled|punch(?:es|ed)?|kicks?|kicked|slaps?|slapped|rapes?|raped|molest(?:s|ed)?|touch(?:es|ed) me)\b(?:\s+(?:me|us|my))"),
+    ("abuse", "high", r"\b(?:being|been|was|am|i'?m) (?:abused|raped|molested|sexually assaulted|assaulted|beaten|trafficked)\b|\bdomestic (?:violence|abuse)\b|\bafraid (?:to go|of going) home\b|\b(?:threatens?|threatened) to (?:kill|hurt) me\b"),
+    ("abuse", "low", r"\b(?:was|were|got) (?:abused|hit|beaten) (?:as a (?:kid|child)|when i was (?:a kid|little|young|a child))\b|\b(?:emotionally|verbally) abusive\b|\bcontrolling\b.{0,30}\b(?:partner|husband|wife|boyfriend|girlfriend)\b"),
+    # medical emergency
+    ("medical_emergency", "imminent", r"\b(?:i (?:can'?t|cannot) breathe|chest (?:pain|is tight|hurts)|crushing pain in my chest|(?:my )?(?:face|arm) (?:is )?(?:drooping|numb|went numb)|having a (?:heart attack|stroke|seizure)|i'?m (?:bleeding|losing (?:a lot of )?blood) (?:a lot|badly|heavily|out)|(?:i'?m|i am) overdosing|i overdosed)\b"),
+    ("medical_emergency", "imminent", r"\b(?:i|she|he) (?:took|swallowed|drank) (?:\w+\s+){0,2}(?:bleach|antifreeze|poison|rat poison|the whole bottle)\b|\bpassing out\b.{0,30}\b(?:pills|drank|took)\b"),
+    ("medical_emergency", "high", r"\b(?:haven'?t|have not|didn'?t) (?:eaten|eat) (?:anything )?(?:in|for) (?:days|a week|weeks)\b|\bwithdrawal\b.{0,30}\b(?:shaking|seizures?|hallucinat\w*)\b|\b(?:mixed|mixing) (?:pills|benzos|xanax|opioids) (?:with|and) (?:alcohol|drinking|booze)\b"),
+]
+_COMPILED = [(cat, risk, re.compile(pat)) for cat, risk, pat in PATTERNS]
+
+# A clause containing one of these but no pattern is "unsettled": the model should look.
+CUES = re.compile(
+    r"\b(?:die|dying|dead|death|suicid\w*|kill\w*|hurt\w*|harm\w*|cut\w*|blood|bleed\w*|pills?|overdos\w*|gun|knife|rope|"
+    r"hopeless|worthless|give up|giving up|disappear|end it|can'?t go on|no point|abus\w*|hit me|hits me|beat\w* me|"
+    r"rape\w*|threat\w*|unsafe|afraid of (?:him|her|them)|scared of (?:him|her|them)|weapon|jump)\b"
+)
+# Negation in the few words before a match ("I'm not suicidal", "I would never hurt myself",
+# "no thoughts of killing myself"). Patterns that *contain* a negation ("don't want to live")
+# are matched on the raw clause, so negating those needs a second negation, which is rare.
+_NEG = re.compile(
+    r"\b(?:not|never|no|nor|don'?t|doesn'?t|didn'?t|won'?t|wouldn'?t|isn'?t|aren'?t|wasn'?t|haven'?t|hasn'?t|"
+    r"can'?t imagine|no longer|denies|deny|without|stopped|quit|free of)\b(?:\s+\w+){0,4}\s*$"
+)
+# Idioms where a risky verb is not a risk ("this traffic is killing me", "dying to see").
+_IDIOM = re.compile(
+    r"\b(?:killing (?:me|it)|kill (?:for|time)|dying (?:to|for|of (?:laughter|boredom|embarrassment))|dead (?:tired|serious|end|on|set|line)|"
+    r"deadline|to die for|cut (?:back|down|out|it out|off|corners|ties)|my (?:mom|mum|dad|boss|wife|husband) (?:will|is going to|would|gonna) kill me|"
+    r"killer|hurts? my feelings|bored to death|scared to death|died laughing|pain in the)\b"
+)
+_CLAUSE = re.compile(r"(?<=[.!?;])\s+|\n+|\s+but\s+|\s+(?:although|though|however)\s+")
+# Past-tense framing ("I used to cut myself", "when I was 15 I tried...") -> history, low.
+_HISTORY = re.compile(r"\b(?:used to|years ago|months ago|last year|in (?:high school|college|my teens|the past)|when i was (?:a kid|younger|little|young|a teen(?:ager)?|\d+)|back then|as a teen(?:ager)?|had a (?:phase|period))\b")
+_THIRD_PARTY = re.compile(r"\b(?:my (?:friend|sister|brother|son|daughter|cousin|classmate|roommate|client|patient)|a friend|someone i know|he|she|they)\s+(?:\w+\s+){0,3}(?:said|says|told me|wants?|is|was|has|tried|keeps)\b")
+
+MAX_CHARS = 20_000  # longer texts are screened on their first MAX_CHARS (callers reject larger input)
+
+
+def normalize(text: str) -> str:
+    """Lower-case, straighten quotes and squeeze spaces so patterns stay simple."""
+    t = text[:MAX_CHARS].lower()
+    t = t.replace("\u2019", "'").replace("\u2018", "'").replace("\u201c", '"').replace("\u201d", '"')
+    t = re.sub(r"\bim\b", "i'm", t)
+    t = re.sub(r"\bive\b", "i've", t)
+    t = re.sub(r"\bdont\b", "don't", t)
+    t = re.sub(r"\bcant\b", "can't", t)
+    return re.sub(r"[ \t]+", " ", t)
+
+
+def _negated(clause: str, start: int) -> bool:
+    return bool(_NEG.search(clause[max(0, start - 40):start]))
+
+
+def rule_screen(text: str) -> RiskResult:
+    """Screen one text with the phrase patterns. Never raises on str input; never calls a model."""
+    assert isinstance(text, str), f"rule_screen expects str, got {type(text).__name__}"
+    norm = normalize(text)
+    best, cats, evidence, settled = "none", [], [], True
+    for clause in _CLAUSE.split(norm):
+        if not clause or not clause.strip():
+            continue
+        hit_here = False
+        for cat, risk, rx in _COMPILED:
+            for m in rx.finditer(clause):
+                if _negated(clause, m.start()):
+                    settled = False  # a negated cue: usually fine, but the model can check
+                    continue
+                if _IDIOM.search(m.group(0)):
+                    continue
+                hit_here = True
+                level = risk
+                if _THIRD_PARTY.search(clause[: m.start()]) and cat in ("suicide", "self_harm") and "i " not in clause[: m.start()][-12:]:
+                    level, settled = "low", False  # about someone else: worth a look, not a crisis for the speaker
+                if RISK_ORDER[level] >= RISK_ORDER["high"] and _HISTORY.search(clause) and not re.search(r"\b(?:again|now|still|lately|these days|this week|recently)\b", clause):
+                    level = "low"  # history, not current risk (C-SSRS: lifetime vs recent)
+                if RISK_ORDER[level] > RISK_ORDER[best]:
+                    best = level
+                if cat not in cats:
+                    cats.append(cat)
+                if m.group(0).strip() not in evidence:
+                    evidence.append(m.group(0).strip())
+        if not hit_here and CUES.search(_IDIOM.sub(" ", clause)):
+            settled = False
+    if best == "low":
+        settled = False  # passive ideation/history: the model (or a human) should judge
+    return RiskResult(risk=best, categories=cats, evidence=evidence[:8], source="rules", settled=settled)

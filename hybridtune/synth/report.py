@@ -1,0 +1,114 @@
+"""synth_report.md / synth_report.json: diversity, correctness, naturalness, technique coverage, lengths.
+
+Input: personas/report.json, scenarios/report.json (written by those stages) and the synthetic
+sessions. Output: runs/<name>/synth/synth_report.md and synth_report.json. Called at the end
+of the `synth` stage; numbers from the embedded 135M model's judge are noise (said in the report).
+"""
+from __future__ import annotations
+
+import statistics
+from collections import Counter
+from typing import Any
+
+from ..context import Context
+from ..records import Session
+from ..store import StageDir
+
+
+def technique_coverage(sessions: list[Session], ids: list[str], key: str) -> dict[str, Any]:
+    """Counts of technique ids in meta[key] over the sessions, each technique's share vs its even share."""
+    c = Counter(t for s in sessions for t in (s.meta.get(key) or []))
+    total = sum(c.values())
+    quota = total / len(ids) if ids and total else 0.0
+    return {
+        "counts": {i: c.get(i, 0) for i in ids},
+        "total": total,
+        "missing": [i for i in ids if c.get(i, 0) == 0],
+        "max_over_quota": round(max(c.values()) / quota, 3) if quota and c else None,
+        "sessions_with_labels": sum(1 for s in sessions if s.meta.get(key) is not None),
+    }
+
+
+def session_stats(ctx: Context, sessions: list[Session], st: StageDir) -> dict[str, Any]:
+    ids = [t.id for t in ctx.domain.techniques]
+    lengths = [int(s.meta.get("exchanges", 0)) for s in sessions]
+    words = [sum(len(m.content.split()) for m in s.messages if m.role != "system") for s in sessions]
+    planned = technique_coverage(sessions, ids, "planned_techniques")
+    realised = technique_coverage(sessions, ids, "realised_techniques")
+    hit = [len(set(s.meta["planned_techniques"]) & set(s.meta["realised_techniques"])) / len(s.meta["planned_techniques"])
+           for s in sessions if s.meta.get("realised_techniques") is not None and s.meta.get("planned_techniques")]
+    return {
+        "requested": ctx.cfg.synth.sessions,
+        "sessions": len(sessions),
+        "failed_items": len({f["item"] for f in st.read_dicts("failures.jsonl") if not f.get("replaced")}),
+        "invalid_attempts": len(list(st.read_dicts("failures.jsonl"))),
+        "mode": ctx.cfg.synth.mode,
+        "exchanges": {"min": min(lengths, default=0), "median": statistics.median(lengths) if lengths else 0,
+                      "max": max(lengths, default=0), "histogram": dict(sorted(Counter(lengths).items()))},
+        "words_per_session_median": statistics.median(words) if words else 0,
+        "ended_by": dict(Counter(s.meta.get("ended_by", "?") for s in sessions)),
+        "with_fewshot": sum(1 for s in sessions if s.meta.get("fewshot_ids")),
+        "planned_coverage": planned,
+        "realised_coverage": realised,
+        "planned_realised_rate": round(sum(hit) / len(hit), 3) if hit else None,
+    }
+
+
+def _table(rows: list[tuple], head: tuple) -> str:
+    out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    out += ["| " + " | ".join(str(x) for x in r) + " |" for r in rows]
+    return "\n".join(out)
+
+
+def render_md(ctx: Context, rep: dict[str, Any]) -> str:
+    p, sc, se = rep["personas"], rep["scenarios"], rep["sessions"]
+    emb = ctx.cfg.endpoints.get(ctx.cfg.roles["judge"].endpoint)
+    note = ("The judge is the embedded SmolLM2-135M model: its correctness, naturalness and distortion "
+            "checks are noise, useful only to show the machinery runs. Use a strong judge for real numbers."
+            if emb and emb.backend == "llamacpp" else "Judge-based numbers come from the configured judge role.")
+    lines = [f"# Synthetic data report: run `{ctx.cfg.name}`, domain `{ctx.domain.name}`", "", f"> {note}", ""]
+    if p:
+        lines += ["## Personas", "",
+                  f"{p['kept']} kept of {p['requested']} requested; {p['dropped']} dropped after regenerations, "
+                  f"{p['regenerated']} needed a regeneration, {p['invalid_attempts']} invalid structured replies (replaced).", "",
+                  f"- Embedding diversity (all-MiniLM-L6-v2): Vendi score **{p['vendi_score']}** "
+                  f"(of at most {p['kept']}), mean pairwise cosine distance **{p['mean_pairwise_cosine_distance']}**",
+                  f"- Correctness (narrative matches attributes): {p['correct_rate']}",
+                  f"- Naturalness (judge, 1-10): {p['naturalness_mean']}", "",
+                  _table([(a, f"{v['covered']}/{v['values']}", v["entropy"]) for a, v in p["attribute_coverage"].items()],
+                         ("attribute", "values covered", "entropy (1 = even)")), ""]
+    if sc:
+        lines += ["## Scenarios", "",
+                  f"{sc['kept']} kept of {sc['requested']}; {sc['near_duplicates_rejected']} near-duplicates rejected and "
+                  f"regenerated; {sc['invalid_attempts']} invalid structured replies (replaced).", "",
+                  f"- Distortions confirmed present by the judge: {sc['distortions_confirmed']}/{sc['distortions_planned']} "
+                  f"(rate {sc['distortion_confirm_rate']}, checks {'on' if sc['checked'] else 'off'})",
+                  "- Distortion coverage: " + ", ".join(f"{k} {v}" for k, v in sc["distortion_coverage"].items()), ""]
+    pc, rc = se["planned_coverage"], se["realised_coverage"]
+    lines += ["## Sessions", "",
+              f"{se['sessions']} of {se['requested']} sessions ({se['mode']}); {se['failed_items']} failed, "
+              f"{se['invalid_attempts']} invalid attempts; {se['with_fewshot']} used real few-shot exemplars.", "",
+              f"- Length (client+counselor exchanges): min {se['exchanges']['min']}, median {se['exchanges']['median']}, "
+              f"max {se['exchanges']['max']}; histogram {se['exchanges']['histogram']}",
+              f"- Median words per session: {se['words_per_session_median']}",
+              f"- Ended by: {se['ended_by']} (closing = detected goodbye; cap = cut at target + 1)",
+              f"- Planned techniques realised (annotator): {se['planned_realised_rate']}", "",
+              "### Technique coverage", "",
+              f"Planned: missing {pc['missing'] or 'none'}, max share / even share = {pc['max_over_quota']}. "
+              f"Realised: missing {rc['missing'] or 'none'}, max / even = {rc['max_over_quota']}.", "",
+              _table([(t, pc["counts"][t], rc["counts"][t]) for t in pc["counts"]], ("technique", "planned", "realised")), ""]
+    return "\n".join(lines)
+
+
+def write_report(ctx: Context, st: StageDir, sessions: list[Session]) -> dict[str, Any]:
+    """Write synth_report.{md,json}; returns the flat summary for the stage marker."""
+    rep = {
+        "personas": ctx.store.stage("personas").read_json("report.json", {}) or {},
+        "scenarios": ctx.store.stage("scenarios").read_json("report.json", {}) or {},
+        "sessions": session_stats(ctx, sessions, st),
+    }
+    st.write_json("synth_report.json", rep)
+    st.write_text("synth_report.md", render_md(ctx, rep))
+    se = rep["sessions"]
+    return {"sessions": se["sessions"], "failed": se["failed_items"], "median_exchanges": se["exchanges"]["median"],
+            "techniques_missing": len(se["planned_coverage"]["missing"])}

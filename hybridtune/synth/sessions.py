@@ -1,0 +1,306 @@
+"""Stage `synth`: multi-turn synthetic sessions by role-play (or single pass), with planned technique coverage.
+
+Input: runs/<name>/scenarios/scenarios.jsonl; runs/<name>/real/sessions.jsonl if present
+(few-shot style exemplars, nearest by embedding). Output: runs/<name>/synth/sessions.jsonl
+(`Session`, source="synthetic"; meta holds persona, scenario, planned and realised techniques,
+length, how it ended, prompt versions), generated.jsonl (resume ledger), failures.jsonl, synth_report.md / synth_report.json.
+
+    hybridtune synthesize -c configs/demo.yaml [--set synth.mode=single_pass]
+
+Plan: session i takes scenario i mod len(scenarios), a target length in
+[synth.min_exchanges, synth.max_exchanges] and synth.techniques_per_session techniques dealt
+from the domain taxonomy so counts meet the quotas (synth.technique_weights). Role-play: the
+`counselor` role opens and follows the domain's session plan (attributes.yaml: session_plan),
+one phase and planned technique(s) per turn; the `patient` role holds persona, scenario and
+attitude. Near the target length the counselor wraps up; the session ends when a turn matches
+synth.closing_pattern (closing detection) after synth.min_exchanges, or at target + 1 (a cap).
+"""
+from __future__ import annotations
+
+import random
+import re
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+from ..context import Context, map_items
+from ..errors import StructuredOutputError, UserError
+from ..records import Message, Scenario, Session, TurnAnnotation, stable_id
+from ..store import StageDir, read_jsonl_dicts
+from .personas import record_failure
+from .sampling import PlanPhase, deal_terms, load_attribute_spec
+
+SPEAKER_PREFIX = re.compile(r"^\s*\**(counselor|counsellor|therapist|client|patient|coach|rep|user|assistant)\**\s*:\s*", re.I)
+
+
+class SessionPlan(BaseModel):
+    index: int
+    scenario_id: str
+    techniques: list[str]
+    exchanges: int
+    exemplar_ids: list[str] = Field(default_factory=list)
+
+
+class DialogueTurn(BaseModel):
+    speaker: Literal["counselor", "client"]
+    text: str = Field(min_length=1)
+
+
+class Dialogue(BaseModel):
+    turns: list[DialogueTurn] = Field(min_length=4)
+
+
+class TurnLabel(BaseModel):
+    index: int
+    techniques: list[str] = Field(default_factory=list)
+
+
+class TechniqueLabels(BaseModel):
+    turns: list[TurnLabel]
+
+
+# -- planning ------------------------------------------------------------------------------
+
+def plan_sessions(ctx: Context, scenarios: list[Scenario], n: int, seed: int) -> list[SessionPlan]:
+    """n session plans: scenarios round-robin, lengths drawn in range, techniques dealt by quota."""
+    cfg = ctx.cfg.synth
+    if n and not scenarios:
+        raise UserError(f"{ctx.store.path('scenarios', 'scenarios.jsonl')}: no scenarios; run `hybridtune scenarios` first")
+    rng = random.Random(seed)
+    ids = [t.id for t in ctx.domain.techniques]
+    dealt = deal_terms(ids, [cfg.techniques_per_session] * n, rng, cfg.technique_weights)
+    return [SessionPlan(index=i, scenario_id=scenarios[i % len(scenarios)].id, techniques=dealt[i],
+                        exchanges=rng.randint(cfg.min_exchanges, cfg.max_exchanges)) for i in range(n)]
+
+
+def turn_schedule(plan: SessionPlan, phases: list[PlanPhase]) -> list[tuple[PlanPhase, list[str]]]:
+    """(phase, technique ids) for each counselor turn 0..exchanges: phases spread evenly with the
+    last one (closing) at the end; planned techniques placed on the middle turns, each at least once."""
+    T = plan.exchanges + 1
+    P = len(phases)
+    sched = [(phases[min(P - 2, t * (P - 1) // max(T - 1, 1))] if P > 1 and t < T - 1 else phases[-1], []) for t in range(T)]
+    mid = list(range(1, T - 1)) or list(range(T))
+    k = len(plan.techniques)
+    for j in range(max(k, len(mid))):
+        techs = sched[mid[j % len(mid)]][1]
+        if plan.techniques[j % k] not in techs:
+            techs.append(plan.techniques[j % k])
+    return sched
+
+
+# -- few-shot exemplars --------------------------------------------------------------------
+
+class Exemplars:
+    """Real sessions (if the `real` stage ran), embedded once, retrievable by nearest topic."""
+
+    def __init__(self, ctx: Context):
+        self.sessions = [Session.model_validate(d) for d in read_jsonl_dicts(ctx.store.path("real", "sessions.jsonl"))]
+        self.labels = ctx.domain.meta.get("speakers", {}) or {}
+        self.max_messages = ctx.cfg.synth.fewshot_max_messages
+        self.X = None
+        if self.sessions and ctx.cfg.synth.fewshot:
+            from ..embed import embed
+
+            self.X = embed([s.text()[:1500] for s in self.sessions])
+
+    def nearest(self, vec: np.ndarray, k: int) -> list[Session]:
+        if self.X is None or k == 0:
+            return []
+        order = np.argsort(-(self.X @ vec))[:k]
+        return [self.sessions[i] for i in order]
+
+    def format(self, sessions: list[Session]) -> str:
+        out = []
+        for s in sessions:
+            msgs = [m for m in s.messages if m.role != "system"][: self.max_messages]
+            out.append("\n".join(f"{self.labels.get(m.role, m.role)}: {m.content[:300]}" for m in msgs))
+        return "\n---\n".join(out)
+
+
+# -- role-play -------------------------------------------------------------------------------
+
+def clean_turn(text: str) -> str:
+    """One speaker's turn: strip a speaker label, stop where the model starts the other side."""
+    text = SPEAKER_PREFIX.sub("", text.strip())
+    lines = []
+    for line in text.splitlines():
+        if SPEAKER_PREFIX.match(line) and lines:
+            break  # the model went on to write the other speaker's turn
+        lines.append(line)
+    return re.sub(r"\[/?END\]", "", "\n".join(lines)).strip().strip('"').strip()
+
+
+class RolePlay:
+    """One session between the patient and counselor roles (state of a single dialogue)."""
+
+    def __init__(self, ctx: Context, plan: SessionPlan, scenario: Scenario, exemplar: str, phases: list[PlanPhase]):
+        self.ctx, self.plan, self.scenario, self.exemplar = ctx, plan, scenario, exemplar
+        self.schedule = turn_schedule(plan, phases)
+        self.terms = {t.id: t for t in ctx.domain.techniques}
+        self.closing_re = re.compile(ctx.cfg.synth.closing_pattern)
+        self.dialogue: list[Message] = []  # assistant = counselor, user = patient
+        self.counselor_tpl = ctx.domain.prompt("synth_counselor")
+        self.patient_tpl = ctx.domain.prompt("synth_patient")
+
+    async def _say(self, role: str, msgs: list[dict], t: int) -> str:
+        for attempt in range(self.ctx.cfg.synth.max_regenerations + 1):
+            reply = await self.ctx.llm(role).chat(msgs, sample=self.plan.index * 100 + t * 10 + attempt)
+            text = clean_turn(reply.text)
+            if text:
+                return text
+        raise ValueError(f"{role} gave only empty turns at turn {t}")
+
+    async def counselor(self, t: int) -> str:
+        phase, techs = self.schedule[min(t, len(self.schedule) - 1)]
+        closing = t >= self.plan.exchanges
+        rendered = self.counselor_tpl.render(
+            system_prompt=self.ctx.system_prompt, exemplar=self.exemplar, phase=phase,
+            techniques=[self.terms[i] for i in techs], closing=closing)
+        msgs = [*rendered, *({"role": m.role, "content": m.content} for m in self.dialogue)]
+        return await self._say("counselor", msgs, t)
+
+    async def patient(self, t: int) -> str:
+        sc = self.scenario
+        closing = t > self.plan.exchanges  # the counselor has already wrapped up
+        system = self.patient_tpl.render(persona=sc.persona, scenario=sc, attitude=sc.attitude, closing=closing)[0]
+        flip = {"assistant": "user", "user": "assistant"}
+        msgs = [system, *({"role": flip[m.role], "content": m.content} for m in self.dialogue)]
+        return await self._say("patient", msgs, t)
+
+    async def run(self) -> tuple[list[Message], str]:
+        """Alternate turns until closing is detected (after min_exchanges) or the cap; returns (dialogue, ended_by)."""
+        cap = self.plan.exchanges + 1  # one exchange of grace for a goodbye after the counselor's closing turn
+        self.dialogue.append(Message(role="assistant", content=await self.counselor(0)))
+        for t in range(1, cap + 1):
+            p = await self.patient(t)
+            self.dialogue.append(Message(role="user", content=p))
+            c = await self.counselor(t)
+            self.dialogue.append(Message(role="assistant", content=c))
+            if t >= self.ctx.cfg.synth.min_exchanges and (self.closing_re.search(c) or self.closing_re.search(p)):
+                return self.dialogue, "closing"
+        return self.dialogue, "cap"
+
+
+async def single_pass(ctx: Context, plan: SessionPlan, scenario: Scenario, exemplar: str,
+                      phases: list[PlanPhase], sample: int) -> tuple[list[Message], str]:
+    """One generator call writes the whole dialogue (cheaper; fewer, longer calls)."""
+    tpl = ctx.domain.prompt("synth_single_pass")
+    terms = {t.id: t for t in ctx.domain.techniques}
+    d = (await ctx.llm("generator").chat(tpl.render(
+        system_prompt=ctx.system_prompt, persona=scenario.persona, scenario=scenario, attitude=scenario.attitude,
+        plan=phases, techniques=[terms[i] for i in plan.techniques], exchanges=plan.exchanges, exemplar=exemplar),
+        schema=Dialogue, sample=sample)).parsed
+    msgs: list[Message] = []
+    for turn in d.turns:
+        role = "assistant" if turn.speaker == "counselor" else "user"
+        text = clean_turn(turn.text)
+        if not text:
+            continue
+        if msgs and msgs[-1].role == role:  # merge a speaker's consecutive turns
+            msgs[-1] = Message(role=role, content=f"{msgs[-1].content} {text}")
+        else:
+            msgs.append(Message(role=role, content=text))
+    while msgs and msgs[-1].role == "user":  # a training dialogue ends on the counselor
+        msgs.pop()
+    if sum(m.role == "user" for m in msgs) < 1:
+        raise StructuredOutputError("single pass: dialogue has no client turn", raw=d.model_dump_json()[:4000], attempts=1)
+    closing = ctx.cfg.synth.closing_pattern
+    return msgs, "closing" if any(re.search(closing, m.content) for m in msgs[-2:]) else "cap"
+
+
+async def annotate(ctx: Context, messages: list[Message], sample: int) -> tuple[list[TurnAnnotation], str]:
+    """Techniques each counselor turn actually used, by the annotator role (index = message index)."""
+    tpl = ctx.domain.prompt("synth_annotate")
+    labels = ctx.domain.meta.get("speakers", {}) or {}
+    turns = [{"index": i if m.role == "assistant" else None, "speaker": labels.get(m.role, m.role), "text": m.content}
+             for i, m in enumerate(messages) if m.role != "system"]
+    reply = await ctx.llm("annotator").chat(tpl.render(techniques=ctx.domain.techniques, turns=turns),
+                                            schema=TechniqueLabels, sample=sample)
+    valid = {t.id for t in ctx.domain.techniques}
+    counselor_idx = {i for i, m in enumerate(messages) if m.role == "assistant"}
+    out = [TurnAnnotation(index=t.index, techniques=[x for x in t.techniques if x in valid])
+           for t in reply.parsed.turns if t.index in counselor_idx]
+    return [a for a in out if a.techniques], tpl.tag
+
+
+# -- one session, the stage ------------------------------------------------------------------
+
+async def write_session(ctx: Context, st: StageDir, key: str, plan: SessionPlan, scenario: Scenario,
+                        exemplars: list[Session], ex: Exemplars, phases: list[PlanPhase]) -> Session:
+    cfg = ctx.cfg.synth
+    exemplar = ex.format(exemplars)
+    prompts = {"patient": ctx.domain.prompt("synth_patient").tag, "counselor": ctx.domain.prompt("synth_counselor").tag}
+    if cfg.mode == "single_pass":
+        prompts = {"generator": ctx.domain.prompt("synth_single_pass").tag}
+        for attempt in range(cfg.max_regenerations + 1):
+            try:
+                dialogue, ended_by = await single_pass(ctx, plan, scenario, exemplar, phases, plan.index * 10 + attempt)
+                break
+            except StructuredOutputError as e:
+                record_failure(st, key, e, attempt)
+                if attempt == cfg.max_regenerations:
+                    raise
+    else:
+        dialogue, ended_by = await RolePlay(ctx, plan, scenario, exemplar, phases).run()
+    messages = [Message(role="system", content=ctx.system_prompt), *dialogue] if ctx.system_prompt else dialogue
+    annotations: list[TurnAnnotation] = []
+    realised: list[str] | None = None
+    meta_extra: dict[str, Any] = {}
+    if cfg.annotate_realised:
+        try:
+            annotations, prompts["annotator"] = await annotate(ctx, messages, plan.index)
+            realised = sorted({x for a in annotations for x in a.techniques})
+        except StructuredOutputError as e:  # the session is still good; only its labels are missing
+            meta_extra["annotation_error"] = str(e)[:300]
+    return Session(
+        id=key, source="synthetic", messages=messages, annotations=annotations,
+        meta={
+            "domain": ctx.domain.name, "mode": cfg.mode, "persona_id": scenario.persona_id,
+            "persona_attributes": scenario.persona.attributes if scenario.persona else {},
+            "scenario_id": scenario.id, "theme": scenario.theme, "summary": scenario.summary,
+            "attitude": scenario.attitude, "cognitive_distortions": scenario.cognitive_distortions,
+            "planned_techniques": plan.techniques, "realised_techniques": realised,
+            "target_exchanges": plan.exchanges, "exchanges": sum(m.role == "user" for m in dialogue),
+            "ended_by": ended_by, "fewshot_ids": [s.id for s in exemplars], "prompts": prompts,
+            "prompt_version": ";".join(f"{k}={v}" for k, v in sorted(prompts.items())), **meta_extra,
+        },
+    )
+
+
+async def make_sessions(ctx: Context, st: StageDir, scenarios: list[Scenario], n: int, seed: int) -> list[Session]:
+    """n synthetic sessions over `scenarios`, resumable into `st` (sessions.jsonl)."""
+    cfg = ctx.cfg.synth
+    phases = load_attribute_spec(ctx.domain).session_plan
+    plans = plan_sessions(ctx, scenarios, n, seed)
+    by_id = {s.id: s for s in scenarios}
+    ex = Exemplars(ctx)
+    near: dict[str, list[Session]] = {}
+    if ex.X is not None:
+        from ..embed import embed
+
+        V = embed([f"{s.summary} {s.scenario}" for s in scenarios])
+        near = {s.id: ex.nearest(v, cfg.fewshot) for s, v in zip(scenarios, V, strict=True)}
+    keys = [stable_id("session", ctx.domain.name, seed, cfg.mode, p.model_dump()) for p in plans]
+
+    async def one(plan: SessionPlan) -> Session:
+        return await write_session(ctx, st, keys[plan.index], plan, by_id[plan.scenario_id],
+                                   near.get(plan.scenario_id, []), ex, phases)
+
+    # generated.jsonl keeps every finished session (resume); sessions.jsonl is this config's set
+    await map_items(ctx, st, list(zip(keys, plans, strict=True)), one, "generated.jsonl",
+                    label=f"{st.name}: sessions ({cfg.mode})", concurrency=cfg.concurrency, role="counselor")
+    have = {s.id: s for s in st.read("generated.jsonl", Session)}
+    return [have[k] for k in keys if k in have]
+
+
+async def run(ctx: Context, st: StageDir) -> dict:
+    """Stage entry: synth.sessions sessions over the `scenarios` stage's scenarios, seed cfg.seed."""
+    from .report import write_report
+
+    scenarios = list(ctx.store.stage("scenarios").read("scenarios.jsonl", Scenario))
+    sessions = await make_sessions(ctx, st, scenarios, ctx.cfg.synth.sessions, ctx.cfg.seed)
+    st.write_records("sessions.jsonl", sessions)
+    summary = write_report(ctx, st, sessions)
+    ctx.log(f"synth: {len(sessions)}/{ctx.cfg.synth.sessions} sessions; report {st.file('synth_report.md')}")
+    return summary

@@ -1,0 +1,161 @@
+"""Local fine-tuning: TRL `SFTTrainer` + PEFT LoRA (QLoRA on a CUDA GPU), CPU by default.
+
+Input: conversations (`messages` lists) for train and valid, a TrainConfig, an output folder.
+Output, under `out_dir`: `checkpoints/` (resumable), `adapter/` (PEFT), `loss.csv`,
+`loss.png`, and the returned metrics dict (train/eval loss, tokens, seconds, tokens/s).
+
+The loss is on assistant (counselor) tokens only, end-of-turn token included
+(`masking.encode_chat`); TRL turns the mask into -100 labels and truncates to
+`max_seq_len`. A killed run resumes from its last checkpoint (`resume=True`). Multi-GPU:
+the same code under `accelerate launch` (docs/training.md).
+
+    metrics = train_lora(cfg.train, train_rows, valid_rows, Path("runs/demo/train/hybrid"))
+"""
+from __future__ import annotations
+
+import csv
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from .base_model import check_fits, check_qlora, count_params, prepare_base
+from .config import TrainConfig
+from .masking import encode_chat
+
+
+def build_datasets(tok, train_rows: list[list[dict]], valid_rows: list[list[dict]]):
+    """Pre-tokenized datasets: `input_ids` + `assistant_masks` (TRL builds labels from the mask)."""
+    from datasets import Dataset
+
+    train = Dataset.from_list([encode_chat(tok, m) for m in train_rows])
+    valid = Dataset.from_list([encode_chat(tok, m) for m in valid_rows]) if valid_rows else None
+    return train, valid
+
+
+def sft_config(tc: TrainConfig, out_dir: Path, has_eval: bool):
+    """The TRL config every variant shares (only the data differ)."""
+    import torch
+    from trl import SFTConfig
+
+    gpu = torch.cuda.is_available()
+    return SFTConfig(
+        output_dir=str(out_dir / "checkpoints"),
+        max_length=tc.max_seq_len,
+        per_device_train_batch_size=tc.batch_size,
+        per_device_eval_batch_size=tc.batch_size,
+        gradient_accumulation_steps=tc.grad_accum,
+        learning_rate=tc.learning_rate,
+        lr_scheduler_type="cosine",
+        warmup_steps=tc.warmup_ratio,  # a float < 1 is a share of the total steps (transformers 5)
+        num_train_epochs=tc.epochs,
+        max_steps=tc.max_steps,
+        seed=tc.seed,
+        data_seed=tc.seed,
+        eval_strategy="steps" if has_eval else "no",
+        eval_steps=tc.eval_steps,
+        save_strategy="steps",
+        save_steps=tc.save_steps,
+        save_total_limit=tc.save_total_limit,
+        logging_steps=tc.logging_steps,
+        report_to=tc.report_to or "none",
+        gradient_checkpointing=tc.gradient_checkpointing,
+        use_cpu=not gpu,
+        bf16=gpu and torch.cuda.is_bf16_supported(),
+        include_num_input_tokens_seen="non_padding",
+        dataloader_num_workers=0,
+        disable_tqdm=True,
+    )
+
+
+def lora_config(tc: TrainConfig):
+    from peft import LoraConfig
+
+    return LoraConfig(r=tc.lora_r, lora_alpha=tc.lora_alpha, lora_dropout=tc.lora_dropout,
+                      target_modules=list(tc.target_modules), bias="none", task_type="CAUSAL_LM")
+
+
+def load_model(folder: Path, tc: TrainConfig):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    if tc.qlora:
+        from transformers import BitsAndBytesConfig
+
+        q = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16)
+        return AutoModelForCausalLM.from_pretrained(str(folder), quantization_config=q)
+    return AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32)
+
+
+def preflight(tc: TrainConfig) -> Path:
+    """Every check that can fail before training (unknown model, QLoRA without GPU, memory)."""
+    check_qlora(tc)
+    folder, _ = prepare_base(tc)
+    check_fits(count_params(folder=folder), tc)
+    return folder
+
+
+def last_checkpoint(out_dir: Path) -> str | None:
+    from transformers.trainer_utils import get_last_checkpoint
+
+    ck = out_dir / "checkpoints"
+    return get_last_checkpoint(str(ck)) if ck.is_dir() else None
+
+
+def train_lora(tc: TrainConfig, train_rows: list[list[dict]], valid_rows: list[list[dict]], out_dir: Path,
+               *, resume: bool = True, callbacks: list | None = None, log: Callable[[str], None] = print) -> dict:
+    """Fine-tune a LoRA adapter; resumes from the last checkpoint in `out_dir` when `resume`."""
+    import torch
+    from transformers import AutoTokenizer
+    from trl import SFTTrainer
+
+    folder = preflight(tc)
+    if tc.threads:
+        torch.set_num_threads(tc.threads)
+    tok = AutoTokenizer.from_pretrained(str(folder))
+    train_ds, valid_ds = build_datasets(tok, train_rows, valid_rows)
+    trainer = SFTTrainer(
+        model=load_model(folder, tc), args=sft_config(tc, out_dir, valid_ds is not None),
+        train_dataset=train_ds, eval_dataset=valid_ds, processing_class=tok, peft_config=lora_config(tc),
+        callbacks=callbacks,
+    )
+    ck = last_checkpoint(out_dir) if resume else None
+    if ck:
+        log(f"resuming from {ck}")
+    t0 = time.time()
+    out = trainer.train(resume_from_checkpoint=ck)
+    seconds = time.time() - t0
+    trainer.model.save_pretrained(str(out_dir / "adapter"))
+    tok.save_pretrained(str(out_dir / "adapter"))
+    metrics = {"train_loss": round(out.training_loss, 4), "steps": trainer.state.global_step,
+               "tokens": int(trainer.state.num_input_tokens_seen), "seconds": round(seconds, 1),
+               "resumed_from": Path(ck).name if ck else None}
+    metrics["tokens_per_s"] = round(metrics["tokens"] / max(seconds, 1e-9), 1)
+    if valid_ds is not None:
+        metrics["eval_loss"] = round(trainer.evaluate()["eval_loss"], 4)
+    write_loss_curves(trainer.state.log_history, out_dir)
+    return metrics
+
+
+def write_loss_curves(history: list[dict], out_dir: Path) -> None:
+    """loss.csv (step, train_loss, eval_loss) and loss.png from the trainer's log history."""
+    rows = [(h["step"], h.get("loss"), h.get("eval_loss")) for h in history if "loss" in h or "eval_loss" in h]
+    with (out_dir / "loss.csv").open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["step", "train_loss", "eval_loss"])
+        w.writerows(rows)
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for col, label in ((1, "train"), (2, "eval")):
+        pts = [(r[0], r[col]) for r in rows if r[col] is not None]
+        if pts:
+            ax.plot(*zip(*pts), marker="o" if len(pts) < 20 else None, label=label)
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss (assistant tokens)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out_dir / "loss.png", dpi=100)
+    plt.close(fig)

@@ -1,0 +1,76 @@
+"""The curate stage with the queue-driven fake judge: outputs, routing of an invalid judge
+reply to review, resume, and Krippendorff's alpha with a second judge."""
+from __future__ import annotations
+
+import re
+
+from hybridtune.curate import judge
+from hybridtune.records import Session
+
+from .helpers import session, verdict
+
+
+def _responder(req):
+    """Score from the words in the transcript: 'great' 8, 'poor' 3, 'mixed' 5; 'again' raises repetition."""
+    text = req.messages[1]["content"].split("Transcript:")[-1]  # the judge prompt (re-asks append after it)
+    if "broken" in text:
+        return "I think this session is fine."  # never valid JSON
+    score = 8 if "great" in text else 3 if "poor" in text else 5
+    return verdict(score, repetition="again" in text)
+
+
+def _seed(ctx, synth, real=()):
+    ctx.store.stage("synth").write_records("sessions.jsonl", synth)
+    ctx.store.stage("real").write_records("sessions.jsonl", list(real))
+
+
+def test_curate_stage_writes_judged_selected_review(fake_ctx):
+    synth = [session(1, words="great"), session(2, words="poor"), session(3, words="mixed"),
+             session(4, words="great again"), session(5, words="broken")]
+    real = [session(9, "real")]
+    cm, fake = fake_ctx("curate.threshold=6", "curate.borderline=1.5", "curate.min_per_technique=0",
+                        "llm.max_reasks=1", "llm.max_failure_rate=0.5", responder=_responder)
+    with cm as ctx:
+        _seed(ctx, synth, real)
+        summary = ctx.run_stage("curate", judge.run)
+        st = ctx.store.stage("curate")
+        judged = {s.id: s for s in st.read("judged.jsonl", Session)}
+        sel = {k: {s.id: s for s in st.read(f"{k}.jsonl", Session)} for k in ("selected", "review", "rejected")}
+    assert set(judged) == {s.id for s in synth[:4]}  # the broken one failed
+    j = judged[synth[0].id].scores["judge"]
+    assert j["mean"] == 8 and j["prompt"] == "curate_judge@1" and j["rationales"]["realism"] == "scored 8"
+    assert set(sel["selected"]) == {synth[0].id, real[0].id}  # unjudged real kept
+    assert set(sel["rejected"]) == {synth[1].id}
+    reasons = {k: v.meta["curate"]["reasons"] for k, v in sel["review"].items()}
+    assert reasons == {synth[2].id: ["borderline:5.00"], synth[3].id: ["flag:repetition"], synth[4].id: ["judge_failed"]}
+    assert summary["judge_failed"] == 1 and summary["selected"] == 2
+    # the judge saw the transcript with speaker labels and the planned techniques
+    prompt = next(r for r in fake.requests if "session 1 " in r.messages[-1]["content"]).messages[-1]["content"]
+    assert "client: synthetic session 1 turn 0" in prompt and "planned: validation" in prompt
+    assert all(s.scores["risk"]["risk"] for v in sel.values() for s in v.values())
+
+
+def test_rerun_resumes_without_rejudging(fake_ctx):
+    synth = [session(i, words="great") for i in range(3)]
+    cm, fake = fake_ctx(responder=_responder)
+    with cm as ctx:
+        _seed(ctx, synth)
+        ctx.run_stage("curate", judge.run)
+        calls = fake.calls
+        ctx.run_stage("curate", judge.run, force=True)
+        assert fake.calls == calls  # judged records are reused
+
+
+def test_second_judge_reports_krippendorff_alpha(fake_ctx):
+    synth = [session(i, words=w) for i, w in enumerate(["great", "poor", "mixed", "great", "poor"])]
+    cm, _ = fake_ctx("endpoints.second.backend=fake", "curate.second_judge_endpoint=second", responder=_responder)
+    with cm as ctx:
+        from hybridtune.llm.fake import FakeBackend
+
+        # the second judge agrees exactly, so alpha must be 1
+        ctx.llms.install("second", FakeBackend(responder=_responder))
+        _seed(ctx, synth)
+        summary = ctx.run_stage("curate", judge.run)
+        report = ctx.store.stage("curate").file("report.md").read_text()
+    assert summary["krippendorff_alpha"]["mean"] == 1.0
+    assert re.search(r"Krippendorff's alpha", report)
