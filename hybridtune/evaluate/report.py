@@ -265,20 +265,17 @@ def clean(x: Any) -> Any:
 def build(ctx: Context, st: StageDir) -> dict:
     """Write report.md, report.html, the figures and results.json; returns a summary."""
     from . import trust
-    from .verdict import verdict_paragraph
 
     res = load_results(ctx)
     res["alpha"] = ctx.cfg.evaluate.alpha
-    validated = trust.judge_validated(ctx)
-    likelihood = ctx.store.stage("likelihood").read_json("results.json") if ctx.store.path("likelihood").exists() else None
-    calib = ctx.store.stage("calibrate").read_json("results.json") if ctx.store.path("calibrate").exists() else None
-    verdict = verdict_paragraph(res["comparisons"], likelihood, calib)
+    validated = trust.judge_validated(ctx)  # None: calibration did not run -> not validated either
+    verdict = trust.summary_paragraph(ctx, res["comparisons"])
     figs = plots.make_figures(res["rows"], res["table"], res["variants"], res["metrics"], st.path)
     sections = [
         section("Verdict", *para(verdict)),
         section("Results (paper-style table)", *main_table(res)),
         section("Per-metric statistics", *detail_table(res)),
-        section("Paired comparisons", *comparisons_table(res, validated)),
+        section("Paired comparisons", *comparisons_table(res, validated is True)),
         section("Figures", *figures(figs)),
         section("Scoring quality", *scoring_quality(res)),
         *trust.report_sections(ctx),
@@ -290,7 +287,7 @@ def build(ctx: Context, st: StageDir) -> dict:
     ]
     title = f"hybridtune report: {ctx.cfg.name}"
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    banner = None if validated else ("Judge not validated on this run: empathy/relevance scores are shown, but no "
+    banner = None if validated is True else ("Judge not validated on this run: empathy/relevance scores are shown, but no "
                                      "comparison claim is made from them.")
     md = f"# {title}\n\n_{when}_\n\n" + (f"> **{banner}**\n\n" if banner else "")
     md += "\n".join(f"## {s['title']}\n\n{s['markdown']}\n" for s in sections)

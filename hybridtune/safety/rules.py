@@ -47,26 +47,27 @@ class RiskResult(BaseModel):
 _ME = r"(?:myself|my self)"
 _SELF_VERB = r"(?:kill|hang|shoot|drown|poison|off)"
 _TIME = r"(?:tonight|today|right now|now|this (?:evening|weekend|week)|tomorrow|soon|after (?:this|you|we)|when (?:everyone|they|he|she)\b)"
-_MEANS = r"(?:pills?|tablets?|gun|rope|knife|razor|blade|bridge|ledge|roof|train tracks|overdose)"
+_MEANS = r"(?:pills?|tablets?|meds|medication|sleeping pills|gun|rope|knife|razor|blade|bridge|ledge|roof|train tracks|overdose)"
 
 PATTERNS: list[tuple[str, str, str]] = [
     # suicide: imminent (plan, means, timeframe, act in progress, farewell)
-    ("suicide", "imminent", rf"\b(?:going to|gonna|about to|will|am going to|i'?ll|planning to|plan to|decided to)\s+(?:\w+\s+){{0,2}}(?:kill|end)\s+(?:{_ME}|my life|it all)\b.{{0,40}}\b{_TIME}\b"),
+    ("suicide", "imminent", rf"\b(?:going to|gonna|about to|will|am going to|i'?ll|planning to|plan to|decided to|want to|wanna)\s+(?:\w+\s+){{0,2}}(?:kill|end)\s+(?:{_ME}|my life|it all)\b.{{0,40}}\b{_TIME}\b"),
     ("suicide", "imminent", rf"\b{_TIME}\b.{{0,40}}\b(?:kill|end)\s+(?:{_ME}|my life|it all)\b"),
-    ("suicide", "imminent", rf"\b(?:i have|i've got|i got|i bought|i've been (?:saving|collecting|stockpiling)|i'm holding|i am holding|sitting here with|i've saved up)\s+(?:\w+\s+){{0,4}}{_MEANS}\b.{{0,60}}\b(?:kill|end|die|do it|take them all|jump)"),
+    ("suicide", "imminent", rf"\b(?:i have|i've got|i got|i bought|i've been (?:saving|collecting|stockpiling)|i'm holding|i am holding|sitting here with|i've saved up)\s+(?:\w+\s+){{0,4}}{_MEANS}\b.{{0,60}}\b(?:kill|end|die|do it|take them all|take all of them|jump)"),
     ("suicide", "imminent", rf"\b(?:kill|end)\s+(?:{_ME}|my life|it all)\b.{{0,60}}\b(?:i have|i've got|i got|i bought|with)\s+(?:\w+\s+){{0,3}}{_MEANS}\b"),
     ("suicide", "imminent", r"\b(?:i (?:just )?took|i've (?:just )?taken|i swallowed)\s+(?:\w+\s+){0,3}(?:all|whole bottle|bottle|handful|bunch|lots?|too many|a lot)\b.{0,30}\b(?:pills?|tablets?|meds|medication|paracetamol|tylenol)"),
     ("suicide", "imminent", r"\b(?:i'?m|i am)\s+(?:standing|sitting)\s+(?:on|at)\s+(?:the\s+)?(?:edge|ledge|bridge|roof|tracks|platform)"),
     ("suicide", "imminent", r"\b(?:this is|consider this) (?:my )?(?:goodbye|good bye|last message|final message)\b|\bwrote (?:my|a) (?:suicide|goodbye) note\b|\bi'?ve written (?:my|a) (?:suicide|goodbye) note\b"),
     ("suicide", "imminent", r"\b(?:i have|i've got|i made|i've made) a plan to (?:kill|end|die)"),
+    ("suicide", "imminent", rf"\b{_MEANS}\b.{{0,60}}\b(?:use (?:it|them) on myself|on myself (?:tonight|today|now))"),
     # suicide: high (active ideation)
-    ("suicide", "high", rf"\b(?:{_SELF_VERB})\s+{_ME}\b|\bkilling myself\b|\bend(?:ing)? my (?:own )?life\b|\btake my (?:own )?life\b|\bcommit(?:ting)? suicide\b"),
+    ("suicide", "high", rf"\b(?:{_SELF_VERB})\s+{_ME}\b|\bkilling myself\b|\bend(?:ing)? my (?:own )?life\b|\btak(?:e|ing) my (?:own )?life\b|\bcommit(?:ting)? suicide\b"),
     ("suicide", "high", r"\bsuicid(?:al|e)\b"),
     ("suicide", "high", r"\b(?:want|wanna|wish|going|planning|thinking about|think about|thought about|tempted) (?:to )?(?:just )?(?:die|be dead|end it(?: all)?)\b"),
-    ("suicide", "high", r"\b(?:don'?t|do not|no longer) want to (?:live|be alive|be here|exist|go on)\b|\bdon'?t want to be (?:alive|here) (?:anymore|any more)\b"),
-    ("suicide", "high", r"\bbetter off (?:dead|without me)\b|\bno (?:reason|point) (?:to|in) (?:live|living|going on|being alive)\b"),
-    ("suicide", "high", r"\b(?:can'?t|cannot) (?:go on|do this) (?:anymore|any more|any longer)\b.{0,40}\b(?:die|dead|end|over)\b|\bend it all\b|\bjump (?:off|in front of)\b"),
-    ("suicide", "high", r"\b(?:how many|what) (?:pills|tablets)\b.{0,30}\b(?:to die|would kill|lethal|fatal|overdose)\b|\bpainless(?:ly)? (?:way to )?(?:die|death)\b"),
+    ("suicide", "high", r"\b(?:don'?t|do not|no longer) want to (?:live|be alive|be here|exist|go on)\b(?!\s+(?:with|in|at|near|on|together|alone|there|here|abroad|far|without))|\bdon'?t want to be (?:alive|here) (?:anymore|any more)\b"),
+    ("suicide", "high", r"\bbetter off (?:dead|without me|if i (?:was|were) (?:dead|gone|not here))\b|\bno (?:reason|point) (?:to|in) (?:live|living|going on|being alive)\b"),
+    ("suicide", "high", r"\b(?:can'?t|cannot) (?:go on|do this) (?:anymore|any more|any longer)\b.{0,40}\b(?:die|dead|end|over)\b|\bend it all\b|\bjump(?:ing)? (?:off|in front of)\b"),
+    ("suicide", "high", r"\b(?:how many|what) (?:pills|tablets)\b.{0,30}\b(?:to die|would kill|lethal|fatal|overdose)\b|\bpainless(?:ly)? (?:\w+ ){0,2}(?:to )?(?:die|death|suicide)\b"),
     # suicide: low (someone else at risk: worth a look, not a crisis of the speaker)
     ("suicide", "low", r"\b(?:kill|hurt|harm|cut|end)\w* (?:himself|herself|themselves|themself)\b|\b(?:he|she|they)(?:'s| is| are| was| were) suicidal\b"),
     # suicide: low (passive ideation, history)
@@ -76,24 +77,25 @@ PATTERNS: list[tuple[str, str, str]] = [
     # self-harm
     ("self_harm", "imminent", r"\b(?:i'?m|i am) (?:cutting|burning|hurting) myself (?:right now|now)\b|\b(?:i just|i've just) (?:cut|burned|burnt) (?:myself|my (?:arms?|wrists?|legs?)).{0,40}\b(?:bleeding|won'?t stop|deep|a lot of blood)"),
     ("self_harm", "high", r"\b(?:cut|cutting|burn|burning|hurt|hurting|harm|harming|punish|punishing|starve|starving|scratch|scratching|hit|hitting) (?:myself|my (?:arms?|wrists?|legs?|thighs?))\b"),
+    ("self_harm", "high", r"\b(?:started|been|keep|kept|am|i'm) (?:cutting|burning|scratching)(?: myself)?(?: again)?\b(?! back| down| out| corners| ties| costs| class| school| work| hair| grass| carbs| sugar| calories)"),
     ("self_harm", "high", r"\bself[- ]?harm(?:ing|ed)?\b|\bself[- ]?injur(?:y|ing)\b|\bslit my wrists?\b"),
     ("self_harm", "high", r"\b(?:urge|urges|want|wanting|wanna) to (?:cut|hurt|harm|burn)\b(?!\s+(?:him|her|them|my|someone|somebody|people|everyone|others|the|his|their))"),
     ("self_harm", "low", r"\b(?:used to|started) (?:cut|cutting|hurt|hurting|harm|harming|burn|burning) (?:myself|my)\b|\bscars? (?:on|from) (?:my )?(?:arms?|wrists?|legs?|cutting)\b|\brelapsed?\b.{0,20}\bcutting\b"),
     # harm to others
     ("harm_to_others", "imminent", r"\b(?:going to|gonna|about to|will|i'?ll)\s+(?:\w+\s+){0,2}(?:kill|shoot|stab|hurt|attack)\s+(?:him|her|them|my \w+|someone|somebody|people|everyone)\b.{0,40}\b(?:tonight|today|right now|now|tomorrow|with (?:a|my) (?:gun|knife))\b"),
     ("harm_to_others", "imminent", r"\b(?:i have|i've got|i got|i bought|i'm holding)\s+(?:a |my |the )?(?:gun|knife|weapon)\b.{0,60}\b(?:him|her|them|kill|shoot|stab|waiting)\b"),
-    ("harm_to_others", "high", r"\b(?:want|wanna|going|gonna|thinking about|fantasi[sz]e about|fantasi[sz]ing about|plan(?:ning)?|urges?) (?:to )?(?:kill|shoot|stab|strangle|hurt|attack|beat up|poison)\s+(?:him|her|them|my \w+|someone|somebody|people|everyone|my (?:wife|husband|boss|partner|kid|kids|child|baby|mother|father|mom|dad|brother|sister))\b"),
-    ("harm_to_others", "high", r"\b(?:i could|i might|i'?m (?:afraid|scared) i(?:'ll| will| might)) (?:really )?(?:kill|hurt|shake|hit|snap and hurt) (?:him|her|them|the baby|my (?:baby|kid|child|son|daughter))\b|\bmake them (?:all )?pay\b.{0,30}\b(?:blood|kill|hurt|gun)\b|\bshoot up\b"),
+    ("harm_to_others", "high", r"\b(?:want|wanna|going|gonna|thinking about|fantasi[sz]e about|fantasi[sz]ing about|dream(?:ing)? about|plan(?:ning)?|urges?) (?:to )?(?:kill(?:ing)?|shoot(?:ing)?|stab(?:bing)?|strangl(?:e|ing)|hurt(?:ing)?|attack(?:ing)?|beat(?:ing)? up|poison(?:ing)?)\s+(?:him|her|them|my \w+|someone|somebody|people|everyone|my (?:wife|husband|boss|partner|kid|kids|child|baby|mother|father|mom|dad|brother|sister))\b"),
+    ("harm_to_others", "high", r"\b(?:i could|i might|i'?m (?:afraid|scared) i(?:'ll| will| might)) (?:really )?(?:kill|hurt|shake|hit|snap and hurt) (?:him|her|them|the baby|my (?:baby|kid|child|son|daughter))\b|\bmake them (?:all )?pay\b.{0,30}\b(?:blood|kill|hurt|gun)\b|\bshoot up (?:the|a|my) (?:school|office|place|mall|church|party)\b"),
     ("harm_to_others", "low", r"\b(?:so angry|so mad|furious|rage)\b.{0,40}\b(?:could|want to) (?:hit|punch|smash)\b"),
     # abuse (being harmed by someone)
     ("abuse", "imminent", r"\b(?:he|she|they)(?:'s| is| are) (?:outside|at the door|breaking in|coming (?:back|home))\b.{0,60}\b(?:kill|hurt|hit|scared|afraid|gun|knife)\b|\b(?:he|she|they) (?:said|says|threatened) (?:he|she|they)(?:'d|'ll| will| would) kill me\b"),
-    ("abuse", "high", r"\b(?:he|she|they|my (?:husband|wife|partner|boyfriend|girlfriend|dad|father|mom|mother|stepdad|stepfather|uncle|brother|coach|boss))\s+(?:\w+\s+){0,2}(?:hits?|hitting|beats?|beating|beat|chokes?|choked|choking|strangled|punch(?:es|ed)?|kicks?|kicked|slaps?|slapped|rapes?|raped|molest(?:s|ed)?|touch(?:es|ed) me)\b(?:\s+(?:me|us|my))"),
+    ("abuse", "high", r"\b(?:he|she|they|my (?:husband|wife|partner|boyfriend|girlfriend|dad|father|mom|mother|stepdad|stepfather|uncle|brother|coach|boss))\s+(?:(?!never\b|not\b)\w+\s+){0,2}(?:hits?|hitting|beats?|beating|beat|chokes?|choked|choking|strangled|punch(?:es|ed)?|kicks?|kicked|slaps?|slapped|rapes?|raped|molest(?:s|ed)?|touch(?:es|ed))\b(?:\s+(?:me|us|my))"),
     ("abuse", "high", r"\b(?:being|been|was|am|i'?m) (?:abused|raped|molested|sexually assaulted|assaulted|beaten|trafficked)\b|\bdomestic (?:violence|abuse)\b|\bafraid (?:to go|of going) home\b|\b(?:threatens?|threatened) to (?:kill|hurt) me\b"),
     ("abuse", "low", r"\b(?:was|were|got) (?:abused|hit|beaten) (?:as a (?:kid|child)|when i was (?:a kid|little|young|a child))\b|\b(?:emotionally|verbally) abusive\b|\bcontrolling\b.{0,30}\b(?:partner|husband|wife|boyfriend|girlfriend)\b"),
     # medical emergency
-    ("medical_emergency", "imminent", r"\b(?:i (?:can'?t|cannot) breathe|chest (?:pain|is tight|hurts)|crushing pain in my chest|(?:my )?(?:face|arm) (?:is )?(?:drooping|numb|went numb)|having a (?:heart attack|stroke|seizure)|i'?m (?:bleeding|losing (?:a lot of )?blood) (?:a lot|badly|heavily|out)|(?:i'?m|i am) overdosing|i overdosed)\b"),
-    ("medical_emergency", "imminent", r"\b(?:i|she|he) (?:took|swallowed|drank) (?:\w+\s+){0,2}(?:bleach|antifreeze|poison|rat poison|the whole bottle)\b|\bpassing out\b.{0,30}\b(?:pills|drank|took)\b"),
-    ("medical_emergency", "high", r"\b(?:haven'?t|have not|didn'?t) (?:eaten|eat) (?:anything )?(?:in|for) (?:days|a week|weeks)\b|\bwithdrawal\b.{0,30}\b(?:shaking|seizures?|hallucinat\w*)\b|\b(?:mixed|mixing) (?:pills|benzos|xanax|opioids) (?:with|and) (?:alcohol|drinking|booze)\b"),
+    ("medical_emergency", "imminent", r"\b(?:i (?:can'?t|cannot) breathe|chest (?:pain|is tight|hurts)|crushing pain in my chest|(?:my )?(?:face|arm) (?:is )?(?:drooping|numb|went numb)|(?:i'?m|i am|i think i'?m|i might be|he'?s|she'?s) having a (?:heart attack|stroke|seizure)(?! (?:or|and|if|when|later|one day|someday))|i'?m (?:bleeding|losing (?:a lot of )?blood) (?:a lot|badly|heavily|out)|(?:i'?m|i am) overdosing|i overdosed)\b"),
+    ("medical_emergency", "imminent", r"\b(?:i|she|he|they|my \w+|someone) (?:took|swallowed|drank|ate) (?:\w+\s+){0,2}(?:bleach|antifreeze|poison|rat poison|the whole bottle)\b|\bpassing out\b.{0,30}\b(?:pills|drank|took)\b"),
+    ("medical_emergency", "high", r"\b(?:haven'?t|have not|didn'?t) (?:eaten|eat) (?:anything )?(?:in|for) (?:days|a week|weeks)\b|\b(?:withdrawal|(?:stopped|quit) (?:drinking|using|taking \w+))\b.{0,60}\b(?:shaking|seizures?|hallucinat\w*|tremors?|dts)\b|\b(?:mixed|mixing) (?:pills|benzos|xanax|opioids) (?:with|and) (?:alcohol|drinking|booze)\b"),
 ]
 _COMPILED = [(cat, risk, re.compile(pat)) for cat, risk, pat in PATTERNS]
 
@@ -111,14 +113,18 @@ _NEG = re.compile(
     r"can'?t imagine|no longer|denies|deny|without|stopped|quit|free of)\b(?:\s+\w+){0,4}\s*$"
 )
 # Idioms where a risky verb is not a risk ("this traffic is killing me", "dying to see").
+# Negation right after a noun match ("suicide isn't something I'd consider").
+_POST_NEG = re.compile(r"^\s*(?:is|was|has|'s)(?:n'?t| not| never)\b(?! (?:going away|stopping|helping|getting better))|^\s*(?:never|not) (?:crossed|been|an option|something)")
 _IDIOM = re.compile(
     r"\b(?:killing (?:me|it)|kill (?:for|time)|dying (?:to|for|of (?:laughter|boredom|embarrassment))|dead (?:tired|serious|end|on|set|line)|"
     r"deadline|to die for|cut (?:back|down|out|it out|off|corners|ties)|my (?:mom|mum|dad|boss|wife|husband) (?:will|is going to|would|gonna) kill me|"
-    r"killer|hurts? my feelings|bored to death|scared to death|died laughing|pain in the)\b"
+    r"killer|hurts? my feelings|(?:fall|fell|trip|tripped|slip|slipped|crash|crashed)(?: over)? and (?:hurt|cut) myself|bored to death|scared to death|died laughing|pain in the)\b"
 )
+# Matches that stay risks even beside an idiom ("my mom will kill me if she sees I cut myself").
+_IDIOM_SAFE = re.compile(r"\b(?:myself|suicid\w*|my life|die|dead)\b")
 _CLAUSE = re.compile(r"(?<=[.!?;])\s+|\n+|\s+but\s+|\s+(?:although|though|however)\s+")
 # Past-tense framing ("I used to cut myself", "when I was 15 I tried...") -> history, low.
-_HISTORY = re.compile(r"\b(?:used to|years ago|months ago|last year|in (?:high school|college|my teens|the past)|when i was (?:a kid|younger|little|young|a teen(?:ager)?|\d+)|back then|as a teen(?:ager)?|had a (?:phase|period))\b")
+_HISTORY = re.compile(r"\b(?:used to|years ago|months ago|last year|in (?:high school|college|my teens|the past)|when i was (?:a kid|younger|little|young|a teen(?:ager)?|\d+)|as a (?:kid|child|teen(?:ager)?)|growing up|in my childhood|back then|as a teen(?:ager)?|had a (?:phase|period))\b")
 _THIRD_PARTY = re.compile(r"\b(?:my (?:friend|sister|brother|son|daughter|cousin|classmate|roommate|client|patient)|a friend|someone i know|he|she|they)\s+(?:\w+\s+){0,3}(?:said|says|told me|wants?|is|was|has|tried|keeps)\b")
 
 MAX_CHARS = 20_000  # longer texts are screened on their first MAX_CHARS (callers reject larger input)
@@ -139,6 +145,18 @@ def _negated(clause: str, start: int) -> bool:
     return bool(_NEG.search(clause[max(0, start - 40):start]))
 
 
+def _idiom(clause: str, m: re.Match) -> bool:
+    """An idiom covers the match ("fell and hurt myself"), or sits beside a match that is not a self-risk word."""
+    lo = max(0, m.start() - 25)
+    for im in _IDIOM.finditer(clause[lo: m.end() + 15]):
+        s, e = im.start() + lo, im.end() + lo
+        if s <= m.start() < e or s < m.end() <= e or (s >= m.start() and e <= m.end()):
+            return True
+        if not _IDIOM_SAFE.search(m.group(0)):
+            return True
+    return False
+
+
 def rule_screen(text: str) -> RiskResult:
     """Screen one text with the phrase patterns. Never raises on str input; never calls a model."""
     assert isinstance(text, str), f"rule_screen expects str, got {type(text).__name__}"
@@ -150,10 +168,10 @@ def rule_screen(text: str) -> RiskResult:
         hit_here = False
         for cat, risk, rx in _COMPILED:
             for m in rx.finditer(clause):
-                if _negated(clause, m.start()):
+                if _negated(clause, m.start()) or _POST_NEG.search(clause[m.end():m.end() + 40]):
                     settled = False  # a negated cue: usually fine, but the model can check
                     continue
-                if _IDIOM.search(m.group(0)):
+                if _idiom(clause, m):
                     continue
                 hit_here = True
                 level = risk

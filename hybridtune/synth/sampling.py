@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import random
+import re
 from collections import Counter
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -58,15 +59,19 @@ class AttributeSpec(BaseModel):
         return out
 
 
-def _line_of(path, key: str) -> str:
-    """'line N' of the first line mentioning `key` in `path` (for error messages)."""
+def _line_of(path, *keys: str) -> str:
+    """':N' for the line of the last of `keys`, each searched after the previous (error messages)."""
     try:
-        for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-            if key and key in line:
-                return f":{i}"
+        lines = path.read_text(encoding="utf-8").splitlines()
     except OSError:
-        pass
-    return ""
+        return ""
+    start, found = 0, None
+    for key in keys:
+        for i in range(start, len(lines)):
+            if re.search(rf"(^|[\s{{\[,-]){re.escape(key)}\s*[:,\]}}]|^{re.escape(key)}$", lines[i].strip()):
+                start = found = i
+                break
+    return "" if found is None else f":{found + 1}"
 
 
 def load_attribute_spec(domain: Domain) -> AttributeSpec:
@@ -76,9 +81,13 @@ def load_attribute_spec(domain: Domain) -> AttributeSpec:
         spec = AttributeSpec.model_validate(domain.attributes)
     except ValidationError as e:
         err = e.errors()[0]
+        msg = err["msg"].removeprefix("Value error, ")
+        keys = [str(p) for p in err["loc"]]
+        m = re.match(r"([\w -]+)(?:\.([^:]+))?: ", msg)  # 'attribute.value: ...' from the weights check
+        if m:
+            keys += [g for g in m.groups() if g]
         loc = ".".join(str(p) for p in err["loc"])
-        raise UserError(f"{path}{_line_of(path, str(err['loc'][-1]) if err['loc'] else '')}: {loc}: "
-                        f"{err['msg'].removeprefix('Value error, ')}; see the format in hybridtune/synth/sampling.py") from None
+        raise UserError(f"{path}{_line_of(path, *keys)}: {loc}: {msg}; see the format in hybridtune/synth/sampling.py") from None
     for key in (spec.theme_attribute, spec.attitude_attribute):
         if key is not None and key not in spec.attributes:
             raise UserError(f"{path}{_line_of(path, key)}: '{key}' is named as theme/attitude attribute but is not "

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import random
 import re
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, Field
@@ -43,7 +43,7 @@ class SessionPlan(BaseModel):
 
 
 class DialogueTurn(BaseModel):
-    speaker: Literal["counselor", "client"]
+    speaker: str = Field(min_length=1)  # the domain's speaker labels (domain.yaml: speakers)
     text: str = Field(min_length=1)
 
 
@@ -192,8 +192,9 @@ async def single_pass(ctx: Context, plan: SessionPlan, scenario: Scenario, exemp
         plan=phases, techniques=[terms[i] for i in plan.techniques], exchanges=plan.exchanges, exemplar=exemplar),
         schema=Dialogue, sample=sample)).parsed
     msgs: list[Message] = []
+    assistant = {"assistant", "counselor", str((ctx.domain.meta.get("speakers") or {}).get("assistant", "")).lower()}
     for turn in d.turns:
-        role = "assistant" if turn.speaker == "counselor" else "user"
+        role = "assistant" if turn.speaker.strip().lower() in assistant else "user"
         text = clean_turn(turn.text)
         if not text:
             continue

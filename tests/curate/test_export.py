@@ -49,7 +49,7 @@ def test_mix_exports_validated_jsonl_loadable_parquet_and_card(fake_ctx):
     real[0].meta.update(dataset="AnnoMI", license="CC BY 4.0")
     syn = [session(i, techniques=("exposure",), topic="work", mean=8, turns=6) for i in range(10)]
     broken = session(99, techniques=("exposure",), turns=1, mean=8)  # client turn only: cannot be exported
-    cm, _ = fake_ctx("mix.size=12", "mix.real_ratio=0.4", "mix.allow_smaller=true", "mix.test_fraction=0")
+    cm, _ = fake_ctx("mix.size=17", "mix.real_ratio=0.35", "mix.allow_smaller=true", "mix.test_fraction=0")
     with cm as ctx:
         write_curated(ctx.store.root, selected=[*real, *syn, broken])
         summary = ctx.run_stage("mix", mix.run)
@@ -66,10 +66,10 @@ def test_mix_exports_validated_jsonl_loadable_parquet_and_card(fake_ctx):
         assert ds["train"].num_rows == n_train and ds["train"][0]["messages"][0]["role"] in ("user", "assistant")
         assert set(ds["train"].column_names) >= {"messages", "source", "technique", "topic"}
     hyb = summary["exports"]["hybrid"]
-    assert hyb["train"]["exported"] + hyb["valid"]["exported"] == 11 and hyb["train"]["invalid"] + hyb["valid"]["invalid"] == 1
+    assert hyb["train"]["exported"] + hyb["valid"]["exported"] == 16 and hyb["train"]["invalid"] + hyb["valid"]["invalid"] == 1
     quarantine = (root / "quarantine.jsonl").read_text()
-    assert broken.id in quarantine and "at least one assistant" in quarantine
+    assert broken.id in quarantine and "non-empty list" in quarantine  # its lone client turn trains nothing
     card = (root / "hybrid" / "README.md").read_text()
-    for needle in ("| real | 4 |", "| exposure |", "| sleep |", "AnnoMI: CC BY 4.0", "Judge scores", "technique_adherence",
-                   "Tokens", "real_ratio: 0.4", "path: parquet/train.parquet"):
+    for needle in ("| real | 6 |", "| exposure |", "| sleep |", "AnnoMI: CC BY 4.0", "Judge scores", "technique_adherence",
+                   "Tokens", "real_ratio: 0.35", "path: parquet/train.parquet"):
         assert needle in card, needle

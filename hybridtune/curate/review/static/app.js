@@ -1,5 +1,5 @@
 // hybridtune review page: plain JS, no build step. All data is inserted with textContent
-// (never innerHTML), so transcript text cannot inject markup.
+// (never parsed as HTML), so transcript text cannot inject markup.
 "use strict";
 const $ = (id) => document.getElementById(id);
 const token = new URLSearchParams(location.hash.slice(1)).get("token") || sessionStorage.getItem("ht-token") || "";

@@ -1,0 +1,188 @@
+"""Judge validation (stage `calibrate`) and the patient-simulator check: degradation set,
+AUC against known values, verdicts, and small end-to-end runs with the fake backend and
+(marked `model`) the embedded judge."""
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+
+import pytest
+
+from hybridtune.evaluate import calibrate, simcheck
+from hybridtune.evaluate.calibrate import CalibRating, analyze, auc, build_items, verdict
+from hybridtune.records import Message, Persona, Scenario, Session
+
+LISTS = {"generic": ["I see. Go on."], "off_topic": ["The capital of France is Paris."],
+         "dismissive": ["Just get over it."]}
+KINDS = ["unrelated", "generic", "off_topic", "dismissive"]
+
+
+def real_session(i: int, turns: int = 2) -> Session:
+    msgs = [Message(role="system", content="own system prompt")]
+    for t in range(turns):
+        msgs += [Message(role="user", content=f"client {i} says thing {t}"),
+                 Message(role="assistant", content=f"counselor {i} reflects thing {t} warmly")]
+    return Session(id=f"s{i}", source="real", messages=msgs, meta={"situation": f"situation {i}"})
+
+
+def test_degradation_set_structure():
+    sessions = [real_session(i) for i in range(5)]
+    items = build_items(sessions, 4, context=3, kinds=KINDS, lists=LISTS, seed=1)
+    by_item: dict[str, dict[str, object]] = {}
+    for it in items:
+        by_item.setdefault(it.item, {})[it.version] = it
+    assert len(by_item) == 4  # one original per session, up to n
+    for versions in by_item.values():
+        assert set(versions) == {"original", *KINDS}
+        orig = versions["original"]
+        assert orig.reply.startswith(f"counselor {orig.session_id[1:]}")
+        # the context ends with the client turn the original answers, has no system message, at most 3 messages
+        assert orig.context[-1].role == "user" and len(orig.context) <= 3
+        assert all(m.role != "system" for m in orig.context)
+        unrel = versions["unrelated"]
+        assert unrel.reply.startswith("counselor ") and not unrel.reply.startswith(f"counselor {orig.session_id[1:]} ")
+        assert versions["off_topic"].reply == LISTS["off_topic"][0]
+        assert all(v.context == orig.context for v in versions.values())
+    # deterministic: same inputs, same ids
+    assert [i.id for i in build_items(sessions, 4, 3, KINDS, LISTS, 1)] == [i.id for i in items]
+
+
+def test_single_session_has_no_unrelated_version():
+    items = build_items([real_session(0)], 5, 3, KINDS, LISTS, 0)
+    assert {i.version for i in items} == {"original", "generic", "off_topic", "dismissive"}
+
+
+def test_auc_known_values():
+    assert auc([3, 4], [1, 2]) == 1.0
+    assert auc([1, 2], [3, 4]) == 0.0
+    assert auc([5, 5], [5, 5]) == 0.5  # ties count half
+    assert auc([1, 3], [2]) == 0.5
+    assert auc([2, 3, 4], [1, 3]) == pytest.approx((1 + 1.5 + 2) / 6)  # 2>1; 3>1, 3=3; 4>both
+    assert auc([], [1]) is None
+
+
+def _ratings(scores: dict[tuple[str, str], list[float]], words=None) -> list[CalibRating]:
+    out = []
+    for (item, version), vals in scores.items():
+        for k, v in enumerate(vals):
+            out.append(CalibRating(id=f"{item}{version}{k}", item=item, version=version, metric="empathy", sample=k,
+                                   score=v, words=(words or {}).get(version, 5), judge_model="m", prompt="p@1"))
+    return out
+
+
+def test_analyze_noise_length_and_verdicts():
+    r = _ratings({("i1", "original"): [8, 6], ("i1", "generic"): [2, 2], ("i2", "original"): [7, 7],
+                  ("i2", "generic"): [7, 7]}, words={"original": 20, "generic": 4})
+    m = analyze(r, ["empathy"], 0.7)["empathy"]
+    # means: originals 7, 7; degraded 2, 7 -> pairs (7>2, 7>2, 7=7, 7=7) -> (1+1+.5+.5)/4
+    assert m["auc"] == pytest.approx(0.75) and m["passes"]
+    assert m["repeat_sd"] == pytest.approx((2 ** 0.5 + 0 + 0 + 0) / 4)  # SD(8,6)=1.414; others 0
+    assert m["length_baseline_auc"] == 1.0  # originals are always longer here
+    assert m["auc_by_degradation"] == {"generic": 0.75}
+    ok, text = verdict({"empathy": m}, 0.7)
+    assert ok is True and "validated" in text
+    bad = analyze(r, ["empathy"], 0.8)["empathy"]
+    ok, text = verdict({"empathy": bad}, 0.8)
+    assert ok is False and text.startswith("judge not validated on this run") and "0.75" in text
+    assert verdict({}, 0.7)[0] is None
+    assert verdict({"empathy": analyze([], ["empathy"], 0.7)["empathy"]}, 0.7)[0] is None
+
+
+def _judge_responder(req):
+    """A fake judge that sees through the degradations by content (never through length)."""
+    if req.schema_name == "TurnJudgment":
+        return json.dumps({"reason": "fine", "consistent": True, "acts_as_counselor": False})
+    last = re.findall(r"Counselor: (.*)", req.messages[-1]["content"])[-1]
+    degraded = any(last.strip() == x for xs in LISTS.values() for x in xs)
+    return json.dumps({"rationale": "r", "score": 2 if degraded else 8})
+
+
+def _write_inputs(ctx, n_sessions=4):
+    ctx.store.stage("mix").write_records("test_real.jsonl", [real_session(i) for i in range(n_sessions)])
+    scen = Scenario(id="sc1", summary="exam stress", scenario="failed an exam", persona=Persona(
+        id="p1", attributes={"age": "20"}, narrative="A student."))
+    ctx.store.stage("eval_scenarios").write_records("scenarios.jsonl", [scen])
+    sims = [Session(id=f"sim{v}", source="simulated", meta={"variant": v, "scenario_id": "sc1"}, messages=[
+        Message(role="user", content="I failed my exam."), Message(role="assistant", content="That sounds hard."),
+        Message(role="user", content="How does that make you feel?" if v == "base" else "I feel stupid.")])
+        for v in ("base", "hybrid")]
+    ctx.store.stage("simulate").write_records("sessions.jsonl", sims)
+
+
+def test_calibrate_end_to_end_with_fake_judge(fake_ctx, monkeypatch):
+    cm, fake = fake_ctx("evaluate.trust.calib_items=4", "evaluate.trust.calib_samples=2",
+                        "evaluate.metrics=[empathy, relevance]", responder=_judge_responder)
+    with cm as ctx:
+        monkeypatch.setattr(ctx.domain, "data_file", lambda name, _orig=ctx.domain.data_file:
+                            LISTS if name == "prompts/trust_degradations.yaml" else _orig(name))
+        _write_inputs(ctx)
+        summary = ctx.run_stage("calibrate", calibrate.run)
+        res = ctx.store.stage("calibrate").read_json("results.json")
+    assert summary["validated"] is True and res["validated"] is True
+    assert res["originals"] == 4 and res["versions"] == 20 and res["ratings"] == 20 * 2 * 2
+    for m in ("empathy", "relevance"):
+        r = res["metrics"][m]
+        # unrelated replies are real counselor turns: the content-based judge ties them with originals
+        assert r["auc_by_degradation"] == {"dismissive": 1.0, "generic": 1.0, "off_topic": 1.0, "unrelated": 0.5}
+        assert r["auc"] == pytest.approx((1 + 1 + 1 + 0.5) / 4)
+        assert r["repeat_sd"] == 0.0
+    # the judge saw the score stage's own rubric, with the reply last in the transcript
+    rubric = [q for q in fake.requests if q.schema_name == "Rating"]
+    assert rubric and "Rate the counselor's empathy" in rubric[0].messages[-1]["content"]
+    sc = res["simcheck"]
+    assert sc["ran"] and sc["overall"]["turns"] == 4
+    assert sc["by_variant"]["base"]["role_confusion_heuristic"] == 0.5  # "How does that make you feel?"
+    assert sc["by_variant"]["hybrid"]["role_confusion_heuristic"] == 0.0
+    assert sc["overall"]["inconsistent"] == 0.0
+
+
+def test_calibrate_not_validated_and_fallback_to_real_sessions(fake_ctx):
+    # a judge that gives every reply the same score cannot tell originals from degraded ones
+    cm, _ = fake_ctx("evaluate.trust.calib_items=3", "evaluate.trust.calib_samples=1", "evaluate.metrics=[empathy]",
+                     responder=lambda req: json.dumps({"rationale": "r", "score": 5}))
+    with cm as ctx:
+        ctx.store.stage("real").write_records("sessions.jsonl", [real_session(i) for i in range(3)])
+        ctx.run_stage("calibrate", calibrate.run)
+        res = ctx.store.stage("calibrate").read_json("results.json")
+    assert res["validated"] is False and res["metrics"]["empathy"]["auc"] == 0.5
+    assert res["source"] == "real/sessions.jsonl" and res["warnings"]
+    assert res["simcheck"]["ran"] is False
+
+
+def test_calibrate_with_no_data_says_so(fake_ctx):
+    cm, _ = fake_ctx()
+    with cm as ctx:
+        ctx.run_stage("calibrate", calibrate.run)
+        res = ctx.store.stage("calibrate").read_json("results.json")
+    assert res["validated"] is None and "could not run" in res["verdict"]
+
+
+def test_role_confusion_heuristic(fake_ctx):
+    cm, _ = fake_ctx()
+    with cm as ctx:
+        pats = simcheck.role_patterns(ctx)
+    assert simcheck.looks_like_counselor("Counselor: let's begin", pats)
+    assert simcheck.looks_like_counselor("And how does that make you feel about it?", pats)
+    assert not simcheck.looks_like_counselor("I feel like I failed everyone again.", pats)
+    assert not simcheck.looks_like_counselor("My counselor at school never listened.", pats)
+
+
+@pytest.mark.model
+def test_calibrate_with_embedded_judge(make_cfg):
+    """The real embedded judge on a tiny calibration set: the stage completes and reports an
+    AUC or an honest n/a (the 135M model's numbers mean nothing; this checks the plumbing)."""
+    from hybridtune.context import open_run
+
+    cfg = make_cfg("evaluate.trust.calib_items=2", "evaluate.trust.calib_samples=1", "evaluate.metrics=[empathy]",
+                   "evaluate.trust.degradations=[off_topic]", "roles.judge.max_tokens=80",
+                   "roles.judge.temperature=0", "llm.max_failure_rate=1.0", "evaluate.trust.simcheck_sessions=0",
+                   backend="llamacpp")
+    with open_run(cfg) as ctx:
+        ctx.store.stage("mix").write_records("test_real.jsonl", [real_session(i, turns=1) for i in range(2)])
+        ctx.run_stage("calibrate", calibrate.run)
+        res = ctx.store.stage("calibrate").read_json("results.json")
+        asyncio.run(ctx.llms.aclose())
+    assert res["versions"] == 4 and res["ratings_planned"] == 4
+    a = res["metrics"]["empathy"]["auc"]
+    assert (a is None and res["validated"] is None) or (0.0 <= a <= 1.0 and res["validated"] is (a >= 0.7))
