@@ -164,7 +164,7 @@ async def run(ctx: Context, st: StageDir) -> dict:
     for variant, entry in reg.items():
         llm = counselor_llm(ctx, entry)
         try:  # one tiny call first: a backend without prompt logprobs is skipped, not counted as failures
-            await llm.token_logprobs(PROBE)
+            await llm.token_logprobs([{"role": "system", "content": ctx.system_prompt}, *PROBE])
         except NotSupported as e:
             skipped[variant] = str(e)
             ctx.log(f"[yellow]likelihood: variant {variant} skipped: {e}[/yellow]")

@@ -1,8 +1,67 @@
-"""CLI verbs of the `real` stage (registered by hybridtune/cli.py)."""
+"""CLI verbs of the `real` stage (registered by hybridtune/cli.py).
+
+    hybridtune ingest ../shared/data/annomi/AnnoMI-simple.csv --out runs/x/real --no-llm
+    hybridtune ingest data/demo --out runs/demo-ingest -c configs/demo.yaml
+"""
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
+from typing import Annotated
+
 import typer
+
+from ..cli_common import QuietOpt, SetOpt, load
+
+
+def ingest_cmd(
+    inputs: Annotated[list[Path], typer.Argument(help="transcript files or folders (CSV, text, VTT, SRT, JSON/JSONL, ESConv)")],
+    out: Annotated[Path, typer.Option("--out", help="output folder: sessions.jsonl, samples.jsonl, quarantine.jsonl, report.*")],
+    format: Annotated[str, typer.Option("--format", help="force a format: annomi|csv|text|vtt|srt|jsonl|json|esconv (default: auto)")] = "auto",
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="experiment YAML (default: built-in defaults)")] = None,
+    set_: SetOpt = None,
+    no_llm: Annotated[bool, typer.Option("--no-llm", help="skip the LLM steps (annotation, unsure speaker attribution, quality score)")] = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Ingest real transcripts: clean, scrub PII, dedup, filter, segment and annotate them into OUT.
+
+    Exits 1 when any input file was quarantined (see OUT/quarantine.jsonl), 0 otherwise.
+    """
+    from ..context import Context
+    from ..domain import load_domain
+    from ..llm import LLMPool, ResponseCache, Usage
+    from ..store import RunStore, StageDir
+    from .formats import FORMATS, expand_inputs
+    from .stage import ingest
+    from ..errors import UserError
+
+    if format != "auto" and format not in FORMATS:
+        raise UserError(f"--format {format}: unknown; use one of auto, {', '.join(FORMATS)}")
+    cfg = load(config, [*(set_ or []), *(["real.llm=false"] if no_llm else [])], quiet)
+    cfg.real.inputs = [str(p) for p in inputs]
+    files = expand_inputs(cfg.real.inputs)
+    st = StageDir(Path(out), "real")
+    pool = LLMPool(cfg, cache=ResponseCache(st.file("cache.sqlite")) if cfg.llm.cache else None,
+                   usage=Usage(cfg.llm.prices, cfg.llm.budget_usd, st.file("usage.json")))
+    if cfg.real.llm:
+        pool.check(["annotator"])
+    ctx = Context(cfg=cfg, store=RunStore(Path(out)), llms=pool, domain=load_domain(cfg.domain))
+
+    async def go() -> dict:
+        try:
+            return await ingest(ctx, st, files, None if format == "auto" else format)
+        finally:
+            pool.usage.save()
+            await pool.aclose()
+
+    s = asyncio.run(go())
+    typer.echo(f"{s['sessions_in']} sessions in, {s['sessions_out']} out, {s['samples_out']} samples; "
+               f"{s['files_quarantined']} of {s['files_in']} files quarantined, "
+               f"{s['quarantine_entries']} quarantine entries -> {out}")
+    if s["files_quarantined"]:
+        raise typer.Exit(1)
 
 
 def register(app: typer.Typer) -> None:
     """Add this stage's verbs to the main app."""
+    app.command("ingest")(ingest_cmd)

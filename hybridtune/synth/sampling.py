@@ -68,7 +68,7 @@ def _line_of(path, *keys: str) -> str:
     start, found = 0, None
     for key in keys:
         for i in range(start, len(lines)):
-            if re.search(rf"(^|[\s{{\[,-]){re.escape(key)}\s*[:,\]}}]|^{re.escape(key)}$", lines[i].strip()):
+            if re.search(rf"(^|[\s{{\[,-]){re.escape(key)}\s*([:,\]}}]|$)", lines[i].strip()):
                 start = found = i
                 break
     return "" if found is None else f":{found + 1}"

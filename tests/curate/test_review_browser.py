@@ -11,16 +11,23 @@ import sys
 import time
 from pathlib import Path
 
+import socket
+
 import httpx
 import pytest
 
-from ..conftest import free_port
 from .helpers import session, write_curated
 
 pytestmark = pytest.mark.browser
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
         "--disable-sync", "--no-first-run"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def _start(run_dir: Path, port: int, log: Path) -> subprocess.Popen:

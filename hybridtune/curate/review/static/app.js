@@ -83,7 +83,9 @@ function startEdit() {
 }
 async function saveEdit() {
   const content = $("editor").value;
-  await send({ action: "edit", index: focusIdx, content }); editing = false; toast("edit saved");
+  editing = false;  // before the await: keys pressed while saving act on the page, not the editor
+  try { await send({ action: "edit", index: focusIdx, content }); } catch (e) { editing = true; return; }
+  toast("edit saved");
 }
 async function decide(action) { await send({ action }); toast(action === "accept" ? "accepted" : "rejected"); }
 async function send(body) {

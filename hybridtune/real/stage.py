@@ -1,0 +1,246 @@
+"""The `real` stage: real transcripts -> clean, de-identified, deduplicated, annotated sessions and samples.
+
+Input: `cfg.real.inputs` (files/folders; formats in formats.py, captions.py).
+Output in the stage dir (runs/<name>/real/ or `hybridtune ingest --out DIR`):
+  sessions.jsonl   Session(source="real"), scrubbed, with meta (file, format, attribution, pii, safety)
+                   and per-turn annotations
+  samples.jsonl    Sample(kind=session|qa) in the `messages` format, deduplicated
+  quarantine.jsonl QuarantineEntry: unusable files and dropped sessions, with file, line, reason
+  annotations.jsonl, quality.jsonl   LLM results (resumable; merged into sessions.jsonl)
+  report.json, report.md             counts per step, PII by type, duplicates, distributions
+
+Pass 1 streams sessions one at a time (memory stays flat): parse -> clean -> [LLM speaker
+attribution when unsure] -> merge turns -> filters -> PII scrub -> safety screen -> dedup ->
+`_clean.jsonl`. Pass 2 runs the bounded LLM steps (annotation, optional quality score).
+Pass 3 streams `_clean.jsonl` into sessions.jsonl + samples.jsonl. Nothing unscrubbed is
+written, logged or sent to a model (attribution scrubs first).
+
+    hybridtune ingest ../shared/data/annomi/AnnoMI-simple.csv --out runs/x/real --no-llm
+    hybridtune run configs/demo.yaml --stage real
+"""
+from __future__ import annotations
+
+import itertools
+import os
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from ..context import Context
+from ..errors import UserError
+from ..records import QuarantineEntry, Session, TurnAnnotation, stable_id
+from ..store import StageDir, dump_json
+from .annotate import annotate_sessions, attribute_with_llm, score_quality
+from .clean import clean_turns, merge_turns
+from .dedup import Deduper
+from .filters import first_failure
+from .formats import BadInput, RawSession, expand_inputs, read_file
+from .pii import Scrubber
+from .report import write_reports
+from .segment import segment
+
+
+class StreamWriter:
+    """JSONL written to a temp file and renamed on commit: a killed pass leaves the old file intact."""
+
+    def __init__(self, st: StageDir, name: str):
+        self.path = st.file(name)
+        self.tmp = self.path.with_name(f".{name}.tmp")
+        self.f: IO[str] = self.tmp.open("w", encoding="utf-8")
+        self.n = 0
+
+    def write(self, rec: Any) -> None:
+        self.f.write(dump_json(rec) + "\n")
+        self.n += 1
+
+    def commit(self) -> int:
+        self.f.flush()
+        os.fsync(self.f.fileno())
+        self.f.close()
+        os.replace(self.tmp, self.path)
+        return self.n
+
+
+@dataclass
+class Stats:
+    steps: Counter = field(default_factory=Counter)
+    filters: Counter = field(default_factory=Counter)
+    pii: Counter = field(default_factory=Counter)
+    formats: Counter = field(default_factory=Counter)
+    safety: Counter = field(default_factory=Counter)
+    attribution: list[float] = field(default_factory=list)
+    quarantined_files: int = 0
+
+
+def _safety_screen():
+    """The rules-only crisis screen, or None when hybridtune.safety.rules is not installed."""
+    try:
+        from ..safety.rules import rule_screen
+    except ImportError:
+        return None
+    return rule_screen
+
+
+def _quarantine(q: StreamWriter, scrub: Scrubber, file: str, line: int | None, reason: str, excerpt: str = "") -> None:
+    q.write(QuarantineEntry(id=stable_id("quarantine", file, line, reason), file=file, line=line, reason=reason,
+                            excerpt=scrub.scrub_text(excerpt[:200]) if excerpt and scrub.cfg.enabled else ""))
+
+
+async def process(ctx: Context, raw: RawSession, scrub: Scrubber, st_: Stats) -> tuple[Session | None, str | None]:
+    """One raw session -> a clean, scrubbed Session, or (None, reason it was dropped)."""
+    cfg = ctx.cfg.real
+    sid = stable_id("real", Path(raw.file).name, raw.key, [t.text[:80] for t in raw.turns[:3]])
+    turns = clean_turns(raw.turns, cfg.clean)
+    if not turns:
+        return None, "empty: no text after cleaning"
+    att = raw.meta.get("attribution")
+    scrubbed = False
+    if att and cfg.llm and att.get("confidence", 1) < cfg.attribution.llm_below:
+        texts, counts = scrub.scrub_session([t.text for t in turns], sid)  # never send raw PII to a model
+        for t, x in zip(turns, texts, strict=True):
+            t.text = x
+        scrubbed = True
+        raw.turns = turns
+        await attribute_with_llm(ctx, raw)
+    msgs = merge_turns(turns)
+    reason = first_failure(msgs, cfg.filters)
+    if reason:
+        return None, reason
+    if not scrubbed:
+        texts, counts = scrub.scrub_session([m.content for m in msgs], sid)
+        for m, x in zip(msgs, texts, strict=True):
+            m.content = x
+    else:
+        msgs = merge_turns(turns)
+    st_.pii.update(counts)
+    meta: dict[str, Any] = {"file": raw.file, "format": raw.format, "source_key": raw.key, **raw.meta,
+                            "pii": dict(counts)}
+    if att:
+        st_.attribution.append(att.get("confidence", 1.0))
+    return Session(id=sid, source="real", messages=msgs, meta=meta), None
+
+
+async def ingest(ctx: Context, st: StageDir, files: list[Path], fmt: str | None = None) -> dict:
+    """Run the whole stage over `files` into `st`; returns the summary (also in report.json)."""
+    cfg = ctx.cfg.real
+    t0 = time.time()
+    stats = Stats()
+    scrub = Scrubber(cfg.pii, seed=ctx.cfg.seed)
+    screen = _safety_screen() if cfg.safety_screen else None
+    dd = Deduper(cfg.dedup, "sessions")
+    clean = StreamWriter(st, "_clean.jsonl")
+    q = StreamWriter(st, "quarantine.jsonl")
+    for path in files:
+        stats.steps["files_in"] += 1
+        sessions = read_file(path, cfg, fmt)
+        while True:
+            try:
+                raw = next(sessions)
+            except StopIteration:
+                break
+            except (BadInput, Exception) as e:  # the file breaks here; sessions before it are kept
+                if isinstance(e, UserError):
+                    raise
+                line, reason = (e.line, e.reason) if isinstance(e, BadInput) else (
+                    None, f"could not parse ({type(e).__name__}: {scrub.scrub_text(str(e)[:150])}); check the format")
+                stats.quarantined_files += 1
+                _quarantine(q, scrub, str(path), line, reason)
+                ctx.log(f"[yellow]quarantined[/yellow] {path}{f':{line}' if line else ''}: {reason}")
+                break
+            stats.steps["sessions_in"] += 1
+            stats.formats[raw.format] += 1
+            session, reason = await process(ctx, raw, scrub, stats)
+            if session is None:
+                stats.filters[reason.split(":")[0]] += 1
+                _quarantine(q, scrub, raw.file, raw.line, f"session {raw.key} dropped: {reason}")
+                continue
+            stats.steps["after_filters"] += 1
+            if screen is not None:
+                risk = screen("\n".join(session.turns("user")))
+                session.meta["safety"] = {"risk": risk.risk, "categories": list(risk.categories),
+                                          "evidence": [e[:160] for e in risk.evidence], "review": risk.risk in ("high", "imminent")}
+                stats.safety[risk.risk] += 1
+            else:
+                session.meta["safety"] = {"risk": "unscreened"}
+            dup = dd.check(session.id, session.text())
+            if dup is not None:
+                continue
+            stats.steps["after_dedup"] += 1
+            clean.write(session)
+            if stats.steps["sessions_in"] % 500 == 0:
+                ctx.log(f"real: {stats.steps['sessions_in']} sessions in, {time.time() - t0:.0f}s")
+    clean.commit()
+    n_quarantine = q.commit()
+    llm = await llm_steps(ctx, st) if cfg.llm else {}
+    out = finish(ctx, st, llm)
+    summary = {
+        "files_in": stats.steps["files_in"], "files_quarantined": stats.quarantined_files,
+        "quarantine_entries": n_quarantine, "sessions_in": stats.steps["sessions_in"],
+        "after_filters": stats.steps["after_filters"], "after_dedup": stats.steps["after_dedup"],
+        **out, "seconds": round(time.time() - t0, 2),
+    }
+    write_reports(st, summary, stats, dd, llm, out)
+    return summary
+
+
+async def llm_steps(ctx: Context, st: StageDir) -> dict:
+    cfg = ctx.cfg.real
+    res: dict = {}
+    if cfg.annotate.enabled:
+        n = cfg.annotate.max_sessions
+        sessions = list(itertools.islice(st.read("_clean.jsonl", Session), n))
+        res["annotate"] = await annotate_sessions(ctx, st, sessions)
+    if cfg.filters.llm_quality_min is not None:
+        res["quality"] = await score_quality(ctx, st, list(st.read("_clean.jsonl", Session)))
+    return res
+
+
+def finish(ctx: Context, st: StageDir, llm: dict) -> dict:
+    """Stream `_clean.jsonl` into sessions.jsonl (+annotations, quality filter) and samples.jsonl."""
+    cfg = ctx.cfg.real
+    anns: dict[str, list[TurnAnnotation]] = {}
+    prompt = ""
+    for rec in st.read_dicts("annotations.jsonl"):
+        anns.setdefault(rec["session_id"], []).append(TurnAnnotation.model_validate(rec["annotation"]))
+        prompt = rec.get("prompt", prompt)
+    quality = {r["session_id"]: r for r in st.read_dicts("quality.jsonl")}
+    sdd = Deduper(cfg.dedup, "samples")
+    sessions_w, samples_w = StreamWriter(st, "sessions.jsonl"), StreamWriter(st, "samples.jsonl")
+    dist = {"techniques": Counter(), "emotions": Counter(), "distortions": Counter()}
+    kinds: Counter = Counter()
+    low_quality = 0
+    for s in st.read("_clean.jsonl", Session):
+        if s.id in quality:
+            s.meta["quality"] = {k: quality[s.id][k] for k in ("score", "reason", "prompt")}
+            if cfg.filters.llm_quality_min and quality[s.id]["score"] < cfg.filters.llm_quality_min:
+                low_quality += 1
+                continue
+        if s.id in anns:
+            s.annotations = sorted(anns[s.id], key=lambda a: a.index)
+            s.meta["annotation"] = {"prompt": prompt, "turns": len(s.annotations)}
+            for a in s.annotations:
+                dist["techniques"].update(a.techniques)
+                dist["distortions"].update(a.distortions)
+                if a.emotion:
+                    dist["emotions"][a.emotion] += 1
+        sessions_w.write(s)
+        for sample in segment(s, cfg.segment, ctx.system_prompt):
+            kinds[f"{sample.kind}_in"] += 1
+            body = "\n".join(f"{m.role}: {m.content}" for m in sample.messages if m.role != "system")
+            if sdd.check(sample.id, f"{sample.kind}\n{body}") is None:
+                samples_w.write(sample)
+                kinds[sample.kind] += 1
+    return {
+        "sessions_out": sessions_w.commit(), "samples_out": samples_w.commit(),
+        "dropped_llm_quality": low_quality, "samples": dict(kinds), "sample_duplicates": sdd.counts(),
+        "distributions": {k: dict(v.most_common()) for k, v in dist.items()},
+    }
+
+
+async def run(ctx: Context, st: StageDir) -> dict:
+    """Pipeline stage `real`: ingest `cfg.real.inputs`."""
+    if not ctx.cfg.real.inputs:
+        raise UserError("real.inputs: no transcripts configured; set real.inputs to files or folders (e.g. [data/demo])")
+    return await ingest(ctx, st, expand_inputs(ctx.cfg.real.inputs))
