@@ -46,7 +46,9 @@ def counselor_llm(ctx: Context, entry: ModelEntry) -> LLM:
     if entry.backend == "llamacpp":
         base_ep = ctx.cfg.endpoints[rc.endpoint]
         ep = base_ep.model_copy(update={"backend": "llamacpp", "model": entry.model, "lora_path": entry.adapter})
-        return ctx.llms.bind("counselor", rc.model_copy(update={"model": None}), f"variant:{entry.variant}", ep)
+        # the request's model name keys the response cache: an adapter variant must not share the base's key
+        name = f"{entry.model}+{entry.variant}@{entry.data_hash}" if entry.adapter else None
+        return ctx.llms.bind("counselor", rc.model_copy(update={"model": name}), f"variant:{entry.variant}", ep)
     if entry.backend == "openai":
         name = entry.endpoint or rc.endpoint
         if name not in ctx.cfg.endpoints:

@@ -48,3 +48,15 @@ def test_stage_survives_20_percent_faults(make_cfg):
     assert sum(stats[f] for f in ("429", "500", "timeout", "truncated", "not_json")) > 0
     assert retries > 0, "transient faults were retried"
     assert res.done >= 36  # 6 retries and 2 re-asks make a lost item very unlikely at 20%
+
+
+def test_openai_backend_survives_successive_event_loops(make_cfg):
+    """Each stage runs its own asyncio.run; clients and limiters must not leak across loops."""
+    with MockServer(delay=0.0) as url:
+        cfg = make_cfg(f"endpoints.local.base_url={url}", "llm.cache=false", backend="openai")
+        from hybridtune.llm import LLMPool
+
+        pool = LLMPool(cfg)
+        for i in range(3):
+            r = asyncio.run(pool.role("counselor").chat([{"role": "user", "content": f"loop {i}"}]))
+            assert f"loop {i}" in r.text

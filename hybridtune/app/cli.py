@@ -38,7 +38,12 @@ def register(app: typer.Typer) -> None:
             finally:
                 await engine.counselor.pool.aclose()
 
-        asyncio.run(go())
+        try:
+            asyncio.run(go())
+        except KeyboardInterrupt:  # Ctrl-C mid-reply: keep what was said
+            if engine.unsaved and (s := engine.save()):
+                typer.echo(f"\n(saved session {s.id})", err=True)
+            raise
 
     @app.command()
     def serve(

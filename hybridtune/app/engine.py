@@ -31,7 +31,7 @@ from ..records import Message, Session, stable_id
 from ..registry import counselor_llm, load_registry
 from ..safety.policy import events_for, is_crisis, log_event, safe_response
 from ..safety.rules import RiskResult
-from ..safety.screen import screen, validate_text
+from ..safety.screen import follow_up, screen, validate_text
 from ..store import RunStore, StageDir
 
 CHARS_PER_TOKEN = 3.0  # conservative for English BPE vocabularies: over-estimate, never overflow
@@ -60,6 +60,7 @@ class ChatEngine:
     turn_risks: list[dict] = field(default_factory=list)
     started: float = field(default_factory=time.time)
     saved_len: int = 0
+    last_risk: RiskResult | None = None  # the previous user turn's verdict (answers to the safety question)
 
     @property
     def system_prompt(self) -> str:
@@ -92,7 +93,8 @@ class ChatEngine:
 
     async def turn(self, text: str) -> AsyncIterator[ChatEvent]:
         """Screen, answer (streamed) and record one user turn."""
-        risk = await self.check(text)
+        risk = follow_up(self.last_risk, text, await self.check(text))
+        self.last_risk = risk
         self.messages.append(Message(role="user", content=text))
         index = len(self.messages) - 1
         self.turn_risks.append({"index": index, "risk": risk.risk, "categories": risk.categories, "source": risk.source})
@@ -150,6 +152,7 @@ class ChatEngine:
 
     def reset(self) -> None:
         self.messages, self.turn_risks, self.started, self.saved_len = [], [], time.time(), 0
+        self.last_risk = None
 
 
 def open_engine(cfg: ExperimentConfig, variant: str | None = None, pool: LLMPool | None = None) -> ChatEngine:

@@ -19,6 +19,7 @@ import typer
 from ..cli_common import ConfigOpt, QuietOpt, SetOpt, load
 
 ForceOpt = Annotated[bool, typer.Option(help="rerun even if the stage is done (judged records are reused)")]
+DEMO = Path("configs/demo.yaml")
 RunDirArg = Annotated[Path, typer.Argument(help="run directory, e.g. runs/demo")]
 
 
@@ -38,21 +39,21 @@ def _echo_summary(s: dict) -> None:
 
 def register(app: typer.Typer) -> None:
     @app.command()
-    def judge(config: ConfigOpt = Path("configs/demo.yaml"), set_: SetOpt = None, force: ForceOpt = False, quiet: QuietOpt = False):
+    def judge(config: ConfigOpt = DEMO, set_: SetOpt = None, force: ForceOpt = False, quiet: QuietOpt = False):
         """Judge sessions, crisis-screen them, and select (stage `curate`; writes runs/<name>/curate/)."""
         from .judge import run
 
         _echo_summary(_stage(config, set_, quiet, "curate", run, force))
 
     @app.command()
-    def mix(config: ConfigOpt = Path("configs/demo.yaml"), set_: SetOpt = None, force: ForceOpt = False, quiet: QuietOpt = False):
+    def mix(config: ConfigOpt = DEMO, set_: SetOpt = None, force: ForceOpt = False, quiet: QuietOpt = False):
         """Build the real and hybrid training sets, test splits and exports (stage `mix`; runs/<name>/mix/)."""
         from .mix import run
 
         _echo_summary(_stage(config, set_, quiet, "mix", run, force))
 
     @app.command()
-    def export(config: ConfigOpt = Path("configs/demo.yaml"), set_: SetOpt = None, quiet: QuietOpt = False):
+    def export(config: ConfigOpt = DEMO, set_: SetOpt = None, quiet: QuietOpt = False):
         """Re-export the mixed sets: OpenAI JSONL, Parquet and dataset card per variant."""
         from ..context import open_run
         from .export import export_all
@@ -72,8 +73,10 @@ def register(app: typer.Typer) -> None:
         run_dir: RunDirArg,
         host: Annotated[str, typer.Option(help="address to bind; anything but 127.0.0.1 needs --token")] = "127.0.0.1",
         port: Annotated[int, typer.Option(help="port to listen on")] = 8765,
-        token: Annotated[str | None, typer.Option(help="API token (default: $HYBRIDTUNE_REVIEW_TOKEN); open the page as http://HOST:PORT/#token=...")] = None,
-        reviewer: Annotated[str | None, typer.Option(help="default reviewer name shown in the page (default: login name)")] = None,
+        token: Annotated[str | None, typer.Option(
+            help="API token (default: $HYBRIDTUNE_REVIEW_TOKEN); open the page as http://HOST:PORT/#token=...")] = None,
+        reviewer: Annotated[str | None, typer.Option(
+            help="default reviewer name shown in the page (default: login name)")] = None,
     ):
         """Open the review web app for a run's curated sessions (decisions are saved at once)."""
         from .review.app import check_bind, curate_dir, serve
@@ -87,7 +90,8 @@ def register(app: typer.Typer) -> None:
     @app.command("review-export")
     def review_export(
         run_dir: RunDirArg,
-        out: Annotated[Path, typer.Argument(help="file to write: .csv (fill the `decision` column) or .jsonl (with dialogues)")],
+        out: Annotated[Path, typer.Argument(
+            help="file to write: .csv (fill the `decision` column) or .jsonl (with dialogues)")],
         which: Annotated[str, typer.Option(help="review | selected | rejected | all")] = "review",
     ):
         """Write the review queue for reviewing elsewhere."""
@@ -100,7 +104,8 @@ def register(app: typer.Typer) -> None:
     @app.command("review-import")
     def review_import(
         run_dir: RunDirArg,
-        file: Annotated[Path, typer.Argument(help=".csv or .jsonl rows with session_id, decision (accept|reject|edit), reviewer, note, index, content")],
+        file: Annotated[Path, typer.Argument(
+            help=".csv or .jsonl rows: session_id, decision (accept|reject|edit), reviewer, note, index, content")],
         reviewer: Annotated[str | None, typer.Option(help="reviewer name for rows without one")] = None,
     ):
         """Append decisions made elsewhere; bad rows are reported and quarantined, the rest go in."""

@@ -11,20 +11,40 @@ from pydantic import BaseModel, ConfigDict, Field
 
 FLAGS = ("unsafe_advice", "role_confusion", "repetition", "abrupt_ending", "crisis_content")
 
+# Licences of the public sets in ../shared/data (their README) and of the project's demo transcripts.
+KNOWN_LICENCES = {
+    "annomi": "AnnoMI: public domain (upstream README statement)",
+    "esconv": "ESConv: CC BY-NC 4.0, research use (non-commercial)",
+    "counsel-chat": "CounselChat: MIT",
+    "demo": "hybridtune demo transcripts: fictional, written for this project",
+}
+
 
 class CurateConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     threshold: float = Field(6.0, ge=1, le=10, description="minimum mean judge score (1-10) to keep a session")
-    borderline: float = Field(1.0, ge=0, le=9, description="sessions within this margin below the threshold go to human review")
-    top_k_per_stratum: int | None = Field(None, ge=1, description="keep at most the k best passing sessions per stratum (None: no cap)")
-    stratify_by: str = Field("technique", description="session attribute defining strata: technique (primary technique) or a meta key such as topic")
-    min_per_technique: int = Field(1, ge=0, description="keep at least this many sessions showing each technique (best first) even below the threshold, so selection keeps technique coverage")
-    coverage_floor: float = Field(4.0, ge=1, le=10, description="a session kept for coverage must still score at least this")
-    review_flags: list[str] = Field(default_factory=lambda: list(FLAGS), description=f"judge flags that send a session to human review ({', '.join(FLAGS)})")
-    crisis_levels: list[str] = Field(default_factory=lambda: ["high", "imminent"], description="rule-screen risk levels (none|low|high|imminent) that flag crisis content for review")
+    borderline: float = Field(
+        1.0, ge=0, le=9, description="sessions within this margin below the threshold go to human review")
+    top_k_per_stratum: int | None = Field(
+        None, ge=1, description="keep at most the k best passing sessions per stratum (None: no cap)")
+    stratify_by: str = Field(
+        "technique", description="strata for top-k: technique (a session's primary one) or a meta key such as topic")
+    min_per_technique: int = Field(
+        1, ge=0, description="keep at least this many sessions showing each technique (best first), even below "
+        "the threshold, so selection does not destroy technique coverage")
+    coverage_floor: float = Field(
+        4.0, ge=1, le=10, description="a session kept for coverage must still score at least this")
+    review_flags: list[str] = Field(
+        default_factory=lambda: list(FLAGS),
+        description=f"judge flags that send a session to review ({', '.join(FLAGS)})")
+    crisis_levels: list[str] = Field(
+        default_factory=lambda: ["high", "imminent"],
+        description="rule-screen risk levels (none|low|high|imminent) that send a session to review as crisis content")
     judge_real: bool = Field(False, description="also judge real sessions (they are always crisis-screened)")
-    second_judge_endpoint: str | None = Field(None, description="endpoint name of an optional second judge (same rubric); agreement is reported as Krippendorff's alpha")
-    max_chars: int = Field(6000, ge=200, description="transcript characters shown to the judge (longer sessions are cut, the cut is marked)")
+    second_judge_endpoint: str | None = Field(
+        None, description="endpoint of an optional second judge (same rubric); agreement: Krippendorff's alpha")
+    max_chars: int = Field(
+        6000, ge=200, description="transcript characters shown to the judge (longer sessions are cut, the cut marked)")
     concurrency: int = Field(4, ge=1, description="judge requests in flight")
 
 
@@ -32,15 +52,29 @@ class MixConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     size: int = Field(500, ge=1, description="target sessions in the hybrid set (train + valid)")
     real_ratio: float = Field(0.5, ge=0, le=1, description="share of real sessions in the hybrid set")
-    real_size: int | None = Field(None, ge=1, description="sessions in the real-only set; None: the real sessions of the hybrid set (so the variants differ only by the synthetic part)")
+    real_size: int | None = Field(
+        None, ge=1, description="sessions in the real-only set; None: the real sessions of the hybrid set "
+        "(so the two variants differ only by the synthetic part)")
     valid_fraction: float = Field(0.1, ge=0, lt=1, description="share of each variant held out for validation")
-    test_fraction: float = Field(0.1, ge=0, lt=1, description="share of eligible real and of synthetic sessions held out as test splits that no variant trains on")
-    min_test: int = Field(1, ge=0, description="at least this many sessions in each test split (when the pool has more than one)")
-    stratify_by: str = Field("technique", description="attribute used to stratify sampling of synthetic sessions (technique or a meta key such as topic)")
-    allow_smaller: bool = Field(False, description="build smaller sets when too few eligible sessions exist, instead of failing")
-    include_pending: bool = Field(False, description="use sessions still waiting in the review queue (default: only selected or accepted ones)")
-    contamination: Literal["shingles", "off"] = Field("shingles", description="near-duplicate check of training sessions against evaluation scenarios")
-    contamination_threshold: float = Field(0.5, gt=0, le=1, description="drop a training session when this share of an evaluation scenario's word 5-grams appears in it (containment) or their Jaccard similarity reaches it")
+    test_fraction: float = Field(
+        0.1, ge=0, lt=1, description="share of eligible real and of synthetic sessions held out as test splits "
+        "that no variant trains on")
+    min_test: int = Field(1, ge=0, description="at least this many sessions per test split (pools of 2 or more)")
+    stratify_by: str = Field(
+        "technique", description="attribute stratifying the synthetic sample (technique or a meta key such as topic)")
+    allow_smaller: bool = Field(
+        False, description="build smaller sets when too few eligible sessions exist, instead of failing")
+    include_pending: bool = Field(
+        False, description="also use sessions still waiting in the review queue (default: selected or accepted only)")
+    contamination: Literal["shingles", "off"] = Field(
+        "shingles", description="near-duplicate check of training sessions against the evaluation scenarios")
+    contamination_threshold: float = Field(
+        0.5, gt=0, le=1, description="drop a session when this share of an evaluation scenario's word shingles "
+        "appears in it (containment), or their Jaccard similarity reaches it")
     shingle_size: int = Field(5, ge=1, description="words per shingle in the contamination check")
-    max_example_tokens: int = Field(65536, ge=256, description="OpenAI export: token limit per training example (gpt-4o-mini: 65536)")
+    max_example_tokens: int = Field(
+        65536, ge=256, description="OpenAI export: token limit per training example (gpt-4o-mini: 65536)")
     seed: int | None = Field(None, description="sampling seed (None: the experiment seed)")
+    licences: dict[str, str] = Field(
+        default_factory=lambda: dict(KNOWN_LICENCES),
+        description="licence of each real source for the dataset card, keyed by reader format or input folder name")

@@ -102,7 +102,8 @@ def effective(st: StageDir, include_pending: bool = False) -> list[Session]:
     keep = []
     for sid, (status, s) in load_candidates(st).items():
         verdict = (state.get(sid) or {}).get("verdict")
-        use = verdict == "accept" or (verdict is None and (status == "selected" or (include_pending and status == "review")))
+        by_policy = status == "selected" or (include_pending and status == "review")
+        use = verdict == "accept" or (verdict is None and by_policy)
         if use:
             keep.append(apply_edits(s, state.get(sid)))
     return keep
@@ -123,7 +124,8 @@ def export_rows(st: StageDir, which: str = "review") -> list[dict]:
             "session_id": sid, "source": s.source, "status": status,
             "reasons": ";".join(s.meta.get("curate", {}).get("reasons", [])),
             "mean_score": mean_score(s), "techniques": ";".join(session_techniques(s)),
-            "decision": (state.get(sid) or {}).get("verdict") or "", "reviewer": "", "note": "", "index": "", "content": "",
+            "decision": (state.get(sid) or {}).get("verdict") or "",
+            "reviewer": "", "note": "", "index": "", "content": "",
         })
     return rows
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import statistics
 from collections import Counter
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -152,7 +153,8 @@ def export_all(ctx: Context, st: StageDir, mix_summary: dict | None = None) -> d
     res = {}
     for v in VARIANTS:
         res[v] = export_variant(ctx, st, v)
-        st.write_text(f"{v}/README.md", dataset_card(ctx, st, v, res[v], mix_summary or st.read_json("report.json", {})))
+        summary = mix_summary or st.read_json("report.json", {})
+        st.write_text(f"{v}/README.md", dataset_card(ctx, st, v, res[v], summary))
     return res
 
 
@@ -164,17 +166,27 @@ def _dist(values: list[float]) -> str:
             f"min {min(values)}, max {max(values)}")
 
 
+def _length_bucket(turns: int) -> str:
+    lo = (turns - 1) // 10 * 10 + 1
+    return f"{lo}-{lo + 9} turns" if turns else "0 turns"
+
+
 def _table(counter: Counter, head: str) -> list[str]:
     rows = [f"| {head} | sessions |", "|---|---|"]
     rows += [f"| {k} | {n} |" for k, n in sorted(counter.items(), key=lambda kv: (-kv[1], str(kv[0])))]
     return rows
 
 
-def _licence(s: Session) -> str:
+def _licence(s: Session, known: dict[str, str]) -> str:
+    """A real session's licence: recorded on it, or known for its reader format / input folder."""
     m = s.meta
-    name = m.get("dataset") or m.get("corpus") or m.get("source_name") or m.get("origin") or "unnamed source"
-    lic = m.get("license") or m.get("licence") or "licence not recorded by the real stage"
-    return f"{name}: {lic}"
+    if m.get("license") or m.get("licence"):
+        return f"{m.get('dataset') or m.get('format') or 'source'}: {m.get('license') or m.get('licence')}"
+    folder = Path(str(m.get("file", ""))).parent.name
+    for key in (m.get("format"), folder, m.get("dataset")):
+        if key and key in known:
+            return known[key]
+    return f"{folder or m.get('format') or 'unnamed source'}: licence unknown; add it under mix.licences"
 
 
 def dataset_card(ctx: Context, st: StageDir, variant: str, counts: dict, mix_summary: dict) -> str:
@@ -184,10 +196,12 @@ def dataset_card(ctx: Context, st: StageDir, variant: str, counts: dict, mix_sum
     techs = Counter(t for s in sessions for t in session_techniques(s)) or Counter({"(none recorded)": len(sessions)})
     judged = [s.scores["judge"] for s in sessions if isinstance(s.scores.get("judge"), dict)]
     crit = ("coherence", "realism", "therapeutic_value", "technique_adherence", "mean")
-    cfg_yaml = yaml.safe_dump({"seed": ctx.cfg.seed, "curate": ctx.cfg.curate.model_dump(), "mix": ctx.cfg.mix.model_dump(),
+    cfg_yaml = yaml.safe_dump({"seed": ctx.cfg.seed, "curate": ctx.cfg.curate.model_dump(),
+                               "mix": ctx.cfg.mix.model_dump(),
                                "judge_role": ctx.cfg.roles["judge"].model_dump()}, sort_keys=False)
     front = yaml.safe_dump({"configs": [{"config_name": "default", "data_files": [
-        {"split": "train", "path": "parquet/train.parquet"}, {"split": "validation", "path": "parquet/validation.parquet"}]}],
+        {"split": "train", "path": "parquet/train.parquet"},
+        {"split": "validation", "path": "parquet/validation.parquet"}]}],
         "task_categories": ["text-generation"], "language": ["en"]}, sort_keys=False)
     lines = [
         "---", front.strip(), "---", f"# {ctx.cfg.name}: `{variant}` training set", "",
@@ -201,18 +215,20 @@ def dataset_card(ctx: Context, st: StageDir, variant: str, counts: dict, mix_sum
         f"(checked against {mix_summary.get('scenarios_checked', '?')} scenarios).", "",
         "## Counts", "", *_table(Counter(s.source for s in sessions), "source"), "",
         *_table(Counter(stratum(s, "topic") for s in sessions), "topic"), "", *_table(techs, "technique"), "",
-        *_table(Counter(f"{(t - 1) // 10 * 10 + 1}-{(t - 1) // 10 * 10 + 10} turns" if t else "0 turns" for t in turns), "length"), "",
+        *_table(Counter(_length_bucket(t) for t in turns), "length"), "",
         "## Tokens", "", f"Per session ({tokenizer_name()}, with chat overhead): {_dist(toks)}; total {sum(toks)}.", "",
         "## Judge scores", "",
         "Scores of the configured judge; from a small embedded model they are close to noise.", "",
         *[f"- {c}: {_dist([j[c] for j in judged if c in j])}" for c in crit],
         f"- flags raised: {dict(Counter(f for j in judged for f in j.get('flags', []))) or 'none'}", "",
         "## Licences of real sources", "",
-        *([f"- {k} ({n} sessions)" for k, n in sorted(Counter(_licence(s) for s in sessions if s.source == 'real').items())]
+        *([f"- {k} ({n} sessions)" for k, n in sorted(Counter(_licence(s, ctx.cfg.mix.licences) for s in sessions
+                                                             if s.source == 'real').items())]
           or ["- no real sessions"]), "",
         "## Limits", "",
         "Synthetic sessions are model-written; real sessions carry their sources' licences above. "
-        "OpenAI fine-tuning needs at least 10 examples per file." if min(c["exported"] for c in counts.values()) < 10 else
+        "OpenAI fine-tuning needs at least 10 examples per file."
+        if min(c["exported"] for c in counts.values()) < 10 else
         "Synthetic sessions are model-written; real sessions carry their sources' licences above.", "",
         "## Config that produced it", "", "```yaml", cfg_yaml.strip(), "```", "",
     ]

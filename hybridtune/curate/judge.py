@@ -91,9 +91,9 @@ def verdict_scores(v: JudgeVerdict, tag: str, model: str) -> dict[str, Any]:
     }
 
 
-async def judge_one(ctx: Context, session: Session, llm_role: str = "judge", endpoint: str | None = None) -> dict[str, Any]:
+async def judge_one(ctx: Context, session: Session, endpoint: str | None = None) -> dict[str, Any]:
     """Judge one session; raises StructuredOutputError after the LLM layer's re-asks."""
-    llm = ctx.llm(llm_role) if endpoint is None else ctx.llms.bind("judge2", ctx.cfg.roles["judge"], endpoint)
+    llm = ctx.llm("judge") if endpoint is None else ctx.llms.bind("judge2", ctx.cfg.roles["judge"], endpoint)
     msgs, tag = judge_messages(ctx, session)
     reply = await llm.chat(msgs, schema=JudgeVerdict)
     return verdict_scores(reply.parsed, tag, reply.model)
@@ -166,12 +166,14 @@ def report_md(pool: list[Session], sel: dict[str, list[Session]], failed: set[st
     lines = ["# Curation report", "",
              f"- sessions considered: {len(pool)} (judged {len(judged)}, judge failures {len(failed)})",
              *[f"- {k}: {len(v)}" for k, v in sel.items()], "",
-             "Judge scores of a small embedded model (SmolLM2-135M) are close to noise; trust them only from an API-grade judge.", "",
+             "Judge scores of a small embedded model (SmolLM2-135M) are close to noise; "
+             "trust them only from an API-grade judge.", "",
              "| criterion | mean | median | min | max |", "|---|---|---|---|---|"]
     for c in (*CRITERIA, "mean"):
         vals = [s.scores["judge"][c] for s in judged]
         if vals:
-            lines.append(f"| {c} | {statistics.mean(vals):.2f} | {statistics.median(vals):.2f} | {min(vals)} | {max(vals)} |")
+            mean, med = statistics.mean(vals), statistics.median(vals)
+            lines.append(f"| {c} | {mean:.2f} | {med:.2f} | {min(vals)} | {max(vals)} |")
     flags = Counter(f for s in judged for f in s.scores["judge"]["flags"])
     risks = Counter(s.scores.get("risk", {}).get("risk", "?") for s in pool)
     reasons = Counter(r for v in sel.values() for s in v for r in s.meta.get("curate", {}).get("reasons", []))

@@ -87,7 +87,8 @@ def stratified_sample(pool: list[Session], n: int, key: str, rng: random.Random)
     return sorted(out, key=lambda x: x.id)
 
 
-def split_off(pool: list[Session], frac: float, minimum: int, rng: random.Random) -> tuple[list[Session], list[Session]]:
+def split_off(pool: list[Session], frac: float, minimum: int,
+              rng: random.Random) -> tuple[list[Session], list[Session]]:
     """(held-out, rest): round(frac*n) sessions, at least `minimum` when the pool has more than one."""
     pool = sorted(pool, key=lambda x: x.id)
     k = round(len(pool) * frac) if frac > 0 else 0
@@ -109,7 +110,8 @@ def _need(have: int, want: int, what: str, mc: MixConfig, why: str) -> int:
     )
 
 
-def build(real: list[Session], synth: list[Session], mc: MixConfig, seed: int, notes: str = "") -> dict[str, list[Session]]:
+def build(real: list[Session], synth: list[Session], mc: MixConfig, seed: int,
+          notes: str = "") -> dict[str, list[Session]]:
     """The splits, as {file name under mix/: sessions}. Pure: same inputs and seed, same output."""
     rng = random.Random(seed)
     test_real, real_avail = split_off(real, mc.test_fraction, mc.min_test, rng)
@@ -143,7 +145,8 @@ def build(real: list[Session], synth: list[Session], mc: MixConfig, seed: int, n
 def load_eligible(ctx: Context) -> tuple[list[Session], list[Session], dict]:
     cur = ctx.store.stage("curate")
     if not load_candidates(cur):
-        raise UserError(f"{cur.file('selected.jsonl')}: no curated sessions; run `hybridtune judge` (stage curate) first")
+        raise UserError(f"{cur.file('selected.jsonl')}: no curated sessions; "
+                        "run `hybridtune judge` (stage curate) first")
     mc = ctx.cfg.mix
     sessions = effective(cur, mc.include_pending)
     info = {"eligible": len(sessions)}
@@ -157,7 +160,8 @@ def run(ctx: Context, st: StageDir) -> dict:
     scenarios = list(ctx.store.stage("eval_scenarios").read("scenarios.jsonl", Scenario)) if scen_file.exists() else []
     hits = contamination(real + synth, scenarios, mc) if mc.contamination != "off" else {}
     if not scenarios and mc.contamination != "off":
-        ctx.log(f"[yellow]mix: {scen_file} missing: contamination not checked (run stage eval_scenarios first)[/yellow]")
+        ctx.log(f"[yellow]mix: {scen_file} missing: contamination not checked "
+                "(run stage eval_scenarios first)[/yellow]")
     st.write_records("contamination.jsonl", list(hits.values()))
     real = [s for s in real if s.id not in hits]
     synth = [s for s in synth if s.id not in hits]

@@ -15,11 +15,18 @@ from ..records import Session
 from .config import CurateConfig
 
 
+# meta keys that mean the same thing in records of different stages (real: topic / problem_type;
+# synthetic: theme, realised and planned techniques)
+ALIASES = {"topic": ("topic", "theme", "problem_type"),
+           "techniques": ("techniques", "realised_techniques", "planned_techniques")}
+
+
 def session_techniques(s: Session) -> list[str]:
-    """Techniques of a session: meta["techniques"] (planned) or those annotated on its turns."""
-    planned = s.meta.get("techniques")
-    if isinstance(planned, list) and planned:
-        return [str(t) for t in planned]
+    """Techniques of a session: listed in meta (realised before planned) or annotated on its turns."""
+    for key in ALIASES["techniques"]:
+        listed = s.meta.get(key)
+        if isinstance(listed, list) and listed:
+            return [str(t) for t in listed]
     seen: dict[str, None] = {}
     for a in s.annotations:
         for t in a.techniques:
@@ -35,8 +42,11 @@ def stratum(s: Session, key: str) -> str:
             return str(primary)
         techs = session_techniques(s)
         return techs[0] if techs else "unknown"
-    val = s.meta.get(key)
-    return str(val) if val not in (None, "", []) else "unknown"
+    for k in ALIASES.get(key, (key,)):
+        val = s.meta.get(k)
+        if val not in (None, "", []):
+            return str(val)
+    return "unknown"
 
 
 def mean_score(s: Session) -> float | None:

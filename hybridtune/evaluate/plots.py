@@ -92,9 +92,9 @@ def bar(table: dict, variants: list[str], metric: str, path: Path) -> Path:
                     [table[v][metric]["ci_high"] - table[v][metric]["mean"] for v in shown]])
     fig, ax = plt.subplots(figsize=(4.6, 3.8))
     bars = ax.bar(shown, means, yerr=err if shown else None, capsize=6, color=[colors[v] for v in shown])
-    for b, m in zip(bars, means, strict=True):
-        ax.annotate(f"{m:.2f}", (b.get_x() + b.get_width() / 2, b.get_height()), ha="center", va="bottom",
-                    xytext=(0, 3), textcoords="offset points", fontsize=8)
+    for b, m in zip(bars, means, strict=True):  # value inside the bar's foot, clear of the error bar
+        ax.annotate(f"{m:.2f}", (b.get_x() + b.get_width() / 2, 0), ha="center", va="bottom",
+                    xytext=(0, 4), textcoords="offset points", fontsize=9, color="white", fontweight="bold")
     ax.set_ylim(0, 10.5 if metric != "ctrs" else 67)
     ax.set_ylabel(f"mean {metric} (95% CI)")
     ax.set_title(f"Mean {metric} by variant")

@@ -15,6 +15,7 @@ Output: eval_scenarios/scenarios.jsonl (Scenario), contamination.json, quarantin
 from __future__ import annotations
 
 import json
+import random
 import re
 from collections import defaultdict
 from collections.abc import Iterable
@@ -260,7 +261,9 @@ async def run(ctx: Context, st: StageDir) -> dict:
     quarantine: list[QuarantineEntry] = []
     if ev.scenarios_file:
         scenarios, quarantine = load_scenarios_file(Path(ev.scenarios_file).expanduser(), ev.scenarios_format)
-        scenarios = scenarios[: ev.scenarios]
+        if len(scenarios) > ev.scenarios:  # a seeded spread over the file (CACTUS lists 3 attitudes per form in a row)
+            keep = sorted(random.Random(seed).sample(range(len(scenarios)), ev.scenarios))
+            scenarios = [scenarios[i] for i in keep]
         source = f"file:{ev.scenarios_file}"
     else:
         scenarios = await generate(ctx, st, ev.scenarios, seed)

@@ -36,10 +36,11 @@ def judge_status(judge_validation: dict | None) -> tuple[bool, str]:
     if not judge_validation or judge_validation.get("validated") is None:
         return False, ("The judge was not validated on this run (no calibration), so judge-based differences "
                        "are withheld; the judge scores stay visible in the tables.")
+    why = str(judge_validation.get("verdict", "")).split(": ", 1)[-1]  # "empathy AUC 0.52 < 0.70"
     if not judge_validation["validated"]:
-        return False, (f"The judge was NOT validated on this run ({judge_validation.get('verdict', 'AUC below threshold')}), "
+        return False, (f"The judge was NOT validated on this run ({why or 'AUC below threshold'}), "
                        "so judge-based differences are withheld; the judge scores stay visible in the tables.")
-    return True, f"The judge passed validation on this run ({judge_validation.get('verdict', '')})."
+    return True, f"The judge passed validation on this run ({why})."
 
 
 def _num(x: float | None, fmt: str = "+.2f") -> str:
@@ -73,6 +74,9 @@ def _judge_sentence(a: str, b: str, comps: list[dict]) -> tuple[str, str | None]
         parts.append(f"{better} scores higher on {c['metric']} (mean difference {c['mean_diff']:+.2f} for {a} - {b}, "
                      f"{magnitude(c.get('effect_size'))} effect r={_num(c.get('effect_size'))}, "
                      f"adjusted p={_p(c)}, n={c['n']})")
+    ns = sorted({c["metric"] for c in comps if not c.get("significant")})
+    if ns:
+        parts.append(f"no significant judge difference on {', '.join(ns)}")
     return "the judge says " + "; ".join(parts), (dirs.pop() if len(dirs) == 1 else "mixed")
 
 

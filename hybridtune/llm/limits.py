@@ -18,6 +18,23 @@ from .base import TransientError
 T = TypeVar("T")
 
 
+class LoopLocal:
+    """One asyncio primitive per running event loop. Each stage runs its own `asyncio.run`, and
+    a Semaphore/Lock that once waited in an earlier loop raises 'bound to a different event
+    loop' in the next; the pool (and its limiters) outlives the loops, so recreate per loop."""
+
+    def __init__(self, factory: Callable[[], T]):
+        self.factory = factory
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._obj: T | None = None
+
+    def get(self) -> T:
+        loop = asyncio.get_running_loop()
+        if self._obj is None or self._loop is not loop:
+            self._loop, self._obj = loop, self.factory()
+        return self._obj
+
+
 class Bucket:
     """Token bucket holding up to `per_minute` tokens, refilled at per_minute/60 per second."""
 
@@ -26,11 +43,11 @@ class Bucket:
         self.level = float(per_minute)
         self.rate = per_minute / 60.0
         self.stamp = time.monotonic()
-        self._lock = asyncio.Lock()
+        self._lock = LoopLocal(asyncio.Lock)
 
     async def take(self, n: float) -> None:
         n = min(n, self.capacity)  # a request larger than the bucket waits for a full bucket
-        async with self._lock:
+        async with self._lock.get():
             while True:
                 now = time.monotonic()
                 self.level = min(self.capacity, self.level + (now - self.stamp) * self.rate)
@@ -43,9 +60,14 @@ class Bucket:
 
 class Limiter:
     def __init__(self, max_in_flight: int, rpm: int | None = None, tpm: int | None = None):
-        self.sem = asyncio.Semaphore(max_in_flight)
+        self._sem = LoopLocal(lambda: asyncio.Semaphore(max_in_flight))
         self.rpm = Bucket(rpm) if rpm else None
         self.tpm = Bucket(tpm) if tpm else None
+
+    @property
+    def sem(self) -> asyncio.Semaphore:
+        """The in-flight semaphore of the running event loop."""
+        return self._sem.get()
 
     async def acquire(self, est_tokens: int) -> None:
         if self.rpm:

@@ -13,6 +13,7 @@ import os
 from collections.abc import AsyncIterator
 
 from ..errors import UserError
+from .limits import LoopLocal
 from .base import Backend, ChatRequest, Completion, NotSupported, TokenLogprobs, TransientError, Unreachable, register
 
 
@@ -66,14 +67,17 @@ class OpenAIBackend(Backend):
 
     @property
     def clients(self):
+        """One client per replica, per event loop: httpx pools cannot outlive the loop that
+        made them, and every stage runs its own `asyncio.run`."""
         if self._clients is None:
-            from openai import AsyncOpenAI
+            self._clients = LoopLocal(self._make_clients)
+        return self._clients.get()
 
-            key = self._key()
-            self._clients = [
-                AsyncOpenAI(base_url=u, api_key=key, timeout=self.endpoint.timeout_s, max_retries=0) for u in self.urls
-            ]
-        return self._clients
+    def _make_clients(self):
+        from openai import AsyncOpenAI
+
+        key = self._key()
+        return [AsyncOpenAI(base_url=u, api_key=key, timeout=self.endpoint.timeout_s, max_retries=0) for u in self.urls]
 
     def _pick(self) -> int:
         return min(range(len(self.urls)), key=lambda i: self._in_flight[i])
@@ -229,5 +233,7 @@ class OpenAIBackend(Backend):
         return out
 
     async def aclose(self) -> None:
-        for c in self._clients or []:
-            await c.close()
+        if self._clients is not None and self._clients._obj is not None:
+            for c in self._clients._obj:
+                await c.close()
+            self._clients = None

@@ -41,6 +41,7 @@ def clean_text(text: str, cfg: CleanConfig) -> str:
     text = TIMESTAMP_RE.sub(" ", text)
     if fill is not None:
         text = fill.sub(" ", text)
+        text = re.sub(r"([.!?]\s+)([a-z])", lambda m: m.group(1) + m.group(2).upper(), text)
     if cfg.remove_repeats:
         # only short function-word stutters; "very very" or "no no" can carry meaning but rarely matter for training
         text = REPEAT_RE.sub(lambda m: m.group(1), text)

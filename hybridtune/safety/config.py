@@ -15,6 +15,9 @@ class SafetyConfig(BaseModel):
     locale: str = Field("US", description="crisis resources locale (data file hybridtune/safety/resources.yaml); unknown -> INTL")
     resources_file: str | None = Field(None, description="YAML file of crisis resources replacing the packaged resources.yaml")
     use_model: bool = Field(True, description="ask the model (model_role) when the rules cannot settle a turn")
+    model_on: Literal["unsettled", "all"] = Field(
+        "unsettled", description="which turns go to the model: those the rules cannot settle, or all (indirect risk; costly)"
+    )
     model_role: str = Field("judge", description="role that runs the C-SSRS-style rubric (prompt safety_screen.yaml)")
     model_min_confidence: float = Field(
         0.6, ge=0, le=1, description="a model verdict counts only at or above this self-reported confidence"

@@ -13,6 +13,7 @@ must not be what stands between a person in crisis and a helpline number.
 """
 from __future__ import annotations
 
+import re
 import time
 from functools import lru_cache
 from pathlib import Path
@@ -99,6 +100,14 @@ def apply_policy(reply: str, result: RiskResult, cfg: SafetyConfig, domain: Doma
     return safe if cfg.response_mode == "replace" or not reply.strip() else f"{safe}\n\n{reply}"
 
 
+_CONTACT = re.compile(r"\S+@\S+|https?://\S+|\+?\d[\d\s().-]{5,}\d")
+
+
+def scrub_span(span: str) -> str:
+    """Evidence spans are short risk phrases; still mask anything that looks like contact data."""
+    return _CONTACT.sub("[contact]", span)[:120]
+
+
 class SafetyEvent(Record):
     """One logged safety event. Holds the matched evidence spans, never the whole message."""
 
@@ -117,7 +126,7 @@ class SafetyEvent(Record):
         t = time.time()
         extra = {k: v for k, v in (result.model_extra or {}).items() if k in ("error", "model_risk", "model_confidence")}
         return cls(id=stable_id("safety", where, ref, t), time=t, kind=kind, where=where, risk=result.risk,
-                   categories=result.categories, evidence=[e[:120] for e in result.evidence], source=result.source,
+                   categories=result.categories, evidence=[scrub_span(e) for e in result.evidence], source=result.source,
                    ref=ref, detail={**extra, **detail})
 
 

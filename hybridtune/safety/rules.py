@@ -60,7 +60,13 @@ PATTERNS: list[tuple[str, str, str]] = [
     ("suicide", "imminent", r"\b(?:this is|consider this) (?:my )?(?:goodbye|good bye|last message|final message)\b|\bwrote (?:my|a) (?:suicide|goodbye) note\b|\bi'?ve written (?:my|a) (?:suicide|goodbye) note\b"),
     ("suicide", "imminent", r"\b(?:i have|i've got|i made|i've made) a plan to (?:kill|end|die)"),
     ("suicide", "imminent", rf"\b{_MEANS}\b.{{0,60}}\b(?:use (?:it|them) on myself|on myself (?:tonight|today|now))"),
+    ("suicide", "imminent", r"\b(?:already |just )?(?:took|taken|swallowed) (?:\d+|dozens|a handful|a bunch|all|the rest)\b.{0,25}\b(?:pills?|tablets?|meds|antidepressants|painkillers|sleeping pills|paracetamol|tylenol|of my \w+)\b"),
+    ("suicide", "imminent", r"\b(?:tablets?|pills?|meds|rope|gun|razor|blade|note|letters?)\b.{0,50}\b(?:tonight'?s the night|it'?s time|this is it|i'?m ready)\b|\b(?:i'?m|i am) (?:on|at) (?:the )?(?:roof|edge|ledge|bridge|tracks|cliff)\b.{0,40}\bjump\b"),
+    ("suicide", "imminent", r"\b(?:written|wrote|left|writing) (?:\w+ )?(?:letters?|notes?|goodbyes?) (?:to|for) (?:my|everyone)\b.{0,60}\b(?:do it|go|end it|be gone|won'?t be)\b"),
     # suicide: high (active ideation)
+    ("suicide", "high", r"\b(?:want|wanting|wanna|going|thinking about|think about|ready|tempted) (?:to )?(?:end|ending) (?:things|it|everything)(?: all)?\b(?! (?:with|between|off)\b)"),
+    ("suicide", "high", r"\b(?:i'?d|i would) rather (?:be dead|die|not be alive|not exist)\b|\b(?:relief|peaceful|easier) (?:to be|if i was|if i were|being) (?:gone|dead|not here)\b|\bkilling myself\b"),
+    ("suicide", "high", r"\b(?:don'?t|do not|can'?t|cannot) (?:see|imagine) myself (?:alive|being alive|being here|still here|around)\b|\bseriously consider(?:ing)? (?:suicide|ending|killing)\b"),
     ("suicide", "high", rf"\b(?:{_SELF_VERB})\s+{_ME}\b|\bkilling myself\b|\bend(?:ing)? my (?:own )?life\b|\btak(?:e|ing) my (?:own )?life\b|\bcommit(?:ting)? suicide\b"),
     ("suicide", "high", r"\bsuicid(?:al|e)\b"),
     ("suicide", "high", r"\b(?:want|wanna|wish|going|planning|thinking about|think about|thought about|tempted) (?:to )?(?:just )?(?:die|be dead|end it(?: all)?)\b"),
@@ -78,23 +84,27 @@ PATTERNS: list[tuple[str, str, str]] = [
     ("self_harm", "imminent", r"\b(?:i'?m|i am) (?:cutting|burning|hurting) myself (?:right now|now)\b|\b(?:i just|i've just) (?:cut|burned|burnt) (?:myself|my (?:arms?|wrists?|legs?)).{0,40}\b(?:bleeding|won'?t stop|deep|a lot of blood)"),
     ("self_harm", "high", r"\b(?:cut|cutting|burn|burning|hurt|hurting|harm|harming|punish|punishing|starve|starving|scratch|scratching|hit|hitting) (?:myself|my (?:arms?|wrists?|legs?|thighs?))\b"),
     ("self_harm", "high", r"\b(?:started|been|keep|kept|am|i'm) (?:cutting|burning|scratching)(?: myself)?(?: again)?\b(?! back| down| out| corners| ties| costs| class| school| work| hair| grass| carbs| sugar| calories)"),
+    ("self_harm", "high", r"\b(?:carv(?:e|ed|ing)|slic(?:e|ed|ing)) (?:into )?my (?:skin|arms?|wrists?|legs?|thighs?|stomach)\b|\b(?:bang|banging|hit|hitting|slam|slamming) my head\b.{0,40}\b(?:bleed|bruise|hurt)"),
     ("self_harm", "high", r"\bself[- ]?harm(?:ing|ed)?\b|\bself[- ]?injur(?:y|ing)\b|\bslit my wrists?\b"),
     ("self_harm", "high", r"\b(?:urge|urges|want|wanting|wanna) to (?:cut|hurt|harm|burn)\b(?!\s+(?:him|her|them|my|someone|somebody|people|everyone|others|the|his|their))"),
     ("self_harm", "low", r"\b(?:used to|started) (?:cut|cutting|hurt|hurting|harm|harming|burn|burning) (?:myself|my)\b|\bscars? (?:on|from) (?:my )?(?:arms?|wrists?|legs?|cutting)\b|\brelapsed?\b.{0,20}\bcutting\b"),
     # harm to others
     ("harm_to_others", "imminent", r"\b(?:going to|gonna|about to|will|i'?ll)\s+(?:\w+\s+){0,2}(?:kill|shoot|stab|hurt|attack)\s+(?:him|her|them|my \w+|someone|somebody|people|everyone)\b.{0,40}\b(?:tonight|today|right now|now|tomorrow|with (?:a|my) (?:gun|knife))\b"),
     ("harm_to_others", "imminent", r"\b(?:i have|i've got|i got|i bought|i'm holding)\s+(?:a |my |the )?(?:gun|knife|weapon)\b.{0,60}\b(?:him|her|them|kill|shoot|stab|waiting)\b"),
-    ("harm_to_others", "high", r"\b(?:want|wanna|going|gonna|thinking about|fantasi[sz]e about|fantasi[sz]ing about|dream(?:ing)? about|plan(?:ning)?|urges?) (?:to )?(?:kill(?:ing)?|shoot(?:ing)?|stab(?:bing)?|strangl(?:e|ing)|hurt(?:ing)?|attack(?:ing)?|beat(?:ing)? up|poison(?:ing)?)\s+(?:him|her|them|my \w+|someone|somebody|people|everyone|my (?:wife|husband|boss|partner|kid|kids|child|baby|mother|father|mom|dad|brother|sister))\b"),
+    ("harm_to_others", "high", r"\b(?:want|wanna|going|gonna|thinking about|think about|thought about|fantasi[sz]e about|fantasi[sz]ing about|dream(?:ing)? about|plan(?:ning)?|urges?) (?:to )?(?:kill(?:ing)?|shoot(?:ing)?|stab(?:bing)?|strangl(?:e|ing)|hurt(?:ing)?|attack(?:ing)?|beat(?:ing)? up|poison(?:ing)?)\s+(?:him|her|them|my \w+|someone|somebody|people|everyone|my (?:wife|husband|boss|partner|kid|kids|child|baby|mother|father|mom|dad|brother|sister))\b"),
     ("harm_to_others", "high", r"\b(?:i could|i might|i'?m (?:afraid|scared) i(?:'ll| will| might)) (?:really )?(?:kill|hurt|shake|hit|snap and hurt) (?:him|her|them|the baby|my (?:baby|kid|child|son|daughter))\b|\bmake them (?:all )?pay\b.{0,30}\b(?:blood|kill|hurt|gun)\b|\bshoot up (?:the|a|my) (?:school|office|place|mall|church|party)\b"),
+    ("harm_to_others", "high", r"\b(?:bring|bringing|take|taking|carry|carrying) (?:a|my|the) (?:gun|knife|weapon|rifle)\b.{0,20}\b(?:to )?(?:work|school|class|office|his|her|their)\b"),
     ("harm_to_others", "low", r"\b(?:so angry|so mad|furious|rage)\b.{0,40}\b(?:could|want to) (?:hit|punch|smash)\b"),
     # abuse (being harmed by someone)
     ("abuse", "imminent", r"\b(?:he|she|they)(?:'s| is| are) (?:outside|at the door|breaking in|coming (?:back|home))\b.{0,60}\b(?:kill|hurt|hit|scared|afraid|gun|knife)\b|\b(?:he|she|they) (?:said|says|threatened) (?:he|she|they)(?:'d|'ll| will| would) kill me\b"),
     ("abuse", "high", r"\b(?:he|she|they|my (?:husband|wife|partner|boyfriend|girlfriend|dad|father|mom|mother|stepdad|stepfather|uncle|brother|coach|boss))\s+(?:(?!never\b|not\b)\w+\s+){0,2}(?:hits?|hitting|beats?|beating|beat|chokes?|choked|choking|strangled|punch(?:es|ed)?|kicks?|kicked|slaps?|slapped|rapes?|raped|molest(?:s|ed)?|touch(?:es|ed))\b(?:\s+(?:me|us|my))"),
+    ("abuse", "high", r"\b(?:hits|hitting|beats|beating|punches|punching|kicks|kicking|chokes|choking|slaps|slapping|abus(?:es|ing)|rap(?:es|ing)|molest(?:s|ing)) me\b|\b(?:sexually|physically) (?:abus\w+|assault\w+) me\b|\blocks? me (?:in|up|out)\b"),
     ("abuse", "high", r"\b(?:being|been|was|am|i'?m) (?:abused|raped|molested|sexually assaulted|assaulted|beaten|trafficked)\b|\bdomestic (?:violence|abuse)\b|\bafraid (?:to go|of going) home\b|\b(?:threatens?|threatened) to (?:kill|hurt) me\b"),
     ("abuse", "low", r"\b(?:was|were|got) (?:abused|hit|beaten) (?:as a (?:kid|child)|when i was (?:a kid|little|young|a child))\b|\b(?:emotionally|verbally) abusive\b|\bcontrolling\b.{0,30}\b(?:partner|husband|wife|boyfriend|girlfriend)\b"),
     # medical emergency
     ("medical_emergency", "imminent", r"\b(?:i (?:can'?t|cannot) breathe|chest (?:pain|is tight|hurts)|crushing pain in my chest|(?:my )?(?:face|arm) (?:is )?(?:drooping|numb|went numb)|(?:i'?m|i am|i think i'?m|i might be|he'?s|she'?s) having a (?:heart attack|stroke|seizure)(?! (?:or|and|if|when|later|one day|someday))|i'?m (?:bleeding|losing (?:a lot of )?blood) (?:a lot|badly|heavily|out)|(?:i'?m|i am) overdosing|i overdosed)\b"),
     ("medical_emergency", "imminent", r"\b(?:i|she|he|they|my \w+|someone) (?:took|swallowed|drank|ate) (?:\w+\s+){0,2}(?:bleach|antifreeze|poison|rat poison|the whole bottle)\b|\bpassing out\b.{0,30}\b(?:pills|drank|took)\b"),
+    ("medical_emergency", "imminent", r"\b(?:half (?:of )?my face|my face|one side of my (?:body|face))\b.{0,20}\b(?:numb|droop\w*|paraly\w*)\b|\b(?:can'?t|cannot) (?:lift|move|feel) my (?:left |right )?(?:arm|leg)\b|\bslurr(?:ed|ing) (?:my )?(?:speech|words)\b"),
     ("medical_emergency", "high", r"\b(?:haven'?t|have not|didn'?t) (?:eaten|eat) (?:anything )?(?:in|for) (?:days|a week|weeks)\b|\b(?:withdrawal|(?:stopped|quit) (?:drinking|using|taking \w+))\b.{0,60}\b(?:shaking|seizures?|hallucinat\w*|tremors?|dts)\b|\b(?:mixed|mixing) (?:pills|benzos|xanax|opioids) (?:with|and) (?:alcohol|drinking|booze)\b"),
 ]
 _COMPILED = [(cat, risk, re.compile(pat)) for cat, risk, pat in PATTERNS]
@@ -103,14 +113,15 @@ _COMPILED = [(cat, risk, re.compile(pat)) for cat, risk, pat in PATTERNS]
 CUES = re.compile(
     r"\b(?:die|dying|dead|death|suicid\w*|kill\w*|hurt\w*|harm\w*|cut\w*|blood|bleed\w*|pills?|overdos\w*|gun|knife|rope|"
     r"hopeless|worthless|give up|giving up|disappear|end it|can'?t go on|no point|abus\w*|hit me|hits me|beat\w* me|"
-    r"rape\w*|threat\w*|unsafe|afraid of (?:him|her|them)|scared of (?:him|her|them)|weapon|jump)\b"
+    r"rape\w*|threat\w*|unsafe|afraid of (?:him|her|them)|scared of (?:him|her|them)|weapon|jump\w*|funeral|gone|alive|razor|blade|tablets|antidepressants|goodbye|letters? to|numb|strangl\w*|locks? me|end things|"
+    r"rather be|no future|can'?t take (?:it|this)|done with (?:it all|everything|life)|unsafe|scared for my life)\b"
 )
 # Negation in the few words before a match ("I'm not suicidal", "I would never hurt myself",
 # "no thoughts of killing myself"). Patterns that *contain* a negation ("don't want to live")
 # are matched on the raw clause, so negating those needs a second negation, which is rare.
 _NEG = re.compile(
     r"\b(?:not|never|no|nor|don'?t|doesn'?t|didn'?t|won'?t|wouldn'?t|isn'?t|aren'?t|wasn'?t|haven'?t|hasn'?t|"
-    r"can'?t imagine|no longer|denies|deny|without|stopped|quit|free of)\b(?:\s+\w+){0,4}\s*$"
+    r"can'?t imagine|no longer|denies|deny|without|stopped|quit|free of)\b(?:\s+(?!and\b|but\b|because\b|so\b|or\b|then\b)[\w']+){0,6}\s*$"
 )
 # Idioms where a risky verb is not a risk ("this traffic is killing me", "dying to see").
 # Negation right after a noun match ("suicide isn't something I'd consider").

@@ -18,6 +18,7 @@ a failure is never silently "no risk".
 from __future__ import annotations
 
 import logging
+import re
 from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, Field, field_validator
@@ -48,7 +49,7 @@ class SafetyJudgement(BaseModel):
     categories: list[str] = Field(default_factory=list)
     risk: Literal["none", "low", "high", "imminent"]
     confidence: float = Field(ge=0, le=1)
-    evidence: str = ""
+    evidence: str = Field("", max_length=300)  # bounded so a looping small model cannot run out of tokens mid-string
 
     @field_validator("categories", mode="before")
     @classmethod
@@ -99,7 +100,7 @@ async def screen(
     """Layered screen of one text. Never raises on str input (model failures -> degraded)."""
     cfg = cfg or SafetyConfig()
     rules = rule_screen(text)
-    if rules.settled or not cfg.use_model or llm is None:
+    if (rules.settled and cfg.model_on == "unsettled") or not cfg.use_model or llm is None:
         return rules
     try:
         j = await ask_model(text[: cfg.max_chars], llm, domain)
@@ -120,6 +121,29 @@ async def screen(
         ev.append(j.evidence.strip())
     return RiskResult(risk=risk, categories=cats if RISK_ORDER[risk] else [], evidence=ev, source="model",
                       settled=True, model_risk=level, model_confidence=j.confidence)
+
+
+_AFFIRM = re.compile(
+    r"^\W*(?:yes|yeah|yep|yup|maybe|kind of|kinda|sort of|i think so|probably|i guess|sometimes|a little|a bit|"
+    r"honestly,? yes)\b(?!,? (?:i'?m|i am) (?:safe|fine|ok|okay))|^\W*(?:i am|i do|i have|i was)\W*$|\bnot (?:feel(?:ing)? )?safe\b|"
+    r"^\W*(?:no|not really),? i'?m not(?: safe)?\W*$", re.I)
+
+
+def follow_up(prev: RiskResult | None, text: str, result: RiskResult) -> RiskResult:
+    """Carry a crisis over to a short affirmative answer to the safety question.
+
+    After the safe response asks "Are you safe right now?", "yes"/"kind of"/"I'm not safe"
+    says nothing risky on its own; read in context it confirms the risk, so it keeps the
+    previous turn's level (never lowers what this turn's screen found).
+    """
+    if prev is None or not prev.is_crisis or RISK_ORDER[result.risk] >= RISK_ORDER[prev.risk]:
+        return result
+    if len(text) > 200 or not _AFFIRM.search(text.strip()):
+        return result
+    return result.model_copy(update={
+        "risk": prev.risk, "categories": list(prev.categories), "settled": True,
+        "evidence": [*result.evidence, "answer to the safety question: " + text.strip()[:60]], "carried_over": True,
+    })
 
 
 def screen_session(session: Session) -> RiskResult:

@@ -1,8 +1,8 @@
 """Stage `personas`: quota-sampled attributes -> LLM-written personas, checked and measured.
 
 Input: the domain's attributes.yaml (hybridtune/domains/<domain>/attributes.yaml).
-Output: runs/<name>/personas/personas.jsonl (`Persona` records), drafts.jsonl (each slot's final
-attempt, kept or not), dropped.jsonl (drafts below the thresholds), failures.jsonl, report.json.
+Output: runs/<name>/personas/personas.jsonl (`Persona` records), persona_drafts.jsonl (each slot's final
+attempt, kept or not), personas_dropped.jsonl (drafts below the thresholds), failures.jsonl, report.json.
 
     hybridtune personas -c configs/demo.yaml
     personas = await make_personas(ctx, st, n=50, seed=1007)   # e.g. held-out evaluation personas
@@ -114,7 +114,7 @@ async def write_persona(ctx: Context, st: StageDir, key: str, attributes: dict[s
 
 
 async def make_personas(ctx: Context, st: StageDir, n: int, seed: int) -> list[Persona]:
-    """n quota-sampled personas, resumable into `st` (drafts.jsonl); returns those that pass, in order.
+    """n quota-sampled personas, resumable into `st` (persona_drafts.jsonl); returns those that pass, in order.
 
     A separate `seed` gives a separate, reproducible set (evaluation uses its own)."""
     spec = load_attribute_spec(ctx.domain)
@@ -124,11 +124,11 @@ async def make_personas(ctx: Context, st: StageDir, n: int, seed: int) -> list[P
     async def one(item: tuple[str, dict]) -> Persona:
         return await write_persona(ctx, st, *item)
 
-    await map_items(ctx, st, [(k, (k, row)) for k, row in items], one, "drafts.jsonl",
+    await map_items(ctx, st, [(k, (k, row)) for k, row in items], one, "persona_drafts.jsonl",
                     label=f"{st.name}: personas", concurrency=ctx.cfg.synth.concurrency, role="generator")
-    have = {p.id: p for p in st.read("drafts.jsonl", Persona)}
+    have = {p.id: p for p in st.read("persona_drafts.jsonl", Persona)}
     drafts = [have[k] for k, _ in items if k in have]
-    st.write_records("dropped.jsonl", [p for p in drafts if not passes(ctx.cfg.synth, p)])
+    st.write_records("personas_dropped.jsonl", [p for p in drafts if not passes(ctx.cfg.synth, p)])
     return [p for p in drafts if passes(ctx.cfg.synth, p)]
 
 
@@ -148,7 +148,7 @@ def persona_quality(ctx: Context, personas: list[Persona], st: StageDir, request
     return {
         "requested": requested,
         "kept": len(personas),
-        "dropped": len(list(st.read_dicts("dropped.jsonl"))),
+        "dropped": len(list(st.read_dicts("personas_dropped.jsonl"))),
         "invalid_attempts": len(failures),
         "regenerated": sum(1 for p in personas if p.quality.get("attempts", 1) > 1),
         "checked": sum(1 for p in personas if "naturalness" in p.quality),
@@ -170,7 +170,7 @@ async def run(ctx: Context, st: StageDir) -> dict:
     if n and report["dropped"] / n > ctx.cfg.llm.max_failure_rate:
         raise TooManyFailures(
             f"personas: {report['dropped']} of {n} personas failed the quality checks (> llm.max_failure_rate="
-            f"{ctx.cfg.llm.max_failure_rate}); see {st.file('dropped.jsonl')}. Lower synth.min_naturalness, use a "
+            f"{ctx.cfg.llm.max_failure_rate}); see {st.file('personas_dropped.jsonl')}. Lower synth.min_naturalness, use a "
             "stronger judge/generator, or set synth.persona_checks=false")
     ctx.log(f"personas: {report['kept']}/{n} kept, {report['dropped']} dropped, vendi {report['vendi_score']}")
     return {k: v for k, v in report.items() if not isinstance(v, dict)}

@@ -1,8 +1,8 @@
 """Stage `scenarios`: concrete CBT situations for each persona, distortions checked, near-duplicates replaced.
 
 Input: runs/<name>/personas/personas.jsonl. Output: runs/<name>/scenarios/scenarios.jsonl
-(`Scenario` records: summary, cognitive_distortions, scenario, attitude, persona), drafts.jsonl
-(every generated candidate), rejected.jsonl (near-duplicates), failures.jsonl, report.json.
+(`Scenario` records: summary, cognitive_distortions, scenario, attitude, persona), scenario_drafts.jsonl
+(every generated candidate), scenarios_rejected.jsonl (near-duplicates), failures.jsonl, report.json.
 
     hybridtune scenarios -c configs/demo.yaml
     scens = await make_scenarios(ctx, st, personas, per_persona=1, seed=1007)   # evaluation set
@@ -118,7 +118,7 @@ def _slot_key(ctx: Context, seed: int, slot: dict, rnd: int) -> str:
 async def make_scenarios(ctx: Context, st: StageDir, personas: list[Persona], per_persona: int, seed: int) -> list[Scenario]:
     """`per_persona` scenarios for each persona, resumable into `st`; near-duplicates replaced.
 
-    Returns the kept scenarios in slot order; rejected candidates go to rejected.jsonl."""
+    Returns the kept scenarios in slot order; rejected candidates go to scenarios_rejected.jsonl."""
     from ..embed import embed
 
     cfg = ctx.cfg.synth
@@ -138,9 +138,9 @@ async def make_scenarios(ctx: Context, st: StageDir, personas: list[Persona], pe
             return await write_scenario(ctx, st, key, s["persona"], s["theme"], s["attitude"], s["terms"],
                                         sample0=rnd * (cfg.max_regenerations + 1))
 
-        await map_items(ctx, st, items, one, "drafts.jsonl", label=f"{st.name}: scenarios (round {rnd + 1})",
+        await map_items(ctx, st, items, one, "scenario_drafts.jsonl", label=f"{st.name}: scenarios (round {rnd + 1})",
                         concurrency=cfg.concurrency, role="generator")
-        drafts = {d.id: d for d in st.read("drafts.jsonl", Scenario)}
+        drafts = {d.id: d for d in st.read("scenario_drafts.jsonl", Scenario)}
         got = [(i, drafts[k]) for k, i in items if k in drafts]
         vecs = embed([d.scenario for _, d in got]) if got else []
         for (i, d), v in zip(got, vecs, strict=True):
@@ -151,7 +151,7 @@ async def make_scenarios(ctx: Context, st: StageDir, personas: list[Persona], pe
             d.meta["round"] = rnd
             kept[i] = d
             kept_vecs.append(v)
-    st.write_records("rejected.jsonl", rejected)
+    st.write_records("scenarios_rejected.jsonl", rejected)
     return [kept[i] for i in sorted(kept)]
 
 
@@ -164,7 +164,7 @@ def scenario_report(ctx: Context, scenarios: list[Scenario], st: StageDir, reque
     return {
         "requested": requested,
         "kept": len(scenarios),
-        "near_duplicates_rejected": len(list(st.read_dicts("rejected.jsonl"))),
+        "near_duplicates_rejected": len(list(st.read_dicts("scenarios_rejected.jsonl"))),
         "invalid_attempts": len(list(st.read_dicts("failures.jsonl"))),
         "distortions_planned": planned,
         "distortions_confirmed": confirmed,

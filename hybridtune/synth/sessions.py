@@ -26,11 +26,12 @@ from pydantic import BaseModel, Field
 
 from ..context import Context, map_items
 from ..errors import StructuredOutputError, UserError
-from ..records import Message, Scenario, Session, TurnAnnotation, stable_id
+from ..records import Message, Persona, Scenario, Session, TurnAnnotation, stable_id
 from ..store import StageDir, read_jsonl_dicts
 from .personas import record_failure
 from .sampling import PlanPhase, deal_terms, load_attribute_spec
 
+STAGE_DIRECTION = re.compile(r"^\s*(\([^()]{0,200}\)|\*[^*]{0,200}\*|\[[^\[\]]{0,200}\])\s*")
 SPEAKER_PREFIX = re.compile(r"^\s*\**(counselor|counsellor|therapist|client|patient|coach|rep|user|assistant)\**\s*:\s*", re.I)
 
 
@@ -127,8 +128,11 @@ def clean_turn(text: str) -> str:
     for line in text.splitlines():
         if SPEAKER_PREFIX.match(line) and lines:
             break  # the model went on to write the other speaker's turn
+        while STAGE_DIRECTION.match(line):  # "(smiles warmly)" / "*nods*": not speech, not for training
+            line = STAGE_DIRECTION.sub("", line, count=1)
         lines.append(line)
-    return re.sub(r"\[/?END\]", "", "\n".join(lines)).strip().strip('"').strip()
+    text = re.sub(r"\[/?END\]", "", "\n".join(lines))
+    return re.sub(r"\n{3,}", "\n\n", text).strip().strip('"').strip()
 
 
 class RolePlay:
@@ -230,6 +234,9 @@ async def annotate(ctx: Context, messages: list[Message], sample: int) -> tuple[
 async def write_session(ctx: Context, st: StageDir, key: str, plan: SessionPlan, scenario: Scenario,
                         exemplars: list[Session], ex: Exemplars, phases: list[PlanPhase]) -> Session:
     cfg = ctx.cfg.synth
+    if scenario.persona is None:  # scenarios loaded from a file may carry no persona: the summary stands in
+        scenario = scenario.model_copy(update={"persona": Persona(id=scenario.persona_id or scenario.id, attributes={},
+                                                                  narrative=scenario.summary)})
     exemplar = ex.format(exemplars)
     prompts = {"patient": ctx.domain.prompt("synth_patient").tag, "counselor": ctx.domain.prompt("synth_counselor").tag}
     if cfg.mode == "single_pass":

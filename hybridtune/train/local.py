@@ -101,9 +101,9 @@ def last_checkpoint(out_dir: Path) -> str | None:
     return get_last_checkpoint(str(ck)) if ck.is_dir() else None
 
 
-def train_lora(tc: TrainConfig, train_rows: list[list[dict]], valid_rows: list[list[dict]], out_dir: Path,
-               *, resume: bool = True, callbacks: list | None = None, log: Callable[[str], None] = print) -> dict:
-    """Fine-tune a LoRA adapter; resumes from the last checkpoint in `out_dir` when `resume`."""
+def make_trainer(tc: TrainConfig, train_rows: list[list[dict]], valid_rows: list[list[dict]], out_dir: Path,
+                 callbacks: list | None = None):
+    """The SFTTrainer of one variant (after the preflight checks)."""
     import torch
     from transformers import AutoTokenizer
     from trl import SFTTrainer
@@ -113,11 +113,19 @@ def train_lora(tc: TrainConfig, train_rows: list[list[dict]], valid_rows: list[l
         torch.set_num_threads(tc.threads)
     tok = AutoTokenizer.from_pretrained(str(folder))
     train_ds, valid_ds = build_datasets(tok, train_rows, valid_rows)
-    trainer = SFTTrainer(
+    return SFTTrainer(
         model=load_model(folder, tc), args=sft_config(tc, out_dir, valid_ds is not None),
         train_dataset=train_ds, eval_dataset=valid_ds, processing_class=tok, peft_config=lora_config(tc),
         callbacks=callbacks,
     )
+
+
+def train_lora(tc: TrainConfig, train_rows: list[list[dict]], valid_rows: list[list[dict]], out_dir: Path,
+               *, resume: bool = True, callbacks: list | None = None, log: Callable[[str], None] = print) -> dict:
+    """Fine-tune a LoRA adapter; resumes from the last checkpoint in `out_dir` when `resume`."""
+    trainer = make_trainer(tc, train_rows, valid_rows, out_dir, callbacks)
+    tok = trainer.processing_class
+    valid_ds = trainer.eval_dataset
     ck = last_checkpoint(out_dir) if resume else None
     if ck:
         log(f"resuming from {ck}")

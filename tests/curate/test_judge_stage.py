@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from hybridtune.curate import judge
 from hybridtune.records import Session
 
@@ -74,3 +76,17 @@ def test_second_judge_reports_krippendorff_alpha(fake_ctx):
         report = ctx.store.stage("curate").file("report.md").read_text()
     assert summary["krippendorff_alpha"]["mean"] == 1.0
     assert re.search(r"Krippendorff's alpha", report)
+
+
+def test_crisis_screen_routes_risky_sessions_to_review(fake_ctx):
+    pytest.importorskip("hybridtune.safety.rules")
+    risky = session(1, words="great")
+    risky.messages[0].content = "I have pills saved up and I am going to kill myself tonight."
+    cm, _ = fake_ctx(responder=_responder)
+    with cm as ctx:
+        _seed(ctx, [risky, session(2, words="great")])
+        ctx.run_stage("curate", judge.run)
+        review = list(ctx.store.stage("curate").read("review.jsonl", Session))
+    assert [s.id for s in review] == [risky.id]
+    assert review[0].meta["curate"]["reasons"][0].startswith("crisis_screen:")
+    assert review[0].scores["risk"]["risk"] in ("high", "imminent") and "evidence" not in review[0].scores["risk"]

@@ -122,3 +122,23 @@ def test_score_counts_failures_noise_and_agreement(fake_ctx):
     judge_reqs = [r for r in fake.requests if r.json_schema is not None]
     assert any(re.search(r"Counselor: ", r.messages[-1]["content"]) for r in judge_reqs)
     assert {r.seed for r in judge_reqs} and len({r.seed for r in judge_reqs}) == 2  # k=2 distinct samples
+
+
+def test_limiter_survives_a_new_event_loop():
+    """simulate and score run in separate asyncio.run loops over one LLM pool: a semaphore that
+    waited in the first loop must not break the second (regression: 'bound to a different event loop')."""
+    import asyncio
+
+    from hybridtune.llm.limits import Limiter
+
+    lim = Limiter(1, rpm=6000)
+
+    async def contend():
+        async def hold():
+            await lim.acquire(1)
+            async with lim.sem:
+                await asyncio.sleep(0.01)
+        await asyncio.gather(hold(), hold(), hold())
+
+    asyncio.run(contend())
+    asyncio.run(contend())

@@ -35,12 +35,20 @@ def test_settled_text_never_calls_the_model(make_cfg):
 
 
 def test_model_settles_what_rules_cannot(make_cfg):
-    text = "I gave my cat to my sister. I won't be needing anything after Friday."
-    llm, fake = _judge(make_cfg, verdict("high", evidence="won't be needing anything after Friday"))
+    text = "I gave my cat to my sister. I won't need anything after I die."
+    llm, fake = _judge(make_cfg, verdict("high", evidence="won't need anything after I die"))
     r = asyncio.run(screen(text, llm=llm))
     assert fake.calls == 1 and r.source == "model" and r.risk == "high" and r.categories == ["suicide"]
-    assert "won't be needing anything after Friday" in r.evidence
+    assert "won't need anything after I die" in r.evidence
     assert text in fake.requests[0].messages[-1]["content"]  # the rubric prompt carries the text
+
+
+def test_model_on_all_screens_cue_free_indirect_turns(make_cfg):
+    text = "I gave my cat to my sister. I won't be needing anything after Friday."
+    llm, fake = _judge(make_cfg, verdict("high"))
+    assert asyncio.run(screen(text, llm=llm)).risk == "none" and fake.calls == 0  # no cue: rules settle it
+    r = asyncio.run(screen(text, llm=llm, cfg=SafetyConfig(model_on="all")))
+    assert fake.calls == 1 and r.risk == "high" and r.source == "model"
 
 
 def test_cssrs_items_raise_the_model_level(make_cfg):
@@ -93,3 +101,15 @@ def test_use_model_false_or_no_llm_is_rules_only(make_cfg):
 def test_bad_text_is_rejected_with_a_clear_message(bad, msg):
     with pytest.raises(BadText, match=msg):
         validate_text(bad, 4000)
+
+
+@pytest.mark.parametrize("answer,risk", [("yes", "high"), ("Yeah.", "high"), ("kind of", "high"),
+                                         ("I do not feel safe", "high"), ("I am safe", "none"),
+                                         ("no, I'm safe", "none"), ("yes, I'm safe now", "none"), ("no", "none")])
+def test_follow_up_reads_answers_to_the_safety_question(answer, risk):
+    from hybridtune.safety.rules import rule_screen
+    from hybridtune.safety.screen import follow_up
+
+    prev = rule_screen("I want to kill myself")
+    assert follow_up(prev, answer, rule_screen(answer)).risk == risk
+    assert follow_up(rule_screen("I slept badly"), answer, rule_screen(answer)).risk == "none"

@@ -31,7 +31,8 @@ from ..select import mean_score, session_techniques
 
 STATIC = Path(__file__).parent / "static"
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
-CSP = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; object-src 'none'; frame-ancestors 'none'; base-uri 'none'"
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; object-src 'none'; "
+       "frame-ancestors 'none'; base-uri 'none'")
 
 
 def curate_dir(run_dir: Path) -> StageDir:
@@ -58,7 +59,8 @@ def summary(sid: str, status: str, s: Session, state: dict | None) -> dict:
     }
 
 
-def matches(row: dict, status: str, flag: str, technique: str, min_score: float | None, max_score: float | None) -> bool:
+def matches(row: dict, status: str, flag: str, technique: str,
+            min_score: float | None, max_score: float | None) -> bool:
     if status == "queue" and not (row["status"] == "review" and row["verdict"] is None):
         return False
     if status in ("review", "selected", "rejected") and row["status"] != status:
@@ -147,7 +149,8 @@ def create_app(run_dir: Path, token: str | None = None, reviewer: str = "") -> F
     return app
 
 
-def serve(run_dir: Path, host: str = "127.0.0.1", port: int = 8765, token: str | None = None, reviewer: str = "") -> None:
+def serve(run_dir: Path, host: str = "127.0.0.1", port: int = 8765, token: str | None = None,
+          reviewer: str = "") -> None:
     import uvicorn
 
     check_bind(host, token)

@@ -1,0 +1,148 @@
+"""Hosted fine-tuning on the OpenAI API (or a compatible one): upload, create job, follow, record.
+
+Input: validated conversations for train/valid, `train.openai` settings and the named
+endpoint (base_url, api_key_env). Output: the fine-tuned model id and job metrics; under
+`out_dir`: `openai_job.json` (file and job ids), `train.jsonl`/`valid.jsonl` as uploaded,
+`metrics.csv` (step metrics from the job's events), `checkpoints.json`.
+
+Money safety: the uploaded file ids and the job id are written to `openai_job.json` the
+moment the API returns them, before waiting, so a killed process that is rerun follows the
+same job (same data hash) instead of paying for a new one.
+
+    res = finetune(oc, endpoint, "openai", train_rows, valid_rows, Path("runs/x/train/hybrid"))
+    res["model"]   # 'ft:gpt-4o-mini-2024-07-18:org:hybridtune:abc123'
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from ..errors import UserError
+from ..store import atomic_write
+from .config import OpenAIFineTune
+from .data import write_openai_jsonl
+
+MIN_EXAMPLES = 10  # the API rejects smaller training files
+TERMINAL = {"succeeded", "failed", "cancelled"}
+
+
+def make_client(endpoint, name: str, http_client=None):
+    """A synchronous OpenAI client for the endpoint; the key comes from the env var only."""
+    from openai import OpenAI
+
+    env = endpoint.api_key_env
+    key = os.environ.get(env) if env else "not-needed"
+    if not key:
+        raise UserError(f"endpoints.{name}.api_key_env: environment variable {env} is not set; export {env}=...")
+    url = endpoint.base_url if isinstance(endpoint.base_url, str) else (endpoint.base_url or ["https://api.openai.com/v1"])[0]
+    return OpenAI(base_url=url, api_key=key, timeout=endpoint.timeout_s, max_retries=3, http_client=http_client)
+
+
+def method(oc: OpenAIFineTune) -> dict:
+    """The `method` block of a supervised fine-tuning job."""
+    hp = {"n_epochs": oc.n_epochs, "batch_size": oc.batch_size, "learning_rate_multiplier": oc.learning_rate_multiplier}
+    return {"type": "supervised", "supervised": {"hyperparameters": hp}}
+
+
+def _state(out_dir: Path) -> dict:
+    p = out_dir / "openai_job.json"
+    return json.loads(p.read_text()) if p.exists() else {}
+
+
+def _save_state(out_dir: Path, state: dict) -> None:
+    atomic_write(out_dir / "openai_job.json", json.dumps(state, indent=2) + "\n")
+
+
+def start_job(client, oc: OpenAIFineTune, train_rows, valid_rows, out_dir: Path, data_hash: str, seed: int) -> str:
+    """Upload the files and create the job, saving every id as soon as it exists; returns the job id."""
+    if len(train_rows) < MIN_EXAMPLES:
+        raise UserError(f"{out_dir}: {len(train_rows)} training conversations; the fine-tuning API needs at least "
+                        f"{MIN_EXAMPLES}; enlarge mix.size")
+    state = {"data_hash": data_hash, "model": oc.model}
+    prev = _state(out_dir)
+    if prev.get("data_hash") == data_hash:  # files uploaded by a killed earlier attempt are reused
+        state.update({k: prev[k] for k in ("training_file", "validation_file") if prev.get(k)})
+    for split, rows in (("training_file", train_rows), ("validation_file", valid_rows)):
+        if rows and not state.get(split):
+            path = write_openai_jsonl(rows, out_dir / f"{'train' if split == 'training_file' else 'valid'}.jsonl")
+            with path.open("rb") as f:
+                state[split] = client.files.create(file=f, purpose="fine-tune").id
+            _save_state(out_dir, state)
+    job = client.fine_tuning.jobs.create(
+        model=oc.model, training_file=state["training_file"], validation_file=state.get("validation_file"),
+        suffix=oc.suffix, seed=seed, method=method(oc),
+    )
+    state["job_id"] = job.id
+    _save_state(out_dir, state)
+    return job.id
+
+
+def follow(client, job_id: str, oc: OpenAIFineTune, out_dir: Path, *, log: Callable[[str], None] = print,
+           sleep: Callable[[float], None] = time.sleep):
+    """Poll the job until it ends, printing new events and appending step metrics to metrics.csv."""
+    seen: set[str] = set()
+    metrics_path = out_dir / "metrics.csv"
+    deadline = time.time() + oc.timeout_h * 3600
+    while True:
+        job = client.fine_tuning.jobs.retrieve(job_id)
+        events = list(client.fine_tuning.jobs.list_events(fine_tuning_job_id=job_id, limit=100).data)
+        for ev in sorted((e for e in events if e.id not in seen), key=lambda e: e.created_at):
+            seen.add(ev.id)
+            if ev.type == "metrics" and ev.data:
+                _append_metrics(metrics_path, dict(ev.data))
+            log(f"[{job.status}] {ev.message}")
+        if job.status in TERMINAL:
+            return job
+        if time.time() > deadline:
+            raise UserError(f"train.openai.timeout_h: job {job_id} still {job.status}; rerun later to keep following it")
+        sleep(oc.poll_s)
+
+
+def _append_metrics(path: Path, data: dict) -> None:
+    cols = ["step", "train_loss", "train_mean_token_accuracy", "valid_loss", "valid_mean_token_accuracy",
+            "full_valid_loss", "full_valid_mean_token_accuracy"]
+    new = not path.exists()
+    with path.open("a", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=cols, extrasaction="ignore")
+        if new:
+            w.writeheader()
+        w.writerow(data)
+
+
+def finetune(oc: OpenAIFineTune, endpoint, endpoint_name: str, train_rows, valid_rows, out_dir: Path, *,
+             data_hash: str, seed: int, http_client=None, log: Callable[[str], None] = print,
+             sleep: Callable[[float], None] = time.sleep) -> dict:
+    """Run (or resume following) one fine-tuning job; returns the model id and metrics."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    client = make_client(endpoint, endpoint_name, http_client)
+    state = _state(out_dir)
+    if state.get("job_id") and state.get("data_hash") == data_hash:
+        job_id = state["job_id"]
+        log(f"following existing job {job_id} (started by an earlier run)")
+    else:
+        job_id = start_job(client, oc, train_rows, valid_rows, out_dir, data_hash, seed)
+        log(f"created fine-tuning job {job_id}")
+    job = follow(client, job_id, oc, out_dir, log=log, sleep=sleep)
+    if job.status != "succeeded":
+        err = getattr(job, "error", None)
+        why = f"{err.code}: {err.message}" if err and getattr(err, "message", None) else job.status
+        raise UserError(f"train.openai: job {job_id} {job.status} ({why}); fix the data or settings, delete "
+                        f"{out_dir / 'openai_job.json'} and rerun")
+    ckpts = client.fine_tuning.jobs.checkpoints.list(job_id).data
+    atomic_write(out_dir / "checkpoints.json", json.dumps([c.model_dump(mode="json") for c in ckpts], indent=2) + "\n")
+    last = {}
+    if (out_dir / "metrics.csv").exists():
+        rows = list(csv.DictReader((out_dir / "metrics.csv").open()))
+        last = {k: float(v) for k, v in rows[-1].items() if v not in ("", None)} if rows else {}
+    return {"model": job.fine_tuned_model, "job_id": job_id, "trained_tokens": job.trained_tokens,
+            "hyperparameters": _hp(job), "checkpoints": [c.fine_tuned_model_checkpoint for c in ckpts], "last": last}
+
+
+def _hp(job) -> dict:
+    m = getattr(job, "method", None)
+    hp = getattr(getattr(m, "supervised", None), "hyperparameters", None) or getattr(job, "hyperparameters", None)
+    return hp.model_dump(mode="json") if hp is not None else {}

@@ -1,0 +1,155 @@
+"""Stage `train`: build every counselor variant and register it in `runs/<name>/models.json`.
+
+Input: `mix/<variant>/train.jsonl` and `valid.jsonl` (Session records) for each trained
+variant in `train.variants`; `base` needs no data. Output: one `ModelEntry` per variant
+(backend, model, adapter, data hash, hyperparameters, system prompt, metrics) and, per
+trained variant, `train/<variant>/` with checkpoints, the PEFT adapter, `adapter.gguf`,
+loss curves (local) or the job record and metrics (openai).
+
+Every check that can fail (data format, unknown model, QLoRA without GPU, memory, API key)
+runs for all variants before any training. Variants share base model, system prompt,
+hyperparameters and seed; only the training set differs. A variant whose registry entry
+already matches its data hash and hyperparameters is skipped; a killed run resumes from
+its last checkpoint (local) or keeps following its job (openai).
+
+    hybridtune train -c configs/demo.yaml                # all variants
+    hybridtune train -c configs/demo.yaml --variant hybrid --no-resume
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from ..context import Context
+from ..errors import UserError
+from ..records import ModelEntry
+from ..registry import load_registry, save_entry
+from ..store import StageDir
+from .config import TrainConfig
+from .data import data_hash, load_split
+
+LOCAL_HP = ("base_model", "lora_r", "lora_alpha", "lora_dropout", "target_modules", "qlora", "learning_rate",
+            "warmup_ratio", "epochs", "max_steps", "batch_size", "grad_accum", "max_seq_len", "seed",
+            "gradient_checkpointing")
+
+
+def hyperparameters(tc: TrainConfig) -> dict:
+    if tc.backend == "openai":
+        return {**tc.openai.model_dump(include={"model", "n_epochs", "batch_size", "learning_rate_multiplier", "suffix"}),
+                "seed": tc.seed}
+    return tc.model_dump(include=set(LOCAL_HP))
+
+
+def load_variant_data(ctx: Context, st: StageDir, variant: str) -> tuple[list, list, str]:
+    """Validated train/valid conversations of one variant (bad lines quarantined) and their hash."""
+    sp = ctx.system_prompt if ctx.cfg.train.add_system_prompt else None
+    folder = ctx.store.path("mix", variant)
+    train, bad = load_split(folder / "train.jsonl", sp)
+    valid, bad_v = load_split(folder / "valid.jsonl", sp) if (folder / "valid.jsonl").exists() else ([], [])
+    if bad or bad_v:
+        st.append_many("quarantine.jsonl", [*bad, *bad_v])
+        ctx.log(f"[yellow]{variant}: {len(bad) + len(bad_v)} unusable lines quarantined "
+                f"(see {st.file('quarantine.jsonl')})[/yellow]")
+    return train, valid, data_hash(train, valid)
+
+
+def base_entry(ctx: Context) -> ModelEntry:
+    tc = ctx.cfg.train
+    common = {"hyperparameters": hyperparameters(tc), "system_prompt": ctx.system_prompt}
+    if tc.backend == "openai":
+        return ModelEntry(variant="base", backend="openai", model=tc.openai.model, endpoint=tc.openai.endpoint, **common)
+    from .base_model import resolve_base
+
+    gguf, folder = resolve_base(tc.base_model)
+    if gguf is None:
+        return ModelEntry(variant="base", backend="transformers", model=str(folder), **common)
+    return ModelEntry(variant="base", backend="llamacpp", model=tc.base_model, **common)
+
+
+def preflight(ctx: Context, names: list[str]) -> dict[str, tuple]:
+    """All data and model checks before any training (one clear error, nothing spent)."""
+    tc = ctx.cfg.train
+    st = ctx.store.stage("train")
+    data = {v: load_variant_data(ctx, st, v) for v in names if v != "base"}
+    if tc.backend == "openai":
+        if tc.openai.endpoint not in ctx.cfg.endpoints:
+            raise UserError(f"train.openai.endpoint: '{tc.openai.endpoint}' is not defined under endpoints; add it "
+                            "(backend: openai, base_url, api_key_env)")
+        from .openai_ft import make_client
+
+        make_client(ctx.cfg.endpoints[tc.openai.endpoint], tc.openai.endpoint)  # key present
+    elif data:
+        from .local import preflight as local_preflight
+
+        local_preflight(tc)
+    return data
+
+
+def is_current(entry: ModelEntry | None, h: str, hp: dict) -> bool:
+    """A registered variant that needs no retraining."""
+    if entry is None or entry.data_hash != h or entry.hyperparameters != hp:
+        return False
+    return entry.adapter is None or Path(entry.adapter).exists()
+
+
+def train_variant(ctx: Context, st: StageDir, variant: str, rows: tuple, resume: bool) -> ModelEntry:
+    tc = ctx.cfg.train
+    train, valid, h = rows
+    hp = hyperparameters(tc)
+    out = st.path / variant
+    out.mkdir(parents=True, exist_ok=True)
+    spec = {"data_hash": h, "hyperparameters": hp}
+    if not resume or st.read_json(f"{variant}/spec.json") != spec:  # checkpoints of other data are useless
+        shutil.rmtree(out / "checkpoints", ignore_errors=True)
+    st.write_json(f"{variant}/spec.json", spec)
+    common = {"variant": variant, "data_hash": h, "hyperparameters": hp, "system_prompt": ctx.system_prompt}
+    common["metrics"] = {"train_sessions": len(train), "valid_sessions": len(valid)}
+    if tc.backend == "openai":
+        from .openai_ft import finetune
+
+        ep = ctx.cfg.endpoints[tc.openai.endpoint]
+        res = finetune(tc.openai, ep, tc.openai.endpoint, train, valid, out, data_hash=h, seed=tc.seed,
+                       log=lambda m: ctx.log(f"{variant}: {m}"))
+        common["metrics"].update(res["last"], trained_tokens=res["trained_tokens"])
+        return ModelEntry(backend="openai", model=res["model"], endpoint=tc.openai.endpoint, job_id=res["job_id"],
+                          api_hyperparameters=res["hyperparameters"], **common)
+    from .base_model import resolve_base
+    from .local import train_lora
+
+    ctx.log(f"[bold]{variant}[/bold]: LoRA on {tc.base_model}, {len(train)} train / {len(valid)} valid sessions")
+    common["metrics"].update(train_lora(tc, train, valid, out, resume=resume, log=ctx.log))
+    gguf, folder = resolve_base(tc.base_model)
+    if gguf is not None and tc.gguf_adapter:
+        from .gguf_lora import to_gguf
+
+        adapter = to_gguf(out / "adapter", gguf, out / "adapter.gguf")
+        return ModelEntry(backend="llamacpp", model=tc.base_model, adapter=str(adapter.resolve()), **common)
+    return ModelEntry(backend="transformers", model=str(folder or tc.base_model), adapter=str((out / "adapter").resolve()),
+                      **common)
+
+
+def run(ctx: Context, st: StageDir, *, variants: list[str] | None = None, resume: bool = True) -> dict:
+    names = list(variants or ctx.cfg.train.variants)
+    data = preflight(ctx, names)
+    reg = load_registry(ctx.store)
+    built, skipped = [], []
+    for v in names:
+        if v == "base":
+            save_entry(ctx.store, base_entry(ctx))
+            continue
+        hp = hyperparameters(ctx.cfg.train)
+        if is_current(reg.get(v), data[v][2], hp):
+            skipped.append(v)
+            ctx.log(f"[dim]{v}: already trained on the same data and settings, skipped[/dim]")
+            continue
+        save_entry(ctx.store, train_variant(ctx, st, v, data[v], resume))
+        built.append(v)
+    reg = load_registry(ctx.store)
+    st.write_json("models.json", {k: v.model_dump(mode="json") for k, v in reg.items()})  # snapshot beside outputs
+    return {"variants": names, "trained": built, "skipped": skipped,
+            "metrics": {v: reg[v].metrics for v in names if v in reg}}
+
+
+def describe(ctx: Context) -> str:
+    return json.dumps({k: v.model_dump(mode="json") for k, v in load_registry(ctx.store).items()}, indent=2)
