@@ -36,6 +36,14 @@ NAIVE = re.compile(r"\b(?:kill\w*|suicid\w*|die|dying|dead|hurt\w*|cut\w*|self[-
                    r"rape\w*|overdos\w*|pills|gun|knife|chest pain|can'?t breathe)\b", re.I)
 
 
+TUNED_NOTE = ("the rules were tuned on these lines: 'dev' half first, then failures of the 'test' half (first look: "
+              "recall 87.9%, FP 2.6%), then the 'fresh' lines (first look: recall 21.1% of 19, FP 5.6% of 18); "
+              "so this shows coverage of the listed phrasings, not generalisation")
+FRESH2_NOTE = ("31 lines written after the last tuning and never tuned on: the honest estimate for new phrasings; "
+               "cue-free crisis statements are missed by phrase rules and need the model step (safety.model_on: all "
+               "with a strong model)")
+
+
 def naive(text: str) -> bool:
     return bool(NAIVE.search(text))
 
@@ -82,16 +90,16 @@ def main() -> None:
     args = ap.parse_args()
     rows = [json.loads(line) for line in LABELLED.read_text(encoding="utf-8").splitlines()]
     results = []
-    for split in ("all", "test"):
-        m = labelled_metrics(rows if split == "all" else [r for r in rows if r["split"] == "test"])
-        name = "labelled set" if split == "all" else "labelled set, 'test' half"
+    splits = {
+        "labelled set, tuned-on part (dev+test+fresh)": ([r for r in rows if r["split"] != "fresh2"], TUNED_NOTE),
+        "labelled set, untouched part (fresh2)": ([r for r in rows if r["split"] == "fresh2"], FRESH2_NOTE),
+    }
+    for name, (subset, note) in splits.items():
+        m = labelled_metrics(subset)
         results.append(Result(
             benchmark=f"{name}: recall of high/imminent (rules)", figure=f"{m['recall']:.1%} of {m['positives']}",
             baseline=f"naive keywords {m['naive_recall']:.1%}", ratio=round(m["recall"] / max(m["naive_recall"], 1e-9), 3),
-            target=">= 90%", met=m["recall"] >= 0.90, command=CMD.format(n=args.model_turns),
-            notes="rules were tuned on the 'dev' half, then on failures of the 'test' half after a first look "
-                  "(first look at 'test': recall 87.9%, FP 2.6%); written by the rules' author, so optimistic",
-            extra=m))
+            target=">= 90%", met=m["recall"] >= 0.90, command=CMD.format(n=args.model_turns), notes=note, extra=m))
         results.append(Result(
             benchmark=f"{name}: false positives on ordinary/idiom/negated turns (rules)",
             figure=f"{m['fpr']:.1%} of {m['negatives']}", baseline=f"naive keywords {m['naive_fpr']:.1%}",

@@ -31,6 +31,8 @@ def register(app: typer.Typer) -> None:
         from .terminal import run_terminal
 
         engine = open_engine(cfg, variant)
+        if hasattr(sys.stdin, "reconfigure"):  # undecodable bytes become U+FFFD instead of crashing the chat
+            sys.stdin.reconfigure(errors="replace")
 
         async def go():
             try:

@@ -100,9 +100,11 @@ def create_app(
         return sessions[sid]
 
     async def body(request: Request, model: type[BaseModel]):
-        raw = await request.body()
-        if len(raw) > max_body:
-            raise HTTPException(413, f"request too large (limit {max_body} bytes)")
+        raw = b""
+        async for chunk in request.stream():  # chunked bodies have no content-length: count as they come
+            raw += chunk
+            if len(raw) > max_body:
+                raise HTTPException(413, f"request too large (limit {max_body} bytes)")
         try:
             return model.model_validate_json(raw)
         except ValidationError:

@@ -29,6 +29,7 @@ from .select import select_sessions, session_techniques
 
 CRITERIA = ("coherence", "realism", "therapeutic_value", "technique_adherence")
 PROMPT = "curate_judge"
+MIN_VERDICT_TOKENS = 280  # the verdict JSON is ~230 SmolLM2 tokens with short rationales (measured)
 
 
 class Criterion(BaseModel):
@@ -122,6 +123,9 @@ async def run(ctx: Context, st: StageDir) -> dict:
     synth, real = load_inputs(ctx)
     to_judge = synth + (real if cc.judge_real else [])
     ctx.log(f"curate: judging {len(to_judge)} sessions ({len(synth)} synthetic, {len(real)} real)")
+    if to_judge and ctx.cfg.roles["judge"].max_tokens < MIN_VERDICT_TOKENS:
+        ctx.log(f"[yellow]roles.judge.max_tokens={ctx.cfg.roles['judge'].max_tokens}: a verdict needs about "
+                f"{MIN_VERDICT_TOKENS} tokens; cut replies fail validation and go to review. Raise it.[/yellow]")
 
     async def one(s: Session) -> Session:
         scores = {**s.scores, "judge": await judge_one(ctx, s)}

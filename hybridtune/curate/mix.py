@@ -45,6 +45,36 @@ def scenario_text(sc: Scenario) -> str:
 
 
 def contamination(sessions: list[Session], scenarios: list[Scenario], mc: MixConfig) -> dict[str, dict]:
+    """Near-duplicates by the configured method(s); a session caught by either is reported once."""
+    hits: dict[str, dict] = {}
+    if mc.contamination in ("embedding", "both") and sessions and scenarios:
+        hits.update(embedding_hits(sessions, scenarios, mc.embedding_threshold))
+    if mc.contamination in ("shingles", "both"):
+        hits.update(shingle_hits(sessions, scenarios, mc))
+    return hits
+
+
+def embedding_hits(sessions: list[Session], scenarios: list[Scenario], threshold: float) -> dict[str, dict]:
+    """Cosine of each session's client turns to the nearest scenario (catches paraphrase)."""
+    import numpy as np
+
+    from ..embed import embed
+
+    X = embed(["\n".join(s.turns("user")) for s in sessions])
+    Y = embed([scenario_text(sc) for sc in scenarios])
+    sims = X @ Y.T
+    best = sims.argmax(axis=1)
+    out = {}
+    for i, s in enumerate(sessions):
+        cos = float(sims[i, best[i]])
+        if cos >= threshold:
+            out[s.id] = {"id": s.id, "source": s.source, "scenario_id": scenarios[int(best[i])].id,
+                         "method": "embedding", "cosine": round(cos, 3)}
+    assert np.isfinite(sims).all(), "embedding similarities must be finite"
+    return out
+
+
+def shingle_hits(sessions: list[Session], scenarios: list[Scenario], mc: MixConfig) -> dict[str, dict]:
     """Sessions whose text contains (or overlaps) an evaluation scenario above the threshold.
 
     Similarity is exact word-shingle containment of the scenario in the session (a short
@@ -63,7 +93,7 @@ def contamination(sessions: list[Session], scenarios: list[Scenario], mc: MixCon
             inter = len(sh & e)
             cont, jac = inter / len(e), inter / len(sh | e)
             if max(cont, jac) >= mc.contamination_threshold and (best is None or cont > best["containment"]):
-                best = {"id": s.id, "source": s.source, "scenario_id": sid,
+                best = {"id": s.id, "source": s.source, "scenario_id": sid, "method": "shingles",
                         "containment": round(cont, 3), "jaccard": round(jac, 3)}
         if best:
             hits[s.id] = best
@@ -172,4 +202,18 @@ def run(ctx: Context, st: StageDir) -> dict:
                "files": counts}
     summary["exports"] = export_all(ctx, st, summary)
     st.write_json("report.json", summary)
+    st.write_text("report.md", report_md(summary, list(hits.values()), mc))
     return summary
+
+
+def report_md(summary: dict, hits: list[dict], mc: MixConfig) -> str:
+    lines = ["# Mix report", "", f"Eligible curated sessions: {summary['eligible']}; seed {summary['seed']}.", "",
+             "| file | sessions |", "|---|---|", *[f"| {k} | {n} |" for k, n in summary["files"].items()], "",
+             f"## Contamination ({mc.contamination}) against {summary['scenarios_checked']} evaluation scenarios", ""]
+    if not summary["scenarios_checked"] and mc.contamination != "off":
+        lines.append("Not checked: no evaluation scenarios (run stage eval_scenarios before mix).")
+    lines += [f"- dropped {h['id']} ({h['source']}): near-duplicate of scenario {h['scenario_id']} "
+              f"({', '.join(f'{k} {v}' for k, v in h.items() if k in ('containment', 'jaccard', 'cosine'))})" for h in hits]
+    if summary["scenarios_checked"] and not hits:
+        lines.append("No training session is a near-duplicate of an evaluation scenario.")
+    return "\n".join(lines) + "\n"

@@ -21,6 +21,7 @@ from .formats import BadInput, RawSession, RawTurn, label_role
 
 TIME_RE = re.compile(r"(?:(\d+):)?(\d{1,2}):(\d{2})[.,](\d{3})\s*-->\s*")
 INLINE_TAG_RE = re.compile(r"<\d\d:\d\d[:.\d]*>|</?c(?:\.[\w.]+)?>|</?[biu]>|</?font[^>]*>|\{\\an\d\}")
+SOUND_RE = re.compile(r"(?:\s*(?:\[[^\]]{1,40}\]|\([^)]{1,30}\)|♪+)\s*)+")
 VOICE_RE = re.compile(r"<v(?:\.[\w.]+)?\s+([^>]+)>")
 
 
@@ -60,22 +61,33 @@ def parse_cues(text: str) -> list[Cue]:
 
 
 def caption_pieces(cues: list[Cue]) -> list[tuple[float, str, int]]:
-    """(start, text, line) pieces with rolling duplicates removed (YouTube repeats the previous line)."""
+    """(start, text, line) pieces with rolling duplicates removed.
+
+    Rolling captions repeat the previous cue's last line(s) at the top of the next cue: only
+    that overlap is dropped. Dropping any line seen recently would also drop the other
+    speaker's genuine ">> Okay." after an ">> Okay." and shift every later turn.
+    """
     out: list[tuple[float, str, int]] = []
-    recent: list[str] = []
+    prev: list[str] = []
     for c in cues:
+        lines = []
         for raw in c.lines:
             voice = VOICE_RE.search(raw)
             t = INLINE_TAG_RE.sub("", VOICE_RE.sub("", raw)).replace("</v>", "").strip()
+            if SOUND_RE.fullmatch(t):
+                continue  # "[Music]" alone is no one's turn
             if voice:
                 t = f"<<{voice.group(1).strip()}>> {t}"
-            if not t or t in recent:
-                continue
+            if t:
+                lines.append(t)
+        # the repeated lines are a prefix of this cue equal to a suffix of the previous one
+        skip = next((k for k in range(min(len(lines), len(prev)), 0, -1) if lines[:k] == prev[-k:]), 0)
+        for t in lines[skip:]:
             # a rolling cue may repeat the end of the last line as its start
-            if recent and t.startswith(recent[-1]) and len(t) > len(recent[-1]):
-                t = t[len(recent[-1]):].strip()
-            recent = (recent + [t])[-3:]
+            if prev and t.startswith(prev[-1]) and len(t) > len(prev[-1]):
+                t = t[len(prev[-1]):].strip()
             out.append((c.start_s, t, c.line))
+        prev = lines or prev
     return out
 
 

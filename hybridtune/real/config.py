@@ -96,7 +96,7 @@ class AnnotateConfig(_Section):
 
 
 class AttributionConfig(_Section):
-    llm_below: float = Field(0.7, ge=0, le=1, description="ask the annotator about sessions whose cue-based confidence is below this")
+    llm_below: float = Field(0.7, ge=0, le=1, description="ask the annotator about caption sessions whose cue-based confidence is below this (1: all)")
     llm_turns: int = Field(12, ge=2, description="turns shown to the annotator for speaker attribution")
     pause_s: float = Field(1.5, ge=0, description="captions without '>>' marks: a pause this long starts a new turn")
 

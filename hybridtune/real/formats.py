@@ -214,10 +214,20 @@ def read_jsonl(text: str, file: str) -> Iterator[RawSession]:
 
 
 def _load_json(text: str) -> Any:
+    """A JSON document, or a list of JSON lines (ESConv's published splits are JSONL named .json)."""
     try:
         return json.loads(text)
     except json.JSONDecodeError as e:
-        raise BadInput(f"invalid or truncated JSON ({e.msg}, column {e.colno}); fix the file", e.lineno) from None
+        if e.msg != "Extra data":
+            raise BadInput(f"invalid or truncated JSON ({e.msg}, column {e.colno}); fix the file", e.lineno) from None
+    out = []
+    for n, line in enumerate(text.splitlines(), 1):
+        if line.strip():
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError as e:
+                raise BadInput(f"invalid JSON line ({e.msg}, column {e.colno}); fix or remove it", n) from None
+    return out
 
 
 def read_json(text: str, file: str) -> Iterator[RawSession]:

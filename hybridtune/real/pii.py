@@ -22,7 +22,7 @@ import logging
 import re
 from collections import Counter
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, lru_cache
 from pathlib import Path
 
 import yaml
@@ -106,6 +106,12 @@ def build_analyzer(cfg: PiiConfig):
         r"\b(?P<x>(?:" + "|".join(DATA["detect_first_names"]) + rf")(?:\s+{NAME})?)\b",
     ], 0.7, "ht_person"))
     return AnalyzerEngine(registry=reg, nlp_engine=engine, supported_languages=["en"])
+
+
+@lru_cache(maxsize=2)
+def _analyzer(cfg_json: str):
+    """One loaded analyzer per PII config in a process: spaCy + Presidio take seconds to load."""
+    return build_analyzer(PiiConfig.model_validate_json(cfg_json))
 
 
 @dataclass
@@ -232,9 +238,9 @@ class Scrubber:
         self.seed = seed
         self.allow = {a.lower() for a in self.cfg.allow}
 
-    @cached_property
+    @property
     def analyzer(self):
-        return build_analyzer(self.cfg)
+        return _analyzer(self.cfg.model_dump_json())
 
     @cached_property
     def batch(self):

@@ -10,7 +10,7 @@ Output in the stage dir (runs/<name>/real/ or `hybridtune ingest --out DIR`):
   report.json, report.md             counts per step, PII by type, duplicates, distributions
 
 Pass 1 streams sessions one at a time (memory stays flat): parse -> clean -> [LLM speaker
-attribution when unsure] -> merge turns -> filters -> PII scrub -> safety screen -> dedup ->
+attribution when unsure] -> merge turns -> filters -> dedup -> PII scrub -> safety screen ->
 `_clean.jsonl`. Pass 2 runs the bounded LLM steps (annotation, optional quality score).
 Pass 3 streams `_clean.jsonl` into sessions.jsonl + samples.jsonl. Nothing unscrubbed is
 written, logged or sent to a model (attribution scrubs first).
@@ -88,8 +88,12 @@ def _quarantine(q: StreamWriter, scrub: Scrubber, file: str, line: int | None, r
                             excerpt=scrub.scrub_text(excerpt[:200]) if excerpt and scrub.cfg.enabled else ""))
 
 
-async def process(ctx: Context, raw: RawSession, scrub: Scrubber, st_: Stats) -> tuple[Session | None, str | None]:
-    """One raw session -> a clean, scrubbed Session, or (None, reason it was dropped)."""
+async def process(ctx: Context, raw: RawSession, scrub: Scrubber, st_: Stats, dd: Deduper) -> tuple[Session | None, str | None]:
+    """One raw session -> a clean, scrubbed Session, or (None, reason it was dropped).
+
+    Dedup runs before scrubbing: per-session surrogates would make two copies of a transcript
+    differ. Only hashes and MinHash signatures of the text are kept, never the text.
+    """
     cfg = ctx.cfg.real
     sid = stable_id("real", Path(raw.file).name, raw.key, [t.text[:80] for t in raw.turns[:3]])
     turns = clean_turns(raw.turns, cfg.clean)
@@ -97,7 +101,8 @@ async def process(ctx: Context, raw: RawSession, scrub: Scrubber, st_: Stats) ->
         return None, "empty: no text after cleaning"
     att = raw.meta.get("attribution")
     scrubbed = False
-    if att and cfg.llm and att.get("confidence", 1) < cfg.attribution.llm_below:
+    below = cfg.attribution.llm_below
+    if att and cfg.llm and att.get("method") == "cues" and (att.get("confidence", 1) < below or below >= 1):
         texts, counts = scrub.scrub_session([t.text for t in turns], sid)  # never send raw PII to a model
         for t, x in zip(turns, texts, strict=True):
             t.text = x
@@ -108,6 +113,9 @@ async def process(ctx: Context, raw: RawSession, scrub: Scrubber, st_: Stats) ->
     reason = first_failure(msgs, cfg.filters)
     if reason:
         return None, reason
+    dup = dd.check(sid, "\n".join(f"{m.role}: {m.content}" for m in msgs))
+    if dup is not None:
+        return None, f"duplicate: of session {dup}"
     if not scrubbed:
         texts, counts = scrub.scrub_session([m.content for m in msgs], sid)
         for m, x in zip(msgs, texts, strict=True):
@@ -151,7 +159,10 @@ async def ingest(ctx: Context, st: StageDir, files: list[Path], fmt: str | None 
                 break
             stats.steps["sessions_in"] += 1
             stats.formats[raw.format] += 1
-            session, reason = await process(ctx, raw, scrub, stats)
+            session, reason = await process(ctx, raw, scrub, stats, dd)
+            if reason and reason.startswith("duplicate"):
+                stats.steps["after_filters"] += 1
+                continue  # reported in the duplicate clusters
             if session is None:
                 stats.filters[reason.split(":")[0]] += 1
                 _quarantine(q, scrub, raw.file, raw.line, f"session {raw.key} dropped: {reason}")
@@ -164,9 +175,6 @@ async def ingest(ctx: Context, st: StageDir, files: list[Path], fmt: str | None 
                 stats.safety[risk.risk] += 1
             else:
                 session.meta["safety"] = {"risk": "unscreened"}
-            dup = dd.check(session.id, session.text())
-            if dup is not None:
-                continue
             stats.steps["after_dedup"] += 1
             clean.write(session)
             if stats.steps["sessions_in"] % 500 == 0:

@@ -123,9 +123,9 @@ _NEG = re.compile(
     r"\b(?:not|never|no|nor|don'?t|doesn'?t|didn'?t|won'?t|wouldn'?t|isn'?t|aren'?t|wasn'?t|haven'?t|hasn'?t|"
     r"can'?t imagine|no longer|denies|deny|without|stopped|quit|free of)\b(?:\s+(?!and\b|but\b|because\b|so\b|or\b|then\b)[\w']+){0,6}\s*$"
 )
-# Idioms where a risky verb is not a risk ("this traffic is killing me", "dying to see").
 # Negation right after a noun match ("suicide isn't something I'd consider").
 _POST_NEG = re.compile(r"^\s*(?:is|was|has|'s)(?:n'?t| not| never)\b(?! (?:going away|stopping|helping|getting better))|^\s*(?:never|not) (?:crossed|been|an option|something)")
+# Idioms where a risky verb is not a risk ("this traffic is killing me", "dying to see").
 _IDIOM = re.compile(
     r"\b(?:killing (?:me|it)|kill (?:for|time)|dying (?:to|for|of (?:laughter|boredom|embarrassment))|dead (?:tired|serious|end|on|set|line)|"
     r"deadline|to die for|cut (?:back|down|out|it out|off|corners|ties)|my (?:mom|mum|dad|boss|wife|husband) (?:will|is going to|would|gonna) kill me|"
@@ -168,6 +168,19 @@ def _idiom(clause: str, m: re.Match) -> bool:
     return False
 
 
+_CURRENT = re.compile(r"\b(?:again|now|still|lately|these days|this week|recently)\b")
+
+
+def _context_level(clause: str, m: re.Match, cat: str, risk: str) -> str:
+    """Lower a match's level for framing the pattern cannot see: someone else, or the past."""
+    before = clause[: m.start()]
+    if cat in ("suicide", "self_harm") and _THIRD_PARTY.search(before) and "i " not in before[-12:]:
+        return "low"  # about someone else: worth a look, not a crisis of the speaker
+    if RISK_ORDER[risk] >= RISK_ORDER["high"] and _HISTORY.search(clause) and not _CURRENT.search(clause):
+        return "low"  # history, not current risk (C-SSRS: lifetime vs recent)
+    return risk
+
+
 def rule_screen(text: str) -> RiskResult:
     """Screen one text with the phrase patterns. Never raises on str input; never calls a model."""
     assert isinstance(text, str), f"rule_screen expects str, got {type(text).__name__}"
@@ -185,11 +198,8 @@ def rule_screen(text: str) -> RiskResult:
                 if _idiom(clause, m):
                     continue
                 hit_here = True
-                level = risk
-                if _THIRD_PARTY.search(clause[: m.start()]) and cat in ("suicide", "self_harm") and "i " not in clause[: m.start()][-12:]:
-                    level, settled = "low", False  # about someone else: worth a look, not a crisis for the speaker
-                if RISK_ORDER[level] >= RISK_ORDER["high"] and _HISTORY.search(clause) and not re.search(r"\b(?:again|now|still|lately|these days|this week|recently)\b", clause):
-                    level = "low"  # history, not current risk (C-SSRS: lifetime vs recent)
+                level = _context_level(clause, m, cat, risk)
+                settled = settled and level == risk
                 if RISK_ORDER[level] > RISK_ORDER[best]:
                     best = level
                 if cat not in cats:

@@ -112,6 +112,12 @@ def test_huge_and_invalid_bodies(make_cfg):
     assert r.status_code == 413
     assert c.post("/api/chat", content=b"{not json", headers={"content-type": "application/json"}).status_code == 400
 
+    def chunks():  # no content-length header: the limit is enforced while reading
+        for _ in range(50):
+            yield b"a" * 1000
+
+    assert c.post("/api/chat", content=chunks(), headers={"content-type": "application/json"}).status_code == 413
+
 
 def test_sessions_are_separate_and_evicted_with_their_transcript_saved(make_cfg):
     c, app, base = _client(make_cfg, max_sessions=2)

@@ -69,7 +69,7 @@ def test_contamination_containment_catches_a_scenario_inside_a_session():
     dirty = session(1, words=text)
     clean = session(2, words="we talked about sleep and a new bedtime routine that might help")
     hits = mix.contamination([dirty, clean], [scenario(1, text), scenario(2, "a completely different story about a dog")],
-                             MixConfig())
+                             MixConfig(contamination="shingles"))
     assert set(hits) == {dirty.id} and hits[dirty.id]["containment"] > 0.9 and hits[dirty.id]["jaccard"] < 1
 
 
@@ -98,10 +98,27 @@ def test_mix_stage_honours_review_decisions_and_drops_contaminated(fake_ctx):
     assert leaked.id not in every and [d["id"] for d in dropped] == [leaked.id]
     assert real[0].id not in every and pending.id not in every
     assert rejected_by_policy.id in every and every[syn[17].id].messages[1].content == "An edited counselor turn."
-    assert summary["contaminated"] == 1 and summary["eligible"] == 28  # 10 real - 1 rejected + 17 selected + 2 accepted
+    assert summary["contaminated"] == 1 and summary["eligible"] == 28
+    assert f"dropped {leaked.id} (synthetic)" in (st.path / "report.md").read_text()  # 10 real - 1 rejected + 17 selected + 2 accepted
 
 
 def test_mix_without_curation_is_a_clear_error(fake_ctx):
     cm, _ = fake_ctx()
     with cm as ctx, pytest.raises(UserError, match="run `hybridtune judge`"):
         ctx.run_stage("mix", mix.run)
+
+
+def test_embedding_contamination_catches_a_reworded_copy_only():
+    from hybridtune.curate.config import MixConfig as MC
+
+    text = "My manager criticised my report in front of the whole team and now I feel like a fraud who will be fired."
+    sc = scenario(1, text).model_copy(update={"summary": "Criticised at work, feels like a fraud."})
+    copy = session(1)
+    copy.messages[0].content = "my manager criticised my report in front of the whole team, now I feel like a fraud who'll be fired"
+    topic = session(2)
+    topic.messages[0].content = "I get anxious at work whenever my supervisor gives feedback on my presentations."
+    for m in (*copy.messages[2:], *topic.messages[2:]):
+        m.content = "yes"
+    hits = mix.contamination([copy, topic], [sc], MC(contamination="embedding"))
+    assert set(hits) == {copy.id} and hits[copy.id]["method"] == "embedding" and hits[copy.id]["cosine"] >= 0.75
+    assert mix.contamination([copy, topic], [sc], MC(contamination="off")) == {}

@@ -63,6 +63,7 @@ def test_labelled_set_floor():
     """Recall of high/imminent and false positives on ordinary turns stay at the measured level."""
     rows = [json.loads(line) for line in DATA.read_text().splitlines()]
     assert len(rows) >= 150
+    rows = [r for r in rows if r["split"] != "fresh2"]  # fresh2: never tuned on, measured by bench/safety_screen.py
     pos = [r for r in rows if RISK_ORDER[r["risk"]] >= 2]
     neg = [r for r in rows if r["kind"] in ("ordinary", "idiom", "negated")]
     recall = sum(rule_screen(r["text"]).is_crisis for r in pos) / len(pos)

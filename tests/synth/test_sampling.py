@@ -70,3 +70,16 @@ def test_bad_attribute_file_is_one_clear_error(tmp_path):
     dom = _domain_copy(tmp_path / "3", "attributes: [oops\n")
     with pytest.raises(UserError, match=r"attributes.yaml:\d+: invalid YAML"):
         load_attribute_spec(dom)
+
+
+def test_turn_schedule_spreads_phases_and_places_every_technique():
+    from hybridtune.synth.sessions import SessionPlan, turn_schedule
+
+    phases = load_attribute_spec(load_domain("cbt")).session_plan
+    for exchanges, techs in [(8, ["a", "b", "c"]), (2, ["a", "b", "c"]), (1, ["a"])]:
+        sched = turn_schedule(SessionPlan(index=0, scenario_id="s", techniques=techs, exchanges=exchanges), phases)
+        assert len(sched) == exchanges + 1
+        assert sched[-1][0].phase == "closing" and (exchanges < 2 or sched[0][0].phase == "agenda")
+        assert {t for _, ts in sched for t in ts} == set(techs)
+        order = [phases.index(p) for p, _ in sched]
+        assert order == sorted(order)  # phases advance, never go back
