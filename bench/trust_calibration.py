@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 import tempfile
 import time
@@ -83,13 +84,17 @@ def main() -> None:
             for v in ("base", "real", "hybrid"):
                 save_entry(ctx.store, ModelEntry(variant=v, backend="llamacpp", model="smollm2"))
             gen = gen_tok_per_s(ctx)
+            print(f"generation baseline: {gen:.1f} tok/s; load average {os.getloadavg()[0]:.1f}", flush=True)
             t0 = time.time()
             ctx.run_stage("likelihood", likelihood.run)
             lik_s = time.time() - t0
+            print(f"likelihood: {lik_s:.0f}s", flush=True)
             lik = ctx.store.stage("likelihood").read_json("results.json")
             t0 = time.time()
             ctx.run_stage("calibrate", calibrate.run)
             cal_s = time.time() - t0
+            print(f"calibrate: {cal_s:.0f}s", flush=True)
+            load = os.getloadavg()[0]
             cal = ctx.store.stage("calibrate").read_json("results.json")
     toks = sum(v["test_real"]["tokens"] for v in lik["variants"].values())
     score_tps = toks / lik_s
@@ -105,7 +110,7 @@ def main() -> None:
             notes=(f"{cal['originals']} originals x {1 + len(cfg.evaluate.trust.degradations)} versions x k={a.samples}; "
                    f"{cal['ratings']}/{cal['ratings_planned']} ratings parsed; by degradation "
                    f"{json.dumps(r['auc_by_degradation'])}; mean original {r['mean_original']}, degraded "
-                   f"{r['mean_degraded']}; stage {cal_s:.0f}s"),
+                   f"{r['mean_degraded']}; stage {cal_s:.0f}s at load average {load:.1f} on {os.cpu_count()} cores"),
             extra=r))
     results.append(Result(
         benchmark=f"likelihood stage, 3 variants x {a.sessions} ESConv sessions (<= {a.turns} counselor turns each)",
@@ -113,7 +118,8 @@ def main() -> None:
         ratio=round(score_tps / gen, 2) if gen else None, target="<= 90 s at demo size", met=lik_s <= 90,
         command=cmd, notes=f"{toks} counselor tokens scored; NLL per variant "
                            f"{ {v: round(x['test_real']['nll'], 3) for v, x in lik['variants'].items()} } "
-                           "(identical weights: the three NLLs must match)",
+                           f"(identical weights: the three NLLs must match); load average {load:.1f} on "
+                           f"{os.cpu_count()} cores (shared machine: times scale with contention)",
         extra={"seconds": lik_s, "tokens": toks}))
     record("trust_calibration", results)
 

@@ -22,6 +22,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from ..context import Context, map_items
+from ..errors import StructuredOutputError
 from ..records import Session
 from ..store import StageDir
 from .config import FLAGS
@@ -129,8 +130,11 @@ async def run(ctx: Context, st: StageDir) -> dict:
 
     async def one(s: Session) -> Session:
         scores = {**s.scores, "judge": await judge_one(ctx, s)}
-        if cc.second_judge_endpoint:
-            scores["judge2"] = await judge_one(ctx, s, endpoint=cc.second_judge_endpoint)
+        if cc.second_judge_endpoint:  # its failure must not lose the first verdict
+            try:
+                scores["judge2"] = await judge_one(ctx, s, endpoint=cc.second_judge_endpoint)
+            except StructuredOutputError as e:
+                scores["judge2"] = {"error": str(e)[:300]}
         return s.model_copy(update={"scores": scores})
 
     res = await map_items(ctx, st, [(s.id, s) for s in to_judge], one, "judged.jsonl",
@@ -154,7 +158,7 @@ def judge_agreement(sessions: list[Session]) -> dict[str, float | None]:
     import krippendorff
     import numpy as np
 
-    both = [s for s in sessions if "judge" in s.scores and "judge2" in s.scores]
+    both = [s for s in sessions if "mean" in s.scores.get("judge", {}) and "mean" in s.scores.get("judge2", {})]
     out: dict[str, float | None] = {}
     for c in (*CRITERIA, "mean"):
         data = np.array([[s.scores["judge"][c] for s in both], [s.scores["judge2"][c] for s in both]], dtype=float)

@@ -158,7 +158,8 @@ async def run(ctx: Context, st: StageDir) -> dict:
     reg = load_registry(ctx.store)
     splits = {sp: _sessions(ctx, sp) for sp in SPLITS}
     if not any(splits.values()):
-        ctx.log("[yellow]likelihood: mix/test_real.jsonl and mix/test_synthetic.jsonl are empty; nothing to score[/yellow]")
+        ctx.log("[yellow]likelihood: mix/test_real.jsonl and mix/test_synthetic.jsonl are empty; "
+                "nothing to score[/yellow]")
     skipped: dict[str, str] = {}
     scored: list[str] = []
     for variant, entry in reg.items():
@@ -182,7 +183,8 @@ async def run(ctx: Context, st: StageDir) -> dict:
         await map_items(ctx, st, items, one, "sessions.jsonl", label=f"likelihood {variant}", concurrency=2)
     keys = {stable_id(v, sp, s.id, tc.likelihood_turns) for v in scored for sp, ss in splits.items() for s in ss}
     rows = [r for r in st.read("sessions.jsonl", SessionNLL) if r.id in keys]
-    results = summarize(rows, scored, tc.bootstrap_resamples, tc.confidence, ctx.cfg.seed, ctx.cfg.evaluate.alpha)
+    ev = ctx.cfg.evaluate  # the same resamples and significance level as the judge comparisons
+    results = summarize(rows, scored, ev.bootstrap_resamples, 0.95, ctx.cfg.seed, ev.alpha)
     results["skipped"] = skipped
     results["split_sizes"] = {sp: len(ss) for sp, ss in splits.items()}
     st.write_json("results.json", results)

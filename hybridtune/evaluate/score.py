@@ -31,13 +31,19 @@ CTRS_ITEMS = ("agenda", "feedback", "understanding", "interpersonal_effectivenes
               "application_of_cbt_techniques", "homework")
 
 
+# Rationale first (the judge reasons, then scores). Its maxLength is a schema hint, not a
+# validation: grammar-constrained backends (llama.cpp, vLLM) must close the string in time,
+# so a rambling model still yields valid JSON within max_tokens instead of a cut-off reply.
+RATIONALE = Field(description="two sentences citing the transcript", json_schema_extra={"maxLength": 400})
+
+
 class Rating(BaseModel):
-    rationale: str = Field(description="two sentences citing the transcript")
+    rationale: str = RATIONALE
     score: int = Field(ge=1, le=10)
 
 
 CTRSRating = create_model(
-    "CTRSRating", rationale=(str, ...), **{k: (int, Field(ge=0, le=6)) for k in CTRS_ITEMS},
+    "CTRSRating", rationale=(str, RATIONALE), **{k: (int, Field(ge=0, le=6)) for k in CTRS_ITEMS},
 )
 
 

@@ -134,9 +134,9 @@ def calibration_section(cal: dict | None) -> dict:
     blocks.append(("p", (
         f"Judge {cal.get('judge_model')} rated {cal.get('originals')} real counselor turns from {cal.get('source')} "
         f"and degraded versions of each ({cal.get('versions')} replies, k={cal.get('samples')} samples, "
-        f"{cal.get('ratings')}/{cal.get('ratings_planned')} ratings parsed). AUC = chance that an original is rated above "
-        f"a degraded reply (0.5 = coin flip, 1 = perfect); threshold {cal.get('threshold')}. The length baseline is the "
-        "AUC of simply preferring the longer reply.")))
+        f"{cal.get('ratings')}/{cal.get('ratings_planned')} ratings parsed). AUC = chance that an original is "
+        f"rated above a degraded reply (0.5 = coin flip, 1 = perfect); threshold {cal.get('threshold')}. The length "
+        "baseline is the AUC of simply preferring the longer reply.")))
     rows = []
     for m, r in (cal.get("metrics") or {}).items():
         by = ", ".join(f"{k} {f(v, 2)}" for k, v in (r.get("auc_by_degradation") or {}).items())

@@ -22,7 +22,7 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def likelihood(config: ConfigOpt = Path("configs/demo.yaml"), set_: SetOpt = None, force: ForceOpt = False,
                    quiet: QuietOpt = False):
-        """Score held-out real and synthetic sessions with every variant: NLL per counselor token, perplexity, paired CIs."""
+        """Score held-out real and synthetic sessions with every variant: NLL per counselor token, paired CIs."""
         _stage(config, set_, quiet, "likelihood", "hybridtune.evaluate.likelihood:run", force)
 
     @app.command()

@@ -18,13 +18,11 @@ class TrustConfig(BaseModel):
     auc_threshold: float = Field(0.7, ge=0, le=1, description="judge calibration AUC needed to trust judge scores")
     # -- held-out likelihood (stage `likelihood`)
     likelihood_sessions: int = Field(
-        100, ge=1, description="likelihood: at most this many sessions per held-out split (test_real, test_synthetic)")
+        100, ge=1, description="likelihood: at most this many sessions per held-out split (real, synthetic)")
     likelihood_turns: int = Field(
-        20, ge=1, description="likelihood: score at most this many counselor turns per session (the dialogue is cut after)")
-    bootstrap_resamples: int = Field(2000, ge=100, description="bootstrap resamples for likelihood confidence intervals")
-    confidence: float = Field(0.95, gt=0.5, lt=1, description="confidence level of the intervals")
+        20, ge=1, description="likelihood: counselor turns scored per session (the dialogue is cut after)")
     # -- judge validation (stage `calibrate`)
-    calib_items: int = Field(50, ge=2, description="calibrate: original counselor turns taken from held-out real sessions")
+    calib_items: int = Field(50, ge=2, description="calibrate: original counselor turns from held-out real sessions")
     calib_samples: int = Field(3, ge=1, description="calibrate: judge samples per reply (k), for repeat noise")
     calib_context: int = Field(6, ge=1, description="calibrate: messages of preceding dialogue shown to the judge")
     degradations: list[Degradation] = Field(

@@ -133,7 +133,8 @@ def verdict_paragraph(comparisons: list[dict], likelihood: dict | None, judge_va
         if not support:
             tail = "No measure shows a significant difference."
         elif len(dirs) > 1 or "mixed" in dirs:
-            tail = f"Significant differences ({' and '.join(support)}) point in different directions, so no overall winner."
+            tail = (f"Significant differences ({' and '.join(support)}) point in different directions, "
+                    "so no overall winner.")
         else:
             tail = f"Supported by: {' and '.join(support)}."
         sentences.append(f"{a} vs {b}: {'; '.join(parts)}. {tail}")
@@ -146,7 +147,8 @@ def verdict_paragraph(comparisons: list[dict], likelihood: dict | None, judge_va
     return " ".join(sentences)
 
 
-def support_table(comparisons: list[dict], likelihood: dict | None, judge_validation: dict | None) -> list[dict[str, Any]]:
+def support_table(comparisons: list[dict], likelihood: dict | None,
+                  judge_validation: dict | None) -> list[dict[str, Any]]:
     """The same verdict as rows (pair, judge, likelihood, supported_by) for a report table."""
     trust_judge, _ = judge_status(judge_validation)
     lik = list((likelihood or {}).get("comparisons") or [])

@@ -177,9 +177,13 @@ class LlamaCppBackend(Backend):
             ids.extend(toks)
         ids = ids[: llm.n_ctx()]
         out: list[TokenLogprobs] = []
-        llm.reset()
-        if ids:
-            llm.eval(ids)
+        # reuse the KV cache (and logits rows) of the previous dialogue's common prefix: the
+        # shared system prompt is then computed once per variant, not once per session
+        prev = llm.input_ids[: llm.n_tokens].tolist()
+        keep = next((k for k, (x, y) in enumerate(zip(prev, ids, strict=False)) if x != y), min(len(prev), len(ids)))
+        llm.n_tokens = keep
+        if ids[keep:]:
+            llm.eval(ids[keep:])
         for a, b in spans:
             b = min(b, len(ids))
             if a < 1 or b <= a:
@@ -234,5 +238,6 @@ def _render_prompt(llm, messages: list[dict[str, str]], add_generation_prompt: b
     assert template, "GGUF has no chat template; cannot score chat turns"
     eos = llm.detokenize([llm.token_eos()]).decode("utf-8", "replace")
     bos = llm.detokenize([llm.token_bos()]).decode("utf-8", "replace")
-    fmt = Jinja2ChatFormatter(template=template, eos_token=eos, bos_token=bos, add_generation_prompt=add_generation_prompt)
+    fmt = Jinja2ChatFormatter(template=template, eos_token=eos, bos_token=bos,
+                              add_generation_prompt=add_generation_prompt)
     return fmt(messages=messages).prompt

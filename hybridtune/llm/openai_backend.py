@@ -221,7 +221,8 @@ class OpenAIBackend(Backend):
             toks, lps = [], []
             for entry in plp[n_ctx:]:
                 if not entry or len(entry) != 1:
-                    raise NotSupported(f"endpoints.{self.endpoint_name}: unexpected prompt_logprobs entry {entry!r:.120}")
+                    raise NotSupported(
+                        f"endpoints.{self.endpoint_name}: unexpected prompt_logprobs entry {entry!r:.120}")
                 (info,) = entry.values()
                 toks.append(str(info.get("decoded_token", "")))
                 lps.append(float(info["logprob"]))

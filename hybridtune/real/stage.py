@@ -187,7 +187,7 @@ async def ingest(ctx: Context, st: StageDir, files: list[Path], fmt: str | None 
         "files_in": stats.steps["files_in"], "files_quarantined": stats.quarantined_files,
         "quarantine_entries": n_quarantine, "sessions_in": stats.steps["sessions_in"],
         "after_filters": stats.steps["after_filters"], "after_dedup": stats.steps["after_dedup"],
-        **out, "seconds": round(time.time() - t0, 2),
+        **out, "llm": llm, "seconds": round(time.time() - t0, 2),
     }
     write_reports(st, summary, stats, dd, llm, out)
     return summary

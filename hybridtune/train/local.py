@@ -18,18 +18,26 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from ..errors import UserError
 from .base_model import check_fits, check_qlora, count_params, prepare_base
 from .config import TrainConfig
 from .masking import encode_chat
 
 
-def build_datasets(tok, train_rows: list[list[dict]], valid_rows: list[list[dict]]):
+def build_datasets(tok, train_rows: list[list[dict]], valid_rows: list[list[dict]], max_len: int):
     """Pre-tokenized datasets: `input_ids` + `assistant_masks` (TRL builds labels from the mask)."""
     from datasets import Dataset
 
-    train = Dataset.from_list([encode_chat(tok, m) for m in train_rows])
-    valid = Dataset.from_list([encode_chat(tok, m) for m in valid_rows]) if valid_rows else None
-    return train, valid
+    train_ex = [encode_chat(tok, m) for m in train_rows]
+    usable = [ex for ex in train_ex if any(ex["assistant_masks"][:max_len])]
+    if not usable:  # TRL would silently drop every example and fail deep inside the sampler
+        raise UserError(
+            f"train.max_seq_len: at {max_len} tokens no training conversation reaches its first counselor reply "
+            "(system prompt + opening turns are longer); raise train.max_seq_len"
+        )
+    train = Dataset.from_list(train_ex)
+    valid_ex = [ex for ex in (encode_chat(tok, m) for m in valid_rows) if any(ex["assistant_masks"][:max_len])]
+    return train, (Dataset.from_list(valid_ex) if valid_ex else None)
 
 
 def sft_config(tc: TrainConfig, out_dir: Path, has_eval: bool):
@@ -112,7 +120,7 @@ def make_trainer(tc: TrainConfig, train_rows: list[list[dict]], valid_rows: list
     if tc.threads:
         torch.set_num_threads(tc.threads)
     tok = AutoTokenizer.from_pretrained(str(folder))
-    train_ds, valid_ds = build_datasets(tok, train_rows, valid_rows)
+    train_ds, valid_ds = build_datasets(tok, train_rows, valid_rows, tc.max_seq_len)
     return SFTTrainer(
         model=load_model(folder, tc), args=sft_config(tc, out_dir, valid_ds is not None),
         train_dataset=train_ds, eval_dataset=valid_ds, processing_class=tok, peft_config=lora_config(tc),

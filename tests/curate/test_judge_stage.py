@@ -90,3 +90,16 @@ def test_crisis_screen_routes_risky_sessions_to_review(fake_ctx):
     assert [s.id for s in review] == [risky.id]
     assert review[0].meta["curate"]["reasons"][0].startswith("crisis_screen:")
     assert review[0].scores["risk"]["risk"] in ("high", "imminent") and "evidence" not in review[0].scores["risk"]
+
+
+def test_judge_agreement_alpha_tracks_disagreement_and_skips_failed_second_verdicts():
+    def with_two(i, a, b):
+        s = session(i, mean=a)
+        s.scores["judge2"] = {k: v for k, v in session(i, mean=b).scores["judge"].items()} if b else {"error": "invalid"}
+        return s
+
+    agree = [with_two(i, m, m) for i, m in enumerate([2, 4, 6, 8, 9])]
+    oppose = [with_two(i, m, 11 - m) for i, m in enumerate([2, 4, 6, 8, 9])]
+    assert judge.judge_agreement(agree)["mean"] == 1.0
+    assert judge.judge_agreement(oppose)["mean"] < 0
+    assert judge.judge_agreement([*agree, with_two(9, 3, None)])["mean"] == 1.0  # the failed one is left out

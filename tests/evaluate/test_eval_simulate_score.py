@@ -142,3 +142,18 @@ def test_limiter_survives_a_new_event_loop():
 
     asyncio.run(contend())
     asyncio.run(contend())
+
+
+def test_ctrs_rubric_scores_eleven_items(fake_ctx):
+    ctx_cm, fake = fake_ctx("evaluate.max_turns=1", "evaluate.ctrs=true", "evaluate.metrics=[empathy]", responder=responder)
+    with ctx_cm as ctx:
+        setup_run(ctx, SCENARIOS[:1])
+        ctx.run_stage("simulate", simulate.run)
+        fake.responder = None  # schema stand-ins: every CTRS item 5 (minimal valid instance)
+        ctx.run_stage("score", score_mod.run)
+        scores = list(ctx.store.stage("score").read("scores.jsonl", score_mod.Score))
+        rows = list(ctx.store.stage("score").read_dicts("session_scores.jsonl"))
+    ctrs = [s for s in scores if s.metric == "ctrs"]
+    assert len(ctrs) == 3 and all(len(s.items) == 11 and s.score == sum(s.items.values()) for s in ctrs)
+    assert all(r["ctrs"] == 55.0 and r["empathy"] == 5.0 for r in rows)
+    assert any("Cognitive Therapy Rating Scale" in r.messages[0]["content"] for r in fake.requests if r.json_schema)

@@ -16,6 +16,7 @@ from hybridtune.config import EndpointConfig
 from hybridtune.evaluate import likelihood as L
 from hybridtune.llm import NotSupported, TokenLogprobs
 from hybridtune.llm.fake import FakeBackend
+from hybridtune.llm.limits import LoopLocal
 from hybridtune.llm.openai_backend import OpenAIBackend
 from hybridtune.records import Message, ModelEntry, Session
 
@@ -83,7 +84,7 @@ def test_likelihood_stage_end_to_end(make_cfg):
     from hybridtune.llm import LLMPool
     from hybridtune.registry import save_entry
 
-    cfg = make_cfg("endpoints.hosted.backend=openai", "evaluate.trust.bootstrap_resamples=200")
+    cfg = make_cfg("endpoints.hosted.backend=openai", "evaluate.bootstrap_resamples=200")
     pool = LLMPool(cfg)
     pool.install("local", ScoringFake())
     with open_run(cfg, pool=pool) as ctx:
@@ -134,7 +135,7 @@ class FakeVLLM:
 def test_openai_backend_prompt_logprobs_spans():
     be = OpenAIBackend(EndpointConfig(backend="openai", base_url="http://127.0.0.1:9/v1"), "vllm")
     fake = FakeVLLM()
-    be._clients = [fake]
+    be._clients = LoopLocal(lambda: [fake])
     out = asyncio.run(be.token_logprobs(DIALOGUE, "m"))
     assert len(out) == 2
     assert out[0].tokens == [*DIALOGUE[2]["content"].split(), "<end>"]  # the turn and its end token; "\n" dropped
@@ -159,7 +160,7 @@ def test_openai_backend_refuses_honestly():
             return r
 
     srv = OpenAIBackend(EndpointConfig(backend="openai", base_url="http://x/v1"), "llamaserver")
-    srv._clients = [NoLogprobs()]
+    srv._clients = LoopLocal(lambda: [NoLogprobs()])
     with pytest.raises(NotSupported, match="no prompt_logprobs"):
         asyncio.run(srv.token_logprobs(DIALOGUE, "m"))
 
@@ -195,3 +196,11 @@ def test_llamacpp_logprobs_match_transformers(gguf_path):
         assert abs(got.mean() - want.mean()) < 0.05  # the turn's mean NLL, what the stage reports
         assert np.abs(got - want).mean() < 0.15 and np.corrcoef(got, want)[0, 1] > 0.99
     json.dumps([t.logprobs for t in out])  # plain floats
+    # a second dialogue sharing the prefix reuses the KV cache and gets the same numbers
+    again = asyncio.run(be.token_logprobs(DIALOGUE[:3], "smollm2"))
+    assert again[0].tokens == out[0].tokens and np.allclose(again[0].logprobs, out[0].logprobs, atol=1e-4)
+    other = asyncio.run(be.token_logprobs([DIALOGUE[0], DIALOGUE[3], DIALOGUE[4]], "smollm2"))
+    fresh = LlamaCppBackend(EndpointConfig(model="smollm2", n_ctx=512, n_threads=2), "fresh")
+    want = asyncio.run(fresh.token_logprobs([DIALOGUE[0], DIALOGUE[3], DIALOGUE[4]], "smollm2"))
+    assert "".join(other[0].tokens) == DIALOGUE[4]["content"] + "<|im_end|>"
+    assert np.allclose(other[0].logprobs, want[0].logprobs, atol=1e-4)  # diverging after the system prompt

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 # a few optimizer steps over short sequences: enough to move the weights, seconds on 2 cores
-TINY = ["train.max_steps=2", "train.batch_size=2", "train.grad_accum=1", "train.max_seq_len=96",
+TINY = ["train.max_steps=2", "train.batch_size=2", "train.grad_accum=1", "train.max_seq_len=192",
         "train.save_steps=1", "train.eval_steps=1", "train.logging_steps=1", "train.lora_r=4",
         "train.lora_alpha=8", "train.learning_rate=0.01", "train.threads=2"]
 
