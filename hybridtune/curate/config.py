@@ -79,6 +79,9 @@ class MixConfig(BaseModel):
         "near-copy > 0.9")
     max_example_tokens: int = Field(
         65536, ge=256, description="OpenAI export: token limit per training example (gpt-4o-mini: 65536)")
+    export_system_prompt: bool = Field(
+        True, description="exports start each example with the counselor system prompt (when it has none), "
+        "as the fine-tuned model will be served with it")
     seed: int | None = Field(None, description="sampling seed (None: the experiment seed)")
     licences: dict[str, str] = Field(
         default_factory=lambda: dict(KNOWN_LICENCES),

@@ -59,10 +59,13 @@ def example_tokens(example: dict) -> int:
     return sum(count_tokens(m.get("content") or "") + 4 for m in example["messages"]) + 3
 
 
-def to_openai(s: Session) -> dict:
+def to_openai(s: Session, system: str | None = None) -> dict:
     """{"messages": [...]}: consecutive turns of one speaker merged, trailing client turns dropped
-    (nothing after the last counselor turn is trained on)."""
+    (nothing after the last counselor turn is trained on), and `system` put first when the
+    session has no system message (train with the prompt the model will be served with)."""
     msgs: list[dict[str, str]] = []
+    if system and not (s.messages and s.messages[0].role == "system"):
+        msgs.append({"role": "system", "content": system.strip()})
     for m in s.messages:
         text = m.content.strip()
         if not text:
@@ -73,6 +76,8 @@ def to_openai(s: Session) -> dict:
             msgs.append({"role": m.role, "content": text})
     while msgs and msgs[-1]["role"] == "user":
         msgs.pop()
+    if msgs and all(m["role"] == "system" for m in msgs):
+        msgs = []  # a system prompt alone is not an example
     return {"messages": msgs}
 
 
@@ -116,7 +121,7 @@ def export_variant(ctx: Context, st: StageDir, variant: str) -> dict:
         sessions = list(st.read(f"{variant}/{split}.jsonl", Session))
         good, rows, bad = [], [], []
         for s in sessions:
-            ex = to_openai(s)
+            ex = to_openai(s, ctx.system_prompt if ctx.cfg.mix.export_system_prompt else None)
             errs = validate_openai(ex, ctx.cfg.mix.max_example_tokens)
             if errs:
                 bad.append(QuarantineEntry(id=stable_id("export", variant, s.id), file=f"mix/{variant}/{split}.jsonl",

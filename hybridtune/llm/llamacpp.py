@@ -235,7 +235,8 @@ def _render_prompt(llm, messages: list[dict[str, str]], add_generation_prompt: b
 
     meta = llm.metadata
     template = meta.get("tokenizer.chat_template")
-    assert template, "GGUF has no chat template; cannot score chat turns"
+    if not template:
+        raise NotSupported("this GGUF has no chat template (tokenizer.chat_template); cannot score chat turns")
     eos = llm.detokenize([llm.token_eos()]).decode("utf-8", "replace")
     bos = llm.detokenize([llm.token_bos()]).decode("utf-8", "replace")
     fmt = Jinja2ChatFormatter(template=template, eos_token=eos, bos_token=bos,

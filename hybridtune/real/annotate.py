@@ -93,7 +93,8 @@ async def annotate_sessions(ctx: Context, st: StageDir, sessions: list[Session])
                            emotions=dom.emotions, distortions=dom.distortions)
         schema = counselor_schema if m.role == "assistant" else client_schema
         reply = await llm.chat(msgs, schema=schema)
-        ann = TurnAnnotation(index=i, **reply.parsed.model_dump())
+        fields = {k: list(dict.fromkeys(v)) if isinstance(v, list) else v for k, v in reply.parsed.model_dump().items()}
+        ann = TurnAnnotation(index=i, **fields)  # repeated ids (small models loop) kept once
         return TurnRecord(id=stable_id("annotate", s.id, i), session_id=s.id, annotation=ann, prompt=tmpl.tag)
 
     items = turn_items(ctx, sessions)

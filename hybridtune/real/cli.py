@@ -45,6 +45,7 @@ def ingest_cmd(
                    usage=Usage(cfg.llm.prices, cfg.llm.budget_usd, st.file("usage.json")))
     if cfg.real.llm:
         pool.check(["annotator"])
+    pool.usage.stage = "real"
     ctx = Context(cfg=cfg, store=RunStore(Path(out)), llms=pool, domain=load_domain(cfg.domain))
 
     async def go() -> dict:

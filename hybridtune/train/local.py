@@ -132,7 +132,6 @@ def train_lora(tc: TrainConfig, train_rows: list[list[dict]], valid_rows: list[l
                *, resume: bool = True, callbacks: list | None = None, log: Callable[[str], None] = print) -> dict:
     """Fine-tune a LoRA adapter; resumes from the last checkpoint in `out_dir` when `resume`."""
     trainer = make_trainer(tc, train_rows, valid_rows, out_dir, callbacks)
-    tok = trainer.processing_class
     valid_ds = trainer.eval_dataset
     ck = last_checkpoint(out_dir) if resume else None
     if ck:
@@ -140,15 +139,15 @@ def train_lora(tc: TrainConfig, train_rows: list[list[dict]], valid_rows: list[l
     t0 = time.time()
     out = trainer.train(resume_from_checkpoint=ck)
     seconds = time.time() - t0
-    trainer.model.save_pretrained(str(out_dir / "adapter"))
-    tok.save_pretrained(str(out_dir / "adapter"))
+    trainer.save_model(str(out_dir / "adapter"))  # main process only; gathers ZeRO-3/FSDP shards
     metrics = {"train_loss": round(out.training_loss, 4), "steps": trainer.state.global_step,
                "tokens": int(trainer.state.num_input_tokens_seen), "seconds": round(seconds, 1),
                "resumed_from": Path(ck).name if ck else None}
     metrics["tokens_per_s"] = round(metrics["tokens"] / max(seconds, 1e-9), 1)
     if valid_ds is not None:
         metrics["eval_loss"] = round(trainer.evaluate()["eval_loss"], 4)
-    write_loss_curves(trainer.state.log_history, out_dir)
+    if trainer.is_world_process_zero():
+        write_loss_curves(trainer.state.log_history, out_dir)
     return metrics
 
 

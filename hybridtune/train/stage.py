@@ -114,17 +114,24 @@ def train_variant(ctx: Context, st: StageDir, variant: str, rows: tuple, resume:
         common["metrics"].update(res["last"], trained_tokens=res["trained_tokens"])
         return ModelEntry(backend="openai", model=res["model"], endpoint=tc.openai.endpoint, job_id=res["job_id"],
                           api_hyperparameters=res["hyperparameters"], **common)
-    from .base_model import resolve_base
     from .local import train_lora
 
     ctx.log(f"[bold]{variant}[/bold]: LoRA on {tc.base_model}, {len(train)} train / {len(valid)} valid sessions")
     common["metrics"].update(train_lora(tc, train, valid, out, resume=resume, log=ctx.log))
+    return local_entry(tc, out, common)
+
+
+def local_entry(tc: TrainConfig, out: Path, common: dict) -> ModelEntry:
+    """Registry entry of a trained LoRA: a GGUF adapter for llama.cpp when the base is a GGUF."""
+    from .base_model import resolve_base
+
     gguf, folder = resolve_base(tc.base_model)
     if gguf is not None and tc.gguf_adapter:
         from .gguf_lora import to_gguf
 
         adapter = to_gguf(out / "adapter", gguf, out / "adapter.gguf")
         return ModelEntry(backend="llamacpp", model=tc.base_model, adapter=str(adapter.resolve()), **common)
+    # a transformers base: serve base + PEFT adapter with vLLM --enable-lora (docs/training.md)
     return ModelEntry(backend="transformers", model=str(folder or tc.base_model), adapter=str((out / "adapter").resolve()),
                       **common)
 

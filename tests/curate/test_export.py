@@ -64,7 +64,7 @@ def test_mix_exports_validated_jsonl_loadable_parquet_and_card(fake_ctx):
             "train": str(root / variant / "parquet" / "train.parquet"),
             "validation": str(root / variant / "parquet" / "validation.parquet")})
         n_train = summary["exports"][variant]["train"]["exported"]
-        assert ds["train"].num_rows == n_train and ds["train"][0]["messages"][0]["role"] in ("user", "assistant")
+        assert ds["train"].num_rows == n_train and ds["train"][0]["messages"][0]["role"] == "system" and ds["train"][0]["messages"][1]["role"] == "user"
         assert set(ds["train"].column_names) >= {"messages", "source", "technique", "topic"}
     hyb = summary["exports"]["hybrid"]
     assert hyb["train"]["exported"] + hyb["valid"]["exported"] == 16 and hyb["train"]["invalid"] + hyb["valid"]["invalid"] == 1
@@ -74,3 +74,10 @@ def test_mix_exports_validated_jsonl_loadable_parquet_and_card(fake_ctx):
     for needle in ("| real | 6 |", "| exposure |", "| sleep |", "AnnoMI: CC BY 4.0", "ESConv: CC BY-NC 4.0", "licence unknown; add it under mix.licences", "Judge scores", "technique_adherence",
                    "Tokens", "real_ratio: 0.35", "path: parquet/train.parquet"):
         assert needle in card, needle
+
+
+def test_to_openai_puts_the_serving_system_prompt_first():
+    s = Session(id="x", source="real", messages=[Message(role="user", content="hi"), Message(role="assistant", content="hello")])
+    assert to_openai(s, "You are a CBT counselor.")["messages"][0] == {"role": "system", "content": "You are a CBT counselor."}
+    only_client = Session(id="y", source="real", messages=[Message(role="user", content="hi")])
+    assert to_openai(only_client, "sys") == {"messages": []}

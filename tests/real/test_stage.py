@@ -164,3 +164,18 @@ def test_annomi_subset(fake_ctx, tmp_path):
     assert summary["sessions_in"] >= 2 and summary["sessions_out"] >= 1 and summary["samples_out"] > 10
     s = next(ctx.store.stage("real").read("sessions.jsonl", Session))
     assert s.meta["format"] == "annomi" and s.messages[0].role == "assistant"
+
+
+def test_crisis_content_flagged_for_review(fake_ctx, tmp_path):
+    pytest.importorskip("hybridtune.safety.rules")
+    d = tmp_path / "in"
+    d.mkdir()
+    (d / "c.txt").write_text(
+        "Therapist: How have things been since last week?\nClient: Worse. Sometimes I think I want to kill myself.\n"
+        "Therapist: Thank you for telling me. Are you safe right now?\nClient: I think so, I have not made a plan.\n")
+    ctx_cm, _ = fake_ctx(f"real.inputs=[{d}]", "real.llm=false", "real.pii.ner=false")
+    with ctx_cm as ctx:
+        ctx.run_stage("real", run)
+    (s,) = ctx.store.stage("real").read("sessions.jsonl", Session)
+    assert s.meta["safety"]["risk"] in ("high", "imminent") and s.meta["safety"]["review"] is True
+    assert ctx.store.stage("real").read_json("report.json")["safety"]

@@ -159,3 +159,32 @@ def test_too_few_examples_and_missing_key_fail_before_any_upload(api, tmp_path, 
     with pytest.raises(UserError, match="TEST_OPENAI_KEY is not set"):
         run(api, tmp_path)
     assert api.requests == []
+
+
+def test_train_stage_registers_openai_variants(api, make_cfg, write_mix, monkeypatch):
+    import hybridtune.train.openai_ft as oft
+    from hybridtune.context import open_run
+    from hybridtune.registry import counselor_llm, load_registry
+    from hybridtune.train.stage import run as train_run
+
+    real_make = oft.make_client
+    monkeypatch.setattr(oft, "make_client", lambda ep, name, http_client=None: real_make(
+        ep, name, httpx.Client(transport=httpx.MockTransport(api))))
+    cfg = make_cfg("train.backend=openai", "train.variants=[base,hybrid]", "train.openai.poll_s=0.01",
+                   "endpoints.openai.backend=openai", "endpoints.openai.base_url=https://api.test/v1",
+                   "endpoints.openai.api_key_env=TEST_OPENAI_KEY")
+    write_mix(cfg.run_dir, "hybrid", n=12)
+    with open_run(cfg) as ctx:
+        ctx.run_stage("train", train_run)
+        reg = load_registry(ctx.store)
+        assert reg["base"].backend == "openai" and reg["base"].model == "gpt-4o-mini-2024-07-18"
+        e = reg["hybrid"]
+        assert (e.backend, e.model, e.endpoint) == ("openai", FT_MODEL, "openai")
+        assert e.job_id == "ftjob-abc123" and e.metrics["trained_tokens"] == 51234 and e.data_hash
+        assert e.hyperparameters["n_epochs"] == 3 and e.metrics["train_sessions"] == 12
+        llm = counselor_llm(ctx, e)
+        assert llm.model == FT_MODEL and llm.backend.endpoint_name == "openai"
+        # rerun: already registered with the same data -> no new upload or job
+        before = len(api.requests)
+        assert ctx.run_stage("train", train_run, force=True)["skipped"] == ["hybrid"]
+        assert len(api.requests) == before
