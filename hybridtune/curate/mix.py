@@ -212,8 +212,9 @@ def report_md(summary: dict, hits: list[dict], mc: MixConfig) -> str:
              f"## Contamination ({mc.contamination}) against {summary['scenarios_checked']} evaluation scenarios", ""]
     if not summary["scenarios_checked"] and mc.contamination != "off":
         lines.append("Not checked: no evaluation scenarios (run stage eval_scenarios before mix).")
-    lines += [f"- dropped {h['id']} ({h['source']}): near-duplicate of scenario {h['scenario_id']} "
-              f"({', '.join(f'{k} {v}' for k, v in h.items() if k in ('containment', 'jaccard', 'cosine'))})" for h in hits]
+    for h in hits:
+        sims = ", ".join(f"{k} {v}" for k, v in h.items() if k in ("containment", "jaccard", "cosine"))
+        lines.append(f"- dropped {h['id']} ({h['source']}): near-duplicate of scenario {h['scenario_id']} ({sims})")
     if summary["scenarios_checked"] and not hits:
         lines.append("No training session is a near-duplicate of an evaluation scenario.")
     return "\n".join(lines) + "\n"

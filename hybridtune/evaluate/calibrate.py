@@ -27,6 +27,7 @@ import numpy as np
 from scipy import stats
 
 from ..context import Context, map_items
+from ..errors import TooManyFailures
 from ..records import Message, Record, Session, stable_id
 from ..store import StageDir
 from . import simcheck
@@ -190,8 +191,13 @@ async def rate(ctx: Context, st: StageDir, items: list[CalibItem], metrics: list
                            version=it.version, metric=m, sample=s, score=float(reply.parsed.score),
                            words=len(it.reply.split()), judge_model=judge.model, prompt=tpls[m].tag)
 
-    await map_items(ctx, st, work, one, "ratings.jsonl", label="calibrate judge", role="judge",
-                    concurrency=ctx.cfg.evaluate.concurrency)
+    try:
+        await map_items(ctx, st, work, one, "ratings.jsonl", label="calibrate judge", role="judge",
+                        concurrency=ctx.cfg.evaluate.concurrency)
+    except TooManyFailures as e:
+        # Here a judge that cannot follow the rubric's format is a finding ("not validated"),
+        # reported with its failure rate; stopping the run would lose the report that says so.
+        ctx.log(f"[yellow]calibrate: {e}[/yellow]")
     keys = {key for key, _ in work}
     return [r for r in st.read("ratings.jsonl", CalibRating) if r.id in keys]
 
@@ -207,6 +213,10 @@ async def run(ctx: Context, st: StageDir) -> dict:
     per_metric = analyze(ratings, metrics, tc.auc_threshold)
     validated, text = verdict(per_metric, tc.auc_threshold)
     planned = len(items) * len(metrics) * tc.calib_samples
+    if planned and 1 - len(ratings) / planned > ctx.cfg.llm.max_failure_rate:
+        validated = False
+        text = (f"judge not validated on this run: {1 - len(ratings) / planned:.0%} of its ratings could not be "
+                f"parsed (> llm.max_failure_rate {ctx.cfg.llm.max_failure_rate}); " + text.split(": ", 1)[-1])
     results = {
         "validated": validated, "verdict": text, "threshold": tc.auc_threshold,
         "judge_model": ctx.llm("judge").model, "source": source, "warnings": warnings,

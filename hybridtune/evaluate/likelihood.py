@@ -25,7 +25,7 @@ from scipy import stats
 
 from ..context import Context, map_items
 from ..llm import NotSupported, TokenLogprobs
-from ..records import Record, Session, stable_id
+from ..records import ModelEntry, Record, Session, stable_id
 from ..registry import counselor_llm, load_registry
 from ..store import StageDir
 from . import stats as S
@@ -153,9 +153,18 @@ def _sessions(ctx: Context, split: str) -> list[Session]:
     return list(mix.read(f"{split}.jsonl", Session))[: ctx.cfg.evaluate.trust.likelihood_sessions]
 
 
+def row_key(ctx: Context, entry: ModelEntry, split: str, s: Session) -> str:
+    """Everything that defines a score: a retrained variant or a new prompt is scored afresh on resume."""
+    return stable_id("nll", entry.variant, entry.model, entry.adapter, entry.data_hash, split, s.id,
+                     ctx.cfg.evaluate.trust.likelihood_turns, ctx.system_prompt)
+
+
 async def run(ctx: Context, st: StageDir) -> dict:
     tc = ctx.cfg.evaluate.trust
     reg = load_registry(ctx.store)
+    reg = {n: reg[n] for n in (ctx.cfg.evaluate.variants or list(reg)) if n in reg}  # as simulate: same variants
+    if not reg:
+        ctx.log("[yellow]likelihood: no counselor variants in models.json; nothing to score[/yellow]")
     splits = {sp: _sessions(ctx, sp) for sp in SPLITS}
     if not any(splits.values()):
         ctx.log("[yellow]likelihood: mix/test_real.jsonl and mix/test_synthetic.jsonl are empty; "
@@ -171,17 +180,17 @@ async def run(ctx: Context, st: StageDir) -> dict:
             ctx.log(f"[yellow]likelihood: variant {variant} skipped: {e}[/yellow]")
             continue
         scored.append(variant)
-        items = [(stable_id(variant, sp, s.id, tc.likelihood_turns), (sp, s)) for sp, ss in splits.items() for s in ss]
+        items = [(row_key(ctx, entry, sp, s), (sp, s)) for sp, ss in splits.items() for s in ss]
 
-        async def one(item: tuple[str, Session], variant=variant, llm=llm) -> SessionNLL:
+        async def one(item: tuple[str, Session], variant=variant, llm=llm, entry=entry) -> SessionNLL:
             sp, s = item
             turns = await llm.token_logprobs(scoring_messages(ctx.system_prompt, s, tc.likelihood_turns))
             nll, tokens, n, cut = nll_of(turns)
-            return SessionNLL(id=stable_id(variant, sp, s.id, tc.likelihood_turns), variant=variant, split=sp,
+            return SessionNLL(id=row_key(ctx, entry, sp, s), variant=variant, split=sp,
                               session_id=s.id, turns=n, truncated_turns=cut, tokens=tokens, nll_sum=nll)
 
         await map_items(ctx, st, items, one, "sessions.jsonl", label=f"likelihood {variant}", concurrency=2)
-    keys = {stable_id(v, sp, s.id, tc.likelihood_turns) for v in scored for sp, ss in splits.items() for s in ss}
+    keys = {row_key(ctx, reg[v], sp, s) for v in scored for sp, ss in splits.items() for s in ss}
     rows = [r for r in st.read("sessions.jsonl", SessionNLL) if r.id in keys]
     ev = ctx.cfg.evaluate  # the same resamples and significance level as the judge comparisons
     results = summarize(rows, scored, ev.bootstrap_resamples, 0.95, ctx.cfg.seed, ev.alpha)

@@ -18,6 +18,7 @@ from collections import defaultdict
 from pydantic import BaseModel, Field
 
 from ..context import Context, map_items
+from ..errors import TooManyFailures
 from ..records import Record, Scenario, Session, stable_id
 from ..store import StageDir
 from .simulate import persona_text
@@ -113,12 +114,17 @@ async def check(ctx: Context, st: StageDir) -> dict:
                          acts_as_counselor=j.acts_as_counselor, reason=j.reason[:500], judge_model=judge.model,
                          prompt=tpl.tag)
 
-    res = await map_items(ctx, st, items, one, "simcheck.jsonl", label="simulator check", role="judge")
+    failed_note = None
+    try:
+        await map_items(ctx, st, items, one, "simcheck.jsonl", label="simulator check", role="judge")
+    except TooManyFailures as e:  # a finding about the judge, reported; the run goes on to its report
+        failed_note = str(e)
     keys = {k for k, _ in items}
     rows = [r for r in st.read("simcheck.jsonl", TurnCheck) if r.id in keys]
     by: dict[str, list[TurnCheck]] = defaultdict(list)
     for r in rows:
         by[r.variant].append(r)
-    return {"ran": True, "sessions": len(sessions), "turns_planned": len(items), "failed": res.failed,
+    return {"ran": True, "sessions": len(sessions), "turns_planned": len(items), "failed": len(items) - len(rows),
+            "note": failed_note,
             "judge_model": judge.model, "prompt": tpl.tag, "overall": shares(rows),
             "by_variant": {v: shares(rs) for v, rs in sorted(by.items())}}

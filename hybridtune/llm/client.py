@@ -131,7 +131,9 @@ class LLM:
             if schema is None:
                 return reply
             try:
-                reply.parsed = schema.model_validate_json(extract_json(comp.text))
+                # strict=False: llama.cpp's JSON grammar lets raw newlines into strings, which
+                # strict JSON rejects; the content is fine, so accept it rather than re-ask
+                reply.parsed = schema.model_validate(json.loads(extract_json(comp.text), strict=False))
                 return reply
             except (ValidationError, ValueError) as e:
                 err = _short_error(e)

@@ -157,3 +157,15 @@ def test_ctrs_rubric_scores_eleven_items(fake_ctx):
     assert len(ctrs) == 3 and all(len(s.items) == 11 and s.score == sum(s.items.values()) for s in ctrs)
     assert all(r["ctrs"] == 55.0 and r["empathy"] == 5.0 for r in rows)
     assert any("Cognitive Therapy Rating Scale" in r.messages[0]["content"] for r in fake.requests if r.json_schema)
+
+
+def test_judge_reply_with_raw_newline_in_rationale_is_scored(fake_ctx):
+    """llama.cpp's JSON grammar lets raw newlines into strings; that is a valid score, not a failure."""
+    ctx_cm, fake = fake_ctx("evaluate.max_turns=1", "evaluate.metrics=[empathy]", "llm.max_reasks=0", responder=responder)
+    with ctx_cm as ctx:
+        setup_run(ctx, SCENARIOS[:1])
+        ctx.run_stage("simulate", simulate.run)
+        fake.responder = lambda req: '{"rationale": "Warm.\nOn topic.", "score": 8}'
+        summary = ctx.run_stage("score", score_mod.run)
+        scores = list(ctx.store.stage("score").read("scores.jsonl", score_mod.Score))
+    assert summary["failed"] == 0 and [s.score for s in scores] == [8.0] * 3 and scores[0].rationale == "Warm.\nOn topic."

@@ -186,3 +186,16 @@ def test_calibrate_with_embedded_judge(make_cfg):
     assert res["versions"] == 4 and res["ratings_planned"] == 4
     a = res["metrics"]["empathy"]["auc"]
     assert (a is None and res["validated"] is None) or (0.0 <= a <= 1.0 and res["validated"] is (a >= 0.7))
+
+
+def test_unparseable_judge_is_not_validated_and_does_not_stop_the_run(fake_ctx):
+    """Judge replies that never parse: the stage finishes, says 'not validated', and counts them."""
+    cm, _ = fake_ctx("evaluate.trust.calib_items=2", "evaluate.trust.calib_samples=1", "evaluate.metrics=[empathy]",
+                     "llm.max_reasks=0", "llm.max_failure_rate=0.25", responder=lambda req: "no json here")
+    with cm as ctx:
+        ctx.store.stage("mix").write_records("test_real.jsonl", [real_session(i) for i in range(2)])
+        summary = ctx.run_stage("calibrate", calibrate.run)
+        res = ctx.store.stage("calibrate").read_json("results.json")
+        failures = list(ctx.store.stage("calibrate").read_dicts("failures.jsonl"))
+    assert summary["validated"] is False and res["ratings"] == 0 and res["failure_rate"] == 1.0
+    assert "could not be parsed" in res["verdict"] and len(failures) == res["ratings_planned"] == 10
