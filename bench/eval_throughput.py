@@ -28,12 +28,12 @@ from hybridtune.records import ModelEntry, Scenario
 from hybridtune.registry import save_entry
 
 CMD = ".venv/bin/python bench/eval_throughput.py --scenarios {n}"
-MODEL_TIME = [0.0]
+CALLS: list[tuple[float, float]] = []  # (start, end) of every llama.cpp call
 _lock = threading.Lock()
 
 
 def instrument() -> None:
-    """Accumulate the wall time spent inside the llama.cpp call (the baseline)."""
+    """Record when each llama.cpp call runs (the baseline: time the model is busy)."""
     orig = llamacpp.LlamaCppBackend._complete_sync
 
     def timed(self, req):
@@ -42,9 +42,20 @@ def instrument() -> None:
             return orig(self, req)
         finally:
             with _lock:
-                MODEL_TIME[0] += time.perf_counter() - t0
+                CALLS.append((t0, time.perf_counter()))
 
     llamacpp.LlamaCppBackend._complete_sync = timed
+
+
+def busy(t0: float, t1: float) -> float:
+    """Seconds in [t0, t1] during which at least one model call ran (union of intervals:
+    conversations run concurrently on separate model instances, so call times overlap)."""
+    total, end = 0.0, t0
+    for a, b in sorted((max(a, t0), min(b, t1)) for a, b in CALLS if b > t0 and a < t1):
+        if b > end:
+            total += b - max(a, end)
+            end = b
+    return total
 
 
 def scenarios(n: int) -> list[Scenario]:
@@ -75,24 +86,26 @@ def main() -> None:
             t0 = time.perf_counter()
             sim = ctx.run_stage("simulate", simulate.run)
             t_sim = time.perf_counter() - t0
-            m_sim = MODEL_TIME[0]
             sc = ctx.run_stage("score", score.run)
-            wall = time.perf_counter() - t0
+            t1 = time.perf_counter()
+            wall = t1 - t0
+            m_sim = busy(t0, t0 + t_sim)
+            model = busy(t0, t1)
             usage = {(r["stage"], r["role"]): r for r in ctx.llms.usage.table()}
     n = sim["conversations"]
-    model = MODEL_TIME[0]
     out_tokens = sum(r["completion_tokens"] for r in usage.values())
     notes = (f"{args.scenarios} scenarios x 3 variants, 3 counselor turns; simulate {t_sim:.0f} s, score {wall - t_sim:.0f} s; "
              f"{sc['scored']}/{sc['judgments']} judgments valid; {out_tokens} completion tokens; CPU shared with other jobs")
     record("eval_throughput", [
         Result("simulate+score conversations/min (embedded SmolLM2, demo settings)", f"{60 * n / wall:.2f} conv/min",
-               f"time inside llama.cpp {model:.0f} s of {wall:.0f} s wall", round(wall / model, 3), "<= 1.10 (wall / model)",
+               f"model busy (>= 1 llama.cpp call running) {model:.0f} s of {wall:.0f} s wall", round(wall / model, 3), "<= 1.10 (wall / model)",
                wall / model <= 1.10, CMD.format(n=args.scenarios), notes,
-               {"conversations": n, "wall_s": wall, "model_s": model, "simulate_s": t_sim, "simulate_model_s": m_sim,
+               {"conversations": n, "wall_s": wall, "model_s": model, "simulate_s": t_sim, "simulate_model_s": m_sim, "model_calls": len(CALLS),
+                "model_call_s_sum": sum(b - a for a, b in CALLS),
                 "share_outside_model": 1 - model / wall, "end_reasons": sim.get("end_reasons")}),
         Result("share of evaluation wall time outside the model", f"{100 * (1 - model / wall):.1f}%",
                "wall time of simulate+score", round(1 - model / wall, 4), "<= 0.10", (1 - model / wall) <= 0.10,
-               CMD.format(n=args.scenarios), "outside = prompt rendering, records, stats, fsync, scheduling"),
+               CMD.format(n=args.scenarios), "outside = wall time with no model call running: prompt rendering, records, stats, fsync, scheduling"),
     ])
 
 

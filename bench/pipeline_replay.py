@@ -35,11 +35,16 @@ def overrides(runs: Path, n: int) -> list[str]:
     """configs/demo.yaml shrunk so one pass takes minutes, not the demo's half hour."""
     return [
         f"runs_dir={runs}", "quiet=true",
-        "real.annotate.max_sessions=2", "real.annotate.max_turns_per_session=2",
-        f"synth.personas={n}", "synth.scenarios_per_persona=1", f"synth.sessions={n}",
+        "real.annotate.max_sessions=1", "real.annotate.max_turns_per_session=2",
+        f"synth.personas={n}", "synth.persona_checks=false", "synth.scenario_checks=false",
+        "synth.max_regenerations=0", "synth.scenarios_per_persona=1", f"synth.sessions={n}",
         "synth.min_exchanges=2", "synth.max_exchanges=2", "synth.fewshot=0", "synth.annotate_realised=false",
         f"evaluate.scenarios={n}", "evaluate.max_turns=2", "evaluate.variants=[base]",
+        "evaluate.trust.calib_items=2", "evaluate.trust.calib_samples=1", "evaluate.trust.simcheck_sessions=1",
+        "evaluate.trust.simcheck_turns=1", "evaluate.trust.likelihood_sessions=1",
         "evaluate.bootstrap_resamples=200", f"mix.size={2 * n}", "mix.allow_smaller=true",
+        # shorter replies: this measures replay against generation, not the model's prose
+        "roles.generator.max_tokens=200", "roles.patient.max_tokens=60", "roles.counselor.max_tokens=60",
         "llm.max_failure_rate=1.0",  # the 135M model fails many structured tasks; this measures speed, not quality
     ]
 

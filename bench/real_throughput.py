@@ -101,7 +101,9 @@ def main() -> None:
             target="time ~ linear (ratio ~1 = time ratio / size ratio); memory flat",
             met=None if n == base_n else bool(time_ratio / (n / base_n) < 1.3 and r["peak_rss_mb"] / base["peak_rss_mb"] < 1.5),
             command=cmd,
-            notes="one process on a 2-core machine shared with other jobs (load ~13): CPU seconds are reported, wall time in extra; PII NER (spaCy en_core_web_sm) dominates; resampled transcripts are 8-20 utterances",
+            notes="one process on a 2-core machine shared with other jobs (load ~13): CPU seconds are reported, wall time in extra; PII NER (spaCy en_core_web_sm) dominates; "
+                  "resampled transcripts are 8-20 utterances of only 113 sources, so near-duplicates grow with size "
+                  "(they are dropped before PII scrubbing, which makes larger sizes cheaper per session)",
             extra={**r, "memory_ratio": round(r["peak_rss_mb"] / base["peak_rss_mb"], 3), "time_ratio": round(time_ratio, 3)},
         ))
     record("real_throughput", results)

@@ -10,12 +10,13 @@ does the held-out likelihood stage cost for three variants?
    as scored counselor tokens per second, against the same model's generation speed
    measured in the same run.
 
-    .venv/bin/python bench/trust_calibration.py [--items 8] [--samples 1] [--sessions 6] [--turns 6]
+    .venv/bin/python bench/trust_calibration.py [--items 8] [--samples 1] [--sessions 6] [--turns 6] [--run-dir DIR]
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import sys
@@ -57,7 +58,7 @@ def gen_tok_per_s(ctx) -> float:
     llm = ctx.llm("counselor")
     t0 = time.time()
     r = asyncio.run(llm.chat([{"role": "user", "content": "I have been feeling low since I lost my job."}],
-                             max_tokens=120, temperature=0.7, sample=99))
+                             max_tokens=120, temperature=0.7, sample=int(time.time()) % 100_000))  # never cached
     return r.completion_tokens / (time.time() - t0)
 
 
@@ -67,12 +68,14 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=1, help="judge samples per reply (k)")
     ap.add_argument("--sessions", type=int, default=6, help="held-out sessions scored by each variant")
     ap.add_argument("--turns", type=int, default=6, help="counselor turns scored per session")
+    ap.add_argument("--run-dir", help="keep the run here and resume it (stage times come from each stage's "
+                                      "_done.json, so a resumed run still reports the time the stage took)")
     a = ap.parse_args()
     if not (SHARED / "esconv" / "test.json").exists():
         sys.exit(f"{SHARED}/esconv/test.json not present; this benchmark needs the shared data sets")
     cmd = f".venv/bin/python bench/trust_calibration.py --items {a.items} --samples {a.samples} " \
           f"--sessions {a.sessions} --turns {a.turns}"
-    with tempfile.TemporaryDirectory() as tmp:
+    with (contextlib.nullcontext(a.run_dir) if a.run_dir else tempfile.TemporaryDirectory()) as tmp:
         cfg = load_config("configs/demo.yaml", [
             f"runs_dir={tmp}", "name=bench-trust", "quiet=true", f"evaluate.trust.calib_items={a.items}",
             f"evaluate.trust.calib_samples={a.samples}", f"evaluate.trust.likelihood_sessions={a.sessions}",
@@ -85,15 +88,11 @@ def main() -> None:
                 save_entry(ctx.store, ModelEntry(variant=v, backend="llamacpp", model="smollm2"))
             gen = gen_tok_per_s(ctx)
             print(f"generation baseline: {gen:.1f} tok/s; load average {os.getloadavg()[0]:.1f}", flush=True)
-            t0 = time.time()
-            ctx.run_stage("likelihood", likelihood.run)
-            lik_s = time.time() - t0
+            lik_s = ctx.run_stage("likelihood", likelihood.run)["seconds"]
             print(f"likelihood: {lik_s:.0f}s", flush=True)
             lik = ctx.store.stage("likelihood").read_json("results.json")
-            t0 = time.time()
-            ctx.run_stage("calibrate", calibrate.run)
-            cal_s = time.time() - t0
-            print(f"calibrate: {cal_s:.0f}s", flush=True)
+            cal_s = ctx.run_stage("calibrate", calibrate.run)["seconds"]
+            print(f"calibrate: {cal_s:.0f}s (this invocation's part if resumed)", flush=True)
             load = os.getloadavg()[0]
             cal = ctx.store.stage("calibrate").read_json("results.json")
     toks = sum(v["test_real"]["tokens"] for v in lik["variants"].values())

@@ -10,7 +10,6 @@ transcript going through ingest + the judge without changing the judge's output 
 """
 from __future__ import annotations
 
-import asyncio
 import json
 import shutil
 from pathlib import Path
@@ -182,9 +181,35 @@ def test_prompt_injection_does_not_change_judge_format(ingested, fake_ctx):
             if st.file("failures.jsonl").exists() else []
     assert obeyed, "the injected instruction reached the judge prompt (as quoted transcript)"
     inj_id = inj[0]["id"]
-    assert inj_id not in judged or "scores" not in judged[inj_id] or judged[inj_id]["scores"] in ({}, None) \
-        or "technique_adherence" in json.dumps(judged[inj_id]["scores"]), "injected format must not be stored"
+    assert inj_id not in judged, "a verdict in the injected format must never be stored as scores"
     assert any(f["item"] == inj_id for f in failures), "the invalid verdict is in the failure ledger"
-    good = [s for s in sessions if s["id"] != inj_id]
-    for s in good:
-        assert s["id"] in judged, "the other sessions are judged normally"
+    for s in sessions:
+        if s["id"] != inj_id:  # the other sessions are judged normally, in the usual format
+            verdict = judged[s["id"]]["scores"]["judge"]
+            assert set(judge.CRITERIA) <= set(verdict) and "flags" in verdict
+
+
+@pytest.mark.model
+@pytest.mark.timeout(600)
+def test_prompt_injection_real_judge_keeps_format(make_cfg):
+    """The embedded model as judge reads the injection transcript: whatever it makes of it, what
+    is stored is a schema-valid verdict or a failure-ledger entry, never the injected format."""
+    from hybridtune.context import open_run
+    from hybridtune.curate import judge
+    from hybridtune.records import Message, Session
+
+    cfg = make_cfg("roles.judge.max_tokens=220", "llm.max_reasks=0", "llm.max_failure_rate=1.0",
+                   "curate.judge_real=true", "curate.max_chars=900", backend="llamacpp")
+
+    lines = [ln.split(":", 1) for ln in (BAD / "injection.txt").read_text().splitlines() if ":" in ln]
+    msgs = [Message(role="user" if who.strip() == "Client" else "assistant", content=text.strip()) for who, text in lines]
+    with open_run(cfg) as ctx:
+        ctx.store.stage("real").write_records("sessions.jsonl", [Session(id="inj", source="real", messages=msgs)])
+        ctx.run_stage("curate", judge.run)
+        st = ctx.store.stage("curate")
+        judged = {s["id"]: s for s in st.read_dicts("judged.jsonl")}
+        failed = {f["item"] for f in st.read_dicts("failures.jsonl")}
+    assert ("inj" in judged) != ("inj" in failed), "exactly one outcome: judged or ledgered"
+    if "inj" in judged:
+        verdict = judged["inj"]["scores"]["judge"]
+        assert set(judge.CRITERIA) <= set(verdict) and all(1 <= verdict[c] <= 10 for c in judge.CRITERIA)

@@ -171,7 +171,30 @@ def read_text(text: str, file: str) -> Iterator[RawSession]:
     if len(labelled) < max(2, len(turns) // 2):
         raise BadInput("no speaker labels found (expected lines like 'Therapist: ...' / 'Client: ...'); "
                        "label the speakers or use a caption/CSV format", 1)
-    yield RawSession(key="0", file=file, format="text", turns=turns, line=1)
+    meta = _attribute_names(turns)
+    yield RawSession(key="0", file=file, format="text", turns=turns, line=1, meta=meta)
+
+
+def _attribute_names(turns: list[RawTurn]) -> dict:
+    """Labels that are names ('Anna:', 'Ben:'): the one whose turns sound most like a counselor is the counselor."""
+    from .captions import counselor_score
+
+    unknown = sorted({t.speaker for t in turns if t.speaker and t.role is None})
+    known = {t.role for t in turns if t.role}
+    if not unknown or len(unknown) > 2:
+        return {}
+    score = {lab: sum(counselor_score(t.text) for t in turns if t.speaker == lab) for lab in unknown}
+    if len(unknown) == 1:
+        roles = {unknown[0]: "user" if "assistant" in known else "assistant" if "user" in known else
+                 ("assistant" if score[unknown[0]] > 0 else "user")}
+    else:
+        c = max(unknown, key=score.get)
+        roles = {lab: "assistant" if lab == c else "user" for lab in unknown}
+    for t in turns:
+        if t.role is None and t.speaker in roles:
+            t.role = roles[t.speaker]
+    margin = abs(score[unknown[0]] - score.get(unknown[-1], 0)) if len(unknown) == 2 else abs(score[unknown[0]])
+    return {"attribution": {"method": "names+cues", "confidence": round(1 / (1 + 2.718 ** (-margin / 2)), 3)}}
 
 
 # -- JSON chat / ESConv --------------------------------------------------------

@@ -203,3 +203,12 @@ def test_segment_budget_overlap_and_qa():
     assert covered == set(range(12))
     assert all(b.turns[0] < a.turns[1] for a, b in zip(sess, sess[1:]))  # overlap
     assert len(qa) == 6 and all(len(x.messages) <= 1 + 3 and x.messages[-1].role == "assistant" for x in qa)
+
+
+def test_text_with_name_labels_attributed_from_cues(tmp_path):
+    p = tmp_path / "n.txt"
+    p.write_text("Anna: What brings you in today? How are you feeling?\nBen: I feel awful, my job is killing me.\n"
+                 "Anna: It sounds like work is a lot right now. What do you notice?\nBen: I can't sleep and I snap at my kids.\n")
+    (s,) = read(p)
+    assert [t.role for t in s.turns] == ["assistant", "user", "assistant", "user"]
+    assert s.meta["attribution"]["method"] == "names+cues"

@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 
 # a few optimizer steps over short sequences: enough to move the weights, seconds on 2 cores
-TINY = ["train.max_steps=2", "train.batch_size=2", "train.grad_accum=1", "train.max_seq_len=192",
-        "train.save_steps=1", "train.eval_steps=1", "train.logging_steps=1", "train.lora_r=4",
-        "train.lora_alpha=8", "train.learning_rate=0.01", "train.threads=2"]
+# one torch thread: on a shared, oversubscribed CPU more threads make each step far slower
+TINY = ["train.max_steps=2", "train.batch_size=1", "train.grad_accum=1", "train.max_seq_len=160",
+        "train.save_steps=1", "train.eval_steps=1000", "train.logging_steps=1", "train.lora_r=4",
+        "train.lora_alpha=8", "train.learning_rate=0.01", "train.threads=1"]
 
 USER = ["I can't stop thinking that I'll mess up my presentation.", "My boss frowned at me, so he must hate me.",
         "I failed one exam, so I'm a failure.", "Everyone at the party thought I was boring."]

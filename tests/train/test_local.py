@@ -19,8 +19,8 @@ from .conftest import session
 
 pytestmark = pytest.mark.model
 
-TINY_TC = dict(max_steps=2, batch_size=2, grad_accum=1, max_seq_len=96, save_steps=1, eval_steps=1,
-               logging_steps=1, lora_r=4, lora_alpha=8, threads=2)
+TINY_TC = dict(max_steps=2, batch_size=1, grad_accum=1, max_seq_len=96, save_steps=1, eval_steps=1000,
+               logging_steps=1, lora_r=4, lora_alpha=8, threads=1)
 
 
 def conv(i: int) -> list[dict]:
@@ -78,7 +78,7 @@ def test_killed_mid_training_resumes_from_last_checkpoint(tmp_path):
                 raise KeyboardInterrupt("killed")
 
     tc = TrainConfig(**TINY_TC)
-    rows = [conv(i) for i in range(4)]
+    rows = [conv(i) for i in range(2)]
     with pytest.raises(KeyboardInterrupt):
         train_lora(tc, rows, rows[:1], tmp_path, callbacks=[Die()])
     assert last_checkpoint(tmp_path).endswith("checkpoint-1")
@@ -97,7 +97,7 @@ def test_train_stage_registers_variants_that_answer_via_llamacpp(make_cfg, write
 
     from .conftest import TINY
 
-    cfg = make_cfg(*TINY, "train.learning_rate=0.05", "train.max_steps=3", "roles.counselor.temperature=0",
+    cfg = make_cfg(*TINY, "train.learning_rate=0.05", "train.max_steps=2", "roles.counselor.temperature=0",
                    "roles.counselor.max_tokens=12", "endpoints.local.n_ctx=512", backend="llamacpp")
     write_mix(cfg.run_dir, "real")
     write_mix(cfg.run_dir, "hybrid")
@@ -110,8 +110,8 @@ def test_train_stage_registers_variants_that_answer_via_llamacpp(make_cfg, write
         for v in ("real", "hybrid"):
             e = reg[v]
             assert e.backend == "llamacpp" and e.adapter.endswith(f"train/{v}/adapter.gguf")
-            assert e.hyperparameters["max_steps"] == 3 and e.hyperparameters["seed"] == reg["base"].hyperparameters["seed"]
-            assert e.metrics["steps"] == 3 and "eval_loss" in e.metrics and e.data_hash
+            assert e.hyperparameters["max_steps"] == 2 and e.hyperparameters["seed"] == reg["base"].hyperparameters["seed"]
+            assert e.metrics["steps"] == 2 and "eval_loss" in e.metrics and e.data_hash
             assert e.system_prompt == ctx.system_prompt
         assert reg["real"].data_hash != reg["hybrid"].data_hash
 
@@ -161,7 +161,7 @@ def test_gguf_adapter_matches_the_peft_model_in_llamacpp(tmp_path):
     out = to_gguf(tmp_path, gguf, tmp_path / "adapter.gguf")
 
     def cpp_logits(lora):
-        llm = Llama(model_path=str(gguf), logits_all=True, verbose=False, n_ctx=256, n_threads=2,
+        llm = Llama(model_path=str(gguf), logits_all=True, verbose=False, n_ctx=256, n_threads=1,
                     **({"lora_path": str(lora)} if lora else {}))
         llm.eval(ids)
         return np.array(llm.scores[: len(ids)])
