@@ -11,7 +11,7 @@ cost a small fraction of the original. Figures: replay wall time / original wall
 models.json it would write registers the base model (llama.cpp, no adapter) instead.
 
     .venv/bin/python bench/pipeline_replay.py                 # ~5-15 min on 2 busy cores
-    .venv/bin/python bench/pipeline_replay.py --sessions 2 --keep /tmp/replay
+    .venv/bin/python bench/pipeline_replay.py --sessions 1 --stages real personas scenarios synth curate
 """
 from __future__ import annotations
 
@@ -82,13 +82,15 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sessions", type=int, default=2, help="personas, synthetic sessions and eval scenarios")
     ap.add_argument("--keep", type=Path, default=None, help="runs_dir to use and keep (default: a temp dir)")
+    ap.add_argument("--stages", nargs="+", default=STAGES, choices=STAGES, help="stages to run (in run order)")
     a = ap.parse_args()
+    stages = [s for s in STAGES if s in a.stages]
     runs = a.keep or Path(tempfile.mkdtemp(prefix="pipeline_replay_"))
     run = runs / "demo"
     sets = overrides(runs, a.sessions)
 
     first, second = [], []
-    for st in STAGES:
+    for st in stages:
         if st == "simulate":
             register_base(run)
         first.append(run_stage(sets, st))
@@ -96,7 +98,7 @@ def main() -> None:
     calls_before = model_calls(run)
     for done in run.glob("*/_done.json"):
         done.unlink()
-    for st in STAGES:
+    for st in stages:
         second.append(run_stage(sets, st))
         print(f"replay   {second[-1]}", flush=True)
     replay_calls = model_calls(run) - calls_before
@@ -106,7 +108,7 @@ def main() -> None:
         done.unlink()
     t0 = time.time()
     one = subprocess.run([sys.executable, "-m", "hybridtune.cli", "run", "configs/demo.yaml",
-                          *sum((["--set", s] for s in sets), []), *sum((["--stage", s] for s in STAGES), [])],
+                          *sum((["--set", s] for s in sets), []), *sum((["--stage", s] for s in stages), [])],
                          cwd=ROOT, capture_output=True, text=True)
     one_s = time.time() - t0
 
@@ -115,7 +117,8 @@ def main() -> None:
     rep = sum(f["seconds"] for f in second)
     ratio = round(rep / orig, 4) if orig else None
     ratio_one = round(one_s / orig, 4) if orig else None
-    cmd = f".venv/bin/python bench/pipeline_replay.py --sessions {a.sessions}"
+    cmd = f".venv/bin/python bench/pipeline_replay.py --sessions {a.sessions}" + (
+        f" --stages {' '.join(stages)}" if stages != STAGES else "")
     note = (f"{len(ok)}/{len(first)} stages ran OK the first time; train skipped (base model registered instead). "
             f"Each replayed stage pays an interpreter start plus imports and model loads; those fixed costs "
             f"dominate at this size and shrink relative to real runs, where the original takes hours.")
