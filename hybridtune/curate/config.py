@@ -46,6 +46,9 @@ class CurateConfig(BaseModel):
     max_chars: int = Field(
         6000, ge=200, description="transcript characters shown to the judge (longer sessions are cut, the cut marked)")
     concurrency: int = Field(4, ge=1, description="judge requests in flight")
+    max_tokens: int | None = Field(
+        None, ge=1, description="judge reply token limit in this stage (None: roles.judge.max_tokens); "
+        "a verdict needs about 280 (SmolLM2 tokenizer)")
 
 
 class MixConfig(BaseModel):

@@ -97,7 +97,7 @@ async def judge_one(ctx: Context, session: Session, endpoint: str | None = None)
     """Judge one session; raises StructuredOutputError after the LLM layer's re-asks."""
     llm = ctx.llm("judge") if endpoint is None else ctx.llms.bind("judge2", ctx.cfg.roles["judge"], endpoint)
     msgs, tag = judge_messages(ctx, session)
-    reply = await llm.chat(msgs, schema=JudgeVerdict)
+    reply = await llm.chat(msgs, schema=JudgeVerdict, max_tokens=ctx.cfg.curate.max_tokens)
     return verdict_scores(reply.parsed, tag, reply.model)
 
 
@@ -124,8 +124,9 @@ async def run(ctx: Context, st: StageDir) -> dict:
     synth, real = load_inputs(ctx)
     to_judge = synth + (real if cc.judge_real else [])
     ctx.log(f"curate: judging {len(to_judge)} sessions ({len(synth)} synthetic, {len(real)} real)")
-    if to_judge and ctx.cfg.roles["judge"].max_tokens < MIN_VERDICT_TOKENS:
-        ctx.log(f"[yellow]roles.judge.max_tokens={ctx.cfg.roles['judge'].max_tokens}: a verdict needs about "
+    limit = cc.max_tokens or ctx.cfg.roles["judge"].max_tokens
+    if to_judge and limit < MIN_VERDICT_TOKENS:
+        ctx.log(f"[yellow]judge max_tokens={limit} (curate.max_tokens / roles.judge.max_tokens): a verdict needs about "
                 f"{MIN_VERDICT_TOKENS} tokens; cut replies fail validation and go to review. Raise it.[/yellow]")
 
     async def one(s: Session) -> Session:

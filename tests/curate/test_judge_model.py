@@ -13,7 +13,7 @@ pytestmark = pytest.mark.model
 
 
 def test_embedded_judge_scores_or_routes_to_review(make_cfg):
-    cfg = make_cfg("roles.judge.max_tokens=320", "roles.judge.temperature=0", "llm.max_reasks=0",
+    cfg = make_cfg("roles.judge.max_tokens=100", "curate.max_tokens=320", "roles.judge.temperature=0", "llm.max_reasks=0",
                    "llm.max_failure_rate=1", backend="llamacpp")
     s = Session(id="s1", source="synthetic", meta={"techniques": ["socratic_questioning"]}, messages=[
         Message(role="user", content="I can't sleep before exams. I'm sure I'll fail."),

@@ -54,11 +54,12 @@ def test_curate_stage_writes_judged_selected_review(fake_ctx):
 
 def test_rerun_resumes_without_rejudging(fake_ctx):
     synth = [session(i, words="great") for i in range(3)]
-    cm, fake = fake_ctx(responder=_responder)
+    cm, fake = fake_ctx("curate.max_tokens=333", responder=_responder)
     with cm as ctx:
         _seed(ctx, synth)
         ctx.run_stage("curate", judge.run)
         calls = fake.calls
+        assert {r.max_tokens for r in fake.requests} == {333}  # the stage's limit beats the role's
         ctx.run_stage("curate", judge.run, force=True)
         assert fake.calls == calls  # judged records are reused
 
