@@ -74,12 +74,21 @@ class Context:
         try:
             result = fn(self, st)
             if asyncio.iscoroutine(result):
-                result = asyncio.run(result)
+                result = asyncio.run(self._closing(result))
         finally:
             self.llms.usage.save()
         summary = {"stage": name, "seconds": round(time.time() - t0, 2), **(result or {})}
         st.mark_done(summary)
         return summary
+
+
+    async def _closing(self, coro):
+        """Run a stage's coroutine, then close the HTTP clients made in its event loop
+        (they cannot be closed once the loop is gone)."""
+        try:
+            return await coro
+        finally:
+            await self.llms.aclose()
 
 
 @contextlib.contextmanager

@@ -139,8 +139,6 @@ def test_review_import_bad_rows(tmp_path, name, content):
     assert f"{f}:" in out.stderr, "each bad row is reported with file:line"
 
 
-@pytest.mark.xfail(reason="known defect: hybridtune/curate/decisions.py _read_rows reads with read_text(utf-8) and "
-                          "a non-UTF-8 file ends in a traceback; fix: catch UnicodeDecodeError -> UserError (reported)")
 def test_review_import_undecodable_file(tmp_path):
     run, _ = _curated_run(tmp_path)
     f = tmp_path / "latin1.csv"

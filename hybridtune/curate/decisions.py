@@ -152,7 +152,10 @@ def export_queue(st: StageDir, out: Path, which: str = "review") -> int:
 def _read_rows(path: Path) -> list[tuple[int, dict]]:
     if not path.is_file():
         raise UserError(f"{path}: file not found; pass a .csv or .jsonl written by review-export")
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise UserError(f"{path}: not UTF-8 text (byte {e.start}); re-save the file as UTF-8") from None
     if path.suffix.lower() == ".csv":
         return [(i + 2, row) for i, row in enumerate(csv.DictReader(io.StringIO(text)))]  # line 1 = header
     if path.suffix.lower() == ".jsonl":
