@@ -23,7 +23,8 @@ SKIP = {"common.py", "run_all.py"}
 
 
 def scripts() -> list[Path]:
-    return sorted(p for p in BENCH.glob("*.py") if p.name not in SKIP and not p.name.startswith("_"))
+    return sorted(p for p in BENCH.glob("*.py")
+                  if p.name not in SKIP and not p.name.startswith("_") and not p.stem.endswith("_common"))
 
 
 def run(names: list[str] | None) -> list[str]:
