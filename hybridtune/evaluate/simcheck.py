@@ -60,7 +60,10 @@ def simulated_sessions(ctx: Context) -> list[Session]:
     st = ctx.store.stage("simulate")
     current = st.read_json("current.json")
     keep = set(current) if current is not None else None
-    return [s for s in st.read("sessions.jsonl", Session) if keep is None or s.id in keep]
+    rows = [s for s in st.read("sessions.jsonl", Session) if keep is None or s.id in keep]
+    # file order is completion order (it differs after a crash-resume); pick the subset by
+    # scenario then variant, so it is stable and keeps every variant on the same scenarios
+    return sorted(rows, key=lambda s: (str(s.meta.get("scenario_id", "")), str(s.meta.get("variant", "")), s.id))
 
 
 def client_turns(s: Session, limit: int) -> list[int]:

@@ -15,7 +15,7 @@ from .helpers import session
 def test_verbs_end_to_end(tmp_path):
     runs = tmp_path / "runs"
     sets = ["--set", f"runs_dir={runs}", "--set", "endpoints.local.backend=fake", "--set", "mix.size=6",
-            "--set", "mix.allow_smaller=true", "--set", "curate.threshold=1", "-q"]
+            "--set", "mix.allow_smaller=true", "--set", "mix.min_test=1", "--set", "curate.threshold=1", "-q"]
     store = RunStore(runs / "demo")
     store.stage("synth").write_records("sessions.jsonl", [session(i, techniques=("validation",)) for i in range(8)])
     store.stage("real").write_records("sessions.jsonl", [session(i, "real") for i in range(4)])
