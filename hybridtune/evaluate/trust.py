@@ -129,8 +129,11 @@ def calibration_section(cal: dict | None) -> dict:
     if cal is None:
         return section(title, [("strong", "Judge not validated on this run: the calibrate stage did not run."),
                                ("p", "Treat the judge scores above as unchecked.")])
+    verdict = str(cal.get("verdict") or "")
     head = "Judge validated on this run" if cal.get("validated") else "Judge not validated on this run"
-    blocks: list[tuple[str, Any]] = [("strong", f"{head}. {cal.get('verdict', '')}")]
+    # the verdict text already starts with the headline when it explains a failure
+    text = verdict[:1].upper() + verdict[1:] if verdict.lower().startswith(head.lower()) else f"{head}. {verdict}"
+    blocks: list[tuple[str, Any]] = [("strong", text.strip())]
     blocks.append(("p", (
         f"Judge {cal.get('judge_model')} rated {cal.get('originals')} real counselor turns from {cal.get('source')} "
         f"and degraded versions of each ({cal.get('versions')} replies, k={cal.get('samples')} samples, "

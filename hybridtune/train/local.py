@@ -128,10 +128,25 @@ def make_trainer(tc: TrainConfig, train_rows: list[list[dict]], valid_rows: list
     )
 
 
+def _route_logs(trainer, log: Callable[[str], None]) -> None:
+    """Send the trainer's log lines through `log` (silent in --quiet) instead of print()."""
+    from transformers import TrainerCallback
+    from transformers.trainer_callback import PrinterCallback
+
+    class _Log(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kw):
+            if state.is_world_process_zero and logs:
+                log(f"step {state.global_step}: " + ", ".join(f"{k}={v}" for k, v in logs.items()))
+
+    trainer.remove_callback(PrinterCallback)
+    trainer.add_callback(_Log())
+
+
 def train_lora(tc: TrainConfig, train_rows: list[list[dict]], valid_rows: list[list[dict]], out_dir: Path,
                *, resume: bool = True, callbacks: list | None = None, log: Callable[[str], None] = print) -> dict:
     """Fine-tune a LoRA adapter; resumes from the last checkpoint in `out_dir` when `resume`."""
     trainer = make_trainer(tc, train_rows, valid_rows, out_dir, callbacks)
+    _route_logs(trainer, log)
     valid_ds = trainer.eval_dataset
     ck = last_checkpoint(out_dir) if resume else None
     if ck:
