@@ -86,7 +86,7 @@ def test_report_sections_escape_and_verdict(fake_ctx):
     assert "| <b>ase | held-out real | 3 | 40 | 2.500 [2.100, 2.900] | 12.18 [8.20, 18.20] |" in lik_md
     assert "&lt;b&gt;ase" in secs[0]["html"] and "<b>ase" not in secs[0]["html"]
     assert "gpt: not scored" in lik_md
-    assert cal_md.startswith("**Judge not validated on this run.") and "| empathy | 0.52 | no |" in cal_md
+    assert cal_md.startswith("**Judge not validated on this run") and "| empathy | 0.52 | no |" in cal_md
     assert '<p class="verdict"><strong>Judge not validated' in secs[1]["html"]
     assert "| all | 4 | 25% | 0% | 50% | 50% |" in sim_md
     assert "NOT validated" in para
