@@ -207,8 +207,3 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
         return ExperimentConfig.model_validate(data)
     except ValidationError as e:
         raise UserError(format_validation_error(e, source)) from None
-
-
-def resolve_path(cfg: ExperimentConfig, p: str | Path) -> Path:
-    """Paths in a config are relative to the current directory, as typed on the command line."""
-    return Path(p).expanduser()
