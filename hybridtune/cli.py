@@ -75,7 +75,8 @@ def ask(
 
 
 # Stage packages that contribute verbs; each has `cli.py` with `register(app)`.
-STAGE_CLIS = ("real", "synth", "curate", "train", "evaluate", "evaluate.trust_cli", "safety", "app", "pipeline_cli")
+STAGE_CLIS = ("real", "synth", "curate", "train", "evaluate", "evaluate.trust_cli", "safety", "app", "pipeline_cli",
+              "catalogue")
 
 
 def _register_stages() -> None:

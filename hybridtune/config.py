@@ -68,6 +68,7 @@ class RoleConfig(Strict):
 class Price(Strict):
     input: float = Field(0.0, ge=0, description="USD per 1M input tokens")
     output: float = Field(0.0, ge=0, description="USD per 1M output tokens")
+    training: float = Field(0.0, ge=0, description="USD per 1M training tokens (hosted fine-tuning; x epochs)")
 
 
 class LLMConfig(Strict):
@@ -78,6 +79,11 @@ class LLMConfig(Strict):
     max_failure_rate: float = Field(0.25, ge=0, le=1, description="a stage fails loudly above this")
     budget_usd: float | None = Field(None, ge=0, description="stop the run cleanly when spent")
     prices: dict[str, Price] = Field(default_factory=dict, description="per-model price table")
+    output_fill: float = Field(0.6, gt=0, le=1, description="dry-run estimate: share of max_tokens a reply uses")
+    batch: bool = Field(False, description="openai endpoints: send batchable stages through /v1/batches")
+    batch_discount: float = Field(0.5, gt=0, le=1, description="price factor of batch requests (OpenAI: half)")
+    batch_poll_s: float = Field(30.0, gt=0, description="seconds between batch status polls")
+    batch_timeout_h: float = Field(24.0, gt=0, description="give up waiting for a batch (it keeps running; rerun follows it)")
 
 
 class ExperimentConfig(Strict):

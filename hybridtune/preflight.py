@@ -1,6 +1,11 @@
-"""`hybridtune run --dry-run`: check config, data and credentials without calling a model.
+"""`hybridtune run CONFIG --dry-run`: check config, data, credentials, models and cost without calling a model.
 
-Returns lines to print; raises UserError on the first problem that would stop the run.
+    lines = preflight(cfg)     # lines to print; UserError listing every blocking problem, one line each
+
+Blocking: no real inputs (or a path / data set name that is not there), a training backend
+that cannot work with the chosen endpoints, a missing API key, a model the provider no longer
+serves (hybridtune/provider.py). Then the cost estimate per stage and role (hybridtune/estimate.py)
+and the budget check.
 """
 from __future__ import annotations
 
@@ -11,26 +16,124 @@ from .domain import load_domain
 from .errors import UserError
 from .llm import LLMPool
 
+HOSTED = ("api.openai.com",)
+
+
+def _urls(ep) -> list[str]:
+    u = ep.base_url or "https://api.openai.com/v1"
+    return [u] if isinstance(u, str) else list(u)
+
+
+def check_real_inputs(cfg: ExperimentConfig) -> tuple[list[str], list[str]]:
+    """(ok lines, problems) of `real.inputs` and `evaluate.scenarios_file`, names resolved."""
+    from . import catalogue
+    from .evaluate.scenarios import scenarios_source
+
+    ok, bad = [], []
+    if not cfg.real.inputs:
+        bad.append("real.inputs: no real data configured; e.g. `hybridtune data get annomi` then real.inputs: [annomi] "
+                   "(hybridtune data list shows the public sets), or paths of your own transcripts")
+    for item in cfg.real.inputs:
+        if catalogue.is_name(item):
+            try:
+                files = catalogue.resolve_inputs([item])
+                ok.append(f"real data: {item} -> {', '.join(files)} ({catalogue.get(item).licence})")
+            except UserError as e:
+                bad.append(str(e))
+        elif not Path(item).expanduser().exists():
+            bad.append(f"real.inputs: {item} not found; fix the path, remove it, or use a catalogue name "
+                       f"({', '.join(catalogue.catalogue())})")
+        else:
+            ok.append(f"real data: {item} found")
+    if cfg.evaluate.scenarios_file:
+        try:
+            path, fmt = scenarios_source(cfg.evaluate.scenarios_file, cfg.evaluate.scenarios_format)
+            if path.is_file():
+                ok.append(f"eval scenarios: {path} ({fmt})")
+            else:
+                bad.append(f"evaluate.scenarios_file: {path} not found; fix the path or use cactus / mentalchat16k")
+        except UserError as e:
+            bad.append(str(e))
+    return ok, bad
+
+
+def check_training(cfg: ExperimentConfig) -> list[str]:
+    """Problems of `train.backend` with the configured endpoints (one line each)."""
+    tc = cfg.train
+    out = []
+    counselor = cfg.roles["counselor"]
+    c_ep = cfg.endpoints[counselor.endpoint]
+    serve = getattr(tc, "serve_endpoint", None)
+    if tc.backend == "openai":
+        ep = cfg.endpoints.get(tc.openai.endpoint)
+        if ep is None:
+            out.append(f"train.openai.endpoint: '{tc.openai.endpoint}' is not defined under endpoints; "
+                       f"define it (backend: openai, base_url, api_key_env) or fix the name")
+        elif ep.backend != "openai":
+            out.append(f"train.backend: openai fine-tunes through endpoint '{tc.openai.endpoint}', whose backend is "
+                       f"{ep.backend}; it needs an OpenAI-compatible fine-tuning API (backend: openai)")
+    elif serve:
+        ep = cfg.endpoints.get(serve)
+        if ep is None:
+            out.append(f"train.serve_endpoint: '{serve}' is not defined under endpoints")
+        elif ep.backend != "openai" or any(h in u for u in _urls(ep) for h in HOSTED):
+            out.append(f"train.serve_endpoint: '{serve}' must be your own OpenAI-compatible server started with LoRA "
+                       f"support (vllm serve --enable-lora); {ep.backend} @ {', '.join(_urls(ep))} cannot load adapters")
+    elif c_ep.backend == "openai":
+        model = counselor.model or c_ep.model
+        out.append(f"train.backend: local trains LoRA adapters of {tc.base_model} served in-process by llama.cpp, but "
+                   f"roles.counselor is {model} at {', '.join(_urls(c_ep))}: the variants would not be that model. "
+                   "Set train.backend: openai to fine-tune it (configs/openai.yaml), or train.serve_endpoint to a "
+                   "vLLM server with --enable-lora (configs/gpu.yaml)")
+    return out
+
+
+def provider_lines(cfg: ExperimentConfig) -> list[str]:
+    """The providers' model lists and shutdown dates (part of issue 13, hybridtune/provider.py)."""
+    try:
+        from .provider import check_provider
+    except ImportError:  # provider.py lands with the OpenAI fine-tuning work; until then nothing to ask
+        return []
+    return check_provider(cfg)
+
 
 def preflight(cfg: ExperimentConfig) -> list[str]:
     lines = [f"config: {cfg.source_path} ok (run dir {cfg.run_dir})"]
     dom = load_domain(cfg.domain)
-    lines.append(
-        f"domain: {dom.name}: {len(dom.techniques)} techniques, {len(dom.distortions)} distortions, "
-        f"{len(dom.emotions)} emotions"
-    )
-    missing = [p for p in cfg.real.inputs if not Path(p).exists()]
-    if missing:
-        raise UserError(f"real.inputs: {', '.join(missing)} not found; fix the paths or remove them")
-    lines.append(f"real data: {len(cfg.real.inputs)} input path(s) found")
+    lines.append(f"domain: {dom.name}: {len(dom.techniques)} techniques, {len(dom.distortions)} distortions, "
+                 f"{len(dom.emotions)} emotions")
+    ok, problems = check_real_inputs(cfg)
+    lines += ok
+    problems += check_training(cfg)
     pool = LLMPool(cfg)
     for role, rc in cfg.roles.items():
-        be = pool.backend(rc.endpoint)
-        be.check()
         ep = cfg.endpoints[rc.endpoint]
-        where = ep.base_url or "in-process"
-        lines.append(f"role {role}: {ep.backend} {rc.model or ep.model} @ {where}: credentials/files ok")
+        try:
+            pool.backend(rc.endpoint).check()
+        except UserError as e:
+            if str(e) not in problems:
+                problems.append(str(e))
+            continue
+        lines.append(f"role {role}: {ep.backend} {rc.model or ep.model} @ {ep.base_url or 'in-process'}: "
+                     "credentials/files ok")
+    if not problems:  # the model lists need the keys; ask only when they are there
+        try:
+            lines += provider_lines(cfg)
+        except UserError as e:
+            problems.append(str(e))
+    if problems:
+        raise UserError("dry run found problems:\n  " + "\n  ".join(problems))
+    from .estimate import estimate
+
+    est = estimate(cfg)
+    lines.append("cost estimate (no model is called):")
+    lines += ["  " + x for x in est.lines()]
     if cfg.llm.budget_usd is not None:
-        lines.append(f"budget: ${cfg.llm.budget_usd:.2f} cap")
+        cap = f"llm.budget_usd ${cfg.llm.budget_usd:.2f}"
+        lines.append(f"budget: estimated ${est.total_usd:.2f} is within {cap}" if est.total_usd <= cfg.llm.budget_usd
+                     else f"budget: WARNING estimated ${est.total_usd:.2f} is over {cap}: the run would stop cleanly "
+                          "at the cap; raise it or shrink the sizes")
+    else:
+        lines.append(f"budget: estimated ${est.total_usd:.2f}; no llm.budget_usd cap set")
     lines.append("dry run: no model was called, nothing was spent")
     return lines

@@ -43,6 +43,6 @@ def test_missing_key_env_named(tmp_path):
 
 def test_dry_run_spends_nothing(tmp_path):
     out = ht("run", "configs/openai.yaml", "--dry-run", "--set", f"runs_dir={tmp_path}",
-             env={"OPENAI_API_KEY": "sk-test-xyz"})
+             "--set", "real.inputs=[data/demo]", "--set", "train.backend=openai", env={"OPENAI_API_KEY": "sk-test-xyz"})
     assert out.returncode == 0, out.stderr
     assert "no model was called" in out.stdout and "sk-test-xyz" not in out.stdout + out.stderr

@@ -18,10 +18,10 @@ class EvaluateConfig(BaseModel):
     scenarios: int = Field(50, ge=1, description="held-out evaluation scenarios")
     scenarios_file: str | None = Field(
         None, description="load scenarios from a file instead of generating them: CACTUS evaluation.json, "
-        "or YAML/JSONL of {summary, scenario, attitude, ...} records",
+        "YAML/JSONL of {summary, scenario, attitude, ...} records, or a catalogue name (cactus, mentalchat16k)",
     )
-    scenarios_format: Literal["auto", "cactus", "yaml", "jsonl"] = Field(
-        "auto", description="format of scenarios_file; auto = by extension (.json = CACTUS)"
+    scenarios_format: Literal["auto", "cactus", "yaml", "jsonl", "mentalchat"] = Field(
+        "auto", description="format of scenarios_file; auto = by extension (.json = CACTUS) or the catalogue name's"
     )
     seed_offset: int = Field(
         1000, description="generated scenarios use seed + seed_offset, apart from the training scenarios' seed"

@@ -137,6 +137,19 @@ def from_cactus(item: dict, where: str) -> Scenario:
     )
 
 
+def from_mentalchat(item: dict, where: str) -> Scenario:
+    """One MentalChat16K benchmark question {question_id, category, turns: [question]} -> Scenario."""
+    turns = item.get("turns")
+    if not isinstance(turns, list) or not turns or not isinstance(turns[0], str) or not turns[0].strip():
+        raise ValueError("turns: expected a list holding the question text")
+    question = turns[0].strip()
+    return Scenario(
+        id=stable_id("mentalchat", item.get("question_id"), question), theme=str(item.get("category") or ""),
+        summary=question[:300], scenario=question, attitude="neutral",
+        meta={"source": "mentalchat16k", "file": where, "question_id": item.get("question_id")},
+    )
+
+
 class PlainScenario(BaseModel):
     """The plain YAML/JSONL scenario format (one record per scenario)."""
 
@@ -174,7 +187,7 @@ def _format(path: Path, fmt: str) -> str:
 
 def _raw_items(path: Path, fmt: str) -> Iterable[tuple[int | None, Any]]:
     """(line or index, raw item) pairs of a scenario file; syntax errors are UserErrors."""
-    if fmt == "jsonl":
+    if fmt in ("jsonl", "mentalchat"):
         with path.open(encoding="utf-8") as f:
             for n, line in enumerate(f, 1):
                 if line.strip():
@@ -195,12 +208,23 @@ def _raw_items(path: Path, fmt: str) -> Iterable[tuple[int | None, Any]]:
     yield from ((i, x) for i, x in enumerate(data, 1))
 
 
+def scenarios_source(item: str, fmt: str = "auto") -> tuple[Path, str]:
+    """`evaluate.scenarios_file` as (path, format): a catalogue name (`cactus`, `mentalchat16k`;
+    hybridtune/catalogue) stands for its downloaded file and brings its format."""
+    from .. import catalogue
+
+    if catalogue.is_name(item):
+        files, name_fmt = catalogue.resolve(item, "eval_scenarios", f"evaluate.scenarios_file: {item}")
+        return files[0], name_fmt if fmt == "auto" else fmt
+    return Path(item).expanduser(), fmt
+
+
 def load_scenarios_file(path: Path, fmt: str = "auto") -> tuple[list[Scenario], list[QuarantineEntry]]:
     """Scenarios from a file, plus quarantine entries for records that could not be used."""
     if not path.is_file():
         raise UserError(f"evaluate.scenarios_file: {path} not found; give a CACTUS evaluation.json or a YAML/JSONL file")
     kind = _format(path, fmt)
-    if kind not in ("cactus", "yaml", "jsonl"):
+    if kind not in ("cactus", "yaml", "jsonl", "mentalchat"):
         raise UserError(f"evaluate.scenarios_format: cannot tell the format of {path.name}; set cactus, yaml or jsonl")
     good: list[Scenario] = []
     bad: list[QuarantineEntry] = []
@@ -210,7 +234,8 @@ def load_scenarios_file(path: Path, fmt: str = "auto") -> tuple[list[Scenario], 
                 raise raw
             if not isinstance(raw, dict):
                 raise ValueError(f"expected a mapping, got {type(raw).__name__}")
-            good.append(from_cactus(raw, str(path)) if kind == "cactus" else from_plain(raw, str(path)))
+            load = {"cactus": from_cactus, "mentalchat": from_mentalchat}.get(kind, from_plain)
+            good.append(load(raw, str(path)))
         except (ValueError, ValidationError) as e:
             msg = e.errors()[0] if isinstance(e, ValidationError) else None
             reason = f"{'.'.join(map(str, msg['loc']))}: {msg['msg']}" if msg else str(e)
@@ -260,7 +285,7 @@ async def run(ctx: Context, st: StageDir) -> dict:
     seed = ctx.cfg.seed + ev.seed_offset
     quarantine: list[QuarantineEntry] = []
     if ev.scenarios_file:
-        scenarios, quarantine = load_scenarios_file(Path(ev.scenarios_file).expanduser(), ev.scenarios_format)
+        scenarios, quarantine = load_scenarios_file(*scenarios_source(ev.scenarios_file, ev.scenarios_format))
         if len(scenarios) > ev.scenarios:  # a seeded spread over the file (CACTUS lists 3 attitudes per form in a row)
             keep = sorted(random.Random(seed).sample(range(len(scenarios)), ev.scenarios))
             scenarios = [scenarios[i] for i in keep]

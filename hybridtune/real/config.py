@@ -103,7 +103,7 @@ class AttributionConfig(_Section):
 
 class RealConfig(_Section):
     inputs: list[str] = Field(default_factory=list, description="files or folders of real transcripts")
-    format: str = Field("auto", description="auto | annomi | csv | text | vtt | srt | jsonl | json | esconv")
+    format: str = Field("auto", description="auto | annomi | counselchat | csv | text | vtt | srt | jsonl | json | esconv")
     llm: bool = Field(True, description="LLM steps (annotation, unsure speaker attribution, quality score); --no-llm turns off")
     csv: CsvMapping = Field(default_factory=CsvMapping, description="column mapping of generic utterance CSVs")
     clean: CleanConfig = Field(default_factory=CleanConfig)

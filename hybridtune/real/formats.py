@@ -19,7 +19,7 @@ from typing import Any
 
 from .config import RealConfig
 
-FORMATS = ("annomi", "csv", "text", "vtt", "srt", "jsonl", "json", "esconv")
+FORMATS = ("annomi", "counselchat", "csv", "text", "vtt", "srt", "jsonl", "json", "esconv")
 SUFFIXES = {".csv": "csv", ".tsv": "csv", ".txt": "text", ".md": "text", ".vtt": "vtt", ".srt": "srt",
             ".jsonl": "jsonl", ".json": "json"}
 
@@ -97,6 +97,8 @@ def detect(path: Path, text: str, forced: str = "auto") -> str:
         return "vtt"
     if fmt == "csv":
         first = head.splitlines()[0].lower() if head else ""
+        if all(c in first for c in ("questionid", "questiontext", "answertext")):
+            return "counselchat"
         return "annomi" if all(c in first for c in ("transcript_id", "interlocutor", "utterance_text")) else "csv"
     if fmt == "json":
         return "esconv" if re.search(r'"dialog"\s*:', head) else "json"
@@ -141,6 +143,17 @@ def read_csv(text: str, file: str, fmt: str, cfg: RealConfig) -> Iterator[RawSes
                  for n, r in group]
         meta = {k: group[0][1][k] for k in extra if group[0][1].get(k)}
         yield RawSession(key=str(key), file=file, format=fmt, turns=turns, meta=meta, line=group[0][0])
+
+
+def read_counselchat(text: str, file: str) -> Iterator[RawSession]:
+    """CounselChat: one row per therapist answer -> a two-turn session (question, answer)."""
+    for n, r in _csv_rows(text, ["questionID", "questionTitle", "questionText", "answerText"]):
+        question = " ".join(x.strip() for x in (r["questionTitle"], r["questionText"]) if x and x.strip())
+        turns = [RawTurn(speaker="client", role="user", text=question, line=n),
+                 RawTurn(speaker="therapist", role="assistant", text=r["answerText"] or "", line=n)]
+        meta = {k: r[k] for k in ("topic", "upvotes", "split") if r.get(k)}
+        yield RawSession(key=f"{r['questionID']}:{r.get('') or n}", file=file, format="counselchat", turns=turns,
+                         meta=meta, line=n)
 
 
 def _num(v: Any) -> float:
@@ -292,6 +305,8 @@ def read_file(path: Path, cfg: RealConfig, forced: str | None = None) -> Iterato
     file = str(path)
     if fmt in ("annomi", "csv"):
         yield from read_csv(text, file, fmt, cfg)
+    elif fmt == "counselchat":
+        yield from read_counselchat(text, file)
     elif fmt == "text":
         yield from read_text(text, file)
     elif fmt == "vtt":
@@ -307,11 +322,14 @@ def read_file(path: Path, cfg: RealConfig, forced: str | None = None) -> Iterato
 
 
 def expand_inputs(inputs: list[str]) -> list[Path]:
-    """Files of the inputs (folders recursively, sorted), skipping README/hidden files."""
+    """Files of the inputs (folders recursively, sorted), skipping README/hidden files.
+
+    A catalogue name (`annomi`, `esconv`, ...; hybridtune/catalogue) stands for its downloaded files."""
+    from ..catalogue import resolve_inputs
     from ..errors import UserError
 
     out: list[Path] = []
-    for item in inputs:
+    for item in resolve_inputs(inputs):
         p = Path(item).expanduser()
         if p.is_dir():
             out += sorted(f for f in p.rglob("*") if f.is_file() and not f.name.startswith((".", "README", "LICENSE")))

@@ -1,0 +1,453 @@
+"""What a run will cost before it runs: calls and tokens per stage and role, dollars, fine-tuning, GPU hours.
+
+    from hybridtune.estimate import estimate
+    est = estimate(cfg)              # no model is called; real inputs are read to measure them
+    for line in est.lines(): print(line)
+
+How each figure is made (`hybridtune run CONFIG --dry-run` prints them; bench/estimate_accuracy.py
+checks them against a mock run):
+- calls: the config's sizes through each stage's loop (personas x checks, sessions x exchanges,
+  variants x scenarios x turns, ...), to the caps (a conversation that closes early costs less).
+- input tokens: the domain's real prompt templates rendered with the real inputs where they are
+  known before the run (real transcripts, scenario files, taxonomies) and with stand-in text of the
+  expected length where they are generated (a persona, a scenario, earlier turns of a dialogue).
+  Chat overhead is counted like OpenAI's (4 tokens a message + 3); text is ~4 characters a token.
+- output tokens: `llm.output_fill` x the call's max_tokens (a reply rarely fills its budget;
+  measure your models' share on a pilot run: usage.json has the tokens).
+- dollars: `llm.prices` (USD per 1M tokens) of the role's model; `llm.batch` halves the stages the
+  batch API serves (`llm.batch_discount`). Fine-tuning: training tokens x epochs x `prices.training`.
+- GPU hours (local LoRA training): 4 x parameters x training tokens x epochs FLOPs (LoRA: forward
+  and activation gradients, no weight gradients) at 35% of an A100's 312 TFLOP/s bf16, when the
+  base model's size can be read from its name (7B, 0.5B, 135M).
+"""
+from __future__ import annotations
+
+import math
+import re
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import jinja2
+
+from .config import ExperimentConfig
+from .domain import Domain, PromptTemplate, load_domain
+
+CHARS_PER_TOKEN = 4
+# stages whose calls go through the provider's batch API when `llm.batch` is on (llm/batch.py)
+BATCH_STAGES = ("real", "personas", "scenarios", "curate", "eval_scenarios", "score", "calibrate")
+A100_FLOPS, MFU = 312e12, 0.35
+
+
+def tokens(text: str) -> int:
+    return math.ceil(len(text) / CHARS_PER_TOKEN)
+
+
+def chat_tokens(msgs: list[dict[str, str]]) -> int:
+    return sum(tokens(m["content"]) + 4 for m in msgs) + 3
+
+
+def stand_in(n_tokens: float) -> str:
+    """Text of about n tokens (a generated part whose content is not known before the run)."""
+    return ("word " * int(n_tokens * CHARS_PER_TOKEN / 5 + 1))[: max(0, int(n_tokens * CHARS_PER_TOKEN))]
+
+
+_ENV = jinja2.Environment(undefined=jinja2.ChainableUndefined, autoescape=False)
+
+
+def render(tpl: PromptTemplate, **vars: Any) -> list[dict[str, str]]:
+    """The template as the stage renders it; variables a stage would pass but the estimate does
+    not know render empty (lenient), so a changed template still estimates."""
+    msgs = []
+    if tpl.system.strip():
+        msgs.append({"role": "system", "content": _ENV.from_string(tpl.system).render(**vars).strip()})
+    msgs.append({"role": "user", "content": _ENV.from_string(tpl.user).render(**vars).strip()})
+    return msgs
+
+
+@dataclass
+class Row:
+    stage: str
+    role: str
+    model: str
+    calls: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    usd: float = 0.0
+    batch: bool = False
+
+
+@dataclass
+class Estimate:
+    rows: list[Row] = field(default_factory=list)
+    training: list[str] = field(default_factory=list)  # fine-tuning / GPU lines
+    training_usd: float = 0.0
+    notes: list[str] = field(default_factory=list)
+    budget_usd: float | None = None
+
+    @property
+    def llm_usd(self) -> float:
+        return sum(r.usd for r in self.rows)
+
+    @property
+    def total_usd(self) -> float:
+        return self.llm_usd + self.training_usd
+
+    def by_stage(self) -> dict[str, dict[str, int]]:
+        out: dict[str, dict[str, int]] = defaultdict(lambda: {"calls": 0, "input_tokens": 0, "output_tokens": 0})
+        for r in self.rows:
+            for k in ("calls", "input_tokens", "output_tokens"):
+                out[r.stage][k] += getattr(r, k)
+        return dict(out)
+
+    def lines(self) -> list[str]:
+        out = [f"{'stage':<15}{'role':<11}{'model':<26}{'calls':>8}{'input tok':>12}{'output tok':>12}{'USD':>10}"]
+        for r in self.rows:
+            tag = " (batch)" if r.batch else ""
+            out.append(f"{r.stage:<15}{r.role:<11}{r.model[:25]:<26}{r.calls:>8}{r.input_tokens:>12}"
+                       f"{r.output_tokens:>12}{r.usd:>10.2f}{tag}")
+        calls = sum(r.calls for r in self.rows)
+        tin, tout = sum(r.input_tokens for r in self.rows), sum(r.output_tokens for r in self.rows)
+        out.append(f"{'model calls':<52}{calls:>8}{tin:>12}{tout:>12}{self.llm_usd:>10.2f}")
+        out += self.training
+        out.append(f"estimated total: ${self.total_usd:.2f}")
+        out += [f"note: {n}" for n in self.notes]
+        return out
+
+
+class Estimator:
+    def __init__(self, cfg: ExperimentConfig, domain: Domain | None = None):
+        self.cfg = cfg
+        self.dom = domain or load_domain(cfg.domain)
+        self.fill = cfg.llm.output_fill
+        self.rows: dict[tuple[str, str, str], Row] = {}
+        self.est = Estimate(budget_usd=cfg.llm.budget_usd)
+        self.system_prompt = (cfg.system_prompt or self.dom.system_prompt).strip()
+
+    # -- bookkeeping ---------------------------------------------------------------
+    def model(self, role: str) -> str:
+        rc = self.cfg.roles[role]
+        return rc.model or self.cfg.endpoints[rc.endpoint].model
+
+    def out(self, role: str, max_tokens: int | None = None) -> int:
+        return round(self.fill * (max_tokens or self.cfg.roles[role].max_tokens))
+
+    def add(self, stage: str, role: str, calls: float, input_tokens: float, max_tokens: int | None = None,
+            model: str | None = None) -> None:
+        """`calls` calls of `role` in `stage`, `input_tokens` in all (output from the role's budget)."""
+        if calls <= 0:
+            return
+        m = model or self.model(role)
+        row = self.rows.setdefault((stage, role, m), Row(stage, role, m))
+        row.calls += round(calls)
+        row.input_tokens += round(input_tokens)
+        row.output_tokens += round(calls * self.out(role, max_tokens))
+
+    def price(self) -> None:
+        llm = self.cfg.llm
+        for r in self.rows.values():
+            p = llm.prices.get(r.model)
+            r.batch = llm.batch and r.stage in BATCH_STAGES
+            if p is not None:
+                r.usd = (r.input_tokens * p.input + r.output_tokens * p.output) / 1e6
+                r.usd *= llm.batch_discount if r.batch else 1.0
+        self.est.rows = list(self.rows.values())
+
+    # -- shared stand-ins ------------------------------------------------------------
+    def persona(self) -> SimpleNamespace:
+        spec = self.dom.attributes.get("attributes", {})
+        attrs = {k: str(next(iter(v))) for k, v in spec.items() if v}
+        return SimpleNamespace(narrative=stand_in(self.out("generator")), attributes=attrs, id="p")
+
+    def scenario(self, text_tokens: float | None = None) -> SimpleNamespace:
+        n = text_tokens if text_tokens is not None else self.out("generator")
+        return SimpleNamespace(scenario=stand_in(n), summary=stand_in(min(n, 30)), attitude="neutral",
+                               cognitive_distortions=[d.id for d in self.dom.distortions[:1]], persona=self.persona(),
+                               meta={}, theme="")
+
+    # -- stages ----------------------------------------------------------------------
+    def real(self, data: RealData) -> None:
+        rc = self.cfg.real
+        if not rc.llm:
+            return
+        if rc.annotate.enabled:
+            tpl = self.dom.prompt("real_annotate_turn")
+            k = rc.annotate.context_turns
+            calls = tin = 0
+            for s in data.sessions[: rc.annotate.max_sessions]:
+                for i in [i for i, (role, _) in enumerate(s) if role in ("user", "assistant")][: rc.annotate.max_turns_per_session]:
+                    role, text = s[i]
+                    ctx = [{"speaker": "Counselor" if r == "assistant" else "Client", "content": t} for r, t in s[max(0, i - k):i]]
+                    msgs = render(tpl, context=ctx, speaker="Counselor" if role == "assistant" else "Client", turn=text,
+                                  techniques=self.dom.techniques, emotions=self.dom.emotions,
+                                  distortions=self.dom.distortions)
+                    calls += 1
+                    tin += chat_tokens(msgs)
+            self.add("real", "annotator", calls, tin)
+        if rc.filters.llm_quality_min is not None:
+            tpl = self.dom.prompt("real_quality")
+            tin = sum(chat_tokens(render(tpl, transcript="\n".join(t for _, t in s)[:6000])) for s in data.sessions)
+            self.add("real", "annotator", len(data.sessions), tin)
+
+    def personas(self, stage: str, n: int) -> None:
+        sc = self.cfg.synth
+        p = self.persona()
+        self.add(stage, "generator", n, n * chat_tokens(render(self.dom.prompt("synth_persona"), attributes=p.attributes)))
+        if sc.persona_checks:
+            chk = chat_tokens(render(self.dom.prompt("synth_persona_check"), attributes=p.attributes, narrative=p.narrative))
+            nat = chat_tokens(render(self.dom.prompt("synth_naturalness"), text=p.narrative, kind="client persona"))
+            self.add(stage, "judge", 2 * n, n * (chk + nat))
+
+    def scenarios(self, stage: str, n: int) -> None:
+        sc = self.cfg.synth
+        k = round((sc.min_distortions + sc.max_distortions) / 2)
+        terms = self.dom.distortions[:k]
+        gen = render(self.dom.prompt("synth_scenario"), persona=self.persona(), theme="work stress", distortions=terms)
+        self.add(stage, "generator", n, n * chat_tokens(gen))
+        if sc.scenario_checks and terms:
+            chk = render(self.dom.prompt("synth_scenario_check"), scenario=stand_in(self.out("generator")), distortions=terms)
+            self.add(stage, "judge", n, n * chat_tokens(chk))
+
+    def synth(self, data: RealData) -> tuple[float, float]:
+        """Returns (counselor turns, tokens) of one synthetic session, for the stages after."""
+        sc = self.cfg.synth
+        n = sc.sessions
+        e = (sc.min_exchanges + sc.max_exchanges) / 2
+        cap = math.ceil(e) + 1  # the role-play's last exchange is a grace turn for the goodbye
+        c_out, p_out = self.out("counselor"), self.out("patient")
+        exemplar = ""
+        if sc.fewshot and data.sessions:
+            ex = [t[:300] for s in data.sessions[:20] for _, t in s[: sc.fewshot_max_messages]]
+            per = sum(len(x) + 12 for x in ex) / max(1, len(data.sessions[:20]))
+            exemplar = stand_in(sc.fewshot * per / CHARS_PER_TOKEN)
+        if sc.mode == "single_pass":
+            msgs = render(self.dom.prompt("synth_single_pass"), system_prompt=self.system_prompt, persona=self.persona(),
+                          scenario=self.scenario(), attitude="neutral", plan=[], exchanges=e, exemplar=exemplar,
+                          techniques=self.dom.techniques[: sc.techniques_per_session])
+            self.add("synth", "generator", n, n * chat_tokens(msgs))
+            turn = self.out("generator") / max(1, 2 * e)
+            turns_c, sess_tokens = e, self.out("generator")
+        else:
+            phases = self.dom.attributes.get("session_plan") or [{"phase": "agenda", "goal": ""}]
+            techs = self.dom.techniques[: min(2, sc.techniques_per_session)]
+            c_sys = chat_tokens(render(self.dom.prompt("synth_counselor"), system_prompt=self.system_prompt,
+                                       exemplar=exemplar, phase=phases[len(phases) // 2], techniques=techs, closing=False))
+            p_sys = chat_tokens(render(self.dom.prompt("synth_patient"), persona=self.persona(), scenario=self.scenario(),
+                                       attitude="neutral", closing=False)[:1])
+            c_in = sum(c_sys + t * (c_out + 4) + t * (p_out + 4) for t in range(cap + 1))  # counselor(t): 2t turns before
+            p_in = sum(p_sys + t * (c_out + 4) + (t - 1) * (p_out + 4) for t in range(1, cap + 1))
+            self.add("synth", "counselor", n * (cap + 1), n * c_in)
+            self.add("synth", "patient", n * cap, n * p_in)
+            turns_c, sess_tokens = cap + 1, (cap + 1) * c_out + cap * p_out
+            turn = (c_out + p_out) / 2
+        if sc.annotate_realised:
+            lines = [{"index": 1, "speaker": "Counselor", "text": stand_in(turn)} for _ in range(round(2 * turns_c - 1))]
+            msgs = render(self.dom.prompt("synth_annotate"), techniques=self.dom.techniques, turns=lines)
+            self.add("synth", "annotator", n, n * chat_tokens(msgs))
+        return turns_c, sess_tokens
+
+    def curate(self, data: RealData, synth_tokens: float) -> None:
+        cc = self.cfg.curate
+        tpl = self.dom.prompt("curate_judge")
+        limit = cc.max_tokens or self.cfg.roles["judge"].max_tokens
+        one = chat_tokens(render(tpl, transcript=stand_in(min(synth_tokens, cc.max_chars / CHARS_PER_TOKEN)),
+                                 techniques="a, b, c"))
+        n, tin = self.cfg.synth.sessions, self.cfg.synth.sessions * one
+        if cc.judge_real:
+            for s in data.sessions:
+                tin += chat_tokens(render(tpl, transcript="\n".join(f"x: {t}" for _, t in s)[: cc.max_chars]))
+            n += len(data.sessions)
+        judges = 2 if cc.second_judge_endpoint else 1
+        self.add("curate", "judge", n * judges, tin * judges, max_tokens=limit)
+
+    def eval_scenarios(self, scen: ScenarioData | None) -> None:
+        ev = self.cfg.evaluate
+        if scen is None:
+            self.personas("eval_scenarios", ev.scenarios)
+            self.scenarios("eval_scenarios", ev.scenarios)
+        if ev.crisis_scenarios:
+            msgs = render(self.dom.prompt("eval_crisis_scenario"), persona=self.persona().narrative, attributes={})
+            self.add("eval_scenarios", "generator", ev.crisis_scenarios, ev.crisis_scenarios * chat_tokens(msgs))
+
+    def simulate_score(self, scen: ScenarioData | None) -> list[float]:
+        """Simulated conversations and their judging; returns each conversation's client-turn count."""
+        ev = self.cfg.evaluate
+        variants = ev.variants or self.cfg.train.variants
+        n_scen = min(ev.scenarios, scen.count) if scen else ev.scenarios
+        n_scen += ev.crisis_scenarios
+        scen_tokens = scen.mean_tokens if scen else self.out("generator")
+        m = ev.max_turns
+        c_out, p_out = self.out("counselor"), self.out("patient")
+        sc = self.scenario(scen_tokens)
+        ptpl = render(self.dom.prompt("eval_patient"), scenario=sc, persona=sc.persona.narrative if not scen else "",
+                      attitude="neutral", attitude_instruction="")
+        p0 = chat_tokens(ptpl)
+        sys_t = tokens(self.system_prompt) + 4
+        # the opening is one call per scenario (same prompt and seed for every variant: cached)
+        self.add("simulate", "patient", n_scen, n_scen * p0)
+        c_in = sum(3 + sys_t + (p_out + 4) + k * (c_out + p_out + 8) for k in range(m))
+        p_in = sum(p0 + (p_out + 4) + (k + 1) * (c_out + 4) + k * (p_out + 4) for k in range(m - 1))
+        v = len(variants)
+        for name in variants:
+            model = self.variant_model(name)
+            self.add("simulate", "counselor", n_scen * m, n_scen * c_in, model=model)
+        self.add("simulate", "patient", v * n_scen * (m - 1), v * n_scen * p_in)
+        # score: every metric (and CTRS) per conversation, k samples, per judge
+        transcript = stand_in(p_out + m * c_out + (m - 1) * p_out + 2 * m * 3)
+        metrics = [*ev.metrics, *(["ctrs"] if ev.ctrs else [])]
+        per = sum(chat_tokens(render(self.dom.prompt(f"eval_judge_{x}"), transcript=transcript,
+                                     scenario=sc.scenario)) for x in metrics)
+        convs = v * n_scen
+        judges = 2 if ev.second_judge_endpoint else 1
+        self.add("score", "judge", convs * len(metrics) * ev.judge_samples * judges,
+                 convs * per * ev.judge_samples * judges)
+        return [m] * convs
+
+    def variant_model(self, name: str) -> str:
+        tc = self.cfg.train
+        base = self.model("counselor")
+        if name == "base":
+            return tc.openai.model if tc.backend == "openai" else base
+        return f"ft:{tc.openai.model}:{name}" if tc.backend == "openai" else f"{base}+{name}"
+
+    def calibrate(self, data: RealData, convs: list[float]) -> None:
+        ev, tc, mc = self.cfg.evaluate, self.cfg.evaluate.trust, self.cfg.mix
+        n_test = max(mc.min_test, round(mc.test_fraction * len(data.sessions))) if data.sessions else 0
+        items = min(tc.calib_items, n_test)
+        versions = 1 + sum(1 for d in tc.degradations if str(d) != "unrelated" or items > 1)
+        ctx_tokens = data.mean_turn_tokens * tc.calib_context
+        reply = stand_in(data.mean_turn_tokens)
+        per = sum(chat_tokens(render(self.dom.prompt(f"eval_judge_{x}"), transcript=stand_in(ctx_tokens) + reply,
+                                     scenario="")) for x in ev.metrics)
+        self.add("calibrate", "judge", items * versions * len(ev.metrics) * tc.calib_samples,
+                 items * versions * per * tc.calib_samples)
+        sessions = convs[: tc.simcheck_sessions]
+        turns = sum(min(tc.simcheck_turns, round(t)) for t in sessions)
+        sc = self.scenario()
+        c_out, p_out = self.out("counselor"), self.out("patient")
+        msgs = render(self.dom.prompt("trust_simcheck"), persona=sc.persona.narrative, scenario=sc.scenario,
+                      context=stand_in(3 * (c_out + p_out)), turn=stand_in(p_out))
+        self.add("calibrate", "judge", turns, turns * chat_tokens(msgs))
+
+    def train(self, data: RealData, synth_tokens: float) -> None:
+        tc, mc = self.cfg.train, self.cfg.mix
+        trained = [v for v in tc.variants if v != "base"]
+        if not trained:
+            return
+        real_t = data.mean_session_tokens or synth_tokens
+        keep = 1 - mc.valid_fraction
+        n_real = mc.real_size or round(mc.size * mc.real_ratio)
+        per_variant = {"real": n_real * real_t * keep,
+                       "hybrid": (mc.size * mc.real_ratio * real_t + mc.size * (1 - mc.real_ratio) * synth_tokens) * keep}
+        total = sum(per_variant.get(v, per_variant["hybrid"]) for v in trained)
+        if tc.backend == "openai":
+            epochs = tc.openai.n_epochs if isinstance(tc.openai.n_epochs, int) else 3
+            price = self.cfg.llm.prices.get(tc.openai.model)
+            usd = total * epochs * (price.training if price else 0.0) / 1e6
+            self.est.training_usd += usd
+            priced = f"${usd:.2f}" if price and price.training else f"$? (no llm.prices.{tc.openai.model}.training)"
+            self.est.training.append(f"fine-tuning: {len(trained)} job(s) on {tc.openai.model}: {round(total)} training "
+                                     f"tokens x {epochs} epochs = {round(total * epochs)} billed tokens, {priced}")
+            return
+        params = model_params(tc.base_model)
+        steps = f"{tc.max_steps} steps" if tc.max_steps > 0 else f"{tc.epochs:g} epochs"
+        tok = total * (tc.epochs if tc.max_steps <= 0 else 1)
+        if tc.max_steps > 0:
+            tok = len(trained) * tc.max_steps * tc.batch_size * tc.grad_accum * min(tc.max_seq_len, real_t)
+        if params is None:
+            self.est.training.append(f"local LoRA: {len(trained)} variant(s), ~{round(tok)} training tokens ({steps}); "
+                                     f"GPU hours: base model size unknown ({tc.base_model})")
+            return
+        hours = 4 * params * tok / (A100_FLOPS * MFU) / 3600
+        self.est.training.append(f"local LoRA: {len(trained)} variant(s) of {tc.base_model} ({params / 1e9:g}B): "
+                                 f"~{round(tok)} training tokens ({steps}), ~{hours:.2f} GPU hours (A100-class)")
+
+
+def model_params(name: str) -> float | None:
+    """Parameters from a model's name: Qwen2.5-7B-Instruct -> 7e9, SmolLM2-135M -> 1.35e8."""
+    if name == "smollm2":
+        return 135e6
+    m = re.search(r"(\d+(?:\.\d+)?)\s*([bBmM])(?![a-zA-Z])", Path(name).name)
+    if not m:
+        return None
+    return float(m.group(1)) * (1e9 if m.group(2).lower() == "b" else 1e6)
+
+
+@dataclass
+class RealData:
+    """The real sessions the run will ingest, as (role, text) turns (measured before the run)."""
+
+    sessions: list[list[tuple[str, str]]] = field(default_factory=list)
+
+    @property
+    def mean_turn_tokens(self) -> float:
+        turns = [tokens(t) for s in self.sessions for _, t in s]
+        return sum(turns) / len(turns) if turns else 40.0
+
+    @property
+    def mean_session_tokens(self) -> float:
+        return sum(sum(tokens(t) + 4 for _, t in s) for s in self.sessions) / len(self.sessions) if self.sessions else 0.0
+
+
+@dataclass
+class ScenarioData:
+    count: int
+    mean_tokens: float
+
+
+def read_real(cfg: ExperimentConfig) -> RealData:
+    """Sessions of `real.inputs` (catalogue names resolved), consecutive same-speaker turns merged."""
+    from .real.formats import BadInput, expand_inputs, read_file
+
+    data = RealData()
+    for path in expand_inputs(cfg.real.inputs):
+        try:
+            for raw in read_file(path, cfg.real):
+                turns: list[tuple[str, str]] = []
+                for t in raw.turns:
+                    role = t.role or ("assistant" if not turns or turns[-1][0] == "user" else "user")
+                    if turns and turns[-1][0] == role:
+                        turns[-1] = (role, f"{turns[-1][1]} {t.text}")
+                    else:
+                        turns.append((role, t.text))
+                if len(turns) >= cfg.real.filters.min_turns:
+                    data.sessions.append(turns)
+        except BadInput:
+            continue  # the run quarantines it; the estimate leaves it out
+    return data
+
+
+def read_scenarios(cfg: ExperimentConfig) -> ScenarioData | None:
+    ev = cfg.evaluate
+    if not ev.scenarios_file:
+        return None
+    from .evaluate.scenarios import load_scenarios_file, scenarios_source
+
+    scen, _ = load_scenarios_file(*scenarios_source(ev.scenarios_file, ev.scenarios_format))
+    if not scen:
+        return ScenarioData(0, 0.0)
+    return ScenarioData(len(scen), sum(tokens(s.scenario) for s in scen) / len(scen))
+
+
+def estimate(cfg: ExperimentConfig, data: RealData | None = None) -> Estimate:
+    e = Estimator(cfg)
+    data = data if data is not None else read_real(cfg)
+    scen = read_scenarios(cfg)
+    e.real(data)
+    e.personas("personas", cfg.synth.personas)
+    e.scenarios("scenarios", cfg.synth.personas * cfg.synth.scenarios_per_persona)
+    _, synth_tokens = e.synth(data) if cfg.synth.sessions else (0, 0.0)
+    e.curate(data, synth_tokens)
+    e.eval_scenarios(scen)
+    e.train(data, synth_tokens)
+    convs = e.simulate_score(scen)
+    e.calibrate(data, convs)
+    e.price()
+    e.est.notes.append(f"output tokens assume replies use {cfg.llm.output_fill:.0%} of max_tokens (llm.output_fill); "
+                       "conversations are counted to their caps; re-asks of invalid replies are not counted")
+    unpriced = sorted({r.model for r in e.est.rows if r.model not in cfg.llm.prices})
+    if unpriced:
+        e.est.notes.append(f"no price in llm.prices for {', '.join(unpriced)}: counted as $0 (self-hosted?)")
+    return e.est
