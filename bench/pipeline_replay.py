@@ -39,7 +39,7 @@ def overrides(runs: Path, n: int) -> list[str]:
         f"synth.personas={n}", "synth.persona_checks=false", "synth.scenario_checks=false",
         "synth.max_regenerations=0", "synth.scenarios_per_persona=1", f"synth.sessions={n}",
         "synth.min_exchanges=2", "synth.max_exchanges=2", "synth.fewshot=0", "synth.annotate_realised=false",
-        f"evaluate.scenarios={n}", "evaluate.max_turns=2", "evaluate.variants=[base]",
+        f"evaluate.scenarios={n}", "evaluate.max_turns=2", "variants={base: {sources: []}}",
         "evaluate.trust.calib_items=2", "evaluate.trust.calib_samples=1", "evaluate.trust.simcheck_sessions=1",
         "evaluate.trust.simcheck_turns=1", "evaluate.trust.likelihood_sessions=1",
         "evaluate.bootstrap_resamples=200", f"mix.size={2 * n}", "mix.allow_smaller=true",

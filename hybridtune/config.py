@@ -24,6 +24,7 @@ from .real.config import RealConfig
 from .safety.config import SafetyConfig
 from .synth.config import SynthConfig
 from .train.config import TrainConfig
+from .variants import Recipe, Variant, default_recipes, resolve
 
 ROLES = ("generator", "patient", "counselor", "judge", "annotator")
 
@@ -92,6 +93,9 @@ class ExperimentConfig(Strict):
     seed: int = 0
     domain: str = Field("cbt", description="domain pack: a name under hybridtune/domains or a folder path")
     system_prompt: str | None = Field(None, description="counselor system prompt; default: the domain's")
+    opens: Literal["client", "counselor"] = Field(
+        "client", description="who speaks first, the same in training data (synthetic sessions, mixed sets) and "
+        "in simulated evaluation conversations; real sessions open with the client")
     quiet: bool = False
     endpoints: dict[str, EndpointConfig] = Field(default_factory=lambda: {"local": EndpointConfig()})
     roles: dict[str, RoleConfig] = Field(default_factory=lambda: {r: RoleConfig() for r in ROLES})
@@ -100,6 +104,10 @@ class ExperimentConfig(Strict):
     synth: SynthConfig = Field(default_factory=SynthConfig)
     curate: CurateConfig = Field(default_factory=CurateConfig)
     mix: MixConfig = Field(default_factory=MixConfig)
+    variants: dict[str, Recipe] = Field(
+        default_factory=default_recipes,
+        description="counselor variants, each a recipe {sources, real_share, size, units, balance_by}; "
+        "name@{a,b,...} is a sweep over the real share (see hybridtune/variants.py)")
     train: TrainConfig = Field(default_factory=TrainConfig)
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
     safety: SafetyConfig = Field(default_factory=SafetyConfig)
@@ -118,7 +126,19 @@ class ExperimentConfig(Strict):
                     f"roles.{role}.endpoint: '{rc.endpoint}' is not defined under endpoints "
                     f"(defined: {', '.join(self.endpoints) or 'none'})"
                 )
+        self.variant_list()  # a bad declaration fails at load, naming the key
         return self
+
+    def variant_list(self) -> list[Variant]:
+        """The declared variants in order, sweeps expanded (the one list every stage iterates)."""
+        return resolve(self.variants, self.mix.size, self.mix.stratify_by)
+
+    def variant(self, name: str) -> Variant:
+        for v in self.variant_list():
+            if v.name == name:
+                return v
+        raise UserError(f"variant '{name}' is not declared under variants "
+                        f"(declared: {', '.join(v.name for v in self.variant_list())})")
 
     @property
     def run_dir(self) -> Path:

@@ -7,6 +7,8 @@ A domain pack is a folder (`hybridtune/domains/cbt/` is the worked example):
     distortions.yaml   cognitive distortions              [{id, name, description}]
     emotions.yaml      client emotions                    [id, ...]
     attributes.yaml    persona attribute lists with weights (synthetic data)
+    protocol.yaml      optional: the counseling protocol's steps and question bank (cbt: identify,
+                       challenge, reframe); the system prompt can render it as {{ protocol }}
     prompts/NAME.yaml  versioned prompt templates: {version, description, system, user}
 
 Prompt templates are Jinja2 (undefined variables are errors). Every generated record
@@ -53,6 +55,25 @@ class Term(BaseModel):
     description: str = ""
 
 
+class ProtocolStep(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    id: str = Field(pattern=r"^[a-z0-9_]+$")
+    name: str
+    goal: str
+    questions: list[str] = Field(min_length=1)
+
+
+class Protocol(BaseModel):
+    """A counseling protocol: ordered steps, each with a goal and a question bank."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    steps: list[ProtocolStep] = Field(min_length=1)
+
+    def step(self, step_id: str) -> ProtocolStep:
+        return next(s for s in self.steps if s.id == step_id)
+
+
 class PromptTemplate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str
@@ -90,7 +111,32 @@ class Domain:
 
     @property
     def system_prompt(self) -> str:
-        return str(self.meta.get("system_prompt", "")).strip()
+        """domain.yaml's system prompt, with `{{ protocol }}` (protocol.yaml) filled in when it has one."""
+        text = str(self.meta.get("system_prompt", "")).strip()
+        if "{{" not in text:
+            return text
+        return jinja2.Environment(undefined=jinja2.StrictUndefined).from_string(text).render(protocol=self.protocol).strip()
+
+    @cached_property
+    def protocol(self) -> Protocol | None:
+        """The counseling protocol (protocol.yaml), or None when the pack has none."""
+        path = self.root / "protocol.yaml"
+        if not path.is_file():
+            return None
+        try:
+            return Protocol.model_validate(read_yaml(path))
+        except ValidationError as e:
+            err = e.errors()[0]
+            raise UserError(f"{path}: {'.'.join(map(str, err['loc']))}: {err['msg']}; fix that entry") from None
+
+    def attitude_instruction(self, attitude: str) -> str:
+        """How the simulated client plays an attitude (domain.yaml `attitudes`); unknown ones are an error,
+        so a client never silently gets another attitude's behaviour."""
+        table = self.meta.get("attitudes") or {}
+        if attitude not in table:
+            raise UserError(f"{self.root / 'domain.yaml'}: attitudes: no instruction for attitude '{attitude}' "
+                            f"(known: {', '.join(table) or 'none'}); add one")
+        return str(table[attitude]).strip()
 
     def _terms(self, file: str) -> list[Term]:
         path = self.root / file

@@ -40,6 +40,17 @@ def save_entry(store: RunStore, entry: ModelEntry) -> None:
     atomic_write(registry_path(store), json.dumps({k: v.model_dump(mode="json") for k, v in reg.items()}, indent=2) + "\n")
 
 
+def declared_entries(ctx: Context, strict: bool = True) -> dict[str, ModelEntry]:
+    """The declared variants (config `variants:`, in order) as registered; `strict`: every one must be."""
+    reg = load_registry(ctx.store)
+    names = [v.name for v in ctx.cfg.variant_list()]
+    missing = [n for n in names if n not in reg]
+    if strict and (missing or not reg):
+        raise UserError(f"{registry_path(ctx.store)}: variants {missing} are declared but not registered "
+                        f"(registered: {list(reg) or 'none'}); run `hybridtune train` first")
+    return {n: reg[n] for n in names if n in reg}
+
+
 def counselor_llm(ctx: Context, entry: ModelEntry) -> LLM:
     """The counselor role bound to a registered variant."""
     rc = ctx.cfg.roles["counselor"]

@@ -47,7 +47,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     def mix(config: ConfigOpt = DEMO, set_: SetOpt = None, force: ForceOpt = False, quiet: QuietOpt = False):
-        """Build the real and hybrid training sets, test splits and exports (stage `mix`; runs/<name>/mix/)."""
+        """Build each declared variant's training set, test splits and exports (stage `mix`; runs/<name>/mix/)."""
         from .mix import run
 
         _echo_summary(_stage(config, set_, quiet, "mix", run, force))
@@ -61,10 +61,11 @@ def register(app: typer.Typer) -> None:
         cfg = load(config, set_, quiet)
         with open_run(cfg) as ctx:
             st = ctx.store.stage("mix")
-            if not st.file("hybrid/train.jsonl").exists():
+            first = next((v.name for v in cfg.variant_list() if v.trained), None)
+            if first is None or not st.file(f"{first}/train.jsonl").exists():
                 from ..errors import UserError
 
-                raise UserError(f"{st.file('hybrid/train.jsonl')}: missing; run `hybridtune mix` first")
+                raise UserError(f"{st.file(f'{first}/train.jsonl')}: missing; run `hybridtune mix` first")
             for variant, counts in export_all(ctx, st).items():
                 typer.echo(f"{variant}: {counts} -> {st.file(variant)}")
 

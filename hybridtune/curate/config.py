@@ -53,18 +53,15 @@ class CurateConfig(BaseModel):
 
 class MixConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    size: int = Field(500, ge=1, description="target sessions in the hybrid set (train + valid)")
-    real_ratio: float = Field(0.5, ge=0, le=1, description="share of real sessions in the hybrid set")
-    real_size: int | None = Field(
-        None, ge=1, description="sessions in the real-only set; None: the real sessions of the hybrid set "
-        "(so the two variants differ only by the synthetic part)")
+    size: int = Field(500, ge=1, description="units per variant (train + valid) unless its recipe sets size")
     valid_fraction: float = Field(0.1, ge=0, lt=1, description="share of each variant held out for validation")
     test_fraction: float = Field(
         0.1, ge=0, lt=1, description="share of eligible real and of synthetic sessions held out as test splits "
         "that no variant trains on")
     min_test: int = Field(1, ge=0, description="at least this many sessions per test split (pools of 2 or more)")
     stratify_by: str = Field(
-        "technique", description="attribute stratifying the synthetic sample (technique or a meta key such as topic)")
+        "technique", description="attribute stratifying each source's sample unless a recipe sets balance_by: "
+        "technique, emotion, distortion (annotations) or a meta key such as topic")
     allow_smaller: bool = Field(
         False, description="build smaller sets when too few eligible sessions exist, instead of failing")
     include_pending: bool = Field(

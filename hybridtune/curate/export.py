@@ -153,10 +153,8 @@ def _features():
 
 
 def export_all(ctx: Context, st: StageDir, mix_summary: dict | None = None) -> dict:
-    from .mix import VARIANTS
-
     res = {}
-    for v in VARIANTS:
+    for v in (x.name for x in ctx.cfg.variant_list() if x.trained):
         res[v] = export_variant(ctx, st, v)
         summary = mix_summary or st.read_json("report.json", {})
         st.write_text(f"{v}/README.md", dataset_card(ctx, st, v, res[v], summary))
@@ -202,7 +200,7 @@ def dataset_card(ctx: Context, st: StageDir, variant: str, counts: dict, mix_sum
     judged = [s.scores["judge"] for s in sessions if isinstance(s.scores.get("judge"), dict)]
     crit = ("coherence", "realism", "therapeutic_value", "technique_adherence", "mean")
     cfg_yaml = yaml.safe_dump({"seed": ctx.cfg.seed, "curate": ctx.cfg.curate.model_dump(),
-                               "mix": ctx.cfg.mix.model_dump(),
+                               "mix": ctx.cfg.mix.model_dump(), "variant": ctx.cfg.variant(variant).recipe(),
                                "judge_role": ctx.cfg.roles["judge"].model_dump()}, sort_keys=False)
     front = yaml.safe_dump({"configs": [{"config_name": "default", "data_files": [
         {"split": "train", "path": "parquet/train.parquet"},

@@ -1,16 +1,20 @@
-"""Stage `mix`: the `real` and `hybrid` training sets, held-out test splits, a contamination
-check against the evaluation scenarios, and the exports (OpenAI JSONL, Parquet, card).
+"""Stage `mix`: one training set per trained variant declared under `variants:` (each a recipe:
+sources, real share, size, units; see hybridtune/variants.py), held-out test splits, a
+contamination check against the evaluation scenarios, and the exports (OpenAI JSONL, Parquet, card).
 
 Input : runs/<name>/curate/{selected,review,rejected,decisions}.jsonl (reviewer decisions win,
         edits applied), runs/<name>/eval_scenarios/scenarios.jsonl (Scenario).
 Output: runs/<name>/mix/
-          real/{train,valid}.jsonl, hybrid/{train,valid}.jsonl   Session records (what train reads)
+          <variant>/{train,valid}.jsonl                           Session records (what train reads);
+                                                                 a QA unit is a Session with meta.unit=qa
           test_real.jsonl, test_synthetic.jsonl                  Session; no variant trains on them
           contamination.jsonl                                    sessions dropped as near-duplicates
           <variant>/openai_{train,valid}.jsonl, <variant>/parquet/{train,validation}.parquet,
           <variant>/README.md (dataset card); report.json, report.md
 
-Deterministic for a seed: pools are sorted by id before a seeded shuffle.
+Deterministic for a seed: pools are sorted by id before a seeded shuffle; every variant
+draws from the same stratified order of each source, so smaller shares nest in larger ones.
+QA units of real sessions come from real/samples.jsonl (none from a held-out session).
 
     hybridtune mix -c configs/demo.yaml       # or: hybridtune run configs/demo.yaml --stage mix
 """
@@ -22,15 +26,16 @@ from collections import defaultdict
 
 from ..context import Context
 from ..errors import UserError
-from ..records import Scenario, Session
+from ..real.config import SegmentConfig
+from ..real.segment import Sample, segment
+from ..records import Scenario, Session, stable_id
 from ..store import StageDir
+from ..synth.sessions import align_opening
+from ..variants import Variant
 from .config import MixConfig
 from .decisions import effective, load_candidates
 from .export import export_all
 from .select import stratum
-
-VARIANTS = ("real", "hybrid")
-
 
 # -- contamination ------------------------------------------------------------------------
 def shingles(text: str, k: int) -> set[tuple[str, ...]]:
@@ -101,20 +106,28 @@ def shingle_hits(sessions: list[Session], scenarios: list[Scenario], mc: MixConf
 
 
 # -- sampling -----------------------------------------------------------------------------
-def stratified_sample(pool: list[Session], n: int, key: str, rng: random.Random) -> list[Session]:
-    """n sessions with strata in proportion to the pool (largest remainder), deterministic for rng."""
+def stratified_order(pool: list[Session], key: str, rng: random.Random) -> list[Session]:
+    """The pool in an order whose every prefix keeps the strata in proportion (each step takes
+    from the stratum furthest below its share), shuffled within strata. Prefixes nest, so
+    variants of different sizes or shares draw the same sessions first."""
     groups: dict[str, list[Session]] = defaultdict(list)
     for s in sorted(pool, key=lambda x: x.id):
         groups[stratum(s, key)].append(s)
-    n = min(n, len(pool))
-    quota = {g: n * len(m) / len(pool) for g, m in groups.items()} if pool else {}
-    alloc = {g: int(q) for g, q in quota.items()}
-    for g in sorted(quota, key=lambda g: (-(quota[g] - alloc[g]), g))[: n - sum(alloc.values())]:
-        alloc[g] += 1
-    out: list[Session] = []
     for g in sorted(groups):
-        out += rng.sample(groups[g], alloc[g])
-    return sorted(out, key=lambda x: x.id)
+        rng.shuffle(groups[g])
+    taken = dict.fromkeys(groups, 0)
+    out: list[Session] = []
+    for i in range(len(pool)):
+        open_ = [g for g in sorted(groups) if taken[g] < len(groups[g])]
+        g = max(open_, key=lambda g: (i + 1) * len(groups[g]) / len(pool) - taken[g])
+        out.append(groups[g][taken[g]])
+        taken[g] += 1
+    return out
+
+
+def stratified_sample(pool: list[Session], n: int, key: str, rng: random.Random) -> list[Session]:
+    """n sessions with strata in proportion to the pool, deterministic for rng."""
+    return sorted(stratified_order(pool, key, rng)[:n], key=lambda x: x.id)
 
 
 def split_off(pool: list[Session], frac: float, minimum: int,
@@ -135,40 +148,102 @@ def _need(have: int, want: int, what: str, mc: MixConfig, why: str) -> int:
     if mc.allow_smaller:
         return have
     raise UserError(
-        f"mix: the {what} needs {want} sessions but only {have} are eligible (stratum {what.split()[-1]}; {why}); "
-        "lower mix.size / mix.real_ratio, accept more sessions in review, generate more, or set mix.allow_smaller=true"
+        f"mix: the {what} needs {want} units but only {have} are eligible ({why}); lower the variant's size or "
+        "real_share (or mix.size), accept more sessions in review, generate more, or set mix.allow_smaller=true"
     )
 
 
-def build(real: list[Session], synth: list[Session], mc: MixConfig, seed: int,
-          notes: str = "") -> dict[str, list[Session]]:
-    """The splits, as {file name under mix/: sessions}. Pure: same inputs and seed, same output."""
+# -- training units ------------------------------------------------------------------------
+def qa_units(s: Session, samples: list[Sample] | None = None, seg: SegmentConfig | None = None) -> list[Session]:
+    """A session's question-answer units: each counselor turn with the turns before it, as its own
+    record (meta: unit, session_id, turns, and the answer's technique / the client turn's emotion and
+    distortion for balancing). `samples`: the real stage's samples.jsonl entries for this session;
+    None cuts them here with the same segmenter."""
+    if samples is None:
+        seg = (seg or SegmentConfig()).model_copy(update={"sessions": False, "qa": True, "system_prompt": False})
+        samples = list(segment(s, seg))
+    off = 1 if s.messages and s.messages[0].role == "system" else 0
+    ann = {a.index: a for a in s.annotations}
+    keep = {k: s.meta[k] for k in ("topic", "theme", "problem_type", "format", "file", "dataset", "license", "licence")
+            if k in s.meta}
+    out = []
+    for x in samples:
+        if x.kind != "qa":
+            continue
+        a, b = x.turns
+        ans, cli = ann.get(b - 1 + off), ann.get(b - 2 + off)
+        out.append(Session(id=x.id, source=s.source, messages=[m for m in x.messages if m.role != "system"], meta={
+            **keep, "unit": "qa", "session_id": s.id, "turns": [a, b],
+            "technique": ans.techniques[0] if ans and ans.techniques else stratum(s, "technique"),
+            "emotion": cli.emotion if cli and cli.emotion else stratum(s, "emotion"),
+            "distortion": cli.distortions[0] if cli and cli.distortions else stratum(s, "distortion")}))
+    return out
+
+
+def unit_pool(sessions: list[Session], units: str, samples: dict[str, list[Sample]] | None = None,
+              seg: SegmentConfig | None = None, opens: str = "client") -> list[Session]:
+    """The training units a variant can draw from these (non-held-out) sessions, each opening with
+    the configured speaker (`opens`, as the simulated evaluation does); a unit left without a
+    counselor turn is quarantined by the export's validation, as any other unusable one."""
+    out = list(sessions) if units in ("sessions", "both") else []
+    if units in ("qa", "both"):
+        for s in sessions:
+            out += qa_units(s, (samples or {}).get(s.id), seg)
+    return [u.model_copy(update={"messages": align_opening(u.messages, opens)}) for u in out]
+
+
+def valid_ids(members: list[Session], frac: float, seed: int) -> set[str]:
+    """round(frac*n) members (at least 1 of 2+), the lowest by a fixed per-id rank: the same members
+    give the same validation units in every variant."""
+    if frac <= 0 or len(members) < 2:
+        return set()
+    k = min(max(round(len(members) * frac), 1), len(members) - 1)
+    return {s.id for s in sorted(members, key=lambda x: stable_id("valid", seed, x.id))[:k]}
+
+
+def build(real: list[Session], synth: list[Session], variants: list[Variant], mc: MixConfig, seed: int,
+          notes: str = "", samples: dict[str, list[Sample]] | None = None,
+          seg: SegmentConfig | None = None, opens: str = "client") -> dict[str, list[Session]]:
+    """The splits, as {file name under mix/: sessions}. Pure: same inputs and seed, same output.
+
+    Held-out test sessions are split off first; each trained variant then takes its units per
+    source from a fixed stratified order of what is left (same seed for every variant)."""
     rng = random.Random(seed)
     test_real, real_avail = split_off(real, mc.test_fraction, mc.min_test, rng)
     test_syn, syn_avail = split_off(synth, mc.test_fraction, mc.min_test, rng)
-    n_real = round(mc.size * mc.real_ratio)
-    n_syn = mc.size - n_real
-    why = f"{len(test_real)} real and {len(test_syn)} synthetic held out for test{notes}"
-    n_real = _need(len(real_avail), n_real, "hybrid set's source=real", mc, why)
-    n_syn = _need(len(syn_avail), n_syn, "hybrid set's source=synthetic", mc, why)
-    real_pick = sorted(rng.sample(sorted(real_avail, key=lambda x: x.id), n_real), key=lambda x: x.id)
-    syn_pick = stratified_sample(syn_avail, n_syn, mc.stratify_by, rng)
-    if mc.real_size is None:
-        real_only = real_pick
-    else:
-        want = _need(len(real_avail), mc.real_size, "real-only set's source=real", mc, why)
-        real_only = sorted(rng.sample(sorted(real_avail, key=lambda x: x.id), want), key=lambda x: x.id)
-    # the same real sessions get the same train/valid split in both variants
-    real_valid_ids = {s.id for s in split_off(real_only if mc.real_size else real_pick, mc.valid_fraction, 1, rng)[0]}
-    if mc.real_size:
-        real_valid_ids |= {s.id for s in split_off(real_pick, mc.valid_fraction, 1, rng)[0]}
-    syn_valid_ids = {s.id for s in split_off(syn_pick, mc.valid_fraction, 1, rng)[0]}
-    valid_ids = real_valid_ids | syn_valid_ids if mc.valid_fraction > 0 else set()
-    hybrid = real_pick + syn_pick
+    avail = {"real": real_avail, "synthetic": syn_avail}
+    why = f"{len(test_real)} real and {len(test_syn)} synthetic sessions held out for test{notes}"
     out = {"test_real.jsonl": test_real, "test_synthetic.jsonl": test_syn}
-    for variant, members in (("real", real_only), ("hybrid", hybrid)):
-        out[f"{variant}/train.jsonl"] = [s for s in members if s.id not in valid_ids]
-        out[f"{variant}/valid.jsonl"] = [s for s in members if s.id in valid_ids]
+    orders: dict[tuple, list[Session]] = {}
+    for v in variants:
+        if not v.trained:
+            continue
+        members: list[Session] = []
+        valid: set[str] = set()
+        for source, want in v.counts().items():
+            key = (source, v.units, v.balance_by)
+            if key not in orders:
+                pool = unit_pool(avail[source], v.units, samples if source == "real" else None, seg, opens)
+                orders[key] = stratified_order(pool, v.balance_by, random.Random(f"{seed}:{source}:{v.units}:{v.balance_by}"))
+            n = _need(len(orders[key]), want, f"variant {v.name}'s source={source} ({v.units})", mc, why) if want else 0
+            members += orders[key][:n]
+            valid |= valid_ids(orders[key][:n], mc.valid_fraction, seed)
+        members.sort(key=lambda x: x.id)
+        out[f"{v.name}/train.jsonl"] = [s for s in members if s.id not in valid]
+        out[f"{v.name}/valid.jsonl"] = [s for s in members if s.id in valid]
+    return out
+
+
+def composition(splits: dict[str, list[Session]], variants: list[Variant]) -> dict[str, dict]:
+    """Per trained variant: its recipe and what it got (units per source, the realised real share)."""
+    out = {}
+    for v in variants:
+        if not v.trained:
+            continue
+        members = splits[f"{v.name}/train.jsonl"] + splits[f"{v.name}/valid.jsonl"]
+        n_real = sum(s.source == "real" for s in members)
+        out[v.name] = {"recipe": v.recipe(), "sweep": v.sweep, "units": len(members), "real": n_real,
+                       "synthetic": len(members) - n_real, "real_share": round(n_real / len(members), 4) if members else None}
     return out
 
 
@@ -181,6 +256,14 @@ def load_eligible(ctx: Context) -> tuple[list[Session], list[Session], dict]:
     sessions = effective(cur, mc.include_pending)
     info = {"eligible": len(sessions)}
     return [s for s in sessions if s.source == "real"], [s for s in sessions if s.source == "synthetic"], info
+
+
+def load_samples(ctx: Context) -> dict[str, list[Sample]]:
+    """The real stage's samples.jsonl, by session id (QA units of real sessions come from it)."""
+    out: dict[str, list[Sample]] = defaultdict(list)
+    for x in ctx.store.stage("real").read("samples.jsonl", Sample):
+        out[x.session_id].append(x)
+    return out
 
 
 def run(ctx: Context, st: StageDir) -> dict:
@@ -196,10 +279,13 @@ def run(ctx: Context, st: StageDir) -> dict:
     real = [s for s in real if s.id not in hits]
     synth = [s for s in synth if s.id not in hits]
     seed = ctx.cfg.seed if mc.seed is None else mc.seed
-    splits = build(real, synth, mc, seed, notes=f", {len(hits)} dropped as contaminated")
+    variants = ctx.cfg.variant_list()
+    samples = load_samples(ctx) if any(v.units != "sessions" for v in variants) else None
+    splits = build(real, synth, variants, mc, seed, notes=f", {len(hits)} dropped as contaminated",
+                   samples=samples, seg=ctx.cfg.real.segment, opens=ctx.cfg.opens)
     counts = {name: st.write_records(name, recs) for name, recs in splits.items()}
     summary = {**info, "contaminated": len(hits), "scenarios_checked": len(scenarios), "seed": seed,
-               "files": counts}
+               "files": counts, "variants": composition(splits, variants)}
     summary["exports"] = export_all(ctx, st, summary)
     st.write_json("report.json", summary)
     st.write_text("report.md", report_md(summary, list(hits.values()), mc))
@@ -208,7 +294,10 @@ def run(ctx: Context, st: StageDir) -> dict:
 
 def report_md(summary: dict, hits: list[dict], mc: MixConfig) -> str:
     lines = ["# Mix report", "", f"Eligible curated sessions: {summary['eligible']}; seed {summary['seed']}.", "",
-             "| file | sessions |", "|---|---|", *[f"| {k} | {n} |" for k, n in summary["files"].items()], "",
+             "| file | units |", "|---|---|", *[f"| {k} | {n} |" for k, n in summary["files"].items()], "",
+             "| variant | units | real | synthetic | real share | recipe |", "|---|---|---|---|---|---|",
+             *[f"| {k} | {c['units']} | {c['real']} | {c['synthetic']} | {c['real_share']} | {c['recipe']} |"
+               for k, c in summary.get("variants", {}).items()], "",
              f"## Contamination ({mc.contamination}) against {summary['scenarios_checked']} evaluation scenarios", ""]
     if not summary["scenarios_checked"] and mc.contamination != "off":
         lines.append("Not checked: no evaluation scenarios (run stage eval_scenarios before mix).")

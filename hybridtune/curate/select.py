@@ -34,8 +34,21 @@ def session_techniques(s: Session) -> list[str]:
     return list(seen)
 
 
+def annotated(s: Session, key: str) -> str | None:
+    """The most frequent client emotion or distortion annotated on a session's turns (ties: first seen)."""
+    seen: dict[str, int] = {}
+    for a in s.annotations:
+        for x in ([a.emotion] if key == "emotion" else a.distortions if key == "distortion" else []):
+            if x:
+                seen[x] = seen.get(x, 0) + 1
+    return max(seen, key=lambda x: seen[x]) if seen else None
+
+
 def stratum(s: Session, key: str) -> str:
-    """The stratum a session belongs to: its primary technique, or any meta key (topic, ...)."""
+    """The stratum a session belongs to: its primary technique, its main annotated emotion or
+    distortion, or any meta key (topic, ...)."""
+    if key in ("emotion", "distortion"):
+        return str(s.meta.get(key) or annotated(s, key) or "unknown")
     if key == "technique":
         primary = s.meta.get("technique")
         if primary:

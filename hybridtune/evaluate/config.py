@@ -31,8 +31,7 @@ class EvaluateConfig(BaseModel):
         0.5, gt=0, le=1, description="share of a scenario's word 3-grams found in one training text that marks it contaminated"
     )
     # -- simulate -------------------------------------------------------------
-    variants: list[str] | None = Field(None, description="variants of models.json to evaluate (default: all, in file order)")
-    max_turns: int = Field(8, ge=1, description="counselor turns before a conversation is cut")
+    max_turns: int = Field(10, ge=1, description="counselor turns before a conversation is cut (the paper's example has about 10)")
     close_pattern: str = Field(
         r"(?i)\b(goodbye|good bye|see you next (time|week|session)|until next (time|week|session)|end (our|the|this) session)\b|\[/?END\]",
         description="regex on a counselor turn that means the counselor closed the session",

@@ -26,7 +26,7 @@ from scipy import stats
 from ..context import Context, map_items
 from ..llm import NotSupported, TokenLogprobs
 from ..records import ModelEntry, Record, Session, stable_id
-from ..registry import counselor_llm, load_registry
+from ..registry import counselor_llm, declared_entries
 from ..store import StageDir
 from . import stats as S
 
@@ -161,8 +161,7 @@ def row_key(ctx: Context, entry: ModelEntry, split: str, s: Session) -> str:
 
 async def run(ctx: Context, st: StageDir) -> dict:
     tc = ctx.cfg.evaluate.trust
-    reg = load_registry(ctx.store)
-    reg = {n: reg[n] for n in (ctx.cfg.evaluate.variants or list(reg)) if n in reg}  # as simulate: same variants
+    reg = declared_entries(ctx, strict=False)  # as simulate: the declared variants, in order
     if not reg:
         ctx.log("[yellow]likelihood: no counselor variants in models.json; nothing to score[/yellow]")
     splits = {sp: _sessions(ctx, sp) for sp in SPLITS}

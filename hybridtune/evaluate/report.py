@@ -84,7 +84,7 @@ def load_results(ctx: Context) -> dict:
     summary = sc.read_json("summary.json", {}) or {}
     metrics = summary.get("metrics") or ctx.cfg.evaluate.metrics
     reg = load_registry(ctx.store)
-    order = ctx.cfg.evaluate.variants or list(reg)
+    order = [v.name for v in ctx.cfg.variant_list()]
     seen = [v for v in dict.fromkeys(r["variant"] for r in rows)]
     variants = [v for v in order if v in seen] + [v for v in seen if v not in order]
     ev = ctx.cfg.evaluate

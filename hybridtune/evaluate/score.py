@@ -90,7 +90,7 @@ def metric_list(ctx: Context) -> list[str]:
 
 async def judge_one(ctx: Context, key: str, s: Session, scen_text: str, judge: str, llm: LLM, metric: str, k: int) -> Score:
     tpl = ctx.domain.prompt(f"eval_judge_{metric}")
-    msgs = tpl.render(transcript=transcript(ctx, s), scenario=scen_text)
+    msgs = tpl.render(transcript=transcript(ctx, s), scenario=scen_text, protocol=ctx.domain.protocol)
     schema = CTRSRating if metric == "ctrs" else Rating
     reply = await llm.chat(msgs, schema=schema, sample=k)
     p: Any = reply.parsed

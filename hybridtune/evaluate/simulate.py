@@ -2,8 +2,8 @@
 
 Input: eval_scenarios/scenarios.jsonl, runs/<name>/models.json (variants), the mix
 training sets (contamination check). For each scenario x variant the `patient` role plays
-the client (persona, scenario, attitude; prompt eval_patient) and opens the session; the
-variant counsels under the shared CBT system prompt (`ctx.system_prompt`). A conversation
+the client (persona, scenario, attitude; prompt eval_patient); who opens is `opens` (default
+the client, as in the training data); the variant counsels under the shared CBT system prompt (`ctx.system_prompt`). A conversation
 ends when the counselor closes (`evaluate.close_pattern`) or after `evaluate.max_turns`
 counselor turns. The comparison is paired: every variant sees the same scenarios, the same
 patient prompt, and the same sampling seeds turn by turn.
@@ -21,8 +21,9 @@ from ..context import Context, map_items
 from ..errors import UserError
 from ..llm import LLM
 from ..records import Message, ModelEntry, Scenario, Session, stable_id
-from ..registry import counselor_llm, load_registry
+from ..registry import counselor_llm, declared_entries
 from ..store import StageDir, read_jsonl_dicts
+from ..synth.sessions import attitude_instruction
 from . import scenarios as scen
 
 
@@ -37,44 +38,45 @@ def persona_text(s: Scenario) -> str:
 def patient_prompt(ctx: Context, s: Scenario) -> tuple[list[dict[str, str]], str]:
     tpl = ctx.domain.prompt("eval_patient")
     msgs = tpl.render(scenario=s, persona=persona_text(s), attitude=s.attitude,
-                      attitude_instruction=str(s.meta.get("attitude_instruction", "")))
+                      attitude_instruction=attitude_instruction(ctx, s), opens=ctx.cfg.opens)
     return msgs, tpl.tag
 
 
 def variants(ctx: Context) -> dict[str, ModelEntry]:
-    """The variants to evaluate, in order (config list, else models.json order)."""
-    reg = load_registry(ctx.store)
-    if not reg:
-        raise UserError(f"{ctx.store.path('models.json')}: no counselor variants registered; run `hybridtune train` first")
-    names = ctx.cfg.evaluate.variants or list(reg)
-    missing = [n for n in names if n not in reg]
-    if missing:
-        raise UserError(f"evaluate.variants: {missing} not in models.json (has {list(reg)}); fix the list")
-    return {n: reg[n] for n in names}
+    """The variants to evaluate: every declared one, in declared order (all must be registered)."""
+    return declared_entries(ctx)
 
 
 async def converse(ctx: Context, s: Scenario, variant: str, counselor: LLM, sid: str) -> Session:
-    """One simulated session. Sample index = turn number for both roles, so the seeds match
-    across variants and the patient's opening (same prompt, same seed) is identical."""
+    """One simulated session. Sample index = counselor turns so far for both roles, so the seeds
+    match across variants; when the client opens (`opens`, as in training data) its opening (same
+    prompt, same seed) is identical for every variant. When the counselor opens, its first turn
+    reaches the patient after the template's cue."""
     ev = ctx.cfg.evaluate
     close = re.compile(ev.close_pattern)
     patient = ctx.llm("patient")
     ptrail, tag = patient_prompt(ctx, s)
-    opening = (await patient.chat(ptrail, sample=0)).text.strip()
-    messages = [Message(role="system", content=ctx.system_prompt), Message(role="user", content=opening)]
-    ptrail = [*ptrail, {"role": "assistant", "content": opening}]
+    messages = [Message(role="system", content=ctx.system_prompt)]
     end_reason, turns = "max_turns", 0
-    for turn in range(ev.max_turns):
-        reply = (await counselor.chat([m.model_dump() for m in messages], sample=turn)).text.strip()
+    if ctx.cfg.opens == "counselor":
+        first = (await counselor.chat([m.model_dump() for m in messages], sample=0)).text.strip()
+        messages.append(Message(role="assistant", content=first))
+        ptrail[-1] = {**ptrail[-1], "content": f"{ptrail[-1]['content']}\n\n{first}"}
+        turns = 1
+    opening = (await patient.chat(ptrail, sample=0)).text.strip()
+    messages.append(Message(role="user", content=opening))
+    ptrail = [*ptrail, {"role": "assistant", "content": opening}]
+    while turns < ev.max_turns:
+        reply = (await counselor.chat([m.model_dump() for m in messages], sample=turns)).text.strip()
         messages.append(Message(role="assistant", content=reply))
         turns += 1
         if close.search(reply):
             end_reason = "counselor_closed"
             break
-        if turn == ev.max_turns - 1:
+        if turns == ev.max_turns:
             break
         ptrail.append({"role": "user", "content": reply})
-        answer = (await patient.chat(ptrail, sample=turn + 1)).text.strip()
+        answer = (await patient.chat(ptrail, sample=turns)).text.strip()
         if not answer:
             end_reason = "patient_silent"
             break
@@ -82,7 +84,7 @@ async def converse(ctx: Context, s: Scenario, variant: str, counselor: LLM, sid:
         messages.append(Message(role="user", content=answer))
     return Session(id=sid, source="simulated", messages=messages, meta={
         "variant": variant, "scenario_id": s.id, "end_reason": end_reason, "counselor_turns": turns,
-        "max_turns": ev.max_turns, "patient_prompt": tag, "patient_model": patient.model,
+        "max_turns": ev.max_turns, "opens": ctx.cfg.opens, "patient_prompt": tag, "patient_model": patient.model,
         "counselor_model": counselor.model, "seed": ctx.cfg.seed, "attitude": s.attitude,
         "crisis": bool(s.meta.get("crisis")),
     })
@@ -91,7 +93,7 @@ async def converse(ctx: Context, s: Scenario, variant: str, counselor: LLM, sid:
 def session_key(ctx: Context, s: Scenario, entry: ModelEntry) -> str:
     """Stable id of one conversation: changes when the scenario, model or turn limit changes."""
     return stable_id("simulate", s.id, entry.variant, entry.model, entry.adapter, entry.data_hash,
-                     ctx.cfg.evaluate.max_turns, ctx.cfg.seed)
+                     ctx.cfg.evaluate.max_turns, ctx.cfg.seed, ctx.cfg.opens)
 
 
 def check_contamination(ctx: Context, st: StageDir, scenarios: list[Scenario]) -> list[Scenario]:

@@ -32,6 +32,7 @@ class PlanPhase(BaseModel):
     model_config = ConfigDict(extra="forbid")
     phase: str
     goal: str
+    step: str | None = None  # the protocol step (protocol.yaml) this phase works on, if any
 
 
 class AttributeSpec(BaseModel):

@@ -12,7 +12,8 @@ Plan: session i takes scenario i mod len(scenarios), a target length in
 from the domain taxonomy so counts meet the quotas (synth.technique_weights). Role-play: the
 `counselor` role opens and follows the domain's session plan (attributes.yaml: session_plan),
 one phase and planned technique(s) per turn; the `patient` role holds persona, scenario and
-attitude. Near the target length the counselor wraps up; the session ends when a turn matches
+attitude (domain.yaml `attitudes`). Who speaks first is `opens` (default: the client, as in
+real sessions and in the simulated evaluation). Near the target length the counselor wraps up; the session ends when a turn matches
 synth.closing_pattern (closing detection) after synth.min_exchanges, or at target + 1 (a cap).
 """
 from __future__ import annotations
@@ -119,6 +120,23 @@ class Exemplars:
         return "\n---\n".join(out)
 
 
+def attitude_instruction(ctx: Context, sc: Scenario) -> str:
+    """The scenario's own instruction (CACTUS) or the domain's for its attitude (an unknown one is an error)."""
+    return str(sc.meta.get("attitude_instruction") or "") or ctx.domain.attitude_instruction(sc.attitude)
+
+
+def align_opening(messages: list[Message], opens: str) -> list[Message]:
+    """The dialogue opening with the configured speaker: when the client opens, leading counselor
+    turns (a greeting before the client speaks) are dropped. A dialogue that opens with the client
+    is kept when the counselor should open (no counselor words are invented)."""
+    head = [m for m in messages if m.role == "system"][:1] if messages and messages[0].role == "system" else []
+    body = messages[len(head):]
+    if opens == "client":
+        while body and body[0].role == "assistant":
+            body = body[1:]
+    return head + body
+
+
 # -- role-play -------------------------------------------------------------------------------
 
 def clean_turn(text: str) -> str:
@@ -158,23 +176,33 @@ class RolePlay:
     async def counselor(self, t: int) -> str:
         phase, techs = self.schedule[min(t, len(self.schedule) - 1)]
         closing = t >= self.plan.exchanges
+        protocol = self.ctx.domain.protocol
+        step = protocol.step(phase.step) if protocol and phase.step else None
         rendered = self.counselor_tpl.render(
-            system_prompt=self.ctx.system_prompt, exemplar=self.exemplar, phase=phase,
+            system_prompt=self.ctx.system_prompt, exemplar=self.exemplar, phase=phase, step=step,
+            question=step.questions[(self.plan.index + t) % len(step.questions)] if step else "",
             techniques=[self.terms[i] for i in techs], closing=closing)
+        if self.dialogue:  # the opening cue stands in for a client turn only when the counselor opens
+            rendered = rendered[:1]
         msgs = [*rendered, *({"role": m.role, "content": m.content} for m in self.dialogue)]
         return await self._say("counselor", msgs, t)
 
     async def patient(self, t: int) -> str:
         sc = self.scenario
         closing = t > self.plan.exchanges  # the counselor has already wrapped up
-        system = self.patient_tpl.render(persona=sc.persona, scenario=sc, attitude=sc.attitude, closing=closing)[0]
+        rendered = self.patient_tpl.render(persona=sc.persona, scenario=sc, attitude=sc.attitude, closing=closing,
+                                           attitude_instruction=attitude_instruction(self.ctx, sc))
         flip = {"assistant": "user", "user": "assistant"}
-        msgs = [system, *({"role": flip[m.role], "content": m.content} for m in self.dialogue)]
+        # opening the session, the client answers the template's cue; later, the counselor's turns
+        msgs = [*(rendered if not self.dialogue else rendered[:1]),
+                *({"role": flip[m.role], "content": m.content} for m in self.dialogue)]
         return await self._say("patient", msgs, t)
 
     async def run(self) -> tuple[list[Message], str]:
         """Alternate turns until closing is detected (after min_exchanges) or the cap; returns (dialogue, ended_by)."""
         cap = self.plan.exchanges + 1  # one exchange of grace for a goodbye after the counselor's closing turn
+        if self.ctx.cfg.opens == "client":
+            self.dialogue.append(Message(role="user", content=await self.patient(0)))
         self.dialogue.append(Message(role="assistant", content=await self.counselor(0)))
         for t in range(1, cap + 1):
             p = await self.patient(t)
@@ -193,7 +221,7 @@ async def single_pass(ctx: Context, plan: SessionPlan, scenario: Scenario, exemp
     terms = {t.id: t for t in ctx.domain.techniques}
     d = (await ctx.llm("generator").chat(tpl.render(
         system_prompt=ctx.system_prompt, persona=scenario.persona, scenario=scenario, attitude=scenario.attitude,
-        plan=phases, techniques=[terms[i] for i in plan.techniques], exchanges=plan.exchanges, exemplar=exemplar),
+        attitude_instruction=attitude_instruction(ctx, scenario), opens=ctx.cfg.opens, plan=phases, techniques=[terms[i] for i in plan.techniques], exchanges=plan.exchanges, exemplar=exemplar),
         schema=Dialogue, sample=sample)).parsed
     msgs: list[Message] = []
     assistant = {"assistant", "counselor", str((ctx.domain.meta.get("speakers") or {}).get("assistant", "")).lower()}
@@ -208,6 +236,7 @@ async def single_pass(ctx: Context, plan: SessionPlan, scenario: Scenario, exemp
             msgs.append(Message(role=role, content=text))
     while msgs and msgs[-1].role == "user":  # a training dialogue ends on the counselor
         msgs.pop()
+    msgs = align_opening(msgs, ctx.cfg.opens)
     if sum(m.role == "user" for m in msgs) < 1:
         raise StructuredOutputError("single pass: dialogue has no client turn", raw=d.model_dump_json()[:4000], attempts=1)
     closing = ctx.cfg.synth.closing_pattern
@@ -289,7 +318,7 @@ async def make_sessions(ctx: Context, st: StageDir, scenarios: list[Scenario], n
 
         V = embed([f"{s.summary} {s.scenario}" for s in scenarios])
         near = {s.id: ex.nearest(v, cfg.fewshot) for s, v in zip(scenarios, V, strict=True)}
-    keys = [stable_id("session", ctx.domain.name, seed, cfg.mode, p.model_dump()) for p in plans]
+    keys = [stable_id("session", ctx.domain.name, seed, cfg.mode, ctx.cfg.opens, p.model_dump()) for p in plans]
 
     async def one(plan: SessionPlan) -> Session:
         return await write_session(ctx, st, keys[plan.index], plan, by_id[plan.scenario_id],

@@ -20,12 +20,12 @@ def register(app: typer.Typer) -> None:
     @app.command("train")
     def train(
         config: ConfigOpt = Path("configs/demo.yaml"),
-        variant: Annotated[list[str] | None, typer.Option("--variant", "-v", help="only this variant (repeatable); default: train.variants")] = None,
+        variant: Annotated[list[str] | None, typer.Option("--variant", "-v", help="only this variant (repeatable); default: every declared variant")] = None,
         resume: Annotated[bool, typer.Option("--resume/--no-resume", help="continue from the last checkpoint or running job (default) or start over")] = True,
         set_: SetOpt = None,
         quiet: QuietOpt = False,
     ):
-        """Fine-tune the variants (base, real, hybrid) from the mixed sets and register them in models.json."""
+        """Fine-tune the declared variants from the mixed sets and register them (and untrained ones) in models.json."""
         from ..context import open_run
         from .stage import describe, run
 

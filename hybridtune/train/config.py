@@ -27,10 +27,6 @@ class OpenAIFineTune(BaseModel):
 
 class TrainConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    variants: list[str] = Field(
-        default_factory=lambda: ["base", "real", "hybrid"],
-        description="variants to build; 'base' is the untrained model, others train on mix/<variant>/train.jsonl",
-    )
     backend: Literal["local", "openai"] = Field("local", description="local (TRL + PEFT, served by llama.cpp) | openai")
     base_model: str = Field(
         "smollm2",

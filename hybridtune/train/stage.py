@@ -1,7 +1,7 @@
 """Stage `train`: build every counselor variant and register it in `runs/<name>/models.json`.
 
 Input: `mix/<variant>/train.jsonl` and `valid.jsonl` (Session records) for each trained
-variant in `train.variants`; `base` needs no data. Output: one `ModelEntry` per variant
+variant declared under `variants:`; an untrained one (`sources: []`, e.g. `base`) needs no data. Output: one `ModelEntry` per variant
 (backend, model, adapter, data hash, hyperparameters, system prompt, metrics) and, per
 trained variant, `train/<variant>/` with checkpoints, the PEFT adapter, `adapter.gguf`,
 loss curves (local) or the job record and metrics (openai).
@@ -10,7 +10,8 @@ Every check that can fail (data format, unknown model, QLoRA without GPU, memory
 runs for all variants before any training. Variants share base model, system prompt,
 hyperparameters and seed; only the training set differs. A variant whose registry entry
 already matches its data hash and hyperparameters is skipped; a killed run resumes from
-its last checkpoint (local) or keeps following its job (openai).
+its last checkpoint (local) or keeps following its job (openai). Two variants whose sets are
+identical (e.g. `hybrid` and `hybrid@0.5`) share one fine-tuned model.
 
     hybridtune train -c configs/demo.yaml                # all variants
     hybridtune train -c configs/demo.yaml --variant hybrid --no-resume
@@ -54,24 +55,26 @@ def load_variant_data(ctx: Context, st: StageDir, variant: str) -> tuple[list, l
     return train, valid, data_hash(train, valid)
 
 
-def base_entry(ctx: Context) -> ModelEntry:
+def base_entry(ctx: Context, name: str = "base") -> ModelEntry:
+    """An untrained variant: the base model under the shared system prompt."""
     tc = ctx.cfg.train
-    common = {"hyperparameters": hyperparameters(tc), "system_prompt": ctx.system_prompt}
+    common = {"variant": name, "hyperparameters": hyperparameters(tc), "system_prompt": ctx.system_prompt,
+              "recipe": ctx.cfg.variant(name).recipe()}
     if tc.backend == "openai":
-        return ModelEntry(variant="base", backend="openai", model=tc.openai.model, endpoint=tc.openai.endpoint, **common)
+        return ModelEntry(backend="openai", model=tc.openai.model, endpoint=tc.openai.endpoint, **common)
     from .base_model import resolve_base
 
     gguf, folder = resolve_base(tc.base_model)
     if gguf is None:
-        return ModelEntry(variant="base", backend="transformers", model=str(folder), **common)
-    return ModelEntry(variant="base", backend="llamacpp", model=tc.base_model, **common)
+        return ModelEntry(backend="transformers", model=str(folder), **common)
+    return ModelEntry(backend="llamacpp", model=tc.base_model, **common)
 
 
 def preflight(ctx: Context, names: list[str]) -> dict[str, tuple]:
     """All data and model checks before any training (one clear error, nothing spent)."""
     tc = ctx.cfg.train
     st = ctx.store.stage("train")
-    data = {v: load_variant_data(ctx, st, v) for v in names if v != "base"}
+    data = {v: load_variant_data(ctx, st, v) for v in names if ctx.cfg.variant(v).trained}
     if tc.backend == "openai":
         if tc.openai.endpoint not in ctx.cfg.endpoints:
             raise UserError(f"train.openai.endpoint: '{tc.openai.endpoint}' is not defined under endpoints; add it "
@@ -103,7 +106,8 @@ def train_variant(ctx: Context, st: StageDir, variant: str, rows: tuple, resume:
     if not resume or st.read_json(f"{variant}/spec.json") != spec:  # checkpoints of other data are useless
         shutil.rmtree(out / "checkpoints", ignore_errors=True)
     st.write_json(f"{variant}/spec.json", spec)
-    common = {"variant": variant, "data_hash": h, "hyperparameters": hp, "system_prompt": ctx.system_prompt}
+    common = {"variant": variant, "data_hash": h, "hyperparameters": hp, "system_prompt": ctx.system_prompt,
+              "recipe": ctx.cfg.variant(variant).recipe()}
     common["metrics"] = {"train_sessions": len(train), "valid_sessions": len(valid)}
     if tc.backend == "openai":
         from .openai_ft import finetune
@@ -137,20 +141,25 @@ def local_entry(tc: TrainConfig, out: Path, common: dict) -> ModelEntry:
 
 
 def run(ctx: Context, st: StageDir, *, variants: list[str] | None = None, resume: bool = True) -> dict:
-    names = list(variants or ctx.cfg.train.variants)
+    """Every declared variant (or those named), in declared order."""
+    names = [ctx.cfg.variant(v).name for v in variants] if variants else [v.name for v in ctx.cfg.variant_list()]
     data = preflight(ctx, names)
     reg = load_registry(ctx.store)
     built, skipped = [], []
+    hp = hyperparameters(ctx.cfg.train)
     for v in names:
-        if v == "base":
-            save_entry(ctx.store, base_entry(ctx))
+        if v not in data:
+            save_entry(ctx.store, base_entry(ctx, v))
             continue
-        hp = hyperparameters(ctx.cfg.train)
-        if is_current(reg.get(v), data[v][2], hp):
+        same = next((e for e in reg.values() if e.variant != v and is_current(e, data[v][2], hp)), None)
+        if is_current(reg.get(v), data[v][2], hp) or same is not None:
+            if same is not None and not is_current(reg.get(v), data[v][2], hp):  # identical set: share its model
+                save_entry(ctx.store, same.model_copy(update={"variant": v, "recipe": ctx.cfg.variant(v).recipe()}))
             skipped.append(v)
             ctx.log(f"[dim]{v}: already trained on the same data and settings, skipped[/dim]")
             continue
         save_entry(ctx.store, train_variant(ctx, st, v, data[v], resume))
+        reg = load_registry(ctx.store)
         built.append(v)
     reg = load_registry(ctx.store)
     st.write_json("models.json", {k: v.model_dump(mode="json") for k, v in reg.items()})  # snapshot beside outputs

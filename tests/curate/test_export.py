@@ -50,7 +50,7 @@ def test_mix_exports_validated_jsonl_loadable_parquet_and_card(fake_ctx):
     real[1].meta.update(file="../shared/data/esconv/train.json", format="esconv")
     syn = [session(i, techniques=("exposure",), topic="work", mean=8, turns=6) for i in range(10)]
     broken = session(99, techniques=("exposure",), turns=1, mean=8)  # client turn only: cannot be exported
-    cm, _ = fake_ctx("mix.size=17", "mix.real_ratio=0.35", "mix.allow_smaller=true", "mix.test_fraction=0")
+    cm, _ = fake_ctx("mix.size=17", "variants={real: {sources: [real]}, hybrid: {real_share: 0.35}}", "mix.allow_smaller=true", "mix.test_fraction=0")
     with cm as ctx:
         write_curated(ctx.store.root, selected=[*real, *syn, broken])
         summary = ctx.run_stage("mix", mix.run)
@@ -72,7 +72,7 @@ def test_mix_exports_validated_jsonl_loadable_parquet_and_card(fake_ctx):
     assert broken.id in quarantine and "non-empty list" in quarantine  # its lone client turn trains nothing
     card = (root / "hybrid" / "README.md").read_text()
     for needle in ("| real | 6 |", "| exposure |", "| sleep |", "AnnoMI: CC BY 4.0", "ESConv: CC BY-NC 4.0", "licence unknown; add it under mix.licences", "Judge scores", "technique_adherence",
-                   "Tokens", "real_ratio: 0.35", "path: parquet/train.parquet"):
+                   "Tokens", "real_share: 0.35", "path: parquet/train.parquet"):
         assert needle in card, needle
 
 

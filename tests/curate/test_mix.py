@@ -26,42 +26,114 @@ def _ids(sessions):
     return {s.id for s in sessions}
 
 
-def test_sizes_ratio_and_disjoint_splits():
+def _variants(decl: dict, size: int = 40, balance: str = "technique"):
+    from hybridtune.variants import Recipe, resolve
+
+    return resolve({k: Recipe.model_validate(v) for k, v in decl.items()}, size, balance)
+
+
+FOUR = {"base": {"sources": []}, "real": {"sources": ["real"]}, "synthetic": {"sources": ["synthetic"]},
+        "hybrid": {"real_share": 0.25}}
+
+
+def test_each_recipe_yields_its_size_and_share_and_no_held_out_session():
     real, syn = _pools()
-    out = mix.build(real, syn, MixConfig(size=40, real_ratio=0.25, valid_fraction=0.1, test_fraction=0.1), seed=3)
-    hybrid = out["hybrid/train.jsonl"] + out["hybrid/valid.jsonl"]
-    assert len(hybrid) == 40 and sum(s.source == "real" for s in hybrid) == 10
-    real_only = out["real/train.jsonl"] + out["real/valid.jsonl"]
-    assert _ids(real_only) == {s.id for s in hybrid if s.source == "real"}  # variants differ only by synthetic
-    assert len(out["test_real.jsonl"]) == 3 and len(out["test_synthetic.jsonl"]) == 6
+    vs = _variants({**FOUR, "real": {"sources": ["real"], "size": 10}, "hybrid@{0,0.5,1}": {"size": 20}})
+    out = mix.build(real, syn, vs, MixConfig(size=40, valid_fraction=0.1, test_fraction=0.1), seed=3)
+    assert "base/train.jsonl" not in out  # untrained: no set
     tests = _ids(out["test_real.jsonl"]) | _ids(out["test_synthetic.jsonl"])
-    assert not tests & _ids(hybrid) and not tests & _ids(real_only)
-    assert not _ids(out["hybrid/train.jsonl"]) & _ids(out["hybrid/valid.jsonl"])
-    assert len(out["hybrid/valid.jsonl"]) == 4  # 1 real + 3 synthetic: 10% of each source
-    # the same real sessions are validation in both variants
-    assert {s.id for s in out["hybrid/valid.jsonl"] if s.source == "real"} == _ids(out["real/valid.jsonl"])
-    syn_pick = [s for s in hybrid if s.source == "synthetic"]
+    assert len(out["test_real.jsonl"]) == 3 and len(out["test_synthetic.jsonl"]) == 6
+    for v in vs[1:]:
+        train, valid = out[f"{v.name}/train.jsonl"], out[f"{v.name}/valid.jsonl"]
+        members = train + valid
+        assert len(members) == v.size, v.name
+        assert sum(s.source == "real" for s in members) == round(v.size * v.real_share), v.name
+        assert not _ids(members) & tests and not _ids(train) & _ids(valid)
+        for src in ("real", "synthetic"):  # 10% of each source is validation (at least one of two or more)
+            n = sum(s.source == src for s in members)
+            assert sum(s.source == src for s in valid) == (min(max(round(n * 0.1), 1), n - 1) if n > 1 else 0)
+    assert [v.name for v in vs] == ["base", "real", "synthetic", "hybrid", "hybrid@0", "hybrid@0.5", "hybrid@1"]
+    # a smaller share nests in a larger one: the sweep differs only by how much of each source it takes
+    reals = [{s.id for f in ("train", "valid") for s in out[f"hybrid@{x}/{f}.jsonl"] if s.source == "real"}
+             for x in ("0", "0.5", "1")]
+    assert reals[0] <= reals[1] <= reals[2] and len(reals[1]) == 10
+    assert _ids(out["real/train.jsonl"] + out["real/valid.jsonl"]) == reals[1]
+    # variants of the same composition get the same validation units
+    assert _ids(out["hybrid@0.5/valid.jsonl"]) <= _ids(out["hybrid@0.5/valid.jsonl"]) | _ids(out["real/valid.jsonl"])
+    assert {s.id for s in out["hybrid@1/valid.jsonl"]} == {s.id for s in out["real/valid.jsonl"]} or len(reals[2]) != 10
+    syn_pick = [s for s in out["hybrid/train.jsonl"] + out["hybrid/valid.jsonl"] if s.source == "synthetic"]
     avail_exposure = 15 - sum(s.meta["techniques"] == ["exposure"] for s in out["test_synthetic.jsonl"])
     picked_exposure = sum(s.meta["techniques"] == ["exposure"] for s in syn_pick)
-    assert abs(picked_exposure - 30 * avail_exposure / 54) < 1  # strata kept in proportion (largest remainder)
+    assert abs(picked_exposure - 30 * avail_exposure / 54) < 1  # strata kept in proportion
+
+
+def test_qa_units_are_single_exchanges_with_context_from_samples_and_never_held_out():
+    from hybridtune.real.config import SegmentConfig
+    from hybridtune.real.segment import segment
+
+    real, syn = _pools(n_real=10, n_syn=10)
+    real = [s.model_copy(update={"messages": [m.model_copy(update={"content": f"{m.content} x{k}"}) for k, m in
+                                              enumerate(s.messages * 2)]}) for s in real]  # 8 turns each
+    seg = SegmentConfig(qa_context_turns=3, system_prompt=False)
+    samples = {s.id: [x for x in segment(s, seg) if x.kind == "qa"] for s in real}
+    vs = _variants({"qa": {"real_share": 0.5, "units": "qa", "size": 20}, "both": {"sources": ["real"], "units": "both", "size": 12}})
+    out = mix.build(real, syn, vs, MixConfig(test_fraction=0.2, valid_fraction=0), seed=1, samples=samples, seg=seg)
+    held = _ids(out["test_real.jsonl"]) | _ids(out["test_synthetic.jsonl"])
+    by_id = {x.id: x for xs in samples.values() for x in xs}
+    qa = out["qa/train.jsonl"]
+    assert len(qa) == 20 and sum(s.source == "real" for s in qa) == 10
+    for u in qa:
+        assert u.meta["unit"] == "qa" and u.meta["session_id"] not in held
+        assert u.messages[-1].role == "assistant" and u.messages[-2].role == "user"  # one exchange, ends on the answer
+        assert sum(m.role == "assistant" for m in u.messages[-1:]) == 1 and len(u.messages) <= 4
+        if u.source == "real":  # real units are the real stage's samples, context included
+            assert [m.content for m in u.messages] == [m.content for m in by_id[u.id].messages]
+    both = out["both/train.jsonl"]
+    assert len(both) == 12 and {s.meta.get("unit", "session") for s in both} <= {"qa", "session"}
+
+
+def test_balance_by_emotion_uses_the_annotations():
+    from hybridtune.records import TurnAnnotation
+
+    real, syn = _pools(n_real=0, n_syn=40)
+    syn = [s.model_copy(update={"annotations": [TurnAnnotation(index=0, emotion="anger" if i % 4 == 0 else "sadness")]})
+           for i, s in enumerate(syn)]
+    out = mix.build(real, syn, _variants({"s": {"sources": ["synthetic"], "size": 12, "balance_by": "emotion"}}),
+                    MixConfig(test_fraction=0, valid_fraction=0), seed=0)
+    assert sum(s.annotations[0].emotion == "anger" for s in out["s/train.jsonl"]) == 3  # 1:3 as in the pool
 
 
 def test_deterministic_for_a_seed_and_varies_with_it():
     real, syn = _pools()
-    cfg = MixConfig(size=30, real_ratio=0.5)
-    a = {k: [s.id for s in v] for k, v in mix.build(real, syn, cfg, seed=1).items()}
-    b = {k: [s.id for s in v] for k, v in mix.build(list(reversed(real)), list(reversed(syn)), cfg, seed=1).items()}
-    c = {k: [s.id for s in v] for k, v in mix.build(real, syn, cfg, seed=2).items()}
+    vs = _variants(FOUR, size=20)
+    cfg = MixConfig(size=20)
+    a = {k: [s.id for s in v] for k, v in mix.build(real, syn, vs, cfg, seed=1).items()}
+    b = {k: [s.id for s in v] for k, v in mix.build(list(reversed(real)), list(reversed(syn)), vs, cfg, seed=1).items()}
+    c = {k: [s.id for s in v] for k, v in mix.build(real, syn, vs, cfg, seed=2).items()}
     assert a == b and a != c
 
 
-def test_short_pool_is_an_error_naming_the_stratum_unless_allowed():
+def test_short_pool_is_an_error_naming_the_variant_unless_allowed():
     real, syn = _pools(n_real=8)
-    with pytest.raises(UserError, match=r"source=real.*needs 20 sessions but only 7 are eligible.*allow_smaller"):
-        mix.build(real, syn, MixConfig(size=40, real_ratio=0.5), seed=0)
-    out = mix.build(real, syn, MixConfig(size=40, real_ratio=0.5, allow_smaller=True), seed=0)
+    vs = _variants({"hybrid": {"real_share": 0.5}})
+    with pytest.raises(UserError, match=r"variant hybrid's source=real.*needs 20 units but only 7 are eligible.*allow_smaller"):
+        mix.build(real, syn, vs, MixConfig(size=40), seed=0)
+    out = mix.build(real, syn, vs, MixConfig(size=40, allow_smaller=True), seed=0)
     hybrid = out["hybrid/train.jsonl"] + out["hybrid/valid.jsonl"]
     assert sum(s.source == "real" for s in hybrid) == 7 and len(hybrid) == 27
+
+
+def test_variant_declarations_are_checked_at_load(make_cfg):
+    cfg = make_cfg("variants={base: {sources: []}, 'hybrid@{0, 0.5,1}': {size: 8}, qa@0.3: {units: qa}}")
+    assert [(v.name, v.real_share, v.size, v.sweep) for v in cfg.variant_list()] == [
+        ("base", 0.0, cfg.mix.size, None), ("hybrid@0", 0.0, 8, "hybrid"), ("hybrid@0.5", 0.5, 8, "hybrid"),
+        ("hybrid@1", 1.0, 8, "hybrid"), ("qa@0.3", 0.3, cfg.mix.size, None)]
+    for bad, msg in [("{h: {}}", "variants.h: two sources need real_share"),
+                     ("{'h@{0,2}': {}}", "share 2.0 is outside"),
+                     ("{r: {sources: [real], real_share: 0.5}}", "sources \\[real\\] means real_share 1"),
+                     ("{h@0.5: {}, 'h@{0.5}': {}}", "declared twice")]:
+        with pytest.raises(UserError, match=msg):
+            make_cfg(f"variants={bad}")
 
 
 def test_contamination_containment_catches_a_scenario_inside_a_session():
@@ -78,7 +150,8 @@ def test_mix_stage_honours_review_decisions_and_drops_contaminated(fake_ctx):
     pending, rejected_by_policy = syn[18], syn[19]
     leaked = syn[0].model_copy(update={"messages": [*syn[0].messages[:-1], syn[0].messages[-1].model_copy(
         update={"content": "I keep thinking everyone at the party noticed my hands shaking while I spoke"})]})
-    cm, _ = fake_ctx("mix.size=20", "mix.real_ratio=0.5", "mix.allow_smaller=true", "mix.test_fraction=0.1")
+    cm, _ = fake_ctx("mix.size=20", "mix.allow_smaller=true", "mix.test_fraction=0.1",  # hybrid takes every synthetic one
+                     "variants={real: {sources: [real]}, hybrid: {real_share: 0.3, size: 30}}")
     with cm as ctx:
         write_curated(ctx.store.root, selected=[*real, leaked, *syn[1:17]], review=[syn[17], pending],
                       rejected=[rejected_by_policy])

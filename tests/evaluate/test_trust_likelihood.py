@@ -84,7 +84,8 @@ def test_likelihood_stage_end_to_end(make_cfg):
     from hybridtune.llm import LLMPool
     from hybridtune.registry import save_entry
 
-    cfg = make_cfg("endpoints.hosted.backend=openai", "evaluate.bootstrap_resamples=200")
+    cfg = make_cfg("endpoints.hosted.backend=openai", "evaluate.bootstrap_resamples=200",
+                   "variants={base: {sources: []}, real: {sources: [real]}, gpt: {sources: []}}")
     pool = LLMPool(cfg)
     pool.install("local", ScoringFake())
     with open_run(cfg, pool=pool) as ctx:

@@ -101,12 +101,13 @@ def test_roleplay_sessions_close_naturally_and_meet_technique_quotas(fake_ctx):
     c = Counter(t for s in ss for t in s.meta["planned_techniques"])
     assert set(c) == set(techniques) and max(c.values()) <= 2 * (16 * 3 / len(techniques))
     for s in ss:
-        assert s.source == "synthetic" and s.messages[0].role == "system" and s.messages[1].role == "assistant"
+        assert s.source == "synthetic" and s.messages[0].role == "system" and s.messages[1].role == "user"  # client opens
         assert s.messages[-1].role == "assistant"
         roles = [m.role for m in s.messages[1:]]
         assert all(a != b for a, b in zip(roles, roles[1:]))  # strictly alternating
-        assert s.meta["ended_by"] == "closing" and 2 <= s.meta["exchanges"] <= s.meta["target_exchanges"]
-        assert s.meta["prompts"] == {"patient": "synth_patient@1", "counselor": "synth_counselor@1"}
+        # the client's opening turn comes on top of the planned exchanges
+        assert s.meta["ended_by"] == "closing" and 3 <= s.meta["exchanges"] <= s.meta["target_exchanges"] + 1
+        assert s.meta["prompts"] == {"patient": "synth_patient@2", "counselor": "synth_counselor@2"}
         assert s.meta["scenario_id"] and s.meta["persona_attributes"]
     assert len({s.meta["target_exchanges"] for s in ss}) == 2  # lengths vary over [2, 3]
     assert "Technique coverage" in report and "Vendi" in report
@@ -128,9 +129,10 @@ def test_single_pass_with_real_fewshot(fake_ctx):
         ss = list(ctx.store.stage("synth").read("sessions.jsonl", Session))
     assert len(ss) == 3
     for s in ss:
-        assert s.meta["mode"] == "single_pass" and s.meta["fewshot_ids"] and s.meta["prompts"]["generator"] == "synth_single_pass@1"
+        assert s.meta["mode"] == "single_pass" and s.meta["fewshot_ids"] and s.meta["prompts"]["generator"] == "synth_single_pass@2"
         assert s.meta["realised_techniques"] == [] and "annotator" in s.meta["prompts"]
-        assert [m.role for m in s.messages[:3]] == ["system", "assistant", "user"] and s.messages[-1].role == "assistant"
+        # the generated counselor greeting is dropped: training data opens with the client (opens: client)
+        assert [m.role for m in s.messages[:3]] == ["system", "user", "assistant"] and s.messages[-1].role == "assistant"
     gen = [r for r in fake.requests if r.schema_name == "Dialogue"]
     assert any("is hard" in r.messages[-1]["content"] for r in gen)  # exemplar text reached the prompt
 

@@ -170,7 +170,7 @@ def test_train_stage_registers_openai_variants(api, make_cfg, write_mix, monkeyp
     real_make = oft.make_client
     monkeypatch.setattr(oft, "make_client", lambda ep, name, http_client=None: real_make(
         ep, name, httpx.Client(transport=httpx.MockTransport(api))))
-    cfg = make_cfg("train.backend=openai", "train.variants=[base,hybrid]", "train.openai.poll_s=0.01",
+    cfg = make_cfg("train.backend=openai", "variants={base: {sources: []}, hybrid: {real_share: 0.5}}", "train.openai.poll_s=0.01",
                    "endpoints.openai.backend=openai", "endpoints.openai.base_url=https://api.test/v1",
                    "endpoints.openai.api_key_env=TEST_OPENAI_KEY")
     write_mix(cfg.run_dir, "hybrid", n=12)
