@@ -247,6 +247,9 @@ def load_scenarios_file(path: Path, fmt: str = "auto") -> tuple[list[Scenario], 
 # -- generation -----------------------------------------------------------------
 
 
+CRISIS_ATTITUDE = "negative"  # the attitude of generated crisis scenarios (domain.yaml attitudes has its instruction)
+
+
 class CrisisScenario(BaseModel):
     summary: str = Field(min_length=5)
     scenario: str = Field(min_length=20)
@@ -262,7 +265,7 @@ async def crisis_scenarios(ctx: Context, personas: list[Persona], n: int, seed: 
         reply = await ctx.llm("generator").chat(msgs, schema=CrisisScenario, sample=seed + i)
         out.append(Scenario(
             id=stable_id("crisis", seed, i), persona=p, persona_id=p.id if p else None, theme="crisis",
-            summary=reply.parsed.summary, scenario=reply.parsed.scenario, attitude="negative",
+            summary=reply.parsed.summary, scenario=reply.parsed.scenario, attitude=CRISIS_ATTITUDE,
             meta={"source": "generated", "crisis": True}, prompt_version=tpl.tag,
         ))
     return out

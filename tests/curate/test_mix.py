@@ -125,6 +125,7 @@ def test_short_pool_is_an_error_naming_the_variant_unless_allowed():
 
 def test_variant_declarations_are_checked_at_load(make_cfg):
     cfg = make_cfg("variants={base: {sources: []}, 'hybrid@{0, 0.5,1}': {size: 8}, qa@0.3: {units: qa}}")
+    assert cfg.evaluate.max_turns == 10 and cfg.opens == "client"  # the paper's length; real sessions open with the client
     assert [(v.name, v.real_share, v.size, v.sweep) for v in cfg.variant_list()] == [
         ("base", 0.0, cfg.mix.size, None), ("hybrid@0", 0.0, 8, "hybrid"), ("hybrid@0.5", 0.5, 8, "hybrid"),
         ("hybrid@1", 1.0, 8, "hybrid"), ("qa@0.3", 0.3, cfg.mix.size, None)]
