@@ -129,14 +129,15 @@ class Domain:
             err = e.errors()[0]
             raise UserError(f"{path}: {'.'.join(map(str, err['loc']))}: {err['msg']}; fix that entry") from None
 
+    @property
+    def attitudes(self) -> dict[str, str]:
+        """domain.yaml `attitudes`: how the simulated client plays each attitude a generator can emit."""
+        return {str(k): str(v).strip() for k, v in (self.meta.get("attitudes") or {}).items()}
+
     def attitude_instruction(self, attitude: str) -> str:
-        """How the simulated client plays an attitude (domain.yaml `attitudes`); unknown ones are an error,
-        so a client never silently gets another attitude's behaviour."""
-        table = self.meta.get("attitudes") or {}
-        if attitude not in table:
-            raise UserError(f"{self.root / 'domain.yaml'}: attitudes: no instruction for attitude '{attitude}' "
-                            f"(known: {', '.join(table) or 'none'}); add one")
-        return str(table[attitude]).strip()
+        """The domain's instruction for an attitude; a free-text attitude from a scenario file without
+        one is played as written (never silently as another attitude, the old 'resistant' bug)."""
+        return self.attitudes.get(attitude) or f"Let this attitude show in how you answer: {attitude}."
 
     def _terms(self, file: str) -> list[Term]:
         path = self.root / file

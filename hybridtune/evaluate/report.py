@@ -5,8 +5,8 @@ score/summary.json, simulate/sessions.jsonl, eval_scenarios/, models.json, usage
 config.yaml, stage summaries (_done.json), and the trust sections
 (`hybridtune.evaluate.trust.report_sections`, `judge_validated`, `verdict.verdict_paragraph`).
 Output: report/report.md, report/report.html (figures inlined as base64 data URIs),
-report/{box,violin,scatter,bar_empathy,bar_relevance}.png, report/results.json (table +
-comparisons, machine-readable).
+report/{box,violin,scatter,bar_empathy,bar_relevance,dose_response}.png, report/results.json (table +
+comparisons + dose-response, machine-readable).
 
     hybridtune report -c configs/demo.yaml
 """
@@ -29,7 +29,7 @@ from ..errors import UserError
 from ..records import Session
 from ..registry import load_registry
 from ..store import StageDir, read_jsonl_dicts
-from . import plots
+from . import dose, plots
 from . import stats as S
 
 # The reference paper's Table (50 conversations per model), shown for context only: other
@@ -141,7 +141,8 @@ def comparisons_table(res: dict, validated: bool | None) -> tuple[str, str]:
 def figures(paths: dict[str, Path]) -> tuple[str, str]:
     captions = {"box": "Box plot of scores by variant", "violin": "Violin plot of scores by variant",
                 "scatter": "Empathy vs relevance per conversation (jittered), coloured by variant",
-                "bar_empathy": "Mean empathy with bootstrap 95% CI", "bar_relevance": "Mean relevance with bootstrap 95% CI"}
+                "bar_empathy": "Mean empathy with bootstrap 95% CI", "bar_relevance": "Mean relevance with bootstrap 95% CI",
+                "dose_response": "Each metric (95% CI) against the real share of the training set"}
     md, h = [], []
     for name, p in paths.items():
         b64 = base64.b64encode(p.read_bytes()).decode("ascii")
@@ -271,12 +272,14 @@ def build(ctx: Context, st: StageDir) -> dict:
     validated = trust.judge_validated(ctx)  # None: calibration did not run -> not validated either
     verdict = trust.summary_paragraph(ctx, res["comparisons"])
     figs = plots.make_figures(res["rows"], res["table"], res["variants"], res["metrics"], st.path)
+    dose_parts, dose_res = dose.report_section(ctx, res, st.path, validated is True)
     sections = [
         section("Verdict", *para(verdict)),
         section("Results (paper-style table)", *main_table(res)),
         section("Per-metric statistics", *detail_table(res)),
         section("Paired comparisons", *comparisons_table(res, validated is True)),
         section("Figures", *figures(figs)),
+        section("Dose-response (real share)", *dose_parts),
         section("Scoring quality", *scoring_quality(res)),
         *trust.report_sections(ctx),
         section("Example conversations", *conversations(ctx, res)),
@@ -297,7 +300,8 @@ def build(ctx: Context, st: StageDir) -> dict:
     st.write_text("report.md", md)
     st.write_text("report.html", page)
     st.write_json("results.json", clean({"variants": res["variants"], "metrics": res["metrics"], "table": res["table"],
-                                         "comparisons": res["comparisons"], "judge_validated": validated}))
+                                         "comparisons": res["comparisons"], "judge_validated": validated,
+                                         "dose_response": dose_res}))
     return {"variants": res["variants"], "conversations": len(res["rows"]), "figures": sorted(figs),
             "judge_validated": validated, "report": str(st.file("report.html"))}
 

@@ -81,7 +81,7 @@ def test_screen_model_failure_is_degraded_not_none(make_cfg):
 
 
 def test_history_is_trimmed_to_the_context_budget(make_cfg):
-    eng, fake = _engine(make_cfg, "safety.use_model=false", "endpoints.local.n_ctx=512", "roles.counselor.max_tokens=64")
+    eng, fake = _engine(make_cfg, "safety.use_model=false", "endpoints.local.n_ctx=1024", "roles.counselor.max_tokens=64")
     for i in range(12):
         asyncio.run(_turn(eng, f"message {i} " + "about my week " * 20))
     sent = fake.requests[-1].messages

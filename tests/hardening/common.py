@@ -97,13 +97,14 @@ def run_args(sets: list[str], stages: list[str]) -> list[str]:
 
 
 def register_fake_models(run_dir: Path, backend: str = "fake") -> None:
-    """models.json with the three variants, as the train stage would write it (train is skipped)."""
+    """models.json with the demo's declared variants, as the train stage would write it (train is skipped)."""
+    from hybridtune.config import load_config
     from hybridtune.records import ModelEntry
     from hybridtune.registry import save_entry
     from hybridtune.store import RunStore
 
     store = RunStore(run_dir)
-    for v in ("base", "real", "hybrid"):
+    for v in (x.name for x in load_config(ROOT / "configs" / "demo.yaml").variant_list()):
         save_entry(store, ModelEntry(variant=v, backend=backend, model="fake" if backend == "fake" else "mock",
                                      endpoint="local" if backend == "openai" else None))
 
