@@ -274,7 +274,7 @@ class Estimator:
     def simulate_score(self, scen: ScenarioData | None) -> list[float]:
         """Simulated conversations and their judging; returns each conversation's client-turn count."""
         ev = self.cfg.evaluate
-        variants = ev.variants or self.cfg.train.variants
+        variants = [v.name for v in self.cfg.variant_list()]
         n_scen = min(ev.scenarios, scen.count) if scen else ev.scenarios
         n_scen += ev.crisis_scenarios
         scen_tokens = scen.mean_tokens if scen else self.out("generator")
@@ -282,7 +282,8 @@ class Estimator:
         c_out, p_out = self.out("counselor"), self.out("patient")
         sc = self.scenario(scen_tokens)
         ptpl = render(self.dom.prompt("eval_patient"), scenario=sc, persona=sc.persona.narrative if not scen else "",
-                      attitude="neutral", attitude_instruction="")
+                      attitude="neutral", attitude_instruction=self.dom.attitude_instruction("neutral"),
+                      opens=self.cfg.opens)
         p0 = chat_tokens(ptpl)
         sys_t = tokens(self.system_prompt) + 4
         # the opening is one call per scenario (same prompt and seed for every variant: cached)
@@ -298,7 +299,7 @@ class Estimator:
         transcript = stand_in(p_out + m * c_out + (m - 1) * p_out + 2 * m * 3)
         metrics = [*ev.metrics, *(["ctrs"] if ev.ctrs else [])]
         per = sum(chat_tokens(render(self.dom.prompt(f"eval_judge_{x}"), transcript=transcript,
-                                     scenario=sc.scenario)) for x in metrics)
+                                     scenario=sc.scenario, protocol=self.dom.protocol)) for x in metrics)
         convs = v * n_scen
         judges = 2 if ev.second_judge_endpoint else 1
         self.add("score", "judge", convs * len(metrics) * ev.judge_samples * judges,
@@ -308,7 +309,7 @@ class Estimator:
     def variant_model(self, name: str) -> str:
         tc = self.cfg.train
         base = self.model("counselor")
-        if name == "base":
+        if not self.cfg.variant(name).trained:
             return tc.openai.model if tc.backend == "openai" else base
         return f"ft:{tc.openai.model}:{name}" if tc.backend == "openai" else f"{base}+{name}"
 
@@ -333,15 +334,15 @@ class Estimator:
 
     def train(self, data: RealData, synth_tokens: float) -> None:
         tc, mc = self.cfg.train, self.cfg.mix
-        trained = [v for v in tc.variants if v != "base"]
+        trained = [v for v in self.cfg.variant_list() if v.trained]
         if not trained:
             return
         real_t = data.mean_session_tokens or synth_tokens
         keep = 1 - mc.valid_fraction
-        n_real = mc.real_size or round(mc.size * mc.real_ratio)
-        per_variant = {"real": n_real * real_t * keep,
-                       "hybrid": (mc.size * mc.real_ratio * real_t + mc.size * (1 - mc.real_ratio) * synth_tokens) * keep}
-        total = sum(per_variant.get(v, per_variant["hybrid"]) for v in trained)
+        # a QA unit is one exchange with its context: about a third of a session's tokens (estimate)
+        unit = {"sessions": 1.0, "qa": 1 / 3, "both": 4 / 3}
+        total = sum((v.counts()["real"] * real_t + v.counts()["synthetic"] * synth_tokens) * keep * unit[v.units]
+                    for v in trained)
         if tc.backend == "openai":
             epochs = tc.openai.n_epochs if isinstance(tc.openai.n_epochs, int) else 3
             price = self.cfg.llm.prices.get(tc.openai.model)

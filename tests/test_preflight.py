@@ -47,7 +47,7 @@ def test_demo_dry_run_prints_the_estimate_per_stage_and_role(make_cfg):
     text = "\n".join(lines)
     for stage in ("real", "personas", "synth", "curate", "simulate", "score", "calibrate"):
         assert any(x.strip().startswith(stage) for x in lines), stage
-    assert "local LoRA: 2 variant(s) of smollm2" in text
+    assert "local LoRA: 3 variant(s) of smollm2" in text  # real, synthetic, hybrid
     assert "budget: estimated $0.00 is within llm.budget_usd $1.00" in text
     assert lines[-1] == "dry run: no model was called, nothing was spent"
 
