@@ -17,6 +17,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from .app.conversations import ConversationsConfig
 from .curate.config import CurateConfig, MixConfig
 from .errors import UserError
 from .evaluate.config import EvaluateConfig
@@ -111,6 +112,7 @@ class ExperimentConfig(Strict):
     train: TrainConfig = Field(default_factory=TrainConfig)
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
     safety: SafetyConfig = Field(default_factory=SafetyConfig)
+    conversations: ConversationsConfig = Field(default_factory=ConversationsConfig)
     source_path: str | None = Field(None, description="set by load_config: the YAML file read")
 
     @model_validator(mode="after")

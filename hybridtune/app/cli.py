@@ -2,6 +2,7 @@
 
     hybridtune chat -c configs/demo.yaml [--variant hybrid]          # terminal, streaming
     hybridtune serve -c configs/demo.yaml [--variant hybrid] [--port 8765]
+    hybridtune serve -c configs/demo.yaml --keep-conversations   # keep them (scrubbed) for review
 """
 from __future__ import annotations
 
@@ -18,15 +19,24 @@ from ..cli_common import SetOpt, load
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="experiment YAML (default: built-in defaults)")]
 VariantOpt = Annotated[str | None, typer.Option(
     help="a variant registered in runs/<name>/models.json (base, real, hybrid...); default: the counselor role")]
+KeepOpt = Annotated[bool, typer.Option(
+    "--keep-conversations", help="keep conversations, PII-scrubbed, in runs/<name>/conversations for review "
+    "(users see a notice and can opt out; same as --set conversations.keep=true)")]
+
+
+def _keep(cfg, keep: bool):
+    if keep:
+        cfg.conversations.keep = True
+    return cfg
 
 
 def register(app: typer.Typer) -> None:
     """Add this stage's verbs to the main app."""
 
     @app.command()
-    def chat(config: ConfigOpt = None, variant: VariantOpt = None, set_: SetOpt = None):
+    def chat(config: ConfigOpt = None, variant: VariantOpt = None, keep: KeepOpt = False, set_: SetOpt = None):
         """Chat with a counselor in the terminal (/save, /reset, /quit); every turn is safety-screened."""
-        cfg = load(config, set_)
+        cfg = _keep(load(config, set_), keep)
         from .engine import open_engine
         from .terminal import run_terminal
 
@@ -55,18 +65,22 @@ def register(app: typer.Typer) -> None:
         port: Annotated[int, typer.Option(help="TCP port")] = 8765,
         token: Annotated[str | None, typer.Option(
             envvar="HYBRIDTUNE_SERVE_TOKEN", help="shared secret clients send as a Bearer token (page: /#token=...)")] = None,
+        keep: KeepOpt = False,
         set_: SetOpt = None,
     ):
         """Serve the web chat page and its streaming API (same safety layer as `chat`)."""
         from .web import LOOPBACK, check_bind, create_app
 
         check_bind(host, token)
-        cfg = load(config, set_)
+        cfg = _keep(load(config, set_), keep)
         import uvicorn
 
         from .engine import open_engine
 
-        base = open_engine(cfg, variant)
+        base = open_engine(cfg, variant, surface="serve")
+        if base.log is not None:
+            typer.echo(f"keeping conversations (scrubbed) in {base.log.st.path}; users see the notice and can opt out",
+                       err=True)
         hosts = list(LOOPBACK) if host in LOOPBACK else None  # loopback: reject foreign Host headers (DNS rebinding)
         app = create_app(base.fork, token=token, max_chars=cfg.safety.max_chars, allowed_hosts=hosts)
         typer.echo(f"serving {base.variant} on http://{host}:{port}/" + ("  (open it as /#token=<your token>)" if token else ""),

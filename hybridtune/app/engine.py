@@ -3,6 +3,8 @@
 Input: user texts, one per turn. Output: a stream of `ChatEvent`s per turn (safety text,
 reply pieces, done/error), the history as a `Session` record (saved to
 runs/<name>/chat/sessions.jsonl) and `SafetyEvent`s (runs/<name>/chat/safety_events.jsonl).
+With `conversations.keep` on, each reply is also kept, scrubbed, in runs/<name>/conversations/
+(hybridtune.app.conversations) unless the user opts the conversation out (`engine.set_keep(False)`).
 
     engine = open_engine(cfg, variant="hybrid")        # a registered variant or the counselor role
     async for ev in engine.turn("I can't sleep"):
@@ -15,6 +17,7 @@ sent to the model is trimmed from the oldest turns to fit the endpoint's context
 """
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -33,6 +36,7 @@ from ..safety.policy import events_for, is_crisis, log_event, safe_response
 from ..safety.rules import RiskResult
 from ..safety.screen import follow_up, screen, validate_text
 from ..store import RunStore, StageDir
+from .conversations import ConversationLog
 
 CHARS_PER_TOKEN = 3.0  # conservative for English BPE vocabularies: over-estimate, never overflow
 
@@ -42,6 +46,8 @@ class ChatEvent(BaseModel):
     text: str = ""
     risk: str | None = None
     categories: list[str] = []
+    index: int | None = None  # done: the reply's message index (what feedback refers to)
+    kept: bool | None = None  # done: whether the conversation is being kept
 
 
 def estimate_tokens(text: str) -> int:
@@ -61,6 +67,9 @@ class ChatEngine:
     started: float = field(default_factory=time.time)
     saved_len: int = 0
     last_risk: RiskResult | None = None  # the previous user turn's verdict (answers to the safety question)
+    log: ConversationLog | None = None  # set when conversations.keep is on
+    keep: bool = True  # this conversation's choice (the user can opt out)
+    surface: str = "chat"
 
     @property
     def system_prompt(self) -> str:
@@ -118,7 +127,33 @@ class ChatEngine:
             self.messages.append(Message(role="assistant", content=shown))
         else:  # keep user/assistant alternation for the chat template
             self.messages.pop()
-        yield ChatEvent(type="done", risk=risk.risk, categories=risk.categories)
+        if self.kept and shown:  # scrubbing loads spaCy and takes a moment: off the event loop
+            try:
+                await asyncio.to_thread(self.log.save, self, self.surface)
+            except Exception as e:  # keeping is a side duty: the conversation goes on, unkept text is never written
+                yield ChatEvent(type="error", text=f"this reply could not be kept ({type(e).__name__})")
+        yield ChatEvent(type="done", risk=risk.risk, categories=risk.categories,
+                        index=len(self.messages) - 1 if shown else None, kept=self.kept)
+
+    @property
+    def kept(self) -> bool:
+        return self.log is not None and self.keep
+
+    def set_keep(self, keep: bool) -> None:
+        """The user's per-conversation choice; opting out deletes what was kept of it."""
+        self.keep = keep
+        if self.log is not None and not keep:
+            self.log.forget(self.session_id)
+
+    def rate(self, index: int, rating: str | None, comment: str = ""):
+        """Feedback on reply `index` of this conversation (kept conversations only)."""
+        if not self.kept:
+            raise UserError("feedback is kept only with conversations kept (conversations.keep) and not opted out")
+        if not (0 <= index < len(self.messages) and self.messages[index].role == "assistant"):
+            raise UserError(f"reply {index}: no counselor reply at that position")
+        if len(comment) > self.cfg.conversations.max_comment_chars:
+            raise UserError(f"comment longer than {self.cfg.conversations.max_comment_chars} characters; shorten it")
+        return self.log.feedback(self.session_id, index, rating, comment)
 
     @property
     def session_id(self) -> str:
@@ -148,14 +183,15 @@ class ChatEngine:
     def fork(self) -> ChatEngine:
         """A new, empty conversation sharing this engine's models (one per web session)."""
         return ChatEngine(cfg=self.cfg, counselor=self.counselor, domain=self.domain, out=self.out,
-                          screen_llm=self.screen_llm, variant=self.variant)
+                          screen_llm=self.screen_llm, variant=self.variant, log=self.log, surface=self.surface)
 
     def reset(self) -> None:
         self.messages, self.turn_risks, self.started, self.saved_len = [], [], time.time(), 0
-        self.last_risk = None
+        self.last_risk, self.keep = None, True
 
 
-def open_engine(cfg: ExperimentConfig, variant: str | None = None, pool: LLMPool | None = None) -> ChatEngine:
+def open_engine(cfg: ExperimentConfig, variant: str | None = None, pool: LLMPool | None = None,
+                surface: str = "chat") -> ChatEngine:
     """An engine for a registered variant (runs/<name>/models.json) or, without one, the counselor role.
 
     No run lock is taken: chatting must not block (or be blocked by) a pipeline run.
@@ -175,4 +211,5 @@ def open_engine(cfg: ExperimentConfig, variant: str | None = None, pool: LLMPool
     if cfg.safety.model_role not in cfg.roles:
         raise UserError(f"safety.model_role: '{cfg.safety.model_role}' is not a role; use one of {', '.join(cfg.roles)}")
     screen_llm = pool.role(cfg.safety.model_role) if cfg.safety.use_model else None
-    return ChatEngine(cfg=cfg, counselor=llm, domain=domain, out=store.stage("chat"), screen_llm=screen_llm, variant=name)
+    return ChatEngine(cfg=cfg, counselor=llm, domain=domain, out=store.stage("chat"), screen_llm=screen_llm, variant=name,
+                      log=ConversationLog.open(cfg), surface=surface)

@@ -7,7 +7,9 @@ text stream; sessions saved by the engine (runs/<name>/chat/sessions.jsonl).
     printf 'hello\\n/save\\n/quit\\n' | hybridtune chat -c configs/demo.yaml
 
 Commands: /save (snapshot the session), /reset (start over), /quit (or end of input; an
-unsaved conversation is saved on the way out), /help.
+unsaved conversation is saved on the way out), /help. With conversations kept
+(`--keep-conversations`): /nokeep (opt this conversation out: what was kept is deleted),
+/up, /down and /comment TEXT (feedback on the last reply).
 """
 from __future__ import annotations
 
@@ -18,8 +20,31 @@ from ..safety.screen import BadText
 from .engine import ChatEngine
 
 HELP = "commands: /save  /reset  /quit  /help"
+KEEP_HELP = "this conversation is kept: /nokeep opts it out; /up, /down, /comment TEXT rate the last reply"
 DISCLAIMER = ("This is an AI counselor for practice and support, not a substitute for professional care. "
               "In a crisis, contact local emergency services or a crisis line.")
+
+
+def keep_command(engine: ChatEngine, line: str) -> str:
+    """/nokeep, /keep, /up, /down, /comment TEXT: the kept-conversation commands; returns what to show."""
+    from ..errors import UserError
+
+    cmd, _, arg = line.partition(" ")
+    cmd = cmd.lower()
+    if cmd in ("/nokeep", "/keep"):
+        engine.set_keep(cmd == "/keep")
+        return "(this conversation is kept)" if engine.kept else "(this conversation is not kept; what was kept is deleted)"
+    last = max((i for i, m in enumerate(engine.messages) if m.role == "assistant"), default=None)
+    if last is None:
+        return "(no reply to rate yet)"
+    try:
+        if cmd == "/comment":
+            engine.rate(last, None, arg)
+        else:
+            engine.rate(last, cmd[1:], "")
+    except UserError as e:
+        return f"({e})"
+    return "(thanks, feedback kept)"
 
 
 async def run_terminal(engine: ChatEngine, inp: TextIO, out: TextIO, interactive: bool = False) -> int:
@@ -30,6 +55,9 @@ async def run_terminal(engine: ChatEngine, inp: TextIO, out: TextIO, interactive
         out.flush()
 
     say(f"[{engine.variant}] {DISCLAIMER}")
+    if engine.log is not None:
+        say(engine.cfg.conversations.notice)
+        say(KEEP_HELP)
     say(HELP)
     turns = 0
     while True:
@@ -54,6 +82,9 @@ async def run_terminal(engine: ChatEngine, inp: TextIO, out: TextIO, interactive
         if cmd == "/save":
             s = engine.save()
             say(f"(saved session {s.id} to {engine.out.file('sessions.jsonl')})" if s else "(nothing to save yet)")
+            continue
+        if engine.log is not None and cmd.split()[0] in ("/nokeep", "/keep", "/up", "/down", "/comment"):
+            say(keep_command(engine, text.strip()))
             continue
         if cmd.startswith("/"):
             say(f"(unknown command {cmd.split()[0]}; {HELP})")

@@ -21,6 +21,7 @@ import re
 from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
+from typing import Literal
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
@@ -51,6 +52,18 @@ class ChatIn(BaseModel):
 
 class SessionIn(BaseModel):
     session: str
+
+
+class KeepIn(BaseModel):
+    session: str
+    keep: bool
+
+
+class FeedbackIn(BaseModel):
+    session: str
+    index: int
+    rating: Literal["up", "down"] | None = None
+    comment: str = ""
 
 
 def check_bind(host: str, token: str | None) -> None:
@@ -128,7 +141,9 @@ def create_app(
 
     @app.get("/api/info")
     async def info():
-        return {"disclaimer": DISCLAIMER, "max_chars": max_chars, "token_required": bool(token)}
+        probe = new_engine()  # cheap: shares the models; tells whether conversations are kept
+        return {"disclaimer": DISCLAIMER, "max_chars": max_chars, "token_required": bool(token),
+                "keep": probe.log is not None, "notice": probe.cfg.conversations.notice if probe.log else ""}
 
     @app.post("/api/chat")
     async def chat(request: Request):
@@ -165,6 +180,27 @@ def create_app(
         async with lock:
             s = engine.save()
         return {"saved": s.id if s else None}
+
+    @app.post("/api/keep")
+    async def keep(request: Request):
+        """The per-conversation opt-out (and back in): opting out deletes what was kept of it."""
+        req = await body(request, KeepIn)
+        engine, lock = engine_for(req.session)
+        async with lock:
+            engine.set_keep(req.keep)
+        return {"kept": engine.kept}
+
+    @app.post("/api/feedback")
+    async def feedback(request: Request):
+        """Thumbs up/down and a comment on one counselor reply of a kept conversation."""
+        req = await body(request, FeedbackIn)
+        engine, lock = engine_for(req.session)
+        async with lock:
+            try:
+                fb = await asyncio.to_thread(engine.rate, req.index, req.rating, req.comment)
+            except UserError as e:
+                raise HTTPException(409, str(e)) from None
+        return {"saved": fb.id}
 
     app.state.sessions = sessions
     return app

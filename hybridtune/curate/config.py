@@ -17,6 +17,8 @@ KNOWN_LICENCES = {
     "esconv": "ESConv: CC BY-NC 4.0, research use (non-commercial)",
     "counsel-chat": "CounselChat: MIT",
     "demo": "hybridtune demo transcripts: fictional, written for this project",
+    "conversations": "hybridtune kept conversations: users were told and could opt out; PII-scrubbed; "
+                     "reviewer-accepted; do not redistribute",
 }
 
 

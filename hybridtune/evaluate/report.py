@@ -24,6 +24,7 @@ import jinja2
 import markupsafe
 import yaml
 
+from ..app.conversations import report_section as users_section
 from ..context import Context
 from ..errors import UserError
 from ..records import Session
@@ -280,6 +281,7 @@ def build(ctx: Context, st: StageDir) -> dict:
         section("Paired comparisons", *comparisons_table(res, validated is True)),
         section("Figures", *figures(figs)),
         section("Dose-response (real share)", *dose_parts),
+        *([section("Real users (kept conversations)", *users)] if (users := users_section(ctx)) else []),
         section("Scoring quality", *scoring_quality(res)),
         *trust.report_sections(ctx),
         section("Example conversations", *conversations(ctx, res)),

@@ -324,14 +324,19 @@ def read_file(path: Path, cfg: RealConfig, forced: str | None = None) -> Iterato
 def expand_inputs(inputs: list[str]) -> list[Path]:
     """Files of the inputs (folders recursively, sorted), skipping README/hidden files.
 
-    A catalogue name (`annomi`, `esconv`, ...; hybridtune/catalogue) stands for its downloaded files."""
+    A catalogue name (`annomi`, `esconv`, ...; hybridtune/catalogue) stands for its downloaded files;
+    a kept-conversations folder (runs/<name>/conversations) for its reviewer-accepted conversations only."""
+    from ..app.conversations import export_accepted, is_folder
     from ..catalogue import resolve_inputs
     from ..errors import UserError
 
     out: list[Path] = []
     for item in resolve_inputs(inputs):
         p = Path(item).expanduser()
-        if p.is_dir():
+        if is_folder(p):  # never the unreviewed ones: accepted.jsonl, refreshed from the decisions
+            export_accepted(p)
+            out.append(p / "accepted.jsonl")
+        elif p.is_dir():
             out += sorted(f for f in p.rglob("*") if f.is_file() and not f.name.startswith((".", "README", "LICENSE")))
         elif p.is_file():
             out.append(p)

@@ -30,10 +30,62 @@
     try { return (await resp.json()).error || resp.statusText; } catch (e) { return resp.statusText; }
   }
 
+  const keepBox = document.getElementById("keep");
   fetch("/api/info").then(r => r.json()).then(info => {
     document.getElementById("disclaimer").textContent = info.disclaimer;
     input.maxLength = info.max_chars;
+    if (info.keep) {  // conversations are kept: say so, and offer the opt-out
+      const notice = document.getElementById("notice");
+      notice.textContent = info.notice;
+      notice.hidden = false;
+      document.getElementById("keepbox").hidden = false;
+    }
   }).catch(() => {});
+  keepBox.addEventListener("change", async () => {
+    const r = await post("/api/keep", { session: sid, keep: keepBox.checked });
+    status.textContent = r.ok ? (keepBox.checked ? "This conversation is kept." : "Not kept; what was kept is deleted.")
+                              : "Could not change: " + await errorText(r);
+    for (const f of log.querySelectorAll(".feedback")) f.hidden = !keepBox.checked;
+  });
+
+  // thumbs up/down and a comment under a reply of a kept conversation
+  function feedbackBar(index) {
+    const bar = document.createElement("div");
+    bar.className = "feedback";
+    const send = async (payload, msg) => {
+      const r = await post("/api/feedback", { session: sid, index, ...payload });
+      status.textContent = r.ok ? msg : "Feedback not saved: " + await errorText(r);
+      return r.ok;
+    };
+    for (const [rating, label, name] of [["up", "\u{1F44D}", "helpful"], ["down", "\u{1F44E}", "not helpful"]]) {
+      const b = document.createElement("button");
+      b.type = "button";
+      b.textContent = label;
+      b.className = "rate-" + rating;
+      b.setAttribute("aria-label", name);
+      b.setAttribute("aria-pressed", "false");
+      b.addEventListener("click", async () => {
+        if (await send({ rating }, "Thanks for the feedback.")) {
+          for (const x of bar.querySelectorAll("button[aria-pressed]")) x.setAttribute("aria-pressed", String(x === b));
+        }
+      });
+      bar.appendChild(b);
+    }
+    const comment = document.createElement("input");
+    comment.type = "text";
+    comment.placeholder = "Comment on this reply (optional)";
+    comment.setAttribute("aria-label", "comment on this reply");
+    comment.maxLength = 2000;
+    const go = document.createElement("button");
+    go.type = "button";
+    go.textContent = "Send comment";
+    go.className = "send-comment";
+    go.addEventListener("click", async () => {
+      if (comment.value.trim() && await send({ comment: comment.value }, "Comment saved.")) comment.value = "";
+    });
+    bar.append(comment, go);
+    log.appendChild(bar);
+  }
 
   form.addEventListener("submit", async (e) => {
     e.preventDefault();
@@ -65,6 +117,7 @@
             if (!reply) reply = bubble("assistant", "");
             reply.textContent += ev.text;
           } else if (ev.type === "error") bubble("error", ev.text);
+          else if (ev.type === "done" && ev.kept && ev.index !== null) feedbackBar(ev.index);
         }
       }
     } catch (err) {
@@ -81,6 +134,7 @@
   document.getElementById("reset").addEventListener("click", async () => {
     await post("/api/reset", { session: sid });
     log.replaceChildren();
+    keepBox.checked = true;  // a new conversation: kept again unless opted out
   });
   document.getElementById("save").addEventListener("click", async () => {
     const r = await post("/api/save", { session: sid });

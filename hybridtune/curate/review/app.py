@@ -2,8 +2,11 @@
 edit turns. Every action is appended at once to runs/<name>/curate/decisions.jsonl (with
 reviewer and time), so nothing is lost on refresh, crash or restart.
 
-Input : runs/<name>/curate/{selected,review,rejected}.jsonl (Session), decisions.jsonl
-Output: Decision records appended to runs/<name>/curate/decisions.jsonl (nothing else is written)
+Input : runs/<name>/curate/{selected,review,rejected}.jsonl (Session), decisions.jsonl; and the
+        conversations kept by serve/chat, runs/<name>/conversations/ (hybridtune.app.conversations),
+        shown beside them with their users' feedback
+Output: Decision records appended to runs/<name>/curate/decisions.jsonl, or for a conversation to
+        runs/<name>/conversations/decisions.jsonl (then its accepted.jsonl is rewritten)
 
     hybridtune review runs/demo                       # http://127.0.0.1:8765
     hybridtune review runs/demo --host 0.0.0.0 --token "$REVIEW_TOKEN"
@@ -35,8 +38,12 @@ CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self';
        "frame-ancestors 'none'; base-uri 'none'")
 
 
-def curate_dir(run_dir: Path) -> StageDir:
+def curate_dir(run_dir: Path, conversations_ok: bool = False) -> StageDir:
+    from ...app.conversations import is_folder
+
     d = Path(run_dir) / "curate"
+    if conversations_ok and is_folder(Path(run_dir) / "conversations"):
+        return StageDir(d, "curate")
     if not (d / "selected.jsonl").exists() and not (d / "review.jsonl").exists():
         raise UserError(f"{d}: no curated sessions; pass a run directory where the curate stage ran (hybridtune judge)")
     return StageDir(d, "curate")
@@ -50,7 +57,7 @@ def check_bind(host: str, token: str | None) -> None:
 def summary(sid: str, status: str, s: Session, state: dict | None) -> dict:
     j = s.scores.get("judge") or {}
     return {
-        "id": sid, "source": s.source, "status": status, "verdict": (state or {}).get("verdict"),
+        "id": sid, "source": "conversation" if status == "conversation" else s.source, "status": status, "verdict": (state or {}).get("verdict"),
         "edited": bool((state or {}).get("edits")), "mean": mean_score(s),
         "scores": {k: j.get(k) for k in ("coherence", "realism", "therapeutic_value", "technique_adherence")},
         "flags": j.get("flags", []), "risk": (s.scores.get("risk") or {}).get("risk"),
@@ -61,9 +68,9 @@ def summary(sid: str, status: str, s: Session, state: dict | None) -> dict:
 
 def matches(row: dict, status: str, flag: str, technique: str,
             min_score: float | None, max_score: float | None) -> bool:
-    if status == "queue" and not (row["status"] == "review" and row["verdict"] is None):
+    if status == "queue" and not (row["status"] in ("review", "conversation") and row["verdict"] is None):
         return False
-    if status in ("review", "selected", "rejected") and row["status"] != status:
+    if status in ("review", "selected", "rejected", "conversation") and row["status"] != status:
         return False
     if status == "decided" and row["verdict"] is None and not row["edited"]:
         return False
@@ -77,8 +84,32 @@ def matches(row: dict, status: str, flag: str, technique: str,
     return not (max_score is not None and (m is None or m > max_score))
 
 
+def conversation_rows(conv: Path) -> dict[str, tuple[str, Session]]:
+    """Kept conversations as review candidates (status `conversation`), their feedback as reasons."""
+    from ...app import conversations as C
+    from ...safety.rules import RISK_ORDER
+
+    if not C.is_folder(conv):
+        return {}
+    fbs = C.feedback(conv)
+    out = {}
+    for cid, s in C.sessions(conv).items():
+        ratings = [f.rating for f in fbs.get(cid, {}).values() if f.rating]
+        reasons = [f"{ratings.count('up')} helpful, {ratings.count('down')} not helpful",
+                   *(f"comment on {i}: {f.comment}" for i, f in sorted(fbs.get(cid, {}).items()) if f.comment)]
+        worst = max((r.get("risk", "none") for r in s.meta.get("safety", [])), default="none",
+                    key=lambda r: RISK_ORDER.get(r, 0))
+        out[cid] = ("conversation", s.model_copy(update={
+            "meta": {**s.meta, "curate": {"reasons": reasons}}, "scores": {"risk": {"risk": worst}}}))
+    return out
+
+
 def create_app(run_dir: Path, token: str | None = None, reviewer: str = "") -> FastAPI:
-    st = curate_dir(run_dir)
+    from ...app.conversations import export_accepted
+    from ...app.conversations import feedback as conv_feedback
+
+    st = curate_dir(run_dir, conversations_ok=True)
+    conv = Path(run_dir) / "conversations"
     app = FastAPI(title="hybridtune review", docs_url=None, redoc_url=None, openapi_url=None)
 
     @app.middleware("http")
@@ -95,7 +126,11 @@ def create_app(run_dir: Path, token: str | None = None, reviewer: str = "") -> F
         return resp
 
     def state() -> tuple[dict, dict]:
-        return load_candidates(st), fold(list(st.read(DECISIONS, Decision)))
+        convs = conversation_rows(conv)
+        decided = list(st.read(DECISIONS, Decision))
+        if convs:
+            decided += StageDir(conv, "conversations").read(DECISIONS, Decision)
+        return {**load_candidates(st), **convs}, fold(decided)
 
     @app.get("/")
     def index():
@@ -129,7 +164,10 @@ def create_app(run_dir: Path, token: str | None = None, reviewer: str = "") -> F
             raise HTTPException(404, "unknown session")
         status, s = cands[sid]
         stt = folded.get(sid) or {"edits": {}, "history": []}
+        fb = {i: f.model_dump(include={"rating", "comment"}) for i, f in conv_feedback(conv).get(sid, {}).items()} \
+            if status == "conversation" else {}
         return {**summary(sid, status, s, stt), "rationales": (s.scores.get("judge") or {}).get("rationales", {}),
+                "feedback": fb,
                 "messages": [{"role": m.role, "content": stt["edits"].get(i, m.content), "edited": i in stt["edits"],
                               "original": m.content} for i, m in enumerate(s.messages)],
                 "history": stt["history"]}
@@ -143,7 +181,11 @@ def create_app(run_dir: Path, token: str | None = None, reviewer: str = "") -> F
             d = make_decision(cands[sid][1], DecisionIn.model_validate(await request.json()))
         except (ValidationError, ValueError) as e:
             raise HTTPException(422, str(e).splitlines()[0][:300]) from None
-        st.append(DECISIONS, d)  # fsync'd before we answer: a refresh or crash keeps it
+        if cands[sid][0] == "conversation":  # its own decisions file; accepted ones become a real-data source
+            StageDir(conv, "conversations").append(DECISIONS, d)
+            export_accepted(conv)
+        else:
+            st.append(DECISIONS, d)  # fsync'd before we answer: a refresh or crash keeps it
         return session(sid)
 
     return app

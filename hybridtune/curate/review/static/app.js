@@ -65,6 +65,9 @@ function render() {
     const eb = el("button", "edit"); eb.className = "edit"; eb.onclick = (ev) => { ev.stopPropagation(); focusIdx = i; startEdit(); };
     head.append(" ", eb);
     div.append(head, el("div", m.content, "content"));
+    const fb = (d.feedback || {})[i];
+    if (fb) div.append(el("div", `user feedback: ${fb.rating === "up" ? "helpful" : fb.rating === "down" ? "not helpful" : "no rating"}` +
+                                 (fb.comment ? ` · "${fb.comment}"` : ""), "feedback"));
     div.addEventListener("click", () => { focusIdx = i; render(); });
     box.append(div);
   });
