@@ -4,8 +4,8 @@
   emotion + cognitive distortions (`emotions.yaml`, `distortions.yaml`), plus cues.
   Resumable via `map_items` into `annotations.jsonl`; bounded by `real.annotate.max_sessions`
   and `max_turns_per_session`.
-- `attribute_with_llm`: for caption sessions whose cue-based speaker attribution is unsure,
-  ask which alternating speaker is the counselor.
+- `attribute_with_llm`: for caption sessions whose word-based speaker attribution is unsure,
+  ask which alternating speaker is the counselor (only with a strong model: `attribution.llm`).
 - `score_quality`: optional 1-5 quality score per session (`real.filters.llm_quality_min`).
 
 Input: scrubbed `Session`s (no raw PII is ever sent). Output: `TurnRecord`s / `QualityRecord`s.
@@ -66,6 +66,33 @@ def _schemas(tech: tuple[str, ...], emo: tuple[str, ...], dist: tuple[str, ...])
     return counselor, client
 
 
+def embedded(ctx: Context, role: str) -> bool:
+    """Is `role` served by the in-process embedded model (a 135M model whose labels are noise)?"""
+    cfg = ctx.cfg
+    return cfg.endpoints[cfg.roles[role].endpoint].backend == "llamacpp"
+
+
+def annotate_enabled(ctx: Context) -> bool:
+    """`real.annotate.enabled`; auto = on unless the annotator is the embedded model (said once in the log)."""
+    cfg = ctx.cfg.real
+    if not cfg.llm:
+        return False
+    if cfg.annotate.enabled == "auto":
+        if embedded(ctx, "annotator"):
+            ctx.log("[yellow]real: model annotation is off on the embedded model[/yellow] (its labels are noise and it "
+                    "reads ~150 tokens/s); set real.annotate.enabled=true to force it, or bind `annotator` to a real endpoint")
+            return False
+        return True
+    return bool(cfg.annotate.enabled)
+
+
+def ask_llm_about_speakers(ctx: Context) -> bool:
+    """`real.attribution.llm`; auto = only when the annotator is not the embedded model."""
+    cfg = ctx.cfg.real
+    mode = cfg.attribution.llm
+    return cfg.llm and (not embedded(ctx, "annotator") if mode == "auto" else bool(mode))
+
+
 def turn_items(ctx: Context, sessions: list[Session]) -> list[tuple[str, tuple[Session, int]]]:
     """(key, (session, message index)) work items, bounded by the config."""
     cfg = ctx.cfg.real.annotate
@@ -98,8 +125,9 @@ async def annotate_sessions(ctx: Context, st: StageDir, sessions: list[Session])
         return TurnRecord(id=stable_id("annotate", s.id, i), session_id=s.id, annotation=ann, prompt=tmpl.tag)
 
     items = turn_items(ctx, sessions)
+    conc = ctx.cfg.real.annotate.concurrency or ctx.cfg.endpoints[ctx.cfg.roles["annotator"].endpoint].max_in_flight
     res = await map_items(ctx, st, items, one, "annotations.jsonl", label="real: annotate turns",
-                          concurrency=ctx.cfg.real.annotate.concurrency, role="annotator")
+                          concurrency=conc, role="annotator")
     return {"turns": len(items), **res.as_dict(), "prompt": tmpl.tag}
 
 
@@ -121,7 +149,7 @@ async def score_quality(ctx: Context, st: StageDir, sessions: list[Session]) -> 
 async def attribute_with_llm(ctx: Context, raw: RawSession) -> None:
     """Ask the annotator which alternating speaker is the counselor; flip cue-based roles if it disagrees.
 
-    Only turns attributed from cues (no speaker name) are touched. A failed or invalid reply
+    Only turns attributed from their words (no speaker name) are touched. A failed or invalid reply
     leaves the cue-based roles as they are, and says so in the session's attribution meta.
     """
     att = raw.meta.setdefault("attribution", {})
@@ -134,7 +162,7 @@ async def attribute_with_llm(ctx: Context, raw: RawSession) -> None:
     tmpl = ctx.domain.prompt("real_attribute_speakers")
     try:
         reply = await ctx.llm("annotator").chat(tmpl.render(turns=shown), schema=Attribution)
-    except Exception as e:  # noqa: BLE001 -- attribution falls back to cues; a bad reply must not drop the session
+    except Exception as e:  # noqa: BLE001 -- attribution keeps the word-based roles; a bad reply must not drop the session
         from ..errors import UserError
 
         if isinstance(e, UserError):
@@ -148,5 +176,5 @@ async def attribute_with_llm(ctx: Context, raw: RawSession) -> None:
         att["llm"] = "flipped"
     else:
         att["llm"] = "agreed"
-    att["method"] = "cues+llm"
+    att["method"] = "words+llm"
     att["prompt"] = tmpl.tag

@@ -4,11 +4,14 @@ Input: caption text as a video platform produces it (timestamps, rolling duplica
 `[Music]`, `>>` speaker-change marks, inline `<00:00:01.000><c>` tags, usually no names).
 Output: one `RawSession` whose turns carry `role` and `meta['attribution']`.
 
-Turns are rebuilt from `>>` marks (or `<v Name>` voice tags, or `- ` dialogue dashes in SRT);
-without any marks, a pause of `attribution.pause_s` starts a new turn. Roles then come from
-cue words (questions, reflections, "you" vs "I"), assigned so that speakers alternate; the
-confidence is how clearly the cues prefer that assignment. The stage may ask the `annotator`
-LLM about sessions below `attribution.llm_below` (see annotate.attribute_with_llm).
+With voice tags (`<v Name>`) the names split and label the turns. Otherwise roles come from
+the words alone (speakers.py): caption lines are split into units at `>>` marks and sentence
+ends, a learned head scores each unit counselor-or-client, and a two-state HMM decodes the
+sequence, with marks, line starts and pauses as evidence for a speaker change when present.
+Consecutive units of one role become one turn. The confidence (mean posterior of the chosen
+roles) sends doubtful sessions to quarantine; the stage may ask the `annotator` about
+sessions below `attribution.llm_below` when a strong model is configured
+(annotate.attribute_with_llm).
 """
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ from dataclasses import dataclass
 
 from .config import AttributionConfig
 from .formats import BadInput, RawSession, RawTurn, label_role
+from .speakers import Unit, attribute_units, default_head, split_units
 
 TIME_RE = re.compile(r"(?:(\d+):)?(\d{1,2}):(\d{2})[.,](\d{3})\s*-->\s*")
 INLINE_TAG_RE = re.compile(r"<\d\d:\d\d[:.\d]*>|</?c(?:\.[\w.]+)?>|</?[biu]>|</?font[^>]*>|\{\\an\d\}")
@@ -137,43 +141,8 @@ def counselor_score(text: str) -> float:
     return (c - p) / math.sqrt(words)
 
 
-SWITCH_P = 0.85  # a rebuilt turn usually starts at a speaker change; missed '>>' marks make "same speaker" possible
-
-
-def _viterbi(scores: list[float], switch_p: float) -> list[int]:
-    """Most likely counselor(1)/client(0) sequence given per-turn cue scores and a switching prior."""
-    def emit(sc: float, state: int) -> float:
-        p = 1 / (1 + math.exp(-1.5 * sc))  # P(counselor | cues)
-        p = min(max(p, 1e-4), 1 - 1e-4)
-        return math.log(p if state else 1 - p)
-
-    stay, switch = math.log(1 - switch_p), math.log(switch_p)
-    best = [emit(scores[0], 0), emit(scores[0], 1)]
-    back: list[list[int]] = []
-    for sc in scores[1:]:
-        row, nxt = [], []
-        for st in (0, 1):
-            cands = [best[prev] + (stay if prev == st else switch) for prev in (0, 1)]
-            prev = max((0, 1), key=lambda k: cands[k])
-            row.append(prev)
-            nxt.append(cands[prev] + emit(sc, st))
-        back.append(row)
-        best = nxt
-    path = [max((0, 1), key=lambda k: best[k])]
-    for row in reversed(back):
-        path.append(row[path[-1]])
-    return path[::-1]
-
-
-def attribute(turns: list[RawTurn], method: str = "cues") -> float:
-    """Assign roles to unlabelled turns; return the session confidence in [0, 1].
-
-    Named turns keep their role (a voice name seen once with a known role is reused). The
-    others get the Viterbi path over cue scores with a prior that consecutive turns switch
-    speaker, so a missed '>>' mark does not flip the rest of the session. Confidence = share
-    of turns with clear cues whose assigned role agrees with them. `method="alternate"` is
-    the naive baseline: strict alternation from the counselor.
-    """
+def attribute_named(turns: list[RawTurn]) -> float:
+    """Voice-tagged turns: a name with a known role keeps it; the others are decoded from their words."""
     named = {t.speaker: t.role for t in turns if t.speaker and t.role}
     for t in turns:
         if t.role is None and t.speaker in named:
@@ -181,22 +150,40 @@ def attribute(turns: list[RawTurn], method: str = "cues") -> float:
     unknown = [t for t in turns if t.role is None]
     if not unknown:
         return 1.0
-    scores = [counselor_score(t.text) for t in unknown]
-    path = [1 - k % 2 for k in range(len(unknown))] if method == "alternate" else _viterbi(scores, SWITCH_P)
-    for t, st in zip(unknown, path, strict=True):
-        t.role = "assistant" if st else "user"
-    clear = [(sc > 0) == bool(st) for sc, st in zip(scores, path, strict=True) if abs(sc) > 0.3]
-    return round(sum(clear) / len(clear), 3) if clear else 0.5
+    units = [Unit(text=t.text, line=t.line, start_s=t.start_s or 0.0, mark=True) for t in unknown]
+    conf = attribute_units(units)
+    for t, u in zip(unknown, units, strict=True):
+        t.role = u.role
+    return conf
+
+
+def units_to_turns(units: list[Unit]) -> list[RawTurn]:
+    """Consecutive units of one role -> one turn."""
+    turns: list[RawTurn] = []
+    for u in units:
+        if turns and turns[-1].role == u.role:
+            turns[-1].text = f"{turns[-1].text} {u.text}"
+        else:
+            turns.append(RawTurn(speaker="", role=u.role, text=u.text, line=u.line, start_s=u.start_s))
+    return turns
 
 
 def _read(text: str, file: str, fmt: str, cfg: AttributionConfig) -> RawSession:
     pieces = caption_pieces(parse_cues(text))
-    turns, how = rebuild_turns(pieces, cfg.pause_s)
+    # SRT dialogue dashes ("- Hello") mark a speaker change like ">>"
+    pieces = [(s, f">> {t[2:]}" if t.startswith("- ") else t, ln) for s, t, ln in pieces]
+    if any("<<" in t for _, t, _ in pieces):
+        turns, how = rebuild_turns(pieces, cfg.pause_s)
+        conf = attribute_named(turns)
+    else:
+        units = split_units(pieces)
+        conf = attribute_units(units, cfg.pause_s)
+        turns, how = units_to_turns(units), "marks+words" if any(u.mark for u in units) else "words"
     if not turns:
         raise BadInput("captions contain no speech text after removing timestamps and tags", 1)
-    conf = attribute(turns)
     return RawSession(key="0", file=file, format=fmt, turns=turns, line=1,
-                      meta={"attribution": {"method": "cues", "turns_from": how, "confidence": conf}})
+                      meta={"attribution": {"method": "words", "turns_from": how, "confidence": conf,
+                                            "head": default_head().meta.get("trained", "")}})
 
 
 def read_vtt(text: str, file: str, cfg: AttributionConfig) -> RawSession:

@@ -88,17 +88,22 @@ class SegmentConfig(_Section):
 
 
 class AnnotateConfig(_Section):
-    enabled: bool = Field(True, description="annotate turns with the `annotator` role (off with --no-llm)")
+    enabled: bool | Literal["auto"] = Field(
+        "auto", description="annotate turns with the `annotator` role (off with --no-llm); auto = on unless the annotator is the embedded model")
     max_sessions: int | None = Field(None, ge=0, description="annotate at most this many sessions (None: all)")
     max_turns_per_session: int | None = Field(None, ge=0, description="annotate at most this many turns per session (None: all)")
     context_turns: int = Field(2, ge=0, description="preceding turns shown to the annotator")
-    concurrency: int = Field(4, ge=1, description="annotation requests in flight")
+    concurrency: int | None = Field(None, ge=1, description="annotation requests in flight (default: the annotator endpoint's max_in_flight)")
 
 
 class AttributionConfig(_Section):
-    llm_below: float = Field(0.7, ge=0, le=1, description="ask the annotator about caption sessions whose cue-based confidence is below this (1: all)")
+    """Caption speaker roles come from the words (a learned head + HMM, no model call); see real/speakers.py."""
+
+    min_confidence: float = Field(0.75, ge=0, le=1, description="caption sessions whose attribution confidence is below this go to quarantine instead of training")
+    llm: bool | Literal["auto"] = Field("auto", description="ask the annotator about unsure caption sessions; auto = only when it is not the embedded model")
+    llm_below: float = Field(0.85, ge=0, le=1, description="ask the annotator about caption sessions whose confidence is below this (1: all)")
     llm_turns: int = Field(12, ge=2, description="turns shown to the annotator for speaker attribution")
-    pause_s: float = Field(1.5, ge=0, description="captions without '>>' marks: a pause this long starts a new turn")
+    pause_s: float = Field(1.5, ge=0, description="a pause this long is evidence of a speaker change (never required)")
 
 
 class RealConfig(_Section):

@@ -19,7 +19,8 @@ def test_real_stage_with_embedded_model(make_cfg, tmp_path):
     d.mkdir()
     shutil.copy(ROOT / "data" / "demo" / "sleep.vtt", d)
     cfg = make_cfg(f"real.inputs=[{d}]", "real.annotate.max_sessions=1", "real.annotate.max_turns_per_session=2",
-                   "real.attribution.llm_below=1.0", "real.pii.ner=false", "roles.annotator.max_tokens=60",
+                   "real.attribution.llm_below=1.0", "real.attribution.llm=true", "real.annotate.enabled=true",
+                   "real.pii.ner=false", "roles.annotator.max_tokens=60",
                    "roles.annotator.temperature=0", "llm.max_failure_rate=1.0", "llm.max_reasks=0", backend="llamacpp")
     with open_run(cfg) as ctx:
         summary = ctx.run_stage("real", run)

@@ -110,7 +110,7 @@ def test_no_llm_makes_no_calls(fake_ctx, tmp_path):
         ctx.run_stage("real", run)
     assert fake.calls == 0
     (s,) = ctx.store.stage("real").read("sessions.jsonl", Session)
-    assert s.annotations == [] and s.meta["attribution"]["method"] == "cues"
+    assert s.annotations == [] and s.meta["attribution"]["method"] == "words"
 
 
 def test_unsure_captions_ask_the_annotator(fake_ctx, tmp_path):

@@ -1,0 +1,295 @@
+"""Counselor or client, from the words alone: a learned head on sentence embeddings, decoded by a two-state HMM.
+
+Automatic captions carry no names and usually no `>>` marks, and their fixed-length lines
+cut across speaker changes. So roles are decided per *unit* (a caption line, split again at
+`>>` marks and sentence ends), never per pre-built turn:
+
+- emission: a logistic head over the shipped sentence embedder (all-MiniLM-L6-v2, see
+  hybridtune/embed.py) gives P(counselor | unit text);
+- transition: a second logistic model gives P(speaker changes | boundary evidence): a `>>`
+  mark, whether the file has marks at all, a sentence end or question before it, a new
+  caption line, the pause. Marks and pauses are evidence when present, never a requirement;
+- decoding: forward-backward gives each unit's posterior, Viterbi the role sequence;
+  consecutive units of one role become one turn. The session confidence is the
+  word-weighted mean posterior of the chosen roles: doubtful sessions go to quarantine.
+
+No model call. Both heads ship in `speaker_head.json` (a few KB) with their provenance;
+they are trained on AnnoMI's therapist and client utterances (public domain), turned into
+captions the way a video platform writes them (`simulate_captions`):
+
+    .venv/bin/python -m hybridtune.real.speakers train ../shared/data/annomi/AnnoMI-simple.csv
+
+`bench/real_attribution.py` measures accuracy with cross-validation by transcript.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime as dt
+import difflib
+import functools
+import hashlib
+import json
+import math
+import random
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+HEAD_PATH = Path(__file__).with_name("speaker_head.json")
+MARK = ">>"
+SENT_END = re.compile(r"(?<=[.?!])\s+(?=\S)")
+
+
+@dataclass
+class Unit:
+    """One piece of caption text in reading order, with the evidence at its left boundary."""
+
+    text: str
+    line: int = 0
+    start_s: float = 0.0
+    mark: bool = False          # a `>>` mark opens this unit
+    new_line: bool = True       # it starts a caption line (False: split from inside one)
+    role: str | None = None     # 'assistant' (counselor) | 'user' (client), once decoded
+    p_counselor: float = 0.5    # posterior after decoding
+
+
+def split_units(pieces: list[tuple[float, str, int]]) -> list[Unit]:
+    """Caption pieces (start, text, line) -> units split at `>>` marks and sentence ends."""
+    units: list[Unit] = []
+    for start, text, line in pieces:
+        first = True
+        for k, part in enumerate(text.split(MARK)):
+            for j, sent in enumerate(SENT_END.split(part.strip())):
+                if not sent.strip():
+                    continue
+                units.append(Unit(text=sent.strip(), line=line, start_s=start, mark=k > 0 and j == 0, new_line=first))
+                first = False
+    return units
+
+
+# ---- features -------------------------------------------------------------------------------
+
+YOU = re.compile(r"\b(you|your|you're|you've|yourself)\b", re.I)
+ME = re.compile(r"\b(I|I'm|I've|I'd|my|me|myself)\b")
+
+
+def cue_features(texts: list[str]) -> np.ndarray:
+    """A few surface cues beside the embedding: question mark, 'you' rate, 'I' rate, length."""
+    rows = []
+    for t in texts:
+        n = max(len(t.split()), 1)
+        rows.append([t.count("?") > 0, len(YOU.findall(t)) / n, len(ME.findall(t)) / n, math.log1p(n) / 3])
+    return np.asarray(rows, dtype=np.float32)
+
+
+def emission_features(texts: list[str]) -> np.ndarray:
+    from ..embed import embed
+
+    return np.hstack([embed(texts), cue_features(texts)])
+
+
+def boundary_features(units: list[Unit], pause_s: float) -> np.ndarray:
+    """Evidence at each boundary (row i = between unit i-1 and unit i; row 0 unused)."""
+    has_marks = any(u.mark for u in units)
+    rows = [[0.0] * 7]
+    for prev, u in zip(units, units[1:]):
+        gap = max(u.start_s - prev.start_s, 0.0)
+        rows.append([
+            float(u.mark), float(has_marks and not u.mark), float(bool(re.search(r"[.!]$", prev.text))),
+            float(prev.text.endswith("?")), float(u.new_line), float(gap >= pause_s and not u.new_line or gap >= 2 * pause_s),
+            1.0,
+        ])
+    return np.asarray(rows, dtype=np.float32)
+
+
+# ---- the shipped heads ----------------------------------------------------------------------
+
+@dataclass
+class SpeakerHead:
+    emit_w: np.ndarray
+    emit_b: float
+    trans_w: np.ndarray
+    trans_b: float
+    prior: float                # share of counselor units in training (the emission's prior)
+    meta: dict
+
+    @classmethod
+    def load(cls, path: Path = HEAD_PATH) -> SpeakerHead:
+        d = json.loads(path.read_text(encoding="utf-8"))
+        return cls(np.asarray(d["emit_w"], dtype=np.float32), d["emit_b"], np.asarray(d["trans_w"], dtype=np.float32),
+                   d["trans_b"], d["prior"], d["meta"])
+
+    def save(self, path: Path = HEAD_PATH) -> None:
+        d = {"meta": self.meta, "prior": round(self.prior, 4), "emit_b": round(float(self.emit_b), 5),
+             "emit_w": [round(float(x), 5) for x in self.emit_w], "trans_b": round(float(self.trans_b), 5),
+             "trans_w": [round(float(x), 5) for x in self.trans_w]}
+        path.write_text(json.dumps(d, indent=1) + "\n", encoding="utf-8")
+
+    def p_counselor(self, texts: list[str]) -> np.ndarray:
+        return _sigmoid(emission_features(texts) @ self.emit_w + self.emit_b)
+
+    def p_switch(self, units: list[Unit], pause_s: float) -> np.ndarray:
+        return _sigmoid(boundary_features(units, pause_s) @ self.trans_w + self.trans_b)
+
+
+@functools.lru_cache(maxsize=1)
+def default_head() -> SpeakerHead:
+    return SpeakerHead.load()
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.clip(z, -30, 30)))
+
+
+# ---- decoding -------------------------------------------------------------------------------
+
+def decode(p_c: np.ndarray, p_sw: np.ndarray, prior: float) -> tuple[np.ndarray, np.ndarray]:
+    """Viterbi path (1 = counselor) and forward-backward posteriors P(counselor) per unit.
+
+    Emissions are scaled likelihoods P(state | text) / P(state); p_sw[i] is the chance that
+    the speaker changes between unit i-1 and i.
+    """
+    n = len(p_c)
+    p = np.clip(p_c, 1e-4, 1 - 1e-4)
+    e = np.stack([(1 - p) / (1 - prior), p / prior], axis=1)  # [client, counselor]
+    sw = np.clip(p_sw, 1e-4, 1 - 1e-4)
+    T = [np.array([[1 - s, s], [s, 1 - s]]) for s in sw]
+    # forward-backward, normalised per step
+    fwd = np.zeros((n, 2))
+    fwd[0] = 0.5 * e[0] / (0.5 * e[0]).sum()
+    for i in range(1, n):
+        f = (fwd[i - 1] @ T[i]) * e[i]
+        fwd[i] = f / f.sum()
+    bwd = np.ones((n, 2))
+    for i in range(n - 2, -1, -1):
+        b = T[i + 1] @ (e[i + 1] * bwd[i + 1])
+        bwd[i] = b / b.sum()
+    post = fwd * bwd
+    post = post[:, 1] / post.sum(axis=1)
+    # Viterbi in log space
+    le, best = np.log(e), np.log(0.5 * e[0])
+    back = np.zeros((n, 2), dtype=int)
+    for i in range(1, n):
+        cand = best[:, None] + np.log(T[i])          # [prev, cur]
+        back[i] = cand.argmax(axis=0)
+        best = cand.max(axis=0) + le[i]
+    path = np.zeros(n, dtype=int)
+    path[-1] = int(best.argmax())
+    for i in range(n - 1, 0, -1):
+        path[i - 1] = back[i, path[i]]
+    return path, post
+
+
+def attribute_units(units: list[Unit], pause_s: float = 1.5, head: SpeakerHead | None = None) -> float:
+    """Set each unit's role and posterior; return the session confidence in [0, 1]."""
+    if not units:
+        return 0.0
+    head = head or default_head()
+    path, post = decode(head.p_counselor([u.text for u in units]), head.p_switch(units, pause_s), head.prior)
+    weights, agree = [], []
+    for u, st, pc in zip(units, path, post, strict=True):
+        u.role, u.p_counselor = ("assistant" if st else "user"), float(pc)
+        weights.append(len(u.text.split()))
+        agree.append(pc if st else 1 - pc)
+    return round(float(np.average(agree, weights=weights)), 3)
+
+
+# ---- captions as a video platform writes them (training data and the benchmark) --------------
+
+def simulate_captions(utts: list[tuple[str, str]], rng: random.Random, *, mark_p: float, chunk_words: int = 7
+                      ) -> tuple[str, list[tuple[str, int]]]:
+    """WebVTT of a transcript as automatic captions: fixed-length lines cut across turns, rolling
+    duplicates, `[Music]`, no names, even timing (no pause evidence), a `>>` at a speaker
+    change kept with probability `mark_p`. Returns (vtt, [(word, utterance index)])."""
+    words: list[tuple[str, int]] = []
+    prev_role = None
+    for i, (role, text) in enumerate(utts):
+        ws = text.split()
+        if ws and prev_role is not None and role != prev_role and rng.random() < mark_p:
+            ws = [MARK, *ws]
+        prev_role = role if ws else prev_role
+        words += [(w, i) for w in ws]
+
+    def ts(t: float) -> str:
+        return f"{int(t // 3600):02d}:{int(t % 3600 // 60):02d}:{t % 60:06.3f}"
+
+    out, t, prev = ["WEBVTT", "", f"{ts(0)} --> {ts(2)}", "[Music]", ""], 2.0, ""
+    for k in range(0, len(words), chunk_words):
+        line = " ".join(w for w, _ in words[k:k + chunk_words])
+        out += [f"{ts(t)} --> {ts(t + 2)}", f"{prev}\n{line}" if prev else line, ""]
+        prev, t = line, t + 2
+    return "\n".join(out) + "\n", [(w, i) for w, i in words if w != MARK]
+
+
+def annomi_transcripts(path: Path) -> dict[str, list[tuple[str, str]]]:
+    """AnnoMI-simple.csv -> {transcript id: [(therapist|client, utterance)]} in order."""
+    by: dict[str, list[tuple[str, str]]] = {}
+    with path.open(encoding="utf-8", newline="") as f:
+        for r in csv.DictReader(f):
+            by.setdefault(r["transcript_id"], []).append((r["interlocutor"], r["utterance_text"]))
+    return by
+
+
+def labelled_units(utts: list[tuple[str, str]], rng: random.Random, mark_p: float, pause_s: float = 1.5
+                   ) -> tuple[list[Unit], np.ndarray]:
+    """Units of one simulated caption file and their true role (1 = counselor, by word majority)."""
+    from .captions import caption_pieces, parse_cues
+
+    vtt, truth = simulate_captions(utts, rng, mark_p=mark_p)
+    units = split_units(caption_pieces(parse_cues(vtt)))
+    word_unit = [(w, k) for k, u in enumerate(units) for w in u.text.split()]
+    votes = np.zeros((len(units), 2))
+    sm = difflib.SequenceMatcher(a=[w for w, _ in truth], b=[w for w, _ in word_unit], autojunk=False)
+    for a, b, n in sm.get_matching_blocks():
+        for j in range(n):
+            votes[word_unit[b + j][1], int(utts[truth[a + j][1]][0] == "therapist")] += 1
+    labels = (votes[:, 1] >= votes[:, 0]).astype(int)
+    return units, np.asarray(labels)
+
+
+def fit(transcripts: dict[str, list[tuple[str, str]]], ids: list[str], seed: int = 0) -> SpeakerHead:
+    """Train both heads on the given transcripts (captions simulated with marks kept at 1, 0.5 and 0)."""
+    from sklearn.linear_model import LogisticRegression
+
+    rng = random.Random(seed)
+    texts, y, B, sw = [], [], [], []
+    for tid in ids:
+        for mark_p in (1.0, 0.5, 0.0):
+            units, lab = labelled_units(transcripts[tid], rng, mark_p)
+            if mark_p == 1.0:  # the same words three times would weigh the emission thrice
+                texts += [u.text for u in units]
+                y += list(lab)
+            B.append(boundary_features(units, 1.5)[1:])
+            sw += list((lab[1:] != lab[:-1]).astype(int))
+    emit = LogisticRegression(C=1.0, max_iter=2000).fit(emission_features(texts), y)
+    trans = LogisticRegression(C=1.0, max_iter=2000, fit_intercept=False).fit(np.vstack(B), sw)
+    return SpeakerHead(emit.coef_[0].astype(np.float32), float(emit.intercept_[0]), trans.coef_[0].astype(np.float32),
+                       0.0, float(np.mean(y)), {"units": len(texts), "boundaries": len(sw), "transcripts": len(ids)})
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description="train the shipped speaker head on AnnoMI (public domain)")
+    ap.add_argument("cmd", choices=["train"])
+    ap.add_argument("annomi_csv", type=Path, help="AnnoMI-simple.csv (uccollab/AnnoMI @ 4293664)")
+    ap.add_argument("--out", type=Path, default=HEAD_PATH)
+    a = ap.parse_args(argv)
+    by = annomi_transcripts(a.annomi_csv)
+    head = fit(by, sorted(by, key=int))
+    head.meta.update({
+        "what": "counselor/client emission head (all-MiniLM-L6-v2 embedding + 4 cue features) and a speaker-change "
+                "transition head over boundary evidence; see hybridtune/real/speakers.py",
+        "data": "AnnoMI-simple.csv, uccollab/AnnoMI @ 4293664 (public domain); all transcripts in the file",
+        "data_sha256": hashlib.sha256(a.annomi_csv.read_bytes()).hexdigest(),
+        "command": "python -m hybridtune.real.speakers train ../shared/data/annomi/AnnoMI-simple.csv",
+        "trained": dt.date.today().isoformat(),
+        "accuracy": "see docs/benchmarks.md (bench/real_attribution.py, cross-validated by transcript)",
+    })
+    head.save(a.out)
+    print(f"wrote {a.out}: {head.meta['units']} units, {head.meta['boundaries']} boundaries")
+
+
+if __name__ == "__main__":
+    main()

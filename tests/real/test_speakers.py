@@ -1,0 +1,111 @@
+"""Speaker roles from the words alone: the shipped head loads offline, captions without `>>` marks
+are attributed, doubtful sessions are quarantined, the embedded default skips model annotation."""
+from __future__ import annotations
+
+import random
+import shutil
+
+import numpy as np
+
+from conftest import ROOT
+from hybridtune.context import open_run
+from hybridtune.real import speakers as S
+from hybridtune.real.annotate import annotate_enabled, ask_llm_about_speakers
+from hybridtune.real.captions import read_vtt
+from hybridtune.real.config import AttributionConfig
+from hybridtune.real.stage import run
+from hybridtune.records import Session
+
+# written for this test (not from any data set): a short intake, counselor (therapist) first
+UTTS = [
+    ("therapist", "Hi, thanks for coming in today. What would you like to talk about?"),
+    ("client", "I've been having a really hard time sleeping since I started my new job."),
+    ("therapist", "That sounds exhausting. How long has this been going on for you?"),
+    ("client", "About two months now. I lie awake and my mind just keeps racing about work."),
+    ("therapist", "What kinds of thoughts go through your mind when you're lying there?"),
+    ("client", "Mostly that I'm going to mess something up and my boss will think I'm useless."),
+    ("therapist", "So you're worried about making mistakes, and that worry keeps you awake. Is that right?"),
+    ("client", "Yeah, exactly. I know it's probably silly but I can't stop it."),
+    ("therapist", "It doesn't sound silly to me. What have you tried so far to help yourself sleep?"),
+    ("client", "I tried reading and some tea, but honestly nothing really works for me."),
+]
+
+
+def test_head_loads_offline_with_provenance(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    head = S.SpeakerHead.load()
+    assert head.emit_w.shape == (388,) and head.trans_w.shape == (7,)
+    assert "AnnoMI" in head.meta["data"] and len(head.meta["data_sha256"]) == 64 and "command" in head.meta
+    assert S.HEAD_PATH.stat().st_size < 64_000  # a few KB, shipped in the package
+    p = head.p_counselor(["How did that make you feel when she said that?", "I just can't stop crying at night."])
+    assert p[0] > 0.5 > p[1]
+
+
+def test_mark_raises_and_sentence_continuation_lowers_switch_chance():
+    head = S.default_head()
+    units = [S.Unit("What happened next?", start_s=0), S.Unit("I went home", start_s=2, mark=True),
+             S.Unit("and then I cried", start_s=2, new_line=False)]
+    sw = head.p_switch(units, 1.5)
+    assert sw[1] > 0.8 and sw[2] < 0.3
+
+
+def test_decode_follows_evidence_and_switch_prior():
+    # strong emissions win; a weak contrary unit inside a same-speaker run is smoothed over
+    p_c = np.array([0.9, 0.9, 0.45, 0.9, 0.1, 0.1])
+    path, post = S.decode(p_c, np.array([0.0, 0.1, 0.1, 0.1, 0.5, 0.1]), prior=0.5)
+    assert path.tolist() == [1, 1, 1, 1, 0, 0] and post[2] > 0.5
+
+
+def _accuracy(utts, vtt_text) -> float:
+    s = read_vtt(vtt_text, "x.vtt", AttributionConfig())
+    words = [(w, t.role) for t in s.turns for w in t.text.split()]
+    gold = [("assistant" if r == "therapist" else "user") for r, text in utts for _ in text.split()]
+    assert len(words) == len(gold)  # rolling duplicates removed, nothing lost
+    return sum(g == r for g, (_, r) in zip(gold, words, strict=True)) / len(gold)
+
+
+def test_captions_without_marks_attributed_from_words():
+    vtt, _ = S.simulate_captions(UTTS, random.Random(0), mark_p=0.0)
+    assert ">>" not in vtt
+    assert _accuracy(UTTS, vtt) >= 0.85
+
+
+def test_captions_with_marks_attributed_as_before():
+    vtt, _ = S.simulate_captions(UTTS, random.Random(0), mark_p=1.0)
+    s = read_vtt(vtt, "x.vtt", AttributionConfig())
+    assert [t.role for t in s.turns] == ["assistant", "user"] * 5
+    assert s.meta["attribution"]["turns_from"] == "marks+words" and s.meta["attribution"]["confidence"] > 0.9
+
+
+def test_low_confidence_session_goes_to_quarantine(fake_ctx, tmp_path):
+    d = tmp_path / "in"
+    d.mkdir()
+    shutil.copy(ROOT / "data" / "demo" / "sleep.vtt", d)
+    ctx_cm, fake = fake_ctx(f"real.inputs=[{d}]", "real.llm=false", "real.pii.ner=false",
+                            "real.attribution.min_confidence=1.0")
+    with ctx_cm as ctx:
+        summary = ctx.run_stage("real", run)
+    st = ctx.store.stage("real")
+    assert summary["sessions_out"] == 0 and fake.calls == 0
+    (q,) = list(st.read_dicts("quarantine.jsonl"))
+    assert "speaker attribution unsure" in q["reason"] and "sleep.vtt" in q["file"]
+
+
+def test_confident_captions_are_kept_without_model_calls(fake_ctx, tmp_path):
+    d = tmp_path / "in"
+    d.mkdir()
+    shutil.copy(ROOT / "data" / "demo" / "sleep.vtt", d)
+    ctx_cm, fake = fake_ctx(f"real.inputs=[{d}]", "real.llm=false", "real.pii.ner=false")
+    with ctx_cm as ctx:
+        ctx.run_stage("real", run)
+    (s,) = ctx.store.stage("real").read("sessions.jsonl", Session)
+    assert s.meta["attribution"]["method"] == "words" and fake.calls == 0
+
+
+def test_embedded_default_skips_model_annotation_and_llm_attribution(make_cfg):
+    with open_run(make_cfg(backend="llamacpp")) as ctx:  # the model is loaded lazily: nothing runs here
+        assert not annotate_enabled(ctx) and not ask_llm_about_speakers(ctx)
+    with open_run(make_cfg("real.annotate.enabled=true", "real.attribution.llm=true", backend="llamacpp")) as ctx:
+        assert annotate_enabled(ctx) and ask_llm_about_speakers(ctx)
+    with open_run(make_cfg(backend="fake")) as ctx:  # any other endpoint counts as a real one
+        assert annotate_enabled(ctx) and ask_llm_about_speakers(ctx)
