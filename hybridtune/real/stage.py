@@ -143,11 +143,45 @@ async def ingest(ctx: Context, st: StageDir, files: list[Path], fmt: str | None 
     dd = Deduper(cfg.dedup, "sessions")
     clean = StreamWriter(st, "_clean.jsonl")
     q = StreamWriter(st, "quarantine.jsonl")
-    with ctx.progress() as bar:  # files done, sessions read, ETA
-        task = bar.add_task("real: read, clean, scrub", total=len(files), rate="")
-        for path in files:
-            await _ingest_file(ctx, path, fmt, scrub, screen, dd, stats, clean, q)
-            bar.update(task, advance=1, rate=f"{stats.steps['sessions_in']} sessions")
+    for path in files:
+        stats.steps["files_in"] += 1
+        sessions = read_file(path, cfg, fmt)
+        while True:
+            try:
+                raw = next(sessions)
+            except StopIteration:
+                break
+            except (BadInput, Exception) as e:  # the file breaks here; sessions before it are kept
+                if isinstance(e, UserError):
+                    raise
+                line, reason = (e.line, e.reason) if isinstance(e, BadInput) else (
+                    None, f"could not parse ({type(e).__name__}: {scrub.scrub_text(str(e)[:150])}); check the format")
+                stats.quarantined_files += 1
+                _quarantine(q, scrub, str(path), line, reason)
+                ctx.log(f"[yellow]quarantined[/yellow] {path}{f':{line}' if line else ''}: {reason}")
+                break
+            stats.steps["sessions_in"] += 1
+            stats.formats[raw.format] += 1
+            session, reason = await process(ctx, raw, scrub, stats, dd)
+            if reason and reason.startswith("duplicate"):
+                stats.steps["after_filters"] += 1
+                continue  # reported in the duplicate clusters
+            if session is None:
+                stats.filters[reason.split(":")[0]] += 1
+                _quarantine(q, scrub, raw.file, raw.line, f"session {raw.key} dropped: {reason}")
+                continue
+            stats.steps["after_filters"] += 1
+            if screen is not None:
+                risk = screen("\n".join(session.turns("user")))
+                session.meta["safety"] = {"risk": risk.risk, "categories": list(risk.categories),
+                                          "evidence": [e[:160] for e in risk.evidence], "review": risk.risk in ("high", "imminent")}
+                stats.safety[risk.risk] += 1
+            else:
+                session.meta["safety"] = {"risk": "unscreened"}
+            stats.steps["after_dedup"] += 1
+            clean.write(session)
+            if stats.steps["sessions_in"] % 500 == 0:
+                ctx.log(f"real: {stats.steps['sessions_in']} sessions in, {time.time() - t0:.0f}s")
     clean.commit()
     n_quarantine = q.commit()
     llm = await llm_steps(ctx, st) if cfg.llm else {}
@@ -160,47 +194,6 @@ async def ingest(ctx: Context, st: StageDir, files: list[Path], fmt: str | None 
     }
     write_reports(st, summary, stats, dd, llm, out)
     return summary
-
-
-async def _ingest_file(ctx: Context, path: Path, fmt: str | None, scrub: Scrubber, screen, dd: Deduper, stats: Stats,
-                       clean: StreamWriter, q: StreamWriter) -> None:
-    """Pass 1 over one file: each session parsed, processed and written (or quarantined)."""
-    stats.steps["files_in"] += 1
-    sessions = read_file(path, ctx.cfg.real, fmt)
-    while True:
-        try:
-            raw = next(sessions)
-        except StopIteration:
-            break
-        except (BadInput, Exception) as e:  # the file breaks here; sessions before it are kept
-            if isinstance(e, UserError):
-                raise
-            line, reason = (e.line, e.reason) if isinstance(e, BadInput) else (
-                None, f"could not parse ({type(e).__name__}: {scrub.scrub_text(str(e)[:150])}); check the format")
-            stats.quarantined_files += 1
-            _quarantine(q, scrub, str(path), line, reason)
-            ctx.log(f"[yellow]quarantined[/yellow] {path}{f':{line}' if line else ''}: {reason}")
-            break
-        stats.steps["sessions_in"] += 1
-        stats.formats[raw.format] += 1
-        session, reason = await process(ctx, raw, scrub, stats, dd)
-        if reason and reason.startswith("duplicate"):
-            stats.steps["after_filters"] += 1
-            continue  # reported in the duplicate clusters
-        if session is None:
-            stats.filters[reason.split(":")[0]] += 1
-            _quarantine(q, scrub, raw.file, raw.line, f"session {raw.key} dropped: {reason}")
-            continue
-        stats.steps["after_filters"] += 1
-        if screen is not None:
-            risk = screen("\n".join(session.turns("user")))
-            session.meta["safety"] = {"risk": risk.risk, "categories": list(risk.categories),
-                                      "evidence": [e[:160] for e in risk.evidence], "review": risk.risk in ("high", "imminent")}
-            stats.safety[risk.risk] += 1
-        else:
-            session.meta["safety"] = {"risk": "unscreened"}
-        stats.steps["after_dedup"] += 1
-        clean.write(session)
 
 
 async def llm_steps(ctx: Context, st: StageDir) -> dict:
