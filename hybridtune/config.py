@@ -49,6 +49,12 @@ class EndpointConfig(Strict):
     n_threads: int | None = Field(None, ge=1, description="llamacpp: CPU threads (default: all cores)")
     lora_path: str | None = Field(None, description="llamacpp: GGUF LoRA adapter applied to the model")
     chat_format: str | None = Field(None, description="llamacpp: override the GGUF's chat template")
+    prefix_reuse: bool = Field(True, description="llamacpp: keep model states across calls and evaluate only "
+                               "the prompt tokens not already read (outputs are the same either way)")
+    state_cache_mib: int = Field(128, ge=0, description="llamacpp: byte limit of the saved-state store, MiB per model "
+                                 "instance (each variant and the scorer are one)")
+    min_prompt_batch: int = Field(8, ge=2, le=256, description="llamacpp: no prompt is read in batches smaller "
+                                  "than this (a 1-token batch computes other bits), so reuse never changes outputs")
     structured: Literal["json_schema", "json_object", "none"] = Field(
         "json_schema", description="how to ask for JSON: schema-constrained, JSON mode, or prompt only"
     )

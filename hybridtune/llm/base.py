@@ -44,6 +44,8 @@ class Completion:
     completion_tokens: int = 0
     model: str = ""
     finish_reason: str | None = None
+    evaluated_tokens: int | None = None  # prompt tokens the model actually read (None: backend cannot tell)
+    distinct_tokens: int | None = None  # prompt tokens this model instance had never been sent before
 
 
 @dataclass

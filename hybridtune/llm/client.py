@@ -123,7 +123,8 @@ class LLM:
             comp, cached = await self._complete(req, sample)
             totals[0] += comp.prompt_tokens
             totals[1] += comp.completion_tokens
-            self.pool.usage.add(self.role, req.model, comp.prompt_tokens, comp.completion_tokens, cached)
+            self.pool.usage.add(self.role, req.model, comp.prompt_tokens, comp.completion_tokens, cached,
+                                evaluated=comp.evaluated_tokens, distinct=comp.distinct_tokens)
             reply = Reply(
                 text=comp.text, prompt_tokens=totals[0], completion_tokens=totals[1],
                 model=comp.model or req.model, cached=cached, attempts=attempts,

@@ -52,24 +52,24 @@ class LlamaCppBackend(Backend):
         if self.endpoint.lora_path and not Path(self.endpoint.lora_path).is_file():
             raise UserError(f"endpoints.{self.endpoint_name}.lora_path: {self.endpoint.lora_path} not found")
 
+    def _make(self, **over):
+        """A ReusingLlama for this endpoint (prompt-state reuse and store size from the config)."""
+        from .prefix import ReusingLlama
+
+        self.check()
+        ep = self.endpoint
+        kw = dict(model_path=str(find_gguf(ep.model)), n_ctx=ep.n_ctx, n_threads=ep.n_threads, verbose=False,
+                  **{**ep.extra, **over})
+        if ep.lora_path:
+            kw["lora_path"] = ep.lora_path
+        if ep.chat_format:
+            kw["chat_format"] = ep.chat_format
+        return ReusingLlama(reuse=ep.prefix_reuse, state_bytes=ep.state_cache_mib << 20, min_batch=ep.min_prompt_batch, **kw)
+
     @property
     def llama(self):
         if self._llm is None:
-            from llama_cpp import Llama
-
-            self.check()
-            kw = dict(
-                model_path=str(find_gguf(self.endpoint.model)),
-                n_ctx=self.endpoint.n_ctx,
-                n_threads=self.endpoint.n_threads,
-                verbose=False,
-                **self.endpoint.extra,
-            )
-            if self.endpoint.lora_path:
-                kw["lora_path"] = self.endpoint.lora_path
-            if self.endpoint.chat_format:
-                kw["chat_format"] = self.endpoint.chat_format
-            self._llm = Llama(**kw)
+            self._llm = self._make()
         return self._llm
 
     def _kwargs(self, req: ChatRequest) -> dict:
@@ -91,6 +91,7 @@ class LlamaCppBackend(Backend):
     def _complete_sync(self, req: ChatRequest) -> Completion:
         with self._lock:
             out = self.llama.create_chat_completion(**self._kwargs(req))
+            work = self.llama.last
         self.calls += 1
         choice = out["choices"][0]
         usage = out.get("usage") or {}
@@ -100,6 +101,8 @@ class LlamaCppBackend(Backend):
             completion_tokens=usage.get("completion_tokens", 0),
             model=self.endpoint.model,
             finish_reason=choice.get("finish_reason"),
+            evaluated_tokens=work.evaluated,
+            distinct_tokens=work.distinct,
         )
 
     async def complete(self, req: ChatRequest) -> Completion:
@@ -139,16 +142,7 @@ class LlamaCppBackend(Backend):
         for the positions a session uses), so a long `n_ctx` costs nothing until used.
         """
         if getattr(self, "_scorer", None) is None:
-            from llama_cpp import Llama
-
-            self.check()
-            kw = dict(
-                model_path=str(find_gguf(self.endpoint.model)), n_ctx=self.endpoint.n_ctx,
-                n_threads=self.endpoint.n_threads, verbose=False, **{**self.endpoint.extra, "logits_all": True},
-            )
-            if self.endpoint.lora_path:
-                kw["lora_path"] = self.endpoint.lora_path
-            self._scorer = Llama(**kw)
+            self._scorer = self._make(logits_all=True)
         return self._scorer
 
     def _assistant_logprobs_sync(self, messages: list[dict[str, str]]) -> list[TokenLogprobs]:
@@ -166,6 +160,8 @@ class LlamaCppBackend(Backend):
     def _score_locked(self, messages: list[dict[str, str]]) -> list[TokenLogprobs]:
         import numpy as np
 
+        from .prefix import PromptStats, common_prefix
+
         llm = self.scoring_llama
         pieces = _split_pieces(llm, messages)
         ids: list[int] = []
@@ -177,13 +173,13 @@ class LlamaCppBackend(Backend):
             ids.extend(toks)
         ids = ids[: llm.n_ctx()]
         out: list[TokenLogprobs] = []
-        # reuse the KV cache (and logits rows) of the previous dialogue's common prefix: the
-        # shared system prompt is then computed once per variant, not once per session
-        prev = llm.input_ids[: llm.n_tokens].tolist()
-        keep = next((k for k, (x, y) in enumerate(zip(prev, ids, strict=False)) if x != y), min(len(prev), len(ids)))
-        llm.n_tokens = keep
-        if ids[keep:]:
-            llm.eval(ids[keep:])
+        # continue from the previous dialogue's common prefix (KV and logits rows): the shared
+        # system prompt is computed once per variant. Only the live context is reused, never
+        # the state store, whose states carry no logits rows.
+        prompt = np.asarray(ids, dtype=np.intc)
+        llm.last = PromptStats(sent=len(ids), distinct=llm.seen.add(prompt))
+        keep = llm._usable(common_prefix(llm.input_ids[: llm.canon], prompt), len(ids)) if llm.reuse else 0
+        llm.eval_prompt(prompt, keep)
         for a, b in spans:
             b = min(b, len(ids))
             if a < 1 or b <= a:

@@ -1,5 +1,9 @@
 """Token use and cost per stage and role, with a budget cap.
 
+Prompt tokens are counted three ways: sent, evaluated by the model (fewer when the embedded
+backend reuses saved states) and distinct (never sent to that model instance before), so
+evaluated / distinct shows how much reading is still repeated.
+
 Cost comes from the config's price table (USD per 1M tokens by model name). The ledger is
 saved in `runs/<name>/usage.json` after each stage, so a resumed run counts what was
 already spent against `llm.budget_usd`.
@@ -22,7 +26,8 @@ class Usage:
         self.stage = "-"
         # (stage, role) -> counters
         self.rows: dict[tuple[str, str], dict[str, float]] = defaultdict(
-            lambda: {"calls": 0, "cached": 0, "prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0, "failures": 0}
+            lambda: {"calls": 0, "cached": 0, "prompt_tokens": 0, "prompt_tokens_evaluated": 0,
+                     "prompt_tokens_distinct": 0, "completion_tokens": 0, "cost_usd": 0.0, "failures": 0}
         )
         if path and path.exists():
             for r in json.loads(path.read_text()).get("rows", []):
@@ -45,13 +50,19 @@ class Usage:
                 "Raise llm.budget_usd (or --set llm.budget_usd=...) and rerun to resume."
             )
 
-    def add(self, role: str, model: str, prompt_tokens: int, completion_tokens: int, cached: bool) -> None:
+    def add(self, role: str, model: str, prompt_tokens: int, completion_tokens: int, cached: bool,
+            evaluated: int | None = None, distinct: int | None = None) -> None:
+        """`evaluated`: prompt tokens the model actually read (the embedded backend reuses saved
+        states); `distinct`: those it had never been sent before. A backend that cannot tell
+        (remote APIs) passes None and every sent token counts as both."""
         row = self.rows[(self.stage, role)]
         if cached:
             row["cached"] += 1
             return
         row["calls"] += 1
         row["prompt_tokens"] += prompt_tokens
+        row["prompt_tokens_evaluated"] += prompt_tokens if evaluated is None else evaluated
+        row["prompt_tokens_distinct"] += prompt_tokens if distinct is None else distinct
         row["completion_tokens"] += completion_tokens
         row["cost_usd"] += self.price(model, prompt_tokens, completion_tokens)
 
