@@ -236,8 +236,10 @@ def usage_summary(ctx: Context) -> tuple[str, str]:
     p = ctx.store.path("usage.json")
     data = json.loads(p.read_text()) if p.exists() else {"rows": [], "cost_usd": 0.0}
     rows = [[r["stage"], r["role"], int(r["calls"]), int(r["cached"]), int(r["prompt_tokens"]),
+             int(r.get("prompt_tokens_evaluated", r["prompt_tokens"])),  # older usage.json files lack the counter
              int(r["completion_tokens"]), r["cost_usd"], int(r.get("failures", 0))] for r in data.get("rows", [])]
-    return join(table(["Stage", "Role", "Calls", "Cached", "Prompt tokens", "Completion tokens", "Cost USD", "Failures"], rows),
+    return join(table(["Stage", "Role", "Calls", "Cached", "Prompt tokens", "Prompt tokens read by the model",
+                       "Completion tokens", "Cost USD", "Failures"], rows),
                 para(f"Total cost: ${data.get('cost_usd', 0.0):.4f} (prices from llm.prices; local models cost 0)."))
 
 
