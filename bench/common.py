@@ -54,3 +54,17 @@ def record(name: str, results: list[Result]) -> Path:
 def peak_rss_mb() -> float:
     """Peak resident memory of this process so far (Linux ru_maxrss is in KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run_process(args: list[str], cwd: Path = ROOT) -> dict:
+    """Run a command to the end: wall seconds, its peak RSS in MiB (os.wait4), exit status, stderr tail."""
+    import subprocess
+
+    t0 = time.time()
+    p = subprocess.Popen(args, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    err = p.stderr.read()
+    _, status, ru = os.wait4(p.pid, 0)
+    rc = os.waitstatus_to_exitcode(status)
+    return {"seconds": round(time.time() - t0, 2), "peak_rss_mb": round(ru.ru_maxrss / 1024, 1), "rc": rc,
+            "error": err.strip()[-2000:] if rc else ""}
+

@@ -2,8 +2,8 @@
 
 Both arms run in the same invocation, each as its own `hybridtune run configs/demo.yaml
 --stage synth --stage simulate` process on a fresh run directory seeded with the same
-scenarios and three counselor variants (separate llama.cpp instances, as LoRA variants are;
-no adapter is trained here, so all three carry the base weights). Figures per stage, from
+scenarios and three counselor variants (separate llama.cpp instances under their own GGUF
+paths, as LoRA variants are; no adapter is trained here, so all three carry the base weights). Figures per stage, from
 usage.json: evaluated / sent prompt tokens, evaluated / distinct prompt tokens (target
 <= 1.3), wall time on / off (target <= 0.5), peak RSS per arm (os.wait4), and whether the
 records are byte-identical between the arms (they must be).
@@ -17,7 +17,6 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -25,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common import ROOT, Result, record
+from common import ROOT, Result, record, run_process
 
 CASES = [  # (persona narrative, attitude, summary, scenario): inputs, written as the scenarios stage would
     ("A nurse on night shifts who sleeps badly and worries about mistakes.", "neutral",
@@ -41,6 +40,7 @@ CASES = [  # (persona narrative, attitude, summary, scenario): inputs, written a
 
 def seed_run(run: Path, n_sessions: int, n_scenarios: int) -> None:
     sys.path.insert(0, str(ROOT))
+    from hybridtune.llm.llamacpp import find_gguf
     from hybridtune.records import ModelEntry, Persona, Scenario
     from hybridtune.registry import save_entry
     from hybridtune.store import RunStore
@@ -51,8 +51,15 @@ def seed_run(run: Path, n_sessions: int, n_scenarios: int) -> None:
             for i, (narr, att, summ, text) in enumerate(CASES)]
     store.stage("scenarios").write_records("scenarios.jsonl", scen[: max(n_sessions, 1)])
     store.stage("eval_scenarios").write_records("scenarios.jsonl", scen[-n_scenarios:])
+    gguf = find_gguf("smollm2")
+    run.mkdir(parents=True, exist_ok=True)
     for v in ("base", "real", "hybrid"):
-        save_entry(store, ModelEntry(variant=v, backend="llamacpp", model="smollm2", data_hash=v))
+        # its own path per variant: a model instance each and response-cache keys of its own, as with
+        # adapters (none is trained here, so all carry the base weights and their replies coincide)
+        link = run / f"{v}.gguf"
+        if not link.exists():
+            link.symlink_to(gguf)
+        save_entry(store, ModelEntry(variant=v, backend="llamacpp", model=str(link), data_hash=v))
 
 
 def run_arm(root: Path, reuse: bool, a: argparse.Namespace) -> dict:
@@ -64,13 +71,9 @@ def run_arm(root: Path, reuse: bool, a: argparse.Namespace) -> dict:
     args = [sys.executable, "-m", "hybridtune.cli", "run", "configs/demo.yaml", "--stage", "synth", "--stage", "simulate"]
     for s in sets:
         args += ["--set", s]
-    t0 = time.time()
-    p = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    err = p.stderr.read()
-    _, status, ru = os.wait4(p.pid, 0)
-    rc = os.waitstatus_to_exitcode(status)
-    if rc:
-        raise SystemExit(f"arm reuse={reuse} failed (exit {rc}): {err.strip()[-2000:]}")
+    r = run_process(args)
+    if r["rc"]:
+        raise SystemExit(f"arm reuse={reuse} failed (exit {r['rc']}): {r['error']}")
     run = runs / "demo"
     rows = json.loads((run / "usage.json").read_text())["rows"]
     stages = {}
@@ -80,7 +83,7 @@ def run_arm(root: Path, reuse: bool, a: argparse.Namespace) -> dict:
                                                          "prompt_tokens_distinct", "completion_tokens")}
         stages[st]["seconds"] = json.loads((run / st / "_done.json").read_text())["seconds"]
         stages[st]["records"] = (run / st / "sessions.jsonl").read_text()
-    return {"wall_s": round(time.time() - t0, 1), "peak_rss_mb": round(ru.ru_maxrss / 1024, 1), "stages": stages}
+    return {"wall_s": r["seconds"], "peak_rss_mb": r["peak_rss_mb"], "stages": stages}
 
 
 def state_costs(n_tokens: int = 256) -> dict:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -25,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import ROOT, Result, record
+from common import ROOT, Result, record, run_process
 
 STAGES = ["real", "personas", "scenarios", "synth", "curate", "eval_scenarios", "mix",
           "simulate", "score", "likelihood", "calibrate", "report"]
@@ -54,13 +53,9 @@ def run_stage(sets: list[str], stage: str) -> dict:
     args = [sys.executable, "-m", "hybridtune.cli", "run", "configs/demo.yaml", "--stage", stage]
     for s in sets:
         args += ["--set", s]
-    t0 = time.time()
-    p = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    err = p.stderr.read()
-    _, status, ru = os.wait4(p.pid, 0)
-    p.returncode = os.waitstatus_to_exitcode(status)
-    return {"stage": stage, "seconds": round(time.time() - t0, 2), "peak_rss_mb": round(ru.ru_maxrss / 1024, 1),
-            "rc": p.returncode, "error": err.strip().splitlines()[-1][:300] if p.returncode else ""}
+    r = run_process(args)
+    return {"stage": stage, "seconds": r["seconds"], "peak_rss_mb": r["peak_rss_mb"], "rc": r["rc"],
+            "error": r["error"].splitlines()[-1][:300] if r["rc"] else ""}
 
 
 def model_calls(run: Path) -> int:

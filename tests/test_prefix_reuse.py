@@ -126,7 +126,7 @@ def _stage_records(make_cfg, reuse: bool) -> dict[str, list]:
 
     cfg = make_cfg(
         f"name=reuse_{reuse}", f"endpoints.local.prefix_reuse={str(reuse).lower()}", "endpoints.local.n_ctx=2048",
-        "synth.sessions=2", "synth.min_exchanges=2", "synth.max_exchanges=2", "synth.fewshot=0",
+        "synth.sessions=2", "synth.min_exchanges=1", "synth.max_exchanges=1", "synth.fewshot=0",
         "synth.annotate_realised=false", "synth.max_regenerations=1", "evaluate.max_turns=2",
         "roles.patient.max_tokens=24", "roles.counselor.max_tokens=24", "roles.judge.max_tokens=60",
         "llm.max_reasks=0", "llm.max_failure_rate=1.0", backend="llamacpp")

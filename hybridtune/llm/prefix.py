@@ -9,11 +9,12 @@ live state or restores the stored one with the longest usable common prefix. Fix
 with them serves every later prompt that does.
 
 Outputs are identical with reuse on and off. On llama.cpp's CPU kernels a token's numbers do
-not depend on where a prompt is cut into batches, except that a batch of one token (how
-generated tokens are computed) takes other kernels and gives other bits. So only tokens read
-as part of a prompt are ever reused (`canon`), never generated ones, and no prompt batch is
-smaller than `min_batch` tokens, with reuse or without: a restored prefix then holds exactly
-the bits a from-scratch evaluation computes. `tests/test_prefix_reuse.py` checks it end to end.
+not depend on where a prompt is cut into batches, except that one-token batches (how generated
+tokens are computed) give other bits at long contexts (measured; docs/benchmarks_notes.md).
+So only tokens read as part of a prompt are ever reused (`canon`), never generated ones, and
+no prompt batch is smaller than `min_batch` tokens, with reuse or without: a restored prefix
+then holds exactly the bits a from-scratch evaluation computes. `tests/test_prefix_reuse.py`
+checks it end to end.
 
     llm = ReusingLlama(model_path=path, reuse=True, state_bytes=128 << 20, min_batch=8, n_ctx=4096)
     out = llm.create_chat_completion(messages=[...])
@@ -47,10 +48,14 @@ class PrefixSet:
     """Every prompt prefix this instance has seen (hashes): a prompt's `distinct` tokens are
     those a perfect, unbounded prefix cache would still have had to evaluate."""
 
+    LIMIT = 500_000  # hashes kept (~40 MB); past it the set starts afresh and the counts run high
+
     def __init__(self) -> None:
         self._seen: set[int] = set()
 
     def add(self, tokens) -> int:
+        if len(self._seen) > self.LIMIT:
+            self._seen.clear()
         h, new = 0, 0
         for t in tokens:
             h = (h * 1_000_003 + int(t) + 1) % _MOD
