@@ -78,8 +78,8 @@ def run_arm(root: Path, reuse: bool, a: argparse.Namespace) -> dict:
     rows = json.loads((run / "usage.json").read_text())["rows"]
     stages = {}
     for st in ("synth", "simulate"):
-        r = [x for x in rows if x["stage"] == st]
-        stages[st] = {k: sum(x[k] for x in r) for k in ("calls", "prompt_tokens", "prompt_tokens_evaluated",
+        mine = [x for x in rows if x["stage"] == st]
+        stages[st] = {k: sum(x[k] for x in mine) for k in ("calls", "prompt_tokens", "prompt_tokens_evaluated",
                                                          "prompt_tokens_distinct", "completion_tokens")}
         stages[st]["seconds"] = json.loads((run / st / "_done.json").read_text())["seconds"]
         stages[st]["records"] = (run / st / "sessions.jsonl").read_text()
