@@ -81,6 +81,7 @@ def register(app: typer.Typer) -> None:
         if base.log is not None:
             typer.echo(f"keeping conversations (scrubbed) in {base.log.st.path}; users see the notice and can opt out",
                        err=True)
+            base.log.scrubber.scrub_text("warm-up")  # load the PII analyzer now, not on the first user's reply
         hosts = list(LOOPBACK) if host in LOOPBACK else None  # loopback: reject foreign Host headers (DNS rebinding)
         app = create_app(base.fork, token=token, max_chars=cfg.safety.max_chars, allowed_hosts=hosts)
         typer.echo(f"serving {base.variant} on http://{host}:{port}/" + ("  (open it as /#token=<your token>)" if token else ""),

@@ -79,12 +79,12 @@ def register(app: typer.Typer) -> None:
         reviewer: Annotated[str | None, typer.Option(
             help="default reviewer name shown in the page (default: login name)")] = None,
     ):
-        """Open the review web app for a run's curated sessions (decisions are saved at once)."""
+        """Open the review web app for a run's curated sessions and kept conversations (decisions are saved at once)."""
         from .review.app import check_bind, curate_dir, serve
 
         token = token or os.environ.get("HYBRIDTUNE_REVIEW_TOKEN") or None
         check_bind(host, token)
-        curate_dir(run_dir)
+        curate_dir(run_dir, conversations_ok=True)
         typer.echo(f"review: http://{host}:{port}/ (Ctrl+C to stop)", err=True)
         serve(run_dir, host, port, token, reviewer or getpass.getuser())
 

@@ -5,10 +5,7 @@ feedback, and accepted there into the real-data source."""
 from __future__ import annotations
 
 import shutil
-import threading
-import time
 
-import httpx
 import pytest
 
 from hybridtune.app import conversations as C
@@ -17,30 +14,13 @@ from hybridtune.app.web import LOOPBACK, create_app
 from hybridtune.curate.review.app import create_app as review_app
 from hybridtune.llm import LLMPool
 from hybridtune.llm.fake import FakeBackend
-from tests.conftest import free_port
+from tests.conftest import serve_in_thread
 from tests.curate.helpers import session, write_curated
 
 pytestmark = pytest.mark.browser
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
         "--disable-sync", "--no-first-run"]
-
-
-def _serve(app, probe: str):
-    import uvicorn
-
-    port = free_port()
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    th = threading.Thread(target=srv.run, daemon=True)
-    th.start()
-    deadline = time.time() + 20
-    while time.time() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}{probe}", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    return srv, th, f"http://127.0.0.1:{port}"
 
 
 def test_kept_conversation_with_feedback_is_reviewed_and_accepted(make_cfg):
@@ -52,11 +32,9 @@ def test_kept_conversation_with_feedback_is_reviewed_and_accepted(make_cfg):
     pool = LLMPool(cfg)
     pool.install("local", FakeBackend(responder=lambda req: "That sounds hard, Maria. What went through your mind?"))
     base = open_engine(cfg, pool=pool, surface="serve")
-    chat_srv, chat_th, chat_url = _serve(create_app(base.fork, max_chars=cfg.safety.max_chars,
-                                                    allowed_hosts=list(LOOPBACK)), "/api/info")
     write_curated(cfg.run_dir, review=[session(7, mean=5.5)])  # a synthetic session waiting for review
-    rev_srv = rev_th = None
-    try:
+    chat = serve_in_thread(create_app(base.fork, max_chars=cfg.safety.max_chars, allowed_hosts=list(LOOPBACK)), "/api/info")
+    with chat as chat_url, serve_in_thread(review_app(cfg.run_dir), "/api/meta") as rev_url:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
             try:
@@ -67,13 +45,14 @@ def test_kept_conversation_with_feedback_is_reviewed_and_accepted(make_cfg):
                 page.fill("#input", "I'm Maria Lopez and my exams went badly, I feel like a failure.")
                 page.press("#input", "Enter")
                 expect(page.locator(".msg.assistant").first).to_contain_text("What went through your mind?")
+                # the reply is kept (scrubbed) before its feedback bar shows: the first scrub loads the analyzer
+                expect(page.locator(".feedback .rate-up")).to_be_visible(timeout=120_000)
                 page.click(".feedback .rate-up")
                 expect(page.locator("#status")).to_have_text("Thanks for the feedback.")
                 page.fill(".feedback input", "This question helped me.")
                 page.click(".feedback .send-comment")
                 expect(page.locator("#status")).to_have_text("Comment saved.")
 
-                rev_srv, rev_th, rev_url = _serve(review_app(cfg.run_dir), "/api/meta")
                 page.goto(f"{rev_url}/")
                 page.fill("#reviewer", "ana")
                 expect(page.locator("#rows tr")).to_have_count(2)  # the conversation beside the synthetic session
@@ -87,11 +66,6 @@ def test_kept_conversation_with_feedback_is_reviewed_and_accepted(make_cfg):
                 expect(page.locator("#detail")).to_contain_text("decision accept")
             finally:
                 browser.close()
-    finally:
-        for srv, th in ((chat_srv, chat_th), (rev_srv, rev_th)):
-            if srv is not None:
-                srv.should_exit = True
-                th.join(timeout=10)
     folder = C.folder_of(cfg)
     accepted = (folder / "accepted.jsonl").read_text()
     assert accepted.count("\n") == 1 and "exams went badly" in accepted and "Lopez" not in accepted

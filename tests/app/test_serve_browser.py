@@ -5,17 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import threading
-import time
 
-import httpx
 import pytest
 
 from hybridtune.app.engine import open_engine
 from hybridtune.app.web import LOOPBACK, create_app
 from hybridtune.llm import LLMPool
 from hybridtune.llm.fake import FakeBackend
-from tests.conftest import free_port
+from tests.conftest import serve_in_thread
 
 pytestmark = pytest.mark.browser
 CHROMIUM = "/usr/bin/chromium"
@@ -42,27 +39,13 @@ def _reply(req) -> str:
 
 @pytest.fixture
 def server(make_cfg):
-    import uvicorn
-
     cfg = make_cfg("safety.use_model=false")
     pool = LLMPool(cfg)
     pool.install("local", SlowStream(responder=_reply))
     base = open_engine(cfg, pool=pool)
     app = create_app(base.fork, token=TOKEN, max_chars=cfg.safety.max_chars, allowed_hosts=list(LOOPBACK))
-    port = free_port()
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    th = threading.Thread(target=srv.run, daemon=True)
-    th.start()
-    deadline = time.time() + 20
-    while time.time() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/api/info", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    yield f"http://127.0.0.1:{port}", base
-    srv.should_exit = True
-    th.join(timeout=10)
+    with serve_in_thread(app, "/api/info") as url:
+        yield url, base
 
 
 def test_chat_page_streams_screens_and_escapes(server):

@@ -13,6 +13,7 @@ from hybridtune.registry import save_entry
 @pytest.mark.model
 def test_simulate_and_score_with_embedded_model(make_cfg):
     cfg = make_cfg("evaluate.max_turns=2", "roles.patient.max_tokens=32", "roles.counselor.max_tokens=32",
+                   "variants={base: {sources: []}}",
                    "roles.judge.max_tokens=130", "roles.judge.temperature=0", "llm.max_failure_rate=1.0",
                    "endpoints.local.n_ctx=2048", backend="")
     with open_run(cfg) as ctx:

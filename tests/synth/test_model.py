@@ -34,6 +34,6 @@ def test_one_persona_scenario_session_on_embedded_model(make_cfg):
     assert len(sc) == 1 and sc[0].scenario.strip()
     assert len(ss) == 1
     s = ss[0]
-    assert [m.role for m in s.messages[:3]] == ["system", "assistant", "user"] and s.messages[-1].role == "assistant"
+    assert [m.role for m in s.messages[:3]] == ["system", "user", "assistant"] and s.messages[-1].role == "assistant"  # opens: client
     assert all(m.content.strip() for m in s.messages) and s.meta["ended_by"] in ("closing", "cap")
     assert (ctx.store.path("synth", "synth_report.md")).read_text().startswith("# Synthetic data report")
