@@ -5,7 +5,9 @@
     hybridtune ask "How do I handle worry?" --role counselor -c configs/demo.yaml
     hybridtune run configs/demo.yaml
 
-Each stage package adds its own verbs in `hybridtune/<stage>/cli.py: register(app)`.
+The stage verbs (`personas`, `judge`, `train`, ... and `run`) come from the declaration in
+hybridtune/stages.py (see cli_stages.py); packages with further verbs (ingest, review,
+export, safety, chat...) add them in `hybridtune/<package>/cli.py: register(app)`.
 User errors print one `error:` line (no traceback) and exit non-zero.
 """
 from __future__ import annotations
@@ -74,15 +76,16 @@ def ask(
     console.print(f"[dim]{reply.model}: {reply.prompt_tokens} in / {reply.completion_tokens} out[/dim]")
 
 
-# Stage packages that contribute verbs; each has `cli.py` with `register(app)`.
-STAGE_CLIS = ("real", "synth", "curate", "train", "evaluate", "evaluate.trust_cli", "safety", "app", "pipeline_cli",
-              "catalogue")
+# Packages with verbs beyond the stage verbs; each has `cli.py` with `register(app)`.
+PACKAGE_CLIS = ("real", "curate", "train", "safety", "app", "catalogue")
 
 
 def _register_stages() -> None:
-    for name in STAGE_CLIS:
-        mod = importlib.import_module(f".{name}" if name.endswith("_cli") else f".{name}.cli", __package__)
-        mod.register(app)
+    from . import cli_stages
+
+    cli_stages.register(app)
+    for name in PACKAGE_CLIS:
+        importlib.import_module(f".{name}.cli", __package__).register(app)
 
 
 _register_stages()

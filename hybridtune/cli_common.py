@@ -12,6 +12,7 @@ ConfigArg = Annotated[Path, typer.Argument(help="experiment YAML, e.g. configs/d
 ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="experiment YAML")]
 SetOpt = Annotated[list[str] | None, typer.Option("--set", help="dotted override KEY=VALUE, repeatable")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="no progress bars (CI)")]
+ForceOpt = Annotated[bool, typer.Option("--force", help="rerun even if the stage is done (finished records are reused)")]
 
 
 def load(path: Path | None, sets: list[str] | None, quiet: bool = False) -> ExperimentConfig:

@@ -32,7 +32,7 @@ def test_stage_survives_20_percent_faults(make_cfg):
             st = ctx.store.stage("faulty")
             judge = ctx.llm("judge")
 
-            async def one(i):
+            async def one(_key, i):
                 r = await judge.chat([{"role": "user", "content": f"rate item {i}"}], schema=Verdict)
                 return Out(id=f"k{i}", score=r.parsed.score)
 

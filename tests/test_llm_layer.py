@@ -122,7 +122,7 @@ def test_map_items_resumes_records_failures_and_fails_loudly(fake_ctx):
         st = ctx.store.stage("t")
         calls = []
 
-        async def fn(i):
+        async def fn(_key, i):
             calls.append(i)
             if i == 3:
                 raise ValueError("bad item")
@@ -137,7 +137,7 @@ def test_map_items_resumes_records_failures_and_fails_loudly(fake_ctx):
         res2 = asyncio.run(map_items(ctx, st, items, fn, "out.jsonl"))
         assert calls == [3] and res2.skipped == 4  # only the failed item is retried
 
-        async def always_bad(i):
+        async def always_bad(_key, i):
             raise ValueError("x")
 
         with pytest.raises(TooManyFailures, match="max_failure_rate"):

@@ -23,7 +23,7 @@ cfg = load_config(None, [f"runs_dir={sys.argv[1]}", "quiet=true", "endpoints.loc
 
 async def stage(ctx, st):
     llm = ctx.llm("generator")
-    async def one(i):
+    async def one(_key, i):
         r = await llm.chat([{"role": "user", "content": f"item {i}"}], sample=i)
         await asyncio.sleep(0.05)
         return Out(id=f"k{i}", text=r.text)

@@ -196,10 +196,8 @@ def open_engine(cfg: ExperimentConfig, variant: str | None = None, pool: LLMPool
 
     No run lock is taken: chatting must not block (or be blocked by) a pipeline run.
     """
-    store = RunStore(cfg.run_dir)
-    pool = pool or LLMPool(cfg)
-    domain = load_domain(cfg.domain)
-    ctx = Context(cfg=cfg, store=store, llms=pool, domain=domain)
+    with open_run(cfg, pool=pool, lock=False) as ctx:
+        store, pool, domain = ctx.store, ctx.llms, ctx.domain
     reg = load_registry(store)
     if variant:
         if variant not in reg:

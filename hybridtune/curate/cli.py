@@ -1,10 +1,10 @@
-"""CLI verbs of the curate and mix stages (registered by hybridtune/cli.py).
+"""CLI verbs around the curate and mix stages (registered by hybridtune/cli.py).
 
-    hybridtune judge -c configs/demo.yaml               # stage curate: judge, screen, select
+The stage verbs themselves (`judge` = stage curate, `mix`) come from hybridtune/stages.py.
+
     hybridtune review runs/demo                          # web app on http://127.0.0.1:8765
     hybridtune review-export runs/demo queue.csv         # review elsewhere...
     hybridtune review-import runs/demo queue.csv         # ...and bring the decisions back
-    hybridtune mix -c configs/demo.yaml                  # stage mix: training sets + exports
     hybridtune export -c configs/demo.yaml               # re-export the mixed sets
 """
 from __future__ import annotations
@@ -18,40 +18,11 @@ import typer
 
 from ..cli_common import ConfigOpt, QuietOpt, SetOpt, load
 
-ForceOpt = Annotated[bool, typer.Option(help="rerun even if the stage is done (judged records are reused)")]
 DEMO = Path("configs/demo.yaml")
 RunDirArg = Annotated[Path, typer.Argument(help="run directory, e.g. runs/demo")]
 
 
-def _stage(config: Path, set_: list[str] | None, quiet: bool, name: str, fn, force: bool) -> dict:
-    from ..context import open_run
-
-    cfg = load(config, set_, quiet)
-    with open_run(cfg) as ctx:
-        if name == "curate":
-            ctx.llms.check(["judge"])
-        return ctx.run_stage(name, fn, force=force)
-
-
-def _echo_summary(s: dict) -> None:
-    typer.echo(", ".join(f"{k}={v}" for k, v in s.items() if not isinstance(v, dict)))
-
-
 def register(app: typer.Typer) -> None:
-    @app.command()
-    def judge(config: ConfigOpt = DEMO, set_: SetOpt = None, force: ForceOpt = False, quiet: QuietOpt = False):
-        """Judge sessions, crisis-screen them, and select (stage `curate`; writes runs/<name>/curate/)."""
-        from .judge import run
-
-        _echo_summary(_stage(config, set_, quiet, "curate", run, force))
-
-    @app.command()
-    def mix(config: ConfigOpt = DEMO, set_: SetOpt = None, force: ForceOpt = False, quiet: QuietOpt = False):
-        """Build each declared variant's training set, test splits and exports (stage `mix`; runs/<name>/mix/)."""
-        from .mix import run
-
-        _echo_summary(_stage(config, set_, quiet, "mix", run, force))
-
     @app.command()
     def export(config: ConfigOpt = DEMO, set_: SetOpt = None, quiet: QuietOpt = False):
         """Re-export the mixed sets: OpenAI JSONL, Parquet and dataset card per variant."""

@@ -129,7 +129,7 @@ async def run(ctx: Context, st: StageDir) -> dict:
         ctx.log(f"[yellow]judge max_tokens={limit} (curate.max_tokens / roles.judge.max_tokens): a verdict needs about "
                 f"{MIN_VERDICT_TOKENS} tokens; cut replies fail validation and go to review. Raise it.[/yellow]")
 
-    async def one(s: Session) -> Session:
+    async def one(_key: str, s: Session) -> Session:
         scores = {**s.scores, "judge": await judge_one(ctx, s)}
         if cc.second_judge_endpoint:  # its failure must not lose the first verdict
             try:
@@ -139,7 +139,7 @@ async def run(ctx: Context, st: StageDir) -> dict:
         return s.model_copy(update={"scores": scores})
 
     res = await map_items(ctx, st, [(s.id, s) for s in to_judge], one, "judged.jsonl",
-                          label="judge", concurrency=cc.concurrency, role="judge")
+                          label="judge", concurrency=cc.concurrency)
     judged = {s.id: s for s in st.read("judged.jsonl", Session)}
     failed = {f["item"] for f in st.read_dicts("failures.jsonl")} - set(judged)
     pool: list[Session] = []

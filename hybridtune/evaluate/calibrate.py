@@ -182,17 +182,17 @@ async def rate(ctx: Context, st: StageDir, items: list[CalibItem], metrics: list
     work = [(stable_id("calib", it.id, m, s, judge.model, tpls[m].tag), (it, m, s))
             for it in items for m in metrics for s in range(k)]
 
-    async def one(w: tuple[CalibItem, str, int]) -> CalibRating:
+    async def one(key: str, w: tuple[CalibItem, str, int]) -> CalibRating:
         it, m, s = w
         sess = Session(id=it.id, source="real", messages=[*it.context, Message(role="assistant", content=it.reply)])
         reply = await judge.chat(tpls[m].render(transcript=transcript(ctx, sess), scenario=it.situation),
                                  schema=Rating, sample=s)
-        return CalibRating(id=stable_id("calib", it.id, m, s, judge.model, tpls[m].tag), item=it.item,
+        return CalibRating(id=key, item=it.item,
                            version=it.version, metric=m, sample=s, score=float(reply.parsed.score),
                            words=len(it.reply.split()), judge_model=judge.model, prompt=tpls[m].tag)
 
     try:
-        await map_items(ctx, st, work, one, "ratings.jsonl", label="calibrate judge", role="judge",
+        await map_items(ctx, st, work, one, "ratings.jsonl", label="calibrate judge",
                         concurrency=ctx.cfg.evaluate.concurrency)
     except TooManyFailures as e:
         # Here a judge that cannot follow the rubric's format is a finding ("not validated"),

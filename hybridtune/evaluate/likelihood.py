@@ -181,11 +181,11 @@ async def run(ctx: Context, st: StageDir) -> dict:
         scored.append(variant)
         items = [(row_key(ctx, entry, sp, s), (sp, s)) for sp, ss in splits.items() for s in ss]
 
-        async def one(item: tuple[str, Session], variant=variant, llm=llm, entry=entry) -> SessionNLL:
+        async def one(key: str, item: tuple[str, Session], variant=variant, llm=llm) -> SessionNLL:
             sp, s = item
             turns = await llm.token_logprobs(scoring_messages(ctx.system_prompt, s, tc.likelihood_turns))
             nll, tokens, n, cut = nll_of(turns)
-            return SessionNLL(id=row_key(ctx, entry, sp, s), variant=variant, split=sp,
+            return SessionNLL(id=key, variant=variant, split=sp,
                               session_id=s.id, turns=n, truncated_turns=cut, tokens=tokens, nll_sum=nll)
 
         await map_items(ctx, st, items, one, "sessions.jsonl", label=f"likelihood {variant}", concurrency=2)

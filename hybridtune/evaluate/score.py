@@ -177,13 +177,11 @@ async def run(ctx: Context, st: StageDir) -> dict:
                 for k in range(ctx.cfg.evaluate.judge_samples):
                     items.append((score_key(s, jname, llm.model, m, tag, k), (s, text, jname, llm, m, k)))
 
-    async def one(item):
-        s, text, jname, llm, m, k = item
-        return await judge_one(ctx, score_key(s, jname, llm.model, m, ctx.domain.prompt(f"eval_judge_{m}").tag, k),
-                               s, text, jname, llm, m, k)
+    async def one(key: str, item):
+        return await judge_one(ctx, key, *item)
 
     res = await map_items(ctx, st, items, one, "scores.jsonl", label="score",
-                          concurrency=ctx.cfg.evaluate.concurrency, role="judge")
+                          concurrency=ctx.cfg.evaluate.concurrency)
     keys = {k for k, _ in items}
     scores = [x for x in st.read("scores.jsonl", Score) if x.id in keys]
     rows = session_rows(scores, sessions, metrics)

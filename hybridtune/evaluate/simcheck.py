@@ -102,7 +102,7 @@ async def check(ctx: Context, st: StageDir) -> dict:
     items = [(stable_id("simcheck", s.id, i, judge.model, tpl.tag), (s, i))
              for s in sessions for i in client_turns(s, tc.simcheck_turns)]
 
-    async def one(item: tuple[Session, int]) -> TurnCheck:
+    async def one(key: str, item: tuple[Session, int]) -> TurnCheck:
         s, i = item
         sc = scen.get(s.meta.get("scenario_id", ""))
         persona = persona_text(sc) if sc else "(unknown)"
@@ -111,7 +111,7 @@ async def check(ctx: Context, st: StageDir) -> dict:
         msgs = tpl.render(persona=persona, scenario=situation, context=_context(s, i), turn=turn)
         reply = await judge.chat(msgs, schema=TurnJudgment)
         j: TurnJudgment = reply.parsed
-        return TurnCheck(id=stable_id("simcheck", s.id, i, judge.model, tpl.tag), session_id=s.id,
+        return TurnCheck(id=key, session_id=s.id,
                          variant=str(s.meta.get("variant", "?")), scenario_id=str(s.meta.get("scenario_id", "")),
                          index=i, heuristic_counselor=looks_like_counselor(turn, pats), consistent=j.consistent,
                          acts_as_counselor=j.acts_as_counselor, reason=j.reason[:500], judge_model=judge.model,
@@ -119,7 +119,7 @@ async def check(ctx: Context, st: StageDir) -> dict:
 
     failed_note = None
     try:
-        await map_items(ctx, st, items, one, "simcheck.jsonl", label="simulator check", role="judge")
+        await map_items(ctx, st, items, one, "simcheck.jsonl", label="simulator check")
     except TooManyFailures as e:  # a finding about the judge, reported; the run goes on to its report
         failed_note = str(e)
     keys = {k for k, _ in items}

@@ -121,12 +121,12 @@ async def run(ctx: Context, st: StageDir) -> dict:
     llms = {name: counselor_llm(ctx, entry) for name, entry in var.items()}
     items = [(session_key(ctx, s, e), (s, name)) for s in scenarios for name, e in var.items()]
 
-    async def one(item: tuple[Scenario, str]):
+    async def one(key: str, item: tuple[Scenario, str]):
         s, name = item
-        return await converse(ctx, s, name, llms[name], session_key(ctx, s, var[name]))
+        return await converse(ctx, s, name, llms[name], key)
 
     res = await map_items(ctx, st, items, one, "sessions.jsonl", label="simulate",
-                          concurrency=ctx.cfg.evaluate.concurrency, role="counselor")
+                          concurrency=ctx.cfg.evaluate.concurrency)
     keys = {k for k, _ in items}
     st.write_json("current.json", sorted(keys))  # ids of this configuration (older ones may linger in the file)
     sessions = [x for x in st.read("sessions.jsonl", Session) if x.id in keys]

@@ -112,7 +112,7 @@ async def annotate_sessions(ctx: Context, st: StageDir, sessions: list[Session])
     llm = ctx.llm("annotator")
     k = ctx.cfg.real.annotate.context_turns
 
-    async def one(item: tuple[Session, int]) -> TurnRecord:
+    async def one(key: str, item: tuple[Session, int]) -> TurnRecord:
         s, i = item
         m = s.messages[i]
         context = [{"speaker": SPEAKER.get(x.role, x.role), "content": x.content} for x in s.messages[max(0, i - k):i]]
@@ -122,12 +122,12 @@ async def annotate_sessions(ctx: Context, st: StageDir, sessions: list[Session])
         reply = await llm.chat(msgs, schema=schema)
         fields = {k: list(dict.fromkeys(v)) if isinstance(v, list) else v for k, v in reply.parsed.model_dump().items()}
         ann = TurnAnnotation(index=i, **fields)  # repeated ids (small models loop) kept once
-        return TurnRecord(id=stable_id("annotate", s.id, i), session_id=s.id, annotation=ann, prompt=tmpl.tag)
+        return TurnRecord(id=key, session_id=s.id, annotation=ann, prompt=tmpl.tag)
 
     items = turn_items(ctx, sessions)
     conc = ctx.cfg.real.annotate.concurrency or ctx.cfg.endpoints[ctx.cfg.roles["annotator"].endpoint].max_in_flight
     res = await map_items(ctx, st, items, one, "annotations.jsonl", label="real: annotate turns",
-                          concurrency=conc, role="annotator")
+                          concurrency=conc)
     return {"turns": len(items), **res.as_dict(), "prompt": tmpl.tag}
 
 
@@ -135,14 +135,14 @@ async def score_quality(ctx: Context, st: StageDir, sessions: list[Session]) -> 
     tmpl = ctx.domain.prompt("real_quality")
     llm = ctx.llm("annotator")
 
-    async def one(s: Session) -> QualityRecord:
+    async def one(key: str, s: Session) -> QualityRecord:
         text = s.text()[:6000]  # a bounded prompt: the start of a long session says enough about its quality
         reply = await llm.chat(tmpl.render(transcript=text), schema=Quality)
-        return QualityRecord(id=stable_id("quality", s.id), session_id=s.id, score=reply.parsed.score,
+        return QualityRecord(id=key, session_id=s.id, score=reply.parsed.score,
                              reason=reply.parsed.reason[:300], prompt=tmpl.tag)
 
     items = [(stable_id("quality", s.id), s) for s in sessions]
-    res = await map_items(ctx, st, items, one, "quality.jsonl", label="real: quality", role="annotator")
+    res = await map_items(ctx, st, items, one, "quality.jsonl", label="real: quality")
     return {"sessions": len(items), **res.as_dict(), "prompt": tmpl.tag}
 
 

@@ -5,7 +5,6 @@
 """
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Annotated
 
@@ -27,35 +26,22 @@ def ingest_cmd(
 
     Exits 1 when any input file was quarantined (see OUT/quarantine.jsonl), 0 otherwise.
     """
-    from ..context import Context
-    from ..domain import load_domain
-    from ..llm import LLMPool, ResponseCache, Usage
-    from ..store import RunStore, StageDir
+    from ..context import open_run
+    from ..errors import UserError
+    from ..stages import get
+    from ..store import StageDir
     from .formats import FORMATS, expand_inputs
     from .stage import ingest
-    from ..errors import UserError
 
     if format != "auto" and format not in FORMATS:
         raise UserError(f"--format {format}: unknown; use one of auto, {', '.join(FORMATS)}")
     cfg = load(config, [*(set_ or []), *(["real.llm=false"] if no_llm else [])], quiet)
     cfg.real.inputs = [str(p) for p in inputs]
     files = expand_inputs(cfg.real.inputs)
-    st = StageDir(Path(out), "real")
-    pool = LLMPool(cfg, cache=ResponseCache(st.file("cache.sqlite")) if cfg.llm.cache else None,
-                   usage=Usage(cfg.llm.prices, cfg.llm.budget_usd, st.file("usage.json")))
-    if cfg.real.llm:
-        pool.check(["annotator"])
-    pool.usage.stage = "real"
-    ctx = Context(cfg=cfg, store=RunStore(Path(out)), llms=pool, domain=load_domain(cfg.domain))
-
-    async def go() -> dict:
-        try:
-            return await ingest(ctx, st, files, None if format == "auto" else format)
-        finally:
-            pool.usage.save()
-            await pool.aclose()
-
-    s = asyncio.run(go())
+    with open_run(cfg, root=Path(out)) as ctx:  # OUT is both the run and the stage folder
+        ctx.llms.check(get("real").roles_for(cfg))
+        ctx.llms.usage.stage = "real"
+        s = ctx.arun(ingest(ctx, StageDir(Path(out), "real"), files, None if format == "auto" else format))
     typer.echo(f"{s['sessions_in']} sessions in, {s['sessions_out']} out, {s['samples_out']} samples; "
                f"{s['files_quarantined']} of {s['files_in']} files quarantined, "
                f"{s['quarantine_entries']} quarantine entries -> {out}")

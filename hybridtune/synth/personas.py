@@ -20,9 +20,9 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from ..context import Context, map_items
-from ..errors import StructuredOutputError, TooManyFailures
-from ..records import Failure, Persona, stable_id
+from ..context import Context, map_items, regenerate
+from ..errors import TooManyFailures
+from ..records import Persona, stable_id
 from ..store import StageDir
 from .sampling import entropy_ratio, load_attribute_spec, sample_attributes
 
@@ -40,14 +40,6 @@ class PersonaCheck(BaseModel):
 class Naturalness(BaseModel):
     score: int = Field(ge=1, le=10)
     reason: str = ""
-
-
-def record_failure(st: StageDir, item: str, err: StructuredOutputError, attempt: int) -> None:
-    """A failed attempt that will be replaced: kept with its raw text, counted in the report."""
-    st.append("failures.jsonl", Failure(
-        id=stable_id(st.name, item, "attempt", attempt), stage=st.name, item=item, error=str(err),
-        raw=err.raw[:4000], attempts=err.attempts, replaced=True,
-    ))
 
 
 async def judge_naturalness(ctx: Context, text: str, kind: str, sample: int = 0) -> Naturalness:
@@ -87,30 +79,22 @@ async def write_persona(ctx: Context, st: StageDir, key: str, attributes: dict[s
     `passes`, so a changed threshold is applied on rerun without regenerating)."""
     cfg = ctx.cfg.synth
     tpl = ctx.domain.prompt("synth_persona")
-    last_err: StructuredOutputError | None = None
-    persona: Persona | None = None
-    history: list[dict] = []
-    for attempt in range(cfg.max_regenerations + 1):
-        try:
-            draft = (await ctx.llm("generator").chat(tpl.render(attributes=attributes), schema=PersonaDraft,
-                                                      sample=attempt)).parsed
-            quality: dict[str, Any] = {"attempts": attempt + 1}
-            if cfg.persona_checks:
-                quality |= await check_persona(ctx, attributes, draft.narrative, attempt)
-        except StructuredOutputError as e:
-            record_failure(st, key, e, attempt)
-            last_err = e
-            continue
+    history: list[dict] = []  # the checks of earlier attempts that did not pass
+
+    async def attempt(n: int) -> Persona:
+        draft = (await ctx.llm("generator").chat(tpl.render(attributes=attributes), schema=PersonaDraft,
+                                                  sample=n)).parsed
+        quality: dict[str, Any] = {"attempts": n + 1}
+        if cfg.persona_checks:
+            quality |= await check_persona(ctx, attributes, draft.narrative, n)
         quality["failed_attempts"] = list(history)
         persona = Persona(id=key, attributes=attributes, narrative=f"{draft.name}: {draft.narrative}".strip(),
                           quality=quality, prompt_version=tpl.tag, name=draft.name)
-        if passes(cfg, persona):
-            return persona
-        history.append({k: quality.get(k) for k in ("consistent", "mismatches", "naturalness")})
-    if persona is None:
-        assert last_err is not None
-        raise last_err  # every attempt was invalid: map_items records the failure
-    return persona
+        if not passes(cfg, persona):
+            history.append({k: quality.get(k) for k in ("consistent", "mismatches", "naturalness")})
+        return persona
+
+    return await regenerate(ctx, st, key, attempt, cfg.max_regenerations + 1, ok=lambda p: passes(cfg, p))
 
 
 async def make_personas(ctx: Context, st: StageDir, n: int, seed: int) -> list[Persona]:
@@ -121,13 +105,12 @@ async def make_personas(ctx: Context, st: StageDir, n: int, seed: int) -> list[P
     rows = sample_attributes(spec, n, random.Random(seed))
     items = [(stable_id("persona", ctx.domain.name, seed, i, row), row) for i, row in enumerate(rows)]
 
-    async def one(item: tuple[str, dict]) -> Persona:
-        return await write_persona(ctx, st, *item)
+    async def one(key: str, row: dict) -> Persona:
+        return await write_persona(ctx, st, key, row)
 
-    await map_items(ctx, st, [(k, (k, row)) for k, row in items], one, "persona_drafts.jsonl",
-                    label=f"{st.name}: personas", concurrency=ctx.cfg.synth.concurrency, role="generator")
-    have = {p.id: p for p in st.read("persona_drafts.jsonl", Persona)}
-    drafts = [have[k] for k, _ in items if k in have]
+    res = await map_items(ctx, st, items, one, "persona_drafts.jsonl", label=f"{st.name}: personas",
+                          concurrency=ctx.cfg.synth.concurrency)
+    drafts = res.records(Persona)
     st.write_records("personas_dropped.jsonl", [p for p in drafts if not passes(ctx.cfg.synth, p)])
     return [p for p in drafts if passes(ctx.cfg.synth, p)]
 

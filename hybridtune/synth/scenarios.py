@@ -22,12 +22,11 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, Field
 
-from ..context import Context, map_items
+from ..context import Context, map_items, regenerate
 from ..domain import Term
-from ..errors import StructuredOutputError, UserError
+from ..errors import UserError
 from ..records import Persona, Scenario, stable_id
 from ..store import StageDir
-from .personas import record_failure
 from .sampling import deal_terms, load_attribute_spec
 
 
@@ -61,29 +60,19 @@ async def write_scenario(ctx: Context, st: StageDir, key: str, persona: Persona,
     """One scenario; regenerated while a named distortion is not confirmed."""
     cfg = ctx.cfg.synth
     tpl = ctx.domain.prompt("synth_scenario")
-    best: tuple[int, ScenarioDraft, list[str]] | None = None
-    last_err: StructuredOutputError | None = None
     tries = 0
-    for attempt in range(cfg.max_regenerations + 1):
-        tries = attempt + 1
-        try:
-            draft = (await ctx.llm("generator").chat(
-                tpl.render(persona=persona, theme=theme, distortions=terms), schema=ScenarioDraft,
-                sample=sample0 + attempt)).parsed
-            confirmed = ([t.id for t in terms] if not cfg.scenario_checks
-                         else await check_distortions(ctx, draft.scenario, terms, sample0 + attempt))
-        except StructuredOutputError as e:
-            record_failure(st, key, e, sample0 + attempt)
-            last_err = e
-            continue
-        if best is None or len(confirmed) > len(best[2]):
-            best = (attempt, draft, confirmed)
-        if len(confirmed) == len(terms):
-            break
-    if best is None:
-        assert last_err is not None
-        raise last_err
-    _, draft, confirmed = best
+
+    async def attempt(n: int) -> tuple[ScenarioDraft, list[str]]:
+        nonlocal tries
+        tries += 1
+        draft = (await ctx.llm("generator").chat(
+            tpl.render(persona=persona, theme=theme, distortions=terms), schema=ScenarioDraft, sample=n)).parsed
+        confirmed = ([t.id for t in terms] if not cfg.scenario_checks
+                     else await check_distortions(ctx, draft.scenario, terms, n))
+        return draft, confirmed
+
+    draft, confirmed = await regenerate(ctx, st, key, attempt, cfg.max_regenerations + 1, first=sample0,
+                                        ok=lambda r: len(r[1]) == len(terms), rank=lambda r: len(r[1]))
     planned = [t.id for t in terms]
     return Scenario(
         id=key, persona_id=persona.id, persona=persona, theme=theme, summary=draft.summary,
@@ -132,16 +121,15 @@ async def make_scenarios(ctx: Context, st: StageDir, personas: list[Persona], pe
             break
         items = [(_slot_key(ctx, seed, slots[i], rnd), i) for i in todo]
 
-        async def one(i: int, rnd: int = rnd) -> Scenario:
+        async def one(key: str, i: int, rnd: int = rnd) -> Scenario:
             s = slots[i]
-            key = _slot_key(ctx, seed, s, rnd)
             return await write_scenario(ctx, st, key, s["persona"], s["theme"], s["attitude"], s["terms"],
                                         sample0=rnd * (cfg.max_regenerations + 1))
 
-        await map_items(ctx, st, items, one, "scenario_drafts.jsonl", label=f"{st.name}: scenarios (round {rnd + 1})",
-                        concurrency=cfg.concurrency, role="generator")
-        drafts = {d.id: d for d in st.read("scenario_drafts.jsonl", Scenario)}
-        got = [(i, drafts[k]) for k, i in items if k in drafts]
+        res = await map_items(ctx, st, items, one, "scenario_drafts.jsonl",
+                              label=f"{st.name}: scenarios (round {rnd + 1})", concurrency=cfg.concurrency)
+        slot_of = dict(items)
+        got = [(slot_of[d.id], d) for d in res.records(Scenario)]
         vecs = embed([d.scenario for _, d in got]) if got else []
         for (i, d), v in zip(got, vecs, strict=True):
             sim = float(max((v @ u for u in kept_vecs), default=-1.0))

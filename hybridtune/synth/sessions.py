@@ -25,11 +25,10 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, Field
 
-from ..context import Context, map_items
+from ..context import Context, map_items, regenerate
 from ..errors import StructuredOutputError, UserError
 from ..records import Message, Persona, Scenario, Session, TurnAnnotation, stable_id
 from ..store import StageDir, read_jsonl_dicts
-from .personas import record_failure
 from .sampling import PlanPhase, deal_terms, load_attribute_spec
 
 STAGE_DIRECTION = re.compile(r"^\s*(\([^()]{0,200}\)|\*[^*]{0,200}\*|\[[^\[\]]{0,200}\])\s*")
@@ -156,8 +155,9 @@ def clean_turn(text: str) -> str:
 class RolePlay:
     """One session between the patient and counselor roles (state of a single dialogue)."""
 
-    def __init__(self, ctx: Context, plan: SessionPlan, scenario: Scenario, exemplar: str, phases: list[PlanPhase]):
-        self.ctx, self.plan, self.scenario, self.exemplar = ctx, plan, scenario, exemplar
+    def __init__(self, ctx: Context, st: StageDir, key: str, plan: SessionPlan, scenario: Scenario, exemplar: str,
+                 phases: list[PlanPhase]):
+        self.ctx, self.st, self.key, self.plan, self.scenario, self.exemplar = ctx, st, key, plan, scenario, exemplar
         self.schedule = turn_schedule(plan, phases)
         self.terms = {t.id: t for t in ctx.domain.techniques}
         self.closing_re = re.compile(ctx.cfg.synth.closing_pattern)
@@ -166,12 +166,13 @@ class RolePlay:
         self.patient_tpl = ctx.domain.prompt("synth_patient")
 
     async def _say(self, role: str, msgs: list[dict], t: int) -> str:
-        for attempt in range(self.ctx.cfg.synth.max_regenerations + 1):
-            reply = await self.ctx.llm(role).chat(msgs, sample=self.plan.index * 100 + t * 10 + attempt)
-            text = clean_turn(reply.text)
-            if text:
-                return text
-        raise ValueError(f"{role} gave only empty turns at turn {t}")
+        async def attempt(n: int) -> str:
+            return clean_turn((await self.ctx.llm(role).chat(msgs, sample=self.plan.index * 100 + t * 10 + n)).text)
+
+        text = await regenerate(self.ctx, self.st, self.key, attempt, self.ctx.cfg.synth.max_regenerations + 1, ok=bool)
+        if not text:
+            raise ValueError(f"{role} gave only empty turns at turn {t}")
+        return text
 
     async def counselor(self, t: int) -> str:
         phase, techs = self.schedule[min(t, len(self.schedule) - 1)]
@@ -270,16 +271,11 @@ async def write_session(ctx: Context, st: StageDir, key: str, plan: SessionPlan,
     prompts = {"patient": ctx.domain.prompt("synth_patient").tag, "counselor": ctx.domain.prompt("synth_counselor").tag}
     if cfg.mode == "single_pass":
         prompts = {"generator": ctx.domain.prompt("synth_single_pass").tag}
-        for attempt in range(cfg.max_regenerations + 1):
-            try:
-                dialogue, ended_by = await single_pass(ctx, plan, scenario, exemplar, phases, plan.index * 10 + attempt)
-                break
-            except StructuredOutputError as e:
-                record_failure(st, key, e, attempt)
-                if attempt == cfg.max_regenerations:
-                    raise
+        dialogue, ended_by = await regenerate(
+            ctx, st, key, lambda n: single_pass(ctx, plan, scenario, exemplar, phases, plan.index * 10 + n),
+            cfg.max_regenerations + 1)
     else:
-        dialogue, ended_by = await RolePlay(ctx, plan, scenario, exemplar, phases).run()
+        dialogue, ended_by = await RolePlay(ctx, st, key, plan, scenario, exemplar, phases).run()
     messages = [Message(role="system", content=ctx.system_prompt), *dialogue] if ctx.system_prompt else dialogue
     annotations: list[TurnAnnotation] = []
     realised: list[str] | None = None
@@ -320,15 +316,14 @@ async def make_sessions(ctx: Context, st: StageDir, scenarios: list[Scenario], n
         near = {s.id: ex.nearest(v, cfg.fewshot) for s, v in zip(scenarios, V, strict=True)}
     keys = [stable_id("session", ctx.domain.name, seed, cfg.mode, ctx.cfg.opens, p.model_dump()) for p in plans]
 
-    async def one(plan: SessionPlan) -> Session:
-        return await write_session(ctx, st, keys[plan.index], plan, by_id[plan.scenario_id],
+    async def one(key: str, plan: SessionPlan) -> Session:
+        return await write_session(ctx, st, key, plan, by_id[plan.scenario_id],
                                    near.get(plan.scenario_id, []), ex, phases)
 
     # generated.jsonl keeps every finished session (resume); sessions.jsonl is this config's set
-    await map_items(ctx, st, list(zip(keys, plans, strict=True)), one, "generated.jsonl",
-                    label=f"{st.name}: sessions ({cfg.mode})", concurrency=cfg.concurrency, role="counselor")
-    have = {s.id: s for s in st.read("generated.jsonl", Session)}
-    return [have[k] for k in keys if k in have]
+    res = await map_items(ctx, st, list(zip(keys, plans, strict=True)), one, "generated.jsonl",
+                          label=f"{st.name}: sessions ({cfg.mode})", concurrency=cfg.concurrency)
+    return res.records(Session)
 
 
 async def run(ctx: Context, st: StageDir) -> dict:

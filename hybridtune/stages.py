@@ -1,0 +1,168 @@
+"""The stages of an experiment, declared once, in run order.
+
+Everything else is derived from `STAGES`: the order `hybridtune run` follows and its
+`--stage` choices (hybridtune/pipeline.py), one CLI verb per stage with the shared options
+(hybridtune/cli_stages.py), the roles checked before a stage spends anything, and the stage
+table in docs/architecture.md (tests/test_stages.py keeps it in step).
+
+    from hybridtune.stages import STAGES, get
+    get("mix").fn            # hybridtune.curate.mix:run, imported on first use
+    get("synth").verb        # "synthesize"
+
+Adding a stage is one `Stage(...)` entry in `STAGES` (docs/architecture.md has the recipe).
+
+A stage function is `run(ctx, st, **options) -> summary dict`; see docs/architecture.md.
+This module imports no stage code (targets are "module:function" strings resolved on use),
+so the CLI starts fast and no stage package can form an import cycle through it.
+"""
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from .errors import UserError
+
+if TYPE_CHECKING:
+    from .config import ExperimentConfig
+
+Roles = "tuple[str, ...] | Callable[[ExperimentConfig], list[str]]"  # fixed roles, or by config
+
+
+@dataclass(frozen=True)
+class Option:
+    """A stage-specific verb option: `--flag VALUE` becomes the keyword argument `name`."""
+    name: str
+    type: Any
+    default: Any
+    flags: tuple[str, ...]
+    help: str
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str            # the folder runs/<name>/<stage>/ and the `--stage` value
+    target: str | Callable  # `run(ctx, st, **options) -> dict`, as "module:function" (imported on use)
+    verb: str | None     # CLI verb that runs just this stage (None: only through `hybridtune run`)
+    help: str            # the verb's help text (first line: the docs table's summary)
+    reads: str           # what it reads (for the docs table)
+    writes: str          # what it writes, under runs/<name>/<stage>/ unless said otherwise
+    roles: Roles = ()    # roles it calls; checked (keys, GGUFs, backends) before it runs
+    output: str | None = None  # the main file, printed as "wrote ..." by the verb
+    rerun: bool = False  # the verb always reruns it (cheap, derived from cached results)
+    show: str | None = None    # "module:function(ctx) -> str" printed by the verb after the summary
+    options: tuple[Option, ...] = ()  # extra verb options, passed to the function as keyword arguments
+
+    @property
+    def fn(self) -> Callable:
+        return resolve(self.target) if isinstance(self.target, str) else self.target
+
+    def roles_for(self, cfg: ExperimentConfig) -> list[str]:
+        return list(self.roles(cfg) if callable(self.roles) else self.roles)
+
+
+def resolve(target: str) -> Callable:
+    """The object a "module:function" string names (imported now)."""
+    mod, fn = target.split(":")
+    return getattr(importlib.import_module(mod), fn)
+
+
+def _real_roles(cfg: ExperimentConfig) -> list[str]:
+    """annotator (when real.llm)"""
+    return ["annotator"] if cfg.real.llm else []
+
+
+def _eval_scenario_roles(cfg: ExperimentConfig) -> list[str]:
+    """generator, judge (from a file: generator only for crisis scenarios)"""
+    if cfg.evaluate.scenarios_file:
+        return ["generator"] if cfg.evaluate.crisis_scenarios else []
+    return ["generator", "judge"]
+
+
+# Evaluation scenarios come before mixing, so the training sets can be checked for
+# contamination against them.
+STAGES: list[Stage] = [
+    Stage("real", "hybridtune.real.stage:run", None,
+          "Ingest real transcripts: clean, scrub PII, dedup, filter, segment, annotate.",
+          "`cfg.real.inputs`", "`sessions.jsonl`, `samples.jsonl`, `quarantine.jsonl`, `report.json`, `report.md`",
+          roles=_real_roles, output="sessions.jsonl"),
+    Stage("personas", "hybridtune.synth.personas:run", "personas",
+          "Generate quota-sampled personas with quality checks -> runs/<name>/personas/personas.jsonl.",
+          "domain attributes", "`personas.jsonl`", roles=("generator", "judge"), output="personas.jsonl"),
+    Stage("scenarios", "hybridtune.synth.scenarios:run", "scenarios",
+          "Write CBT scenarios for each persona (distortions checked, near-duplicates replaced) -> scenarios/scenarios.jsonl.",
+          "personas", "`scenarios.jsonl`", roles=("generator", "judge"), output="scenarios.jsonl"),
+    Stage("synth", "hybridtune.synth.sessions:run", "synthesize",
+          "Generate synthetic sessions by role-play (or single pass) -> synth/sessions.jsonl + synth_report.md.",
+          "scenarios, real sessions (few-shot)", "`sessions.jsonl`, `synth_report.md`",
+          roles=("counselor", "patient", "generator", "annotator"), output="sessions.jsonl"),
+    Stage("curate", "hybridtune.curate.judge:run", "judge",
+          "Judge sessions, crisis-screen them, and select (stage `curate`; writes runs/<name>/curate/).",
+          "synth (+real) sessions", "`judged.jsonl`, `selected.jsonl`, `review.jsonl`", roles=("judge",)),
+    Stage("eval_scenarios", "hybridtune.evaluate.scenarios:run", "eval-scenarios",
+          "Make the held-out evaluation scenarios (generated on their own seed, or from evaluate.scenarios_file).",
+          "own seed / file", "`scenarios.jsonl`",
+          roles=_eval_scenario_roles),
+    Stage("mix", "hybridtune.curate.mix:run", "mix",
+          "Build each declared variant's training set, test splits and exports (stage `mix`; runs/<name>/mix/).",
+          "curated sessions + review decisions, eval scenarios",
+          "`{real,hybrid}/{train,valid}.jsonl` (Session), held-out `test_real.jsonl`, `test_synthetic.jsonl`, "
+          "`contamination.jsonl`, `<variant>/openai_{train,valid}.jsonl`, `<variant>/parquet/`, "
+          "`<variant>/README.md` (dataset card)"),
+    Stage("train", "hybridtune.train.stage:run", "train",
+          "Fine-tune the declared variants from the mixed sets and register them (and untrained ones) in models.json.",
+          "mix", "`models.json` (run root), `<variant>/` (checkpoints, adapter, `adapter.gguf`, `loss.csv`, `loss.png`)",
+          show="hybridtune.train.stage:describe", options=(
+              Option("variants", list[str] | None, None, ("--variant", "-v"),
+                     "only this variant (repeatable); default: every declared variant"),
+              Option("resume", bool, True, ("--resume/--no-resume",),
+                     "continue from the last checkpoint or running job (default) or start over"))),
+    Stage("simulate", "hybridtune.evaluate.simulate:run", "simulate",
+          "Simulate a client talking with every counselor variant on every evaluation scenario.",
+          "eval scenarios, models.json", "`sessions.jsonl`", roles=("patient",)),
+    Stage("score", "hybridtune.evaluate.score:run", "score",
+          "Judge every simulated conversation (empathy and relevance 1-10, optional CTRS).",
+          "simulated sessions", "`scores.jsonl`", roles=("judge",)),
+    Stage("likelihood", "hybridtune.evaluate.likelihood:run", "likelihood",
+          "Score held-out real and synthetic sessions with every variant: NLL per counselor token, paired CIs.",
+          "mix test splits, models.json", "`sessions.jsonl`, `results.json`"),
+    Stage("calibrate", "hybridtune.evaluate.calibrate:run", "calibrate",
+          "Validate the judge on real vs degraded counselor turns (AUC per metric) and check the simulated patient.",
+          "mix test split, simulated sessions", "`results.json` (judge AUC, noise, length bias, verdict; simulator check)",
+          roles=("judge",)),
+    Stage("report", "hybridtune.evaluate.report:run", "report",
+          "Write report.md and a self-contained report.html from cached results (no model calls).",
+          "everything", "`report.md`, `report.html`, `*.png`", output="report.md", rerun=True),
+]
+
+
+def names() -> list[str]:
+    return [s.name for s in STAGES]
+
+
+def get(name: str) -> Stage:
+    for s in STAGES:
+        if s.name == name:
+            return s
+    raise UserError(f"--stage {name}: unknown stage; stages are {', '.join(names())}")
+
+
+def roles_needed(names: list[str], cfg: ExperimentConfig) -> list[str]:
+    """The roles the given stages call, in first-use order (what to check before running them)."""
+    out: list[str] = []
+    for n in names:
+        out += [r for r in get(n).roles_for(cfg) if r not in out]
+    return out
+
+
+def stage_table() -> str:
+    """The Markdown stage table of docs/architecture.md (tests/test_stages.py keeps them equal)."""
+    rows = ["| stage | verb | function | roles | reads | writes (in runs/<name>/<stage>/) |",
+            "|---|---|---|---|---|---|"]
+    for s in STAGES:
+        roles = (s.roles.__doc__ or "by config") if callable(s.roles) else ", ".join(s.roles) or "-"
+        verb = f"`{s.verb}`" if s.verb else "(`run` only; `ingest`)"
+        target = s.target.removeprefix("hybridtune.") if isinstance(s.target, str) else s.target.__qualname__
+        rows.append(f"| {s.name} | {verb} | `{target}` | {roles} | {s.reads} | {s.writes} |")
+    return "\n".join(rows) + "\n"
