@@ -19,8 +19,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from .cli_common import ConfigOpt, ForceOpt, QuietOpt, SetOpt, load
 from . import stages
+from .cli_common import ConfigOpt, ForceOpt, QuietOpt, SetOpt, load
 from .stages import Stage, resolve
 
 DEMO = Path("configs/demo.yaml")

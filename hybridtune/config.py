@@ -18,6 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .app.conversations import ConversationsConfig
+from .contamination import ContaminationConfig, migrate_legacy
 from .curate.config import CurateConfig, MixConfig
 from .errors import UserError
 from .evaluate.config import EvaluateConfig
@@ -115,11 +116,17 @@ class ExperimentConfig(Strict):
         default_factory=default_recipes,
         description="counselor variants, each a recipe {sources, real_share, size, units, balance_by}; "
         "name@{a,b,...} is a sweep over the real share (see hybridtune/variants.py)")
+    contamination: ContaminationConfig = Field(default_factory=ContaminationConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
     safety: SafetyConfig = Field(default_factory=SafetyConfig)
     conversations: ConversationsConfig = Field(default_factory=ConversationsConfig)
     source_path: str | None = Field(None, description="set by load_config: the YAML file read")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_keys(cls, data: Any) -> Any:
+        return migrate_legacy(data) if isinstance(data, dict) else data
 
     @model_validator(mode="after")
     def _roles_bound(self) -> ExperimentConfig:

@@ -26,8 +26,8 @@ from typing import Literal
 from pydantic import BaseModel
 
 from ..config import ExperimentConfig
-from ..context import Context
-from ..domain import Domain, load_domain
+from ..context import open_run
+from ..domain import Domain
 from ..errors import UserError
 from ..llm import LLM, LLMPool
 from ..records import Message, Session, stable_id
@@ -35,7 +35,7 @@ from ..registry import counselor_llm, load_registry
 from ..safety.policy import events_for, is_crisis, log_event, safe_response
 from ..safety.rules import RiskResult
 from ..safety.screen import follow_up, screen, validate_text
-from ..store import RunStore, StageDir
+from ..store import StageDir
 from .conversations import ConversationLog
 
 CHARS_PER_TOKEN = 3.0  # conservative for English BPE vocabularies: over-estimate, never overflow

@@ -5,8 +5,6 @@ config shrinks them. Every field is described once here; the CLI help points to 
 """
 from __future__ import annotations
 
-from typing import Literal
-
 from pydantic import BaseModel, ConfigDict, Field
 
 FLAGS = ("unsafe_advice", "role_confusion", "repetition", "abrupt_ending", "crisis_content")
@@ -68,17 +66,6 @@ class MixConfig(BaseModel):
         False, description="build smaller sets when too few eligible sessions exist, instead of failing")
     include_pending: bool = Field(
         False, description="also use sessions still waiting in the review queue (default: selected or accepted only)")
-    contamination: Literal["both", "shingles", "embedding", "off"] = Field(
-        "both", description="near-duplicate check of training sessions against the evaluation scenarios: "
-        "word-shingle overlap, sentence-embedding cosine (client turns vs scenario), both, or off")
-    contamination_threshold: float = Field(
-        0.5, gt=0, le=1, description="drop a session when this share of an evaluation scenario's word shingles "
-        "appears in it (containment), or their Jaccard similarity reaches it")
-    shingle_size: int = Field(5, ge=1, description="words per shingle in the contamination check")
-    embedding_threshold: float = Field(
-        0.75, gt=0, le=1, description="drop a session whose client turns reach this cosine similarity "
-        "(all-MiniLM-L6-v2) to an evaluation scenario; measured: same topic 0.2-0.35, close paraphrase ~0.55, "
-        "near-copy > 0.9")
     max_example_tokens: int = Field(
         65536, ge=256, description="OpenAI export: token limit per training example (gpt-4o-mini: 65536)")
     export_system_prompt: bool = Field(

@@ -21,9 +21,9 @@ QA units of real sessions come from real/samples.jsonl (none from a held-out ses
 from __future__ import annotations
 
 import random
-import re
 from collections import defaultdict
 
+from ..contamination import ContaminationConfig, session_hits
 from ..context import Context
 from ..errors import UserError
 from ..real.config import SegmentConfig
@@ -37,72 +37,6 @@ from .decisions import effective, load_candidates
 from .export import export_all
 from .select import stratum
 
-# -- contamination ------------------------------------------------------------------------
-def shingles(text: str, k: int) -> set[tuple[str, ...]]:
-    words = re.findall(r"\w+", text.lower())
-    if len(words) < k:
-        return {tuple(words)} if words else set()
-    return {tuple(words[i : i + k]) for i in range(len(words) - k + 1)}
-
-
-def scenario_text(sc: Scenario) -> str:
-    return f"{sc.summary}\n{sc.scenario}"
-
-
-def contamination(sessions: list[Session], scenarios: list[Scenario], mc: MixConfig) -> dict[str, dict]:
-    """Near-duplicates by the configured method(s); a session caught by either is reported once."""
-    hits: dict[str, dict] = {}
-    if mc.contamination in ("embedding", "both") and sessions and scenarios:
-        hits.update(embedding_hits(sessions, scenarios, mc.embedding_threshold))
-    if mc.contamination in ("shingles", "both"):
-        hits.update(shingle_hits(sessions, scenarios, mc))
-    return hits
-
-
-def embedding_hits(sessions: list[Session], scenarios: list[Scenario], threshold: float) -> dict[str, dict]:
-    """Cosine of each session's client turns to the nearest scenario (catches paraphrase)."""
-    import numpy as np
-
-    from ..embed import embed
-
-    X = embed(["\n".join(s.turns("user")) for s in sessions])
-    Y = embed([scenario_text(sc) for sc in scenarios])
-    sims = X @ Y.T
-    best = sims.argmax(axis=1)
-    out = {}
-    for i, s in enumerate(sessions):
-        cos = float(sims[i, best[i]])
-        if cos >= threshold:
-            out[s.id] = {"id": s.id, "source": s.source, "scenario_id": scenarios[int(best[i])].id,
-                         "method": "embedding", "cosine": round(cos, 3)}
-    assert np.isfinite(sims).all(), "embedding similarities must be finite"
-    return out
-
-
-def shingle_hits(sessions: list[Session], scenarios: list[Scenario], mc: MixConfig) -> dict[str, dict]:
-    """Sessions whose text contains (or overlaps) an evaluation scenario above the threshold.
-
-    Similarity is exact word-shingle containment of the scenario in the session (a short
-    scenario inside a long dialogue has a low Jaccard index, so containment is the measure
-    that catches it), with Jaccard reported beside it. Exact sets, not MinHash estimates:
-    500 sessions x 50 scenarios is a few thousand set intersections.
-    """
-    scen = [(sc.id, shingles(scenario_text(sc), mc.shingle_size)) for sc in scenarios]
-    hits: dict[str, dict] = {}
-    for s in sessions:
-        sh = shingles(s.text(), mc.shingle_size)
-        best = None
-        for sid, e in scen:
-            if not e or not sh:
-                continue
-            inter = len(sh & e)
-            cont, jac = inter / len(e), inter / len(sh | e)
-            if max(cont, jac) >= mc.contamination_threshold and (best is None or cont > best["containment"]):
-                best = {"id": s.id, "source": s.source, "scenario_id": sid, "method": "shingles",
-                        "containment": round(cont, 3), "jaccard": round(jac, 3)}
-        if best:
-            hits[s.id] = best
-    return hits
 
 
 # -- sampling -----------------------------------------------------------------------------
@@ -271,8 +205,9 @@ def run(ctx: Context, st: StageDir) -> dict:
     real, synth, info = load_eligible(ctx)
     scen_file = ctx.store.path("eval_scenarios", "scenarios.jsonl")
     scenarios = list(ctx.store.stage("eval_scenarios").read("scenarios.jsonl", Scenario)) if scen_file.exists() else []
-    hits = contamination(real + synth, scenarios, mc) if mc.contamination != "off" else {}
-    if not scenarios and mc.contamination != "off":
+    cc = ctx.cfg.contamination
+    hits = session_hits(real + synth, scenarios, cc)
+    if not scenarios and cc.method != "off":
         ctx.log(f"[yellow]mix: {scen_file} missing: contamination not checked "
                 "(run stage eval_scenarios first)[/yellow]")
     st.write_records("contamination.jsonl", list(hits.values()))
@@ -288,18 +223,18 @@ def run(ctx: Context, st: StageDir) -> dict:
                "files": counts, "variants": composition(splits, variants)}
     summary["exports"] = export_all(ctx, st, summary)
     st.write_json("report.json", summary)
-    st.write_text("report.md", report_md(summary, list(hits.values()), mc))
+    st.write_text("report.md", report_md(summary, list(hits.values()), cc))
     return summary
 
 
-def report_md(summary: dict, hits: list[dict], mc: MixConfig) -> str:
+def report_md(summary: dict, hits: list[dict], cc: ContaminationConfig) -> str:
     lines = ["# Mix report", "", f"Eligible curated sessions: {summary['eligible']}; seed {summary['seed']}.", "",
              "| file | units |", "|---|---|", *[f"| {k} | {n} |" for k, n in summary["files"].items()], "",
              "| variant | units | real | synthetic | real share | recipe |", "|---|---|---|---|---|---|",
              *[f"| {k} | {c['units']} | {c['real']} | {c['synthetic']} | {c['real_share']} | {c['recipe']} |"
                for k, c in summary.get("variants", {}).items()], "",
-             f"## Contamination ({mc.contamination}) against {summary['scenarios_checked']} evaluation scenarios", ""]
-    if not summary["scenarios_checked"] and mc.contamination != "off":
+             f"## Contamination ({cc.method}) against {summary['scenarios_checked']} evaluation scenarios", ""]
+    if not summary["scenarios_checked"] and cc.method != "off":
         lines.append("Not checked: no evaluation scenarios (run stage eval_scenarios before mix).")
     for h in hits:
         sims = ", ".join(f"{k} {v}" for k, v in h.items() if k in ("containment", "jaccard", "cosine"))

@@ -27,9 +27,6 @@ class EvaluateConfig(BaseModel):
         1000, description="generated scenarios use seed + seed_offset, apart from the training scenarios' seed"
     )
     crisis_scenarios: int = Field(0, ge=0, description="extra scenarios where the client discloses risk (safety check)")
-    contamination_threshold: float = Field(
-        0.5, gt=0, le=1, description="share of a scenario's word 3-grams found in one training text that marks it contaminated"
-    )
     # -- simulate -------------------------------------------------------------
     max_turns: int = Field(10, ge=1, description="counselor turns before a conversation is cut (the paper's example has about 10)")
     close_pattern: str = Field(

@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import random
 import re
-from collections import defaultdict
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -25,74 +24,11 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, Field, ValidationError
 
+from ..contamination import scenario_hits, scenario_text, training_texts
 from ..context import Context
 from ..errors import UserError
 from ..records import Persona, QuarantineEntry, Scenario, stable_id
-from ..store import StageDir, read_jsonl_dicts
-
-# -- contamination --------------------------------------------------------------
-
-_WORD = re.compile(r"[a-z0-9']+")
-
-
-def shingles(text: str, n: int = 3) -> set[str]:
-    """Word n-grams of lower-cased text (the unit of near-duplicate matching)."""
-    words = _WORD.findall(text.lower())
-    if len(words) < n:
-        return {" ".join(words)} if words else set()
-    return {" ".join(words[i : i + n]) for i in range(len(words) - n + 1)}
-
-
-def scenario_text(s: Scenario) -> str:
-    return f"{s.summary}\n{s.scenario}"
-
-
-def contamination(queries: dict[str, str], train: dict[str, str], threshold: float) -> list[dict]:
-    """Queries whose word 3-grams are mostly (>= threshold) contained in one training text.
-
-    Containment rather than Jaccard: an evaluation scenario copied into a long training
-    session shares few shingles with it relative to the union, but nearly all of its own.
-    An inverted index keeps this linear in the total text size.
-    """
-    index: dict[str, list[str]] = defaultdict(list)
-    for tid, text in train.items():
-        for sh in shingles(text):
-            index[sh].append(tid)
-    hits = []
-    for qid, text in queries.items():
-        qs = shingles(text)
-        if not qs:
-            continue
-        counts: dict[str, int] = defaultdict(int)
-        for sh in qs:
-            for tid in index.get(sh, ()):
-                counts[tid] += 1
-        if not counts:
-            continue
-        tid, c = max(counts.items(), key=lambda kv: kv[1])
-        share = c / len(qs)
-        if share >= threshold:
-            hits.append({"id": qid, "train_id": tid, "containment": round(share, 3)})
-    return hits
-
-
-def training_texts(ctx: Context) -> dict[str, str]:
-    """Texts that are (or will be) trained on: mix training sets when they exist, else the
-    curated/synthetic/real sessions and the training scenarios they came from."""
-    root = ctx.store.root
-    mix = sorted((root / "mix").glob("*/train.jsonl")) + sorted((root / "mix").glob("*/valid.jsonl"))
-    files = mix or [root / "real" / "sessions.jsonl", root / "synth" / "sessions.jsonl",
-                    root / "curate" / "selected.jsonl", root / "scenarios" / "scenarios.jsonl"]
-    out: dict[str, str] = {}
-    for f in files:
-        for i, d in enumerate(read_jsonl_dicts(f)):
-            key = f"{f.parent.name}/{f.name}:{d.get('id', i)}"
-            if "messages" in d:
-                out[key] = "\n".join(str(m.get("content", "")) for m in d["messages"] if m.get("role") != "system")
-            elif "scenario" in d:
-                out[key] = f"{d.get('summary', '')}\n{d.get('scenario', '')}"
-    return out
-
+from ..store import StageDir
 
 # -- loaders ----------------------------------------------------------------------
 
@@ -299,14 +235,14 @@ async def run(ctx: Context, st: StageDir) -> dict:
     if ev.crisis_scenarios:
         personas = [s.persona for s in scenarios if s.persona is not None]
         scenarios += await crisis_scenarios(ctx, personas, ev.crisis_scenarios, seed)
-    train = training_texts(ctx)
-    hits = contamination({s.id: scenario_text(s) for s in scenarios}, train, ev.contamination_threshold)
+    cc = ctx.cfg.contamination
+    train, client, _ = training_texts(ctx.store.root)
+    hits = scenario_hits({s.id: scenario_text(s) for s in scenarios}, train, cc, client)
     bad_ids = {h["id"] for h in hits}
     for h in hits:
         quarantine.append(QuarantineEntry(
-            id=stable_id("contaminated", h["id"]), file="eval_scenarios/scenarios.jsonl", reason=(
-                f"scenario {h['id']}: {h['containment']:.0%} of its word 3-grams appear in training text {h['train_id']}"
-                " (evaluate.contamination_threshold); left out of evaluation")))
+            id=stable_id("contaminated", h["id"]), file="eval_scenarios/scenarios.jsonl",
+            reason=f"scenario {h['id']}: {h['reason']} (contamination.*); left out of evaluation"))
     kept = [s for s in scenarios if s.id not in bad_ids]
     if not kept:
         raise UserError(f"eval_scenarios: no usable scenarios ({len(scenarios)} read, {len(hits)} contaminated); "
@@ -314,7 +250,7 @@ async def run(ctx: Context, st: StageDir) -> dict:
     st.write_records("scenarios.jsonl", kept)
     st.write_records("quarantine.jsonl", quarantine)
     report = {"checked": len(scenarios), "training_texts": len(train), "contaminated": hits,
-              "threshold": ev.contamination_threshold}
+              "threshold": cc.threshold, "method": cc.method}
     st.write_json("contamination.json", report)
     ctx.log(f"eval_scenarios: {len(kept)} scenarios ({source}); {len(hits)} contaminated, {len(quarantine)} quarantined")
     return {"scenarios": len(kept), "source": source, "contaminated": len(hits), "quarantined": len(quarantine),
@@ -330,4 +266,4 @@ def load(ctx: Context) -> list[Scenario]:
     return out
 
 
-__all__ = ["run", "load", "load_scenarios_file", "contamination", "training_texts", "shingles"]
+__all__ = ["run", "load", "load_scenarios_file"]

@@ -17,12 +17,13 @@ from __future__ import annotations
 import re
 from collections import Counter
 
+from ..contamination import scenario_hits, scenario_text, training_texts
 from ..context import Context, map_items
 from ..errors import UserError
 from ..llm import LLM
 from ..records import Message, ModelEntry, Scenario, Session, stable_id
 from ..registry import counselor_llm, declared_entries
-from ..store import StageDir, read_jsonl_dicts
+from ..store import StageDir
 from ..synth.sessions import attitude_instruction
 from . import scenarios as scen
 
@@ -98,16 +99,14 @@ def session_key(ctx: Context, s: Scenario, entry: ModelEntry) -> str:
 
 def check_contamination(ctx: Context, st: StageDir, scenarios: list[Scenario]) -> list[Scenario]:
     """Drop scenarios near-duplicated in the final training sets (mix/*/train|valid.jsonl),
-    with the curation stage's own check (`curate.mix.contamination`, `mix.*` thresholds)."""
-    from ..curate.mix import contamination
-
-    files = sorted(ctx.store.path("mix").glob("*/train.jsonl")) + sorted(ctx.store.path("mix").glob("*/valid.jsonl"))
-    train = [Session.model_validate(d) for f in files for d in read_jsonl_dicts(f)]
-    hits = list(contamination(train, scenarios, ctx.cfg.mix).values())
-    bad = {h["scenario_id"] for h in hits}
+    with the same check as every stage (hybridtune/contamination.py, `contamination.*`)."""
+    cc = ctx.cfg.contamination
+    train, client, files = training_texts(ctx.store.root, final_only=True)
+    hits = scenario_hits({s.id: scenario_text(s) for s in scenarios}, train, cc, client)
+    bad = {h["id"] for h in hits}
     st.write_json("contamination.json", {
         "checked_scenarios": len(scenarios), "training_sessions": len(train), "files": [str(f) for f in files],
-        "threshold": ctx.cfg.mix.contamination_threshold, "contaminated_scenarios": sorted(bad), "hits": hits})
+        "threshold": cc.threshold, "method": cc.method, "contaminated_scenarios": sorted(bad), "hits": hits})
     if bad:
         ctx.log(f"[yellow]simulate: {len(bad)} scenario(s) near-duplicate training data; left out[/yellow]")
     return [s for s in scenarios if s.id not in bad]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from hybridtune.contamination import ContaminationConfig, session_hits
 from hybridtune.curate import mix
 from hybridtune.curate.config import MixConfig
 from hybridtune.curate.decisions import DecisionIn, make_decision
@@ -141,8 +142,8 @@ def test_contamination_containment_catches_a_scenario_inside_a_session():
     text = "my manager criticised my report in front of the whole team and I felt like a fraud"
     dirty = session(1, words=text)
     clean = session(2, words="we talked about sleep and a new bedtime routine that might help")
-    hits = mix.contamination([dirty, clean], [scenario(1, text), scenario(2, "a completely different story about a dog")],
-                             MixConfig(contamination="shingles"))
+    hits = session_hits([dirty, clean], [scenario(1, text), scenario(2, "a completely different story about a dog")],
+                        ContaminationConfig(method="shingles"))
     assert set(hits) == {dirty.id} and hits[dirty.id]["containment"] > 0.9 and hits[dirty.id]["jaccard"] < 1
 
 
@@ -183,8 +184,6 @@ def test_mix_without_curation_is_a_clear_error(fake_ctx):
 
 
 def test_embedding_contamination_catches_a_reworded_copy_only():
-    from hybridtune.curate.config import MixConfig as MC
-
     text = "My manager criticised my report in front of the whole team and now I feel like a fraud who will be fired."
     sc = scenario(1, text).model_copy(update={"summary": "Criticised at work, feels like a fraud."})
     copy = session(1)
@@ -193,6 +192,6 @@ def test_embedding_contamination_catches_a_reworded_copy_only():
     topic.messages[0].content = "I get anxious at work whenever my supervisor gives feedback on my presentations."
     for m in (*copy.messages[2:], *topic.messages[2:]):
         m.content = "yes"
-    hits = mix.contamination([copy, topic], [sc], MC(contamination="embedding"))
+    hits = session_hits([copy, topic], [sc], ContaminationConfig(method="embedding"))
     assert set(hits) == {copy.id} and hits[copy.id]["method"] == "embedding" and hits[copy.id]["cosine"] >= 0.75
-    assert mix.contamination([copy, topic], [sc], MC(contamination="off")) == {}
+    assert session_hits([copy, topic], [sc], ContaminationConfig(method="off")) == {}

@@ -5,6 +5,7 @@ import json
 
 import pytest
 
+from hybridtune.contamination import ContaminationConfig, scenario_hits
 from hybridtune.errors import UserError
 from hybridtune.evaluate import scenarios as sc
 from hybridtune.records import Scenario, Session
@@ -54,7 +55,7 @@ def test_contamination_containment():
              "t2": "Something else entirely about sleep and stress at university."}
     q = {"dup": "I missed a deadline at work last week and since then I keep thinking my manager will fire me",
          "new": "My son was upset I missed his football game and now I believe I am a terrible parent"}
-    hits = sc.contamination(q, train, 0.5)
+    hits = scenario_hits(q, train, ContaminationConfig(method="shingles", threshold=0.5))
     assert [(h["id"], h["train_id"]) for h in hits] == [("dup", "t1")] and hits[0]["containment"] == 1.0
 
 
