@@ -32,7 +32,8 @@ from ..records import Message, Record, Session, stable_id
 from ..store import StageDir
 from . import simcheck
 from . import stats as S
-from .score import Rating, transcript
+from .metrics import metric as get_metric
+from .score import transcript
 
 
 class CalibItem(Record):
@@ -186,9 +187,9 @@ async def rate(ctx: Context, st: StageDir, items: list[CalibItem], metrics: list
         it, m, s = w
         sess = Session(id=it.id, source="real", messages=[*it.context, Message(role="assistant", content=it.reply)])
         reply = await judge.chat(tpls[m].render(transcript=transcript(ctx, sess), scenario=it.situation),
-                                 schema=Rating, sample=s)
+                                 schema=get_metric(m).schema(), sample=s)
         return CalibRating(id=key, item=it.item,
-                           version=it.version, metric=m, sample=s, score=float(reply.parsed.score),
+                           version=it.version, metric=m, sample=s, score=get_metric(m).value(reply.parsed)[0],
                            words=len(it.reply.split()), judge_model=judge.model, prompt=tpls[m].tag)
 
     try:

@@ -1,6 +1,7 @@
-"""The report's five figures (matplotlib, Agg backend, PNG): box and violin plots of scores by
-variant, scatter of empathy vs relevance (jittered, coloured by variant), and bar charts of
-mean empathy / mean relevance with 95% CI error bars.
+"""The report's figures (matplotlib, Agg backend, PNG): box and violin plots of scores by
+variant, scatter of the first two metrics (jittered, coloured by variant), and a bar chart of
+each metric's mean with 95% CI error bars. Labels and axes follow each metric's declaration
+(evaluate/metrics.py).
 
 Input: per-session rows {variant, <metric>: float}, the summary table of stats.summary_table.
 Output: PNG files; each carries its series in the PNG text chunk "Series" (JSON, taken from
@@ -19,7 +20,12 @@ matplotlib.use("Agg")  # no display; must precede pyplot
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-FIGURES = ("box", "violin", "scatter", "bar_empathy", "bar_relevance")
+from .metrics import metric as get_metric  # noqa: E402
+
+
+def _ylim(ax, m: str) -> None:
+    lo, hi = get_metric(m).scale
+    ax.set_ylim(min(0, lo), hi + (hi - lo) * 0.05)
 
 
 def _values(rows: list[dict], variant: str, metric: str) -> list[float]:
@@ -53,16 +59,16 @@ def distribution(rows: list[dict], variants: list[str], metrics: list[str], path
             else:
                 ax.violinplot([d for _, d in shown], positions=pos, showmeans=True, showmedians=True)
             ax.set_xticks(pos, [v for v, _ in shown])
-        ax.set_title(m.capitalize())
+        ax.set_title(get_metric(m).label)
         ax.set_ylabel("score")
-        ax.set_ylim(0, 10.5 if m != "ctrs" else 67)
+        _ylim(ax, m)
         series[m] = {t.get_text(): len(_values(rows, t.get_text(), m)) for t in ax.get_xticklabels()}
     fig.suptitle(f"{'Box' if kind == 'box' else 'Violin'} plot of scores by variant")
     return _save(fig, path, f"{kind} plot", series)
 
 
 def scatter(rows: list[dict], variants: list[str], path: Path, x: str = "empathy", y: str = "relevance", seed: int = 0) -> Path:
-    """Empathy vs relevance per conversation; jitter (+-0.15) separates the many ties of integer scores."""
+    """Metric x vs metric y per conversation; jitter (+-0.15) separates the many ties of integer scores."""
     rng = np.random.default_rng(seed)
     colors = _palette(variants)
     fig, ax = plt.subplots(figsize=(5.2, 4.4))
@@ -72,11 +78,12 @@ def scatter(rows: list[dict], variants: list[str], path: Path, x: str = "empathy
             continue
         a = np.asarray(pts, dtype=float) + rng.uniform(-0.15, 0.15, size=(len(pts), 2))
         ax.scatter(a[:, 0], a[:, 1], label=v, color=colors[v], alpha=0.7, s=28)
-    ax.set_xlabel(x.capitalize())
-    ax.set_ylabel(y.capitalize())
-    ax.set_xlim(0, 10.5)
-    ax.set_ylim(0, 10.5)
-    ax.set_title(f"{x.capitalize()} vs {y.capitalize()} (jittered)")
+    mx, my = get_metric(x), get_metric(y)
+    ax.set_xlabel(mx.label)
+    ax.set_ylabel(my.label)
+    ax.set_xlim(min(0, mx.scale[0]), mx.scale[1] + (mx.scale[1] - mx.scale[0]) * 0.05)
+    _ylim(ax, y)
+    ax.set_title(f"{mx.label} vs {my.label} (jittered)")
     if ax.collections:
         ax.legend(title="variant")
     series = {c.get_label(): len(c.get_offsets()) for c in ax.collections}
@@ -95,20 +102,30 @@ def bar(table: dict, variants: list[str], metric: str, path: Path) -> Path:
     for b, m in zip(bars, means, strict=True):  # value inside the bar's foot, clear of the error bar
         ax.annotate(f"{m:.2f}", (b.get_x() + b.get_width() / 2, 0), ha="center", va="bottom",
                     xytext=(0, 4), textcoords="offset points", fontsize=9, color="white", fontweight="bold")
-    ax.set_ylim(0, 10.5 if metric != "ctrs" else 67)
-    ax.set_ylabel(f"mean {metric} (95% CI)")
-    ax.set_title(f"Mean {metric} by variant")
+    _ylim(ax, metric)
+    ax.set_ylabel(f"mean {get_metric(metric).label} (95% CI)")
+    ax.set_title(f"Mean {get_metric(metric).label} by variant")
     series = {v: round(float(b.get_height()), 4) for v, b in zip(shown, bars, strict=True)}
     return _save(fig, path, f"bar {metric}", series)
 
 
 def make_figures(rows: list[dict], table: dict, variants: list[str], metrics: list[str], out: Path) -> dict[str, Path]:
-    """The five figures of the report (bar charts and scatter need 'empathy' and 'relevance')."""
+    """The report's figures: box and violin of every metric, the first two metrics against
+    each other, and a bar chart per metric (`bar_<metric>`)."""
     figs = {"box": distribution(rows, variants, metrics, out / "box.png", "box"),
             "violin": distribution(rows, variants, metrics, out / "violin.png", "violin")}
-    if "empathy" in metrics and "relevance" in metrics:
-        figs["scatter"] = scatter(rows, variants, out / "scatter.png")
-    for m in ("empathy", "relevance"):
-        if m in metrics:
-            figs[f"bar_{m}"] = bar(table, variants, m, out / f"bar_{m}.png")
+    if len(metrics) >= 2:
+        figs["scatter"] = scatter(rows, variants, out / "scatter.png", metrics[0], metrics[1])
+    for m in metrics:
+        figs[f"bar_{m}"] = bar(table, variants, m, out / f"bar_{m}.png")
     return figs
+
+
+def captions(metrics: list[str]) -> dict[str, str]:
+    """Caption of each figure `make_figures` can draw."""
+    out = {"box": "Box plot of scores by variant", "violin": "Violin plot of scores by variant"}
+    if len(metrics) >= 2:
+        out["scatter"] = (f"{get_metric(metrics[0]).label} vs {get_metric(metrics[1]).label} per conversation "
+                          "(jittered), coloured by variant")
+    out |= {f"bar_{m}": f"Mean {get_metric(m).label.lower()} with bootstrap 95% CI" for m in metrics}
+    return out

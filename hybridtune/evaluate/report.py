@@ -32,6 +32,7 @@ from ..registry import load_registry
 from ..store import StageDir, read_jsonl_dicts
 from . import dose, plots
 from . import stats as S
+from .metrics import metric as get_metric
 
 # The reference paper's Table (50 conversations per model), shown for context only: other
 # models, other judge, other scenarios; never compared statistically with this run.
@@ -98,16 +99,16 @@ def load_results(ctx: Context) -> dict:
 
 
 def main_table(res: dict) -> tuple[str, str]:
-    t = res["table"]
-    head = ["Model", "Empathy Avg", "Median", "Min", "Max", "Relevance Avg", "Median", "Min", "Max", "Total Conversations"]
+    t, metrics = res["table"], res["metrics"]
+    head = ["Model", *(h for m in metrics for h in (f"{get_metric(m).label} Avg", "Median", "Min", "Max")),
+            "Total Conversations"]
     body = []
     for v in res["variants"]:
-        e, r = t[v].get("empathy", {}), t[v].get("relevance", {})
         total = sum(1 for x in res["rows"] if x["variant"] == v)
-        body.append([v, e.get("mean"), e.get("median"), e.get("min"), e.get("max"),
-                     r.get("mean"), r.get("median"), r.get("min"), r.get("max"), total])
-    for p in PAPER:
-        body.append([p["variant"], p["empathy"], None, None, None, p["relevance"], None, None, None, 50])
+        body.append([v, *(t[v].get(m, {}).get(k) for m in metrics for k in ("mean", "median", "min", "max")), total])
+    for p in PAPER:  # the paper published averages of its metrics only
+        if any(m in p for m in metrics):
+            body.append([p["variant"], *(x for m in metrics for x in (p.get(m), None, None, None)), 50])
     note = para("Rows marked (paper) are the reference paper's published averages (its models, judge and "
                 "scenarios), shown for context only; they are not comparable with this run's numbers.")
     return join(table(head, body), note)
@@ -139,10 +140,8 @@ def comparisons_table(res: dict, validated: bool | None) -> tuple[str, str]:
     return join(*parts)
 
 
-def figures(paths: dict[str, Path]) -> tuple[str, str]:
-    captions = {"box": "Box plot of scores by variant", "violin": "Violin plot of scores by variant",
-                "scatter": "Empathy vs relevance per conversation (jittered), coloured by variant",
-                "bar_empathy": "Mean empathy with bootstrap 95% CI", "bar_relevance": "Mean relevance with bootstrap 95% CI",
+def figures(paths: dict[str, Path], metrics: list[str]) -> tuple[str, str]:
+    captions = {**plots.captions(metrics),
                 "dose_response": "Each metric (95% CI) against the real share of the training set"}
     md, h = [], []
     for name, p in paths.items():
@@ -281,7 +280,7 @@ def build(ctx: Context, st: StageDir) -> dict:
         section("Results (paper-style table)", *main_table(res)),
         section("Per-metric statistics", *detail_table(res)),
         section("Paired comparisons", *comparisons_table(res, validated is True)),
-        section("Figures", *figures(figs)),
+        section("Figures", *figures(figs, res["metrics"])),
         section("Dose-response (real share)", *dose_parts),
         *([section("Real users (kept conversations)", *users)] if (users := users_section(ctx)) else []),
         section("Scoring quality", *scoring_quality(res)),

@@ -1,8 +1,8 @@
-"""Stage `score`: the `judge` role rates each simulated session (empathy, relevance 1-10).
+"""Stage `score`: the `judge` role rates each simulated session on the configured metrics.
 
 Input: simulate/sessions.jsonl. One judge call per session x metric x sample, from the
-versioned rubric prompt eval_judge_<metric> (structured {rationale, score}); optional
-CTRS (11 items, 0-6, prompt eval_judge_ctrs), k repeated samples (`evaluate.judge_samples`)
+versioned rubric prompt eval_judge_<metric> (structured {rationale, score}, or one score per
+item for a metric with items such as CTRS; metrics are declared in metrics.py), k repeated samples (`evaluate.judge_samples`)
 and a second judge (`evaluate.second_judge_endpoint/model`). Failed judgments are counted
 (failures.jsonl), never turned into scores.
 Output: score/scores.jsonl (Score: one judgment), score/session_scores.jsonl (per session:
@@ -17,7 +17,7 @@ from collections import defaultdict
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, Field, create_model
+from pydantic import Field
 
 from ..context import Context, map_items
 from ..llm import LLM
@@ -25,26 +25,7 @@ from ..records import Record, Scenario, Session, stable_id
 from ..store import StageDir
 from . import simulate
 from . import stats as S
-
-CTRS_ITEMS = ("agenda", "feedback", "understanding", "interpersonal_effectiveness", "collaboration", "pacing",
-              "guided_discovery", "focusing_on_key_cognitions", "strategy_for_change",
-              "application_of_cbt_techniques", "homework")
-
-
-# Rationale first (the judge reasons, then scores). Its maxLength is a schema hint, not a
-# validation: grammar-constrained backends (llama.cpp, vLLM) must close the string in time,
-# so a rambling model still yields valid JSON within max_tokens instead of a cut-off reply.
-RATIONALE = Field(description="two sentences citing the transcript", json_schema_extra={"maxLength": 400})
-
-
-class Rating(BaseModel):
-    rationale: str = RATIONALE
-    score: int = Field(ge=1, le=10)
-
-
-CTRSRating = create_model(
-    "CTRSRating", rationale=(str, RATIONALE), **{k: (int, Field(ge=0, le=6)) for k in CTRS_ITEMS},
-)
+from .metrics import metric as get_metric
 
 
 class Score(Record):
@@ -58,7 +39,7 @@ class Score(Record):
     metric: str
     sample: int = 0
     score: float
-    items: dict[str, int] = Field(default_factory=dict)  # CTRS items
+    items: dict[str, int] = Field(default_factory=dict)  # item scores of a metric with items (e.g. CTRS)
     rationale: str = ""
     prompt: str = ""
     counselor_words: int = 0
@@ -91,11 +72,10 @@ def metric_list(ctx: Context) -> list[str]:
 async def judge_one(ctx: Context, key: str, s: Session, scen_text: str, judge: str, llm: LLM, metric: str, k: int) -> Score:
     tpl = ctx.domain.prompt(f"eval_judge_{metric}")
     msgs = tpl.render(transcript=transcript(ctx, s), scenario=scen_text, protocol=ctx.domain.protocol)
-    schema = CTRSRating if metric == "ctrs" else Rating
-    reply = await llm.chat(msgs, schema=schema, sample=k)
+    m = get_metric(metric)
+    reply = await llm.chat(msgs, schema=m.schema(), sample=k)
     p: Any = reply.parsed
-    items = {i: int(getattr(p, i)) for i in CTRS_ITEMS} if metric == "ctrs" else {}
-    value = float(sum(items.values())) if metric == "ctrs" else float(p.score)
+    value, items = m.value(p)
     return Score(id=key, session_id=s.id, variant=s.meta["variant"], scenario_id=s.meta["scenario_id"], judge=judge,
                  judge_model=llm.model, metric=metric, sample=k, score=value, items=items,
                  rationale=p.rationale[:1000], prompt=tpl.tag, counselor_words=counselor_words(s))

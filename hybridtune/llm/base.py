@@ -2,20 +2,26 @@
 
 A backend turns one `ChatRequest` into one `Completion`. Everything else (cache, retries,
 rate limits, structured-output validation, usage and budget) lives in `client.LLM`, so a
-new backend is one small class plus one line:
+new backend is one small class:
 
     @register("mybackend")
     class MyBackend(Backend):
         async def complete(self, req: ChatRequest) -> Completion: ...
+
+registered when its module is imported: a module of this package goes in `BACKEND_MODULES`
+below; another package declares an entry point in the group `hybridtune.backends`
+(`mybackend = "mypkg.mod:MyBackend"`). A name already taken is refused.
 """
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict
+
+from ..plugins import Registry
 
 if TYPE_CHECKING:
     from ..config import EndpointConfig
@@ -100,7 +106,9 @@ class Backend(ABC):
         return None
 
 
-BACKENDS: dict[str, Callable[..., Backend]] = {}
+# the package's own backends: imported on the first lookup, so each registers itself
+BACKEND_MODULES = ("hybridtune.llm.fake", "hybridtune.llm.llamacpp", "hybridtune.llm.openai_backend")
+BACKENDS: Registry[type[Backend]] = Registry("backend", BACKEND_MODULES, group="hybridtune.backends")
 
 
 def register(name: str):
@@ -108,7 +116,6 @@ def register(name: str):
 
     def deco(cls):
         cls.name = name
-        BACKENDS[name] = cls
-        return cls
+        return BACKENDS.add(name, cls)
 
     return deco

@@ -18,9 +18,6 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ValidationError
 
 from ..errors import StructuredOutputError, UserError
-from . import fake as _fake  # noqa: F401  (registers the backend)
-from . import llamacpp as _llamacpp  # noqa: F401
-from . import openai_backend as _openai  # noqa: F401
 from .base import BACKENDS, Backend, ChatRequest, Completion, TokenLogprobs, Unreachable
 from .cache import ResponseCache, cache_key
 from .limits import Limiter, RetryStats, with_retries
@@ -196,12 +193,7 @@ class LLMPool:
             ep = endpoint or self.cfg.endpoints.get(endpoint_name)
             if ep is None:
                 raise UserError(f"endpoints.{endpoint_name}: not defined in the config")
-            factory = BACKENDS.get(ep.backend)
-            if factory is None:
-                raise UserError(
-                    f"endpoints.{endpoint_name}.backend: unknown backend '{ep.backend}'; "
-                    f"use one of {', '.join(sorted(BACKENDS))}"
-                )
+            factory = BACKENDS.get(ep.backend, key=f"endpoints.{endpoint_name}.backend")
             self.backends[endpoint_name] = factory(ep, endpoint_name)
         return self.backends[endpoint_name]
 

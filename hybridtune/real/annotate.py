@@ -20,7 +20,7 @@ from pydantic import BaseModel, Field, create_model
 from ..context import Context, map_items
 from ..records import Record, Session, TurnAnnotation, stable_id
 from ..store import StageDir
-from .formats import RawSession
+from .raw import RawSession
 
 SPEAKER = {"assistant": "Counselor", "user": "Client"}
 

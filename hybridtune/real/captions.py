@@ -20,7 +20,7 @@ import re
 from dataclasses import dataclass
 
 from .config import AttributionConfig
-from .formats import BadInput, RawSession, RawTurn, label_role
+from .raw import BadInput, RawSession, RawTurn, label_role
 from .speakers import Unit, attribute_units, default_head, split_units
 
 TIME_RE = re.compile(r"(?:(\d+):)?(\d{1,2}):(\d{2})[.,](\d{3})\s*-->\s*")

@@ -15,7 +15,7 @@ import ftfy
 
 from ..records import Message
 from .config import CleanConfig
-from .formats import RawTurn
+from .raw import RawTurn
 
 TIMESTAMP_RE = re.compile(r"[\[(]?\b\d{1,2}:\d{2}(?::\d{2})?(?:[.,]\d{1,3})?\b[\])]?(?=\s|$)")
 MARK_RE = re.compile(r">>|<<[^>]*>>|</?[a-z][^>]{0,30}>")

@@ -108,7 +108,8 @@ class AttributionConfig(_Section):
 
 class RealConfig(_Section):
     inputs: list[str] = Field(default_factory=list, description="files or folders of real transcripts")
-    format: str = Field("auto", description="auto | annomi | counselchat | csv | text | vtt | srt | jsonl | json | esconv")
+    format: str = Field("auto", description="auto (detected per file) or a registered format name "
+                        "(`hybridtune ingest --help` lists them; readers in hybridtune/real/formats.py)")
     llm: bool = Field(True, description="LLM steps (annotation, unsure speaker attribution, quality score); --no-llm turns off")
     csv: CsvMapping = Field(default_factory=CsvMapping, description="column mapping of generic utterance CSVs")
     clean: CleanConfig = Field(default_factory=CleanConfig)

@@ -5,6 +5,12 @@ chat, ESConv JSON). Output: `RawSession`s in file order. A file that cannot be r
 `BadInput(line, reason)`, which the stage turns into a quarantine entry and goes on.
 
     for raw in read_file(Path("x.vtt"), cfg.real): ...
+
+A format is one `Reader` subclass: its name, the file suffixes it claims, a detection rule
+(`sniff`) and `read`; defining the class registers it (`READERS`; another package can add
+one through the entry-point group `hybridtune.formats`). Detection scores each reader:
+2 for a claimed suffix plus its `sniff` of the file's start; the highest wins, ties go to
+the earlier reader, and with no score at all the `fallback` reader (text) reads the file.
 """
 from __future__ import annotations
 
@@ -13,102 +19,60 @@ import itertools
 import json
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
+from ..errors import UserError
+from ..plugins import Registry
+from .captions import counselor_score, read_srt, read_vtt
 from .config import RealConfig
+from .raw import BadInput, RawSession, RawTurn, decode, label_role
 
-FORMATS = ("annomi", "counselchat", "csv", "text", "vtt", "srt", "jsonl", "json", "esconv")
-SUFFIXES = {".csv": "csv", ".tsv": "csv", ".txt": "text", ".md": "text", ".vtt": "vtt", ".srt": "srt",
-            ".jsonl": "jsonl", ".json": "json"}
+__all__ = ["READERS", "Reader", "BadInput", "RawSession", "RawTurn", "decode", "detect", "expand_inputs",
+           "formats", "label_role", "read_file"]
 
-COUNSELOR_LABELS = {"therapist", "t", "counselor", "counsellor", "th", "doctor", "dr", "clinician", "interviewer",
-                    "coach", "helper", "supporter", "psychologist", "psychiatrist", "assistant", "sys", "system_counselor",
-                    "practitioner", "provider", "mi practitioner", "nurse", "cl", "co", "psychotherapist"}
-CLIENT_LABELS = {"client", "patient", "p", "pt", "cl", "user", "usr", "seeker", "member", "caller",
-                 "participant", "pa", "interviewee", "customer"}
-CLIENT_LABELS -= {"cl"}  # 'CL' is ambiguous (client vs clinician): never guessed
+READERS: Registry[type["Reader"]] = Registry("format", group="hybridtune.formats")
 
 
-class BadInput(Exception):
-    """A file that cannot be used: `line` (1-based, or None) and a reason that says what to do."""
+class Reader:
+    """One transcript format. Subclasses register themselves under `name`."""
 
-    def __init__(self, reason: str, line: int | None = None):
-        super().__init__(reason)
-        self.reason = reason
-        self.line = line
+    name: ClassVar[str]
+    suffixes: ClassVar[tuple[str, ...]] = ()
+    fallback: ClassVar[bool] = False  # reads files no reader recognises
 
+    def __init_subclass__(cls, **kw: Any) -> None:
+        super().__init_subclass__(**kw)
+        READERS.add(cls.name, cls)
 
-@dataclass
-class RawTurn:
-    speaker: str              # label as written ('' when unknown)
-    text: str
-    role: str | None = None   # 'assistant' (counselor) | 'user' (client) | None (to attribute)
-    line: int | None = None
-    start_s: float | None = None
-    meta: dict[str, Any] = field(default_factory=dict)
+    @classmethod
+    def sniff(cls, head: str) -> int:
+        """How surely the first 2000 characters are this format: 0 (no opinion), 1, or 3 (whatever the suffix)."""
+        return 0
 
-
-@dataclass
-class RawSession:
-    key: str                  # id within the file (transcript id, index...)
-    file: str
-    format: str
-    turns: list[RawTurn]
-    meta: dict[str, Any] = field(default_factory=dict)
-    line: int | None = None
+    @classmethod
+    def read(cls, text: str, file: str, cfg: RealConfig) -> Iterator[RawSession]:
+        raise NotImplementedError
 
 
-def label_role(label: str) -> str | None:
-    """'Therapist', 'T', 'Dr. Smith', 'Patient'... -> assistant / user / None."""
-    s = re.sub(r"[^a-z ]", "", label.lower().replace(".", " ")).strip()
-    s = re.sub(r"\s+\d*$", "", s)
-    if not s:
-        return None
-    if s in COUNSELOR_LABELS or s.split()[0] in {"dr", "doctor", "therapist", "counselor", "counsellor"}:
-        return "assistant"
-    if s in CLIENT_LABELS or s.split()[0] in {"client", "patient"}:
-        return "user"
-    return None
-
-
-def decode(path: Path) -> str:
-    """File text as UTF-8; empty, binary and wrongly encoded files raise BadInput with the line."""
-    data = path.read_bytes()
-    if not data.strip():
-        raise BadInput("empty file; remove it or add a transcript")
-    if b"\x00" in data[:8192]:
-        raise BadInput("binary file (NUL bytes), not a transcript; remove it from the inputs")
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        line = data[: e.start].count(b"\n") + 1
-        raise BadInput(f"not valid UTF-8 (byte 0x{data[e.start]:02x}); re-save the file as UTF-8", line) from None
+def formats() -> list[str]:
+    """Names of the registered formats (for `--format` and `real.format`)."""
+    return READERS.names()
 
 
 def detect(path: Path, text: str, forced: str = "auto") -> str:
+    """The format of a file: `forced` unless "auto", else the best-scoring reader (see the module doc)."""
     if forced != "auto":
-        assert forced in FORMATS, f"format {forced!r}: use one of {FORMATS}"
-        return forced
-    fmt = SUFFIXES.get(path.suffix.lower())
-    head = text.lstrip()[:2000]
-    if head.startswith("WEBVTT"):
-        return "vtt"
-    if fmt == "csv":
-        first = head.splitlines()[0].lower() if head else ""
-        if all(c in first for c in ("questionid", "questiontext", "answertext")):
-            return "counselchat"
-        return "annomi" if all(c in first for c in ("transcript_id", "interlocutor", "utterance_text")) else "csv"
-    if fmt == "json":
-        return "esconv" if re.search(r'"dialog"\s*:', head) else "json"
-    if fmt is None:
-        if re.match(r"\d+\s*\n\d\d:\d\d:\d\d,\d{3}\s*-->", head):
-            return "srt"
-        if head.startswith(("{", "[")):
-            return "jsonl" if "\n{" in head else "json"
-        return "text"
-    return fmt
+        return READERS.get(forced, key="real.format / --format").name
+    suffix, head = path.suffix.lower(), text.lstrip()[:2000]
+    best, score = None, 0
+    for _, r in READERS.items():
+        s = 2 * (suffix in r.suffixes) + r.sniff(head)
+        if s > score:
+            best, score = r, s
+    if best is None:
+        best = next(r for _, r in READERS.items() if r.fallback)
+    return best.name
 
 
 # -- CSV ---------------------------------------------------------------------
@@ -190,8 +154,6 @@ def read_text(text: str, file: str) -> Iterator[RawSession]:
 
 def _attribute_names(turns: list[RawTurn]) -> dict:
     """Labels that are names ('Anna:', 'Ben:'): the one whose turns sound most like a counselor is the counselor."""
-    from .captions import counselor_score
-
     unknown = sorted({t.speaker for t in turns if t.speaker and t.role is None})
     known = {t.role for t in turns if t.role}
     if not unknown or len(unknown) > 2:
@@ -296,29 +258,117 @@ def read_esconv(text: str, file: str) -> Iterator[RawSession]:
         yield RawSession(key=str(i), file=file, format="esconv", turns=turns, meta=meta)
 
 
+# -- the registered formats, in detection-tie order ------------------------------------------
+_ANNOMI_COLUMNS = ("transcript_id", "interlocutor", "utterance_text")
+_SRT_START = re.compile(r"\d+\s*\n\d\d:\d\d:\d\d,\d{3}\s*-->")
+
+
+class CSVReader(Reader):
+    name, suffixes = "csv", (".csv", ".tsv")
+
+    @classmethod
+    def read(cls, text: str, file: str, cfg: RealConfig) -> Iterator[RawSession]:
+        return read_csv(text, file, cls.name, cfg)
+
+
+class AnnoMIReader(Reader):
+    name, suffixes = "annomi", (".csv", ".tsv")
+
+    @classmethod
+    def sniff(cls, head: str) -> int:
+        first = head.splitlines()[0].lower() if head else ""
+        return int(all(c in first for c in _ANNOMI_COLUMNS))
+
+    @classmethod
+    def read(cls, text: str, file: str, cfg: RealConfig) -> Iterator[RawSession]:
+        return read_csv(text, file, cls.name, cfg)
+
+
+class CounselChatReader(Reader):
+    name, suffixes = "counselchat", (".csv", ".tsv")
+
+    @classmethod
+    def sniff(cls, head: str) -> int:
+        first = head.splitlines()[0].lower() if head else ""
+        return int(all(c in first for c in ("questionid", "questiontext", "answertext")))
+
+    @classmethod
+    def read(cls, text: str, file: str, cfg: RealConfig) -> Iterator[RawSession]:
+        return read_counselchat(text, file)
+
+
+class TextReader(Reader):
+    name, suffixes, fallback = "text", (".txt", ".md"), True
+
+    @classmethod
+    def read(cls, text: str, file: str, cfg: RealConfig) -> Iterator[RawSession]:
+        return read_text(text, file)
+
+
+class VTTReader(Reader):
+    name, suffixes = "vtt", (".vtt",)
+
+    @classmethod
+    def sniff(cls, head: str) -> int:
+        return 3 if head.startswith("WEBVTT") else 0  # the header decides, whatever the suffix
+
+    @classmethod
+    def read(cls, text: str, file: str, cfg: RealConfig) -> Iterator[RawSession]:
+        yield read_vtt(text, file, cfg.attribution)
+
+
+class SRTReader(Reader):
+    name, suffixes = "srt", (".srt",)
+
+    @classmethod
+    def sniff(cls, head: str) -> int:
+        return int(bool(_SRT_START.match(head)))
+
+    @classmethod
+    def read(cls, text: str, file: str, cfg: RealConfig) -> Iterator[RawSession]:
+        yield read_srt(text, file, cfg.attribution)
+
+
+class JSONLReader(Reader):
+    name, suffixes = "jsonl", (".jsonl",)
+
+    @classmethod
+    def sniff(cls, head: str) -> int:
+        return int(head.startswith(("{", "[")) and "\n{" in head)
+
+    @classmethod
+    def read(cls, text: str, file: str, cfg: RealConfig) -> Iterator[RawSession]:
+        return read_jsonl(text, file)
+
+
+class ESConvReader(Reader):
+    name, suffixes = "esconv", (".json",)
+
+    @classmethod
+    def sniff(cls, head: str) -> int:
+        return int(bool(re.search(r'"dialog"\s*:', head)))
+
+    @classmethod
+    def read(cls, text: str, file: str, cfg: RealConfig) -> Iterator[RawSession]:
+        return read_esconv(text, file)
+
+
+class JSONReader(Reader):
+    name, suffixes = "json", (".json",)
+
+    @classmethod
+    def sniff(cls, head: str) -> int:
+        return int(head.startswith(("{", "[")) and "\n{" not in head)
+
+    @classmethod
+    def read(cls, text: str, file: str, cfg: RealConfig) -> Iterator[RawSession]:
+        return read_json(text, file)
+
+
 def read_file(path: Path, cfg: RealConfig, forced: str | None = None) -> Iterator[RawSession]:
     """All sessions of one file. Raises BadInput for an unusable file (before or while reading)."""
-    from .captions import read_srt, read_vtt
-
     text = decode(path)
-    fmt = detect(path, text, forced or cfg.format)
-    file = str(path)
-    if fmt in ("annomi", "csv"):
-        yield from read_csv(text, file, fmt, cfg)
-    elif fmt == "counselchat":
-        yield from read_counselchat(text, file)
-    elif fmt == "text":
-        yield from read_text(text, file)
-    elif fmt == "vtt":
-        yield read_vtt(text, file, cfg.attribution)
-    elif fmt == "srt":
-        yield read_srt(text, file, cfg.attribution)
-    elif fmt == "jsonl":
-        yield from read_jsonl(text, file)
-    elif fmt == "json":
-        yield from read_json(text, file)
-    elif fmt == "esconv":
-        yield from read_esconv(text, file)
+    yield from READERS.get(detect(path, text, forced or cfg.format)).read(text, str(path), cfg)
 
 
 def expand_inputs(inputs: list[str]) -> list[Path]:
@@ -328,7 +378,6 @@ def expand_inputs(inputs: list[str]) -> list[Path]:
     a kept-conversations folder (runs/<name>/conversations) for its reviewer-accepted conversations only."""
     from ..app.conversations import export_accepted, is_folder
     from ..catalogue import resolve_inputs
-    from ..errors import UserError
 
     out: list[Path] = []
     for item in resolve_inputs(inputs):
