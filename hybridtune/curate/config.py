@@ -7,6 +7,9 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+# What the curation judge rates (1-10 each) and flags: declared once, used by the judge's
+# reply schema (judge.py), the dataset card (export.py) and the review app.
+CRITERIA = ("coherence", "realism", "therapeutic_value", "technique_adherence")
 FLAGS = ("unsafe_advice", "role_confusion", "repetition", "abrupt_ending", "crisis_content")
 
 # Licences of the public sets in ../shared/data (their README) and of the project's demo transcripts.

@@ -21,8 +21,10 @@ from typing import Any
 import yaml
 
 from ..context import Context
+from ..meta import RealMeta
 from ..records import QuarantineEntry, Session, stable_id
 from ..store import StageDir
+from .config import CRITERIA
 from .select import session_techniques, stratum
 
 ROLES = {"system", "user", "assistant"}
@@ -182,14 +184,14 @@ def _table(counter: Counter, head: str) -> list[str]:
 
 def _licence(s: Session, known: dict[str, str]) -> str:
     """A real session's licence: recorded on it, or known for its reader format / input folder."""
-    m = s.meta
-    if m.get("license") or m.get("licence"):
-        return f"{m.get('dataset') or m.get('format') or 'source'}: {m.get('license') or m.get('licence')}"
-    folder = Path(str(m.get("file", ""))).parent.name
-    for key in (m.get("format"), folder, m.get("dataset")):
+    m = RealMeta.of(s)
+    if m.licence:
+        return f"{m.dataset or m.format or 'source'}: {m.licence}"
+    folder = Path(m.file).parent.name
+    for key in (m.format, folder, m.dataset):
         if key and key in known:
             return known[key]
-    return f"{folder or m.get('format') or 'unnamed source'}: licence unknown; add it under mix.licences"
+    return f"{folder or m.format or 'unnamed source'}: licence unknown; add it under mix.licences"
 
 
 def dataset_card(ctx: Context, st: StageDir, variant: str, counts: dict, mix_summary: dict) -> str:
@@ -198,7 +200,7 @@ def dataset_card(ctx: Context, st: StageDir, variant: str, counts: dict, mix_sum
     toks = [example_tokens(to_openai(s)) for s in sessions]
     techs = Counter(t for s in sessions for t in session_techniques(s)) or Counter({"(none recorded)": len(sessions)})
     judged = [s.scores["judge"] for s in sessions if isinstance(s.scores.get("judge"), dict)]
-    crit = ("coherence", "realism", "therapeutic_value", "technique_adherence", "mean")
+    crit = (*CRITERIA, "mean")
     cfg_yaml = yaml.safe_dump({"seed": ctx.cfg.seed, "curate": ctx.cfg.curate.model_dump(),
                                "mix": ctx.cfg.mix.model_dump(), "variant": ctx.cfg.variant(variant).recipe(),
                                "judge_role": ctx.cfg.roles["judge"].model_dump()}, sort_keys=False)

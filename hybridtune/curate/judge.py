@@ -19,16 +19,15 @@ import statistics
 from collections import Counter
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, create_model
 
 from ..context import Context, map_items
 from ..errors import StructuredOutputError
 from ..records import Session
 from ..store import StageDir
-from .config import FLAGS
+from .config import CRITERIA, FLAGS
 from .select import select_sessions, session_techniques
 
-CRITERIA = ("coherence", "realism", "therapeutic_value", "technique_adherence")
 PROMPT = "curate_judge"
 MIN_VERDICT_TOKENS = 280  # the verdict JSON is ~230 SmolLM2 tokens with short rationales (measured)
 
@@ -38,22 +37,10 @@ class Criterion(BaseModel):
     rationale: str = Field(max_length=240)
 
 
-class Flags(BaseModel):
-    unsafe_advice: bool
-    role_confusion: bool
-    repetition: bool
-    abrupt_ending: bool
-    crisis_content: bool
-
-
-class JudgeVerdict(BaseModel):
-    """The judge's structured reply (validated; invalid replies are re-asked by the LLM layer)."""
-
-    coherence: Criterion
-    realism: Criterion
-    therapeutic_value: Criterion
-    technique_adherence: Criterion
-    flags: Flags
+Flags = create_model("Flags", **{f: (bool, ...) for f in FLAGS})
+JudgeVerdict = create_model(
+    "JudgeVerdict", __doc__="The judge's structured reply (validated; invalid replies are re-asked by the LLM layer).",
+    **{c: (Criterion, ...) for c in CRITERIA}, flags=(Flags, ...))
 
 
 def transcript(session: Session, max_chars: int, labels: dict[str, str] | None = None) -> str:

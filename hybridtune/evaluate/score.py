@@ -21,6 +21,7 @@ from pydantic import Field
 
 from ..context import Context, map_items
 from ..llm import LLM
+from ..meta import SimMeta
 from ..records import Record, Scenario, Session, stable_id
 from ..store import StageDir
 from . import simulate
@@ -76,7 +77,8 @@ async def judge_one(ctx: Context, key: str, s: Session, scen_text: str, judge: s
     reply = await llm.chat(msgs, schema=m.schema(), sample=k)
     p: Any = reply.parsed
     value, items = m.value(p)
-    return Score(id=key, session_id=s.id, variant=s.meta["variant"], scenario_id=s.meta["scenario_id"], judge=judge,
+    sm = SimMeta.of(s)
+    return Score(id=key, session_id=s.id, variant=sm.variant, scenario_id=sm.scenario_id, judge=judge,
                  judge_model=llm.model, metric=metric, sample=k, score=value, items=items,
                  rationale=p.rationale[:1000], prompt=tpl.tag, counselor_words=counselor_words(s))
 
@@ -93,8 +95,9 @@ def session_rows(scores: list[Score], sessions: list[Session], metrics: list[str
             acc[(sc.session_id, sc.metric)].append(sc.score)
     rows = []
     for s in sessions:
-        row = {"id": s.id, "variant": s.meta["variant"], "scenario_id": s.meta["scenario_id"],
-               "words": counselor_words(s), "end_reason": s.meta.get("end_reason"), "crisis": s.meta.get("crisis", False)}
+        sm = SimMeta.of(s)
+        row = {"id": s.id, "variant": sm.variant, "scenario_id": sm.scenario_id,
+               "words": counselor_words(s), "end_reason": sm.end_reason or None, "crisis": sm.crisis}
         for m in metrics:
             v = acc.get((s.id, m))
             row[m] = float(np.mean(v)) if v else None
@@ -149,7 +152,7 @@ async def run(ctx: Context, st: StageDir) -> dict:
     js = judges(ctx)
     items = []
     for s in sessions:
-        sc = scen.get(s.meta["scenario_id"])
+        sc = scen.get(SimMeta.of(s).scenario_id)
         text = sc.summary if sc else ""
         for jname, llm in js.items():
             for m in metrics:

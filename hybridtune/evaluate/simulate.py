@@ -19,6 +19,7 @@ from collections import Counter
 
 from ..contamination import scenario_hits, scenario_text, training_texts
 from ..context import Context, map_items
+from ..meta import SimMeta
 from ..errors import UserError
 from ..llm import LLM
 from ..records import Message, ModelEntry, Scenario, Session, stable_id
@@ -83,12 +84,11 @@ async def converse(ctx: Context, s: Scenario, variant: str, counselor: LLM, sid:
             break
         ptrail.append({"role": "assistant", "content": answer})
         messages.append(Message(role="user", content=answer))
-    return Session(id=sid, source="simulated", messages=messages, meta={
-        "variant": variant, "scenario_id": s.id, "end_reason": end_reason, "counselor_turns": turns,
-        "max_turns": ev.max_turns, "opens": ctx.cfg.opens, "patient_prompt": tag, "patient_model": patient.model,
-        "counselor_model": counselor.model, "seed": ctx.cfg.seed, "attitude": s.attitude,
-        "crisis": bool(s.meta.get("crisis")),
-    })
+    return Session(id=sid, source="simulated", messages=messages, meta=SimMeta(
+        variant=variant, scenario_id=s.id, end_reason=end_reason, counselor_turns=turns,
+        max_turns=ev.max_turns, opens=ctx.cfg.opens, patient_prompt=tag, patient_model=patient.model,
+        counselor_model=counselor.model, seed=ctx.cfg.seed, attitude=s.attitude,
+        crisis=bool(s.meta.get("crisis"))).dump())
 
 
 def session_key(ctx: Context, s: Scenario, entry: ModelEntry) -> str:
@@ -129,7 +129,7 @@ async def run(ctx: Context, st: StageDir) -> dict:
     keys = {k for k, _ in items}
     st.write_json("current.json", sorted(keys))  # ids of this configuration (older ones may linger in the file)
     sessions = [x for x in st.read("sessions.jsonl", Session) if x.id in keys]
-    ends = Counter(x.meta["end_reason"] for x in sessions)
+    ends = Counter(SimMeta.of(x).end_reason for x in sessions)
     return {"conversations": len(sessions), "scenarios": len(scenarios), "variants": list(var),
             **res.as_dict(), "end_reasons": dict(ends)}
 

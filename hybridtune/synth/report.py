@@ -11,13 +11,15 @@ from collections import Counter
 from typing import Any
 
 from ..context import Context
+from ..meta import SynthMeta
 from ..records import Session
 from ..store import StageDir
 
 
 def technique_coverage(sessions: list[Session], ids: list[str], key: str) -> dict[str, Any]:
-    """Counts of technique ids in meta[key] over the sessions, each technique's share vs its even share."""
-    c = Counter(t for s in sessions for t in (s.meta.get(key) or []))
+    """Counts of technique ids in SynthMeta.<key> over the sessions, each technique's share vs its even share."""
+    labels = [getattr(SynthMeta.of(s), key) for s in sessions]
+    c = Counter(t for ts in labels for t in (ts or []))
     total = sum(c.values())
     quota = total / len(ids) if ids and total else 0.0
     return {
@@ -25,18 +27,19 @@ def technique_coverage(sessions: list[Session], ids: list[str], key: str) -> dic
         "total": total,
         "missing": [i for i in ids if c.get(i, 0) == 0],
         "max_over_quota": round(max(c.values()) / quota, 3) if quota and c else None,
-        "sessions_with_labels": sum(1 for s in sessions if s.meta.get(key) is not None),
+        "sessions_with_labels": sum(1 for ts in labels if ts is not None),
     }
 
 
 def session_stats(ctx: Context, sessions: list[Session], st: StageDir) -> dict[str, Any]:
     ids = [t.id for t in ctx.domain.techniques]
-    lengths = [int(s.meta.get("exchanges", 0)) for s in sessions]
+    metas = [SynthMeta.of(s) for s in sessions]
+    lengths = [m.exchanges for m in metas]
     words = [sum(len(m.content.split()) for m in s.messages if m.role != "system") for s in sessions]
     planned = technique_coverage(sessions, ids, "planned_techniques")
     realised = technique_coverage(sessions, ids, "realised_techniques")
-    hit = [len(set(s.meta["planned_techniques"]) & set(s.meta["realised_techniques"])) / len(s.meta["planned_techniques"])
-           for s in sessions if s.meta.get("realised_techniques") is not None and s.meta.get("planned_techniques")]
+    hit = [len(set(m.planned_techniques) & set(m.realised_techniques)) / len(m.planned_techniques)
+           for m in metas if m.realised_techniques is not None and m.planned_techniques]
     return {
         "requested": ctx.cfg.synth.sessions,
         "sessions": len(sessions),
@@ -46,8 +49,8 @@ def session_stats(ctx: Context, sessions: list[Session], st: StageDir) -> dict[s
         "exchanges": {"min": min(lengths, default=0), "median": statistics.median(lengths) if lengths else 0,
                       "max": max(lengths, default=0), "histogram": dict(sorted(Counter(lengths).items()))},
         "words_per_session_median": statistics.median(words) if words else 0,
-        "ended_by": dict(Counter(s.meta.get("ended_by", "?") for s in sessions)),
-        "with_fewshot": sum(1 for s in sessions if s.meta.get("fewshot_ids")),
+        "ended_by": dict(Counter(m.ended_by for m in metas)),
+        "with_fewshot": sum(1 for m in metas if m.fewshot_ids),
         "planned_coverage": planned,
         "realised_coverage": realised,
         "planned_realised_rate": round(sum(hit) / len(hit), 3) if hit else None,

@@ -26,6 +26,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from ..context import Context, map_items, regenerate
+from ..meta import SynthMeta
 from ..errors import StructuredOutputError, UserError
 from ..records import Message, Persona, Scenario, Session, TurnAnnotation, stable_id
 from ..store import StageDir, read_jsonl_dicts
@@ -286,19 +287,16 @@ async def write_session(ctx: Context, st: StageDir, key: str, plan: SessionPlan,
             realised = sorted({x for a in annotations for x in a.techniques})
         except StructuredOutputError as e:  # the session is still good; only its labels are missing
             meta_extra["annotation_error"] = str(e)[:300]
-    return Session(
-        id=key, source="synthetic", messages=messages, annotations=annotations,
-        meta={
-            "domain": ctx.domain.name, "mode": cfg.mode, "persona_id": scenario.persona_id,
-            "persona_attributes": scenario.persona.attributes if scenario.persona else {},
-            "scenario_id": scenario.id, "theme": scenario.theme, "summary": scenario.summary,
-            "attitude": scenario.attitude, "cognitive_distortions": scenario.cognitive_distortions,
-            "planned_techniques": plan.techniques, "realised_techniques": realised,
-            "target_exchanges": plan.exchanges, "exchanges": sum(m.role == "user" for m in dialogue),
-            "ended_by": ended_by, "fewshot_ids": [s.id for s in exemplars], "prompts": prompts,
-            "prompt_version": ";".join(f"{k}={v}" for k, v in sorted(prompts.items())), **meta_extra,
-        },
-    )
+    meta = SynthMeta(
+        domain=ctx.domain.name, mode=cfg.mode, persona_id=scenario.persona_id,
+        persona_attributes=scenario.persona.attributes if scenario.persona else {},
+        scenario_id=scenario.id, theme=scenario.theme, summary=scenario.summary,
+        attitude=scenario.attitude, cognitive_distortions=scenario.cognitive_distortions,
+        planned_techniques=plan.techniques, realised_techniques=realised,
+        target_exchanges=plan.exchanges, exchanges=sum(m.role == "user" for m in dialogue),
+        ended_by=ended_by, fewshot_ids=[s.id for s in exemplars], prompts=prompts,
+        prompt_version=";".join(f"{k}={v}" for k, v in sorted(prompts.items())), **meta_extra)
+    return Session(id=key, source="synthetic", messages=messages, annotations=annotations, meta=meta.dump())
 
 
 async def make_sessions(ctx: Context, st: StageDir, scenarios: list[Scenario], n: int, seed: int) -> list[Session]:

@@ -28,7 +28,7 @@ from pydantic import ValidationError
 from ...errors import UserError
 from ...records import Session
 from ...store import StageDir
-from ..config import FLAGS
+from ..config import CRITERIA, FLAGS
 from ..decisions import DECISIONS, Decision, DecisionIn, fold, load_candidates, make_decision
 from ..select import mean_score, session_techniques
 
@@ -59,7 +59,7 @@ def summary(sid: str, status: str, s: Session, state: dict | None) -> dict:
     return {
         "id": sid, "source": "conversation" if status == "conversation" else s.source, "status": status, "verdict": (state or {}).get("verdict"),
         "edited": bool((state or {}).get("edits")), "mean": mean_score(s),
-        "scores": {k: j.get(k) for k in ("coherence", "realism", "therapeutic_value", "technique_adherence")},
+        "scores": {k: j.get(k) for k in CRITERIA},
         "flags": j.get("flags", []), "risk": (s.scores.get("risk") or {}).get("risk"),
         "reasons": s.meta.get("curate", {}).get("reasons", []), "techniques": session_techniques(s),
         "turns": len(s.messages),
