@@ -19,9 +19,9 @@ from collections import Counter
 
 from ..contamination import scenario_hits, scenario_text, training_texts
 from ..context import Context, map_items
-from ..meta import SimMeta
 from ..errors import UserError
 from ..llm import LLM
+from ..meta import SimMeta
 from ..records import Message, ModelEntry, Scenario, Session, stable_id
 from ..registry import counselor_llm, declared_entries
 from ..store import StageDir

@@ -26,8 +26,8 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from ..context import Context, map_items, regenerate
-from ..meta import SynthMeta
 from ..errors import StructuredOutputError, UserError
+from ..meta import SynthMeta
 from ..records import Message, Persona, Scenario, Session, TurnAnnotation, stable_id
 from ..store import StageDir, read_jsonl_dicts
 from .sampling import PlanPhase, deal_terms, load_attribute_spec
