@@ -15,7 +15,7 @@ Prompt templates are Jinja2 (undefined variables are errors). Every generated re
 stores the `name@version` of the prompt that made it.
 
     dom = load_domain("cbt")
-    msgs = dom.prompt("judge_session").render(session=..., rubric=...)
+    msgs = dom.prompt("curate_judge").render(transcript="...", techniques="...")
 """
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ import jinja2
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from .errors import UserError
+from .errors import UserError, first_error
 
 DOMAINS_DIR = Path(__file__).parent / "domains"
 
@@ -149,10 +149,7 @@ class Domain:
             try:
                 out.append(Term.model_validate(item))
             except ValidationError as e:
-                err = e.errors()[0]
-                raise UserError(
-                    f"{path}: entry {i + 1} ({item!r:.60}): {'.'.join(map(str, err['loc']))}: {err['msg']}"
-                ) from None
+                raise UserError(f"{path}: entry {i + 1} ({item!r:.60}): {first_error(e)}") from None
         ids = [t.id for t in out]
         dup = {x for x in ids if ids.count(x) > 1}
         if dup:
@@ -194,8 +191,7 @@ class Domain:
         try:
             return PromptTemplate(name=name, version=str(data.pop("version", "1")), **data)
         except ValidationError as e:
-            err = e.errors()[0]
-            raise UserError(f"{path}: {'.'.join(map(str, err['loc']))}: {err['msg']}") from None
+            raise UserError(f"{path}: {first_error(e)}") from None
 
 
 def load_domain(name_or_path: str) -> Domain:

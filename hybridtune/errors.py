@@ -28,3 +28,9 @@ class StructuredOutputError(Exception):
 
 class TooManyFailures(UserError):
     """A stage's failure rate exceeded `llm.max_failure_rate`."""
+
+
+def first_error(e) -> str:
+    """'<key.path>: <message>' of a pydantic ValidationError's first error (for one-line messages)."""
+    err = e.errors()[0]
+    return f"{'.'.join(map(str, err['loc'])) or 'value'}: {err['msg'].removeprefix('Value error, ')}"

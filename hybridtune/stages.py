@@ -158,11 +158,12 @@ def roles_needed(names: list[str], cfg: ExperimentConfig) -> list[str]:
 
 def stage_table() -> str:
     """The Markdown stage table of docs/architecture.md (tests/test_stages.py keeps them equal)."""
-    rows = ["| stage | verb | function | roles | reads | writes (in runs/<name>/<stage>/) |",
-            "|---|---|---|---|---|---|"]
+    from .tables import md_table
+
+    rows = []
     for s in STAGES:
         roles = (s.roles.__doc__ or "by config") if callable(s.roles) else ", ".join(s.roles) or "-"
         verb = f"`{s.verb}`" if s.verb else "(`run` only; `ingest`)"
         target = s.target.removeprefix("hybridtune.") if isinstance(s.target, str) else s.target.__qualname__
-        rows.append(f"| {s.name} | {verb} | `{target}` | {roles} | {s.reads} | {s.writes} |")
-    return "\n".join(rows) + "\n"
+        rows.append([s.name, verb, f"`{target}`", roles, s.reads, s.writes])
+    return md_table(["stage", "verb", "function", "roles", "reads", "writes (in runs/<name>/<stage>/)"], rows) + "\n"

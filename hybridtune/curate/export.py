@@ -24,6 +24,7 @@ from ..context import Context
 from ..meta import RealMeta
 from ..records import QuarantineEntry, Session, stable_id
 from ..store import StageDir
+from ..tables import md_table
 from .config import CRITERIA
 from .select import session_techniques, stratum
 
@@ -177,9 +178,8 @@ def _length_bucket(turns: int) -> str:
 
 
 def _table(counter: Counter, head: str) -> list[str]:
-    rows = [f"| {head} | sessions |", "|---|---|"]
-    rows += [f"| {k} | {n} |" for k, n in sorted(counter.items(), key=lambda kv: (-kv[1], str(kv[0])))]
-    return rows
+    rows = sorted(counter.items(), key=lambda kv: (-kv[1], str(kv[0])))
+    return md_table((head, "sessions"), rows).splitlines()
 
 
 def _licence(s: Session, known: dict[str, str]) -> str:

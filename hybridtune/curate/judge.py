@@ -24,6 +24,7 @@ from pydantic import BaseModel, Field, create_model
 from ..context import Context, map_items
 from ..errors import StructuredOutputError
 from ..records import Session
+from ..safety.rules import rule_screen
 from ..store import StageDir
 from .config import CRITERIA, FLAGS
 from .select import select_sessions, session_techniques
@@ -90,14 +91,8 @@ async def judge_one(ctx: Context, session: Session, endpoint: str | None = None)
 
 def crisis_screen(session: Session) -> dict[str, Any]:
     """Rules-only risk screen of the client turns (hybridtune.safety.rules, no model call)."""
-    try:
-        from ..safety.rules import rule_screen
-    except ImportError:  # the safety package is built in parallel; say so instead of pretending
-        return {"risk": "unscreened", "categories": [], "note": "hybridtune.safety.rules not available"}
     r = rule_screen("\n".join(session.turns("user")))
-    risk = getattr(r, "risk", None) or (r.get("risk") if isinstance(r, dict) else "none")
-    cats = getattr(r, "categories", None) if not isinstance(r, dict) else r.get("categories")
-    return {"risk": str(risk), "categories": list(cats or [])}  # evidence is client text: not stored
+    return {"risk": str(r.risk), "categories": list(r.categories)}  # evidence is client text: not stored
 
 
 def load_inputs(ctx: Context) -> tuple[list[Session], list[Session]]:

@@ -9,6 +9,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..synth.config import DEFAULT_CLOSING
 from .trust_config import TrustConfig
 
 
@@ -30,9 +31,7 @@ class EvaluateConfig(BaseModel):
     # -- simulate -------------------------------------------------------------
     max_turns: int = Field(10, ge=1, description="counselor turns before a conversation is cut (the paper's example has about 10)")
     close_pattern: str = Field(
-        r"(?i)\b(goodbye|good bye|see you next (time|week|session)|until next (time|week|session)|end (our|the|this) session)\b|\[/?END\]",
-        description="regex on a counselor turn that means the counselor closed the session",
-    )
+        DEFAULT_CLOSING, description="regex on a counselor turn that means the counselor closed the session")
     concurrency: int = Field(4, ge=1, description="conversations simulated / scored at once")
     # -- score ----------------------------------------------------------------
     metrics: list[str] = Field(

@@ -30,6 +30,7 @@ from ..errors import UserError
 from ..records import Session
 from ..registry import load_registry
 from ..store import StageDir, read_jsonl_dicts
+from ..tables import html_table, md_table
 from . import dose, plots
 from . import stats as S
 from .metrics import metric as get_metric
@@ -59,11 +60,7 @@ def fmt(x: Any, nd: int = 2) -> str:
 def table(headers: list[str], rows: list[list[Any]]) -> tuple[str, str]:
     """The same table as markdown and as (escaped) HTML."""
     cells = [[fmt(c) for c in r] for r in rows]
-    md = "| " + " | ".join(headers) + " |\n|" + "|".join("---" for _ in headers) + "|\n"
-    md += "".join("| " + " | ".join(c.replace("|", "\\|").replace("\n", " ") for c in r) + " |\n" for r in cells)
-    h = "<table><thead><tr>" + "".join(f"<th>{html.escape(x)}</th>" for x in headers) + "</tr></thead><tbody>"
-    h += "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in cells) + "</tbody></table>"
-    return md, h
+    return md_table(headers, cells) + "\n", html_table(headers, cells)
 
 
 def para(text: str) -> tuple[str, str]:

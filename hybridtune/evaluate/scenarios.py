@@ -26,7 +26,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from ..contamination import scenario_hits, scenario_text, training_texts
 from ..context import Context
-from ..errors import UserError
+from ..errors import UserError, first_error
 from ..records import Persona, QuarantineEntry, Scenario, stable_id
 from ..store import StageDir
 
@@ -173,8 +173,7 @@ def load_scenarios_file(path: Path, fmt: str = "auto") -> tuple[list[Scenario], 
             load = {"cactus": from_cactus, "mentalchat": from_mentalchat}.get(kind, from_plain)
             good.append(load(raw, str(path)))
         except (ValueError, ValidationError) as e:
-            msg = e.errors()[0] if isinstance(e, ValidationError) else None
-            reason = f"{'.'.join(map(str, msg['loc']))}: {msg['msg']}" if msg else str(e)
+            reason = first_error(e) if isinstance(e, ValidationError) else str(e)
             bad.append(QuarantineEntry(id=stable_id(str(path), n), file=str(path), line=n,
                                        reason=f"{reason}; fix or remove this scenario"))
     return good, bad
@@ -212,7 +211,8 @@ async def generate(ctx: Context, st: StageDir, n: int, seed: int) -> list[Scenar
     from ..synth.personas import make_personas
     from ..synth.scenarios import make_scenarios
 
-    # separate folders: both library functions keep their resumable drafts in drafts.jsonl
+    # separate folders: the two library functions keep their resumable drafts (persona_drafts.jsonl,
+    # scenario_drafts.jsonl) and failures.jsonl apart
     personas = await make_personas(ctx, StageDir(st.path / "personas", st.name), n, seed)
     if not personas:
         raise UserError("eval_scenarios: no persona could be generated; see eval_scenarios/personas/failures.jsonl")

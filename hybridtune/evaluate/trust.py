@@ -16,6 +16,7 @@ import html
 from typing import Any
 
 from ..context import Context
+from ..tables import html_table, md_table
 from .verdict import verdict_paragraph
 
 SPLITS = {"test_real": "held-out real", "test_synthetic": "held-out synthetic"}
@@ -59,26 +60,13 @@ def pct(x: float | None) -> str:
     return "n/a" if x is None else f"{100 * x:.0f}%"
 
 
-def md_table(head: list[str], rows: list[list[str]]) -> str:
-    esc = [[c.replace("|", "\\|") for c in r] for r in [head, *rows]]
-    return "\n".join(["| " + " | ".join(esc[0]) + " |", "|" + "---|" * len(head),
-                      *("| " + " | ".join(r) + " |" for r in esc[1:])])
-
-
-def html_table(head: list[str], rows: list[list[str]]) -> str:
-    e = html.escape
-    th = "".join(f"<th>{e(h)}</th>" for h in head)
-    trs = "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in r) + "</tr>" for r in rows)
-    return f'<table class="trust"><thead><tr>{th}</tr></thead><tbody>{trs}</tbody></table>'
-
-
 def section(title: str, blocks: list[tuple[str, Any]]) -> dict:
     """blocks: ("p", text) | ("strong", text) | ("table", (head, rows)) | ("list", [text])."""
     md, h = [], []
     for kind, val in blocks:
         if kind == "table":
             md.append(md_table(*val))
-            h.append(html_table(*val))
+            h.append(html_table(*val, css="trust"))
         elif kind == "strong":
             md.append(f"**{val}**")
             h.append(f'<p class="verdict"><strong>{html.escape(val)}</strong></p>')

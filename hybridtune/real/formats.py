@@ -39,7 +39,9 @@ class Reader:
 
     name: ClassVar[str]
     suffixes: ClassVar[tuple[str, ...]] = ()
-    fallback: ClassVar[bool] = False  # reads files no reader recognises
+    pattern: ClassVar[re.Pattern | None] = None  # found in the file's first 2000 characters: this format...
+    weight: ClassVar[int] = 1                    # ...this surely (3: whatever the suffix)
+    fallback: ClassVar[bool] = False             # reads files no reader recognises
 
     def __init_subclass__(cls, **kw: Any) -> None:
         super().__init_subclass__(**kw)
@@ -47,8 +49,8 @@ class Reader:
 
     @classmethod
     def sniff(cls, head: str) -> int:
-        """How surely the first 2000 characters are this format: 0 (no opinion), 1, or 3 (whatever the suffix)."""
-        return 0
+        """How surely the first 2000 characters are this format: 0 (no opinion) up to 3 (whatever the suffix)."""
+        return cls.weight if cls.pattern is not None and cls.pattern.search(head) else 0
 
     @classmethod
     def read(cls, text: str, file: str, cfg: RealConfig) -> Iterator[RawSession]:
@@ -259,38 +261,30 @@ def read_esconv(text: str, file: str) -> Iterator[RawSession]:
 
 
 # -- the registered formats, in detection-tie order ------------------------------------------
-_ANNOMI_COLUMNS = ("transcript_id", "interlocutor", "utterance_text")
-_SRT_START = re.compile(r"\d+\s*\n\d\d:\d\d:\d\d,\d{3}\s*-->")
 
 
 class CSVReader(Reader):
+    """Utterance CSV with the columns mapped by `real.csv`; subclasses are CSV exports known by their header."""
+
     name, suffixes = "csv", (".csv", ".tsv")
+    columns: ClassVar[tuple[str, ...]] = ()  # lower-cased header names that identify a subclass's export
+
+    @classmethod
+    def sniff(cls, head: str) -> int:
+        first = head.splitlines()[0].lower() if head else ""
+        return int(bool(cls.columns) and all(c in first for c in cls.columns))
 
     @classmethod
     def read(cls, text: str, file: str, cfg: RealConfig) -> Iterator[RawSession]:
         return read_csv(text, file, cls.name, cfg)
 
 
-class AnnoMIReader(Reader):
-    name, suffixes = "annomi", (".csv", ".tsv")
-
-    @classmethod
-    def sniff(cls, head: str) -> int:
-        first = head.splitlines()[0].lower() if head else ""
-        return int(all(c in first for c in _ANNOMI_COLUMNS))
-
-    @classmethod
-    def read(cls, text: str, file: str, cfg: RealConfig) -> Iterator[RawSession]:
-        return read_csv(text, file, cls.name, cfg)
+class AnnoMIReader(CSVReader):
+    name, columns = "annomi", ("transcript_id", "interlocutor", "utterance_text")
 
 
-class CounselChatReader(Reader):
-    name, suffixes = "counselchat", (".csv", ".tsv")
-
-    @classmethod
-    def sniff(cls, head: str) -> int:
-        first = head.splitlines()[0].lower() if head else ""
-        return int(all(c in first for c in ("questionid", "questiontext", "answertext")))
+class CounselChatReader(CSVReader):
+    name, columns = "counselchat", ("questionid", "questiontext", "answertext")
 
     @classmethod
     def read(cls, text: str, file: str, cfg: RealConfig) -> Iterator[RawSession]:
@@ -306,11 +300,7 @@ class TextReader(Reader):
 
 
 class VTTReader(Reader):
-    name, suffixes = "vtt", (".vtt",)
-
-    @classmethod
-    def sniff(cls, head: str) -> int:
-        return 3 if head.startswith("WEBVTT") else 0  # the header decides, whatever the suffix
+    name, suffixes, pattern, weight = "vtt", (".vtt",), re.compile(r"\AWEBVTT"), 3
 
     @classmethod
     def read(cls, text: str, file: str, cfg: RealConfig) -> Iterator[RawSession]:
@@ -318,11 +308,7 @@ class VTTReader(Reader):
 
 
 class SRTReader(Reader):
-    name, suffixes = "srt", (".srt",)
-
-    @classmethod
-    def sniff(cls, head: str) -> int:
-        return int(bool(_SRT_START.match(head)))
+    name, suffixes, pattern = "srt", (".srt",), re.compile(r"\A\d+\s*\n\d\d:\d\d:\d\d,\d{3}\s*-->")
 
     @classmethod
     def read(cls, text: str, file: str, cfg: RealConfig) -> Iterator[RawSession]:
@@ -330,39 +316,28 @@ class SRTReader(Reader):
 
 
 class JSONLReader(Reader):
-    name, suffixes = "jsonl", (".jsonl",)
-
-    @classmethod
-    def sniff(cls, head: str) -> int:
-        return int(head.startswith(("{", "[")) and "\n{" in head)
+    name, suffixes, pattern = "jsonl", (".jsonl",), re.compile(r"\A[{\[].*\n\{", re.S)  # several lines of {...}
 
     @classmethod
     def read(cls, text: str, file: str, cfg: RealConfig) -> Iterator[RawSession]:
         return read_jsonl(text, file)
 
 
-class ESConvReader(Reader):
-    name, suffixes = "esconv", (".json",)
-
-    @classmethod
-    def sniff(cls, head: str) -> int:
-        return int(bool(re.search(r'"dialog"\s*:', head)))
-
-    @classmethod
-    def read(cls, text: str, file: str, cfg: RealConfig) -> Iterator[RawSession]:
-        return read_esconv(text, file)
-
-
 class JSONReader(Reader):
-    name, suffixes = "json", (".json",)
-
-    @classmethod
-    def sniff(cls, head: str) -> int:
-        return int(head.startswith(("{", "[")) and "\n{" not in head)
+    name, suffixes, pattern = "json", (".json",), re.compile(r"\A[{\[](?!.*\n\{)", re.S)  # one document
 
     @classmethod
     def read(cls, text: str, file: str, cfg: RealConfig) -> Iterator[RawSession]:
         return read_json(text, file)
+
+
+class ESConvReader(Reader):
+    # weight 2: beats plain JSON (.json suffix + JSON start), loses the tie without "dialog"
+    name, suffixes, pattern, weight = "esconv", (".json",), re.compile(r'"dialog"\s*:'), 2
+
+    @classmethod
+    def read(cls, text: str, file: str, cfg: RealConfig) -> Iterator[RawSession]:
+        return read_esconv(text, file)
 
 
 def read_file(path: Path, cfg: RealConfig, forced: str | None = None) -> Iterator[RawSession]:

@@ -22,7 +22,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..domain import Domain, load_domain, read_yaml
-from ..errors import UserError
+from ..errors import UserError, first_error
 from ..records import Record, stable_id
 from ..store import dump_json
 from .config import SafetyConfig
@@ -58,8 +58,7 @@ def _load(path: str) -> Resources:
     try:
         res = Resources.model_validate(data)
     except ValidationError as e:
-        err = e.errors()[0]
-        raise UserError(f"{path}: {'.'.join(map(str, err['loc']))}: {err['msg']}; see hybridtune/safety/resources.yaml") from None
+        raise UserError(f"{path}: {first_error(e)}; see hybridtune/safety/resources.yaml") from None
     if "INTL" not in res.locales:
         raise UserError(f"{path}: locales.INTL missing; add an international fallback entry")
     return res

@@ -10,6 +10,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+# "the session is closing": ends a synthetic role-play (synth.closing_pattern) and a simulated
+# evaluation conversation (evaluate.close_pattern); one default for both
 DEFAULT_CLOSING = (
     r"(?i)\b(goodbye|good bye|bye for now|see you (next|then|soon)|until next (time|week|session)|"
     r"talk (to you )?(next|soon)|end (our|the|this) session|take care)\b|\[/?END\]"

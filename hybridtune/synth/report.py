@@ -14,6 +14,7 @@ from ..context import Context
 from ..meta import SynthMeta
 from ..records import Session
 from ..store import StageDir
+from ..tables import md_table
 
 
 def technique_coverage(sessions: list[Session], ids: list[str], key: str) -> dict[str, Any]:
@@ -57,12 +58,6 @@ def session_stats(ctx: Context, sessions: list[Session], st: StageDir) -> dict[s
     }
 
 
-def _table(rows: list[tuple], head: tuple) -> str:
-    out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    out += ["| " + " | ".join(str(x) for x in r) + " |" for r in rows]
-    return "\n".join(out)
-
-
 def render_md(ctx: Context, rep: dict[str, Any]) -> str:
     p, sc, se = rep["personas"], rep["scenarios"], rep["sessions"]
     emb = ctx.cfg.endpoints.get(ctx.cfg.roles["judge"].endpoint)
@@ -78,8 +73,9 @@ def render_md(ctx: Context, rep: dict[str, Any]) -> str:
                   f"(of at most {p['kept']}), mean pairwise cosine distance **{p['mean_pairwise_cosine_distance']}**",
                   f"- Correctness (narrative matches attributes): {p['correct_rate']}",
                   f"- Naturalness (judge, 1-10): {p['naturalness_mean']}", "",
-                  _table([(a, f"{v['covered']}/{v['values']}", v["entropy"]) for a, v in p["attribute_coverage"].items()],
-                         ("attribute", "values covered", "entropy (1 = even)")), ""]
+                  md_table(("attribute", "values covered", "entropy (1 = even)"),
+                           [(a, f"{v['covered']}/{v['values']}", v["entropy"]) for a, v in p["attribute_coverage"].items()]),
+                  ""]
     if sc:
         lines += ["## Scenarios", "",
                   f"{sc['kept']} kept of {sc['requested']}; {sc['near_duplicates_rejected']} near-duplicates rejected and "
@@ -99,7 +95,7 @@ def render_md(ctx: Context, rep: dict[str, Any]) -> str:
               "### Technique coverage", "",
               f"Planned: missing {pc['missing'] or 'none'}, max share / even share = {pc['max_over_quota']}. "
               f"Realised: missing {rc['missing'] or 'none'}, max / even = {rc['max_over_quota']}.", "",
-              _table([(t, pc["counts"][t], rc["counts"][t]) for t in pc["counts"]], ("technique", "planned", "realised")), ""]
+              md_table(("technique", "planned", "realised"), [(t, pc["counts"][t], rc["counts"][t]) for t in pc["counts"]]), ""]
     return "\n".join(lines)
 
 

@@ -25,7 +25,7 @@ from collections import Counter
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ..domain import Domain
-from ..errors import UserError
+from ..errors import UserError, first_error
 
 
 class PlanPhase(BaseModel):
@@ -82,13 +82,11 @@ def load_attribute_spec(domain: Domain) -> AttributeSpec:
         spec = AttributeSpec.model_validate(domain.attributes)
     except ValidationError as e:
         err = e.errors()[0]
-        msg = err["msg"].removeprefix("Value error, ")
         keys = [str(p) for p in err["loc"]]
-        m = re.match(r"([\w -]+)(?:\.([^:]+))?: ", msg)  # 'attribute.value: ...' from the weights check
+        m = re.match(r"([\w -]+)(?:\.([^:]+))?: ", err["msg"].removeprefix("Value error, "))  # 'attribute.value: ...'
         if m:
             keys += [g for g in m.groups() if g]
-        loc = ".".join(str(p) for p in err["loc"])
-        raise UserError(f"{path}{_line_of(path, *keys)}: {loc}: {msg}; see the format in hybridtune/synth/sampling.py") from None
+        raise UserError(f"{path}{_line_of(path, *keys)}: {first_error(e)}; see the format in hybridtune/synth/sampling.py") from None
     for key in (spec.theme_attribute, spec.attitude_attribute):
         if key is not None and key not in spec.attributes:
             raise UserError(f"{path}{_line_of(path, key)}: '{key}' is named as theme/attitude attribute but is not "

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from ..errors import UserError
+from ..errors import UserError, first_error
 from ..records import QuarantineEntry, Session, stable_id
 
 
@@ -61,8 +61,7 @@ def load_split(path: Path, system_prompt: str | None = None) -> tuple[list[list[
             except json.JSONDecodeError as e:
                 why = f"not JSON ({e.msg})"
             except ValidationError as e:
-                err = e.errors()[0]
-                why = f"not a Session record: {'.'.join(map(str, err['loc']))}: {err['msg']}"
+                why = f"not a Session record: {first_error(e)}"
             if why:
                 bad.append(QuarantineEntry(id=stable_id(str(path), n), file=str(path), line=n, reason=why))
             else:
