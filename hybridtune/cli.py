@@ -37,6 +37,8 @@ app = typer.Typer(
 )
 config_app = typer.Typer(help="Validate and show experiment configs.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
+domain_app = typer.Typer(help="Check domain packs.", no_args_is_help=True)
+app.add_typer(domain_app, name="domain")
 console = Console(stderr=True)
 
 @config_app.command("check")
@@ -50,6 +52,30 @@ def config_check(config: ConfigArg, set_: SetOpt = None, show: bool = typer.Opti
         typer.echo(yaml.safe_dump(cfg.resolved_dict(), sort_keys=False))
     console.print(f"[green]ok[/green] {config}: run dir {cfg.run_dir}, roles -> "
                   + ", ".join(f"{r}={rc.endpoint}" for r, rc in cfg.roles.items()))
+
+
+@domain_app.command("check")
+def domain_check(
+    pack: Annotated[str, typer.Argument(help="a pack name under hybridtune/domains (cbt, sales_coach) or a folder")],
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="experiment YAML: its judge metrics")] = None,
+    set_: SetOpt = None,
+):
+    """List, per stage, the files of a domain pack a full run needs that are missing or invalid (exit 1 if any)."""
+    from .domain import load_domain
+    from .stages import domain_manifest
+
+    cfg = load(config, set_)
+    dom = load_domain(pack)
+    missing = 0
+    for stage, files in domain_manifest(cfg.evaluate.all_metrics).items():
+        problems = dom.check(files)
+        missing += len(problems)
+        typer.echo(f"{stage}: " + ("ok" if not problems else f"{len(problems)} problem(s)") + f" ({len(files)} files)")
+        for p in problems:
+            typer.echo(f"  {p}")
+    typer.echo(f"domain {dom.name} ({dom.root}): " + ("complete" if not missing else f"{missing} problem(s)"))
+    if missing:
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -181,6 +181,28 @@ class Domain:
     def data_file(self, name: str) -> Any:
         return read_yaml(self.root / name)
 
+    def check(self, files: list[str]) -> list[str]:
+        """Problems of the given pack files (missing or unreadable), one line each; [] when all load."""
+        problems = []
+        for f in files:
+            if not (self.root / f).is_file():
+                problems.append(f"{self.root / f}: missing")
+                continue
+            try:
+                if f in ("techniques.yaml", "distortions.yaml"):
+                    self._terms(f)
+                elif f == "emotions.yaml":
+                    _ = self.emotions
+                elif f == "attributes.yaml":
+                    _ = self.attributes
+                elif f.startswith("prompts/") and _is_template(self.data_file(f)):
+                    self.prompt(f.removeprefix("prompts/").removesuffix(".yaml"))
+                else:
+                    self.data_file(f)
+            except UserError as e:
+                problems.append(str(e))
+        return problems
+
     def prompt(self, name: str) -> PromptTemplate:
         path = self.root / "prompts" / f"{name}.yaml"
         if not path.is_file():
@@ -192,6 +214,11 @@ class Domain:
             return PromptTemplate(name=name, version=str(data.pop("version", "1")), **data)
         except ValidationError as e:
             raise UserError(f"{path}: {first_error(e)}") from None
+
+
+def _is_template(data: Any) -> bool:
+    """prompts/ holds templates ({version, system, user}) and a few data files (trust_*.yaml)."""
+    return isinstance(data, dict) and bool({"system", "user"} & set(data))
 
 
 def load_domain(name_or_path: str) -> Domain:

@@ -14,7 +14,8 @@ from collections.abc import Callable
 
 from .config import ExperimentConfig
 from .context import Context, open_run
-from .stages import get, names, roles_needed
+from .errors import UserError
+from .stages import domain_manifest, get, names, roles_needed
 
 
 def stage_fn(name: str) -> Callable:
@@ -29,6 +30,16 @@ def select(only: list[str] | None = None, start: str | None = None) -> list[str]
     return [n for n in order if not only or n in only]
 
 
+def check_domain(ctx: Context, chosen: list[str]) -> None:
+    """Fail before any stage runs when the domain pack lacks a file a chosen stage reads."""
+    files = sorted({f for fs in domain_manifest(ctx.cfg.evaluate.all_metrics, chosen).values() for f in fs})
+    problems = ctx.domain.check(files)
+    if problems:
+        raise UserError(f"domain {ctx.domain.name}: {len(problems)} file(s) the selected stages need: "
+                        + "; ".join(problems[:5]) + ("; ..." if len(problems) > 5 else "")
+                        + f". See `hybridtune domain check {ctx.domain.root}`; copy what is missing from domains/cbt")
+
+
 def run_pipeline(cfg: ExperimentConfig, only: list[str] | None = None, start: str | None = None,
                  force: bool = False, ctx: Context | None = None) -> dict[str, dict]:
     chosen = select(only, start)
@@ -36,6 +47,7 @@ def run_pipeline(cfg: ExperimentConfig, only: list[str] | None = None, start: st
 
     def go(c: Context) -> None:
         c.llms.check(roles_needed(chosen, cfg))
+        check_domain(c, chosen)
         t0 = time.time()
         for i, name in enumerate(chosen, 1):
             c.log(f"[bold cyan]== stage {i}/{len(chosen)}: {name}[/bold cyan]  (elapsed {time.time() - t0:.0f}s)")

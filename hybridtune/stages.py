@@ -53,6 +53,7 @@ class Stage:
     rerun: bool = False  # the verb always reruns it (cheap, derived from cached results)
     show: str | None = None    # "module:function(ctx) -> str" printed by the verb after the summary
     options: tuple[Option, ...] = ()  # extra verb options, passed to the function as keyword arguments
+    needs: tuple[str, ...] = ()  # files of the domain pack it reads ("{metric}": each configured judge metric)
 
     @property
     def fn(self) -> Callable:
@@ -80,30 +81,45 @@ def _eval_scenario_roles(cfg: ExperimentConfig) -> list[str]:
     return ["generator", "judge"]
 
 
+_PERSONA_FILES = ("attributes.yaml", "prompts/synth_persona.yaml", "prompts/synth_persona_check.yaml",
+                  "prompts/synth_naturalness.yaml")
+_SCENARIO_FILES = ("attributes.yaml", "distortions.yaml", "prompts/synth_scenario.yaml",
+                   "prompts/synth_scenario_check.yaml")
+# not a stage: `chat`, `serve` and `safety check` screen turns with the pack's safety prompts
+CHAT_NEEDS = ("prompts/safety_screen.yaml", "prompts/safety_response.yaml")
+
+
 # Evaluation scenarios come before mixing, so the training sets can be checked for
 # contamination against them.
 STAGES: list[Stage] = [
     Stage("real", "hybridtune.real.stage:run", None,
           "Ingest real transcripts: clean, scrub PII, dedup, filter, segment, annotate.",
           "`cfg.real.inputs`", "`sessions.jsonl`, `samples.jsonl`, `quarantine.jsonl`, `report.json`, `report.md`",
-          roles=_real_roles, output="sessions.jsonl"),
+          roles=_real_roles, output="sessions.jsonl",
+          needs=("techniques.yaml", "distortions.yaml", "emotions.yaml", "prompts/real_annotate_turn.yaml",
+                 "prompts/real_quality.yaml", "prompts/real_attribute_speakers.yaml")),
     Stage("personas", "hybridtune.synth.personas:run", "personas",
           "Generate quota-sampled personas with quality checks -> runs/<name>/personas/personas.jsonl.",
-          "domain attributes", "`personas.jsonl`", roles=("generator", "judge"), output="personas.jsonl"),
+          "domain attributes", "`personas.jsonl`", roles=("generator", "judge"), output="personas.jsonl",
+          needs=_PERSONA_FILES),
     Stage("scenarios", "hybridtune.synth.scenarios:run", "scenarios",
           "Write CBT scenarios for each persona (distortions checked, near-duplicates replaced) -> scenarios/scenarios.jsonl.",
-          "personas", "`scenarios.jsonl`", roles=("generator", "judge"), output="scenarios.jsonl"),
+          "personas", "`scenarios.jsonl`", roles=("generator", "judge"), output="scenarios.jsonl",
+          needs=_SCENARIO_FILES),
     Stage("synth", "hybridtune.synth.sessions:run", "synthesize",
           "Generate synthetic sessions by role-play (or single pass) -> synth/sessions.jsonl + synth_report.md.",
           "scenarios, real sessions (few-shot)", "`sessions.jsonl`, `synth_report.md`",
-          roles=("counselor", "patient", "generator", "annotator"), output="sessions.jsonl"),
+          roles=("counselor", "patient", "generator", "annotator"), output="sessions.jsonl",
+          needs=("attributes.yaml", "techniques.yaml", "prompts/synth_counselor.yaml", "prompts/synth_patient.yaml",
+                 "prompts/synth_single_pass.yaml", "prompts/synth_annotate.yaml")),
     Stage("curate", "hybridtune.curate.judge:run", "judge",
           "Judge sessions, crisis-screen them, and select (stage `curate`; writes runs/<name>/curate/).",
-          "synth (+real) sessions", "`judged.jsonl`, `selected.jsonl`, `review.jsonl`", roles=("judge",)),
+          "synth (+real) sessions", "`judged.jsonl`, `selected.jsonl`, `review.jsonl`", roles=("judge",),
+          needs=("prompts/curate_judge.yaml",)),
     Stage("eval_scenarios", "hybridtune.evaluate.scenarios:run", "eval-scenarios",
           "Make the held-out evaluation scenarios (generated on their own seed, or from evaluate.scenarios_file).",
           "own seed / file", "`scenarios.jsonl`",
-          roles=_eval_scenario_roles),
+          roles=_eval_scenario_roles, needs=(*_PERSONA_FILES, *_SCENARIO_FILES, "prompts/eval_crisis_scenario.yaml")),
     Stage("mix", "hybridtune.curate.mix:run", "mix",
           "Build each declared variant's training set, test splits and exports (stage `mix`; runs/<name>/mix/).",
           "curated sessions + review decisions, eval scenarios",
@@ -120,17 +136,18 @@ STAGES: list[Stage] = [
                      "continue from the last checkpoint or running job (default) or start over"))),
     Stage("simulate", "hybridtune.evaluate.simulate:run", "simulate",
           "Simulate a client talking with every counselor variant on every evaluation scenario.",
-          "eval scenarios, models.json", "`sessions.jsonl`", roles=("patient",)),
+          "eval scenarios, models.json", "`sessions.jsonl`", roles=("patient",), needs=("prompts/eval_patient.yaml",)),
     Stage("score", "hybridtune.evaluate.score:run", "score",
           "Judge every simulated conversation (empathy and relevance 1-10, optional CTRS).",
-          "simulated sessions", "`scores.jsonl`", roles=("judge",)),
+          "simulated sessions", "`scores.jsonl`", roles=("judge",), needs=("prompts/eval_judge_{metric}.yaml",)),
     Stage("likelihood", "hybridtune.evaluate.likelihood:run", "likelihood",
           "Score held-out real and synthetic sessions with every variant: NLL per counselor token, paired CIs.",
           "mix test splits, models.json", "`sessions.jsonl`, `results.json`"),
     Stage("calibrate", "hybridtune.evaluate.calibrate:run", "calibrate",
           "Validate the judge on real vs degraded counselor turns (AUC per metric) and check the simulated patient.",
           "mix test split, simulated sessions", "`results.json` (judge AUC, noise, length bias, verdict; simulator check)",
-          roles=("judge",)),
+          roles=("judge",), needs=("prompts/eval_judge_{metric}.yaml", "prompts/trust_degradations.yaml",
+                                   "prompts/trust_simcheck.yaml", "prompts/trust_role_patterns.yaml")),
     Stage("report", "hybridtune.evaluate.report:run", "report",
           "Write report.md and a self-contained report.html from cached results (no model calls).",
           "everything", "`report.md`, `report.html`, `*.png`", output="report.md", rerun=True),
@@ -153,6 +170,21 @@ def roles_needed(names: list[str], cfg: ExperimentConfig) -> list[str]:
     out: list[str] = []
     for n in names:
         out += [r for r in get(n).roles_for(cfg) if r not in out]
+    return out
+
+
+def domain_manifest(metrics: list[str] | None = None, chosen: list[str] | None = None) -> dict[str, list[str]]:
+    """The domain-pack files each stage (and chat) reads: {stage: [path in the pack]}.
+
+    `metrics`: the judge metrics to expand "{metric}" with (default: empathy, relevance)."""
+    metrics = metrics if metrics is not None else ["empathy", "relevance"]
+    out: dict[str, list[str]] = {}
+    for s in STAGES:
+        if chosen is None or s.name in chosen:
+            files = [f.format(metric=m) for f in s.needs for m in (metrics if "{metric}" in f else [""])]
+            out[s.name] = list(dict.fromkeys(files))
+    if chosen is None:
+        out["chat"] = list(CHAT_NEEDS)
     return out
 
 

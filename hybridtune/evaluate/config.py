@@ -36,7 +36,8 @@ class EvaluateConfig(BaseModel):
     # -- score ----------------------------------------------------------------
     metrics: list[str] = Field(
         default_factory=lambda: ["empathy", "relevance"],
-        description="judge metrics, 1-10 each; each needs the prompt eval_judge_<metric>.yaml in the domain",
+        description="judge metrics (declared in hybridtune/evaluate/metrics.py: scale, label); each needs the "
+        "prompt eval_judge_<metric>.yaml in the domain",
     )
     judge_samples: int = Field(1, ge=1, description="independent judge samples per conversation (k > 1 measures judge noise)")
     ctrs: bool = Field(False, description="also rate the 11 Cognitive Therapy Rating Scale items (0-6 each)")
@@ -46,3 +47,8 @@ class EvaluateConfig(BaseModel):
     bootstrap_resamples: int = Field(10000, ge=100, description="bootstrap resamples for the 95% CIs")
     alpha: float = Field(0.05, gt=0, lt=1, description="significance level after Holm correction")
     trust: TrustConfig = Field(default_factory=TrustConfig)
+
+    @property
+    def all_metrics(self) -> list[str]:
+        """The metrics the score stage rates: `metrics`, plus ctrs when `ctrs` is on."""
+        return [*self.metrics, *(["ctrs"] if self.ctrs and "ctrs" not in self.metrics else [])]

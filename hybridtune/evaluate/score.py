@@ -67,7 +67,7 @@ def judges(ctx: Context) -> dict[str, LLM]:
 
 
 def metric_list(ctx: Context) -> list[str]:
-    return [*ctx.cfg.evaluate.metrics, *(["ctrs"] if ctx.cfg.evaluate.ctrs else [])]
+    return ctx.cfg.evaluate.all_metrics
 
 
 async def judge_one(ctx: Context, key: str, s: Session, scen_text: str, judge: str, llm: LLM, metric: str, k: int) -> Score:

@@ -1,0 +1,114 @@
+"""Domain packs: the files a full run needs are declared once (stages.py `needs`), `hybridtune domain
+check` lists what a pack lacks, a run refuses an incomplete pack before any stage, and the
+sales_coach pack runs the whole pipeline (fake backend, tiny sizes)."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from hybridtune.cli import app
+from hybridtune.domain import load_domain
+from hybridtune.errors import UserError
+from hybridtune.llm.fake import schema_example
+from hybridtune.pipeline import run_pipeline
+from hybridtune.records import ModelEntry, Session
+from hybridtune.registry import save_entry
+from hybridtune.stages import domain_manifest, names
+
+from .synth.helpers import responder as synth_responder
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKS = ROOT / "hybridtune" / "domains"
+
+
+def test_every_shipped_pack_is_complete_and_check_names_what_is_missing(tmp_path):
+    for pack in ("cbt", "sales_coach"):
+        r = CliRunner().invoke(app, ["domain", "check", pack])
+        assert r.exit_code == 0 and "complete" in r.output, r.output
+    broken = tmp_path / "broken"
+    shutil.copytree(PACKS / "sales_coach", broken)
+    (broken / "prompts" / "eval_patient.yaml").unlink()
+    (broken / "prompts" / "curate_judge.yaml").write_text("version: 1\nsystem: no user key\n")
+    r = CliRunner().invoke(app, ["domain", "check", str(broken)])
+    assert r.exit_code == 1
+    assert "simulate: 1 problem(s)" in r.output and "eval_patient.yaml: missing" in r.output
+    assert "curate: 1 problem(s)" in r.output and "curate_judge.yaml" in r.output
+    # the manifest covers every stage and takes the configured judge metrics
+    man = domain_manifest(["empathy", "warmth"])
+    assert set(man) == {*names(), "chat"} and "prompts/eval_judge_warmth.yaml" in man["score"]
+
+
+def test_run_refuses_an_incomplete_pack_before_any_stage(make_cfg, tmp_path):
+    broken = tmp_path / "broken"
+    shutil.copytree(PACKS / "sales_coach", broken)
+    (broken / "prompts" / "eval_patient.yaml").unlink()
+    cfg = make_cfg(f"domain={broken}")
+    with pytest.raises(UserError, match=r"eval_patient\.yaml: missing.*domain check"):
+        run_pipeline(cfg)
+    assert not (cfg.run_dir / "real" / "_done.json").exists()
+
+
+SALES_TRANSCRIPT = """\
+Coach: Thanks for making time. How did the calls go this week?
+Rep: Honestly not great. I had three discovery calls and every one of them went quiet on me after pricing.
+Coach: That sounds frustrating. What happened right before the prospect went quiet?
+Rep: I think I rushed to the number because I was nervous they would hang up.
+Coach: So the worry about losing them pushed you to pricing early. What would you like to try next time?
+Rep: Maybe ask two more questions about their budget process first, and slow down.
+Coach: Good plan. Let's practise that opening together before your Thursday call.
+"""
+
+EVAL_SCENARIOS = """\
+- summary: A new rep freezes when a prospect raises the price objection on a renewal call.
+  scenario: My biggest renewal asked for a discount and I just said yes without thinking, now my manager is upset with me.
+  attitude: anxious but cooperative
+- summary: An experienced rep believes cold calling never works for her territory.
+  scenario: I have made forty cold calls this month and booked nothing, so I think calling is a waste of my time.
+  attitude: resistant
+"""
+
+
+def responder(req):
+    """The synth helpers' varied replies; every other structured reply (judge, ratings) is the schema's stand-in."""
+    if req.json_schema is not None and req.schema_name not in (
+            "PersonaDraft", "PersonaCheck", "Naturalness", "ScenarioDraft", "DistortionCheck", "TechniqueLabels", "Dialogue"):
+        return json.dumps(schema_example(req.json_schema))
+    return synth_responder(req)
+
+
+@pytest.mark.slow
+def test_sales_coach_runs_the_whole_pipeline(fake_ctx, tmp_path):
+    data = tmp_path / "inputs"
+    data.mkdir()
+    (data / "coaching_call.txt").write_text(SALES_TRANSCRIPT)
+    scen = tmp_path / "eval.yaml"
+    scen.write_text(EVAL_SCENARIOS)
+    ctx_cm, fake = fake_ctx(
+        "domain=sales_coach", f"real.inputs=[{data}]", "real.pii.ner=false", "real.llm=false",
+        "synth.personas=3", "synth.scenarios_per_persona=1", "synth.sessions=4", "synth.min_exchanges=2",
+        "synth.max_exchanges=2", "synth.min_distortions=1", "synth.concurrency=1",
+        f"evaluate.scenarios_file={scen}", "evaluate.scenarios=2", "evaluate.max_turns=2",
+        "evaluate.bootstrap_resamples=100", "mix.size=4", "mix.allow_smaller=true", "mix.min_test=1",
+        "contamination.method=shingles", "curate.threshold=1", "train.variants=[base]", "llm.max_failure_rate=1.0",
+        responder=responder)
+    with ctx_cm as ctx:
+        before = run_pipeline(ctx.cfg, ctx=ctx, only=names()[: names().index("mix") + 1])
+        for v in ("base", "hybrid"):  # the train stage's output, without training (a fake model per variant)
+            save_entry(ctx.store, ModelEntry(variant=v, backend="fake", model="fake"))
+        after = run_pipeline(ctx.cfg, ctx=ctx, only=names()[names().index("simulate"):])
+        report = (ctx.store.path("report", "report.md")).read_text()
+        synth = list(ctx.store.stage("synth").read("sessions.jsonl", Session))
+        simulated = list(ctx.store.stage("simulate").read("sessions.jsonl", Session))
+    assert set(before) | set(after) == set(names()) - {"train"}
+    assert before["real"]["sessions_out"] == 1 and before["mix"]["eligible"] > 0
+    assert synth and all(s.meta["domain"] == "sales_coach" for s in synth)
+    assert simulated and after["score"]["scored"] > 0
+    dom = load_domain("sales_coach")
+    system = [r.messages[0]["content"] for r in fake.requests if r.messages and r.messages[0]["role"] == "system"]
+    assert any("sales coaching" in s for s in system) and not any("cognitive behavioural therapy" in s for s in system)
+    assert dom.system_prompt.split(".")[0] in "".join(system)
+    assert "| Model | Empathy Avg |" in report
