@@ -52,7 +52,8 @@ class SynthMeta(_Meta):
     theme: str = ""
     summary: str = ""
     attitude: str = ""
-    cognitive_distortions: list[str] = Field(default_factory=list)  # the scenario's domain terms (CBT pack)
+    terms: list[str] = Field(default_factory=list,  # the scenario's domain terms (Scenario.terms)
+                             validation_alias=AliasChoices("terms", "cognitive_distortions"))
     planned_techniques: list[str] = Field(default_factory=list)
     realised_techniques: list[str] | None = None  # None: not annotated
     target_exchanges: int = 0

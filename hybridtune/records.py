@@ -13,7 +13,7 @@ import hashlib
 import json
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
 Role = Literal["system", "user", "assistant"]
 
@@ -74,18 +74,25 @@ class Persona(Record):
 
 
 class Scenario(Record):
-    """A concrete CBT situation for one persona (also the unit of evaluation)."""
+    """A concrete situation for one persona (also the unit of evaluation)."""
 
     persona_id: str | None = None
     persona: Persona | None = None
     theme: str = ""
     summary: str
-    cognitive_distortions: list[str] = Field(default_factory=list)
+    # ids of the domain pack's terms the client shows (its distortions.yaml: cognitive
+    # distortions for cbt, limiting beliefs for sales_coach); "cognitive_distortions" is read too
+    terms: list[str] = Field(default_factory=list, validation_alias=AliasChoices("terms", "cognitive_distortions"))
     scenario: str
     attitude: str = "neutral"
     techniques: list[str] = Field(default_factory=list)  # ground-truth or planned techniques
     meta: dict[str, Any] = Field(default_factory=dict)
     prompt_version: str = ""
+
+    @property
+    def cognitive_distortions(self) -> list[str]:
+        """The old name of `terms` (code and prompts written before domain packs named their terms)."""
+        return self.terms
 
 
 class Failure(Record):

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import AliasChoices, BaseModel, Field, ValidationError
 
 from ..contamination import scenario_hits, scenario_text, training_texts
 from ..context import Context
@@ -94,7 +94,7 @@ class PlainScenario(BaseModel):
     attitude: str = "neutral"
     theme: str = ""
     id: str | None = None
-    cognitive_distortions: list[str] = Field(default_factory=list)
+    terms: list[str] = Field(default_factory=list, validation_alias=AliasChoices("terms", "cognitive_distortions"))
     techniques: list[str] = Field(default_factory=list)
     persona: dict[str, Any] | None = None
     meta: dict[str, Any] = Field(default_factory=dict)
@@ -109,7 +109,7 @@ def from_plain(d: dict, where: str) -> Scenario:
     return Scenario(
         id=p.id or stable_id("plain", p.summary, p.scenario, p.attitude), persona=persona,
         persona_id=persona.id if persona else None, theme=p.theme, summary=p.summary, scenario=p.scenario,
-        attitude=p.attitude, cognitive_distortions=p.cognitive_distortions, techniques=p.techniques,
+        attitude=p.attitude, terms=p.terms, techniques=p.techniques,
         meta={"source": "file", "file": where, **p.meta},
     )
 

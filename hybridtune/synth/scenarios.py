@@ -1,7 +1,7 @@
 """Stage `scenarios`: concrete CBT situations for each persona, distortions checked, near-duplicates replaced.
 
 Input: runs/<name>/personas/personas.jsonl. Output: runs/<name>/scenarios/scenarios.jsonl
-(`Scenario` records: summary, cognitive_distortions, scenario, attitude, persona), scenario_drafts.jsonl
+(`Scenario` records: summary, terms (the pack's distortions), scenario, attitude, persona), scenario_drafts.jsonl
 (every generated candidate), scenarios_rejected.jsonl (near-duplicates), failures.jsonl, report.json.
 
     hybridtune scenarios -c configs/demo.yaml
@@ -76,7 +76,7 @@ async def write_scenario(ctx: Context, st: StageDir, key: str, persona: Persona,
     planned = [t.id for t in terms]
     return Scenario(
         id=key, persona_id=persona.id, persona=persona, theme=theme, summary=draft.summary,
-        cognitive_distortions=[d for d in planned if d in confirmed], scenario=draft.scenario, attitude=attitude,
+        terms=[d for d in planned if d in confirmed], scenario=draft.scenario, attitude=attitude,
         meta={"planned_distortions": planned, "unconfirmed": [d for d in planned if d not in confirmed],
               "checked": cfg.scenario_checks, "attempts": tries},
         prompt_version=tpl.tag,
@@ -146,9 +146,9 @@ async def make_scenarios(ctx: Context, st: StageDir, personas: list[Persona], pe
 def scenario_report(ctx: Context, scenarios: list[Scenario], st: StageDir, requested: int) -> dict[str, Any]:
     from collections import Counter
 
-    dist = Counter(d for s in scenarios for d in s.cognitive_distortions)
+    dist = Counter(d for s in scenarios for d in s.terms)
     planned = sum(len(s.meta.get("planned_distortions", [])) for s in scenarios)
-    confirmed = sum(len(s.cognitive_distortions) for s in scenarios)
+    confirmed = sum(len(s.terms) for s in scenarios)
     return {
         "requested": requested,
         "kept": len(scenarios),
