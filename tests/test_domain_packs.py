@@ -93,12 +93,12 @@ def test_sales_coach_runs_the_whole_pipeline(fake_ctx, tmp_path):
         "synth.max_exchanges=2", "synth.min_distortions=1", "synth.concurrency=1",
         f"evaluate.scenarios_file={scen}", "evaluate.scenarios=2", "evaluate.max_turns=2",
         "evaluate.bootstrap_resamples=100", "mix.size=4", "mix.allow_smaller=true", "mix.min_test=1",
-        "contamination.method=shingles", "curate.threshold=1", "train.variants=[base]", "llm.max_failure_rate=1.0",
+        "contamination.method=shingles", "curate.threshold=1", "llm.max_failure_rate=1.0",
         responder=responder)
     with ctx_cm as ctx:
         before = run_pipeline(ctx.cfg, ctx=ctx, only=names()[: names().index("mix") + 1])
-        for v in ("base", "hybrid"):  # the train stage's output, without training (a fake model per variant)
-            save_entry(ctx.store, ModelEntry(variant=v, backend="fake", model="fake"))
+        for v in ctx.cfg.variant_list():  # the train stage's output, without training (a fake model per variant)
+            save_entry(ctx.store, ModelEntry(variant=v.name, backend="fake", model="fake"))
         after = run_pipeline(ctx.cfg, ctx=ctx, only=names()[names().index("simulate"):])
         report = (ctx.store.path("report", "report.md")).read_text()
         synth = list(ctx.store.stage("synth").read("sessions.jsonl", Session))
