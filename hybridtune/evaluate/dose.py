@@ -26,6 +26,7 @@ import numpy as np
 
 from ..variants import Variant
 from . import stats as S
+from .render import figures, join, para, table
 
 
 def curve_points(variants: list[Variant], composition: dict[str, dict] | None = None) -> list[tuple[str, float]]:
@@ -145,8 +146,6 @@ def load_nll_rows(ctx) -> list[dict]:
 
 def report_section(ctx, res: dict, out_dir: Path, validated: bool) -> tuple[tuple[str, str], dict]:
     """(markdown, html) of the report's dose-response section, and its results for results.json."""
-    from .report import figures, join, para, table
-
     mix = ctx.store.stage("mix").read_json("report.json", {}) or {}
     curve = curve_points(ctx.cfg.variant_list(), mix.get("variants"))
     ev = ctx.cfg.evaluate

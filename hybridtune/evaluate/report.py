@@ -12,7 +12,6 @@ comparisons + dose-response, machine-readable).
 """
 from __future__ import annotations
 
-import base64
 import html
 import json
 import math
@@ -30,10 +29,10 @@ from ..errors import UserError
 from ..records import Session
 from ..registry import load_registry
 from ..store import StageDir, read_jsonl_dicts
-from ..tables import html_table, md_table
 from . import dose, plots
 from . import stats as S
 from .metrics import metric as get_metric
+from .render import figures, fmt, join, para, section, table
 
 # The reference paper's Table (50 conversations per model), shown for context only: other
 # models, other judge, other scenarios; never compared statistically with this run.
@@ -43,32 +42,6 @@ PAPER = [
     {"variant": "real-only (paper)", "empathy": 7.32, "relevance": 7.24},
 ]
 TEMPLATE = Path(__file__).parent / "templates" / "report.html.j2"
-
-
-def section(title: str, markdown: str, html_: str) -> dict:
-    return {"title": title, "markdown": markdown, "html": html_}
-
-
-def fmt(x: Any, nd: int = 2) -> str:
-    if x is None or (isinstance(x, float) and math.isnan(x)):
-        return "–"
-    if isinstance(x, float):
-        return f"{x:.{nd}f}" if abs(x) >= 10 ** -nd or x == 0 else f"{x:.1e}"
-    return str(x)
-
-
-def table(headers: list[str], rows: list[list[Any]]) -> tuple[str, str]:
-    """The same table as markdown and as (escaped) HTML."""
-    cells = [[fmt(c) for c in r] for r in rows]
-    return md_table(headers, cells) + "\n", html_table(headers, cells)
-
-
-def para(text: str) -> tuple[str, str]:
-    return text + "\n", f"<p>{html.escape(text)}</p>"
-
-
-def join(*parts: tuple[str, str]) -> tuple[str, str]:
-    return "\n".join(p[0] for p in parts), "\n".join(p[1] for p in parts)
 
 
 # -- data -------------------------------------------------------------------------
@@ -135,18 +108,6 @@ def comparisons_table(res: dict, validated: bool | None) -> tuple[str, str]:
         parts.append(para("The judge is not validated on this run, so no claim is made from these comparisons: "
                           "the numbers are shown, the 'significant' verdicts are withheld."))
     return join(*parts)
-
-
-def figures(paths: dict[str, Path], metrics: list[str]) -> tuple[str, str]:
-    captions = {**plots.captions(metrics),
-                "dose_response": "Each metric (95% CI) against the real share of the training set"}
-    md, h = [], []
-    for name, p in paths.items():
-        b64 = base64.b64encode(p.read_bytes()).decode("ascii")
-        md.append(f"![{captions[name]}]({p.name})\n")
-        h.append(f'<figure><img alt="{html.escape(captions[name])}" src="data:image/png;base64,{b64}">'
-                 f"<figcaption>{html.escape(captions[name])}</figcaption></figure>")
-    return "\n".join(md), '<div class="figs">' + "".join(h) + "</div>"
 
 
 def scoring_quality(res: dict) -> tuple[str, str]:
