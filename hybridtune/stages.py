@@ -123,7 +123,7 @@ STAGES: list[Stage] = [
     Stage("mix", "hybridtune.curate.mix:run", "mix",
           "Build each declared variant's training set, test splits and exports (stage `mix`; runs/<name>/mix/).",
           "curated sessions + review decisions, eval scenarios",
-          "`{real,hybrid}/{train,valid}.jsonl` (Session), held-out `test_real.jsonl`, `test_synthetic.jsonl`, "
+          "`<variant>/{train,valid}.jsonl` (Session, per declared variant), held-out `test_real.jsonl`, `test_synthetic.jsonl`, "
           "`contamination.jsonl`, `<variant>/openai_{train,valid}.jsonl`, `<variant>/parquet/`, "
           "`<variant>/README.md` (dataset card)"),
     Stage("train", "hybridtune.train.stage:run", "train",
