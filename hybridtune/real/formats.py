@@ -18,7 +18,7 @@ import csv
 import itertools
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -42,6 +42,7 @@ class Reader:
     pattern: ClassVar[re.Pattern | None] = None  # found in the file's first 2000 characters: this format...
     weight: ClassVar[int] = 1                    # ...this surely (3: whatever the suffix)
     fallback: ClassVar[bool] = False             # reads files no reader recognises
+    parse: ClassVar[Callable[[str, str], Iterator[RawSession]] | None] = None  # (text, file) -> sessions
 
     def __init_subclass__(cls, **kw: Any) -> None:
         super().__init_subclass__(**kw)
@@ -54,7 +55,9 @@ class Reader:
 
     @classmethod
     def read(cls, text: str, file: str, cfg: RealConfig) -> Iterator[RawSession]:
-        raise NotImplementedError
+        """The sessions of one file (override when the reader needs the config; else set `parse`)."""
+        assert cls.parse is not None, f"reader {cls.name}: set parse = staticmethod(fn) or override read()"
+        return cls.parse(text, file)
 
 
 def formats() -> list[str]:
@@ -293,10 +296,7 @@ class CounselChatReader(CSVReader):
 
 class TextReader(Reader):
     name, suffixes, fallback = "text", (".txt", ".md"), True
-
-    @classmethod
-    def read(cls, text: str, file: str, cfg: RealConfig) -> Iterator[RawSession]:
-        return read_text(text, file)
+    parse = staticmethod(read_text)
 
 
 class VTTReader(Reader):
@@ -317,27 +317,18 @@ class SRTReader(Reader):
 
 class JSONLReader(Reader):
     name, suffixes, pattern = "jsonl", (".jsonl",), re.compile(r"\A[{\[].*\n\{", re.S)  # several lines of {...}
-
-    @classmethod
-    def read(cls, text: str, file: str, cfg: RealConfig) -> Iterator[RawSession]:
-        return read_jsonl(text, file)
+    parse = staticmethod(read_jsonl)
 
 
 class JSONReader(Reader):
     name, suffixes, pattern = "json", (".json",), re.compile(r"\A[{\[](?!.*\n\{)", re.S)  # one document
-
-    @classmethod
-    def read(cls, text: str, file: str, cfg: RealConfig) -> Iterator[RawSession]:
-        return read_json(text, file)
+    parse = staticmethod(read_json)
 
 
 class ESConvReader(Reader):
     # weight 2: beats plain JSON (.json suffix + JSON start), loses the tie without "dialog"
     name, suffixes, pattern, weight = "esconv", (".json",), re.compile(r'"dialog"\s*:'), 2
-
-    @classmethod
-    def read(cls, text: str, file: str, cfg: RealConfig) -> Iterator[RawSession]:
-        return read_esconv(text, file)
+    parse = staticmethod(read_esconv)
 
 
 def read_file(path: Path, cfg: RealConfig, forced: str | None = None) -> Iterator[RawSession]:
