@@ -47,21 +47,19 @@ def child(csv_path: str, out: str) -> None:
     """One size in this process: time the ingest (model load excluded) and report peak memory."""
     sys.argv = ["x"]
     from hybridtune.config import load_config
-    from hybridtune.context import Context
-    from hybridtune.domain import load_domain
-    from hybridtune.llm import LLMPool
+    from hybridtune.context import open_run
     from hybridtune.real.pii import Scrubber
     from hybridtune.real.stage import ingest
-    from hybridtune.store import RunStore, StageDir
+    from hybridtune.store import StageDir
     import asyncio
 
     cfg = load_config(None, ["real.llm=false", "quiet=true"])
     Scrubber(cfg.real.pii).scrub_text("warm up Sarah")  # load Presidio + spaCy outside the timing
-    ctx = Context(cfg=cfg, store=RunStore(Path(out)), llms=LLMPool(cfg), domain=load_domain("cbt"))
-    rss0 = peak_rss_mb()
-    t0, c0 = time.perf_counter(), time.process_time()
-    s = asyncio.run(ingest(ctx, StageDir(Path(out), "real"), [Path(csv_path)]))
-    dt, cpu = time.perf_counter() - t0, time.process_time() - c0
+    with open_run(cfg, root=Path(out), lock=False) as ctx:  # a bare context: no lock, nothing written
+        rss0 = peak_rss_mb()
+        t0, c0 = time.perf_counter(), time.process_time()
+        s = asyncio.run(ingest(ctx, StageDir(Path(out), "real"), [Path(csv_path)]))
+        dt, cpu = time.perf_counter() - t0, time.process_time() - c0
     print(json.dumps({"seconds": dt, "cpu_seconds": cpu, "sessions_in": s["sessions_in"], "sessions_out": s["sessions_out"],
                       "samples_out": s["samples_out"], "peak_rss_mb": peak_rss_mb(), "rss_after_load_mb": rss0}))
 
