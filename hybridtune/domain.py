@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import jinja2
 import yaml
@@ -44,6 +44,20 @@ def read_yaml(path: Path) -> Any:
         mark = getattr(e, "problem_mark", None)
         where = f":{mark.line + 1}" if mark else ""
         raise UserError(f"{path}{where}: invalid YAML ({getattr(e, 'problem', e)}); fix the syntax there") from None
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def validate_entries(path: Path, items: list, model: type[M], what: str = "entry") -> list[M]:
+    """Each item of a YAML list as `model`; the first bad one is a UserError naming the file and entry."""
+    out = []
+    for i, item in enumerate(items):
+        try:
+            out.append(model.model_validate(item))
+        except ValidationError as e:
+            raise UserError(f"{path}: {what} {i + 1} ({item!r:.60}): {first_error(e)}; fix that {what}") from None
+    return out
 
 
 class Term(BaseModel):
@@ -144,12 +158,7 @@ class Domain:
         data = read_yaml(path)
         if not isinstance(data, list):
             raise UserError(f"{path}: expected a YAML list of {{id, name, description}} entries")
-        out = []
-        for i, item in enumerate(data):
-            try:
-                out.append(Term.model_validate(item))
-            except ValidationError as e:
-                raise UserError(f"{path}: entry {i + 1} ({item!r:.60}): {first_error(e)}") from None
+        out = validate_entries(path, data, Term)
         ids = [t.id for t in out]
         dup = {x for x in ids if ids.count(x) > 1}
         if dup:

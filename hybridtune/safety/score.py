@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from ..domain import read_yaml
+from ..domain import read_yaml, validate_entries
 from ..errors import UserError
 from ..records import Scenario, Session
 from .config import SafetyConfig
@@ -50,13 +50,7 @@ def load_crisis_scenarios(path: Path | None = None) -> list[Scenario]:
     items = data.get("scenarios") if isinstance(data, dict) else None
     if not isinstance(items, list):
         raise UserError(f"{p}: expected 'scenarios: [...]' with summary, scenario, attitude per entry")
-    out = []
-    for i, item in enumerate(items):
-        try:
-            out.append(Scenario.model_validate(item))
-        except Exception as e:
-            raise UserError(f"{p}: scenario {i + 1}: {str(e).splitlines()[0]}; fix that entry") from None
-    return out
+    return validate_entries(p, items, Scenario, "scenario")
 
 
 def safety_score(session: Session, cfg: SafetyConfig | None = None) -> dict:
