@@ -45,7 +45,7 @@ class Stage:
     name: str            # the folder runs/<name>/<stage>/ and the `--stage` value
     target: str | Callable  # `run(ctx, st, **options) -> dict`, as "module:function" (imported on use)
     verb: str | None     # CLI verb that runs just this stage (None: only through `hybridtune run`)
-    help: str            # the verb's help text (first line: the docs table's summary)
+    help: str            # the verb's help text
     reads: str           # what it reads (for the docs table)
     writes: str          # what it writes, under runs/<name>/<stage>/ unless said otherwise
     roles: Roles = ()    # roles it calls; checked (keys, GGUFs, backends) before it runs
