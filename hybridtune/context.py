@@ -216,7 +216,7 @@ async def map_items(
 
 async def regenerate(
     ctx: Context,
-    st: StageDir,
+    st: StageDir | None,
     key: str,
     attempt_fn: Callable[[int], Awaitable[T]],
     tries: int,
@@ -240,7 +240,8 @@ async def regenerate(
         try:
             result = await attempt_fn(n)
         except StructuredOutputError as e:
-            ctx.record_failure(st, key, e, attempt=n)
+            if st is not None:
+                ctx.record_failure(st, key, e, attempt=n)
             last_err = e
             continue
         if not have or rank is None or rank(result) > rank(best):  # type: ignore[arg-type]

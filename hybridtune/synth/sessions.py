@@ -156,8 +156,9 @@ def clean_turn(text: str) -> str:
 class RolePlay:
     """One session between the patient and counselor roles (state of a single dialogue)."""
 
-    def __init__(self, ctx: Context, st: StageDir, key: str, plan: SessionPlan, scenario: Scenario, exemplar: str,
-                 phases: list[PlanPhase]):
+    def __init__(self, ctx: Context, plan: SessionPlan, scenario: Scenario, exemplar: str, phases: list[PlanPhase],
+                 *, st: StageDir | None = None, key: str = ""):
+        # st, key: where a replaced attempt is recorded (plain chat replies never raise StructuredOutputError)
         self.ctx, self.st, self.key, self.plan, self.scenario, self.exemplar = ctx, st, key, plan, scenario, exemplar
         self.schedule = turn_schedule(plan, phases)
         self.terms = {t.id: t for t in ctx.domain.techniques}
@@ -276,7 +277,7 @@ async def write_session(ctx: Context, st: StageDir, key: str, plan: SessionPlan,
             ctx, st, key, lambda n: single_pass(ctx, plan, scenario, exemplar, phases, plan.index * 10 + n),
             cfg.max_regenerations + 1)
     else:
-        dialogue, ended_by = await RolePlay(ctx, st, key, plan, scenario, exemplar, phases).run()
+        dialogue, ended_by = await RolePlay(ctx, plan, scenario, exemplar, phases, st=st, key=key).run()
     messages = [Message(role="system", content=ctx.system_prompt), *dialogue] if ctx.system_prompt else dialogue
     annotations: list[TurnAnnotation] = []
     realised: list[str] | None = None
