@@ -223,7 +223,7 @@ def summarize(folder: Path, safety: SafetyConfig) -> dict:
 def report_section(ctx) -> tuple[str, str] | None:
     """The report's 'Real users' section: every kept-conversations folder this run reads
     (real.inputs) or wrote (serve/chat of this run); None when there is none."""
-    from ..evaluate.report import join, para, table
+    from ..evaluate.render import join, para, table
 
     folders = [Path(x).expanduser() for x in ctx.cfg.real.inputs if is_folder(Path(x).expanduser())]
     if is_folder(folder_of(ctx.cfg)) and folder_of(ctx.cfg).resolve() not in {f.resolve() for f in folders}:
