@@ -122,8 +122,8 @@ STAGES: list[Stage] = [
           roles=_eval_scenario_roles, needs=(*_PERSONA_FILES, *_SCENARIO_FILES, "prompts/eval_crisis_scenario.yaml")),
     Stage("mix", "hybridtune.curate.mix:run", "mix",
           "Build each declared variant's training set, test splits and exports (stage `mix`; runs/<name>/mix/).",
-          "curated sessions + review decisions, eval scenarios",
-          "`<variant>/{train,valid}.jsonl` (Session, per declared variant), held-out `test_real.jsonl`, `test_synthetic.jsonl`, "
+          "curated sessions + review decisions, `real/samples.jsonl` (QA units), eval scenarios",
+          "`<variant>/{train,valid}.jsonl` (Session; one per trained declared variant), held-out `test_real.jsonl`, `test_synthetic.jsonl`, "
           "`contamination.jsonl`, `<variant>/openai_{train,valid}.jsonl`, `<variant>/parquet/`, "
           "`<variant>/README.md` (dataset card)"),
     Stage("train", "hybridtune.train.stage:run", "train",
