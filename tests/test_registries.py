@@ -89,8 +89,8 @@ def test_new_judge_metric_reaches_scores_table_and_figures(fake_ctx, tmp_path):
     try:
         ctx_cm, fake = fake_ctx(f"domain={pack}", "evaluate.max_turns=1", "evaluate.metrics=[empathy, warmth]")
         with ctx_cm as ctx:
-            for v in ("base", "hybrid"):
-                save_entry(ctx.store, ModelEntry(variant=v, backend="fake", model="fake"))
+            for v in ctx.cfg.variant_list():
+                save_entry(ctx.store, ModelEntry(variant=v.name, backend="fake", model="fake"))
             ctx.store.stage("eval_scenarios").write_records("scenarios.jsonl", [
                 Scenario(id=f"s{i}", summary=f"case {i}", scenario=f"I worry about exam number {i} every night.")
                 for i in range(3)])
@@ -100,7 +100,7 @@ def test_new_judge_metric_reaches_scores_table_and_figures(fake_ctx, tmp_path):
             ctx.run_stage("report", report.run)
             out = ctx.store.stage("report").path
         warm = [s for s in scores if s.metric == "warmth"]
-        assert len(warm) == 6 and all(1 <= s.score <= 5 for s in warm)
+        assert len(warm) == 3 * len(ctx.cfg.variant_list()) and all(1 <= s.score <= 5 for s in warm)
         schemas = {r.schema_name: r.json_schema for r in fake.requests if r.json_schema}
         assert schemas["Rating"]  # the 1-10 metric keeps its schema name
         assert any(r.json_schema and r.json_schema["properties"]["score"].get("maximum") == 5 for r in fake.requests)

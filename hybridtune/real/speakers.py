@@ -38,6 +38,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .cues import caption_pieces, parse_cues
+
 HEAD_PATH = Path(__file__).with_name("speaker_head.json")
 MARK = ">>"
 SENT_END = re.compile(r"(?<=[.?!])\s+(?=\S)")
@@ -236,8 +238,6 @@ def annomi_transcripts(path: Path) -> dict[str, list[tuple[str, str]]]:
 def labelled_units(utts: list[tuple[str, str]], rng: random.Random, mark_p: float, pause_s: float = 1.5
                    ) -> tuple[list[Unit], np.ndarray]:
     """Units of one simulated caption file and their true role (1 = counselor, by word majority)."""
-    from .captions import caption_pieces, parse_cues
-
     vtt, truth = simulate_captions(utts, rng, mark_p=mark_p)
     units = split_units(caption_pieces(parse_cues(vtt)))
     word_unit = [(w, k) for k, u in enumerate(units) for w in u.text.split()]
