@@ -34,6 +34,7 @@ import jinja2
 
 from .config import ExperimentConfig
 from .domain import Domain, PromptTemplate, load_domain
+from .llm.usage import price_of
 
 CHARS_PER_TOKEN = 4
 # stages whose calls go through the provider's batch API when `llm.batch` is on (llm/batch.py)
@@ -148,7 +149,7 @@ class Estimator:
     def price(self) -> None:
         llm = self.cfg.llm
         for r in self.rows.values():
-            p = llm.prices.get(r.model)
+            p = price_of(llm.prices, r.model)
             r.batch = llm.batch and r.stage in BATCH_STAGES
             if p is not None:
                 r.usd = (r.input_tokens * p.input + r.output_tokens * p.output) / 1e6
@@ -448,7 +449,7 @@ def estimate(cfg: ExperimentConfig, data: RealData | None = None) -> Estimate:
     e.price()
     e.est.notes.append(f"output tokens assume replies use {cfg.llm.output_fill:.0%} of max_tokens (llm.output_fill); "
                        "conversations are counted to their caps; re-asks of invalid replies are not counted")
-    unpriced = sorted({r.model for r in e.est.rows if r.model not in cfg.llm.prices})
+    unpriced = sorted({r.model for r in e.est.rows if price_of(cfg.llm.prices, r.model) is None})
     if unpriced:
         e.est.notes.append(f"no price in llm.prices for {', '.join(unpriced)}: counted as $0 (self-hosted?)")
     return e.est

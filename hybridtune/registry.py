@@ -2,7 +2,8 @@
 
 Written by the train stage (the `base` variant is registered too), read by evaluation,
 chat and serve. `counselor_llm` turns an entry into an `LLM` through the same layer every
-stage uses, so a fine-tuned local model runs in llama.cpp at embedded speed.
+stage uses, so a fine-tuned local model runs in llama.cpp at embedded speed, and a LoRA
+adapter served by vLLM is called by its name there (loaded again if the server restarted).
 
     reg = load_registry(store)              # {"base": ModelEntry, "real": ..., "hybrid": ...}
     llm = counselor_llm(ctx, reg["hybrid"])
@@ -64,6 +65,10 @@ def counselor_llm(ctx: Context, entry: ModelEntry) -> LLM:
         name = entry.endpoint or rc.endpoint
         if name not in ctx.cfg.endpoints:
             raise UserError(f"models.json: variant {entry.variant} names endpoint '{name}', which the config lacks")
+        if entry.adapter:  # a LoRA on a vLLM server: load it again if the server was restarted since training
+            from .train.vllm_lora import ensure_adapter
+
+            ensure_adapter(ctx.cfg.endpoints[name], name, entry.model, entry.adapter)
         return ctx.llms.bind("counselor", rc.model_copy(update={"model": entry.model}), name)
     if entry.backend == "fake":  # tests
         return ctx.llms.bind("counselor", rc, rc.endpoint)

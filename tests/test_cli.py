@@ -42,7 +42,14 @@ def test_missing_key_env_named(tmp_path):
 
 
 def test_dry_run_spends_nothing(tmp_path):
-    out = ht("run", "configs/openai.yaml", "--dry-run", "--set", f"runs_dir={tmp_path}",
-             "--set", "real.inputs=[data/demo]", "--set", "train.backend=openai", env={"OPENAI_API_KEY": "sk-test-xyz"})
+    from hybridtune.devtools.mock_openai import MockServer
+
+    with (srv := MockServer(openai=True)) as url:  # the provider: the dry run reads its model list, nothing else
+        out = ht("run", "configs/openai.yaml", "--dry-run", "--set", f"runs_dir={tmp_path}",
+                 "--set", f"endpoints.openai.base_url={url}", "--set", "real.inputs=[data/demo]",
+                 "--set", "train.backend=openai", env={"OPENAI_API_KEY": "sk-test-xyz"})
+        stats = srv.stats()
     assert out.returncode == 0, out.stderr
     assert "no model was called" in out.stdout and "sk-test-xyz" not in out.stdout + out.stderr
+    assert stats["requests"] == 0 and stats["files"] == 0 and stats["jobs_created"] == 0
+    assert "provider: WARNING" in out.stdout or "provider: gpt-4o" in out.stdout

@@ -142,3 +142,13 @@ def test_map_items_resumes_records_failures_and_fails_loudly(fake_ctx):
 
         with pytest.raises(TooManyFailures, match="max_failure_rate"):
             asyncio.run(map_items(ctx, ctx.store.stage("u"), items, always_bad, "out.jsonl"))
+
+
+def test_fine_tunes_are_priced_by_their_base_entry():
+    from hybridtune.config import Price
+    from hybridtune.llm.usage import Usage
+
+    u = Usage(prices={"gpt-4o-mini": Price(input=0.15, output=0.6), "ft:gpt-4o-mini-2024-07-18": Price(input=0.3, output=1.2)})
+    assert u.price("ft:gpt-4o-mini-2024-07-18:org:hybridtune:AbC123", 1_000_000, 1_000_000) == 1.5
+    assert u.price("gpt-4o-mini", 1_000_000, 0) == 0.15
+    assert u.price("ft:gpt-4.1-mini:org:x:y", 1_000_000, 0) == 0.0  # no entry for that base: unpriced

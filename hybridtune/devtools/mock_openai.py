@@ -1,12 +1,26 @@
-"""A local OpenAI-compatible `/v1/chat/completions` server for benchmarks and fault injection.
+"""A local OpenAI-compatible server for tests, benchmarks and fault injection.
 
-It answers after a fixed delay and, at a configured rate, misbehaves the ways real
-endpoints do: 429 with Retry-After, 500, a hang past the client's timeout, a truncated
-body, a non-JSON body, or valid JSON whose content does not match the requested schema.
+Chat: `/v1/chat/completions` answers after a fixed delay and, at a configured rate,
+misbehaves the ways real endpoints do: 429 with Retry-After, 500, a hang past the client's
+timeout, a truncated body, a non-JSON body, or valid JSON whose content does not match the
+requested schema. Faults are drawn from a seeded RNG per request (reproducible in aggregate).
+
+Modes (what `/v1/models` lists and which model names chat accepts):
+- default: any model name is answered; `/v1/models` lists `mock`.
+- `--openai`: the provider. `/v1/models` lists `--models` (`name=shutdown_date` items; a
+  date shows as the card's `shutdown_date`), unknown names are a 404 `model_not_found`;
+  `/v1/files` and `/v1/fine_tuning/jobs` behave like OpenAI's (mock_finetune.py) and a
+  succeeded job's `ft:` model is then listed and answered.
+- `--vllm`: `vllm serve --served-model NAME --enable-lora`: the base plus LoRA adapters from
+  `--lora-modules name=path,...` or loaded at runtime (`--runtime-lora`), unknown names 404
+  (mock_vllm.py).
+
+`/stats` counts requests, faults, chat requests per model name, uploaded files, created
+fine-tuning jobs and LoRA loads (kept in the server process across client restarts).
 
     python -m hybridtune.devtools.mock_openai --port 8999 --delay 0.5 --fault-rate 0.2
-
-Faults are drawn from a seeded RNG per request, so a run is reproducible in aggregate.
+    python -m hybridtune.devtools.mock_openai --port 8999 --openai --ft-seconds 5
+    python -m hybridtune.devtools.mock_openai --port 8000 --vllm --served-model Qwen/Qwen2.5-7B-Instruct --runtime-lora
 """
 from __future__ import annotations
 
@@ -15,6 +29,8 @@ import asyncio
 import json
 import random
 import time
+from collections import Counter
+from dataclasses import dataclass, field
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -22,18 +38,71 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ..llm.fake import schema_example
+from .mock_finetune import error, file_routes, finetune_routes
+from .mock_vllm import model_cards, vllm_error, vllm_routes
 
 FAULTS = ("429", "500", "timeout", "truncated", "not_json", "wrong_schema")
+# the provider's model list by default: OpenAI's deprecations page announces the shutdown of
+# gpt-4o, gpt-4o-mini (and fine-tunes built on them) on 2027-01-14
+OPENAI_MODELS = ("gpt-4o=2027-01-14,gpt-4o-2024-08-06=2027-01-14,gpt-4o-mini=2027-01-14,"
+                 "gpt-4o-mini-2024-07-18=2027-01-14,gpt-4.1-mini,omni-moderation-latest")
+
+
+@dataclass
+class MockState:
+    """Everything the server remembers between requests (one process, many clients)."""
+
+    mode: str = "any"  # any | openai | vllm
+    models: dict[str, dict] = field(default_factory=dict)  # openai: id -> model card
+    served_model: str = "mock"  # vllm: the base model's name
+    adapters: dict[str, str] = field(default_factory=dict)  # vllm: LoRA name -> path
+    runtime_lora: bool = False
+    max_lora_rank: int = 16
+    ft_seconds: float = 3.0
+    files: dict[str, dict] = field(default_factory=dict)
+    file_bytes: dict[str, bytes] = field(default_factory=dict)
+    jobs: dict[str, dict] = field(default_factory=dict)
+    stats: dict = field(default_factory=dict)
+    by_model: Counter = field(default_factory=Counter)
+
+
+def parse_models(spec: str) -> dict[str, dict]:
+    """'a=2027-01-14,b' -> model cards; a date becomes the card's `shutdown_date`."""
+    out = {}
+    for item in filter(None, (x.strip() for x in spec.split(","))):
+        name, _, date = item.partition("=")
+        out[name] = {"id": name, "object": "model", "created": 1700000000, "owned_by": "system",
+                     **({"shutdown_date": date} if date else {})}
+    return out
 
 
 def make_app(delay: float = 0.0, fault_rate: float = 0.0, faults: tuple[str, ...] = FAULTS, seed: int = 0,
-             hang_s: float = 30.0) -> Starlette:
+             hang_s: float = 30.0, *, mode: str = "any", models: str = OPENAI_MODELS, served_model: str = "mock",
+             lora_modules: str = "", runtime_lora: bool = False, max_lora_rank: int = 16,
+             ft_seconds: float = 3.0) -> Starlette:
     rng = random.Random(seed)
-    stats = {"requests": 0, **{f: 0 for f in FAULTS}}
+    state = MockState(mode=mode, models=parse_models(models) if mode == "openai" else {}, served_model=served_model,
+                      adapters=dict(x.split("=", 1) for x in lora_modules.split(",") if x.strip()),
+                      runtime_lora=runtime_lora, max_lora_rank=max_lora_rank, ft_seconds=ft_seconds)
+    stats = state.stats
+    stats.update({"requests": 0, **{f: 0 for f in FAULTS}, "jobs_created": 0, "lora_loads": 0})
+
+    def unknown_model(name) -> Response | None:
+        """The 404 a real server sends for a model it does not serve (None: served)."""
+        if mode == "openai" and name not in state.models:
+            return error(404, f"The model `{name}` does not exist or you do not have access to it.",
+                         "model_not_found", "model")
+        if mode == "vllm" and name != state.served_model and name not in state.adapters:
+            return vllm_error(404, f"The model `{name}` does not exist.", "NotFoundError")
+        return None
 
     async def chat(request: Request) -> Response:
         body = await request.json()
         stats["requests"] += 1
+        refused = unknown_model(body.get("model"))
+        if refused is not None:
+            return refused
+        state.by_model[body.get("model")] += 1
         fault = rng.choice(faults) if faults and rng.random() < fault_rate else None
         if fault:
             stats[fault] += 1
@@ -65,15 +134,32 @@ def make_app(delay: float = 0.0, fault_rate: float = 0.0, faults: tuple[str, ...
         return Response(text, media_type="application/json")
 
     async def stats_route(request: Request) -> Response:
-        return JSONResponse(stats)
+        return JSONResponse({**stats, "models": dict(state.by_model), "files": len(state.files)})
 
     async def models(request: Request) -> Response:
-        return JSONResponse({"object": "list", "data": [{"id": "mock", "object": "model"}]})
+        if mode == "vllm":
+            data = model_cards(state)
+        elif mode == "openai":
+            data = list(state.models.values())
+        else:
+            data = [{"id": "mock", "object": "model"}]
+        return JSONResponse({"object": "list", "data": data})
 
-    return Starlette(routes=[
-        Route("/v1/chat/completions", chat, methods=["POST"]),
-        Route("/v1/models", models), Route("/stats", stats_route),
-    ])
+    async def model(request: Request) -> Response:
+        name = request.path_params["name"]
+        refused = unknown_model(name) if mode != "any" else None
+        if refused is not None:
+            return refused
+        cards = {c["id"]: c for c in (model_cards(state) if mode == "vllm" else state.models.values())}
+        return JSONResponse(cards.get(name, {"id": name, "object": "model"}))
+
+    routes = [Route("/v1/chat/completions", chat, methods=["POST"]), Route("/v1/models", models),
+              Route("/v1/models/{name:path}", model), Route("/stats", stats_route)]
+    if mode == "openai":
+        routes += file_routes(state) + finetune_routes(state)
+    if mode == "vllm":
+        routes += vllm_routes(state)
+    return Starlette(routes=routes)
 
 
 def main() -> None:
@@ -84,10 +170,23 @@ def main() -> None:
     ap.add_argument("--faults", default=",".join(FAULTS))
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--hang", type=float, default=30.0, help="seconds a 'timeout' fault hangs")
+    mode = ap.add_mutually_exclusive_group()
+    mode.add_argument("--openai", action="store_true", help="the provider: model list, files, fine-tuning jobs")
+    mode.add_argument("--vllm", action="store_true", help="vLLM with --enable-lora: base + LoRA adapters")
+    ap.add_argument("--models", default=OPENAI_MODELS, help="--openai: name[=shutdown_date],... listed by /v1/models")
+    ap.add_argument("--ft-seconds", type=float, default=3.0, help="--openai: a fine-tuning job's duration")
+    ap.add_argument("--served-model", default="mock", help="--vllm: the base model's name")
+    ap.add_argument("--lora-modules", default="", help="--vllm: name=path,... loaded at start")
+    ap.add_argument("--runtime-lora", action="store_true",
+                    help="--vllm: allow /v1/load_lora_adapter (VLLM_ALLOW_RUNTIME_LORA_UPDATING=True)")
+    ap.add_argument("--max-lora-rank", type=int, default=16)
     a = ap.parse_args()
     import uvicorn
 
-    app = make_app(a.delay, a.fault_rate, tuple(f for f in a.faults.split(",") if f), a.seed, a.hang)
+    app = make_app(a.delay, a.fault_rate, tuple(f for f in a.faults.split(",") if f), a.seed, a.hang,
+                   mode="openai" if a.openai else "vllm" if a.vllm else "any", models=a.models,
+                   served_model=a.served_model, lora_modules=a.lora_modules, runtime_lora=a.runtime_lora,
+                   max_lora_rank=a.max_lora_rank, ft_seconds=a.ft_seconds)
     uvicorn.run(app, host="127.0.0.1", port=a.port, log_level="warning", backlog=4096)
 
 
@@ -115,7 +214,11 @@ class MockServer:
             port = s.getsockname()[1]
         args = [sys.executable, "-m", "hybridtune.devtools.mock_openai", "--port", str(port)]
         for k, v in self.opts.items():
-            args += [f"--{k.replace('_', '-')}", ",".join(v) if isinstance(v, tuple | list) else str(v)]
+            flag = f"--{k.replace('_', '-')}"
+            if isinstance(v, bool):  # switches: --openai, --vllm, --runtime-lora
+                args += [flag] if v else []
+            else:
+                args += [flag, ",".join(v) if isinstance(v, tuple | list) else str(v)]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.url = f"http://127.0.0.1:{port}/v1"
         deadline = time.time() + 30

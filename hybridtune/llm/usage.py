@@ -18,6 +18,14 @@ from ..errors import BudgetExceeded
 from ..store import atomic_write
 
 
+def price_of(prices: dict, model: str):
+    """The price entry of a model: its own, else for a fine-tune `ft:BASE:org:suffix:id` the
+    entry `ft:BASE` (one line prices every fine-tune of a base, whose names come from the API)."""
+    if model in prices:
+        return prices[model]
+    return prices.get(":".join(model.split(":")[:2])) if model.startswith("ft:") else None
+
+
 class Usage:
     def __init__(self, prices: dict | None = None, budget_usd: float | None = None, path: Path | None = None):
         self.prices = prices or {}
@@ -34,7 +42,7 @@ class Usage:
                 self.rows[(r["stage"], r["role"])].update({k: v for k, v in r.items() if k not in ("stage", "role")})
 
     def price(self, model: str, prompt_tokens: int, completion_tokens: int) -> float:
-        p = self.prices.get(model)
+        p = price_of(self.prices, model)
         if p is None:
             return 0.0
         return (prompt_tokens * p.input + completion_tokens * p.output) / 1e6

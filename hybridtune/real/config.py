@@ -108,6 +108,8 @@ class AttributionConfig(_Section):
 
 class RealConfig(_Section):
     inputs: list[str] = Field(default_factory=list, description="files or folders of real transcripts")
+    max_sessions: int | None = Field(
+        None, ge=1, description="read at most this many sessions, in input order (a small trial run; None: all)")
     format: str = Field("auto", description="auto (detected per file) or a registered format name "
                         "(`hybridtune ingest --help` lists them; readers in hybridtune/real/formats.py)")
     llm: bool = Field(True, description="LLM steps (annotation, unsure speaker attribution, quality score); --no-llm turns off")

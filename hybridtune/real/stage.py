@@ -144,9 +144,11 @@ async def ingest(ctx: Context, st: StageDir, files: list[Path], fmt: str | None 
     clean = StreamWriter(st, "_clean.jsonl")
     q = StreamWriter(st, "quarantine.jsonl")
     for path in files:
+        if cfg.max_sessions and stats.steps["sessions_in"] >= cfg.max_sessions:
+            break
         stats.steps["files_in"] += 1
         sessions = read_file(path, cfg, fmt)
-        while True:
+        while not (cfg.max_sessions and stats.steps["sessions_in"] >= cfg.max_sessions):
             try:
                 raw = next(sessions)
             except StopIteration:

@@ -1,16 +1,21 @@
 """Base model for local fine-tuning: resolve, cache as safetensors, check it fits in memory.
 
-Input: `train.base_model` ('smollm2', a .gguf path, or a transformers folder).
-Output: a transformers folder (config + safetensors + tokenizer). A GGUF is dequantized by
-transformers once (`from_pretrained(dir, gguf_file=...)`, ~25 s) and saved under
-`train.cache_dir/<name>-<hash>/`, so later loads take seconds. No network: HF_HUB_OFFLINE.
+Input: `train.base_model` ('smollm2', a .gguf path, a transformers folder, or a Hugging
+Face model id such as Qwen/Qwen2.5-7B-Instruct). Output: a transformers folder (config +
+safetensors + tokenizer). A GGUF is dequantized by transformers once
+(`from_pretrained(dir, gguf_file=...)`, ~25 s) and saved under `train.cache_dir/<name>-<hash>/`,
+so later loads take seconds. A model id is fetched once into the Hugging Face cache
+(`huggingface_hub.snapshot_download`; with HF_HUB_OFFLINE=1 only the cache is used).
+Memory check: free RAM on the CPU, the smallest GPU's memory on CUDA (bf16 weights).
 
     folder, gguf = prepare_base(cfg.train)     # gguf is the file llama.cpp serves (None for a folder)
 """
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import re
 from pathlib import Path
 
 from ..errors import UserError
@@ -25,10 +30,26 @@ def resolve_base(name: str) -> tuple[Path | None, Path | None]:
         return find_gguf(name), None
     if p.is_dir() and (p / "config.json").is_file():
         return None, p
+    if not p.exists() and re.fullmatch(r"[\w.-]+/[\w.-]+", name):
+        return None, hub_folder(name)
     raise UserError(
         f"train.base_model: '{name}' is not a known model; use 'smollm2' (packaged), a .gguf file, "
-        "or a local transformers folder with config.json (no downloads at run time)"
+        "a local transformers folder with config.json, or a Hugging Face model id (org/name)"
     )
+
+
+def hub_folder(repo_id: str) -> Path:
+    """The local snapshot of a Hugging Face model (downloaded once; the cache only when offline)."""
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(repo_id, allow_patterns=["*.json", "*.safetensors", "*.model", "*.txt",
+                                                               "*.jinja", "*.tiktoken"]))
+    except Exception as e:
+        raise UserError(
+            f"train.base_model: '{repo_id}' is not in the local Hugging Face cache and could not be downloaded "
+            f"({type(e).__name__}); run `huggingface-cli download {repo_id}` where there is network "
+            "(HF_HUB_OFFLINE=1 forbids downloads), or point train.base_model at a local folder") from None
 
 
 def _cache_folder(cache_dir: str, gguf: Path) -> Path:
@@ -103,10 +124,55 @@ def estimate_memory_bytes(n_params: int, tc: TrainConfig, hidden: int = 576, lay
     return int(weights + activations)
 
 
-def check_fits(n_params: int, tc: TrainConfig, **dims) -> None:
+def model_dims(folder: Path | None) -> dict:
+    """hidden size, layers and vocabulary from a transformers config.json (defaults: SmolLM2-135M)."""
+    try:
+        c = json.loads((Path(folder) / "config.json").read_text())
+        return {"hidden": int(c["hidden_size"]), "layers": int(c["num_hidden_layers"]), "vocab": int(c["vocab_size"])}
+    except (OSError, TypeError, KeyError, ValueError):
+        return {}
+
+
+def estimate_gpu_bytes(n_params: int, tc: TrainConfig, shards: int = 1, hidden: int = 576, layers: int = 30,
+                       vocab: int = 49152) -> int:
+    """Rough peak per GPU of a LoRA run: bf16 weights (4-bit with QLoRA; divided across
+    processes under ZeRO-3/FSDP), bf16 activations (~34 x hidden per token and layer, ~2 x
+    hidden with gradient checkpointing) and fp32 logits; +10% allocator slack. An estimate
+    from the model's shape, not a measurement (docs/training.md)."""
+    tokens = tc.batch_size * tc.max_seq_len
+    weights = n_params * (0.55 if tc.qlora else 2.0) / shards
+    per_layer = hidden * (2 if tc.gradient_checkpointing else 34) * 2
+    activations = tokens * (layers * per_layer + vocab * 4 * 2)
+    return int((weights + activations) * 1.1)
+
+
+def gpu_memory_bytes() -> int:
+    import torch
+
+    return min(torch.cuda.get_device_properties(i).total_memory for i in range(torch.cuda.device_count()))
+
+
+def check_fits(n_params: int, tc: TrainConfig, folder: Path | None = None, **dims) -> None:
     """Refuse a run that cannot fit before spending time on it."""
+    import torch
+
+    dims = {**model_dims(folder), **dims}
+    if torch.cuda.is_available():
+        shards = 1
+        if tc.accelerate_config in ("deepspeed_zero3", "fsdp") and tc.num_processes != "auto":
+            shards = tc.num_processes
+        elif tc.accelerate_config in ("deepspeed_zero3", "fsdp"):
+            shards = torch.cuda.device_count()
+        need, have = estimate_gpu_bytes(n_params, tc, shards, **dims), gpu_memory_bytes()
+        if need > have:
+            raise UserError(
+                f"train.base_model: {tc.base_model} ({n_params / 1e9:.1f}B params) needs about {need / 2**30:.0f} GiB "
+                f"per GPU at batch_size={tc.batch_size} x max_seq_len={tc.max_seq_len}, the smallest GPU has "
+                f"{have / 2**30:.0f} GiB; set train.gradient_checkpointing=true, lower train.batch_size, use "
+                "train.accelerate_config=deepspeed_zero3 across GPUs, or train.qlora=true")
+        return
     if tc.qlora:
-        return  # GPU memory: checked by the GPU runtime
+        return
     need, have = estimate_memory_bytes(n_params, tc, **dims), available_memory_bytes()
     if need > have:
         raise UserError(

@@ -27,11 +27,25 @@ class OpenAIFineTune(BaseModel):
 
 class TrainConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    backend: Literal["local", "openai"] = Field("local", description="local (TRL + PEFT, served by llama.cpp) | openai")
+    backend: Literal["local", "openai"] = Field(
+        "local", description="local (TRL + PEFT; served by llama.cpp, or by vLLM with serve_endpoint) | openai")
     base_model: str = Field(
         "smollm2",
-        description="local: 'smollm2' (the packaged GGUF), a .gguf path, or a transformers model folder",
+        description="local: 'smollm2' (the packaged GGUF), a .gguf path, a transformers model folder, or a "
+        "Hugging Face model id (e.g. Qwen/Qwen2.5-7B-Instruct; downloaded once into the HF cache)",
     )
+    serve_endpoint: str | None = Field(
+        None, description="local: the OpenAI-compatible endpoint (vLLM started with --enable-lora) that serves the "
+        "base model and every adapter; models.json binds each variant to its adapter's name there. "
+        "None: llama.cpp in-process (GGUF base)")
+    launcher: Literal["auto", "accelerate", "inprocess"] = Field(
+        "auto", description="local: 'accelerate' trains each variant under `accelerate launch` (one process per "
+        "GPU); 'inprocess' in this process; 'auto': accelerate when a CUDA GPU is present")
+    accelerate_config: str = Field(
+        "ddp", description="accelerate: ddp | deepspeed_zero2 | deepspeed_zero3 | fsdp (configs/accelerate/) "
+        "or the path of an accelerate YAML")
+    num_processes: int | Literal["auto"] = Field(
+        "auto", description="accelerate: training processes; auto = one per visible GPU (1 without GPUs)")
     cache_dir: str = Field(
         "~/.cache/hybridtune/models", description="where dequantized GGUF weights are cached as safetensors",
     )

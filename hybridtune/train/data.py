@@ -83,9 +83,15 @@ def data_hash(*splits: list[list[dict]]) -> str:
     return h.hexdigest()[:16]
 
 
-def write_openai_jsonl(rows: list[list[dict]], path: Path) -> Path:
-    """The fine-tuning API's format: one {"messages": [...]} per line."""
-    from ..store import atomic_write
-
-    atomic_write(path, "".join(json.dumps({"messages": m}, ensure_ascii=False) + "\n" for m in rows))
-    return path
+def read_openai_export(path: Path) -> list[list[dict]]:
+    """The `messages` lists of an OpenAI fine-tuning JSONL (the mix stage's validated export)."""
+    rows = []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line)["messages"])
+        except (json.JSONDecodeError, KeyError, TypeError):
+            raise UserError(f"{path}:{n}: not an export line ({{\"messages\": [...]}}); rerun the mix stage "
+                            "(hybridtune export -c CONFIG)") from None
+    return rows

@@ -1,53 +1,160 @@
-"""Multi-GPU / multi-node entry point for one local variant, run under `accelerate launch`.
+"""Multi-GPU training of one local variant under `accelerate launch`: the launch line and its entry point.
 
-Every rank reads the same validated data and trains (TRL/accelerate handle DDP, DeepSpeed
-ZeRO or FSDP from the accelerate config); only the main process writes the registry entry
-(and, for a GGUF base, the llama.cpp adapter). `hybridtune train` is the single-process
-equivalent; both write `runs/<name>/train/<variant>/` and `models.json` the same way.
+The `train` stage builds the line itself (`launch_command`) and runs it when
+`train.launcher` is `accelerate` (or `auto` and a CUDA GPU is present): one process per
+visible GPU (`train.num_processes: auto`) with the shipped accelerate config named by
+`train.accelerate_config` (ddp, deepspeed_zero2, deepspeed_zero3, fsdp under
+configs/accelerate/, or a path). Every rank reads the same validated data and trains
+(TRL/accelerate handle DDP, DeepSpeed ZeRO or FSDP); the main process writes the adapter
+and `train/<variant>/metrics.json`, which the stage turns into the registry entry. One
+launch trains every variant that needs it, one after the other, so the processes start
+(and the GPUs join) once per stage.
+
+    launch_command(cfg.train, Path("runs/x/config.yaml"), ["real", "hybrid"], gpus=4)
+    # [python, -m, accelerate.commands.launch, --num_machines, 1, --num_processes, 4, ...,
+    #  -m, hybridtune.train.launch, -c, runs/x/config.yaml, --variant, real, --variant, hybrid]
+
+The entry point (what each rank runs; by hand only for multi-node, see docs/training.md):
 
     accelerate launch --config_file configs/accelerate/deepspeed_zero2.yaml \\
-        -m hybridtune.train.launch -c configs/vllm.yaml --variant hybrid
-
-No GPU is available on the development machine, so this path is documented, not tested here.
+        -m hybridtune.train.launch -c runs/gpu/config.yaml --variant real --variant hybrid
 """
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import json
+import subprocess
+import sys
+from collections import deque
+from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ..config import load_config
-from ..domain import load_domain
-from ..records import ModelEntry
-from ..registry import save_entry
-from ..store import RunStore
-from .data import data_hash, load_split
-from .local import train_lora
-from .stage import hyperparameters, local_entry
+from ..errors import UserError
+from .config import TrainConfig
+
+if TYPE_CHECKING:
+    from ..context import Context
+
+SHIPPED = ("ddp", "deepspeed_zero2", "deepspeed_zero3", "fsdp")
+
+
+def gpu_count() -> int:
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def use_accelerate(tc: TrainConfig) -> bool:
+    return tc.launcher == "accelerate" or (tc.launcher == "auto" and gpu_count() > 0)
+
+
+def accelerate_config_file(name: str) -> Path | None:
+    """The accelerate YAML for `train.accelerate_config` (None for plain DDP, which needs none)."""
+    if name == "ddp":
+        return None
+    if name in SHIPPED:
+        for root in (Path.cwd(), Path(__file__).resolve().parents[2]):
+            p = root / "configs" / "accelerate" / f"{name}.yaml"
+            if p.is_file():
+                return p
+        raise UserError(f"train.accelerate_config: {name}.yaml not found under configs/accelerate/; run from the "
+                        "project folder or give the config's path")
+    p = Path(name).expanduser()
+    if not p.is_file():
+        raise UserError(f"train.accelerate_config: '{name}' is neither one of {', '.join(SHIPPED)} nor a file")
+    return p
+
+
+def processes(tc: TrainConfig, gpus: int) -> int:
+    n = max(gpus, 1) if tc.num_processes == "auto" else tc.num_processes
+    if gpus == 0 and n > 1:
+        raise UserError(f"train.num_processes: {n} processes need {n} GPUs and this machine has none; "
+                        "set train.num_processes=1 (or auto)")
+    if gpus and n > gpus:
+        raise UserError(f"train.num_processes: {n} processes but {gpus} visible GPU(s); lower it or use auto")
+    return n
+
+
+def check_launch(tc: TrainConfig, gpus: int | None = None) -> None:
+    """Everything the launch needs, before any training (one clear error)."""
+    gpus = gpu_count() if gpus is None else gpus
+    processes(tc, gpus)
+    cfg_file = accelerate_config_file(tc.accelerate_config) if gpus else None
+    if cfg_file is not None and "DEEPSPEED" in cfg_file.read_text() and importlib.util.find_spec("deepspeed") is None:
+        raise UserError(f"train.accelerate_config: {cfg_file.name} needs DeepSpeed; pip install deepspeed, or use "
+                        "ddp or fsdp")
+
+
+def launch_command(tc: TrainConfig, config_path: Path, variants: list[str], *, gpus: int, resume: bool = True,
+                   python: str = sys.executable) -> list[str]:
+    """The `accelerate launch` line of some variants (the same interpreter, so the same environment)."""
+    n = processes(tc, gpus)
+    cmd = [python, "-m", "accelerate.commands.launch", "--num_machines", "1", "--num_processes", str(n),
+           "--dynamo_backend", "no"]
+    if gpus == 0:
+        cmd += ["--cpu", "--mixed_precision", "no"]
+    else:
+        cfg_file = accelerate_config_file(tc.accelerate_config)
+        if cfg_file is not None:
+            cmd += ["--config_file", str(cfg_file)]  # its mixed precision and sharding; our process count
+        else:
+            cmd += ["--mixed_precision", "bf16", *(["--multi_gpu"] if n > 1 else [])]
+    cmd += ["-m", "hybridtune.train.launch", "-c", str(config_path)]
+    cmd += [x for v in variants for x in ("--variant", v)]
+    return cmd + ([] if resume else ["--no-resume"])
+
+
+def run_launch(ctx: Context, variants: list[str], *, resume: bool = True) -> dict[str, dict]:
+    """Run the launch line, its output through the stage log; {variant: the trainer's metrics}."""
+    config_path = ctx.store.path("config.yaml")  # the resolved config (overrides included), written by open_run
+    cmd = launch_command(ctx.cfg.train, config_path, variants, gpus=gpu_count(), resume=resume)
+    ctx.log(f"train: {' '.join(cmd[1:])}")
+    files = {v: ctx.store.path("train", v, "metrics.json") for v in variants}
+    for f in files.values():
+        f.unlink(missing_ok=True)
+    tail: deque[str] = deque(maxlen=30)
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as proc:
+        for line in proc.stdout:
+            tail.append(line.rstrip())
+            ctx.log(f"[dim]{line.rstrip()}[/dim]")
+    missing = [v for v, f in files.items() if not f.is_file()]
+    if proc.returncode != 0 or missing:
+        raise UserError(f"train: `accelerate launch` exited with {proc.returncode} before finishing "
+                        f"{', '.join(missing)}; rerun to resume from the last checkpoints. Last lines:\n"
+                        + "\n".join(tail))
+    return {v: json.loads(f.read_text()) for v, f in files.items()}
 
 
 def main(argv: list[str] | None = None) -> None:
     from accelerate import PartialState
 
+    from ..config import load_config
+    from ..domain import load_domain
+    from ..store import atomic_write
+    from .data import data_hash, load_split
+    from .local import train_lora
+
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("-c", "--config", required=True, help="experiment YAML")
-    ap.add_argument("--variant", required=True, help="variant to train (reads mix/<variant>/)")
+    ap.add_argument("-c", "--config", required=True, help="experiment YAML (the run's resolved runs/<name>/config.yaml)")
+    ap.add_argument("--variant", required=True, action="append", help="variant to train (reads mix/<variant>/); repeatable")
     ap.add_argument("--no-resume", action="store_true", help="ignore existing checkpoints")
     a = ap.parse_args(argv)
     state = PartialState()
     cfg = load_config(a.config)
     tc = cfg.train
-    sp = (cfg.system_prompt or load_domain(cfg.domain).system_prompt).strip()
-    folder = cfg.run_dir / "mix" / a.variant
-    train, _ = load_split(folder / "train.jsonl", sp if tc.add_system_prompt else None)
-    valid = load_split(folder / "valid.jsonl", sp if tc.add_system_prompt else None)[0] if (folder / "valid.jsonl").exists() else []
-    out = cfg.run_dir / "train" / a.variant
-    out.mkdir(parents=True, exist_ok=True)
-    metrics = train_lora(tc, train, valid, out, resume=not a.no_resume)
-    if state.is_main_process:
-        common = {"variant": a.variant, "data_hash": data_hash(train, valid), "hyperparameters": hyperparameters(tc),
-                  "system_prompt": sp, "metrics": {"train_sessions": len(train), "valid_sessions": len(valid),
-                                                   **metrics, "processes": state.num_processes}}
-        entry: ModelEntry = local_entry(tc, out, common)
-        save_entry(RunStore(cfg.run_dir), entry)
+    sp = (cfg.system_prompt or load_domain(cfg.domain).system_prompt).strip() if tc.add_system_prompt else None
+    for variant in a.variant:
+        folder = cfg.run_dir / "mix" / variant
+        train, _ = load_split(folder / "train.jsonl", sp)
+        valid = load_split(folder / "valid.jsonl", sp)[0] if (folder / "valid.jsonl").exists() else []
+        out = cfg.run_dir / "train" / variant
+        out.mkdir(parents=True, exist_ok=True)
+        metrics = train_lora(tc, train, valid, out, resume=not a.no_resume)
+        if state.is_main_process:
+            metrics.update(processes=state.num_processes, data_hash=data_hash(train, valid))
+            atomic_write(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+        state.wait_for_everyone()  # the next variant starts together on every rank
 
 
 if __name__ == "__main__":

@@ -91,14 +91,16 @@ def load_model(folder: Path, tc: TrainConfig):
 
         q = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16)
         return AutoModelForCausalLM.from_pretrained(str(folder), quantization_config=q)
-    return AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32)
+    gpu_bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    # bf16 weights on a GPU (half the memory; the LoRA weights train under bf16 autocast), fp32 on the CPU
+    return AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.bfloat16 if gpu_bf16 else torch.float32)
 
 
 def preflight(tc: TrainConfig) -> Path:
     """Every check that can fail before training (unknown model, QLoRA without GPU, memory)."""
     check_qlora(tc)
     folder, _ = prepare_base(tc)
-    check_fits(count_params(folder=folder), tc)
+    check_fits(count_params(folder=folder), tc, folder)
     return folder
 
 

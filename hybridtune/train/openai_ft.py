@@ -1,30 +1,35 @@
 """Hosted fine-tuning on the OpenAI API (or a compatible one): upload, create job, follow, record.
 
-Input: validated conversations for train/valid, `train.openai` settings and the named
-endpoint (base_url, api_key_env). Output: the fine-tuned model id and job metrics; under
-`out_dir`: `openai_job.json` (file and job ids), `train.jsonl`/`valid.jsonl` as uploaded,
-`metrics.csv` (step metrics from the job's events), `checkpoints.json`.
+Input: the validated export of the `mix` stage (`mix/<variant>/openai_train.jsonl` and
+`openai_valid.jsonl`: merged turns, trailing client turns removed, token limits checked),
+uploaded byte for byte; `train.openai` settings and the named endpoint (base_url,
+api_key_env). Output: the fine-tuned model id and job metrics; under `out_dir`:
+`openai_job.json` (file ids, sha256 of the uploaded bytes, job id), `metrics.csv` (step
+metrics from the job's events), `checkpoints.json`.
 
 Money safety: the uploaded file ids and the job id are written to `openai_job.json` the
 moment the API returns them, before waiting, so a killed process that is rerun follows the
-same job (same data hash) instead of paying for a new one.
+same job (same data hash) instead of paying for a new one. Before a job is created the
+provider's model list is asked whether the base model and fine-tuning are still available
+(hybridtune/provider.py).
 
-    res = finetune(oc, endpoint, "openai", train_rows, valid_rows, Path("runs/x/train/hybrid"))
+    res = finetune(oc, endpoint, "openai", {"train": path, "valid": path}, Path("runs/x/train/hybrid"), data_hash=h)
     res["model"]   # 'ft:gpt-4o-mini-2024-07-18:org:hybridtune:abc123'
 """
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import os
 import time
 from collections.abc import Callable
+from datetime import date
 from pathlib import Path
 
 from ..errors import UserError
 from ..store import atomic_write
 from .config import OpenAIFineTune
-from .data import write_openai_jsonl
 
 MIN_EXAMPLES = 10  # the API rejects smaller training files
 TERMINAL = {"succeeded", "failed", "cancelled"}
@@ -57,20 +62,55 @@ def _save_state(out_dir: Path, state: dict) -> None:
     atomic_write(out_dir / "openai_job.json", json.dumps(state, indent=2) + "\n")
 
 
-def start_job(client, oc: OpenAIFineTune, train_rows, valid_rows, out_dir: Path, data_hash: str, seed: int) -> str:
-    """Upload the files and create the job, saving every id as soon as it exists; returns the job id."""
-    if len(train_rows) < MIN_EXAMPLES:
-        raise UserError(f"{out_dir}: {len(train_rows)} training conversations; the fine-tuning API needs at least "
+def file_hash(*paths: Path | None) -> str:
+    """sha256 of the bytes that are uploaded (the registry's data hash of an openai variant)."""
+    h = hashlib.sha256()
+    for p in paths:
+        h.update(p.read_bytes() if p is not None else b"")
+        h.update(b"\x00")
+    return h.hexdigest()[:16]
+
+
+def examples(path: Path) -> int:
+    return sum(1 for line in path.read_bytes().splitlines() if line.strip())
+
+
+def check_can_finetune(client, oc: OpenAIFineTune, endpoint_name: str, day: date | None = None) -> list[str]:
+    """The provider's model list says the base model is served and fine-tuning is open; else UserError."""
+    from .. import provider
+    from ..provider import ProviderReport, assess
+
+    try:
+        cards = {m.id: m.model_dump() for m in client.models.list()}
+    except Exception as e:  # a provider without a model list: the job creation will say what is wrong
+        return [f"model list unavailable ({type(e).__name__}); not checked"]
+    rep = ProviderReport()
+    assess(oc.model, ["fine-tuning"], cards, day or provider.today(), endpoint_name, rep)
+    if rep.problems:
+        raise UserError("train.openai: " + "; ".join(rep.problems))
+    return rep.warnings
+
+
+def start_job(client, oc: OpenAIFineTune, files: dict[str, Path | None], out_dir: Path, data_hash: str, seed: int,
+              endpoint_name: str = "openai", log: Callable[[str], None] = print) -> str:
+    """Upload the export files as they are and create the job, saving every id as soon as it
+    exists; returns the job id."""
+    n = examples(files["train"])
+    if n < MIN_EXAMPLES:
+        raise UserError(f"{files['train']}: {n} training conversations; the fine-tuning API needs at least "
                         f"{MIN_EXAMPLES}; enlarge mix.size")
+    for w in check_can_finetune(client, oc, endpoint_name):
+        log(f"[yellow]{w}[/yellow]")
     state = {"data_hash": data_hash, "model": oc.model}
     prev = _state(out_dir)
     if prev.get("data_hash") == data_hash:  # files uploaded by a killed earlier attempt are reused
-        state.update({k: prev[k] for k in ("training_file", "validation_file") if prev.get(k)})
-    for split, rows in (("training_file", train_rows), ("validation_file", valid_rows)):
-        if rows and not state.get(split):
-            path = write_openai_jsonl(rows, out_dir / f"{'train' if split == 'training_file' else 'valid'}.jsonl")
-            with path.open("rb") as f:
-                state[split] = client.files.create(file=f, purpose="fine-tune").id
+        state.update({k: prev[k] for k in ("training_file", "validation_file", "uploaded") if prev.get(k)})
+    for split, path in (("training_file", files["train"]), ("validation_file", files.get("valid"))):
+        if path is not None and examples(path) and not state.get(split):
+            data = path.read_bytes()  # exactly the validated export: no re-serialisation
+            state[split] = client.files.create(file=(path.name, data), purpose="fine-tune").id
+            state.setdefault("uploaded", {})[split] = {"path": str(path), "bytes": len(data),
+                                                       "sha256": hashlib.sha256(data).hexdigest()}
             _save_state(out_dir, state)
     job = client.fine_tuning.jobs.create(
         model=oc.model, training_file=state["training_file"], validation_file=state.get("validation_file"),
@@ -90,7 +130,8 @@ def follow(client, job_id: str, oc: OpenAIFineTune, out_dir: Path, *, log: Calla
     while True:
         job = client.fine_tuning.jobs.retrieve(job_id)
         events = list(client.fine_tuning.jobs.list_events(fine_tuning_job_id=job_id, limit=100).data)
-        for ev in sorted((e for e in events if e.id not in seen), key=lambda e: e.created_at):
+        # the API lists newest first; oldest first (stable within a second) is the order they happened
+        for ev in sorted((e for e in reversed(events) if e.id not in seen), key=lambda e: e.created_at):
             seen.add(ev.id)
             if ev.type == "metrics" and ev.data:
                 _append_metrics(metrics_path, dict(ev.data))
@@ -113,7 +154,7 @@ def _append_metrics(path: Path, data: dict) -> None:
         w.writerow(data)
 
 
-def finetune(oc: OpenAIFineTune, endpoint, endpoint_name: str, train_rows, valid_rows, out_dir: Path, *,
+def finetune(oc: OpenAIFineTune, endpoint, endpoint_name: str, files: dict[str, Path | None], out_dir: Path, *,
              data_hash: str, seed: int, http_client=None, log: Callable[[str], None] = print,
              sleep: Callable[[float], None] = time.sleep) -> dict:
     """Run (or resume following) one fine-tuning job; returns the model id and metrics."""
@@ -124,7 +165,7 @@ def finetune(oc: OpenAIFineTune, endpoint, endpoint_name: str, train_rows, valid
         job_id = state["job_id"]
         log(f"following existing job {job_id} (started by an earlier run)")
     else:
-        job_id = start_job(client, oc, train_rows, valid_rows, out_dir, data_hash, seed)
+        job_id = start_job(client, oc, files, out_dir, data_hash, seed, endpoint_name, log)
         log(f"created fine-tuning job {job_id}")
     job = follow(client, job_id, oc, out_dir, log=log, sleep=sleep)
     if job.status != "succeeded":

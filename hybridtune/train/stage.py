@@ -1,10 +1,18 @@
 """Stage `train`: build every counselor variant and register it in `runs/<name>/models.json`.
 
-Input: `mix/<variant>/train.jsonl` and `valid.jsonl` (Session records) for each trained
-variant declared under `variants:`; an untrained one (`sources: []`, e.g. `base`) needs no data. Output: one `ModelEntry` per variant
-(backend, model, adapter, data hash, hyperparameters, system prompt, metrics) and, per
-trained variant, `train/<variant>/` with checkpoints, the PEFT adapter, `adapter.gguf`,
-loss curves (local) or the job record and metrics (openai).
+Input, for each trained variant declared under `variants:` (an untrained one, `sources: []`
+such as `base`, needs no data): local, `mix/<variant>/train.jsonl` and `valid.jsonl` (Session
+records); openai, the validated export `mix/<variant>/openai_train.jsonl` /
+`openai_valid.jsonl`, uploaded byte for byte. Output: one `ModelEntry` per variant (backend,
+model, adapter, data hash, hyperparameters, system prompt, metrics) and, per trained variant,
+`train/<variant>/` with checkpoints, the PEFT adapter, `adapter.gguf`, loss curves (local) or
+the job record and metrics (openai).
+
+Local training runs in this process, or under one `accelerate launch` for all variants across
+the GPUs it finds (`train.launcher`, `train.accelerate_config`, `train.num_processes`; the
+launch line is built by `train/launch.py`). With `train.serve_endpoint` (vLLM `--enable-lora`)
+every adapter is loaded into that server under its own name (`train/vllm_lora.py`) and the
+variants, untrained ones included, are registered as that server's model names.
 
 Every check that can fail (data format, unknown model, QLoRA without GPU, memory, API key)
 runs for all variants before any training. Variants share base model, system prompt,
@@ -28,7 +36,7 @@ from ..records import ModelEntry
 from ..registry import load_registry, save_entry
 from ..store import StageDir
 from .config import TrainConfig
-from .data import data_hash, load_split
+from .data import data_hash, load_split, read_openai_export
 
 LOCAL_HP = ("base_model", "lora_r", "lora_alpha", "lora_dropout", "target_modules", "qlora", "learning_rate",
             "warmup_ratio", "epochs", "max_steps", "batch_size", "grad_accum", "max_seq_len", "seed",
@@ -42,8 +50,25 @@ def hyperparameters(tc: TrainConfig) -> dict:
     return tc.model_dump(include=set(LOCAL_HP))
 
 
+def export_files(ctx: Context, variant: str) -> dict[str, Path | None]:
+    """The mix stage's validated OpenAI export of one variant (what a hosted job trains on)."""
+    folder = ctx.store.path("mix", variant)
+    train, valid = folder / "openai_train.jsonl", folder / "openai_valid.jsonl"
+    if not train.is_file():
+        raise UserError(f"{train}: the validated export is missing; run the mix stage "
+                        f"(hybridtune run CONFIG --stage mix) or `hybridtune export -c CONFIG`")
+    return {"train": train, "valid": valid if valid.is_file() and valid.stat().st_size else None}
+
+
 def load_variant_data(ctx: Context, st: StageDir, variant: str) -> tuple[list, list, str]:
-    """Validated train/valid conversations of one variant (bad lines quarantined) and their hash."""
+    """Validated train/valid conversations of one variant (bad lines quarantined) and their hash.
+    openai: the export's conversations, hashed over the exact bytes that are uploaded."""
+    if ctx.cfg.train.backend == "openai":
+        from .openai_ft import file_hash
+
+        files = export_files(ctx, variant)
+        return (read_openai_export(files["train"]), read_openai_export(files["valid"]) if files["valid"] else [],
+                file_hash(files["train"], files["valid"]))
     sp = ctx.system_prompt if ctx.cfg.train.add_system_prompt else None
     folder = ctx.store.path("mix", variant)
     train, bad = load_split(folder / "train.jsonl", sp)
@@ -62,6 +87,9 @@ def base_entry(ctx: Context, name: str = "base") -> ModelEntry:
               "recipe": ctx.cfg.variant(name).recipe()}
     if tc.backend == "openai":
         return ModelEntry(backend="openai", model=tc.openai.model, endpoint=tc.openai.endpoint, **common)
+    if tc.serve_endpoint:  # the same model on the same vLLM server as the adapters
+        return ModelEntry(backend="openai", model=ctx.cfg.endpoints[tc.serve_endpoint].model,
+                          endpoint=tc.serve_endpoint, **common)
     from .base_model import resolve_base
 
     gguf, folder = resolve_base(tc.base_model)
@@ -82,9 +110,17 @@ def preflight(ctx: Context, names: list[str]) -> dict[str, tuple]:
         from .openai_ft import make_client
 
         make_client(ctx.cfg.endpoints[tc.openai.endpoint], tc.openai.endpoint)  # key present
-    elif data:
+        return data
+    if tc.serve_endpoint:
+        from .vllm_lora import check_server
+
+        check_server(ctx.cfg, tc)
+    if data:
+        from .launch import check_launch, use_accelerate
         from .local import preflight as local_preflight
 
+        if use_accelerate(tc):
+            check_launch(tc)
         local_preflight(tc)
     return data
 
@@ -96,16 +132,25 @@ def is_current(entry: ModelEntry | None, h: str, hp: dict) -> bool:
     return entry.adapter is None or Path(entry.adapter).exists()
 
 
-def train_variant(ctx: Context, st: StageDir, variant: str, rows: tuple, resume: bool) -> ModelEntry:
-    tc = ctx.cfg.train
-    train, valid, h = rows
-    hp = hyperparameters(tc)
+def prepare_dir(ctx: Context, st: StageDir, variant: str, h: str, resume: bool) -> Path:
+    """train/<variant>/ with spec.json; checkpoints of other data or settings are dropped."""
     out = st.path / variant
     out.mkdir(parents=True, exist_ok=True)
-    spec = {"data_hash": h, "hyperparameters": hp}
+    spec = {"data_hash": h, "hyperparameters": hyperparameters(ctx.cfg.train)}
     if not resume or st.read_json(f"{variant}/spec.json") != spec:  # checkpoints of other data are useless
         shutil.rmtree(out / "checkpoints", ignore_errors=True)
     st.write_json(f"{variant}/spec.json", spec)
+    return out
+
+
+def train_variant(ctx: Context, st: StageDir, variant: str, rows: tuple, resume: bool,
+                  launched: dict | None = None) -> ModelEntry:
+    """Train (or follow the job of) one variant and return its registry entry; `launched`:
+    the metrics of a local variant already trained under `accelerate launch`."""
+    tc = ctx.cfg.train
+    train, valid, h = rows
+    hp = hyperparameters(tc)
+    out = prepare_dir(ctx, st, variant, h, resume) if launched is None else st.path / variant
     common = {"variant": variant, "data_hash": h, "hyperparameters": hp, "system_prompt": ctx.system_prompt,
               "recipe": ctx.cfg.variant(variant).recipe()}
     common["metrics"] = {"train_sessions": len(train), "valid_sessions": len(valid)}
@@ -113,22 +158,38 @@ def train_variant(ctx: Context, st: StageDir, variant: str, rows: tuple, resume:
         from .openai_ft import finetune
 
         ep = ctx.cfg.endpoints[tc.openai.endpoint]
-        res = finetune(tc.openai, ep, tc.openai.endpoint, train, valid, out, data_hash=h, seed=tc.seed,
+        res = finetune(tc.openai, ep, tc.openai.endpoint, export_files(ctx, variant), out, data_hash=h, seed=tc.seed,
                        log=lambda m: ctx.log(f"{variant}: {m}"))
         common["metrics"].update(res["last"], trained_tokens=res["trained_tokens"])
         return ModelEntry(backend="openai", model=res["model"], endpoint=tc.openai.endpoint, job_id=res["job_id"],
                           api_hyperparameters=res["hyperparameters"], **common)
     from .local import train_lora
 
-    ctx.log(f"[bold]{variant}[/bold]: LoRA on {tc.base_model}, {len(train)} train / {len(valid)} valid sessions")
-    common["metrics"].update(train_lora(tc, train, valid, out, resume=resume, log=ctx.log))
-    return local_entry(tc, out, common)
+    if launched is not None:
+        launched = dict(launched)
+        if launched.pop("data_hash", h) != h:  # the launched processes read other data than was checked
+            raise UserError(f"train: {variant} was trained on data that changed during the run; rerun the train stage")
+        common["metrics"].update(launched)
+    else:
+        ctx.log(f"[bold]{variant}[/bold]: LoRA on {tc.base_model}, {len(train)} train / {len(valid)} valid sessions")
+        common["metrics"].update(train_lora(tc, train, valid, out, resume=resume, log=ctx.log))
+    return local_entry(ctx, out, common)
 
 
-def local_entry(tc: TrainConfig, out: Path, common: dict) -> ModelEntry:
-    """Registry entry of a trained LoRA: a GGUF adapter for llama.cpp when the base is a GGUF."""
+def local_entry(ctx: Context, out: Path, common: dict) -> ModelEntry:
+    """Registry entry of a trained LoRA: an adapter loaded into the vLLM server of
+    `train.serve_endpoint`, or a GGUF adapter for llama.cpp when the base is a GGUF."""
     from .base_model import resolve_base
 
+    tc = ctx.cfg.train
+    if tc.serve_endpoint:
+        from .vllm_lora import adapter_name, ensure_adapter
+
+        name = adapter_name(common["variant"], common["data_hash"])
+        path = (out / "adapter").resolve()
+        ensure_adapter(ctx.cfg.endpoints[tc.serve_endpoint], tc.serve_endpoint, name, str(path))
+        ctx.log(f"{common['variant']}: adapter served as '{name}' by endpoint {tc.serve_endpoint}")
+        return ModelEntry(backend="openai", model=name, endpoint=tc.serve_endpoint, adapter=str(path), **common)
     gguf, folder = resolve_base(tc.base_model)
     if gguf is not None and tc.gguf_adapter:
         from .gguf_lora import to_gguf
@@ -147,6 +208,18 @@ def run(ctx: Context, st: StageDir, *, variants: list[str] | None = None, resume
     reg = load_registry(ctx.store)
     built, skipped = [], []
     hp = hyperparameters(ctx.cfg.train)
+    launched: dict[str, dict] = {}
+    if ctx.cfg.train.backend == "local":
+        from .launch import run_launch, use_accelerate
+
+        todo: list[str] = []  # to train: not registered as current, and no identical set before it
+        for v in (v for v in names if v in data and not is_current(reg.get(v), data[v][2], hp)):
+            if not any(is_current(e, data[v][2], hp) for e in reg.values()) and all(data[t][2] != data[v][2] for t in todo):
+                todo.append(v)
+        if todo and use_accelerate(ctx.cfg.train):  # one launch trains them all: processes start and join once
+            for v in todo:
+                prepare_dir(ctx, st, v, data[v][2], resume)
+            launched = run_launch(ctx, todo, resume=resume)
     for v in names:
         if v not in data:
             save_entry(ctx.store, base_entry(ctx, v))
@@ -158,7 +231,7 @@ def run(ctx: Context, st: StageDir, *, variants: list[str] | None = None, resume
             skipped.append(v)
             ctx.log(f"[dim]{v}: already trained on the same data and settings, skipped[/dim]")
             continue
-        save_entry(ctx.store, train_variant(ctx, st, v, data[v], resume))
+        save_entry(ctx.store, train_variant(ctx, st, v, data[v], resume, launched.get(v)))
         reg = load_registry(ctx.store)
         built.append(v)
     reg = load_registry(ctx.store)

@@ -36,12 +36,15 @@ def write_split(path: Path, rows: list[dict | str]) -> Path:
 
 @pytest.fixture
 def write_mix():
-    """write_mix(run_dir, 'hybrid', n=6): mix/<variant>/train.jsonl + valid.jsonl of n and 2 sessions."""
+    """write_mix(run_dir, 'hybrid', n=6): mix/<variant>/train.jsonl + valid.jsonl of n and 2 sessions,
+    and their OpenAI export openai_train.jsonl / openai_valid.jsonl as the mix stage writes it."""
 
     def make(run_dir: Path, variant: str, n: int = 6) -> Path:
         folder = Path(run_dir) / "mix" / variant
-        write_split(folder / "train.jsonl", [session(i, variant) for i in range(n)])
-        write_split(folder / "valid.jsonl", [session(100 + i, variant) for i in range(2)])
+        for name, rows in (("train", [session(i, variant) for i in range(n)]),
+                           ("valid", [session(100 + i, variant) for i in range(2)])):
+            write_split(folder / f"{name}.jsonl", rows)
+            write_split(folder / f"openai_{name}.jsonl", [{"messages": r["messages"]} for r in rows])
         return folder
 
     return make

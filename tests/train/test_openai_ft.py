@@ -8,6 +8,7 @@ suffix) and that a killed run follows the same job instead of creating a second 
 from __future__ import annotations
 
 import json
+from datetime import date
 
 import httpx
 import pytest
@@ -63,6 +64,9 @@ class FakeFineTuningAPI:
         body = request.read()
         self.requests.append((request.method, request.url.path, body))
         path = request.url.path.removeprefix("/v1")
+        if path == "/models":
+            return httpx.Response(200, json={"object": "list", "data": [
+                {"id": "gpt-4o-mini-2024-07-18", "object": "model", "created": T0, "owned_by": "system"}]})
         if request.method == "POST" and path == "/files":
             self.files += 1
             return httpx.Response(200, json={"object": "file", "id": f"file-{self.files}", "bytes": len(body),
@@ -91,21 +95,34 @@ class FakeFineTuningAPI:
         return sum(1 for m, p, _ in self.requests if m == method and p.endswith(path))
 
 
+@pytest.fixture(autouse=True)
+def fixed_today(monkeypatch):
+    """Deadlines judged against 2026-11-29: OpenAI's fine-tuning stop (2027-01-06) is 38 days away."""
+    import hybridtune.provider as provider
+
+    monkeypatch.setattr(provider, "today", lambda: date(2026, 11, 29))
+
+
 @pytest.fixture
 def api(monkeypatch):
     monkeypatch.setenv("TEST_OPENAI_KEY", "sk-test-not-a-real-key")
     return FakeFineTuningAPI()
 
 
-def rows(n: int) -> list[list[dict]]:
-    return [session(i, "hybrid")["messages"] for i in range(n)]
+def export(path, n: int):
+    """An export file as the mix stage writes it (one {"messages": [...]} per line)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps({"messages": session(i, "hybrid")["messages"]}) + "\n" for i in range(n)))
+    return path
 
 
 def run(api, tmp_path, oc=None, sleep=lambda s: None, n=12):
     ep = EndpointConfig(backend="openai", base_url="https://api.test/v1", api_key_env="TEST_OPENAI_KEY")
     oc = oc or OpenAIFineTune(n_epochs=3, batch_size=1, learning_rate_multiplier=1.8, suffix="hybridtune")
     logs: list[str] = []
-    res = finetune(oc, ep, "openai", rows(n), rows(2), tmp_path / "job", data_hash="h1", seed=42,
+    files = {"train": export(tmp_path / "mix" / "openai_train.jsonl", n),
+             "valid": export(tmp_path / "mix" / "openai_valid.jsonl", 2)}
+    res = finetune(oc, ep, "openai", files, tmp_path / "job", data_hash="h1", seed=42,
                    http_client=httpx.Client(transport=httpx.MockTransport(api)), log=logs.append, sleep=sleep)
     return res, logs
 
@@ -118,14 +135,17 @@ def test_upload_create_follow_record(api, tmp_path):
     # what was sent: two uploads for fine-tuning, one job with our settings
     uploads = [b for m, p, b in api.requests if m == "POST" and p.endswith("/files")]
     assert len(uploads) == 2 and all(b'name="purpose"' in u and b"fine-tune" in u for u in uploads)
-    assert b'"messages"' in uploads[0]
+    exported = (tmp_path / "mix" / "openai_train.jsonl").read_bytes()
+    assert b"\r\n\r\n" + exported + b"\r\n--" in uploads[0]  # the export's bytes, not a re-serialisation
     (create,) = [json.loads(b) for m, p, b in api.requests if m == "POST" and p.endswith("/fine_tuning/jobs")]
     assert create["model"] == "gpt-4o-mini-2024-07-18" and create["seed"] == 42 and create["suffix"] == "hybridtune"
     assert create["training_file"] == "file-1" and create["validation_file"] == "file-2"
     assert create["method"]["supervised"]["hyperparameters"] == {"n_epochs": 3, "batch_size": 1,
                                                                  "learning_rate_multiplier": 1.8}
-    # events shown once each, in time order; step metrics in metrics.csv
-    assert logs[1].endswith("Validating training file: file-1") and sum("Step 1/30" in m for m in logs) == 1
+    # the provider's deadlines first (from its model list), then events once each, in time order
+    assert "gpt-4o-mini-2024-07-18 @ openai (fine-tuning): shuts down on 2027-01-14, in 46 days" in logs[0]
+    assert "stops new fine-tuning jobs on 2027-01-06, in 38 days" in logs[1] and "configs/gpu.yaml" in logs[1]
+    assert logs[3].endswith("Validating training file: file-1") and sum("Step 1/30" in m for m in logs) == 1
     csv_lines = (tmp_path / "job" / "metrics.csv").read_text().splitlines()
     assert csv_lines[0].startswith("step,train_loss") and len(csv_lines) == 3
     assert res["last"]["step"] == 2.0
@@ -150,6 +170,15 @@ def test_failed_job_is_a_clear_error(monkeypatch, tmp_path):
     api = FakeFineTuningAPI(polls_until_done=1, fail=True)
     with pytest.raises(UserError, match="ftjob-abc123 failed .invalid_training_file: line 3"):
         run(api, tmp_path)
+
+
+def test_no_job_after_the_provider_stopped_fine_tuning(api, tmp_path, monkeypatch):
+    import hybridtune.provider as provider
+
+    monkeypatch.setattr(provider, "today", lambda: date(2027, 1, 6))
+    with pytest.raises(UserError, match="stopped new fine-tuning jobs on 2027-01-06.*configs/gpu.yaml"):
+        run(api, tmp_path)
+    assert api.count("POST", "/files") == 0 and api.count("POST", "/fine_tuning/jobs") == 0
 
 
 def test_too_few_examples_and_missing_key_fail_before_any_upload(api, tmp_path, monkeypatch):

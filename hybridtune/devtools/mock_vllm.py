@@ -1,0 +1,75 @@
+"""Mock of vLLM's LoRA serving API for `mock_openai --vllm` (tests of the GPU path on a CPU box).
+
+Like `vllm serve BASE --enable-lora [--lora-modules name=path ...]`:
+- `/v1/models` lists the base model and every loaded adapter (`root` = adapter path,
+  `parent` = base), the way vLLM's model cards do;
+- `POST /v1/load_lora_adapter {"lora_name", "lora_path"}` exists only when runtime updating
+  is allowed (vLLM: `VLLM_ALLOW_RUNTIME_LORA_UPDATING=True`), answers plain text on success,
+  400 for a name already loaded or an adapter whose rank exceeds `--max-lora-rank`, 404 for
+  a path without `adapter_config.json`; `POST /v1/unload_lora_adapter {"lora_name"}`;
+- a chat request for a model name that is neither the base nor a loaded adapter is a 404
+  `NotFoundError` ("The model `x` does not exist."), as vLLM answers.
+
+    routes = vllm_routes(state)      # state: mock_openai.MockState (adapters: name -> path)
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+
+def vllm_error(status: int, message: str, type_: str) -> JSONResponse:
+    return JSONResponse({"error": {"message": message, "type": type_, "param": None, "code": status}},
+                        status_code=status)
+
+
+def model_cards(state) -> list[dict]:
+    now = int(time.time())
+    base = {"id": state.served_model, "object": "model", "created": now, "owned_by": "vllm",
+            "root": state.served_model, "parent": None, "max_model_len": 32768}
+    return [base, *({"id": n, "object": "model", "created": now, "owned_by": "vllm", "root": p,
+                     "parent": state.served_model, "max_model_len": 32768} for n, p in state.adapters.items())]
+
+
+def check_adapter(path: str, max_rank: int) -> Response | None:
+    """vLLM's refusal of an adapter folder, or None when it would load."""
+    cfg = Path(path) / "adapter_config.json"
+    if not cfg.is_file():
+        return vllm_error(404, f"No adapter found for {path}", "NotFoundError")
+    r = int(json.loads(cfg.read_text()).get("r", 0))
+    if r > max_rank:
+        return vllm_error(400, f"LoRA rank {r} is greater than max_lora_rank {max_rank}.", "BadRequestError")
+    return None
+
+
+def vllm_routes(state) -> list[Route]:
+    async def load(request: Request) -> Response:
+        body = await request.json()
+        name, path = body.get("lora_name"), body.get("lora_path")
+        if not name or not path:
+            return vllm_error(400, "Both 'lora_name' and 'lora_path' must be provided.", "InvalidUserInput")
+        if name in state.adapters:
+            return vllm_error(400, f"The lora adapter '{name}' has already been loaded.", "InvalidUserInput")
+        refused = check_adapter(path, state.max_lora_rank)
+        if refused is not None:
+            return refused
+        state.adapters[name] = path
+        state.stats["lora_loads"] += 1
+        return PlainTextResponse(f"Success: LoRA adapter '{name}' added successfully.")
+
+    async def unload(request: Request) -> Response:
+        name = (await request.json()).get("lora_name")
+        if name not in state.adapters:
+            return vllm_error(404, f"The lora adapter '{name}' cannot be found.", "NotFoundError")
+        del state.adapters[name]
+        return PlainTextResponse(f"Success: LoRA adapter '{name}' removed successfully.")
+
+    if not state.runtime_lora:
+        return []  # vLLM registers these routes only with VLLM_ALLOW_RUNTIME_LORA_UPDATING=True
+    return [Route("/v1/load_lora_adapter", load, methods=["POST"]),
+            Route("/v1/unload_lora_adapter", unload, methods=["POST"])]

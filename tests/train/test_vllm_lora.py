@@ -1,0 +1,58 @@
+"""Adapters served by vLLM by name: checked, loaded at runtime, loaded again after a restart.
+
+Against the mock vLLM server (`mock_openai --vllm`) in a subprocess, as the real one would run.
+"""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import hybridtune.train.vllm_lora as vl
+from hybridtune.config import EndpointConfig
+from hybridtune.devtools.mock_openai import MockServer
+from hybridtune.errors import UserError
+
+BASE = "Qwen/Qwen2.5-7B-Instruct"
+
+
+def adapter(tmp_path, r: int = 4) -> str:
+    d = tmp_path / "adapter"
+    d.mkdir(exist_ok=True)
+    (d / "adapter_config.json").write_text(json.dumps({"r": r, "peft_type": "LORA"}))
+    return str(d)
+
+
+@pytest.fixture(autouse=True)
+def fresh(monkeypatch):
+    monkeypatch.setattr(vl, "_loaded", set())
+
+
+def test_adapter_loaded_once_and_again_after_a_restart(tmp_path):
+    path = adapter(tmp_path)
+    for _restart in range(2):
+        vl._loaded.clear()  # a new process meets a new server
+        with (srv := MockServer(vllm=True, served_model=BASE, runtime_lora=True)) as url:
+            ep = EndpointConfig(backend="openai", base_url=url, model=BASE)
+            vl.ensure_adapter(ep, "vllm", "hybrid-1a2b3c4d", path)
+            vl.ensure_adapter(ep, "vllm", "hybrid-1a2b3c4d", path)  # remembered: no second request
+            assert srv.stats()["lora_loads"] == 1
+
+
+def test_server_without_runtime_loading_or_base_is_one_clear_error(tmp_path, make_cfg):
+    with MockServer(vllm=True, served_model="other/model") as url:
+        ep = EndpointConfig(backend="openai", base_url=url, model=BASE)
+        with pytest.raises(UserError, match="VLLM_ALLOW_RUNTIME_LORA_UPDATING=True.*--lora-modules hybrid-1=/"):
+            vl.ensure_adapter(ep, "vllm", "hybrid-1", adapter(tmp_path))
+        cfg = make_cfg("endpoints.vllm.backend=openai", f"endpoints.vllm.base_url={url}", f"endpoints.vllm.model={BASE}",
+                       "train.serve_endpoint=vllm")
+        with pytest.raises(UserError, match=f"serves other/model, not {BASE}; start it with: .*vllm serve {BASE} "
+                                            "--enable-lora --max-lora-rank 16"):
+            vl.check_server(cfg, cfg.train)
+
+
+def test_rank_above_the_server_limit_is_refused(tmp_path):
+    with MockServer(vllm=True, served_model=BASE, runtime_lora=True, max_lora_rank=8) as url:
+        ep = EndpointConfig(backend="openai", base_url=url, model=BASE)
+        with pytest.raises(UserError, match="LoRA rank 32 is greater than max_lora_rank 8"):
+            vl.ensure_adapter(ep, "vllm", "real-1", adapter(tmp_path, r=32))
