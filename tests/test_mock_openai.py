@@ -118,3 +118,20 @@ def test_vllm_mode_loads_lists_and_serves_adapters_by_name(tmp_path):
 def test_vllm_without_runtime_updating_has_no_load_route(tmp_path):
     http = TestClient(make_app(mode="vllm", served_model="base"), base_url="http://mock")
     assert http.post("/v1/load_lora_adapter", json={"lora_name": "a", "lora_path": str(tmp_path)}).status_code == 404
+
+
+def test_vllm_mode_prompt_logprobs_follow_the_rendered_prompt():
+    http = TestClient(make_app(mode="vllm", served_model="base"), base_url="http://mock")
+    msgs = [{"role": "user", "content": "I feel stuck"}, {"role": "assistant", "content": "Tell me more"}]
+
+    def ask(messages, final: bool, model: str = "base"):
+        body = {"model": model, "messages": messages, "max_tokens": 1, "add_generation_prompt": not final}
+        return http.post("/v1/chat/completions", json={**body, **({"prompt_logprobs": 0} if final else {})}).json()
+
+    n_ctx = ask(msgs[:1], final=False)["usage"]["prompt_tokens"]
+    full = ask(msgs, final=True)
+    plp = full["prompt_logprobs"]
+    assert plp[0] is None and len(plp) == full["usage"]["prompt_tokens"]
+    turn = [next(iter(e.values()))["decoded_token"] for e in plp[n_ctx:]]
+    assert turn == ["Tell", "me", "more", "<|im_end|>"]  # exactly the assistant turn's tokens, as vLLM's spans
+    assert all(next(iter(e.values()))["logprob"] < 0 for e in plp[1:])

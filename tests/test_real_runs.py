@@ -126,7 +126,7 @@ def test_gpu_config_end_to_end_serves_each_adapter_by_name(tmp_path):
     vllm, large = MockServer(vllm=True, served_model=base, runtime_lora=True), MockServer()
     with vllm as vurl, large as lurl:
         sets = [*tiny(tmp_path), f"endpoints.vllm.base_url={vurl}", f"endpoints.large.base_url={lurl}",
-                "train.base_model=smollm2", "train.launcher=accelerate", *TINY, "train.gradient_checkpointing=false"]
+                "train.base_model=smollm2", "train.launcher=accelerate", *TINY, "train.max_seq_len=512"]
         ok(hybridtune(args("configs/gpu.yaml", sets), env=env, timeout=800))
         stats = vllm.stats()
     run_dir = tmp_path / "runs" / "gpu"
@@ -140,4 +140,6 @@ def test_gpu_config_end_to_end_serves_each_adapter_by_name(tmp_path):
     assert stats["lora_loads"] == 2
     for v in ("base", "real", "hybrid"):  # the counselor's requests carry each variant's name
         assert stats["models"].get(reg[v]["model"], 0) > 0, (v, stats["models"])
+    lik = json.loads((run_dir / "likelihood" / "_done.json").read_text())  # vLLM's prompt_logprobs, per adapter
+    assert lik["variants"] == 3 and lik["skipped"] == 0
     assert (run_dir / "report" / "report.md").exists()

@@ -39,7 +39,7 @@ from starlette.routing import Route
 
 from ..llm.fake import schema_example
 from .mock_finetune import error, file_routes, finetune_routes
-from .mock_vllm import model_cards, vllm_error, vllm_routes
+from .mock_vllm import model_cards, prompt_logprobs, render, vllm_error, vllm_routes
 
 FAULTS = ("429", "500", "timeout", "truncated", "not_json", "wrong_schema")
 # the provider's model list by default: OpenAI's deprecations page announces the shutdown of
@@ -126,6 +126,11 @@ def make_app(delay: float = 0.0, fault_rate: float = 0.0, faults: tuple[str, ...
             "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
             "usage": {"prompt_tokens": 10, "completion_tokens": len(content.split()), "total_tokens": 10},
         }
+        if mode == "vllm":  # token counts of the rendered prompt, and prompt_logprobs when asked (likelihood)
+            toks = render(body["messages"], body.get("add_generation_prompt", True))
+            payload["usage"].update(prompt_tokens=len(toks), total_tokens=len(toks) + len(content.split()))
+            if body.get("prompt_logprobs") is not None:
+                payload["prompt_logprobs"] = prompt_logprobs(body.get("model"), toks)
         text = json.dumps(payload)
         if fault == "truncated":
             return Response(text[: len(text) // 2], media_type="application/json")

@@ -8,7 +8,11 @@ Like `vllm serve BASE --enable-lora [--lora-modules name=path ...]`:
   400 for a name already loaded or an adapter whose rank exceeds `--max-lora-rank`, 404 for
   a path without `adapter_config.json`; `POST /v1/unload_lora_adapter {"lora_name"}`;
 - a chat request for a model name that is neither the base nor a loaded adapter is a 404
-  `NotFoundError` ("The model `x` does not exist."), as vLLM answers.
+  `NotFoundError` ("The model `x` does not exist."), as vLLM answers;
+- `usage.prompt_tokens` counts the prompt rendered through a ChatML-like template (words as
+  tokens; `add_generation_prompt` honoured), and `prompt_logprobs: 0` returns vLLM's list (None
+  for the first token, then one `{token_id: {logprob, rank, decoded_token}}` per token), with
+  log-probabilities that depend on the model name, so each adapter scores differently.
 
     routes = vllm_routes(state)      # state: mock_openai.MockState (adapters: name -> path)
 """
@@ -16,6 +20,7 @@ from __future__ import annotations
 
 import json
 import time
+import zlib
 from pathlib import Path
 
 from starlette.requests import Request
@@ -34,6 +39,22 @@ def model_cards(state) -> list[dict]:
             "root": state.served_model, "parent": None, "max_model_len": 32768}
     return [base, *({"id": n, "object": "model", "created": now, "owned_by": "vllm", "root": p,
                      "parent": state.served_model, "max_model_len": 32768} for n, p in state.adapters.items())]
+
+
+def render(messages: list[dict], add_generation_prompt: bool = True) -> list[str]:
+    """The prompt's tokens: each message as <|im_start|> role words... <|im_end|>."""
+    toks: list[str] = []
+    for m in messages:
+        toks += ["<|im_start|>", str(m.get("role")), *str(m.get("content") or "").split(), "<|im_end|>"]
+    return toks + (["<|im_start|>", "assistant"] if add_generation_prompt else [])
+
+
+def prompt_logprobs(model: str, toks: list[str]) -> list[dict | None]:
+    def lp(t: str) -> float:
+        return -0.01 - (zlib.crc32(f"{model}\0{t}".encode()) % 1000) / 250
+
+    return [None] + [{str(zlib.crc32(t.encode()) % 150000): {"logprob": lp(t), "rank": 1, "decoded_token": t}}
+                     for t in toks[1:]]
 
 
 def check_adapter(path: str, max_rank: int) -> Response | None:

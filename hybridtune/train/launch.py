@@ -119,6 +119,9 @@ def run_launch(ctx: Context, variants: list[str], *, resume: bool = True) -> dic
             tail.append(line.rstrip())
             ctx.log(f"[dim]{line.rstrip()}[/dim]")
     missing = [v for v, f in files.items() if not f.is_file()]
+    said = [x.removeprefix("error: ") for x in tail if x.startswith("error: ")]
+    if said:  # a rank stopped on a UserError: that one line is the message
+        raise UserError(said[-1])
     if proc.returncode != 0 or missing:
         raise UserError(f"train: `accelerate launch` exited with {proc.returncode} before finishing "
                         f"{', '.join(missing)}; rerun to resume from the last checkpoints. Last lines:\n"
@@ -158,4 +161,8 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except UserError as e:  # one line for the stage to pass on, no traceback
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        sys.exit(2)
