@@ -2,8 +2,8 @@
 
 Both arms run in the same invocation, each as its own `hybridtune run configs/demo.yaml
 --stage synth --stage simulate` process on a fresh run directory seeded with the same
-scenarios and three counselor variants (separate llama.cpp instances under their own GGUF
-paths, as LoRA variants are; no adapter is trained here, so all three carry the base weights). Figures per stage, from
+scenarios and the demo's declared counselor variants (separate llama.cpp instances under their own GGUF
+paths, as LoRA variants are; no adapter is trained here, so all carry the base weights). Figures per stage, from
 usage.json: evaluated / sent prompt tokens, evaluated / distinct prompt tokens (target
 <= 1.3), wall time on / off (target <= 0.5), peak RSS per arm (os.wait4), and whether the
 records are byte-identical between the arms (they must be).
@@ -40,6 +40,7 @@ CASES = [  # (persona narrative, attitude, summary, scenario): inputs, written a
 
 def seed_run(run: Path, n_sessions: int, n_scenarios: int) -> None:
     sys.path.insert(0, str(ROOT))
+    from hybridtune.config import load_config
     from hybridtune.llm.llamacpp import find_gguf
     from hybridtune.records import ModelEntry, Persona, Scenario
     from hybridtune.registry import save_entry
@@ -53,7 +54,7 @@ def seed_run(run: Path, n_sessions: int, n_scenarios: int) -> None:
     store.stage("eval_scenarios").write_records("scenarios.jsonl", scen[-n_scenarios:])
     gguf = find_gguf("smollm2")
     run.mkdir(parents=True, exist_ok=True)
-    for v in ("base", "real", "hybrid"):
+    for v in [x.name for x in load_config(str(ROOT / "configs" / "demo.yaml")).variant_list()]:
         # its own path per variant: a model instance each and response-cache keys of its own, as with
         # adapters (none is trained here, so all carry the base weights and their replies coincide)
         link = run / f"{v}.gguf"
@@ -116,7 +117,7 @@ def state_costs(n_tokens: int = 256) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sessions", type=int, default=2, help="synthetic sessions (demo: 8)")
-    ap.add_argument("--scenarios", type=int, default=2, help="evaluation scenarios, x3 variants (demo: 4)")
+    ap.add_argument("--scenarios", type=int, default=2, help="evaluation scenarios, x each declared variant (demo: 4)")
     ap.add_argument("--max-turns", type=int, default=3, help="counselor turns per simulated session (demo: 3)")
     ap.add_argument("--state-mib", type=int, default=128, help="state store limit per model instance")
     a = ap.parse_args()
@@ -134,7 +135,7 @@ def main() -> None:
         same = f["records"] == b["records"]
         ev, sent, dist = f["prompt_tokens_evaluated"], f["prompt_tokens"], f["prompt_tokens_distinct"]
         note = (f"{f['calls']} model calls per arm; records identical on/off: {same}; configs/demo.yaml with "
-                f"synth.sessions={a.sessions}, fewshot 0, {a.scenarios} eval scenarios x 3 variants (base weights), "
+                f"synth.sessions={a.sessions}, fewshot 0, {a.scenarios} eval scenarios x the demo variants (base weights), "
                 f"max_turns {a.max_turns}; load average {load:.1f} on 2 cores")
         results += [
             Result(f"{st}: prompt tokens evaluated / sent, reuse on", f"{ev} / {sent}",

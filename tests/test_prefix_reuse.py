@@ -109,8 +109,8 @@ def _seed_inputs(ctx) -> None:
                      ("negative", "Loneliness after a move", "I moved to a new city and I think nobody here likes me.")])]
     ctx.store.stage("scenarios").write_records("scenarios.jsonl", scenarios)
     ctx.store.stage("eval_scenarios").write_records("scenarios.jsonl", scenarios[:1])
-    for v in ("base", "again"):  # two variants in one process: two model instances, interleaved
-        save_entry(ctx.store, ModelEntry(variant=v, backend="llamacpp", model="smollm2", data_hash=v))
+    for v in ctx.cfg.variant_list():  # the declared variants in one process: a model instance each, interleaved
+        save_entry(ctx.store, ModelEntry(variant=v.name, backend="llamacpp", model="smollm2", data_hash=v.name))
     held_out = Session(id="h1", source="real", messages=[
         Message(role="user", content="I can't sleep before exams."),
         Message(role="assistant", content="That sounds exhausting. What goes through your mind at night?"),
