@@ -1,18 +1,26 @@
-"""Benchmark: the crisis-safety screen (issue 8): recall, false positives, latency.
+"""Benchmark: the layered crisis screen (issue 17): recall of at-risk people, false alarms, latency.
 
-1. Labelled set (tests/safety/data/labelled.jsonl, written for this project: direct, indirect,
-   negated, idiomatic and history statements across the five categories, plus ordinary
-   counseling turns): recall of high/imminent, false-positive rate (flagged high+) on
-   ordinary/idiom/negated turns. Baseline, same run: a naive keyword matcher without
-   negation or idiom handling.
-2. AnnoMI client turns (../shared/data/annomi/AnnoMI-simple.csv, interlocutor == client;
-   ordinary motivational-interviewing talk): share flagged high+, target <= 2%, against the
-   same keyword baseline. (A flag here is not always false: a few AnnoMI clients do disclose.)
-3. Latency per turn: rules alone (over the AnnoMI turns) vs rules + the model step on the
-   embedded default (SmolLM2-135M in llama.cpp, judge max_tokens 120) over turns the rules
-   cannot settle. Ratio = model-step latency / rules latency.
+Configurations, each measured in the same run: `rules` (phrase rules alone, the baseline) and
+`rules + learned` (the default CPU screen: rules plus the embedder + linear head of
+hybridtune/safety/learned.py); `+ moderation` when OPENAI_API_KEY is set (OpenAI moderation
+endpoint), `+ guard` with --guard-url (a Llama Guard model behind vLLM). A layer that cannot
+run here is listed as not run, with the reason.
 
-    .venv/bin/python bench/safety_screen.py [--model-turns 8]
+1. Held-out split of the learned layer's labelled set (hybridtune/safety/data/crisis_statements.jsonl,
+   split "test": never trained on, thresholds not chosen on it): person-level recall (each
+   statement or post is one person; a post is screened by sentence windows), high or imminent;
+   false alarms on its hard negatives (figures of speech, third parties, resolved past,
+   clinical talk, negations, lyrics, fiction, ordinary counseling talk).
+2. The project's older labelled crisis lines (tests/safety/data/labelled.jsonl, written for the
+   rules; the rules were tuned on all but `fresh2`, the learned layer never saw any of it):
+   recall of its high/imminent lines, false alarms on its ordinary/idiom/negated lines.
+3. AnnoMI client turns (../shared/data/annomi/AnnoMI-simple.csv; real counseling talk, used for
+   nothing else): share flagged high or imminent (target <= 2%). ESConv test-split seeker turns
+   (never used for training or thresholds) as a second real false-alarm set.
+4. Latency per turn, one turn at a time as in chat, over AnnoMI turns: rules alone vs rules +
+   learned; wall and CPU time (the machine is shared, CPU time is the steadier figure).
+
+    .venv/bin/python bench/safety_screen.py [--latency-turns 400] [--guard-url http://127.0.0.1:8200/v1]
 """
 from __future__ import annotations
 
@@ -20,123 +28,169 @@ import argparse
 import asyncio
 import csv
 import json
-import re
+import os
+import statistics
 import time
 
 from common import ROOT, SHARED, Result, record
 
-from hybridtune.config import load_config
-from hybridtune.llm import LLMPool
-from hybridtune.safety.rules import RISK_ORDER, rule_screen
-from hybridtune.safety.screen import screen
+from hybridtune.safety.config import SafetyConfig
+from hybridtune.safety.learned_train import NEGATIVE, POSITIVE, load_statements
+from hybridtune.safety.screen import Screener
 
-CMD = ".venv/bin/python bench/safety_screen.py --model-turns {n}"
-LABELLED = ROOT / "tests" / "safety" / "data" / "labelled.jsonl"
-NAIVE = re.compile(r"\b(?:kill\w*|suicid\w*|die|dying|dead|hurt\w*|cut\w*|self[- ]harm|abus\w*|hit\w*|beat\w*|"
-                   r"rape\w*|overdos\w*|pills|gun|knife|chest pain|can'?t breathe)\b", re.I)
+CMD = ".venv/bin/python bench/safety_screen.py --latency-turns {n}"
+OLD_SET = ROOT / "tests" / "safety" / "data" / "labelled.jsonl"
+CRISIS = ("high", "imminent")
 
 
-TUNED_NOTE = ("the rules were tuned on these lines: 'dev' half first, then failures of the 'test' half (first look: "
-              "recall 87.9%, FP 2.6%), then the 'fresh' lines (first look: recall 21.1% of 19, FP 5.6% of 18); "
-              "so this shows coverage of the listed phrasings, not generalisation")
-FRESH2_NOTE = ("31 lines written after the last tuning and never tuned on: the honest estimate for new phrasings; "
-               "cue-free crisis statements are missed by phrase rules and need the model step (safety.model_on: all "
-               "with a strong model)")
-
-
-def naive(text: str) -> bool:
-    return bool(NAIVE.search(text))
-
-
-def labelled_metrics(rows: list[dict]) -> dict:
-    pos = [r for r in rows if RISK_ORDER[r["risk"]] >= 2]
-    neg = [r for r in rows if r["kind"] in ("ordinary", "idiom", "negated")]
-    out = {"n": len(rows), "positives": len(pos), "negatives": len(neg)}
-    out["recall"] = sum(rule_screen(r["text"]).is_crisis for r in pos) / len(pos)
-    out["fpr"] = sum(rule_screen(r["text"]).is_crisis for r in neg) / len(neg)
-    out["naive_recall"] = sum(naive(r["text"]) for r in pos) / len(pos)
-    out["naive_fpr"] = sum(naive(r["text"]) for r in neg) / len(neg)
-    out["exact_level"] = sum(rule_screen(r["text"]).risk == r["risk"] for r in rows) / len(rows)
+def flagged(screener: Screener, texts: list[str], step: int = 64) -> list[bool]:
+    out: list[bool] = []
+    for i in range(0, len(texts), step):
+        out += [r.risk in CRISIS for r in asyncio.run(screener.screen_many(texts[i:i + step]))]
     return out
 
 
-def annomi_turns() -> list[str] | None:
-    path = SHARED / "annomi" / "AnnoMI-simple.csv"
-    if not path.exists():
-        return None
-    with path.open(encoding="utf-8") as f:
-        return [r["utterance_text"] for r in csv.DictReader(f) if r["interlocutor"] == "client" and r["utterance_text"].strip()]
+def rate(xs: list[bool]) -> float:
+    return sum(xs) / max(1, len(xs))
 
 
-async def model_latency(texts: list[str]) -> tuple[float, dict]:
-    cfg = load_config(None, ["roles.judge.max_tokens=120", "roles.judge.temperature=0", "endpoints.local.n_ctx=1024",
-                             "llm.max_reasks=0", "llm.cache=false"])
-    pool = LLMPool(cfg)
-    judge = pool.role("judge")
-    await screen("warm-up: I'm not suicidal", llm=judge, cfg=cfg.safety)  # model load is not per-turn latency
-    sources: dict[str, int] = {}
-    t0 = time.perf_counter()
+def annomi() -> tuple[list[str], list[str]]:
+    with (SHARED / "annomi" / "AnnoMI-simple.csv").open(encoding="utf-8") as f:
+        rows = [r for r in csv.DictReader(f) if r["interlocutor"] == "client" and r["utterance_text"].strip()]
+    return [r["utterance_text"] for r in rows], [r["transcript_id"] for r in rows]
+
+
+def esconv_test() -> list[str]:
+    out = []
+    for line in (SHARED / "esconv" / "test.json").read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            out += [t["text"] for t in json.loads(line)["dialog"] if t["speaker"] == "usr" and t["text"].strip()]
+    return out
+
+
+def latency(screener: Screener, texts: list[str]) -> tuple[float, float]:
+    """Mean wall and CPU seconds per turn, one turn per call (chat screens turns one at a time)."""
+    asyncio.run(screener.screen(texts[0]))  # model load is not per-turn latency
+    w0, c0 = time.perf_counter(), time.process_time()
     for t in texts:
-        r = await screen(t, llm=judge, cfg=cfg.safety)
-        sources[r.source] = sources.get(r.source, 0) + 1
-    per = (time.perf_counter() - t0) / len(texts)
-    await pool.aclose()
-    return per, sources
+        asyncio.run(screener.screen(t))
+    return (time.perf_counter() - w0) / len(texts), (time.process_time() - c0) / len(texts)
+
+
+def configs(args) -> tuple[dict[str, Screener], dict[str, str]]:
+    from hybridtune.config import EndpointConfig
+    from hybridtune.safety.providers import GuardLayer, ModerationLayer
+
+    base = SafetyConfig()
+    out = {"rules": Screener(SafetyConfig(learned=False)), "rules + learned": Screener(base)}
+    skipped = {}
+    if os.environ.get("OPENAI_API_KEY"):
+        ep = EndpointConfig(backend="openai", base_url="https://api.openai.com/v1", api_key_env="OPENAI_API_KEY")
+        out["rules + learned + moderation"] = Screener(base, providers=[ModerationLayer(ep, "openai", base)])
+    else:
+        skipped["moderation"] = "not run here: no OPENAI_API_KEY on this machine (the layer is tested against the mock server)"
+    if args.guard_url:
+        ep = EndpointConfig(backend="openai", base_url=args.guard_url, model=args.guard_model)
+        out["rules + learned + guard"] = Screener(base, providers=[GuardLayer(ep, "guard", base)])
+    else:
+        skipped["guard"] = "not run here: no vLLM-served guard model on this machine (pass --guard-url)"
+    return out, skipped
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--model-turns", type=int, default=8, help="unsettled turns sent through the model step")
+    ap.add_argument("--latency-turns", type=int, default=400, help="AnnoMI turns screened one at a time for latency")
+    ap.add_argument("--guard-url", default=None, help="OpenAI-compatible URL of a vLLM-served Llama Guard model")
+    ap.add_argument("--guard-model", default="meta-llama/Llama-Guard-3-8B")
     args = ap.parse_args()
-    rows = [json.loads(line) for line in LABELLED.read_text(encoding="utf-8").splitlines()]
+    cmd = CMD.format(n=args.latency_turns)
+    screeners, skipped = configs(args)
+    rows = load_statements()
+    test = [r for r in rows if r["split"] == "test"]
+    pos, neg = [r for r in test if r["level"] in POSITIVE], [r for r in test if r["level"] in NEGATIVE]
+    old = [json.loads(x) for x in OLD_SET.read_text(encoding="utf-8").splitlines()]
+    old_pos = [r for r in old if r["risk"] in CRISIS]
+    old_neg = [r for r in old if r["kind"] in ("ordinary", "idiom", "negated")]
+    fresh2 = [r for r in old_pos if r["split"] == "fresh2"]
+    turns, transcripts = annomi()
+    es = esconv_test()
+    m: dict[str, dict] = {}
+    for name, s in screeners.items():
+        t0 = time.time()
+        fp = flagged(s, [r["text"] for r in pos])
+        fn = flagged(s, [r["text"] for r in neg])
+        fa = flagged(s, turns)
+        per_tx: dict[str, bool] = {}
+        for tx, f in zip(transcripts, fa, strict=True):
+            per_tx[tx] = per_tx.get(tx, False) or f
+        m[name] = {
+            "recall_test": rate(fp), "n_test_pos": len(pos),
+            "recall_by_level": {lv: rate([f for r, f in zip(pos, fp, strict=True) if r["level"] == lv]) for lv in POSITIVE},
+            "fa_test_neg": rate(fn), "n_test_neg": len(neg),
+            "fa_by_kind": {k: rate([f for r, f in zip(neg, fn, strict=True) if r["level"] == k]) for k in NEGATIVE},
+            "recall_old": rate(flagged(s, [r["text"] for r in old_pos])), "n_old_pos": len(old_pos),
+            "recall_fresh2": rate(flagged(s, [r["text"] for r in fresh2])), "n_fresh2": len(fresh2),
+            "fa_old": rate(flagged(s, [r["text"] for r in old_neg])), "n_old_neg": len(old_neg),
+            "fa_annomi": rate(fa), "n_annomi": len(turns), "annomi_flagged": sum(fa),
+            "annomi_transcripts_flagged": rate(list(per_tx.values())), "n_transcripts": len(per_tx),
+            "fa_esconv_test": rate(flagged(s, es)), "n_esconv": len(es), "seconds": round(time.time() - t0, 1),
+        }
+        print(name, json.dumps({k: v for k, v in m[name].items() if not isinstance(v, dict)}), flush=True)
+    base = m["rules"]
     results = []
-    splits = {
-        "labelled set, tuned-on part (dev+test+fresh)": ([r for r in rows if r["split"] != "fresh2"], TUNED_NOTE),
-        "labelled set, untouched part (fresh2)": ([r for r in rows if r["split"] == "fresh2"], FRESH2_NOTE),
-    }
-    for name, (subset, note) in splits.items():
-        m = labelled_metrics(subset)
-        results.append(Result(
-            benchmark=f"{name}: recall of high/imminent (rules)", figure=f"{m['recall']:.1%} of {m['positives']}",
-            baseline=f"naive keywords {m['naive_recall']:.1%}", ratio=round(m["recall"] / max(m["naive_recall"], 1e-9), 3),
-            target=">= 90%", met=m["recall"] >= 0.90, command=CMD.format(n=args.model_turns), notes=note, extra=m))
-        results.append(Result(
-            benchmark=f"{name}: false positives on ordinary/idiom/negated turns (rules)",
-            figure=f"{m['fpr']:.1%} of {m['negatives']}", baseline=f"naive keywords {m['naive_fpr']:.1%}",
-            ratio=round(m["fpr"] / max(m["naive_fpr"], 1e-9), 3), target="<= 5%", met=m["fpr"] <= 0.05,
-            command=CMD.format(n=args.model_turns), extra=m))
-    turns = annomi_turns()
-    if turns:
-        t0 = time.perf_counter()
-        flagged = [t for t in turns if rule_screen(t).is_crisis]
-        rules_s = (time.perf_counter() - t0) / len(turns)
-        unsettled = sum(not rule_screen(t).settled for t in turns)
-        base = sum(naive(t) for t in turns) / len(turns)
-        rate = len(flagged) / len(turns)
-        results.append(Result(
-            benchmark="AnnoMI client turns flagged high/imminent (rules)", figure=f"{rate:.2%} of {len(turns)}",
-            baseline=f"naive keywords {base:.2%}", ratio=round(rate / max(base, 1e-9), 3), target="<= 2%",
-            met=rate <= 0.02, command=CMD.format(n=args.model_turns),
-            notes=f"{len(flagged)} flagged, some genuine disclosures; {unsettled} turns ({unsettled / len(turns):.1%}) "
-                  "unsettled, i.e. would go to the model step",
-            extra={"flagged": len(flagged), "unsettled": unsettled}))
-    else:
-        rules_s = None
-    unsettled_texts = [r["text"] for r in rows if not rule_screen(r["text"]).settled][: args.model_turns]
-    if rules_s is None:
-        t0 = time.perf_counter()
-        for r in rows:
-            rule_screen(r["text"])
-        rules_s = (time.perf_counter() - t0) / len(rows)
-    if args.model_turns > 0 and unsettled_texts:
-        per, sources = asyncio.run(model_latency(unsettled_texts))
-        results.append(Result(
-            benchmark="screen latency per turn, rules + model step (embedded SmolLM2-135M)",
-            figure=f"{per * 1000:.0f} ms/turn", baseline=f"rules alone {rules_s * 1e6:.0f} us/turn",
-            ratio=round(per / rules_s, 1), target="-", met=None, command=CMD.format(n=args.model_turns),
-            notes=f"{len(unsettled_texts)} unsettled turns from the labelled set; outcome sources {sources}; "
-                  "only unsettled turns pay this cost; the 135M model's verdicts are noise (see README)",
-            extra={"model_s_per_turn": per, "rules_s_per_turn": rules_s, "sources": sources}))
+    for name, x in m.items():
+        if name == "rules":
+            continue
+        results += [
+            Result(benchmark=f"held-out split of the learned set: at-risk people flagged high/imminent ({name})",
+                   figure=f"{x['recall_test']:.1%} of {x['n_test_pos']}", baseline=f"rules {base['recall_test']:.1%}",
+                   ratio=round(x["recall_test"] / max(base["recall_test"], 1e-9), 2), target=">= 85%",
+                   met=x["recall_test"] >= 0.85, command=cmd,
+                   notes="per level: " + ", ".join(f"{k} {v:.0%}" for k, v in x["recall_by_level"].items())
+                         + f"; rules: " + ", ".join(f"{k} {v:.0%}" for k, v in base["recall_by_level"].items()),
+                   extra={"layered": x, "rules": base}),
+            Result(benchmark=f"held-out split of the learned set: hard negatives flagged ({name})",
+                   figure=f"{x['fa_test_neg']:.1%} of {x['n_test_neg']}", baseline=f"rules {base['fa_test_neg']:.1%}",
+                   ratio=round(x["fa_test_neg"] / max(base["fa_test_neg"], 1e-9), 2), target="-", met=None, command=cmd,
+                   notes="per kind: " + ", ".join(f"{k} {v:.0%}" for k, v in x["fa_by_kind"].items())),
+            Result(benchmark=f"older labelled crisis lines (tests/safety/data/labelled.jsonl), recall high/imminent ({name})",
+                   figure=f"{x['recall_old']:.1%} of {x['n_old_pos']}; fresh2 {x['recall_fresh2']:.1%} of {x['n_fresh2']}",
+                   baseline=f"rules {base['recall_old']:.1%}; fresh2 {base['recall_fresh2']:.1%}",
+                   ratio=round(x["recall_fresh2"] / max(base["recall_fresh2"], 1e-9), 2), target=">= 85%",
+                   met=x["recall_old"] >= 0.85, command=cmd,
+                   notes="the rules were tuned on all but fresh2 (so their figure there is not generalisation); the "
+                         "learned layer never saw this file; ratio = fresh2 recall vs rules"),
+            Result(benchmark=f"older labelled lines: ordinary/idiom/negated flagged ({name})",
+                   figure=f"{x['fa_old']:.1%} of {x['n_old_neg']}", baseline=f"rules {base['fa_old']:.1%}",
+                   ratio=round(x["fa_old"] / max(base["fa_old"], 1e-9), 2), target="<= 5%", met=x["fa_old"] <= 0.05,
+                   command=cmd),
+            Result(benchmark=f"AnnoMI client turns flagged high/imminent ({name})",
+                   figure=f"{x['fa_annomi']:.2%} of {x['n_annomi']}", baseline=f"rules {base['fa_annomi']:.2%}",
+                   ratio=round(x["fa_annomi"] / max(base["fa_annomi"], 1e-9), 2), target="<= 2%",
+                   met=x["fa_annomi"] <= 0.02, command=cmd,
+                   notes=f"{x['annomi_flagged']} turns; transcripts with a flag {x['annomi_transcripts_flagged']:.1%} "
+                         f"of {x['n_transcripts']} (rules {base['annomi_transcripts_flagged']:.1%}); a few AnnoMI "
+                         "clients do disclose, so not every flag is false"),
+            Result(benchmark=f"ESConv test-split seeker turns flagged high/imminent ({name})",
+                   figure=f"{x['fa_esconv_test']:.2%} of {x['n_esconv']}", baseline=f"rules {base['fa_esconv_test']:.2%}",
+                   ratio=round(x["fa_esconv_test"] / max(base["fa_esconv_test"], 1e-9), 2), target="-", met=None,
+                   command=cmd, notes="emotional-support seekers (some disclose suicidal thoughts): an upper bound "
+                                      "on false alarms; the valid split chose the thresholds, this split was not used"),
+        ]
+    sample = turns[:: max(1, len(turns) // args.latency_turns)][: args.latency_turns]
+    rw, rc = latency(screeners["rules"], sample)
+    lw, lc = latency(screeners["rules + learned"], sample)
+    results.append(Result(
+        benchmark="latency per turn, rules + learned layer (AnnoMI client turns, one at a time)",
+        figure=f"+{(lc - rc) * 1000:.1f} ms CPU (+{(lw - rw) * 1000:.1f} ms wall) per turn",
+        baseline=f"rules alone {rc * 1e6:.0f} us CPU per turn", ratio=round(lc / max(rc, 1e-9), 1),
+        target="< 20 ms added", met=(lc - rc) < 0.020, command=cmd,
+        notes=f"{len(sample)} turns, median {statistics.median(len(t) for t in sample)} characters; the machine's 2 "
+              "cores are shared with other jobs, so wall time runs above CPU time",
+        extra={"rules_wall_s": rw, "rules_cpu_s": rc, "learned_wall_s": lw, "learned_cpu_s": lc}))
+    for layer, why in skipped.items():
+        results.append(Result(benchmark=f"optional layer: {layer}", figure="not run", baseline="-", ratio=None,
+                              target="-", met=None, command=cmd, notes=why))
     record("safety_screen", results)
 
 

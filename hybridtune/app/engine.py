@@ -11,7 +11,8 @@ With `conversations.keep` on, each reply is also kept, scrubbed, in runs/<name>/
         print(ev.text, end="")
     engine.save()
 
-Every user turn is screened first (hybridtune.safety.screen). At `safety.crisis_level` the
+Every user turn is screened first by the layered screen (hybridtune.safety.screen: rules,
+learned layer, provider layers and rubric as configured). At `safety.crisis_level` the
 counselor's reply is replaced by, or prefixed with, the fixed safe response. The history
 sent to the model is trimmed from the oldest turns to fit the endpoint's context window.
 """
@@ -34,7 +35,7 @@ from ..records import Message, Session, stable_id
 from ..registry import counselor_llm, load_registry
 from ..safety.policy import events_for, is_crisis, log_event, safe_response
 from ..safety.rules import RiskResult
-from ..safety.screen import follow_up, screen, validate_text
+from ..safety.screen import Screener, build_screener, follow_up, validate_text
 from ..store import StageDir
 from .conversations import ConversationLog
 
@@ -60,7 +61,7 @@ class ChatEngine:
     counselor: LLM
     domain: Domain
     out: StageDir  # runs/<name>/chat/
-    screen_llm: LLM | None = None
+    screener: Screener = field(default_factory=Screener)  # built once per engine, shared by its forks
     variant: str = "counselor"
     messages: list[Message] = field(default_factory=list)
     turn_risks: list[dict] = field(default_factory=list)
@@ -98,7 +99,7 @@ class ChatEngine:
 
     async def check(self, text: str) -> RiskResult:
         validate_text(text, self.cfg.safety.max_chars)  # BadText -> caller shows the message
-        return await screen(text, llm=self.screen_llm, cfg=self.cfg.safety, domain=self.domain)
+        return await self.screener.screen(text)
 
     async def turn(self, text: str) -> AsyncIterator[ChatEvent]:
         """Screen, answer (streamed) and record one user turn."""
@@ -183,7 +184,7 @@ class ChatEngine:
     def fork(self) -> ChatEngine:
         """A new, empty conversation sharing this engine's models (one per web session)."""
         return ChatEngine(cfg=self.cfg, counselor=self.counselor, domain=self.domain, out=self.out,
-                          screen_llm=self.screen_llm, variant=self.variant, log=self.log, surface=self.surface)
+                          screener=self.screener, variant=self.variant, log=self.log, surface=self.surface)
 
     def reset(self) -> None:
         self.messages, self.turn_risks, self.started, self.saved_len = [], [], time.time(), 0
@@ -206,8 +207,8 @@ def open_engine(cfg: ExperimentConfig, variant: str | None = None, pool: LLMPool
         llm, name = counselor_llm(ctx, reg[variant]), variant
     else:
         llm, name = ctx.llm("counselor"), "counselor"
-    if cfg.safety.model_role not in cfg.roles:
-        raise UserError(f"safety.model_role: '{cfg.safety.model_role}' is not a role; use one of {', '.join(cfg.roles)}")
-    screen_llm = pool.role(cfg.safety.model_role) if cfg.safety.use_model else None
-    return ChatEngine(cfg=cfg, counselor=llm, domain=domain, out=store.stage("chat"), screen_llm=screen_llm, variant=name,
+    screener = build_screener(cfg, pool, domain)
+    if cfg.safety.learned:
+        screener.cpu(["warm-up"])  # load the embedder now, not on the first person's turn
+    return ChatEngine(cfg=cfg, counselor=llm, domain=domain, out=store.stage("chat"), screener=screener, variant=name,
                       log=ConversationLog.open(cfg), surface=surface)

@@ -42,7 +42,7 @@ class CurateConfig(BaseModel):
         description=f"judge flags that send a session to review ({', '.join(FLAGS)})")
     crisis_levels: list[str] = Field(
         default_factory=lambda: ["high", "imminent"],
-        description="rule-screen risk levels (none|low|high|imminent) that send a session to review as crisis content")
+        description="crisis-screen risk levels (none|low|high|imminent) that send a session to review as crisis content")
     judge_real: bool = Field(False, description="also judge real sessions (they are always crisis-screened)")
     second_judge_endpoint: str | None = Field(
         None, description="endpoint of an optional second judge (same rubric); agreement: Krippendorff's alpha")

@@ -1,4 +1,4 @@
-"""Stage `curate`: an LLM judge scores sessions, a rules-only crisis screen flags risk, and
+"""Stage `curate`: an LLM judge scores sessions, the layered crisis screen flags risk, and
 a selection policy keeps the best sessions per stratum and queues the rest for human review.
 
 Input : runs/<name>/synth/sessions.jsonl (Session), runs/<name>/real/sessions.jsonl (Session;
@@ -24,7 +24,7 @@ from pydantic import BaseModel, Field, create_model
 from ..context import Context, map_items
 from ..errors import StructuredOutputError
 from ..records import Session
-from ..safety.rules import rule_screen
+from ..safety.screen import Screener, build_screener
 from ..store import StageDir
 from .config import CRITERIA, FLAGS
 from .select import select_sessions, session_techniques
@@ -89,10 +89,10 @@ async def judge_one(ctx: Context, session: Session, endpoint: str | None = None)
     return verdict_scores(reply.parsed, tag, reply.model)
 
 
-def crisis_screen(session: Session) -> dict[str, Any]:
-    """Rules-only risk screen of the client turns (hybridtune.safety.rules, no model call)."""
-    r = rule_screen("\n".join(session.turns("user")))
-    return {"risk": str(r.risk), "categories": list(r.categories)}  # evidence is client text: not stored
+async def crisis_screen(screener: Screener, session: Session) -> dict[str, Any]:
+    """The layered crisis screen (hybridtune.safety.screen) over the client turns; max over turns."""
+    r = await screener.screen_session(session)
+    return {"risk": r.risk, "categories": list(r.categories), "source": r.source}  # evidence is client text: not stored
 
 
 def load_inputs(ctx: Context) -> tuple[list[Session], list[Session]]:
@@ -125,9 +125,10 @@ async def run(ctx: Context, st: StageDir) -> dict:
     judged = {s.id: s for s in st.read("judged.jsonl", Session)}
     failed = {f["item"] for f in st.read_dicts("failures.jsonl")} - set(judged)
     pool: list[Session] = []
+    screener = build_screener(ctx.cfg, ctx.llms, ctx.domain)
     for s in to_judge + ([] if cc.judge_real else real):
         s = judged.get(s.id, s)
-        s = s.model_copy(update={"scores": {**s.scores, "risk": crisis_screen(s)}})
+        s = s.model_copy(update={"scores": {**s.scores, "risk": await crisis_screen(screener, s)}})
         pool.append(s)
     sel = select_sessions(pool, cc, judge_failed=failed, judged_ids={s.id for s in to_judge})
     counts = {k: st.write_records(f"{k}.jsonl", v) for k, v in sel.items()}

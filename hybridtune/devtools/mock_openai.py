@@ -18,6 +18,12 @@ Modes (what `/v1/models` lists and which model names chat accepts):
 `/stats` counts requests, faults, chat requests per model name, uploaded files, created
 fine-tuning jobs and LoRA loads (kept in the server process across client restarts).
 
+Also `/v1/moderations` (OpenAI's response shape: `results[]` with `flagged`, `categories`,
+`category_scores`, `category_applied_input_types`; a string or a list of inputs) and, for a
+model whose name contains "guard", Llama Guard style chat replies ("safe" / "unsafe\nS11",
+with first-token logprobs when asked), as vLLM serves them. Their scores come from a small
+fixed word list (MOD_LEXICON): the mock checks plumbing and thresholds, not judgement.
+
     python -m hybridtune.devtools.mock_openai --port 8999 --delay 0.5 --fault-rate 0.2
     python -m hybridtune.devtools.mock_openai --port 8999 --openai --ft-seconds 5
     python -m hybridtune.devtools.mock_openai --port 8000 --vllm --served-model Qwen/Qwen2.5-7B-Instruct --runtime-lora
@@ -27,6 +33,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import random
 import time
 from collections import Counter
@@ -76,6 +83,34 @@ def parse_models(spec: str) -> dict[str, dict]:
     return out
 
 
+MOD_CATEGORIES = ("harassment", "harassment/threatening", "hate", "hate/threatening", "illicit", "illicit/violent",
+                  "self-harm", "self-harm/instructions", "self-harm/intent", "sexual", "sexual/minors", "violence",
+                  "violence/graphic")
+# (category, score, phrase): the mock's whole "model"; the highest matching score per category wins
+MOD_LEXICON = (("self-harm/intent", 0.93, "kill myself"), ("self-harm/intent", 0.91, "end my life"),
+               ("self-harm/intent", 0.62, "want to die"), ("self-harm", 0.88, "suicid"), ("self-harm", 0.84, "cut myself"),
+               ("self-harm", 0.71, "better off without me"), ("self-harm/instructions", 0.8, "how many pills"),
+               ("violence", 0.7, "kill him"), ("violence", 0.7, "kill her"))
+
+
+def moderation_result(text: str) -> dict:
+    low = text.lower()
+    scores = {c: 0.0001 for c in MOD_CATEGORIES}
+    for cat, score, phrase in MOD_LEXICON:
+        if phrase in low:
+            scores[cat] = max(scores[cat], score)
+    scores["self-harm"] = max(scores["self-harm"], scores["self-harm/intent"] * 0.95)
+    return {"flagged": any(v >= 0.5 for v in scores.values()), "categories": {c: v >= 0.5 for c, v in scores.items()},
+            "category_scores": scores,
+            "category_applied_input_types": {c: ["text"] if scores[c] >= 0.5 else [] for c in MOD_CATEGORIES}}
+
+
+def guard_reply(text: str) -> tuple[str, float]:
+    """Llama Guard 3's answer format and the probability it puts on "safe" first."""
+    s = max(moderation_result(text)["category_scores"][c] for c in ("self-harm", "self-harm/intent"))
+    return ("unsafe\nS11" if s >= 0.5 else "safe"), 1.0 - s
+
+
 def make_app(delay: float = 0.0, fault_rate: float = 0.0, faults: tuple[str, ...] = FAULTS, seed: int = 0,
              hang_s: float = 30.0, *, mode: str = "any", models: str = OPENAI_MODELS, served_model: str = "mock",
              lora_modules: str = "", runtime_lora: bool = False, max_lora_rank: int = 16,
@@ -115,7 +150,17 @@ def make_app(delay: float = 0.0, fault_rate: float = 0.0, faults: tuple[str, ...
             await asyncio.sleep(hang_s)
         rf = body.get("response_format") or {}
         schema = rf.get("schema") or (rf.get("json_schema") or {}).get("schema")
-        if schema is not None:
+        logprobs = None
+        if "guard" in str(body.get("model", "")).lower():
+            convo = "\n".join(str(m.get("content", "")) for m in body["messages"] if m.get("role") == "user")
+            content, p_safe = guard_reply(convo)
+            if body.get("logprobs"):
+                first = content.split("\n")[0]
+                alt = "unsafe" if first == "safe" else "safe"
+                lp = {"safe": math.log(max(p_safe, 1e-9)), "unsafe": math.log(max(1 - p_safe, 1e-9))}
+                logprobs = {"content": [{"token": first, "logprob": lp[first], "bytes": None, "top_logprobs": [
+                    {"token": first, "logprob": lp[first], "bytes": None}, {"token": alt, "logprob": lp[alt], "bytes": None}]}]}
+        elif schema is not None:
             content = json.dumps({"unexpected": True}) if fault == "wrong_schema" else json.dumps(schema_example(schema))
         else:
             last = body["messages"][-1]["content"]
@@ -123,7 +168,8 @@ def make_app(delay: float = 0.0, fault_rate: float = 0.0, faults: tuple[str, ...
         payload = {
             "id": f"mock-{stats['requests']}", "object": "chat.completion", "created": int(time.time()),
             "model": body.get("model", "mock"),
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop",
+                         **({"logprobs": logprobs} if logprobs else {})}],
             "usage": {"prompt_tokens": 10, "completion_tokens": len(content.split()), "total_tokens": 10},
         }
         if mode == "vllm":  # token counts of the rendered prompt, and prompt_logprobs when asked (likelihood)
@@ -137,6 +183,34 @@ def make_app(delay: float = 0.0, fault_rate: float = 0.0, faults: tuple[str, ...
         if fault == "not_json":
             return Response("<html>502 Bad Gateway</html>", media_type="application/json")
         return Response(text, media_type="application/json")
+
+    async def moderations(request: Request) -> Response:
+        stats["requests"] += 1
+        stats["moderations"] = stats.get("moderations", 0) + 1
+        fault = rng.choice(faults) if faults and rng.random() < fault_rate else None
+        await asyncio.sleep(delay)
+        if fault == "429":
+            return JSONResponse({"error": {"message": "rate limited"}}, status_code=429, headers={"retry-after": "0.05"})
+        if fault in ("500", "timeout", "truncated", "not_json", "wrong_schema"):
+            return JSONResponse({"error": {"message": "boom", "type": "server_error"}}, status_code=500)
+        try:
+            body = await request.json()
+        except ValueError:
+            body = None
+        inp = body.get("input") if isinstance(body, dict) else None
+        refused = unknown_model(body.get("model") or "omni-moderation-latest") if isinstance(body, dict) else None
+        if refused is not None:
+            return refused
+        if isinstance(inp, str):
+            texts = [inp]
+        elif isinstance(inp, list) and inp and all(isinstance(x, str) or (isinstance(x, dict) and x.get("type") == "text")
+                                                   for x in inp):
+            texts = [x if isinstance(x, str) else str(x.get("text", "")) for x in inp]
+        else:  # OpenAI's answer to a missing or malformed input
+            return JSONResponse({"error": {"message": "'input' is a required property", "type": "invalid_request_error",
+                                           "param": "input", "code": None}}, status_code=400)
+        return JSONResponse({"id": f"modr-{stats['requests']}", "model": body.get("model") or "omni-moderation-latest",
+                             "results": [moderation_result(t) for t in texts]})
 
     async def stats_route(request: Request) -> Response:
         return JSONResponse({**stats, "models": dict(state.by_model), "files": len(state.files)})
@@ -159,7 +233,8 @@ def make_app(delay: float = 0.0, fault_rate: float = 0.0, faults: tuple[str, ...
         return JSONResponse(cards.get(name, {"id": name, "object": "model"}))
 
     routes = [Route("/v1/chat/completions", chat, methods=["POST"]), Route("/v1/models", models),
-              Route("/v1/models/{name:path}", model), Route("/stats", stats_route)]
+              Route("/v1/models/{name:path}", model), Route("/stats", stats_route),
+              Route("/v1/moderations", moderations, methods=["POST"])]
     if mode == "openai":
         routes += file_routes(state) + finetune_routes(state)
     if mode == "vllm":

@@ -121,4 +121,4 @@ class RealConfig(_Section):
     segment: SegmentConfig = Field(default_factory=SegmentConfig)
     annotate: AnnotateConfig = Field(default_factory=AnnotateConfig)
     attribution: AttributionConfig = Field(default_factory=AttributionConfig)
-    safety_screen: bool = Field(True, description="flag crisis content for review (rules-only screen, hybridtune.safety.rules)")
+    safety_screen: bool = Field(True, description="flag crisis content for review (the layered screen of hybridtune.safety.screen, per user turn)")

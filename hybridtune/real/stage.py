@@ -31,6 +31,7 @@ from typing import IO, Any
 from ..context import Context
 from ..errors import UserError
 from ..records import QuarantineEntry, Session, TurnAnnotation, stable_id
+from ..safety.screen import build_screener
 from ..store import StageDir, dump_json
 from .annotate import annotate_enabled, annotate_sessions, ask_llm_about_speakers, attribute_with_llm, score_quality
 from .clean import clean_turns, merge_turns
@@ -72,15 +73,6 @@ class Stats:
     safety: Counter = field(default_factory=Counter)
     attribution: list[float] = field(default_factory=list)
     quarantined_files: int = 0
-
-
-def _safety_screen():
-    """The rules-only crisis screen, or None when hybridtune.safety.rules is not installed."""
-    try:
-        from ..safety.rules import rule_screen
-    except ImportError:
-        return None
-    return rule_screen
 
 
 def _quarantine(q: StreamWriter, scrub: Scrubber, file: str, line: int | None, reason: str, excerpt: str = "") -> None:
@@ -139,7 +131,7 @@ async def ingest(ctx: Context, st: StageDir, files: list[Path], fmt: str | None 
     t0 = time.time()
     stats = Stats()
     scrub = Scrubber(cfg.pii, seed=ctx.cfg.seed)
-    screen = _safety_screen() if cfg.safety_screen else None
+    screener = build_screener(ctx.cfg, ctx.llms, ctx.domain) if cfg.safety_screen else None
     dd = Deduper(cfg.dedup, "sessions")
     clean = StreamWriter(st, "_clean.jsonl")
     q = StreamWriter(st, "quarantine.jsonl")
@@ -173,10 +165,11 @@ async def ingest(ctx: Context, st: StageDir, files: list[Path], fmt: str | None 
                 _quarantine(q, scrub, raw.file, raw.line, f"session {raw.key} dropped: {reason}")
                 continue
             stats.steps["after_filters"] += 1
-            if screen is not None:
-                risk = screen("\n".join(session.turns("user")))
+            if screener is not None:  # the same layered screen as chat; a person's risk = max over their turns
+                risk = await screener.screen_session(session)
                 session.meta["safety"] = {"risk": risk.risk, "categories": list(risk.categories),
-                                          "evidence": [e[:160] for e in risk.evidence], "review": risk.risk in ("high", "imminent")}
+                                          "evidence": [e[:160] for e in risk.evidence], "review": risk.risk in ("high", "imminent"),
+                                          "source": risk.source, "turns": risk.model_extra.get("turns", [])}
                 stats.safety[risk.risk] += 1
             else:
                 session.meta["safety"] = {"risk": "unscreened"}

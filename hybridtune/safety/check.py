@@ -1,12 +1,16 @@
 """`hybridtune safety check`: screen a JSONL file of texts.
 
 Input: JSONL lines `{"id": ..., "text": ...}` (other fields are kept).
-Output: OUT.jsonl, the same lines plus `risk`, `categories`, `evidence`, `source`, `settled`;
+Output: OUT.jsonl, the same lines plus `risk`, `categories`, `evidence`, `source`, `settled`,
+`layers` (the screen's layers that ran) and `scores`;
 beside it OUT.quarantine.jsonl (`QuarantineEntry` per rejected line: bad JSON, missing or
 empty text, too long, not text, duplicate id) and OUT.events.jsonl (`SafetyEvent` per crisis
 or degraded screen). One bad line never stops the file.
 
     hybridtune safety check texts.jsonl --out screened.jsonl -c configs/demo.yaml [--rules-only]
+
+The summary says which layers ran (`layers`: lines per layer) and how many lines each
+layer decided (`by_source`; `degraded` = a layer failed on that line).
 """
 from __future__ import annotations
 
@@ -21,7 +25,7 @@ from ..records import QuarantineEntry, stable_id
 from ..store import atomic_write, dump_json
 from .config import SafetyConfig
 from .policy import events_for, log_event
-from .screen import BadText, screen, validate_text
+from .screen import BadText, Screener, validate_text
 
 if TYPE_CHECKING:
     from ..domain import Domain
@@ -76,22 +80,26 @@ def parse_lines(path: Path, cfg: SafetyConfig) -> tuple[list[dict], list[Quarant
 
 
 async def check_file(
-    src: Path, out: Path, cfg: SafetyConfig, llm: LLM | None = None, domain: Domain | None = None
+    src: Path, out: Path, cfg: SafetyConfig, llm: LLM | None = None, domain: Domain | None = None,
+    screener: Screener | None = None,
 ) -> dict:
     """Screen every valid line of `src` into `out` (input order); returns a summary dict."""
     items, quarantine = parse_lines(src, cfg)
+    screener = screener or Screener(cfg, llm, domain)
     sem = asyncio.Semaphore(cfg.check_concurrency)
 
-    async def one(obj: dict):
+    async def one(batch: list[dict]):
         async with sem:
-            return await screen(obj["text"], llm=llm if cfg.use_model else None, cfg=cfg, domain=domain)
+            return await screener.screen_many([o["text"] for o in batch])
 
-    results = await asyncio.gather(*(one(o) for o in items))
+    step = 32  # the learned layer embeds a batch at once; the remote layers still go one line at a time
+    batches = await asyncio.gather(*(one(items[i:i + step]) for i in range(0, len(items), step)))
+    results = [r for b in batches for r in b]
     out.parent.mkdir(parents=True, exist_ok=True)
     rows = []
     for obj, r in zip(items, results, strict=True):
         rows.append({**obj, "risk": r.risk, "categories": r.categories, "evidence": r.evidence,
-                     "source": r.source, "settled": r.settled})
+                     "source": r.source, "settled": r.settled, "layers": r.layers, "scores": r.scores})
         for ev in events_for(r, cfg, "check", ref=obj["id"]):
             log_event(sidecar(out, "events"), ev)
     atomic_write(out, "".join(dump_json(r) + "\n" for r in rows))
@@ -99,5 +107,6 @@ async def check_file(
     return {
         "screened": len(rows), "quarantined": len(quarantine),
         "risk": dict(Counter(r.risk for r in results)), "by_source": dict(Counter(r.source for r in results)),
+        "layers": {name: sum(name in r.layers for r in results) for name in screener.layer_names},
         "out": str(out), "quarantine": str(sidecar(out, "quarantine")), "events": str(sidecar(out, "events")),
     }

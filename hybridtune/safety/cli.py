@@ -13,7 +13,8 @@ import typer
 
 from ..cli_common import SetOpt, load
 
-safety_app = typer.Typer(help="Crisis-safety screen (rules + model) for texts and sessions.", no_args_is_help=True)
+safety_app = typer.Typer(help="Crisis-safety screen (rules, learned layer, provider layers, rubric) for texts.",
+                         no_args_is_help=True)
 
 
 @safety_app.command("check")
@@ -21,27 +22,25 @@ def check(
     input: Annotated[Path, typer.Argument(help='JSONL file, one {"id", "text"} object per line')],
     out: Annotated[Path, typer.Option("--out", "-o", help="output JSONL: input lines plus risk, categories, evidence")],
     config: Annotated[Path | None, typer.Option("--config", "-c", help="experiment YAML (default: built-in defaults)")] = None,
-    rules_only: Annotated[bool, typer.Option(help="skip the model step (same as --set safety.use_model=false)")] = False,
+    rules_only: Annotated[bool, typer.Option(help="phrase rules alone: no learned, provider or rubric layer")] = False,
     set_: SetOpt = None,
 ):
     """Screen texts for suicide, self-harm, harm to others, abuse and medical emergencies."""
-    cfg = load(config, [*(set_ or []), *(["safety.use_model=false"] if rules_only else [])])
+    rules = ["safety.use_model=false", "safety.learned=false", "safety.moderation=off", "safety.guard_endpoint=null"]
+    cfg = load(config, [*(set_ or []), *(rules if rules_only else [])])
     from ..domain import load_domain
     from ..llm import LLMPool
     from .check import check_file
+    from .screen import build_screener
 
     async def go():
         pool = LLMPool(cfg)
         try:
-            llm = pool.role(cfg.safety.model_role) if cfg.safety.use_model else None
-            return await check_file(input, out, cfg.safety, llm, load_domain(cfg.domain))
+            screener = build_screener(cfg, pool, load_domain(cfg.domain))
+            return await check_file(input, out, cfg.safety, screener=screener)
         finally:
             await pool.aclose()
 
-    if cfg.safety.model_role not in cfg.roles:
-        from ..errors import UserError
-
-        raise UserError(f"safety.model_role: '{cfg.safety.model_role}' is not a role; use one of {', '.join(cfg.roles)}")
     summary = asyncio.run(go())
     typer.echo(json.dumps(summary, indent=2))
 

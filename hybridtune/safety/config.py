@@ -1,22 +1,40 @@
-"""Config section `safety`: crisis screen thresholds and response policy (see hybridtune/safety/).
+"""Config section `safety`: crisis screen layers, thresholds and response policy (see hybridtune/safety/).
 
-The screen is layered (rules, then a model for what the rules cannot settle); the policy
-replaces or prefixes the counselor's reply when a user turn reaches `crisis_level`.
+The screen is layered: phrase rules, the learned layer (embedder + linear head, CPU, every
+turn), optional provider layers (OpenAI moderation, a vLLM-served guard model) and an
+optional LLM rubric for what the others cannot settle; the policy replaces or prefixes the
+counselor's reply when a user turn reaches `crisis_level`.
 """
 from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class SafetyConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     locale: str = Field("US", description="crisis resources locale (data file hybridtune/safety/resources.yaml); unknown -> INTL")
     resources_file: str | None = Field(None, description="YAML file of crisis resources replacing the packaged resources.yaml")
-    use_model: bool = Field(True, description="ask the model (model_role) when the rules cannot settle a turn")
+    learned: bool = Field(True, description="learned layer on every turn (sentence embedder + linear head, CPU, ~10 ms)")
+    learned_head: str | None = Field(
+        None, description="head JSON replacing the packaged hybridtune/safety/data/crisis_head.json (thresholds inside)")
+    moderation: Literal["auto", "on", "off"] = Field(
+        "auto", description="OpenAI moderation layer (self-harm categories): auto = when an api.openai.com endpoint's key is set")
+    moderation_endpoint: str | None = Field(
+        None, description="endpoint whose base_url and key the moderation layer uses (default: the first api.openai.com one)")
+    moderation_model: str = Field("omni-moderation-latest", description="OpenAI moderation model")
+    moderation_high: float = Field(0.5, ge=0, le=1, description="self-harm score at which the moderation layer says high")
+    moderation_imminent: float = Field(0.8, ge=0, le=1, description="self-harm/intent score at which it says imminent")
+    guard_endpoint: str | None = Field(
+        None, description="endpoint serving a Llama Guard style model (vLLM, OpenAI-compatible chat); off when unset")
+    guard_model: str | None = Field(None, description="guard model name (default: the endpoint's model)")
+    guard_high: float = Field(0.5, ge=0, le=1, description="P(unsafe) with self-harm (S11) at which the guard layer says high")
+    use_model: bool = Field(
+        False, description="LLM rubric layer (model_role) for turns the other layers cannot settle; "
+                           "off by default: the embedded 135M model's verdicts are noise, turn it on with a strong judge")
     model_on: Literal["unsettled", "all"] = Field(
-        "unsettled", description="which turns go to the model: those the rules cannot settle, or all (indirect risk; costly)"
+        "unsettled", description="which turns go to the rubric: those rules and learned layer cannot settle, or all (costly)"
     )
     model_role: str = Field("judge", description="role that runs the C-SSRS-style rubric (prompt safety_screen.yaml)")
     model_min_confidence: float = Field(
@@ -33,3 +51,8 @@ class SafetyConfig(BaseModel):
     )
     max_chars: int = Field(4000, ge=1, description="longest accepted user text (chat, serve, safety check); longer is rejected")
     check_concurrency: int = Field(4, ge=1, description="`safety check`: lines screened in parallel")
+
+    @field_validator("moderation", mode="before")
+    @classmethod
+    def _yaml_on_off(cls, v):  # YAML 1.1 reads a bare on/off as true/false
+        return {True: "on", False: "off"}.get(v, v) if isinstance(v, bool) else v

@@ -123,7 +123,9 @@ class SafetyEvent(Record):
     @classmethod
     def of(cls, result: RiskResult, kind: str, where: str, ref: str = "", **detail: Any) -> SafetyEvent:
         t = time.time()
-        extra = {k: v for k, v in (result.model_extra or {}).items() if k in ("error", "model_risk", "model_confidence")}
+        extra = {k: v for k, v in (result.model_extra or {}).items()
+                 if k in ("error", "degraded", "model_risk", "model_confidence")}
+        extra.update(layers=result.layers, scores=result.scores)
         return cls(id=stable_id("safety", where, ref, t), time=t, kind=kind, where=where, risk=result.risk,
                    categories=result.categories, evidence=[scrub_span(e) for e in result.evidence], source=result.source,
                    ref=ref, detail={**extra, **detail})

@@ -33,8 +33,10 @@ class RiskResult(BaseModel):
     risk: Risk = "none"
     categories: list[str] = Field(default_factory=list)
     evidence: list[str] = Field(default_factory=list)  # matched spans, verbatim from the input
-    source: str = "rules"  # rules | model | degraded
-    settled: bool = True  # True when the rules are confident (no model needed)
+    source: str = "rules"  # the layer that set the level: rules | learned | moderation | guard | model; or degraded
+    settled: bool = True  # True when the layers that ran are confident (no rubric model needed)
+    layers: list[str] = Field(default_factory=list)  # the layers that ran, in order
+    scores: dict[str, float] = Field(default_factory=dict)  # each scoring layer's score (learned: p_risk)
 
     @property
     def is_crisis(self) -> bool:

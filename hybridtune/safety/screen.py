@@ -1,22 +1,31 @@
-"""The layered crisis screen every part of hybridtune uses: rules first, a model for the rest.
+"""The layered crisis screen every part of hybridtune uses (chat, serve, safety check, ingest, curation).
 
-Input: one user text (or a `Session`). Output: `RiskResult` (see rules.py).
+Input: one user text (or a `Session`). Output: `RiskResult` (see rules.py) with `layers` (which
+layers ran) and `scores` (each layer's score).
 
-    from hybridtune.safety.screen import screen, screen_session
-    r = await screen("I don't see the point anymore", llm=ctx.llm("judge"), cfg=ctx.cfg.safety)
-    r.risk, r.categories, r.evidence, r.source    # source: rules | model | degraded
-    screen_session(session)                       # rules only, over the user turns (pipeline hook)
+    from hybridtune.safety.screen import build_screener, screen, screen_session
+    screener = build_screener(cfg, pool)            # layers from the experiment config, built once
+    r = await screener.screen("I've been giving my things away")
+    r.risk, r.categories, r.source, r.layers       # source: rules | learned | moderation | guard | model | degraded
+    await screener.screen_session(session)          # a person's risk: the maximum over their user turns
+    screen_session(session)                         # the CPU layers only (rules + learned), synchronous
 
-Layers: (1) `rule_screen` phrase patterns with negation handling decide alone when they are
-confident (`settled`); (2) otherwise the `safety.model_role` model answers the C-SSRS-style
-rubric of prompts/safety_screen.yaml as structured JSON. A model verdict counts at or above
-`safety.model_min_confidence`, and by default can only raise the rules' level (a model that
-misses a crisis must not erase what the rules saw). If the model call fails the rules decide,
-the result says `source="degraded"` and is logged; an unsettled "none" becomes "low" then, so
-a failure is never silently "no risk".
+Layers, cheapest first; each can only raise the level (a layer that misses a crisis must not
+erase what another saw):
+1. `rule_screen` phrase patterns with negation, idiom, history and third-party handling.
+2. the learned layer (learned.py): sentence embedder + linear head on every turn, CPU,
+   thresholds chosen on a validation split (data/crisis_head.json); on unless `safety.learned: false`.
+3. provider layers (providers.py), when configured: OpenAI moderation, a vLLM guard model.
+4. the LLM rubric (`safety.model_role`, prompts/safety_screen.yaml, structured JSON) for what
+   rules and learned layer cannot settle (`model_on: all`: every turn); off unless
+   `safety.use_model` (the embedded 135M model's verdicts are noise). A verdict counts at or
+   above `safety.model_min_confidence`; `model_can_lower` lets it lower the level.
+Any layer that fails makes the result `source="degraded"` (logged, `degraded` lists the
+layers, `error` says why) and an otherwise "none" result "low": a failure is never "no risk".
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from typing import TYPE_CHECKING, Literal
@@ -24,13 +33,15 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import BaseModel, Field, field_validator
 
 from ..domain import load_domain
+from ..errors import UserError
 from ..records import Session
 from .config import SafetyConfig
 from .rules import CATEGORIES, RISK_ORDER, RiskResult, rule_screen
 
 if TYPE_CHECKING:
+    from ..config import ExperimentConfig
     from ..domain import Domain
-    from ..llm import LLM
+    from ..llm import LLM, LLMPool
 
 log = logging.getLogger("hybridtune.safety")
 
@@ -94,33 +105,148 @@ async def ask_model(text: str, llm: LLM, domain: Domain | None = None) -> Safety
     return reply.parsed
 
 
+def _raise(r: RiskResult, layer: str, risk: str, cats: list[str], score: float | None = None) -> RiskResult:
+    """`r` with one more layer's verdict merged in: the level only goes up; the scores and layers are kept."""
+    upd: dict = {"layers": [*r.layers, layer]}
+    if score is not None:
+        upd["scores"] = {**r.scores, layer: score}
+    if RISK_ORDER[risk] > RISK_ORDER[r.risk]:
+        upd.update(risk=risk, source=layer, categories=r.categories + [c for c in cats if c not in r.categories])
+    return r.model_copy(update=upd)
+
+
+def _degrade(r: RiskResult, layer: str, err: Exception | str) -> RiskResult:
+    """A layer failed: say so, and never leave the result at "no risk"."""
+    msg = err if isinstance(err, str) else f"{type(err).__name__}: {str(err)[:200]}"
+    log.warning("safety screen: %s layer failed, result marked degraded: %s", layer, msg)
+    extra = r.model_extra or {}
+    return r.model_copy(update={
+        "risk": r.risk if r.risk != "none" else "low", "source": "degraded", "settled": False,
+        "degraded": [*extra.get("degraded", []), layer],
+        "error": "; ".join(x for x in (extra.get("error"), f"{layer}: {msg}") if x)})
+
+
+class Screener:
+    """The layered screen with its layers built once (see the module docstring)."""
+
+    def __init__(self, cfg: SafetyConfig | None = None, llm: LLM | None = None, domain: Domain | None = None,
+                 providers: list | tuple = ()):
+        self.cfg = cfg or SafetyConfig()
+        self.llm = llm if self.cfg.use_model else None
+        self.domain = domain
+        self.providers = list(providers)
+
+    @property
+    def layer_names(self) -> list[str]:
+        return ["rules", *(["learned"] if self.cfg.learned else []), *(p.name for p in self.providers),
+                *(["model"] if self.llm is not None else [])]
+
+    def cpu(self, texts: list[str]) -> list[RiskResult]:
+        """Rules and learned layer for many texts (the learned layer embeds them in one batch)."""
+        out = [rule_screen(t).model_copy(update={"layers": ["rules"]}) for t in texts]
+        if not self.cfg.learned or not texts:
+            return out
+        try:
+            from .learned import load_learned
+
+            scores = load_learned(self.cfg.learned_head).score(texts)
+        except Exception as e:  # a missing package or a broken head file must not pass as "no risk"
+            return [_degrade(r, "learned", e) for r in out]
+        res = []
+        for r, s in zip(out, scores, strict=True):
+            r = _raise(r, "learned", s.risk, ["suicide"], s.p_risk)
+            res.append(r.model_copy(update={"settled": False}) if s.unsure else r)
+        return res
+
+    async def screen(self, text: str) -> RiskResult:
+        """Screen one text through every configured layer. Never raises on str input."""
+        return (await self.screen_many([text]))[0]
+
+    async def screen_many(self, texts: list[str]) -> list[RiskResult]:
+        results = self.cpu(texts)
+        return list(await asyncio.gather(*(self._remote(t, r) for t, r in zip(texts, results, strict=True))))
+
+    async def _remote(self, text: str, r: RiskResult) -> RiskResult:
+        for p in self.providers:
+            try:
+                v = await p.check(text[: self.cfg.max_chars])
+            except Exception as e:  # endpoint down, key rejected, garbled reply: visible, never "no risk"
+                r = _degrade(r, p.name, e)
+                continue
+            r = _raise(r, p.name, v.risk, v.categories, v.score)
+        if self.llm is None or (r.settled and self.cfg.model_on == "unsettled"):
+            return r
+        return await self._rubric(text, r)
+
+    async def _rubric(self, text: str, r: RiskResult) -> RiskResult:
+        cfg = self.cfg
+        try:
+            j = await ask_model(text[: cfg.max_chars], self.llm, self.domain)
+        except Exception as e:  # any model failure (even budget/endpoint errors) must not break the chat
+            return _degrade(r, "model", e)
+        level = _model_level(j)
+        r = r.model_copy(update={"layers": [*r.layers, "model"], "model_risk": level, "model_confidence": j.confidence})
+        if j.confidence < cfg.model_min_confidence:
+            return r
+        risk = level if cfg.model_can_lower else _max(r.risk, level)
+        cats = list(r.categories) + [c for c in j.categories if c not in r.categories]
+        if RISK_ORDER[risk] > 0 and not cats:
+            cats = ["suicide"] if (j.wish_to_be_dead or j.active_ideation) else []
+        ev = list(r.evidence)
+        if j.evidence.strip() and j.evidence.strip().lower() in text.lower():  # only spans really in the text
+            ev.append(j.evidence.strip())
+        source = r.source if r.source == "degraded" else "model"
+        if source == "degraded" and risk == "none":
+            risk = "low"  # another layer failed: even a confident "none" cannot clear the turn
+        return r.model_copy(update={"risk": risk, "categories": cats if RISK_ORDER[risk] else [], "evidence": ev,
+                                    "source": source, "settled": True})
+
+    async def screen_session(self, session: Session) -> RiskResult:
+        """A person's risk: every user turn through every layer, the maximum over them."""
+        idx = [i for i, m in enumerate(session.messages) if m.role == "user"]
+        return merge_turns(idx, await self.screen_many([session.messages[i].content for i in idx]))
+
+
+def merge_turns(idx: list[int], results: list[RiskResult]) -> RiskResult:
+    """The highest risk over turns, with all categories, evidence, layers, and `turns` (the flagged indexes)."""
+    risk, cats, ev, turns, settled, layers, scores, degraded = "none", [], [], [], True, [], {}, []
+    for i, r in zip(idx, results, strict=True):
+        settled = settled and r.settled
+        layers += [x for x in r.layers if x not in layers]
+        for k, v in r.scores.items():
+            scores[k] = max(scores.get(k, v), v)
+        if r.source == "degraded":
+            degraded.append(i)
+        if r.risk != "none":
+            turns.append(i)
+            risk = _max(risk, r.risk)
+            cats += [c for c in r.categories if c not in cats]
+            ev += [e for e in r.evidence if e not in ev]
+    top = max(results, key=lambda r: RISK_ORDER[r.risk], default=None)
+    source = "degraded" if degraded else (top.source if top is not None and risk != "none" else "rules")
+    return RiskResult(risk=risk, categories=cats, evidence=ev[:10], source=source, settled=settled, turns=turns,
+                      layers=layers, scores=scores, **({"degraded_turns": degraded} if degraded else {}))
+
+
+def build_screener(cfg: ExperimentConfig, pool: LLMPool | None = None, domain: Domain | None = None) -> Screener:
+    """The layered screen an experiment config asks for: rubric from `pool` when `safety.use_model`."""
+    from .providers import provider_layers
+
+    s = cfg.safety
+    llm = None
+    if s.use_model:
+        if s.model_role not in cfg.roles:
+            raise UserError(f"safety.model_role: '{s.model_role}' is not a role; use one of {', '.join(cfg.roles)}")
+        llm = pool.role(s.model_role) if pool is not None else None
+    return Screener(s, llm, domain, provider_layers(cfg))
+
+
 async def screen(
-    text: str, llm: LLM | None = None, cfg: SafetyConfig | None = None, domain: Domain | None = None
+    text: str, llm: LLM | None = None, cfg: SafetyConfig | None = None, domain: Domain | None = None,
+    providers: list | tuple = (),
 ) -> RiskResult:
-    """Layered screen of one text. Never raises on str input (model failures -> degraded)."""
-    cfg = cfg or SafetyConfig()
-    rules = rule_screen(text)
-    if (rules.settled and cfg.model_on == "unsettled") or not cfg.use_model or llm is None:
-        return rules
-    try:
-        j = await ask_model(text[: cfg.max_chars], llm, domain)
-    except Exception as e:  # any model failure (even budget/endpoint errors) must not break the chat
-        log.warning("safety screen degraded to rules: %s: %s", type(e).__name__, str(e)[:200])
-        risk = rules.risk if rules.risk != "none" else "low"  # unsure and blind: never silently 'none'
-        return rules.model_copy(update={"risk": risk, "source": "degraded", "settled": False,
-                                        "error": f"{type(e).__name__}: {str(e)[:200]}"})
-    level = _model_level(j)
-    if j.confidence < cfg.model_min_confidence:
-        return rules.model_copy(update={"model_risk": level, "model_confidence": j.confidence})
-    risk = level if cfg.model_can_lower else _max(rules.risk, level)
-    cats = list(rules.categories) + [c for c in j.categories if c not in rules.categories]
-    if RISK_ORDER[risk] > 0 and not cats:
-        cats = ["suicide"] if (j.wish_to_be_dead or j.active_ideation) else []
-    ev = list(rules.evidence)
-    if j.evidence.strip() and j.evidence.strip().lower() in text.lower():  # only spans really in the text
-        ev.append(j.evidence.strip())
-    return RiskResult(risk=risk, categories=cats if RISK_ORDER[risk] else [], evidence=ev, source="model",
-                      settled=True, model_risk=level, model_confidence=j.confidence)
+    """Layered screen of one text (a one-off `Screener`). Never raises on str input."""
+    return await Screener(cfg, llm, domain, providers).screen(text)
 
 
 _AFFIRM = re.compile(
@@ -146,21 +272,11 @@ def follow_up(prev: RiskResult | None, text: str, result: RiskResult) -> RiskRes
     })
 
 
-def screen_session(session: Session) -> RiskResult:
-    """Rules-only screen of a session's user turns (for the real-data and curation stages).
+def screen_session(session: Session, cfg: SafetyConfig | None = None) -> RiskResult:
+    """The CPU layers (rules + learned) over a session's user turns, synchronously; the maximum over them.
 
     Returns the highest risk over the turns, with all categories and evidence, plus
     `turns`: the message indexes that were flagged (risk above none).
     """
-    risk, cats, ev, turns, settled = "none", [], [], [], True
-    for i, m in enumerate(session.messages):
-        if m.role != "user":
-            continue
-        r = rule_screen(m.content)
-        settled = settled and r.settled
-        if r.risk != "none":
-            turns.append(i)
-            risk = _max(risk, r.risk)
-            cats += [c for c in r.categories if c not in cats]
-            ev += [e for e in r.evidence if e not in ev]
-    return RiskResult(risk=risk, categories=cats, evidence=ev[:10], source="rules", settled=settled, turns=turns)
+    idx = [i for i, m in enumerate(session.messages) if m.role == "user"]
+    return merge_turns(idx, Screener(cfg).cpu([session.messages[i].content for i in idx]))

@@ -40,7 +40,7 @@ def test_safety_check_cli_screens_good_lines_and_quarantines_bad_ones(tmp_path):
                                    "--set", f"runs_dir={tmp_path}"])
     assert res.exit_code == 0, res.output
     summary = json.loads(res.stdout)
-    assert summary["screened"] == 3 and summary["quarantined"] == 6
+    assert summary["screened"] == 3 and summary["quarantined"] == 6 and summary["layers"] == {"rules": 3}
     rows = [json.loads(x) for x in out.read_text().splitlines()]
     assert [r["id"] for r in rows] == ["a", "b", "7"]
     assert rows[0]["risk"] == "imminent" and rows[0]["categories"] == ["suicide"] and rows[0]["who"] == "client"
@@ -61,6 +61,7 @@ def test_safety_check_with_failing_model_marks_degraded(tmp_path):
     # an endpoint nobody listens on: the model step fails, the rules decide, the line says so
     port = free_port()
     res = CliRunner().invoke(app, ["safety", "check", str(src), "--out", str(out),
+                                   "--set", "safety.use_model=true", "--set", "safety.learned=false",
                                    "--set", "endpoints.local.backend=openai",
                                    "--set", f"endpoints.local.base_url=http://127.0.0.1:{port}/v1",
                                    "--set", "endpoints.local.timeout_s=5",

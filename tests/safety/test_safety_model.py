@@ -31,7 +31,7 @@ def test_screen_with_embedded_model(pool):
     judge, cfg = pool.role("judge"), pool.cfg
     text = "Sometimes I wish I could fall asleep and not wake up."  # rules: low, unsettled -> the model is asked
     t0 = time.perf_counter()
-    r = asyncio.run(screen(text, llm=judge, cfg=cfg.safety))
+    r = asyncio.run(screen(text, llm=judge, cfg=cfg.safety.model_copy(update={"use_model": True, "learned": False})))
     assert time.perf_counter() - t0 < 120
     assert judge.backend.calls == 1 or r.source == "degraded"
     assert RISK_ORDER[r.risk] >= RISK_ORDER["low"]  # the model may raise the rules' level, never lower it
@@ -44,7 +44,7 @@ def test_screen_with_embedded_model(pool):
 
 
 def test_chat_turn_streams_from_embedded_model(pool):
-    cfg = pool.cfg.model_copy(update={"safety": pool.cfg.safety.model_copy(update={"use_model": False})})
+    cfg = pool.cfg.model_copy(update={"safety": pool.cfg.safety.model_copy(update={"use_model": False, "learned": False})})
     eng = open_engine(cfg, pool=pool)
     evs = asyncio.run(_collect(eng, "I have trouble sleeping before exams."))
     tokens = [e.text for e in evs if e.type == "token"]

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from hybridtune.records import Session
+from hybridtune.safety.config import SafetyConfig
 from hybridtune.safety.rules import RISK_ORDER, rule_screen
 from hybridtune.safety.screen import screen_session
 
@@ -77,10 +78,10 @@ def test_screen_session_flags_user_turns_only():
         {"role": "user", "content": "Sometimes I want to kill myself."},
         {"role": "user", "content": "Work is fine."},
     ])
-    r = screen_session(s)
+    r = screen_session(s, SafetyConfig(learned=False))
     assert r.risk == "high" and r.categories == ["suicide"] and r.model_extra["turns"] == [1]
     calm = Session(id="c", source="real", messages=[{"role": "user", "content": "I slept badly."}])
-    assert screen_session(calm).risk == "none"
+    assert screen_session(calm, SafetyConfig(learned=False)).risk == "none"
 
 
 def test_rejects_non_str():

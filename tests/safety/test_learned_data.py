@@ -1,0 +1,99 @@
+"""The learned layer's labelled set and shipped head: every C-SSRS level and hard-negative kind in
+each split, no held-out statement (or near-duplicate of one) in training, and a head file
+whose thresholds and operating point were written by the training command."""
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from hybridtune.safety.learned import HEAD_FILE, SHORT_WORDS, read_head, windows
+from hybridtune.safety.learned_train import (
+    DATA_FILE, NEAR_DUP_COS, NEGATIVE, POSITIVE, grams as _grams, jaccard as _jaccard, load_statements)
+
+OLD_SET = Path(__file__).parent / "data" / "labelled.jsonl"  # the rules' labelled set: an evaluation set here
+
+
+def _norm(t: str) -> str:
+    return re.sub(r"[^a-z0-9 ]", "", re.sub(r"\s+", " ", t.lower())).strip()
+
+
+ROWS = load_statements()
+
+
+def test_every_level_in_every_split():
+    counts = Counter((r["level"], r["split"]) for r in ROWS)
+    for level in [*POSITIVE, *NEGATIVE]:
+        for split in ("train", "val", "test"):
+            assert counts[(level, split)] >= 3, (level, split, counts[(level, split)])
+    assert sum(r["level"] in POSITIVE for r in ROWS) >= 300 and sum(r["level"] in NEGATIVE for r in ROWS) >= 300
+    assert all(r["risk"] == ("imminent" if POSITIVE.get(r["level"]) == "imminent" else
+                             "high" if r["level"] in POSITIVE else "none") for r in ROWS)
+
+
+def test_no_held_out_statement_in_training_exact_or_near():
+    train = [r for r in ROWS if r["split"] == "train"]
+    held = [r for r in ROWS if r["split"] != "train"]
+    seen = {_norm(r["text"]) for r in train}
+    assert not [r["id"] for r in held if _norm(r["text"]) in seen]
+    tg = [_grams(r["text"]) for r in train]
+    old = [json.loads(x)["text"] for x in OLD_SET.read_text().splitlines()]
+    for r in held + [{"id": "labelled.jsonl", "text": t} for t in old]:
+        g = _grams(r["text"])
+        worst = max(_jaccard(g, x) for x in tg)
+        assert worst < 0.5, (r["id"], r["text"], worst)
+
+
+def test_no_near_duplicate_by_embedding():
+    """Same check in the embedder's own terms: no held-out statement is a paraphrase of a training one."""
+    from hybridtune.embed import embed
+
+    train = [r["text"] for r in ROWS if r["split"] == "train"]
+    held = [r["text"] for r in ROWS if r["split"] != "train"]
+    old = [json.loads(x)["text"] for x in OLD_SET.read_text().splitlines()]
+    T = embed(train)
+    S = embed(held + old) @ T.T
+    i, j = divmod(int(S.argmax()), S.shape[1])
+    assert S.max() < NEAR_DUP_COS, ((held + old)[i], train[j], float(S.max()))
+
+
+def test_statements_are_written_not_templated():
+    texts = [r["text"] for r in ROWS]
+    assert len({_norm(t) for t in texts}) == len(texts)
+    openings = Counter(" ".join(_norm(t).split()[:3]) for t in texts)
+    assert openings.most_common(1)[0][1] <= 0.05 * len(texts), openings.most_common(3)
+    assert sum(len(t.split()) > SHORT_WORDS for t in texts) >= 5  # long posts, screened by windows
+
+
+def test_shipped_head_has_thresholds_operating_point_and_provenance():
+    head = read_head()
+    t = head.thresholds
+    assert 0 < t["unsure"] <= t["high"] < 1 and 0 < t["imminent"] < 1
+    op = head.operating_point
+    assert op["split"] == "val" and op["false_alarms_counseling_talk"] <= 0.02 and op["n_counseling_turns"] >= 1000
+    assert "learned_train" in head.provenance["command"] and DATA_FILE.name in head.provenance["labelled_set"]
+    assert HEAD_FILE.stat().st_size < 100_000
+    assert len(head.coef) == 3 and all(len(row) == 384 for row in head.coef)
+
+
+def test_windows_cover_long_posts():
+    short = "I don't want to be here anymore."
+    assert windows(short) == [short]
+    long = " ".join(f"Sentence number {i} is about an ordinary day at work." for i in range(30)) + " I bought the rope today."
+    ws = windows(long)
+    assert len(ws) > 3 and ws[-1].endswith("I bought the rope today.")
+    assert all(len(w.split()) <= 60 for w in ws)
+
+
+def test_bad_head_file_is_a_clear_error(tmp_path):
+    from hybridtune.errors import UserError
+
+    bad = tmp_path / "head.json"
+    bad.write_text('{"format": 1}')
+    with pytest.raises(UserError, match="not a learned safety head"):
+        read_head(bad)
+    with pytest.raises(UserError, match="not found"):
+        read_head(tmp_path / "missing.json")
