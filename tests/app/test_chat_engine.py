@@ -73,7 +73,8 @@ def test_model_failure_mid_stream_is_reported_and_chat_goes_on(make_cfg):
 
 
 def test_screen_model_failure_is_degraded_not_none(make_cfg):
-    eng, _ = _engine(make_cfg, "llm.max_reasks=0", replies=[RuntimeError("judge down"), "ok."])
+    eng, _ = _engine(make_cfg, "llm.max_reasks=0", "safety.use_model=true", "safety.learned=false",
+                     replies=[RuntimeError("judge down"), "ok."])
     evs = asyncio.run(_turn(eng, "I'm not suicidal, just hopeless"))
     assert evs[-1].risk == "low"
     ev = json.loads(eng.out.file("safety_events.jsonl").read_text())
@@ -122,7 +123,7 @@ def test_hybridtune_chat_through_a_pipe(tmp_path):
     p = subprocess.run(
         [sys.executable, "-m", "hybridtune.cli", "chat", "--set", "endpoints.local.backend=fake",
          "--set", f"runs_dir={tmp_path}", "--set", "safety.use_model=false"],
-        input=msgs, capture_output=True, text=True, timeout=120,
+        input=msgs, capture_output=True, text=True, timeout=300,  # the safety screen's learned layer loads torch
     )
     assert p.returncode == 0, p.stderr
     assert "I hear you" in p.stdout and "988 Suicide & Crisis Lifeline" in p.stdout and "saved session" in p.stdout
