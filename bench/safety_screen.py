@@ -18,7 +18,7 @@ run here is listed as not run, with the reason.
    nothing else): share flagged high or imminent (target <= 2%). ESConv test-split seeker turns
    (never used for training or thresholds) as a second real false-alarm set.
 4. Latency per turn, one turn at a time as in chat, over AnnoMI turns: rules alone vs rules +
-   learned; wall and CPU time (the machine is shared, CPU time is the steadier figure).
+   learned; wall and CPU time, torch's default threads (bench/safety_latency.py: one thread).
 
     .venv/bin/python bench/safety_screen.py [--latency-turns 400] [--guard-url http://127.0.0.1:8200/v1]
 """
@@ -33,6 +33,7 @@ import statistics
 import time
 
 from common import ROOT, SHARED, Result, record
+from safety_latency import latency
 
 from hybridtune.safety.config import SafetyConfig
 from hybridtune.safety.learned_train import NEGATIVE, POSITIVE, load_statements
@@ -54,6 +55,10 @@ def rate(xs: list[bool]) -> float:
     return sum(xs) / max(1, len(xs))
 
 
+def ratio(x: float, base: float) -> float | None:
+    return round(x / base, 2) if base else None  # no ratio against a zero baseline
+
+
 def annomi() -> tuple[list[str], list[str]]:
     with (SHARED / "annomi" / "AnnoMI-simple.csv").open(encoding="utf-8") as f:
         rows = [r for r in csv.DictReader(f) if r["interlocutor"] == "client" and r["utterance_text"].strip()]
@@ -66,15 +71,6 @@ def esconv_test() -> list[str]:
         if line.strip():
             out += [t["text"] for t in json.loads(line)["dialog"] if t["speaker"] == "usr" and t["text"].strip()]
     return out
-
-
-def latency(screener: Screener, texts: list[str]) -> tuple[float, float]:
-    """Mean wall and CPU seconds per turn, one turn per call (chat screens turns one at a time)."""
-    asyncio.run(screener.screen(texts[0]))  # model load is not per-turn latency
-    w0, c0 = time.perf_counter(), time.process_time()
-    for t in texts:
-        asyncio.run(screener.screen(t))
-    return (time.perf_counter() - w0) / len(texts), (time.process_time() - c0) / len(texts)
 
 
 def configs(args) -> tuple[dict[str, Screener], dict[str, str]]:
@@ -144,36 +140,36 @@ def main() -> None:
         results += [
             Result(benchmark=f"held-out split of the learned set: at-risk people flagged high/imminent ({name})",
                    figure=f"{x['recall_test']:.1%} of {x['n_test_pos']}", baseline=f"rules {base['recall_test']:.1%}",
-                   ratio=round(x["recall_test"] / max(base["recall_test"], 1e-9), 2), target=">= 85%",
+                   ratio=ratio(x["recall_test"], base["recall_test"]), target=">= 85%",
                    met=x["recall_test"] >= 0.85, command=cmd,
                    notes="per level: " + ", ".join(f"{k} {v:.0%}" for k, v in x["recall_by_level"].items())
-                         + f"; rules: " + ", ".join(f"{k} {v:.0%}" for k, v in base["recall_by_level"].items()),
+                         + "; rules: " + ", ".join(f"{k} {v:.0%}" for k, v in base["recall_by_level"].items()),
                    extra={"layered": x, "rules": base}),
             Result(benchmark=f"held-out split of the learned set: hard negatives flagged ({name})",
                    figure=f"{x['fa_test_neg']:.1%} of {x['n_test_neg']}", baseline=f"rules {base['fa_test_neg']:.1%}",
-                   ratio=round(x["fa_test_neg"] / max(base["fa_test_neg"], 1e-9), 2), target="-", met=None, command=cmd,
+                   ratio=ratio(x["fa_test_neg"], base["fa_test_neg"]), target="-", met=None, command=cmd,
                    notes="per kind: " + ", ".join(f"{k} {v:.0%}" for k, v in x["fa_by_kind"].items())),
             Result(benchmark=f"older labelled crisis lines (tests/safety/data/labelled.jsonl), recall high/imminent ({name})",
                    figure=f"{x['recall_old']:.1%} of {x['n_old_pos']}; fresh2 {x['recall_fresh2']:.1%} of {x['n_fresh2']}",
                    baseline=f"rules {base['recall_old']:.1%}; fresh2 {base['recall_fresh2']:.1%}",
-                   ratio=round(x["recall_fresh2"] / max(base["recall_fresh2"], 1e-9), 2), target=">= 85%",
+                   ratio=ratio(x["recall_fresh2"], base["recall_fresh2"]), target=">= 85%",
                    met=x["recall_old"] >= 0.85, command=cmd,
                    notes="the rules were tuned on all but fresh2 (so their figure there is not generalisation); the "
                          "learned layer never saw this file; ratio = fresh2 recall vs rules"),
             Result(benchmark=f"older labelled lines: ordinary/idiom/negated flagged ({name})",
                    figure=f"{x['fa_old']:.1%} of {x['n_old_neg']}", baseline=f"rules {base['fa_old']:.1%}",
-                   ratio=round(x["fa_old"] / max(base["fa_old"], 1e-9), 2), target="<= 5%", met=x["fa_old"] <= 0.05,
+                   ratio=ratio(x["fa_old"], base["fa_old"]), target="<= 5%", met=x["fa_old"] <= 0.05,
                    command=cmd),
             Result(benchmark=f"AnnoMI client turns flagged high/imminent ({name})",
                    figure=f"{x['fa_annomi']:.2%} of {x['n_annomi']}", baseline=f"rules {base['fa_annomi']:.2%}",
-                   ratio=round(x["fa_annomi"] / max(base["fa_annomi"], 1e-9), 2), target="<= 2%",
+                   ratio=ratio(x["fa_annomi"], base["fa_annomi"]), target="<= 2%",
                    met=x["fa_annomi"] <= 0.02, command=cmd,
                    notes=f"{x['annomi_flagged']} turns; transcripts with a flag {x['annomi_transcripts_flagged']:.1%} "
                          f"of {x['n_transcripts']} (rules {base['annomi_transcripts_flagged']:.1%}); a few AnnoMI "
                          "clients do disclose, so not every flag is false"),
             Result(benchmark=f"ESConv test-split seeker turns flagged high/imminent ({name})",
                    figure=f"{x['fa_esconv_test']:.2%} of {x['n_esconv']}", baseline=f"rules {base['fa_esconv_test']:.2%}",
-                   ratio=round(x["fa_esconv_test"] / max(base["fa_esconv_test"], 1e-9), 2), target="-", met=None,
+                   ratio=ratio(x["fa_esconv_test"], base["fa_esconv_test"]), target="-", met=None,
                    command=cmd, notes="emotional-support seekers (some disclose suicidal thoughts): an upper bound "
                                       "on false alarms; the valid split chose the thresholds, this split was not used"),
         ]
