@@ -240,7 +240,8 @@ class Estimator:
             c_in = sum(c_sys + t * (c_out + 4) + t * (p_out + 4) for t in range(cap + 1))  # counselor(t): 2t turns before
             p_in = sum(p_sys + t * (c_out + 4) + (t - 1) * (p_out + 4) for t in range(1, cap + 1))
             self.add("synth", "counselor", n * (cap + 1), n * c_in)
-            self.add("synth", "patient", n * cap, n * p_in)
+            opening = 1 if self.cfg.opens == "client" else 0  # the client's opening turn (opens: client)
+            self.add("synth", "patient", n * (cap + opening), n * (p_in + opening * p_sys))
             turns_c, sess_tokens = cap + 1, (cap + 1) * c_out + cap * p_out
             turn = (c_out + p_out) / 2
         if sc.annotate_realised:
