@@ -69,6 +69,10 @@ class MixConfig(BaseModel):
         False, description="build smaller sets when too few eligible sessions exist, instead of failing")
     include_pending: bool = Field(
         False, description="also use sessions still waiting in the review queue (default: selected or accepted only)")
+    leakage_threshold: float = Field(
+        0.5, gt=0, le=1, description="leakage check: a training and a held-out session sharing this share of the "
+        "smaller one's word shingles are near-duplicates, and the mix stage fails")
+    leakage_shingle_words: int = Field(8, ge=3, description="leakage check: words per shingle")
     max_example_tokens: int = Field(
         65536, ge=256, description="OpenAI export: token limit per training example (gpt-4o-mini: 65536)")
     export_system_prompt: bool = Field(

@@ -9,9 +9,13 @@ Output: runs/<name>/mix/
                                                                  a QA unit is a Session with meta.unit=qa
           test_real.jsonl, test_synthetic.jsonl                  Session; no variant trains on them
           contamination.jsonl                                    sessions dropped as near-duplicates
+          leakage.json                                           training vs test leakage check (a leak fails the run)
           <variant>/openai_{train,valid}.jsonl, <variant>/parquet/{train,validation}.parquet,
           <variant>/README.md (dataset card); report.json, report.md
 
+Held-out real sessions are the ones `holdout.heldout_real_ids` chose over every ingested real
+session (the synth stage never used them as exemplars); `leakage.check` then verifies that no
+training file shares an id, lineage or (near-)identical text with a test split.
 Deterministic for a seed: pools are sorted by id before a seeded shuffle; every variant
 draws from the same stratified order of each source, so smaller shares nest in larger ones.
 QA units of real sessions come from real/samples.jsonl (none from a held-out session).
@@ -35,6 +39,9 @@ from ..variants import Variant
 from .config import MixConfig
 from .decisions import effective, load_candidates
 from .export import export_all
+from .holdout import heldout_real_ids, scenario_of, split_off
+from .leakage import check as leakage_check
+from .leakage import describe as describe_leak
 from .select import stratum
 
 
@@ -62,18 +69,6 @@ def stratified_order(pool: list[Session], key: str, rng: random.Random) -> list[
 def stratified_sample(pool: list[Session], n: int, key: str, rng: random.Random) -> list[Session]:
     """n sessions with strata in proportion to the pool, deterministic for rng."""
     return sorted(stratified_order(pool, key, rng)[:n], key=lambda x: x.id)
-
-
-def split_off(pool: list[Session], frac: float, minimum: int,
-              rng: random.Random) -> tuple[list[Session], list[Session]]:
-    """(held-out, rest): round(frac*n) sessions, at least `minimum` when the pool has more than one."""
-    pool = sorted(pool, key=lambda x: x.id)
-    k = round(len(pool) * frac) if frac > 0 else 0
-    if frac > 0 and len(pool) > 1:
-        k = max(k, minimum)
-    k = min(k, len(pool) - 1) if len(pool) > 1 else 0
-    picked = set(x.id for x in rng.sample(pool, k))
-    return [s for s in pool if s.id in picked], [s for s in pool if s.id not in picked]
 
 
 def _need(have: int, want: int, what: str, mc: MixConfig, why: str) -> int:
@@ -137,14 +132,20 @@ def valid_ids(members: list[Session], frac: float, seed: int) -> set[str]:
 
 def build(real: list[Session], synth: list[Session], variants: list[Variant], mc: MixConfig, seed: int,
           notes: str = "", samples: dict[str, list[Sample]] | None = None,
-          seg: SegmentConfig | None = None, opens: str = "client") -> dict[str, list[Session]]:
+          seg: SegmentConfig | None = None, opens: str = "client",
+          heldout: set[str] | None = None) -> dict[str, list[Session]]:
     """The splits, as {file name under mix/: sessions}. Pure: same inputs and seed, same output.
 
-    Held-out test sessions are split off first; each trained variant then takes its units per
-    source from a fixed stratified order of what is left (same seed for every variant)."""
+    Held-out test sessions are split off first: the real ones are `heldout` (ids chosen by
+    `holdout.heldout_real_ids` over every ingested real session before any stage saw them;
+    default: chosen the same way over `real`), the synthetic ones by whole scenario. Each
+    trained variant then takes its units per source from a fixed stratified order of what is
+    left (same seed for every variant)."""
     rng = random.Random(seed)
-    test_real, real_avail = split_off(real, mc.test_fraction, mc.min_test, rng)
-    test_syn, syn_avail = split_off(synth, mc.test_fraction, mc.min_test, rng)
+    held = heldout_real_ids(real, mc, seed) if heldout is None else heldout
+    test_real = [s for s in sorted(real, key=lambda x: x.id) if s.id in held]
+    real_avail = [s for s in sorted(real, key=lambda x: x.id) if s.id not in held]
+    test_syn, syn_avail = split_off(synth, mc.test_fraction, mc.min_test, rng, group=scenario_of)
     avail = {"real": real_avail, "synthetic": syn_avail}
     why = f"{len(test_real)} real and {len(test_syn)} synthetic sessions held out for test{notes}"
     out = {"test_real.jsonl": test_real, "test_synthetic.jsonl": test_syn}
@@ -216,11 +217,26 @@ def run(ctx: Context, st: StageDir) -> dict:
     seed = ctx.cfg.seed if mc.seed is None else mc.seed
     variants = ctx.cfg.variant_list()
     samples = load_samples(ctx) if any(v.units != "sessions" for v in variants) else None
+    # the held-out real sessions were fixed over every ingested real session before synthesis
+    # (synth took its exemplars from the rest); the same function gives the same ids here
+    ingested = list(ctx.store.stage("real").read("sessions.jsonl", Session)) or real
     splits = build(real, synth, variants, mc, seed, notes=f", {len(hits)} dropped as contaminated",
-                   samples=samples, seg=ctx.cfg.real.segment, opens=ctx.cfg.opens)
+                   samples=samples, seg=ctx.cfg.real.segment, opens=ctx.cfg.opens,
+                   heldout=heldout_real_ids(ingested, mc, seed))
+    leak = leakage_check({k: v for k, v in splits.items() if not k.startswith("test_")},
+                         {k: v for k, v in splits.items() if k.startswith("test_")},
+                         mc.leakage_threshold, mc.leakage_shingle_words)
+    st.write_json("leakage.json", leak)
+    if leak["leaks"]:
+        lines = [describe_leak(x) for x in leak["leaks"]]
+        raise UserError(f"{st.file('leakage.json')}: {len(lines)} leak(s) between training sets and held-out test "
+                        f"splits, e.g. {'; '.join(lines[:3])}; the held-out results would be biased. Rerun synth "
+                        "(exemplars now come from the training side only) or raise mix.leakage_threshold if the "
+                        "near-duplicates are legitimate")
     counts = {name: st.write_records(name, recs) for name, recs in splits.items()}
     summary = {**info, "contaminated": len(hits), "scenarios_checked": len(scenarios), "seed": seed,
-               "files": counts, "variants": composition(splits, variants)}
+               "files": counts, "variants": composition(splits, variants), "leaks": 0,
+               "leakage_checked": leak["train_sessions"] * leak["test_sessions"]}
     summary["exports"] = export_all(ctx, st, summary)
     st.write_json("report.json", summary)
     st.write_text("report.md", report_md(summary, list(hits.values()), cc))
@@ -241,4 +257,7 @@ def report_md(summary: dict, hits: list[dict], cc: ContaminationConfig) -> str:
         lines.append(f"- dropped {h['id']} ({h['source']}): near-duplicate of scenario {h['scenario_id']} ({sims})")
     if summary["scenarios_checked"] and not hits:
         lines.append("No training session is a near-duplicate of an evaluation scenario.")
+    lines += ["", "## Leakage (training sets vs held-out test splits)", "",
+              "Passed: no shared id, no held-out real session used as a few-shot exemplar, no scenario on both "
+              f"sides, no exact or near-duplicate dialogue ({summary['leakage_checked']} pairs checked)."]
     return "\n".join(lines) + "\n"

@@ -4,12 +4,15 @@ Input: mix/test_real.jsonl (held-out real sessions; falls back to real/sessions.
 warning when the split is empty). From each of up to `evaluate.trust.calib_items` sessions
 one real counselor turn is taken with its preceding dialogue, plus degraded versions of it
 (a counselor turn from an unrelated session, a generic, an off-topic and a dismissive
-reply; lists in prompts/trust_degradations.yaml). The `judge` rates every version with the
-score stage's own rubrics (eval_judge_<metric>, k samples). Per metric: the AUC with which
-the judge ranks originals above degraded versions (also per degradation), its repeat noise
-(SD over the k samples), its length bias (Spearman with reply length) and, as a baseline,
-the AUC of "longer reply = better". The judge is validated when every metric's AUC reaches
-`evaluate.trust.auc_threshold`. Then the patient-simulator check (simcheck.py).
+reply, lists in prompts/trust_degradations.yaml; and two that keep the original's length:
+its own words shuffled, and other sessions' counselor words cut to its word count). The
+`judge` rates every version with the score stage's own rubrics (eval_judge_<metric>, k
+samples). Per metric: the within-item AUC (each original against its own degraded
+versions) with a Wilson CI over items, per degradation, its repeat noise (SD over the k
+samples), its length bias (Spearman with reply length) and the same AUC for "longer reply =
+better". The judge is validated when, for every metric, the CI's lower bound reaches
+`evaluate.trust.auc_threshold` and the AUC beats the length baseline by
+`evaluate.trust.length_margin`. Then the patient-simulator check (simcheck.py).
 
 Output: calibrate/ratings.jsonl (CalibRating), calibrate/items.jsonl (the calibration set),
 calibrate/simcheck.jsonl, calibrate/results.json.
@@ -24,7 +27,6 @@ from collections import defaultdict
 from typing import Any
 
 import numpy as np
-from scipy import stats
 
 from ..context import Context, map_items
 from ..errors import TooManyFailures
@@ -73,12 +75,28 @@ def situation_of(s: Session) -> str:
     return "(not given; judge from the transcript)"
 
 
+# Degradations that keep the original's word count: a judge (or a length heuristic) cannot
+# tell them from the original by length, only by reading them.
+LENGTH_KEEPING = ("shuffled", "unrelated_matched")
+
+
+def _matched_words(n: int, donors: list[str]) -> str:
+    """Exactly n words taken in order from other sessions' counselor turns (cycled if short)."""
+    words = [w for t in donors for w in t.split()]
+    if not words:
+        return ""
+    return " ".join(words[i % len(words)] for i in range(n))
+
+
 def build_items(sessions: list[Session], n: int, context: int, kinds: list[str], lists: dict[str, list[str]],
                 seed: int) -> list[CalibItem]:
     """The calibration set: n originals (one per session) and their degraded versions.
 
     `unrelated` takes the original of another calibration item (half the set away, so it
-    always comes from a different session); the other kinds draw from `lists`, seeded.
+    always comes from a different session); `unrelated_matched` is counselor text from other
+    sessions cut to exactly the original's word count; `shuffled` is the original's own
+    words in a seeded random order (same words, same length, no sense); the other kinds draw
+    from `lists`, seeded.
     """
     rng = random.Random(seed)
     picked: list[tuple[Session, int]] = []
@@ -92,12 +110,27 @@ def build_items(sessions: list[Session], n: int, context: int, kinds: list[str],
     for j, (s, i) in enumerate(picked):
         ctx_msgs = [m for m in s.messages[:i] if m.role != "system"][-context:]
         item = stable_id("calib", s.id, i, context)
-        replies = {"original": s.messages[i].content.strip()}
+        original = s.messages[i].content.strip()
+        replies = {"original": original}
+        others = [picked[(j + k) % len(picked)] for k in range(max(1, len(picked) // 2), len(picked) + 1)]
+        others = [(o, oi) for o, oi in others if o.id != s.id]
         for kind in kinds:
             if kind == "unrelated":
-                if len(picked) > 1:
-                    o, oi = picked[(j + max(1, len(picked) // 2)) % len(picked)]
+                if others:
+                    o, oi = others[0]
                     replies[kind] = o.messages[oi].content.strip()
+            elif kind == "unrelated_matched":
+                donors = [m.content for o, _ in others for m in o.messages if m.role == "assistant"]
+                if donors:
+                    replies[kind] = _matched_words(len(original.split()), donors)
+            elif kind == "shuffled":
+                words = original.split()
+                shuffled = words[:]
+                random.Random(f"{seed}:{item}:{kind}").shuffle(shuffled)
+                if len(set(words)) > 1 and shuffled == words:  # a shuffle that changed nothing is no degradation
+                    shuffled = shuffled[1:] + shuffled[:1]
+                if shuffled != words:
+                    replies[kind] = " ".join(shuffled)
             else:
                 pool = lists.get(kind) or []
                 assert pool, f"trust_degradations.yaml: no '{kind}' replies listed"
@@ -108,58 +141,100 @@ def build_items(sessions: list[Session], n: int, context: int, kinds: list[str],
     return out
 
 
-def auc(pos: list[float], neg: list[float]) -> float | None:
-    """P(score of a random original > score of a random degraded), ties counting half:
-    the Mann-Whitney U of the originals over n_pos * n_neg. None when either side is empty."""
-    if not pos or not neg:
-        return None
-    u = stats.mannwhitneyu(pos, neg, alternative="two-sided").statistic
-    return float(u / (len(pos) * len(neg)))
+def concordance(orig: float, degraded: float) -> float:
+    """1 when the original is rated above its degraded version, 0.5 for a tie, 0 below."""
+    return 1.0 if orig > degraded else 0.5 if orig == degraded else 0.0
 
 
-def analyze(ratings: list[CalibRating], metrics: list[str], threshold: float) -> dict[str, Any]:
-    """Per metric: AUC (overall and per degradation), repeat noise, length bias, length-baseline AUC."""
+def within_item_auc(values: dict[tuple[str, str], float], kinds: list[str] | None = None) -> tuple[float | None, dict[str, float]]:
+    """(AUC, per-item concordance): each original is compared only with its own degraded
+    versions (same context, same client turn), so items that are easy or hard across the board
+    cannot inflate it the way a pooled AUC can. Per item: the mean concordance over its
+    versions (of `kinds`, default all); AUC: the mean over items."""
+    per: dict[str, list[float]] = defaultdict(list)
+    for (item, ver), v in values.items():
+        if ver != "original" and (item, "original") in values and (kinds is None or ver in kinds):
+            per[item].append(concordance(values[(item, "original")], v))
+    c = {item: float(np.mean(v)) for item, v in per.items()}
+    return (float(np.mean(list(c.values()))) if c else None), c
+
+
+def analyze(ratings: list[CalibRating], metrics: list[str], threshold: float, margin: float = 0.1,
+            level: float = 0.95) -> dict[str, Any]:
+    """Per metric: within-item AUC with a CI over items, per degradation, against the length
+    baseline; repeat noise and length bias. `passes` needs the CI's lower bound to reach
+    `threshold` AND the AUC to beat the length baseline ("prefer the longer reply", scored
+    the same way) by `margin`, so a judge that only rewards length cannot pass."""
     out: dict[str, Any] = {}
     for m in metrics:
         samples: dict[tuple[str, str], list[float]] = defaultdict(list)
-        words: dict[tuple[str, str], int] = {}
+        words: dict[tuple[str, str], float] = {}
         for r in ratings:
             if r.metric == m:
                 samples[(r.item, r.version)].append(r.score)
-                words[(r.item, r.version)] = r.words
+                words[(r.item, r.version)] = float(r.words)
         mean = {k: float(np.mean(v)) for k, v in samples.items()}
-        pos = [v for (_, ver), v in mean.items() if ver == "original"]
-        neg = [v for (_, ver), v in mean.items() if ver != "original"]
         kinds = sorted({ver for (_, ver) in mean if ver != "original"})
         sds = [float(np.std(v, ddof=1)) for v in samples.values() if len(v) > 1]
         keys = list(mean)
-        a = auc(pos, neg)
+        a, per_item = within_item_auc(mean)
+        la, per_len = within_item_auc({k: words[k] for k in keys})
+        n = len(per_item)
+        ci = S.wilson_ci(a, n, level) if a is not None else None
+        beat = None if a is None or la is None else a - la
+        keep = [k for k in kinds if k in LENGTH_KEEPING]
         out[m] = {
-            "auc": a,
-            "passes": a is not None and a >= threshold,
-            "n_original": len(pos), "n_degraded": len(neg),
-            "auc_by_degradation": {k: auc(pos, [v for (_, ver), v in mean.items() if ver == k]) for k in kinds},
-            "mean_original": float(np.mean(pos)) if pos else None,
-            "mean_degraded": float(np.mean(neg)) if neg else None,
+            "auc": a, "auc_ci": list(ci) if ci else None, "items": n,
+            "length_baseline_auc": la, "beats_length_by": beat, "margin": margin,
+            "passes": bool(ci is not None and ci[0] >= threshold and beat is not None and beat >= margin),
+            "auc_by_degradation": {k: within_item_auc(mean, [k])[0] for k in kinds},
+            "auc_length_keeping": within_item_auc(mean, keep)[0] if keep else None,
+            "n_original": sum(1 for (_, ver) in mean if ver == "original"),
+            "n_degraded": sum(1 for (_, ver) in mean if ver != "original"),
+            "mean_original": _mean([v for (_, ver), v in mean.items() if ver == "original"]),
+            "mean_degraded": _mean([v for (_, ver), v in mean.items() if ver != "original"]),
             "repeat_sd": float(np.mean(sds)) if sds else None,
             "repeat_n": len(sds),
             "length_bias": S.spearman([words[k] for k in keys], [mean[k] for k in keys]),
-            "length_baseline_auc": auc([words[k] for k in keys if k[1] == "original"],
-                                       [words[k] for k in keys if k[1] != "original"]),
+            "reach": S.gate_reach_note(n, threshold, level),
         }
     return out
+
+
+def _mean(x: list[float]) -> float | None:
+    return float(np.mean(x)) if x else None
+
+
+def _why(m: str, v: dict, threshold: float) -> str | None:
+    """Why one metric fails the gate (None when it passes)."""
+    if v["auc"] is None:
+        return f"{m} AUC n/a"
+    if v["passes"]:
+        return None
+    ci = v.get("auc_ci")
+    why = []
+    if ci is None or ci[0] < threshold:
+        why.append(f"{m} AUC {v['auc']:.2f}" + (f", 95% CI lower bound {ci[0]:.2f} < {threshold:.2f}" if ci else ""))
+    if v.get("beats_length_by") is None or v["beats_length_by"] < v.get("margin", 0):
+        why.append(f"{m} beats the length baseline (AUC {_f(v.get('length_baseline_auc'))}) by "
+                   f"{_f(v.get('beats_length_by'))} < margin {v.get('margin', 0):.2f}")
+    return "; ".join(why)
+
+
+def _f(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.2f}"
 
 
 def verdict(metrics: dict[str, Any], threshold: float) -> tuple[bool | None, str]:
     """(validated, one-line verdict). None when there was nothing to calibrate on."""
     if not metrics or all(v["auc"] is None for v in metrics.values()):
         return None, "judge validation could not run on this run (no held-out real counselor turns were rated)"
-    failing = [f"{m} AUC {v['auc']:.2f}" if v["auc"] is not None else f"{m} AUC n/a"
-               for m, v in metrics.items() if not v["passes"]]
+    failing = [w for m, v in metrics.items() if (w := _why(m, v, threshold))]
     if failing:
-        return False, f"judge not validated on this run: {', '.join(failing)} < {threshold:.2f}"
-    aucs = ", ".join(f"{m} AUC {v['auc']:.2f}" for m, v in metrics.items())
-    return True, f"judge validated on this run: {aucs} >= {threshold:.2f}"
+        return False, f"judge not validated on this run: {'; '.join(failing)}"
+    aucs = ", ".join(f"{m} AUC {v['auc']:.2f} (CI lower bound {v['auc_ci'][0]:.2f}, length baseline "
+                     f"{_f(v['length_baseline_auc'])})" for m, v in metrics.items())
+    return True, f"judge validated on this run: {aucs}; lower bounds >= {threshold:.2f}"
 
 
 def calibration_sessions(ctx: Context) -> tuple[list[Session], str, list[str]]:
@@ -211,7 +286,7 @@ async def run(ctx: Context, st: StageDir) -> dict:
     items = build_items(sessions, tc.calib_items, tc.calib_context, list(tc.degradations), lists, ctx.cfg.seed)
     st.write_records("items.jsonl", items)
     ratings = await rate(ctx, st, items, metrics, tc.calib_samples) if items else []
-    per_metric = analyze(ratings, metrics, tc.auc_threshold)
+    per_metric = analyze(ratings, metrics, tc.auc_threshold, tc.length_margin)
     validated, text = verdict(per_metric, tc.auc_threshold)
     planned = len(items) * len(metrics) * tc.calib_samples
     if planned and 1 - len(ratings) / planned > ctx.cfg.llm.max_failure_rate:
@@ -220,6 +295,7 @@ async def run(ctx: Context, st: StageDir) -> dict:
                 f"parsed (> llm.max_failure_rate {ctx.cfg.llm.max_failure_rate}); " + text.split(": ", 1)[-1])
     results = {
         "validated": validated, "verdict": text, "threshold": tc.auc_threshold,
+        "length_margin": tc.length_margin, "length_keeping": [k for k in tc.degradations if k in LENGTH_KEEPING],
         "judge_model": ctx.llm("judge").model, "source": source, "warnings": warnings,
         "originals": sum(1 for it in items if it.version == "original"), "versions": len(items),
         "samples": tc.calib_samples, "ratings": len(ratings), "ratings_planned": planned,
@@ -243,4 +319,4 @@ def _finite(x: Any) -> Any:
     return x
 
 
-__all__ = ["CalibItem", "CalibRating", "analyze", "auc", "build_items", "run", "verdict"]
+__all__ = ["CalibItem", "CalibRating", "analyze", "build_items", "run", "verdict", "within_item_auc"]

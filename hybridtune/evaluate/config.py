@@ -46,6 +46,9 @@ class EvaluateConfig(BaseModel):
     # -- statistics / report ----------------------------------------------------
     bootstrap_resamples: int = Field(10000, ge=100, description="bootstrap resamples for the 95% CIs")
     alpha: float = Field(0.05, gt=0, lt=1, description="significance level after Holm correction")
+    failed_as_min: bool = Field(
+        False, description="score a failed judgement as the metric's minimum (counted against the variant whose "
+        "conversation it was) instead of dropping that scenario from the paired table for every variant")
     trust: TrustConfig = Field(default_factory=TrustConfig)
 
     @property

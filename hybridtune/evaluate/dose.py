@@ -8,8 +8,9 @@ equal size, or a sweep `hybrid@{0,0.5,1}`; the x value is the share each set rea
 
 Trend test, paired: for each evaluation scenario (judge metrics) or held-out session
 (likelihood), the least-squares slope of the metric over the real share across the curve's
-variants; the slopes are tested against 0 with the two-sided Wilcoxon signed-rank test, with a
-bootstrap 95% CI of their mean, Holm-corrected across metrics. A slope is "per unit of real
+variants; the slopes are tested against 0 with the two-sided Wilcoxon signed-rank test, with their
+Hodges-Lehmann median and its 95% CI (the estimate of that test, so the direction shown cannot
+contradict it), Holm-corrected across metrics. A slope is "per unit of real
 share": the change from an all-synthetic to an all-real set.
 
     curve = curve_points(variants, composition)     # [(name, share)], or [] when no curve
@@ -62,9 +63,10 @@ def trend(values: dict[str, dict[str, float]], curve: list[tuple[str, float]], r
               for vals in values.values() if all(vals.get(n) is not None for n, _ in curve)]
     if not slopes:
         return {"n": 0, "slope": None, "slope_ci": None, "p": None}
-    lo, hi = S.bootstrap_ci(slopes, resamples, seed=seed)
+    # the estimate that belongs to the signed-rank test (its direction cannot contradict the test)
+    hl = S.hodges_lehmann(slopes)
     p = S.wilcoxon_p(slopes, [0.0] * len(slopes)) if len(slopes) > 1 else math.nan
-    return {"n": len(slopes), "slope": float(np.mean(slopes)), "slope_ci": [lo, hi],
+    return {"n": len(slopes), "slope": hl["estimate"], "slope_ci": hl["ci"], "mean_slope": float(np.mean(slopes)),
             "p": None if math.isnan(p) else p}
 
 
@@ -103,7 +105,7 @@ def dose_response(rows: list[dict], curve: list[tuple[str, float]], metrics: lis
 
 
 def figure(res: dict, path: Path) -> Path | None:
-    """One panel per metric: mean with 95% CI error bars against the real share, the mean slope in the title."""
+    """One panel per metric: mean with 95% CI error bars against the real share, the median slope in the title."""
     from .plots import _save, plt
 
     metrics = [m for m, d in res["metrics"].items() if any(p["n"] for p in d["points"])]
@@ -115,7 +117,8 @@ def figure(res: dict, path: Path) -> Path | None:
         pts = [p for p in res["metrics"][m]["points"] if p["n"]]
         x = [p["share"] for p in pts]
         y = [p["mean"] for p in pts]
-        err = [[p["mean"] - p["ci_low"] for p in pts], [p["ci_high"] - p["mean"] for p in pts]]
+        err = [[0.0 if p["ci_low"] is None else p["mean"] - p["ci_low"] for p in pts],
+               [0.0 if p["ci_high"] is None else p["ci_high"] - p["mean"] for p in pts]]
         ax.errorbar(x, y, yerr=err, marker="o", capsize=5)
         for p in pts:
             ax.annotate(p["variant"], (p["share"], p["mean"]), xytext=(4, 4), textcoords="offset points", fontsize=7)
@@ -158,16 +161,18 @@ def report_section(ctx, res: dict, out_dir: Path, validated: bool) -> tuple[tupl
     for m, d in dr["metrics"].items():
         judge_based = not m.startswith("nll_")
         sig = ("yes" if d["significant"] else "no") if (validated or not judge_based) else "withheld"
-        pts = "; ".join(f"{p['variant']} ({p['share']:g}): {p['mean']:.2f} [{p['ci_low']:.2f}, {p['ci_high']:.2f}]"
+        pts = "; ".join(f"{p['variant']} ({p['share']:g}): {p['mean']:.2f}"
+                        + (f" [{p['ci_low']:.2f}, {p['ci_high']:.2f}]" if p["ci_low"] is not None else " (no CI)")
                         for p in d["points"] if p["n"])
         ci = f"[{d['slope_ci'][0]:.2f}, {d['slope_ci'][1]:.2f}]" if d["slope_ci"] else None
         rows.append([m, pts, d["n"], d["slope"], ci, d["p"], d["p_adj"], sig])
     intro = para(f"Variants on the curve (realised real share): {', '.join(f'{n} {s:g}' for n, s in curve)}. "
                  "Each point is the metric's mean with a bootstrap 95% CI. Trend: per scenario (judge metrics) or "
                  "held-out session (nll_*, lower is better), the least-squares slope over the real share; the slopes "
-                 "are tested against 0 (Wilcoxon signed-rank, two-sided, Holm-corrected across metrics). A slope is "
+                 "are tested against 0 (Wilcoxon signed-rank, two-sided, Holm-corrected across metrics); the slope shown is "
+                 "their Hodges-Lehmann median with its CI. A slope is "
                  "the change from an all-synthetic to an all-real training set.")
-    parts = [intro, table(["Metric", "Points: variant (share): mean [95% CI]", "n paired", "Mean slope",
+    parts = [intro, table(["Metric", "Points: variant (share): mean [95% CI]", "n paired", "Median slope (HL)",
                            "Slope 95% CI", "p (Wilcoxon)", "p (Holm)", "Significant trend"], rows)]
     if not validated:
         parts.append(para("The judge is not validated on this run: trends of judge scores are shown, their "

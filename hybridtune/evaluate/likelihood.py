@@ -4,7 +4,9 @@ Input: `mix/test_real.jsonl` and `mix/test_synthetic.jsonl` (Session records no 
 was trained on) and `models.json`. For each variant and split, the mean per-token negative
 log-likelihood (nats) and perplexity of the counselor (`assistant`) turns given the
 preceding dialogue, with the shared system prompt `ctx.system_prompt` first (as in
-training). Sessions are paired across variants, so differences get bootstrap CIs.
+training). Sessions are paired across variants: a difference is token-weighted like the
+table, with a BCa bootstrap CI and a paired sign-flip permutation test of that same
+difference; variants are compared only when they tokenize the text the same way.
 It answers the paper's question without a judge: does synthetic data help the model
 predict what real counselors say?
 
@@ -73,65 +75,85 @@ def nll_of(turns: list[TokenLogprobs]) -> tuple[float, int, int, int]:
     return nll, tokens, scored, len(turns) - scored
 
 
-def _ci(data: tuple[np.ndarray, ...], statistic, resamples: int, level: float, seed: int) -> list[float] | None:
-    """Percentile bootstrap CI of `statistic` over sessions (paired arrays); None when undefined."""
-    if len(data[0]) < 2:
-        return None
-    if all(np.all(d == d[0]) for d in data):  # no spread: the interval is the point
-        v = float(statistic(*data, axis=-1))
-        return [v, v]
-    res = stats.bootstrap(data, statistic, paired=True, vectorized=True, n_resamples=resamples,
-                          confidence_level=level, method="percentile", random_state=np.random.default_rng(seed))
-    lo, hi = float(res.confidence_interval.low), float(res.confidence_interval.high)
-    return None if not (math.isfinite(lo) and math.isfinite(hi)) else [lo, hi]
-
-
 def _ratio(nll_sum, tokens, axis=-1):
     return np.sum(nll_sum, axis=axis) / np.sum(tokens, axis=axis)
 
 
 def summarize_split(rows: list[SessionNLL], resamples: int, level: float, seed: int) -> dict[str, Any]:
-    """Token-weighted mean NLL (nats/token), perplexity, and their bootstrap CIs over sessions."""
+    """Token-weighted mean NLL (nats/token), perplexity, and their BCa bootstrap CIs over sessions."""
     rows = [r for r in rows if r.tokens]
     if not rows:
         return {"sessions": 0, "tokens": 0, "nll": None, "ppl": None, "nll_ci": None, "ppl_ci": None}
     s = np.array([r.nll_sum for r in rows])
     t = np.array([r.tokens for r in rows], dtype=float)
     nll = float(s.sum() / t.sum())
-    ci = _ci((s, t), _ratio, resamples, level, seed)
+    ci = S.bca_ci((s, t), _ratio, resamples, level, seed)
     return {
         "sessions": len(rows), "tokens": int(t.sum()), "turns": sum(r.turns for r in rows),
         "truncated_turns": sum(r.truncated_turns for r in rows),
-        "nll": nll, "ppl": math.exp(nll), "nll_ci": ci, "ppl_ci": [math.exp(x) for x in ci] if ci else None,
+        "nll": nll, "ppl": math.exp(nll), "nll_ci": list(ci) if ci else None,
+        "ppl_ci": [math.exp(x) for x in ci] if ci else None, "ci_note": S.small_n_note(len(rows)),
     }
+
+
+def sign_flip_p(d: np.ndarray, w: np.ndarray, resamples: int, seed: int) -> float:
+    """Two-sided paired permutation (sign-flip) p of the weighted mean difference sum(w*d)/sum(w):
+    under no difference, each session's pair of scores is exchangeable. Exact (every one of the
+    2**n sign patterns) up to n=16, else `resamples` random flips. 1.0 when every d is 0."""
+    if len(d) == 0:
+        return math.nan
+    if np.all(d == 0):
+        return 1.0
+    n = len(d)
+    res = stats.permutation_test(
+        (d, np.zeros(n)), lambda x, y, axis=-1: np.sum((x - y) * w, axis=axis) / w.sum(),
+        permutation_type="samples", vectorized=True, alternative="two-sided",
+        n_resamples=max(resamples, 2**n if n <= 16 else 0), random_state=np.random.default_rng(seed))
+    return float(res.pvalue)
 
 
 def paired_comparison(a: str, b: str, split: str, rows: list[SessionNLL], resamples: int, level: float,
                       seed: int) -> dict[str, Any] | None:
-    """Paired per-session comparison of per-token NLL on the sessions both variants scored.
+    """Paired per-session comparison of NLL, weighted by tokens as the table is.
 
-    mean_diff = mean(nll_a - nll_b) in nats/token (negative: `a` predicts the held-out
-    counselor turns better), with a bootstrap CI; p from Wilcoxon signed-rank; effect_size
-    is the matched-pairs rank-biserial of nll_a vs nll_b (negative: `a` lower), as in the
-    judge comparisons of `stats.paired_comparisons`.
+    estimate = NLL(a) - NLL(b) over the sessions both variants scored, each side token-weighted
+    (sum of nats / sum of tokens, exactly the difference of the two table rows on those
+    sessions; negative: `a` predicts the held-out counselor turns better), with a BCa
+    bootstrap CI over sessions; p from a paired sign-flip permutation test of that same
+    weighted difference, so the test, the interval, the table and the direction of a claim
+    all use one statistic. Per-token NLL is only comparable under one tokenizer: when the
+    two variants counted different tokens for the same text, the comparison is marked
+    `comparable: false` with the reason and gets no p (nats per token of different
+    tokenizers measure different things).
     """
     by = {(r.variant, r.session_id): r for r in rows if r.split == split and r.tokens}
     common = sorted({sid for v, sid in by if v == a} & {sid for v, sid in by if v == b})
     if not common:
         return None
-    x = np.array([by[(a, sid)].nll for sid in common])
-    y = np.array([by[(b, sid)].nll for sid in common])
-    ci = _ci((x - y,), np.mean, resamples, level, seed)
-    return {
-        "a": a, "b": b, "split": split, "metric": "nll", "n": len(common), "mean_diff": float(np.mean(x - y)),
-        "ci": ci, "p": S.wilcoxon_p(x, y) if len(common) > 1 else math.nan, "effect_size": S.rank_biserial(x, y),
-    }
+    sa = np.array([by[(a, sid)].nll_sum for sid in common])
+    sb = np.array([by[(b, sid)].nll_sum for sid in common])
+    ta = np.array([by[(a, sid)].tokens for sid in common], dtype=float)
+    tb = np.array([by[(b, sid)].tokens for sid in common], dtype=float)
+    out: dict[str, Any] = {"a": a, "b": b, "split": split, "metric": "nll", "n": len(common),
+                           "estimator": "token-weighted difference", "effect_size": None}
+    if not np.array_equal(ta, tb):
+        differ = int(np.sum(ta != tb))
+        return {**out, "comparable": False, "estimate": None, "ci": None, "p": None, "n_nonzero": 0,
+                "note": f"tokenizers differ: {differ} of {len(common)} sessions have different token counts "
+                        f"under {a} and {b}, so nats per token are not comparable"}
+    d = (sa - sb) / ta  # per-session difference per token; weighted by ta it gives the table's difference
+    ci = S.bca_ci((sa - sb, ta), _ratio, resamples, level, seed)
+    return {**out, "comparable": True, "estimate": float((sa - sb).sum() / ta.sum()),
+            "ci": list(ci) if ci else None, "ci_note": S.small_n_note(len(common)),
+            "p": sign_flip_p(d, ta, resamples, seed) if len(common) > 1 else math.nan,
+            "n_nonzero": int(np.sum(d != 0))}
 
 
 def summarize(rows: list[SessionNLL], variants: list[str], resamples: int, level: float, seed: int,
               alpha: float = 0.05) -> dict:
     """results.json content (without `skipped`): per variant x split, and paired comparisons
-    (every pair, later variant first, Holm-corrected across pairs x splits)."""
+    (every pair, later variant first, Holm-corrected across pairs x splits; the report
+    re-adjusts them together with every other claim of its verdict)."""
     out: dict[str, Any] = {"variants": {}, "comparisons": [], "unit": "nats per counselor token", "confidence": level}
     for v in variants:
         out["variants"][v] = {
@@ -140,10 +162,9 @@ def summarize(rows: list[SessionNLL], variants: list[str], resamples: int, level
         }
     comps = [c for a, b in S.pairs(variants) for sp in SPLITS
              if (c := paired_comparison(a, b, sp, rows, resamples, level, seed)) is not None]
-    for c, padj in zip(comps, S.holm([c["p"] for c in comps]), strict=True):
-        c["p_adj"] = None if math.isnan(padj) else padj
-        c["p"] = None if math.isnan(c["p"]) else c["p"]
-        c["significant"] = bool(c["p_adj"] is not None and c["p_adj"] < alpha)
+    S.adjust_family(comps, alpha)
+    for c in comps:
+        c["p"] = None if c["p"] is None or math.isnan(c["p"]) else c["p"]
     out["comparisons"] = comps
     return out
 

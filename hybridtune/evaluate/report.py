@@ -4,6 +4,9 @@ Input (files only, no model calls, so a rerun is instant and free): score/sessio
 score/summary.json, simulate/sessions.jsonl, eval_scenarios/, models.json, usage.json,
 config.yaml, stage summaries (_done.json), and the trust sections
 (`hybridtune.evaluate.trust.report_sections`, `judge_validated`, `verdict.verdict_paragraph`).
+The headline table and the judge tests cover the scenarios every variant completed
+(`stats.paired_rows`); the judge and likelihood comparisons are Holm-adjusted as one family
+(`verdict.family`), so every table shows the p the verdict uses.
 Output: report/report.md, report/report.html (figures inlined as base64 data URIs),
 report/{box,violin,scatter,bar_empathy,bar_relevance,dose_response}.png, report/results.json (table +
 comparisons + dose-response, machine-readable).
@@ -60,9 +63,13 @@ def load_results(ctx: Context) -> dict:
     seen = [v for v in dict.fromkeys(r["variant"] for r in rows)]
     variants = [v for v in order if v in seen] + [v for v in seen if v not in order]
     ev = ctx.cfg.evaluate
-    return {"rows": rows, "score_summary": summary, "metrics": metrics, "variants": variants, "registry": reg,
-            "table": S.summary_table(rows, variants, metrics, ev.bootstrap_resamples),
-            "comparisons": S.paired_comparisons(rows, variants, metrics, ev.alpha)}
+    scen = ctx.store.path("eval_scenarios", "scenarios.jsonl")
+    planned = sum(1 for _ in read_jsonl_dicts(scen)) if scen.exists() else None
+    paired, completion = S.paired_rows(rows, variants, metrics, planned, ev.failed_as_min)
+    return {"rows": rows, "paired": paired, "completion": completion, "score_summary": summary, "metrics": metrics,
+            "variants": variants, "registry": reg, "failed_as_min": ev.failed_as_min,
+            "table": S.summary_table(paired, variants, metrics, ev.bootstrap_resamples),
+            "comparisons": S.paired_comparisons(paired, variants, metrics, ev.alpha)}
 
 
 # -- sections ---------------------------------------------------------------------
@@ -71,38 +78,60 @@ def load_results(ctx: Context) -> dict:
 def main_table(res: dict) -> tuple[str, str]:
     t, metrics = res["table"], res["metrics"]
     head = ["Model", *(h for m in metrics for h in (f"{get_metric(m).label} Avg", "Median", "Min", "Max")),
-            "Total Conversations"]
+            "Total Conversations", "Completed", "Failed judgements"]
     body = []
     for v in res["variants"]:
-        total = sum(1 for x in res["rows"] if x["variant"] == v)
-        body.append([v, *(t[v].get(m, {}).get(k) for m in metrics for k in ("mean", "median", "min", "max")), total])
+        c = res["completion"][v]
+        done = f"{c['completed']}/{c['planned']} ({100 * c['completion_rate']:.0f}%)" if c["completion_rate"] is not None else None
+        body.append([v, *(t[v].get(m, {}).get(k) for m in metrics for k in ("mean", "median", "min", "max")),
+                     c["in_table"], done, c["failed_judgements"]])
     for p in PAPER:  # the paper published averages of its metrics only
         if any(m in p for m in metrics):
-            body.append([p["variant"], *(x for m in metrics for x in (p.get(m), None, None, None)), 50])
+            body.append([p["variant"], *(x for m in metrics for x in (p.get(m), None, None, None)), 50, None, None])
+    n = next(iter(res["completion"].values()), {}).get("in_table", 0)
+    paired = para(f"Paired table: every row covers the same {n} scenarios, the ones every variant completed "
+                  "(simulated and judged on every metric), so the averages compare like with like; the tests below "
+                  "use the same scenarios. Completed = scenarios the variant completed of those planned; failed "
+                  "judgements = judge calls on its conversations that gave no score, "
+                  + ("scored as the metric's minimum (evaluate.failed_as_min)." if res.get("failed_as_min") else
+                     "which remove the scenario from the table for every variant (evaluate.failed_as_min=true "
+                     "scores them as the minimum instead)."))
     note = para("Rows marked (paper) are the reference paper's published averages (its models, judge and "
                 "scenarios), shown for context only; they are not comparable with this run's numbers.")
-    return join(table(head, body), note)
+    return join(table(head, body), paired, note)
 
 
 def detail_table(res: dict) -> tuple[str, str]:
-    head = ["Variant", "Metric", "n", "Mean", "95% CI", "Median", "Std", "Min", "Max"]
+    head = ["Variant", "Metric", "n", "Mean", "95% CI (BCa)", "Median", "Std", "Min", "Max", "Note"]
     body = []
     for v in res["variants"]:
         for m in res["metrics"]:
             d = res["table"][v][m]
-            ci = f"[{fmt(d['ci_low'])}, {fmt(d['ci_high'])}]" if d["n"] else None
-            body.append([v, m, d["n"], d["mean"], ci, d["median"], d["std"], d["min"], d["max"]])
+            ci = f"[{fmt(d['ci_low'])}, {fmt(d['ci_high'])}]" if d["ci_low"] is not None else None
+            body.append([v, m, d["n"], d["mean"], ci, d["median"], d["std"], d["min"], d["max"], d.get("ci_note") or ""])
     return table(head, body)
 
 
 def comparisons_table(res: dict, validated: bool | None) -> tuple[str, str]:
-    head = ["A", "B", "Metric", "n pairs", "Mean diff (A-B)", "p (Wilcoxon)", "p (Holm)", "Rank-biserial r", "Significant"]
-    body = [[c["a"], c["b"], c["metric"], c["n"], c["mean_diff"], c["p"], c["p_adj"], c["effect_size"],
-             ("yes" if c["significant"] else "no") if validated else "withheld"] for c in res["comparisons"]]
+    head = ["A", "B", "Metric", "n pairs", "Median diff (HL) [95% CI]", "Mean diff (A-B)", "p (Wilcoxon)",
+            "p (Holm, verdict family)", "Rank-biserial r", "Significant", "Note"]
+    body = []
+    for c in res["comparisons"]:
+        ci = c.get("ci")
+        est = f"{fmt(c.get('estimate'))} [{fmt(ci[0])}, {fmt(ci[1])}]" if ci else f"{fmt(c.get('estimate'))} (no CI at this n)"
+        body.append([c["a"], c["b"], c["metric"], c["n"], est, c["mean_diff"], c["p"], c.get("p_adj") if validated else None,
+                     c["effect_size"], ("yes" if c["significant"] else "no") if validated else "withheld",
+                     (c.get("unreachable") or "") if validated else ""])
+    fam = max((c.get("family", 0) for c in res["comparisons"]), default=0)
     intro = para("Paired over the same scenarios: Wilcoxon signed-rank test (two-sided, zero differences "
-                 "dropped), effect size = matched-pairs rank-biserial correlation (positive: A scored higher), "
-                 f"p-values Holm-corrected over all {len(body)} comparisons, significance at "
-                 f"alpha = {res.get('alpha', 0.05)}.")
+                 "dropped); the estimate is the Hodges-Lehmann median difference of the same non-zero differences "
+                 "with its distribution-free CI, and a claim's direction is read from it (never from the mean, which "
+                 "can point the other way); effect size = matched-pairs rank-biserial correlation (positive: A "
+                 "scored higher). "
+                 + (f"p-values Holm-corrected as one family of {fam} tests together with the likelihood comparisons "
+                    f"(every claim the verdict makes), significance at alpha = {res.get('alpha', 0.05)}."
+                    if validated else "No Holm-adjusted p is given: with the judge not validated these comparisons "
+                    "are not claims, so they are outside the verdict's family."))
     parts = [intro, table(head, body)]
     if not validated:
         parts.append(para("The judge is not validated on this run, so no claim is made from these comparisons: "
@@ -171,13 +200,28 @@ def dataset_summary(ctx: Context) -> tuple[str, str]:
     counts = []
     for f in sorted(ctx.store.path("mix").glob("**/*.jsonl")) if ctx.store.path("mix").exists() else []:
         counts.append([str(f.relative_to(ctx.store.root)), sum(1 for _ in read_jsonl_dicts(f))])
+    leak = ctx.store.stage("mix").read_json("leakage.json", None)
+    leak_note = para(leakage_text(leak))
     contam = ctx.store.stage("eval_scenarios").read_json("contamination.json", {}) or {}
     sim_contam = ctx.store.stage("simulate").read_json("contamination.json", {}) or {}
     note = para(f"Contamination: {len(contam.get('contaminated', []))} of {contam.get('checked', 0)} evaluation "
                 f"scenarios were near-duplicates of training texts before mixing (left out); at simulation "
                 f"{len(sim_contam.get('contaminated_scenarios', []))} of {sim_contam.get('checked_scenarios', 0)} "
                 f"against {sim_contam.get('training_sessions', 0)} final training sessions.")
-    return join(table(["Stage", "Summary"], rows), table(["File", "Records"], counts), note)
+    return join(table(["Stage", "Summary"], rows), table(["File", "Records"], counts), leak_note, note)
+
+
+def leakage_text(leak: dict | None) -> str:
+    """The mix stage's leakage check in one sentence."""
+    if leak is None:
+        return "Leakage check (training sets vs held-out test splits): not run on this run (mix/leakage.json missing)."
+    checks = ", ".join(leak.get("checks") or [])
+    if leak.get("leaks"):
+        return f"Leakage check FAILED: {len(leak['leaks'])} leak(s) between training sets and held-out splits ({checks})."
+    return (f"Leakage check passed: {leak.get('train_sessions', 0)} training sessions against "
+            f"{leak.get('test_sessions', 0)} held-out sessions, no shared id, no held-out session used as a few-shot "
+            f"exemplar or shared scenario, no exact or near-duplicate text ({checks}). Held-out real sessions were "
+            "split off before synthesis, so no stage that feeds training saw them.")
 
 
 def training_summary(res: dict) -> tuple[str, str]:
@@ -227,11 +271,16 @@ def build(ctx: Context, st: StageDir) -> dict:
     """Write report.md, report.html, the figures and results.json; returns a summary."""
     from . import trust
 
+    from .verdict import family, verdict_paragraph
+
     res = load_results(ctx)
     res["alpha"] = ctx.cfg.evaluate.alpha
     validated = trust.judge_validated(ctx)  # None: calibration did not run -> not validated either
-    verdict = trust.summary_paragraph(ctx, res["comparisons"])
-    figs = plots.make_figures(res["rows"], res["table"], res["variants"], res["metrics"], st.path)
+    # one Holm family for every claim: the tables show the same adjusted p as the verdict uses
+    cal = trust.load_calibration(ctx)
+    res["comparisons"], lik = family(res["comparisons"], trust.load_likelihood(ctx), cal, res["alpha"])
+    verdict = verdict_paragraph(res["comparisons"], lik, cal, res["alpha"])
+    figs = plots.make_figures(res["paired"], res["table"], res["variants"], res["metrics"], st.path)
     dose_parts, dose_res = dose.report_section(ctx, res, st.path, validated is True)
     sections = [
         section("Verdict", *para(verdict)),
@@ -242,7 +291,7 @@ def build(ctx: Context, st: StageDir) -> dict:
         section("Dose-response (real share)", *dose_parts),
         *([section("Real users (kept conversations)", *users)] if (users := users_section(ctx)) else []),
         section("Scoring quality", *scoring_quality(res)),
-        *trust.report_sections(ctx),
+        *trust.report_sections(ctx, lik),
         section("Example conversations", *conversations(ctx, res)),
         section("Dataset summary", *dataset_summary(ctx)),
         section("Training summary (models.json)", *training_summary(res)),
@@ -261,8 +310,9 @@ def build(ctx: Context, st: StageDir) -> dict:
     st.write_text("report.md", md)
     st.write_text("report.html", page)
     st.write_json("results.json", clean({"variants": res["variants"], "metrics": res["metrics"], "table": res["table"],
-                                         "comparisons": res["comparisons"], "judge_validated": validated,
-                                         "dose_response": dose_res}))
+                                         "completion": res["completion"], "comparisons": res["comparisons"],
+                                         "likelihood_comparisons": (lik or {}).get("comparisons"),
+                                         "judge_validated": validated, "dose_response": dose_res}))
     return {"variants": res["variants"], "conversations": len(res["rows"]), "figures": sorted(figs),
             "judge_validated": validated, "report": str(st.file("report.html"))}
 

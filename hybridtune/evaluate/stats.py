@@ -1,12 +1,16 @@
-"""Statistics for the evaluation: descriptive stats with bootstrap CIs, paired comparisons
-(Wilcoxon signed-rank + matched-pairs rank-biserial effect size, Holm-corrected), judge
+"""Statistics for the evaluation: descriptive stats with BCa bootstrap CIs, paired comparisons
+(Wilcoxon signed-rank + Hodges-Lehmann estimate + matched-pairs rank-biserial effect size,
+Holm-corrected as one family), judge
 noise and agreement (Krippendorff's alpha), and length bias (Spearman). Pure functions over
 plain lists/dicts, no I/O; scipy/krippendorff do the statistics.
 
 Input: per-session score rows {variant, scenario_id, <metric>: float, words: int}.
 Output: dicts; `paired_comparisons` returns the list of
-{"a", "b", "metric", "n", "mean_diff", "p", "p_adj", "effect_size", "significant"}
-that `hybridtune.evaluate.verdict.verdict_paragraph` consumes.
+{"a", "b", "metric", "n", "n_nonzero", "mean_diff", "estimate", "ci", "p", "p_adj", "effect_size",
+"significant", "family", "unreachable"} that `hybridtune.evaluate.verdict.verdict_paragraph`
+consumes; `estimate` (Hodges-Lehmann) is what a claim's direction is read from.
+`paired_rows` restricts score rows to the scenarios every variant completed (the headline
+table); `p_floor`/`reach_note` say when a test could not reach significance at its n.
 
     rows = [{"variant": "hybrid", "scenario_id": "s1", "empathy": 8.0}, ...]
     describe([8, 7, 9]); paired_comparisons(rows, ["base", "hybrid"], ["empathy"])
@@ -15,39 +19,104 @@ from __future__ import annotations
 
 import itertools
 import math
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
 from scipy import stats
 
 
-def bootstrap_ci(values: Sequence[float], resamples: int = 10000, level: float = 0.95, seed: int = 0) -> tuple[float, float]:
-    """Percentile bootstrap CI of the mean (scipy.stats.bootstrap); a point for n<2 or constant data."""
+# Below this many values a 95% interval is too unstable to mean much (BCa coverage at n=5
+# is well under 0.95 on skewed data); the report says so next to such an interval.
+SMALL_N = 10
+
+
+def small_n_note(n: int) -> str | None:
+    """A plain note when n is too small for an interval to mean much (None when it is fine)."""
+    if n < 2:
+        return f"n={n}: no interval"
+    if n < SMALL_N:
+        return f"n={n}: too few for a reliable interval (fewer than {SMALL_N})"
+    return None
+
+
+def bootstrap_ci(values: Sequence[float], resamples: int = 10000, level: float = 0.95,
+                 seed: int = 0) -> tuple[float, float] | None:
+    """BCa bootstrap CI of the mean. None when no interval exists (see `bca_ci`)."""
     x = np.asarray(values, dtype=float)
-    if len(x) == 0:
-        return (math.nan, math.nan)
-    if len(x) < 2 or np.all(x == x[0]):
-        return (float(x.mean()), float(x.mean()))
-    res = stats.bootstrap((x,), np.mean, n_resamples=resamples, confidence_level=level, method="percentile",
-                          random_state=np.random.default_rng(seed))
-    return (float(res.confidence_interval.low), float(res.confidence_interval.high))
+    return bca_ci((x,), np.mean, resamples, level, seed)
+
+
+def bca_ci(data: tuple[np.ndarray, ...], statistic, resamples: int = 10000, level: float = 0.95,
+           seed: int = 0) -> tuple[float, float] | None:
+    """BCa bootstrap CI (scipy.stats.bootstrap, method="BCa") of `statistic` over the rows of
+    paired arrays `data` (statistic(*arrays, axis=-1)). None when no interval exists: fewer
+    than 2 rows, or no spread (every resample gives the same value, and a zero-width interval
+    would claim a certainty the data cannot give)."""
+    if len(data[0]) < 2 or all(np.all(d == d[0]) for d in data):
+        return None
+    with warnings.catch_warnings():  # degenerate resamples: scipy warns and returns NaN, handled below
+        warnings.simplefilter("ignore")
+        res = stats.bootstrap(data, statistic, paired=True, vectorized=True, n_resamples=resamples,
+                              confidence_level=level, method="BCa", random_state=np.random.default_rng(seed))
+    lo, hi = float(res.confidence_interval.low), float(res.confidence_interval.high)
+    return (lo, hi) if math.isfinite(lo) and math.isfinite(hi) else None
 
 
 def describe(values: Sequence[float], resamples: int = 10000, seed: int = 0) -> dict:
-    """mean, median, min, max, std (ddof=1), n and a 95% bootstrap CI of the mean."""
+    """mean, median, min, max, std (ddof=1), n, a 95% BCa bootstrap CI of the mean (None when
+    undefined) and `ci_note` when n is too small or the values have no spread."""
     x = np.asarray([v for v in values if v is not None and not math.isnan(v)], dtype=float)
     if len(x) == 0:
         return {"n": 0, "mean": None, "median": None, "min": None, "max": None, "std": None,
-                "ci_low": None, "ci_high": None}
-    lo, hi = bootstrap_ci(x, resamples, seed=seed)
+                "ci_low": None, "ci_high": None, "ci_note": "no values"}
+    ci = bootstrap_ci(x, resamples, seed=seed)
+    note = small_n_note(len(x)) or (None if ci else "no spread: every value is the same, so no interval")
     return {"n": int(len(x)), "mean": float(x.mean()), "median": float(np.median(x)), "min": float(x.min()),
-            "max": float(x.max()), "std": float(x.std(ddof=1)) if len(x) > 1 else 0.0, "ci_low": lo, "ci_high": hi}
+            "max": float(x.max()), "std": float(x.std(ddof=1)) if len(x) > 1 else 0.0,
+            "ci_low": ci[0] if ci else None, "ci_high": ci[1] if ci else None, "ci_note": note}
 
 
 def summary_table(rows: list[dict], variants: list[str], metrics: list[str], resamples: int = 10000) -> dict:
-    """{variant: {metric: describe(...)}} over per-session rows."""
+    """{variant: {metric: describe(...)}} over per-session rows (pass `paired_rows` for the headline table)."""
     return {v: {m: describe([r[m] for r in rows if r["variant"] == v and r.get(m) is not None], resamples)
                 for m in metrics} for v in variants}
+
+
+# The lowest score each judge metric can take (Rating is 1-10; the CTRS total is 0-66):
+# with `failed_as_min` a failed judgement counts as this score against its variant.
+METRIC_MIN = {"ctrs": 0.0}
+
+
+def paired_rows(rows: list[dict], variants: list[str], metrics: list[str], planned: int | None = None,
+                failed_as_min: bool = False) -> tuple[list[dict], dict[str, dict]]:
+    """(rows of the scenarios every variant completed, per-variant completion counts).
+
+    A scenario is complete for a variant when its session was simulated and every metric was
+    judged. Only scenarios complete for every variant enter the headline table and the tests,
+    so each variant's mean is over the same scenarios. With `failed_as_min`, a failed judgement
+    of a simulated session scores the metric's minimum (the failure counts against the variant
+    that provoked it) instead of removing the scenario. `planned`: scenarios each variant was
+    meant to complete (evaluation scenarios); default: every scenario seen in `rows`.
+    """
+    scen = sorted({r["scenario_id"] for r in rows})
+    planned = planned if planned is not None else len(scen)
+    filled = []
+    for r in rows:
+        if failed_as_min:
+            r = {**r, **{m: METRIC_MIN.get(m, 1.0) for m in metrics if r.get(m) is None}}
+        filled.append(r)
+    by = {(r["variant"], r["scenario_id"]): r for r in filled}
+    done = {v: {s for s in scen if (v, s) in by and all(by[(v, s)].get(m) is not None for m in metrics)}
+            for v in variants}
+    common = set.intersection(*done.values()) if done else set()
+    counts = {}
+    for v in variants:
+        mine = [r for r in rows if r["variant"] == v]
+        failed = sum(1 for r in mine for m in metrics if r.get(m) is None)
+        counts[v] = {"planned": planned, "simulated": len(mine), "completed": len(done[v]), "failed_judgements": failed,
+                     "completion_rate": len(done[v]) / planned if planned else None, "in_table": len(common)}
+    return [r for r in filled if r["variant"] in done and r["scenario_id"] in common], counts
 
 
 def rank_biserial(x: Sequence[float], y: Sequence[float]) -> float:
@@ -89,6 +158,74 @@ def wilcoxon_p(x: Sequence[float], y: Sequence[float]) -> float:
     return float(stats.wilcoxon(x, y, zero_method="wilcox", alternative="two-sided").pvalue)
 
 
+def p_floor(n: int) -> float:
+    """The smallest two-sided p an exact paired test (signed-rank, or sign-flip permutation) can
+    give with n non-zero pairs: every difference on one side, 2 of the 2**n sign patterns."""
+    return 1.0 if n <= 0 else min(1.0, 2.0 / 2.0**n)
+
+
+def min_pairs(family: int, alpha: float) -> int:
+    """Fewest non-zero pairs at which a test in a Holm family of `family` tests can reach alpha."""
+    n = 1
+    while family * p_floor(n) >= alpha:
+        n += 1
+    return n
+
+
+def reach_note(n: int, family: int, alpha: float) -> str | None:
+    """Why a paired test could never have been significant at its n (None when it could)."""
+    if family * p_floor(n) < alpha:
+        return None
+    return (f"could not reach significance at n={n}: the smallest exact two-sided p is {p_floor(n):.3g}, "
+            f"x{family} tests (Holm) = {min(1.0, family * p_floor(n)):.3g} >= alpha {alpha}; "
+            f"it needs at least {min_pairs(family, alpha)} non-zero pairs")
+
+
+def _signed_rank_cdf(n: int) -> np.ndarray:
+    """P(T+ <= t) for t = 0..n(n+1)/2 under the null (no ties): the exact signed-rank distribution."""
+    dist = np.zeros(n * (n + 1) // 2 + 1)
+    dist[0] = 1.0
+    for k in range(1, n + 1):
+        dist[k:] = (dist[k:] + dist[:-k].copy()) / 2  # rank k positive or negative, each with probability 1/2
+        dist[:k] /= 2
+    return np.cumsum(dist)
+
+
+def hodges_lehmann(d: Sequence[float], level: float = 0.95) -> dict:
+    """Hodges-Lehmann estimate (median of the Walsh averages) of the non-zero paired
+    differences, with its distribution-free CI from the exact signed-rank distribution.
+
+    It is the estimate that belongs to the Wilcoxon signed-rank test (zeros dropped, as in
+    `wilcoxon_p`): its sign is the side of the test statistic W+ - W-, so a direction read
+    from it cannot contradict the test. The CI is None when n is too small for the level
+    (below 6 non-zero pairs no 95% interval exists).
+    """
+    x = np.asarray(d, dtype=float)
+    x = x[x != 0]
+    n = len(x)
+    if n == 0:
+        return {"estimate": 0.0 if len(d) else math.nan, "ci": None, "n_nonzero": 0}
+    i, j = np.triu_indices(n)
+    walsh = np.sort((x[i] + x[j]) / 2)
+    est = float(np.median(walsh))
+    if n > 300:  # normal approximation of the signed-rank critical value (the exact table is large)
+        z = stats.norm.ppf(1 - (1 - level) / 2)
+        c = int(math.floor(n * (n + 1) / 4 - z * math.sqrt(n * (n + 1) * (2 * n + 1) / 24)))
+    else:
+        cdf = _signed_rank_cdf(n)
+        ok = np.nonzero(cdf <= (1 - level) / 2)[0]  # P(T+ <= c - 1) <= alpha/2
+        c = int(ok[-1]) + 1 if len(ok) else 0
+    ci = [float(walsh[c - 1]), float(walsh[len(walsh) - c])] if c >= 1 else None
+    return {"estimate": est, "ci": ci, "n_nonzero": n}
+
+
+def direction(estimate: float | None, a: str, b: str) -> str | None:
+    """The variant the estimate favours (higher is better); None for 0 or a missing estimate."""
+    if estimate is None or math.isnan(estimate) or estimate == 0:
+        return None
+    return a if estimate > 0 else b
+
+
 def pairs(variants: list[str]) -> list[tuple[str, str]]:
     """Every pair once, later variant first (base, real, hybrid -> hybrid-real, hybrid-base, real-base)."""
     rev = list(reversed(variants))
@@ -97,7 +234,9 @@ def pairs(variants: list[str]) -> list[tuple[str, str]]:
 
 def paired_comparisons(rows: list[dict], variants: list[str], metrics: list[str], alpha: float = 0.05) -> list[dict]:
     """Wilcoxon signed-rank over scenarios both variants completed, Holm-corrected across all
-    comparisons (pairs x metrics). mean_diff = mean(a - b)."""
+    comparisons (pairs x metrics). `estimate` = Hodges-Lehmann median difference (a - b) with
+    its `ci`, the statistic the direction of a claim is read from; mean_diff = mean(a - b),
+    shown but never used for a direction (with skewed differences it can point the other way)."""
     by = {(r["variant"], r["scenario_id"]): r for r in rows}
     out = []
     for metric in metrics:
@@ -106,13 +245,53 @@ def paired_comparisons(rows: list[dict], variants: list[str], metrics: list[str]
                             and by[(a, s)].get(metric) is not None and by[(b, s)].get(metric) is not None)
             x = [float(by[(a, s)][metric]) for s in common]
             y = [float(by[(b, s)][metric]) for s in common]
-            out.append({"a": a, "b": b, "metric": metric, "n": len(common),
+            hl = hodges_lehmann(np.subtract(x, y)) if common else {"estimate": math.nan, "ci": None, "n_nonzero": 0}
+            out.append({"a": a, "b": b, "metric": metric, "n": len(common), "n_nonzero": hl["n_nonzero"],
                         "mean_diff": float(np.mean(np.subtract(x, y))) if common else math.nan,
+                        "estimate": hl["estimate"], "ci": hl["ci"], "estimator": "Hodges-Lehmann",
                         "p": wilcoxon_p(x, y), "effect_size": rank_biserial(x, y) if common else math.nan})
-    for c, padj in zip(out, holm([c["p"] for c in out]), strict=True):
-        c["p_adj"] = padj
-        c["significant"] = bool(not math.isnan(padj) and padj < alpha)
-    return out
+    return adjust_family(out, alpha)
+
+
+def adjust_family(comparisons: list[dict], alpha: float) -> list[dict]:
+    """Holm over every comparison given (one family), in place: p_adj, significant, family, and
+    `unreachable` (why a test could not have been significant at its n, or None)."""
+    m = sum(1 for c in comparisons if c.get("p") is not None and not math.isnan(c["p"]))
+    for c, padj in zip(comparisons, holm([math.nan if c.get("p") is None else c["p"] for c in comparisons]),
+                       strict=True):
+        c["p_adj"] = None if math.isnan(padj) else padj
+        c["significant"] = bool(c["p_adj"] is not None and c["p_adj"] < alpha)
+        c["family"] = m
+        c["unreachable"] = reach_note(int(c.get("n_nonzero", c.get("n", 0)) or 0), max(m, 1), alpha)
+    return comparisons
+
+
+def wilson_ci(p: float, n: int, level: float = 0.95) -> tuple[float, float] | None:
+    """Wilson score interval of a proportion-like mean p of n independent units in [0, 1].
+    Used for the judge's within-item AUC with items as the units: a [0, 1] variable with mean
+    p has variance at most p(1 - p), so the interval is conservative, and unlike a bootstrap
+    it stays honest when every item agrees (5 of 5 perfect items: lower bound 0.57)."""
+    if n < 1:
+        return None
+    z = float(stats.norm.ppf(1 - (1 - level) / 2))
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def min_items(threshold: float, level: float = 0.95) -> int:
+    """Fewest items at which even a perfect judge (AUC 1) has a CI lower bound >= threshold."""
+    z2 = float(stats.norm.ppf(1 - (1 - level) / 2)) ** 2
+    return max(1, math.ceil(threshold * z2 / (1 - threshold))) if threshold < 1 else 10**9
+
+
+def gate_reach_note(n: int, threshold: float, level: float = 0.95) -> str | None:
+    """Why the judge gate could not be passed at n items, whatever the judge (None when it could)."""
+    ci = wilson_ci(1.0, n, level)
+    if ci is not None and ci[0] >= threshold:
+        return None
+    return (f"cannot be validated with {n} items: even a perfect judge's CI lower bound is "
+            f"{(ci or (0.0, 0.0))[0]:.2f} < {threshold:.2f}; it needs at least {min_items(threshold, level)} items")
 
 
 def alpha_interval(ratings: list[list[float | None]]) -> float | None:

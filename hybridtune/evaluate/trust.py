@@ -37,7 +37,7 @@ def judge_validated(ctx: Context) -> bool | None:
 
 
 def summary_paragraph(ctx: Context, comparisons: list[dict]) -> str:
-    return verdict_paragraph(comparisons, load_likelihood(ctx), load_calibration(ctx))
+    return verdict_paragraph(comparisons, load_likelihood(ctx), load_calibration(ctx), ctx.cfg.evaluate.alpha)
 
 
 # -- formatting -------------------------------------------------------------------
@@ -93,7 +93,7 @@ def likelihood_section(lik: dict | None) -> dict:
                          ci(r.get("nll"), r.get("nll_ci")), ci(r.get("ppl"), r.get("ppl_ci"), 2)])
     blocks: list[tuple[str, Any]] = [("p", (
         "Mean negative log-likelihood per counselor token (nats) of held-out sessions no variant was trained on, "
-        f"given the preceding dialogue; lower is better. Brackets: {level}% bootstrap CIs over sessions. "
+        f"given the preceding dialogue; lower is better. Brackets: {level}% BCa bootstrap CIs over sessions. "
         "This measure needs no judge, so it holds even for a small local model."))]
     if rows:
         blocks.append(("table", (["variant", "split", "sessions", "tokens", "NLL", "perplexity"], rows)))
@@ -101,11 +101,16 @@ def likelihood_section(lik: dict | None) -> dict:
         blocks.append(("p", "No variant could be scored."))
     comps = lik.get("comparisons") or []
     if comps:
-        blocks.append(("p", "Paired by session: difference = NLL(a) - NLL(b), negative when a predicts better; "
-                            "Wilcoxon signed-rank, Holm-adjusted across pairs and splits."))
-        blocks.append(("table", (["a", "b", "split", "n", "difference", "effect (r)", "adjusted p", "significant"], [
-            [c["a"], c["b"], SPLITS.get(c["split"], c["split"]), f(c["n"]), ci(c["mean_diff"], c.get("ci")),
-             f(c.get("effect_size"), 2), f(c.get("p_adj")), f(c.get("significant"))] for c in comps])))
+        blocks.append(("p", "Paired by session: difference = NLL(a) - NLL(b) over the sessions both scored, each "
+                            "side token-weighted as in the table above (negative when a predicts better), with a "
+                            "BCa bootstrap CI; p from a paired sign-flip permutation test of that same difference, "
+                            "Holm-adjusted together with every other claim of the verdict. Per-token NLL is "
+                            "compared only between variants that tokenize the text the same way."))
+        blocks.append(("table", (["a", "b", "split", "n", "difference", "adjusted p", "significant", "note"], [
+            [c["a"], c["b"], SPLITS.get(c["split"], c["split"]), f(c["n"]), ci(c.get("estimate"), c.get("ci")),
+             f(c.get("p_adj")), f(c.get("significant")),
+             "; ".join(x for x in (c.get("note"), c.get("ci_note"), c.get("unreachable")) if x) or ""]
+            for c in comps])))
     skipped = lik.get("skipped") or {}
     if skipped:
         blocks.append(("list", [f"{v}: not scored — {why}" for v, why in sorted(skipped.items())]))
@@ -126,18 +131,27 @@ def calibration_section(cal: dict | None) -> dict:
         f"Judge {cal.get('judge_model')} rated {cal.get('originals')} real counselor turns from {cal.get('source')} "
         f"and degraded versions of each ({cal.get('versions')} replies, k={cal.get('samples')} samples, "
         f"{cal.get('ratings')}/{cal.get('ratings_planned')} ratings parsed). AUC = chance that an original is "
-        f"rated above a degraded reply (0.5 = coin flip, 1 = perfect); threshold {cal.get('threshold')}. The length "
-        "baseline is the AUC of simply preferring the longer reply.")))
-    rows = []
+        f"rated above one of its own degraded versions (same context; 0.5 = coin flip, 1 = perfect), with a 95% "
+        f"Wilson CI over items. To pass, the CI's lower bound must reach {cal.get('threshold')} and the AUC must "
+        f"beat the length baseline (the same AUC for simply preferring the longer reply) by "
+        f"{cal.get('length_margin', 0)}. Degradations that keep the original's length: "
+        f"{', '.join(cal.get('length_keeping') or []) or 'none'}.")))
+    rows, reach = [], []
     for m, r in (cal.get("metrics") or {}).items():
         by = ", ".join(f"{k} {f(v, 2)}" for k, v in (r.get("auc_by_degradation") or {}).items())
         lb = r.get("length_bias") or {}
-        rows.append([m, f(r.get("auc"), 2), f(r.get("passes")), by or "n/a", f(r.get("mean_original"), 2),
-                     f(r.get("mean_degraded"), 2), f(r.get("repeat_sd"), 2), f(lb.get("rho"), 2),
-                     f(r.get("length_baseline_auc"), 2)])
+        rows.append([m, ci(r.get("auc"), r.get("auc_ci"), 2), f(r.get("items")), f(r.get("passes")), by or "n/a",
+                     f(r.get("auc_length_keeping"), 2), f(r.get("length_baseline_auc"), 2),
+                     f(r.get("beats_length_by"), 2), f(r.get("mean_original"), 2), f(r.get("mean_degraded"), 2),
+                     f(r.get("repeat_sd"), 2), f(lb.get("rho"), 2)])
+        if r.get("reach"):
+            reach.append(f"{m}: {r['reach']}")
     if rows:
-        blocks.append(("table", (["metric", "AUC", "passes", "AUC by degradation", "mean original", "mean degraded",
-                                  "repeat SD", "length rho", "length baseline AUC"], rows)))
+        blocks.append(("table", (["metric", "AUC [95% CI]", "items", "passes", "AUC by degradation",
+                                  "AUC (length kept)", "length baseline AUC", "beats length by", "mean original",
+                                  "mean degraded", "repeat SD", "length rho"], rows)))
+    if reach:
+        blocks.append(("list", reach))
     if not cal.get("validated"):
         blocks.append(("p", "Comparison claims based on the judge are withheld; its scores stay visible above."))
     if cal.get("warnings"):
@@ -166,7 +180,9 @@ def simcheck_section(cal: dict | None) -> dict:
     return section(title, blocks)
 
 
-def report_sections(ctx: Context) -> list[dict]:
-    """The likelihood table, the judge-validation block and the simulator check, for report.md/html."""
+def report_sections(ctx: Context, lik: dict | None = None) -> list[dict]:
+    """The likelihood table (`lik`: the results as adjusted with the verdict's family, default
+    the stage's file), the judge-validation block and the simulator check, for report.md/html."""
     cal = load_calibration(ctx)
-    return [likelihood_section(load_likelihood(ctx)), calibration_section(cal), simcheck_section(cal)]
+    return [likelihood_section(lik if lik is not None else load_likelihood(ctx)), calibration_section(cal),
+            simcheck_section(cal)]

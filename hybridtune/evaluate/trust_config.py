@@ -1,7 +1,8 @@
 """Config section `evaluate.trust`: held-out likelihood, judge validation, simulator check.
 
 Defaults follow the reference setup (held-out splits of real and synthetic sessions, a
-calibration set of 50 real counselor turns with four degradations each, k=3 repeats);
+calibration set of 50 real counselor turns with six degradations each, two of which keep the
+original's length, k=3 repeats);
 configs/demo.yaml shrinks them for the embedded model.
 """
 from __future__ import annotations
@@ -10,12 +11,18 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-Degradation = Literal["unrelated", "generic", "off_topic", "dismissive"]
+# shuffled / unrelated_matched keep the original's word count (calibrate.LENGTH_KEEPING).
+Degradation = Literal["unrelated", "generic", "off_topic", "dismissive", "shuffled", "unrelated_matched"]
 
 
 class TrustConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    auc_threshold: float = Field(0.7, ge=0, le=1, description="judge calibration AUC needed to trust judge scores")
+    auc_threshold: float = Field(
+        0.7, ge=0, le=1, description="judge calibration: the within-item AUC's 95% CI lower bound must reach this "
+        "to trust judge scores (a perfect judge needs at least 9 items at 0.7)")
+    length_margin: float = Field(
+        0.1, ge=0, le=1, description="judge calibration: the judge's AUC must beat the length baseline's "
+        "(prefer the longer reply) by at least this")
     # -- held-out likelihood (stage `likelihood`)
     likelihood_sessions: int = Field(
         100, ge=1, description="likelihood: at most this many sessions per held-out split (real, synthetic)")
@@ -26,8 +33,9 @@ class TrustConfig(BaseModel):
     calib_samples: int = Field(3, ge=1, description="calibrate: judge samples per reply (k), for repeat noise")
     calib_context: int = Field(6, ge=1, description="calibrate: messages of preceding dialogue shown to the judge")
     degradations: list[Degradation] = Field(
-        default_factory=lambda: ["unrelated", "generic", "off_topic", "dismissive"],
-        description="calibrate: degraded versions made of each original counselor turn")
+        default_factory=lambda: ["unrelated", "generic", "off_topic", "dismissive", "shuffled", "unrelated_matched"],
+        description="calibrate: degraded versions made of each original counselor turn (shuffled and "
+        "unrelated_matched keep its length)")
     # -- patient-simulator check (part of stage `calibrate`)
     simcheck_sessions: int = Field(20, ge=0, description="simulator check: simulated sessions examined (0 = skip)")
     simcheck_turns: int = Field(4, ge=1, description="simulator check: patient turns judged per session")

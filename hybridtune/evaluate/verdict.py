@@ -1,12 +1,16 @@
 """The report's plain-language verdict, generated from the numbers (never by an LLM).
 
 Input: the judge comparisons of `stats.paired_comparisons` (items {"a","b","metric","n",
-"mean_diff","p","p_adj","effect_size","significant"}, mean_diff = mean(a - b), effect size
-= matched-pairs rank-biserial, positive when `a` scores higher), the likelihood stage's
-results.json (or None) and the calibrate stage's results.json (or None).
+"estimate","ci","p","effect_size",...}, estimate = Hodges-Lehmann median difference a - b,
+effect size = matched-pairs rank-biserial, positive when `a` scores higher), the likelihood
+stage's results.json (or None; estimate = token-weighted NLL difference) and the calibrate
+stage's results.json (or None).
 Output: one short paragraph: for each pair of variants, whether the difference is
-significant after Holm correction, its effect size, and which measures support it. Judge
-claims are withheld unless the judge was validated on this run.
+significant, its estimate with CI, and which measures support it. Every claim the paragraph
+can make (judge comparisons when the judge is validated, likelihood comparisons) is one
+Holm family (`family`), and a claim's direction is read from the estimate that belongs to
+its test, never from a mean. Judge claims are withheld unless the judge was validated on
+this run; tests that could not reach significance at their n are named.
 
     verdict_paragraph(comparisons, likelihood=json.load(...), judge_validation=json.load(...))
 """
@@ -14,6 +18,8 @@ from __future__ import annotations
 
 import math
 from typing import Any
+
+from . import stats as S
 
 SPLIT_WORDS = {"test_real": "held-out real", "test_synthetic": "held-out synthetic"}
 
@@ -56,9 +62,14 @@ def _orient(c: dict, a: str) -> dict:
     if c["a"] == a:
         return c
     flip = {k: (-v if isinstance(v, int | float) and v is not None else v) for k, v in c.items()
-            if k in ("mean_diff", "effect_size")}
+            if k in ("mean_diff", "estimate", "effect_size")}
     ci = c.get("ci")
     return {**c, **flip, "a": c["b"], "b": c["a"], "ci": [-ci[1], -ci[0]] if ci else None}
+
+
+def _ci_s(c: dict, fmt_: str = "+.2f") -> str:
+    ci = c.get("ci")
+    return f", CI [{format(ci[0], fmt_)}, {format(ci[1], fmt_)}]" if ci else ", no CI at this n"
 
 
 def _judge_sentence(a: str, b: str, comps: list[dict]) -> tuple[str, str | None]:
@@ -69,15 +80,34 @@ def _judge_sentence(a: str, b: str, comps: list[dict]) -> tuple[str, str | None]
         return f"the judge finds no significant difference ({ns}, n={max(c['n'] for c in comps)})", None
     parts, dirs = [], set()
     for c in sig:
-        better = a if c["mean_diff"] > 0 else b
+        better = claim_direction(c, a, b)
+        if better is None:
+            parts.append(f"a significant {c['metric']} difference whose direction is unclear (median difference "
+                         f"{_num(c.get('estimate'))} and rank-biserial r={_num(c.get('effect_size'))} disagree)")
+            dirs.add("mixed")
+            continue
         dirs.add(better)
-        parts.append(f"{better} scores higher on {c['metric']} (mean difference {c['mean_diff']:+.2f} for {a} - {b}, "
-                     f"{magnitude(c.get('effect_size'))} effect r={_num(c.get('effect_size'))}, "
-                     f"adjusted p={_p(c)}, n={c['n']})")
+        parts.append(f"{better} scores higher on {c['metric']} (median difference {_num(c.get('estimate'))} "
+                     f"(Hodges-Lehmann) for {a} - {b}{_ci_s(c)}, {magnitude(c.get('effect_size'))} effect "
+                     f"r={_num(c.get('effect_size'))}, adjusted p={_p(c)}, n={c['n']})")
     ns = sorted({c["metric"] for c in comps if not c.get("significant")})
     if ns:
         parts.append(f"no significant judge difference on {', '.join(ns)}")
     return "the judge says " + "; ".join(parts), (dirs.pop() if len(dirs) == 1 else "mixed")
+
+
+def claim_direction(c: dict, a: str, b: str, lower_is_better: bool = False) -> str | None:
+    """The variant a comparison favours, read from its test's own estimate (Hodges-Lehmann for
+    the judge, the token-weighted difference for likelihood); for the judge the rank-biserial
+    r (the signed-rank statistic) must agree, else None (no direction is claimed)."""
+    est = c.get("estimate")
+    if est is None or (isinstance(est, float) and math.isnan(est)) or est == 0:
+        return None
+    favours_a = (est < 0) if lower_is_better else (est > 0)
+    r = c.get("effect_size")
+    if r is not None and not (isinstance(r, float) and math.isnan(r)) and r != 0 and (r > 0) != (est > 0):
+        return None
+    return a if favours_a else b
 
 
 def _likelihood_sentence(a: str, b: str, comps: list[dict]) -> tuple[str, str | None]:
@@ -85,23 +115,59 @@ def _likelihood_sentence(a: str, b: str, comps: list[dict]) -> tuple[str, str | 
     parts, dirs = [], set()
     for c in comps:
         where = SPLIT_WORDS.get(c["split"], c["split"])
-        ci = c.get("ci")
-        ci_s = f", CI [{ci[0]:+.3f}, {ci[1]:+.3f}]" if ci else ""
-        if c.get("significant"):
-            better = a if c["mean_diff"] < 0 else b
+        if c.get("comparable") is False:
+            parts.append(f"no likelihood comparison on {where} sessions ({c.get('note', 'not comparable')})")
+            continue
+        ci_s = _ci_s(c, "+.3f")
+        better = claim_direction(c, a, b, lower_is_better=True) if c.get("significant") else None
+        if better:
             dirs.add(better)
-            parts.append(f"{better} predicts {where} counselor turns better ({c['mean_diff']:+.3f} nats/token for "
-                         f"{a} - {b}{ci_s}, {magnitude(c.get('effect_size'))} effect, adjusted p={_p(c)}, n={c['n']})")
+            parts.append(f"{better} predicts {where} counselor turns better ({_num(c.get('estimate'), '+.3f')} "
+                         f"nats/token for {a} - {b}, token-weighted{ci_s}, adjusted p={_p(c)}, n={c['n']})")
         else:
             parts.append(f"no significant likelihood difference on {where} sessions "
-                         f"({c['mean_diff']:+.3f} nats/token{ci_s}, adjusted p={_p(c)}, n={c['n']})")
+                         f"({_num(c.get('estimate'), '+.3f')} nats/token{ci_s}, adjusted p={_p(c)}, n={c['n']})")
     direction = (dirs.pop() if len(dirs) == 1 else "mixed") if dirs else None
     return "; ".join(parts), direction
 
 
-def verdict_paragraph(comparisons: list[dict], likelihood: dict | None, judge_validation: dict | None) -> str:
+def family(comparisons: list[dict], likelihood: dict | None, judge_validation: dict | None,
+           alpha: float = 0.05) -> tuple[list[dict], dict | None]:
+    """(judge comparisons, likelihood results) with every claim the verdict can make adjusted as
+    ONE Holm family: the judge comparisons when the judge is trusted, and the comparable
+    likelihood comparisons. Copies; idempotent (adjusting the same family again gives the same
+    numbers), so tables and verdict built from it agree."""
+    trust_judge, _ = judge_status(judge_validation)
+    judge = [dict(c) for c in comparisons]
+    lik = None if likelihood is None else {**likelihood,
+                                           "comparisons": [dict(c) for c in likelihood.get("comparisons") or []]}
+    claims = [c for c in (judge if trust_judge else []) if c.get("p") is not None]
+    claims += [c for c in (lik or {}).get("comparisons", []) if c.get("p") is not None and c.get("comparable", True)]
+    S.adjust_family(claims, alpha)
+    if not trust_judge:  # no judge claim is made: shown, not adjusted, never significant
+        for c in judge:
+            c["significant"] = False
+    return judge, lik
+
+
+def unreachable_sentence(comparisons: list[dict], likelihood: dict | None) -> str | None:
+    """Plainly: which tests could never have been significant at their n, and why."""
+    notes = []
+    for c in [*comparisons, *((likelihood or {}).get("comparisons") or [])]:
+        if c.get("unreachable"):
+            what = c.get("metric") if c.get("metric") != "nll" else f"likelihood ({SPLIT_WORDS.get(c['split'], c['split'])})"
+            notes.append(f"{c['a']} vs {c['b']} {what}: {c['unreachable']}")
+    if not notes:
+        return None
+    return ("Some tests could not have reached significance at this run's size, whatever the true difference: "
+            + "; ".join(notes) + ". A 'no significant difference' there is no evidence of equality.")
+
+
+def verdict_paragraph(comparisons: list[dict], likelihood: dict | None, judge_validation: dict | None,
+                      alpha: float = 0.05) -> str:
     """One plain-language paragraph: per pair of variants, what is significant and by which measure."""
     trust_judge, judge_line = judge_status(judge_validation)
+    comparisons, likelihood = family(comparisons, likelihood, judge_validation, alpha)
     lik_comps = list((likelihood or {}).get("comparisons") or [])
     order: dict[frozenset, tuple[str, str]] = {}
     for c in [*comparisons, *lik_comps]:
@@ -110,6 +176,9 @@ def verdict_paragraph(comparisons: list[dict], likelihood: dict | None, judge_va
         return ("No variant comparisons are available on this run: neither judge scores nor held-out likelihood "
                 "results were produced, so no claim is made about which variant is better.")
     sentences = [judge_line] if comparisons else []
+    n_claims = max((c.get("family", 0) for c in [*comparisons, *lik_comps] if c.get("family")), default=0)
+    if n_claims:
+        sentences.append(f"All {n_claims} tests behind this verdict are Holm-corrected together as one family.")
     for key, (a, b) in order.items():
         jc = [_orient(c, a) for c in comparisons if _pair_key(c["a"], c["b"]) == key]
         lc = [_orient(c, a) for c in lik_comps if _pair_key(c["a"], c["b"]) == key]
@@ -138,6 +207,9 @@ def verdict_paragraph(comparisons: list[dict], likelihood: dict | None, judge_va
         else:
             tail = f"Supported by: {' and '.join(support)}."
         sentences.append(f"{a} vs {b}: {'; '.join(parts)}. {tail}")
+    reach = unreachable_sentence(comparisons if trust_judge else [], likelihood)
+    if reach:
+        sentences.append(reach)
     skipped = (likelihood or {}).get("skipped") or {}
     if skipped:
         sentences.append("Likelihood was not available for " + ", ".join(sorted(skipped)) + " (its backend returns no "
@@ -148,9 +220,10 @@ def verdict_paragraph(comparisons: list[dict], likelihood: dict | None, judge_va
 
 
 def support_table(comparisons: list[dict], likelihood: dict | None,
-                  judge_validation: dict | None) -> list[dict[str, Any]]:
+                  judge_validation: dict | None, alpha: float = 0.05) -> list[dict[str, Any]]:
     """The same verdict as rows (pair, judge, likelihood, supported_by) for a report table."""
     trust_judge, _ = judge_status(judge_validation)
+    comparisons, likelihood = family(comparisons, likelihood, judge_validation, alpha)
     lik = list((likelihood or {}).get("comparisons") or [])
     keys: dict[frozenset, tuple[str, str]] = {}
     for c in [*comparisons, *lik]:

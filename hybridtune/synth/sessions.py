@@ -1,7 +1,8 @@
 """Stage `synth`: multi-turn synthetic sessions by role-play (or single pass), with planned technique coverage.
 
 Input: runs/<name>/scenarios/scenarios.jsonl; runs/<name>/real/sessions.jsonl if present
-(few-shot style exemplars, nearest by embedding). Output: runs/<name>/synth/sessions.jsonl
+(few-shot style exemplars, nearest by embedding, from the training side only: the real
+sessions held out for testing are never shown, see curate/holdout.py). Output: runs/<name>/synth/sessions.jsonl
 (`Session`, source="synthetic"; meta holds persona, scenario, planned and realised techniques,
 length, how it ended, prompt versions), generated.jsonl (resume ledger), failures.jsonl, synth_report.md / synth_report.json.
 
@@ -94,10 +95,14 @@ def turn_schedule(plan: SessionPlan, phases: list[PlanPhase]) -> list[tuple[Plan
 # -- few-shot exemplars --------------------------------------------------------------------
 
 class Exemplars:
-    """Real sessions (if the `real` stage ran), embedded once, retrievable by nearest topic."""
+    """Real sessions of the training side (if the `real` stage ran), embedded once, retrievable
+    by nearest topic. Held-out real sessions are never exemplars (curate/holdout.py)."""
 
     def __init__(self, ctx: Context):
-        self.sessions = [Session.model_validate(d) for d in read_jsonl_dicts(ctx.store.path("real", "sessions.jsonl"))]
+        from ..curate.holdout import training_side
+
+        real = [Session.model_validate(d) for d in read_jsonl_dicts(ctx.store.path("real", "sessions.jsonl"))]
+        self.sessions = training_side(ctx.cfg, real)
         self.labels = ctx.domain.meta.get("speakers", {}) or {}
         self.max_messages = ctx.cfg.synth.fewshot_max_messages
         self.X = None

@@ -38,7 +38,10 @@ def test_describe_and_bootstrap_ci():
     assert d["std"] == pytest.approx(3.02765, abs=1e-4)
     # normal approximation: 5.5 +- 1.96 * 2.872/sqrt(10) = [3.72, 7.28]
     assert d["ci_low"] == pytest.approx(3.72, abs=0.25) and d["ci_high"] == pytest.approx(7.28, abs=0.25)
-    assert S.describe([7, 7, 7])["ci_low"] == 7.0
+    assert d["ci_note"] is None
+    const = S.describe([7, 7, 7])  # no spread: no interval (a zero-width one would claim certainty), and a note
+    assert const["ci_low"] is None and const["ci_high"] is None and "n=3" in const["ci_note"]
+    assert "no spread" in S.describe([7.0] * 12)["ci_note"]
     assert S.describe([])["n"] == 0
 
 
@@ -49,9 +52,12 @@ def test_paired_comparisons_shape_and_pairing():
                  {"variant": "hybrid", "scenario_id": f"s{i}", "empathy": 7.0 + (i % 2), "relevance": 6.0}]
     rows.append({"variant": "hybrid", "scenario_id": "extra", "empathy": 1.0, "relevance": 1.0})  # unpaired: ignored
     comps = S.paired_comparisons(rows, ["base", "hybrid"], ["empathy", "relevance"])
-    assert [set(c) for c in comps] == [{"a", "b", "metric", "n", "mean_diff", "p", "p_adj", "effect_size", "significant"}] * 2
+    assert [set(c) for c in comps] == [{"a", "b", "metric", "n", "n_nonzero", "mean_diff", "estimate", "ci",
+                                        "estimator", "p", "p_adj", "effect_size", "significant", "family",
+                                        "unreachable"}] * 2
     emp, rel = comps
     assert (emp["a"], emp["b"], emp["n"], emp["mean_diff"], emp["effect_size"]) == ("hybrid", "base", 10, 2.5, 1.0)
+    assert emp["estimate"] == 2.5 and emp["ci"] == [2.0, 3.0] and emp["unreachable"] is None
     assert emp["p"] == pytest.approx(2 / 2**10) and emp["p_adj"] == pytest.approx(min(1, 2 * emp["p"]))
     assert emp["significant"] and not rel["significant"] and rel["p"] == 1.0
 

@@ -10,12 +10,12 @@ import re
 import pytest
 
 from hybridtune.evaluate import calibrate, simcheck
-from hybridtune.evaluate.calibrate import CalibRating, analyze, auc, build_items, verdict
+from hybridtune.evaluate.calibrate import CalibRating, analyze, build_items, verdict, within_item_auc
 from hybridtune.records import Message, Persona, Scenario, Session
 
 LISTS = {"generic": ["I see. Go on."], "off_topic": ["The capital of France is Paris."],
          "dismissive": ["Just get over it."]}
-KINDS = ["unrelated", "generic", "off_topic", "dismissive"]
+KINDS = ["unrelated", "generic", "off_topic", "dismissive", "shuffled", "unrelated_matched"]
 
 
 def real_session(i: int, turns: int = 2) -> Session:
@@ -44,22 +44,27 @@ def test_degradation_set_structure():
         assert unrel.reply.startswith("counselor ") and not unrel.reply.startswith(f"counselor {orig.session_id[1:]} ")
         assert versions["off_topic"].reply == LISTS["off_topic"][0]
         assert all(v.context == orig.context for v in versions.values())
+        # the length-keeping degradations: same word count as the original, different text
+        for kind in ("shuffled", "unrelated_matched"):
+            assert len(versions[kind].reply.split()) == len(orig.reply.split()) and versions[kind].reply != orig.reply
+        assert sorted(versions["shuffled"].reply.split()) == sorted(orig.reply.split())
+        assert f"counselor {orig.session_id[1:]} " not in versions["unrelated_matched"].reply
     # deterministic: same inputs, same ids
     assert [i.id for i in build_items(sessions, 4, 3, KINDS, LISTS, 1)] == [i.id for i in items]
 
 
 def test_single_session_has_no_unrelated_version():
     items = build_items([real_session(0)], 5, 3, KINDS, LISTS, 0)
-    assert {i.version for i in items} == {"original", "generic", "off_topic", "dismissive"}
+    assert {i.version for i in items} == {"original", "generic", "off_topic", "dismissive", "shuffled"}
 
 
-def test_auc_known_values():
-    assert auc([3, 4], [1, 2]) == 1.0
-    assert auc([1, 2], [3, 4]) == 0.0
-    assert auc([5, 5], [5, 5]) == 0.5  # ties count half
-    assert auc([1, 3], [2]) == 0.5
-    assert auc([2, 3, 4], [1, 3]) == pytest.approx((1 + 1.5 + 2) / 6)  # 2>1; 3>1, 3=3; 4>both
-    assert auc([], [1]) is None
+def test_within_item_auc_known_values():
+    v = {("i1", "original"): 3, ("i1", "g"): 1, ("i1", "d"): 3, ("i2", "original"): 5, ("i2", "g"): 6}
+    auc, per = within_item_auc(v)
+    assert per == {"i1": 0.75, "i2": 0.0} and auc == 0.375  # i1: 3>1, 3=3 -> (1 + .5) / 2; i2: 5<6
+    assert within_item_auc(v, ["g"])[0] == 0.5
+    # pooled, i2's original (5) would beat i1's degraded versions: only the item's own versions count
+    assert within_item_auc({("i1", "g"): 1})[0] is None
 
 
 def _ratings(scores: dict[tuple[str, str], list[float]], words=None) -> list[CalibRating]:
@@ -75,27 +80,66 @@ def test_analyze_noise_length_and_verdicts():
     r = _ratings({("i1", "original"): [8, 6], ("i1", "generic"): [2, 2], ("i2", "original"): [7, 7],
                   ("i2", "generic"): [7, 7]}, words={"original": 20, "generic": 4})
     m = analyze(r, ["empathy"], 0.7)["empathy"]
-    # means: originals 7, 7; degraded 2, 7 -> pairs (7>2, 7>2, 7=7, 7=7) -> (1+1+.5+.5)/4
-    assert m["auc"] == pytest.approx(0.75) and m["passes"]
+    # within item: i1 original 7 > generic 2 -> 1; i2 original 7 = generic 7 -> .5
+    assert m["auc"] == pytest.approx(0.75) and m["items"] == 2 and not m["passes"]
+    assert m["auc_ci"][0] < 0.7 and "cannot be validated with 2 items" in m["reach"]
     assert m["repeat_sd"] == pytest.approx((2 ** 0.5 + 0 + 0 + 0) / 4)  # SD(8,6)=1.414; others 0
     assert m["length_baseline_auc"] == 1.0  # originals are always longer here
     assert m["auc_by_degradation"] == {"generic": 0.75}
     ok, text = verdict({"empathy": m}, 0.7)
-    assert ok is True and "validated" in text
-    bad = analyze(r, ["empathy"], 0.8)["empathy"]
-    ok, text = verdict({"empathy": bad}, 0.8)
-    assert ok is False and text.startswith("judge not validated on this run") and "0.75" in text
+    assert ok is False and text.startswith("judge not validated on this run") and "lower bound" in text
+    assert "length baseline" in text  # 0.75 does not beat length's 1.0 either
+    many = {(f"i{k}", v): [9.0 if v == "original" else 2.0] for k in range(12) for v in ("original", "generic",
+                                                                                            "shuffled")}
+    words = {"original": 20, "generic": 4, "shuffled": 20}
+    good = analyze(_ratings(many, words), ["empathy"], 0.7)["empathy"]
+    assert good["auc"] == 1.0 and good["auc_ci"][0] >= 0.7 and good["length_baseline_auc"] == 0.75
+    assert good["passes"] and good["auc_length_keeping"] == 1.0 and good["reach"] is None
+    ok, text = verdict({"empathy": good}, 0.7)
+    assert ok is True and text.startswith("judge validated on this run")
     assert verdict({}, 0.7)[0] is None
     assert verdict({"empathy": analyze([], ["empathy"], 0.7)["empathy"]}, 0.7)[0] is None
 
 
 def _judge_responder(req):
-    """A fake judge that sees through the degradations by content (never through length)."""
+    """A fake judge that reads: it rates the reply high only when it is the counselor's own
+    answer to the client turn before it (never by length)."""
+    if req.schema_name == "TurnJudgment":
+        return json.dumps({"reason": "fine", "consistent": True, "acts_as_counselor": False})
+    text = req.messages[-1]["content"]
+    last = re.findall(r"Counselor: (.*)", text)[-1].strip()
+    i, t = re.findall(r"Client: client (\d+) says thing (\d+)", text)[-1]
+    return json.dumps({"rationale": "r", "score": 8 if last == f"counselor {i} reflects thing {t} warmly" else 2})
+
+
+def _length_judge(req):
+    """A judge that only rewards length: the defect a length baseline exists to catch."""
     if req.schema_name == "TurnJudgment":
         return json.dumps({"reason": "fine", "consistent": True, "acts_as_counselor": False})
     last = re.findall(r"Counselor: (.*)", req.messages[-1]["content"])[-1]
-    degraded = any(last.strip() == x for xs in LISTS.values() for x in xs)
-    return json.dumps({"rationale": "r", "score": 2 if degraded else 8})
+    return json.dumps({"rationale": "r", "score": min(10, max(1, len(last.split()) // 2))})
+
+
+def long_session(i: int) -> Session:
+    """A real session whose counselor turns are longer than any listed degradation."""
+    long = " ".join(["that"] * 6)
+    return Session(id=f"s{i}", source="real", messages=[
+        Message(role="user", content=f"client {i} says thing 0"),
+        Message(role="assistant", content=f"counselor {i} reflects thing 0 warmly and says {long} {i} at length")])
+
+
+def test_length_only_judge_is_not_validated(fake_ctx, monkeypatch):
+    """Defect: 'prefer the longer reply' passed the gate when degraded replies were shorter."""
+    cm, _ = fake_ctx("evaluate.trust.calib_items=12", "evaluate.trust.calib_samples=1",
+                     "evaluate.metrics=[empathy]", "evaluate.trust.simcheck_sessions=0", responder=_length_judge)
+    with cm as ctx:
+        monkeypatch.setattr(ctx.domain, "data_file", lambda name, _orig=ctx.domain.data_file:
+                            LISTS if name == "prompts/trust_degradations.yaml" else _orig(name))
+        ctx.store.stage("mix").write_records("test_real.jsonl", [long_session(i) for i in range(12)])
+        ctx.run_stage("calibrate", calibrate.run)
+        res = ctx.store.stage("calibrate").read_json("results.json")
+    assert res["validated"] is False
+    assert "length baseline" in res["verdict"]
 
 
 def _write_inputs(ctx, n_sessions=4):
@@ -111,22 +155,20 @@ def _write_inputs(ctx, n_sessions=4):
 
 
 def test_calibrate_end_to_end_with_fake_judge(fake_ctx, monkeypatch):
-    cm, fake = fake_ctx("evaluate.trust.calib_items=4", "evaluate.trust.calib_samples=2",
+    cm, fake = fake_ctx("evaluate.trust.calib_items=10", "evaluate.trust.calib_samples=2",
                         "evaluate.metrics=[empathy, relevance]", responder=_judge_responder)
     with cm as ctx:
         monkeypatch.setattr(ctx.domain, "data_file", lambda name, _orig=ctx.domain.data_file:
                             LISTS if name == "prompts/trust_degradations.yaml" else _orig(name))
-        _write_inputs(ctx)
+        _write_inputs(ctx, n_sessions=10)
         summary = ctx.run_stage("calibrate", calibrate.run)
         res = ctx.store.stage("calibrate").read_json("results.json")
     assert summary["validated"] is True and res["validated"] is True
-    assert res["originals"] == 4 and res["versions"] == 20 and res["ratings"] == 20 * 2 * 2
+    assert res["originals"] == 10 and res["versions"] == 70 and res["ratings"] == 70 * 2 * 2
     for m in ("empathy", "relevance"):
         r = res["metrics"][m]
-        # unrelated replies are real counselor turns: the content-based judge ties them with originals
-        assert r["auc_by_degradation"] == {"dismissive": 1.0, "generic": 1.0, "off_topic": 1.0, "unrelated": 0.5}
-        assert r["auc"] == pytest.approx((1 + 1 + 1 + 0.5) / 4)
-        assert r["repeat_sd"] == 0.0
+        assert r["auc_by_degradation"] == {k: 1.0 for k in KINDS} and r["auc"] == 1.0
+        assert r["auc_ci"][0] >= 0.7 and r["beats_length_by"] >= 0.1 and r["repeat_sd"] == 0.0
     # the judge saw the score stage's own rubric, with the reply last in the transcript
     rubric = [q for q in fake.requests if q.schema_name == "Rating"]
     assert rubric and "Rate the counselor's empathy" in rubric[0].messages[-1]["content"]
@@ -185,7 +227,8 @@ def test_calibrate_with_embedded_judge(make_cfg):
         asyncio.run(ctx.llms.aclose())
     assert res["versions"] == 4 and res["ratings_planned"] == 4
     a = res["metrics"]["empathy"]["auc"]
-    assert (a is None and res["validated"] is None) or (0.0 <= a <= 1.0 and res["validated"] is (a >= 0.7))
+    # 2 items can never validate (a perfect judge's CI lower bound is 0.34)
+    assert (a is None and res["validated"] is None) or (0.0 <= a <= 1.0 and res["validated"] is False)
 
 
 def test_unparseable_judge_is_not_validated_and_does_not_stop_the_run(fake_ctx):
@@ -198,4 +241,4 @@ def test_unparseable_judge_is_not_validated_and_does_not_stop_the_run(fake_ctx):
         res = ctx.store.stage("calibrate").read_json("results.json")
         failures = list(ctx.store.stage("calibrate").read_dicts("failures.jsonl"))
     assert summary["validated"] is False and res["ratings"] == 0 and res["failure_rate"] == 1.0
-    assert "could not be parsed" in res["verdict"] and len(failures) == res["ratings_planned"] == 10
+    assert "could not be parsed" in res["verdict"] and len(failures) == res["ratings_planned"] == 14

@@ -55,12 +55,13 @@ def test_paired_comparison_known_example():
             row("b", "s1", 1.5, 1), row("b", "s2", 5.0, 2), row("b", "s3", 3.5, 1), row("b", "only_b", 1.0, 1)]
     c = L.paired_comparison("a", "b", "test_real", rows, 500, 0.95, 0)
     assert c["n"] == 3  # only sessions both variants scored
-    assert c["mean_diff"] == pytest.approx(-0.5) and c["ci"] == pytest.approx([-0.5, -0.5])
-    assert c["effect_size"] == -1.0  # a lower on every session
-    assert c["p"] == pytest.approx(0.25)  # exact two-sided Wilcoxon, n=3, all one sign
+    # token-weighted like the table: (1 + 4 + 3) / 4 - (1.5 + 5 + 3.5) / 4
+    assert c["estimate"] == pytest.approx(-0.5) and c["comparable"]
+    assert c["ci"] is None  # every resample gives -0.5: no interval rather than a zero-width one
+    assert c["p"] == pytest.approx(0.25)  # exact two-sided sign-flip test, n=3, all one sign: 2 / 2**3
     res = L.summarize(rows, ["a", "b"], 500, 0.95, 0)
     assert [(x["a"], x["b"], x["split"]) for x in res["comparisons"]] == [("b", "a", "test_real")]
-    assert res["comparisons"][0]["mean_diff"] == pytest.approx(0.5) and not res["comparisons"][0]["significant"]
+    assert res["comparisons"][0]["estimate"] == pytest.approx(0.5) and not res["comparisons"][0]["significant"]
 
 
 def test_scoring_messages_uses_shared_system_prompt_and_cuts_turns():
@@ -103,7 +104,7 @@ def test_likelihood_stage_end_to_end(make_cfg):
     assert res["variants"]["base"]["test_real"]["nll"] == 1.0
     assert res["variants"]["base"]["test_synthetic"]["sessions"] == 0
     (c,) = res["comparisons"]
-    assert (c["a"], c["b"], c["mean_diff"], c["significant"]) == ("real", "base", 0.0, False)
+    assert (c["a"], c["b"], c["estimate"], c["significant"]) == ("real", "base", 0.0, False)
 
 
 class FakeVLLM:

@@ -1,0 +1,132 @@
+"""Claims that survive a statistician's review, each defect written as its failing case:
+the unpaired headline table, the direction read from the mean while the test is on ranks,
+the likelihood table and test weighted differently, per-token NLL compared across
+tokenizers, two Holm families behind one verdict, and tests that could never be significant
+at their n reported as plain "no difference"."""
+from __future__ import annotations
+
+import pytest
+
+from hybridtune.evaluate import likelihood as L
+from hybridtune.evaluate import report
+from hybridtune.evaluate import stats as S
+from hybridtune.evaluate.verdict import family, verdict_paragraph
+from hybridtune.records import ModelEntry
+from hybridtune.registry import save_entry
+
+VALID = {"validated": True, "verdict": "judge validated on this run: relevance AUC 0.95 >= 0.70"}
+
+
+def test_headline_table_is_paired_over_scenarios_every_variant_completed(fake_ctx):
+    """Defect: hybrid showed 7.75 against real's 10.00 while the paired difference was 0: hybrid's
+    1.0 fell on the scenario where real's judgement failed, and that failure was just dropped."""
+    rows = [{"id": f"{v}{i}", "variant": v, "scenario_id": f"s{i}", "words": 10, "relevance": 10.0}
+            for v in ("real", "hybrid") for i in range(3)]
+    rows += [{"id": "real3", "variant": "real", "scenario_id": "s3", "words": 10, "relevance": None},  # failed
+             {"id": "hybrid3", "variant": "hybrid", "scenario_id": "s3", "words": 10, "relevance": 1.0}]
+    cm, _ = fake_ctx("evaluate.metrics=[relevance]")
+    with cm as ctx:
+        for v in ("real", "hybrid"):
+            save_entry(ctx.store, ModelEntry(variant=v, backend="fake", model=v))
+        ctx.store.stage("score").write_records("session_scores.jsonl", rows)
+        res = report.load_results(ctx)
+    t = res["table"]
+    assert t["hybrid"]["relevance"]["mean"] == t["real"]["relevance"]["mean"] == 10.0
+    assert t["hybrid"]["relevance"]["n"] == t["real"]["relevance"]["n"] == 3
+    (c,) = res["comparisons"]
+    assert c["n"] == 3 and c["mean_diff"] == 0.0
+    # the failure is counted against the variant whose conversation it was, and shown
+    assert res["completion"]["real"]["failed_judgements"] == 1 and res["completion"]["real"]["completed"] == 3
+    assert res["completion"]["hybrid"]["completion_rate"] == 1.0
+
+
+def test_failed_as_min_scores_a_failure_as_the_minimum():
+    rows = [{"variant": "real", "scenario_id": "s0", "relevance": None},
+            {"variant": "hybrid", "scenario_id": "s0", "relevance": 7.0}]
+    kept, counts = S.paired_rows(rows, ["real", "hybrid"], ["relevance"], planned=2, failed_as_min=True)
+    assert {(r["variant"], r["relevance"]) for r in kept} == {("real", 1.0), ("hybrid", 7.0)}
+    assert counts["real"]["failed_judgements"] == 1 and counts["real"]["completion_rate"] == 0.5
+
+
+def _rows(diffs, metric="empathy"):
+    rows = []
+    for i, d in enumerate(diffs):
+        rows += [{"variant": "base", "scenario_id": f"s{i}", metric: 5.0},
+                 {"variant": "hybrid", "scenario_id": f"s{i}", metric: 5.0 + d}]
+    return rows
+
+
+def test_direction_comes_from_the_rank_statistic_not_the_mean():
+    """Defect: 26 differences of +1 and 3 of -9 have mean -0.03; the signed-rank test (r=+0.61)
+    says hybrid is higher, and the verdict named base."""
+    comps = S.paired_comparisons(_rows([1] * 26 + [-9] * 3), ["base", "hybrid"], ["empathy"])
+    (c,) = comps
+    assert c["mean_diff"] < 0 < c["effect_size"] and c["significant"]
+    assert c["estimate"] == 1.0 and c["ci"] is not None and c["ci"][0] > 0  # Hodges-Lehmann, same side as r
+    text = verdict_paragraph(comps, None, VALID)
+    assert "hybrid scores higher on empathy" in text and "base scores higher" not in text
+
+
+def _nll(v, sid, nll_sum, tokens, split="test_real"):
+    return L.SessionNLL(id=f"{v}{sid}{split}", variant=v, split=split, session_id=sid, turns=1, tokens=tokens,
+                        nll_sum=nll_sum)
+
+
+def test_likelihood_test_uses_the_tables_token_weighting():
+    """Defect: the table is token-weighted but the test compared unweighted session means, so the
+    table said `a` predicts better while the significant test named `b`."""
+    rows = [_nll("a", "long", 1000.0, 1000), _nll("b", "long", 1500.0, 1000)]  # a far better on the long one
+    for i in range(15):  # b slightly better on many short sessions
+        rows += [_nll("a", f"short{i}", 11.0, 10), _nll("b", f"short{i}", 10.0, 10)]
+    res = L.summarize(rows, ["b", "a"], 2000, 0.95, 0)
+    table = res["variants"]["a"]["test_real"]["nll"] - res["variants"]["b"]["test_real"]["nll"]
+    (c,) = res["comparisons"]
+    (a, b) = (c["a"], c["b"])
+    est = c["estimate"] if a == "a" else -c["estimate"]
+    assert table < 0 and est == pytest.approx(table)  # the comparison IS the table's difference
+    text = verdict_paragraph([], res, None)
+    assert "b predicts held-out real counselor turns better" not in text
+    # the same weighting when the difference is consistent: a significant claim for a
+    rows = [r for i in range(12) for r in (_nll("a", f"s{i}", 10.0 * (i + 1), 10 * (i + 1)),
+                                           _nll("b", f"s{i}", 12.0 * (i + 1), 10 * (i + 1)))]
+    res = L.summarize(rows, ["b", "a"], 2000, 0.95, 0)
+    assert "a predicts held-out real counselor turns better" in verdict_paragraph([], res, None)
+
+
+def test_per_token_nll_is_not_compared_across_tokenizers():
+    rows = [_nll("a", "s1", 10.0, 10), _nll("a", "s2", 10.0, 10), _nll("b", "s1", 9.0, 14), _nll("b", "s2", 9.0, 14)]
+    c = L.paired_comparison("a", "b", "test_real", rows, 500, 0.95, 0)
+    assert c["comparable"] is False and c["p"] is None and "tokenizers differ" in c["note"]
+    text = verdict_paragraph([], {"comparisons": [c]}, None)
+    assert "tokenizers differ" in text and "predicts" not in text
+
+
+def test_one_holm_family_for_every_claim_of_the_verdict():
+    judge = [{"a": "h", "b": "b", "metric": "empathy", "n": 30, "n_nonzero": 30, "estimate": 1.0, "p": 0.02,
+              "effect_size": 0.5}]
+    lik = {"comparisons": [{"a": "h", "b": "b", "split": "test_real", "n": 30, "n_nonzero": 30, "estimate": -0.1,
+                            "p": 0.02, "comparable": True}]}
+    j, lk = family(judge, lik, VALID, 0.05)
+    assert j[0]["p_adj"] == lk["comparisons"][0]["p_adj"] == pytest.approx(0.04) and j[0]["family"] == 2
+    j, lk = family(judge, lik, None, 0.05)  # no judge claim: the family is the likelihood claim alone
+    assert lk["comparisons"][0]["p_adj"] == pytest.approx(0.02) and not j[0]["significant"]
+
+
+def test_report_says_when_a_test_could_not_reach_significance():
+    """Defect: at n=4 the smallest exact p is 0.125 (x6 tests after Holm: 0.75), and the report
+    said only 'no significant difference'."""
+    rows = [{**e, **r} for e, r in zip(_rows([1, 2, 3, 4]), _rows([1, 1, 2, 2], "relevance"), strict=True)]
+    comps = S.paired_comparisons(rows, ["base", "hybrid"], ["empathy", "relevance"])
+    assert all(c["unreachable"] and "n=4" in c["unreachable"] for c in comps)
+    text = verdict_paragraph(comps, None, VALID)
+    assert "could not have reached significance" in text and "0.125" in text
+    assert S.min_pairs(6, 0.05) == 8 and S.p_floor(3) == 0.25
+
+
+def test_hodges_lehmann_ci_matches_inverting_the_signed_rank_test():
+    # the CI is the set of shifts the exact two-sided test does not reject at 5% (checked by scanning
+    # scipy.stats.wilcoxon(x - shift, method="exact") over a fine grid: [0.40, 2.15])
+    x = [1.2, -0.5, 2.3, 0.7, 1.9, -0.1, 3.1, 0.4, 1.5, 2.2]
+    hl = S.hodges_lehmann(x)
+    assert hl["estimate"] == pytest.approx(1.3) and hl["ci"] == pytest.approx([0.4, 2.15])
+    assert S.hodges_lehmann([1, 2, 3])["ci"] is None  # n=3: no 95% interval exists
