@@ -103,7 +103,7 @@ def ask(
 
 
 # Packages with verbs beyond the stage verbs; each has `cli.py` with `register(app)`.
-PACKAGE_CLIS = ("real", "curate", "train", "safety", "app", "catalogue")
+PACKAGE_CLIS = ("real", "curate", "train", "evaluate", "safety", "app", "catalogue")
 
 
 def _register_stages() -> None:

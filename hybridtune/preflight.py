@@ -128,6 +128,10 @@ def preflight(cfg: ExperimentConfig) -> list[str]:
     est = estimate(cfg)
     lines.append("cost estimate (no model is called):")
     lines += ["  " + x for x in est.lines()]
+    from .evaluate.power import lines as plan_lines
+    from .evaluate.power import plan
+
+    lines += plan_lines(plan(cfg))  # power up front: what each test can detect at these sizes
     if cfg.llm.budget_usd is not None:
         cap = f"llm.budget_usd ${cfg.llm.budget_usd:.2f}"
         lines.append(f"budget: estimated ${est.total_usd:.2f} is within {cap}" if est.total_usd <= cfg.llm.budget_usd

@@ -13,6 +13,18 @@ from ..synth.config import DEFAULT_CLOSING
 from .trust_config import TrustConfig
 
 
+class PlanConfig(BaseModel):
+    """Stated SDs for `hybridtune plan` (and the dry run) when no pilot run is given."""
+
+    model_config = ConfigDict(extra="forbid")
+    judge_sd: float = Field(1.0, gt=0, description="SD of paired per-scenario judge score differences (points)")
+    nll_sd: float = Field(0.1, gt=0, description="SD of paired per-session NLL differences (nats/token)")
+    power: float = Field(0.8, gt=0, lt=1, description="power the smallest detectable differences are stated at")
+    nll_target: float | None = Field(
+        None, gt=0, description="likelihood difference (nats/token) the study must be able to detect; the plan "
+        "says whether the held-out size reaches it")
+
+
 class EvaluateConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     # -- eval_scenarios -------------------------------------------------------
@@ -50,6 +62,7 @@ class EvaluateConfig(BaseModel):
         False, description="score a failed judgement as the metric's minimum (counted against the variant whose "
         "conversation it was) instead of dropping that scenario from the paired table for every variant")
     trust: TrustConfig = Field(default_factory=TrustConfig)
+    plan: PlanConfig = Field(default_factory=PlanConfig)
 
     @property
     def all_metrics(self) -> list[str]:
