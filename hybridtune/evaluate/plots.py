@@ -91,12 +91,16 @@ def scatter(rows: list[dict], variants: list[str], path: Path, x: str = "empathy
 
 
 def bar(table: dict, variants: list[str], metric: str, path: Path) -> Path:
-    """Mean score per variant with its bootstrap 95% CI as error bars."""
+    """Mean score per variant with its bootstrap 95% CI as error bars (none where no interval exists)."""
     colors = _palette(variants)
     shown = [v for v in variants if table.get(v, {}).get(metric, {}).get("n")]
     means = [table[v][metric]["mean"] for v in shown]
-    err = np.array([[table[v][metric]["mean"] - table[v][metric]["ci_low"] for v in shown],
-                    [table[v][metric]["ci_high"] - table[v][metric]["mean"] for v in shown]])
+
+    def _gap(v: str, side: str) -> float:
+        d = table[v][metric]
+        return 0.0 if d.get(side) is None else abs(d["mean"] - d[side])
+
+    err = np.array([[_gap(v, "ci_low") for v in shown], [_gap(v, "ci_high") for v in shown]])
     fig, ax = plt.subplots(figsize=(4.6, 3.8))
     bars = ax.bar(shown, means, yerr=err if shown else None, capsize=6, color=[colors[v] for v in shown])
     for b, m in zip(bars, means, strict=True):  # value inside the bar's foot, clear of the error bar

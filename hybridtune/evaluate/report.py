@@ -121,7 +121,7 @@ def comparisons_table(res: dict, validated: bool | None) -> tuple[str, str]:
         est = f"{fmt(c.get('estimate'))} [{fmt(ci[0])}, {fmt(ci[1])}]" if ci else f"{fmt(c.get('estimate'))} (no CI at this n)"
         body.append([c["a"], c["b"], c["metric"], c["n"], est, c["mean_diff"], c["p"], c.get("p_adj") if validated else None,
                      c["effect_size"], ("yes" if c["significant"] else "no") if validated else "withheld",
-                     (c.get("unreachable") or "") if validated else ""])
+                     c.get("unreachable") or ""])
     fam = max((c.get("family", 0) for c in res["comparisons"]), default=0)
     intro = para("Paired over the same scenarios: Wilcoxon signed-rank test (two-sided, zero differences "
                  "dropped); the estimate is the Hodges-Lehmann median difference of the same non-zero differences "
@@ -137,6 +137,26 @@ def comparisons_table(res: dict, validated: bool | None) -> tuple[str, str]:
         parts.append(para("The judge is not validated on this run, so no claim is made from these comparisons: "
                           "the numbers are shown, the 'significant' verdicts are withheld."))
     return join(*parts)
+
+
+def power_section(ctx: Context, res: dict, lik: dict | None) -> tuple[str, str]:
+    """Which tests could not have reached significance at this run's size, and what sizes would."""
+    from . import power
+
+    notes = [f"{c['a']} vs {c['b']} {c['metric']} (judge): {c['unreachable']}" for c in res["comparisons"]
+             if c.get("unreachable")]
+    notes += [f"{c['a']} vs {c['b']} likelihood ({c['split']}): {c['unreachable']}"
+              for c in (lik or {}).get("comparisons") or [] if c.get("unreachable")]
+    intro = para("An exact paired test with n non-zero pairs cannot give p below 2 / 2^n, and Holm multiplies the "
+                 "smallest p by the number of tests. " + ("These tests could not have been significant at this "
+                 "run's size, whatever the true difference, so their 'no significant difference' is no evidence of "
+                 "equality:" if notes else "Every test here could have reached significance at its n."))
+    plan = power.lines(power.plan(ctx.cfg, ctx.store.root))
+    return join(intro, *([("\n".join(f"- {x}" for x in notes) + "\n",
+                           "<ul>" + "".join(f"<li>{html.escape(x)}</li>" for x in notes) + "</ul>")] if notes else []),
+                para("Plan at this config's sizes, with this run's observed SDs where it has them "
+                     "(`hybridtune plan CONFIG --pilot RUN_DIR`):"),
+                ("```\n" + "\n".join(plan) + "\n```\n", f"<pre>{html.escape(chr(10).join(plan))}</pre>"))
 
 
 def scoring_quality(res: dict) -> tuple[str, str]:
@@ -287,6 +307,7 @@ def build(ctx: Context, st: StageDir) -> dict:
         section("Results (paper-style table)", *main_table(res)),
         section("Per-metric statistics", *detail_table(res)),
         section("Paired comparisons", *comparisons_table(res, validated is True)),
+        section("Power: what this run could detect", *power_section(ctx, res, lik)),
         section("Figures", *figures(figs, res["metrics"])),
         section("Dose-response (real share)", *dose_parts),
         *([section("Real users (kept conversations)", *users)] if (users := users_section(ctx)) else []),

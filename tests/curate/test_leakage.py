@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from hybridtune.curate import leakage, mix
+from hybridtune.curate import mix
 from hybridtune.errors import UserError
 from hybridtune.records import Message, Session
 from hybridtune.synth.sessions import Exemplars
@@ -63,6 +63,8 @@ STORY = ("my manager criticised my report in front of the whole team and I keep 
 
 
 def test_leakage_check_exact_near_duplicate_and_scenario():
+    from hybridtune.curate import leakage
+
     test = {"test_real.jsonl": [_dialogue("t1", STORY)],
             "test_synthetic.jsonl": [_dialogue("t2", "a different story about sleep", "synthetic", scenario_id="sc9")]}
     train = {"hybrid/train.jsonl": [

@@ -5,15 +5,20 @@ tokenizers, two Holm families behind one verdict, and tests that could never be 
 at their n reported as plain "no difference"."""
 from __future__ import annotations
 
+import json
+import re
+
 import pytest
 
 from hybridtune.evaluate import likelihood as L
 from hybridtune.evaluate import report
 from hybridtune.evaluate import stats as S
-from hybridtune.evaluate.verdict import family, verdict_paragraph
-from hybridtune.records import ModelEntry
+from hybridtune.evaluate.verdict import verdict_paragraph
+from hybridtune.records import Message, ModelEntry, Session
 from hybridtune.registry import save_entry
 
+LISTS = {"generic": ["I see. Go on."], "off_topic": ["The capital of France is Paris."],
+         "dismissive": ["Just get over it."]}
 VALID = {"validated": True, "verdict": "judge validated on this run: relevance AUC 0.95 >= 0.70"}
 
 
@@ -60,11 +65,11 @@ def test_direction_comes_from_the_rank_statistic_not_the_mean():
     """Defect: 26 differences of +1 and 3 of -9 have mean -0.03; the signed-rank test (r=+0.61)
     says hybrid is higher, and the verdict named base."""
     comps = S.paired_comparisons(_rows([1] * 26 + [-9] * 3), ["base", "hybrid"], ["empathy"])
+    text = verdict_paragraph(comps, None, VALID)
+    assert "hybrid scores higher on empathy" in text and "base scores higher" not in text
     (c,) = comps
     assert c["mean_diff"] < 0 < c["effect_size"] and c["significant"]
     assert c["estimate"] == 1.0 and c["ci"] is not None and c["ci"][0] > 0  # Hodges-Lehmann, same side as r
-    text = verdict_paragraph(comps, None, VALID)
-    assert "hybrid scores higher on empathy" in text and "base scores higher" not in text
 
 
 def _nll(v, sid, nll_sum, tokens, split="test_real"):
@@ -80,12 +85,12 @@ def test_likelihood_test_uses_the_tables_token_weighting():
         rows += [_nll("a", f"short{i}", 11.0, 10), _nll("b", f"short{i}", 10.0, 10)]
     res = L.summarize(rows, ["b", "a"], 2000, 0.95, 0)
     table = res["variants"]["a"]["test_real"]["nll"] - res["variants"]["b"]["test_real"]["nll"]
-    (c,) = res["comparisons"]
-    (a, b) = (c["a"], c["b"])
-    est = c["estimate"] if a == "a" else -c["estimate"]
-    assert table < 0 and est == pytest.approx(table)  # the comparison IS the table's difference
+    assert table < 0  # the table: a predicts better
     text = verdict_paragraph([], res, None)
     assert "b predicts held-out real counselor turns better" not in text
+    (c,) = res["comparisons"]
+    est = c["estimate"] if c["a"] == "a" else -c["estimate"]
+    assert est == pytest.approx(table)  # the comparison IS the table's difference
     # the same weighting when the difference is consistent: a significant claim for a
     rows = [r for i in range(12) for r in (_nll("a", f"s{i}", 10.0 * (i + 1), 10 * (i + 1)),
                                            _nll("b", f"s{i}", 12.0 * (i + 1), 10 * (i + 1)))]
@@ -102,6 +107,8 @@ def test_per_token_nll_is_not_compared_across_tokenizers():
 
 
 def test_one_holm_family_for_every_claim_of_the_verdict():
+    from hybridtune.evaluate.verdict import family
+
     judge = [{"a": "h", "b": "b", "metric": "empathy", "n": 30, "n_nonzero": 30, "estimate": 1.0, "p": 0.02,
               "effect_size": 0.5}]
     lik = {"comparisons": [{"a": "h", "b": "b", "split": "test_real", "n": 30, "n_nonzero": 30, "estimate": -0.1,
@@ -130,3 +137,36 @@ def test_hodges_lehmann_ci_matches_inverting_the_signed_rank_test():
     hl = S.hodges_lehmann(x)
     assert hl["estimate"] == pytest.approx(1.3) and hl["ci"] == pytest.approx([0.4, 2.15])
     assert S.hodges_lehmann([1, 2, 3])["ci"] is None  # n=3: no 95% interval exists
+
+
+def _length_judge(req):
+    """A judge that only rewards length: the defect a length baseline exists to catch."""
+    if req.schema_name == "TurnJudgment":
+        return json.dumps({"reason": "fine", "consistent": True, "acts_as_counselor": False})
+    last = re.findall(r"Counselor: (.*)", req.messages[-1]["content"])[-1]
+    return json.dumps({"rationale": "r", "score": min(10, max(1, len(last.split()) // 2))})
+
+
+def long_session(i: int) -> Session:
+    """A real session whose counselor turns are longer than any listed degradation."""
+    long = " ".join(["that"] * 6)
+    return Session(id=f"s{i}", source="real", messages=[
+        Message(role="user", content=f"client {i} says thing 0"),
+        Message(role="assistant", content=f"counselor {i} reflects thing 0 warmly and says {long} {i} at length")])
+
+
+def test_length_only_judge_is_not_validated(fake_ctx, monkeypatch):
+    """Defect: 'prefer the longer reply' passed the gate when degraded replies were shorter (the
+    gate ignored the length baseline, and no degradation kept the original's length)."""
+    from hybridtune.evaluate import calibrate
+
+    cm, _ = fake_ctx("evaluate.trust.calib_items=12", "evaluate.trust.calib_samples=1",
+                     "evaluate.metrics=[empathy]", "evaluate.trust.simcheck_sessions=0", responder=_length_judge)
+    with cm as ctx:
+        monkeypatch.setattr(ctx.domain, "data_file", lambda name, _orig=ctx.domain.data_file:
+                            LISTS if name == "prompts/trust_degradations.yaml" else _orig(name))
+        ctx.store.stage("mix").write_records("test_real.jsonl", [long_session(i) for i in range(12)])
+        ctx.run_stage("calibrate", calibrate.run)
+        res = ctx.store.stage("calibrate").read_json("results.json")
+    assert res["validated"] is False
+    assert "length baseline" in res["verdict"]

@@ -112,36 +112,6 @@ def _judge_responder(req):
     return json.dumps({"rationale": "r", "score": 8 if last == f"counselor {i} reflects thing {t} warmly" else 2})
 
 
-def _length_judge(req):
-    """A judge that only rewards length: the defect a length baseline exists to catch."""
-    if req.schema_name == "TurnJudgment":
-        return json.dumps({"reason": "fine", "consistent": True, "acts_as_counselor": False})
-    last = re.findall(r"Counselor: (.*)", req.messages[-1]["content"])[-1]
-    return json.dumps({"rationale": "r", "score": min(10, max(1, len(last.split()) // 2))})
-
-
-def long_session(i: int) -> Session:
-    """A real session whose counselor turns are longer than any listed degradation."""
-    long = " ".join(["that"] * 6)
-    return Session(id=f"s{i}", source="real", messages=[
-        Message(role="user", content=f"client {i} says thing 0"),
-        Message(role="assistant", content=f"counselor {i} reflects thing 0 warmly and says {long} {i} at length")])
-
-
-def test_length_only_judge_is_not_validated(fake_ctx, monkeypatch):
-    """Defect: 'prefer the longer reply' passed the gate when degraded replies were shorter."""
-    cm, _ = fake_ctx("evaluate.trust.calib_items=12", "evaluate.trust.calib_samples=1",
-                     "evaluate.metrics=[empathy]", "evaluate.trust.simcheck_sessions=0", responder=_length_judge)
-    with cm as ctx:
-        monkeypatch.setattr(ctx.domain, "data_file", lambda name, _orig=ctx.domain.data_file:
-                            LISTS if name == "prompts/trust_degradations.yaml" else _orig(name))
-        ctx.store.stage("mix").write_records("test_real.jsonl", [long_session(i) for i in range(12)])
-        ctx.run_stage("calibrate", calibrate.run)
-        res = ctx.store.stage("calibrate").read_json("results.json")
-    assert res["validated"] is False
-    assert "length baseline" in res["verdict"]
-
-
 def _write_inputs(ctx, n_sessions=4):
     ctx.store.stage("mix").write_records("test_real.jsonl", [real_session(i) for i in range(n_sessions)])
     scen = Scenario(id="sc1", summary="exam stress", scenario="failed an exam", persona=Persona(
