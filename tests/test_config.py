@@ -11,7 +11,7 @@ from hybridtune.errors import UserError
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.parametrize("name", ["demo", "openai", "gpu"])
+@pytest.mark.parametrize("name", ["demo", "openai", "gpu", "cpu-study"])
 def test_shipped_configs_validate(name):
     cfg = load_config(ROOT / "configs" / f"{name}.yaml")
     assert cfg.name == name

@@ -170,3 +170,18 @@ def test_length_only_judge_is_not_validated(fake_ctx, monkeypatch):
         res = ctx.store.stage("calibrate").read_json("results.json")
     assert res["validated"] is False
     assert "length baseline" in res["verdict"]
+
+
+def test_power_plan_known_values(make_cfg):
+    """The issue's numbers: at SD 1 with 6 tests, 50 scenarios detect about 0.5 points and about
+    140 are needed for 0.3; n=4 can never be significant, whatever the SD."""
+    from hybridtune.evaluate import power
+
+    assert power.mde(50, 1.0, 6, 0.05, 0.8, power.WILCOXON_ARE) == pytest.approx(0.50, abs=0.01)
+    assert power.n_for(0.3, 1.0, 6, 0.05, 0.8, power.WILCOXON_ARE) == pytest.approx(141, abs=3)
+    p = power.plan(make_cfg("evaluate.scenarios=4", "evaluate.trust.calib_items=5"))
+    judge = [t for t in p["tests"] if t["test"].startswith("judge")]
+    assert p["family"] == 12 and all("n=4" in t["unreachable"] for t in judge)
+    assert "cannot be validated with 5 items" in p["judge_gate"]["unreachable"]
+    text = "\n".join(power.lines(p))
+    assert "CANNOT be significant" in text and "CANNOT pass" in text
