@@ -151,13 +151,17 @@ def paired_comparison(a: str, b: str, split: str, rows: list[SessionNLL], resamp
 
 def summarize(rows: list[SessionNLL], variants: list[str], resamples: int, level: float, seed: int,
               alpha: float = 0.05) -> dict:
-    """results.json content (without `skipped`): per variant x split, and paired comparisons
-    (every pair, later variant first, Holm-corrected across pairs x splits; the report
+    """results.json content (without `skipped`): per variant x split over the sessions every
+    variant scored, and paired comparisons (every pair, later variant first, Holm-corrected across pairs x splits; the report
     re-adjusts them together with every other claim of its verdict)."""
     out: dict[str, Any] = {"variants": {}, "comparisons": [], "unit": "nats per counselor token", "confidence": level}
+    # paired like the comparisons: each split's table covers the sessions every variant scored
+    common = {sp: set.intersection(*[{r.session_id for r in rows if r.variant == v and r.split == sp and r.tokens}
+                                     for v in variants]) if variants else set() for sp in SPLITS}
     for v in variants:
         out["variants"][v] = {
-            sp: summarize_split([r for r in rows if r.variant == v and r.split == sp], resamples, level, seed)
+            sp: summarize_split([r for r in rows if r.variant == v and r.split == sp and r.session_id in common[sp]],
+                                resamples, level, seed)
             for sp in SPLITS
         }
     comps = [c for a, b in S.pairs(variants) for sp in SPLITS
