@@ -3,7 +3,7 @@
 Checks every training file (`<variant>/{train,valid}.jsonl`) against every test split
 (`test_*.jsonl`): shared ids; lineage (a synthetic training session generated with a
 held-out real session as its few-shot exemplar, or from a scenario whose sessions are held
-out); exact text (hash of the normalised dialogue, system prompt left out since every
+out; a QA unit cut from a held-out session); exact text (hash of the normalised dialogue, system prompt left out since every
 session shares it); near-duplicate text (containment of word shingles in the smaller of the
 two sessions, `mix.leakage_threshold`). Any hit is a leak: the mix stage fails the run.
 
@@ -19,7 +19,7 @@ from collections import Counter, defaultdict
 from ..contamination import shingles
 from ..records import Session
 
-CHECKS = ["id", "few-shot exemplar", "scenario", "exact text", "near-duplicate text"]
+CHECKS = ["id", "unit of a held-out session", "few-shot exemplar", "scenario", "exact text", "near-duplicate text"]
 
 
 def dialogue(s: Session) -> str:
@@ -42,6 +42,10 @@ def check(train: dict[str, list[Session]], test: dict[str, list[Session]], thres
     for name, s in tr:
         if s.id in test_of:
             leaks.append({"kind": "id", "train_file": name, "train_id": s.id, "test_file": test_of[s.id], "test_id": s.id})
+        src = s.meta.get("session_id")  # a QA unit cut from a session
+        if src and src != s.id and src in test_of:
+            leaks.append({"kind": "unit of a held-out session", "train_file": name, "train_id": s.id,
+                          "test_file": test_of[src], "test_id": src})
         for fid in s.meta.get("fewshot_ids") or []:
             if fid in test_of:
                 leaks.append({"kind": "few-shot exemplar", "train_file": name, "train_id": s.id,

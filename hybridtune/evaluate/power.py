@@ -87,7 +87,7 @@ def heldout_real(cfg, run_dir: Path | None = None) -> tuple[int | None, str]:
 def plan(cfg, pilot: Path | None = None, judge_sd: float | None = None, nll_sd: float | None = None) -> dict:
     """The plan as data: family, per-test n, SD used and minimum detectable difference."""
     ev, pc = cfg.evaluate, cfg.evaluate.plan
-    variants = ev.variants or list(cfg.train.variants)
+    variants = [v.name for v in cfg.variant_list()]
     npairs = len(S.pairs(variants))
     metrics = list(ev.metrics)
     splits = ["test_real"] + (["test_synthetic"] if cfg.mix.test_fraction > 0 else [])

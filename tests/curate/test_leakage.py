@@ -12,7 +12,7 @@ from hybridtune.synth.sessions import Exemplars
 
 from .helpers import session, write_curated
 
-SETS = ("mix.size=40", "mix.real_ratio=0.5", "mix.allow_smaller=true", "mix.test_fraction=0.3",
+SETS = ("mix.size=40", "mix.allow_smaller=true", "mix.test_fraction=0.3",
         "mix.contamination='off'", "synth.fewshot=0")
 
 
@@ -79,3 +79,5 @@ def test_leakage_check_exact_near_duplicate_and_scenario():
     assert all("<->" in leakage.describe(x) for x in rep["leaks"])
     same_id = leakage.check({"real/train.jsonl": [_dialogue("t1", "x y z")]}, test)
     assert [x["kind"] for x in same_id["leaks"]] == ["id"]
+    unit = leakage.check({"qa/train.jsonl": [_dialogue("u1", "short bit", unit="qa", session_id="t1")]}, test)
+    assert [x["kind"] for x in unit["leaks"]] == ["unit of a held-out session"]
