@@ -53,19 +53,28 @@ def pilot_sds(run_dir: Path) -> dict[str, Any]:
                       and not isinstance(v, bool)})
     by = {(r["variant"], r["scenario_id"]): r for r in rows}
     for m in metrics:
-        diffs = [by[(a, s)][m] - by[(b, s)][m] for a, b in S.pairs(variants) for (v, s) in by if v == a
-                 and (b, s) in by and by[(a, s)].get(m) is not None and by[(b, s)].get(m) is not None]
-        if len(diffs) > 2:
-            out["judge"][m] = float(np.std(diffs, ddof=1))
+        diffs = [[by[(a, s)][m] - by[(b, s)][m] for (v, s) in by if v == a and (b, s) in by
+                  and by[(a, s)].get(m) is not None and by[(b, s)].get(m) is not None] for a, b in S.pairs(variants)]
+        if (sd := pooled_sd(diffs)) is not None:
+            out["judge"][m] = sd
     nll_file = run_dir / "likelihood" / "sessions.jsonl"
     if nll_file.exists():
         nll = {(r["variant"], r["session_id"]): r["nll_sum"] / r["tokens"]
                for r in read_jsonl_dicts(nll_file) if r.get("tokens") and r.get("split") == "test_real"}
         vs = sorted({v for v, _ in nll})
-        diffs = [nll[(a, s)] - nll[(b, s)] for a, b in S.pairs(vs) for (v, s) in nll if v == a and (b, s) in nll]
-        if len(diffs) > 2:
-            out["nll"] = float(np.std(diffs, ddof=1))
+        diffs = [[nll[(a, s)] - nll[(b, s)] for (v, s) in nll if v == a and (b, s) in nll] for a, b in S.pairs(vs)]
+        out["nll"] = pooled_sd(diffs)
     return out
+
+
+def pooled_sd(groups: list[list[float]]) -> float | None:
+    """SD of paired differences pooled over the pairs of variants (each pair around its own mean,
+    so a difference between pairs is not counted as noise); None with under 3 values in all."""
+    groups = [g for g in groups if len(g) > 1]
+    dof = sum(len(g) - 1 for g in groups)
+    if sum(len(g) for g in groups) < 3 or dof < 1:
+        return None
+    return float(math.sqrt(sum(float(np.var(g, ddof=1)) * (len(g) - 1) for g in groups) / dof))
 
 
 def heldout_real(cfg, run_dir: Path | None = None) -> tuple[int | None, str]:

@@ -119,3 +119,14 @@ def test_report_renders_in_chromium(fake_ctx):
     assert errors == []
     assert len(widths) == 5 and all(w and w > 200 for w in widths)
     assert "Results (paper-style table)" in headers and "Judge validation" in headers
+
+
+def test_report_says_which_tests_could_not_reach_significance(fake_ctx):
+    """6 scenarios, 6 judge tests in the family: the smallest exact p is 2/2**6, x6 = 0.19 > 0.05."""
+    _, out = build(fake_ctx, validated=True)
+    md = (out / "report.md").read_text()
+    verdict = md.split("## Verdict")[1].split("## ")[0]
+    assert "could not have reached significance" in verdict and "n=6" in verdict
+    power = md.split("## Power: what this run could detect")[1].split("\n## ")[0]
+    assert "could not have been significant at this run's size" in power and "power plan:" in power
+    assert "Completed" in md and "6/6 (100%)" in md  # per-variant completion in the headline table
