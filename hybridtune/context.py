@@ -31,6 +31,7 @@ from .config import ExperimentConfig
 from .domain import Domain, load_domain
 from .errors import StructuredOutputError, TooManyFailures, UserError
 from .llm import LLM, LLMPool, ResponseCache, Usage
+from .llm.batch import BATCH_STAGES
 from .records import Failure, stable_id
 from .store import RunStore, StageDir
 
@@ -180,6 +181,8 @@ async def map_items(
     have = stage.ids(out_file) | stage.ids("skipped.jsonl")
     todo = [(k, it) for k, it in items if k not in have]
     res = MapResult(skipped=len(items) - len(todo), keys=[k for k, _ in items], stage=stage, out_file=out_file)
+    if ctx.cfg.llm.batch and ctx.llms.usage.stage in BATCH_STAGES:
+        concurrency = max(concurrency, len(todo))  # every item's request goes into one provider batch
     sem = asyncio.Semaphore(concurrency)
     t0 = time.time()
     with ctx.progress() as bar:

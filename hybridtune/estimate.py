@@ -34,11 +34,10 @@ import jinja2
 
 from .config import ExperimentConfig
 from .domain import Domain, PromptTemplate, load_domain
+from .llm.batch import BATCH_STAGES
 from .llm.usage import price_of
 
 CHARS_PER_TOKEN = 4
-# stages whose calls go through the provider's batch API when `llm.batch` is on (llm/batch.py)
-BATCH_STAGES = ("real", "personas", "scenarios", "curate", "eval_scenarios", "score", "calibrate")
 A100_FLOPS, MFU = 312e12, 0.35
 
 
@@ -73,9 +72,9 @@ class Row:
     stage: str
     role: str
     model: str
-    calls: int = 0
-    input_tokens: int = 0
-    output_tokens: int = 0
+    calls: float = 0  # fractional while summing (an average over session lengths); printed rounded
+    input_tokens: float = 0
+    output_tokens: float = 0
     usd: float = 0.0
     batch: bool = False
 
@@ -97,20 +96,20 @@ class Estimate:
         return self.llm_usd + self.training_usd
 
     def by_stage(self) -> dict[str, dict[str, int]]:
-        out: dict[str, dict[str, int]] = defaultdict(lambda: {"calls": 0, "input_tokens": 0, "output_tokens": 0})
+        out: dict[str, dict[str, float]] = defaultdict(lambda: {"calls": 0, "input_tokens": 0, "output_tokens": 0})
         for r in self.rows:
             for k in ("calls", "input_tokens", "output_tokens"):
                 out[r.stage][k] += getattr(r, k)
-        return dict(out)
+        return {s: {k: round(v) for k, v in d.items()} for s, d in out.items()}
 
     def lines(self) -> list[str]:
         out = [f"{'stage':<15}{'role':<11}{'model':<26}{'calls':>8}{'input tok':>12}{'output tok':>12}{'USD':>10}"]
         for r in self.rows:
             tag = " (batch)" if r.batch else ""
-            out.append(f"{r.stage:<15}{r.role:<11}{r.model[:25]:<26}{r.calls:>8}{r.input_tokens:>12}"
-                       f"{r.output_tokens:>12}{r.usd:>10.2f}{tag}")
-        calls = sum(r.calls for r in self.rows)
-        tin, tout = sum(r.input_tokens for r in self.rows), sum(r.output_tokens for r in self.rows)
+            out.append(f"{r.stage:<15}{r.role:<11}{r.model[:25]:<26}{round(r.calls):>8}{round(r.input_tokens):>12}"
+                       f"{round(r.output_tokens):>12}{r.usd:>10.2f}{tag}")
+        calls = round(sum(r.calls for r in self.rows))
+        tin, tout = round(sum(r.input_tokens for r in self.rows)), round(sum(r.output_tokens for r in self.rows))
         out.append(f"{'model calls':<52}{calls:>8}{tin:>12}{tout:>12}{self.llm_usd:>10.2f}")
         out += self.training
         out.append(f"estimated total: ${self.total_usd:.2f}")
@@ -142,9 +141,9 @@ class Estimator:
             return
         m = model or self.model(role)
         row = self.rows.setdefault((stage, role, m), Row(stage, role, m))
-        row.calls += round(calls)
-        row.input_tokens += round(input_tokens)
-        row.output_tokens += round(calls * self.out(role, max_tokens))
+        row.calls += calls
+        row.input_tokens += input_tokens
+        row.output_tokens += calls * self.out(role, max_tokens)
 
     def price(self) -> None:
         llm = self.cfg.llm
@@ -207,16 +206,20 @@ class Estimator:
         terms = self.dom.distortions[:k]
         gen = render(self.dom.prompt("synth_scenario"), persona=self.persona(), theme="work stress", distortions=terms)
         self.add(stage, "generator", n, n * chat_tokens(gen))
-        if sc.scenario_checks and terms:
-            chk = render(self.dom.prompt("synth_scenario_check"), scenario=stand_in(self.out("generator")), distortions=terms)
-            self.add(stage, "judge", n, n * chat_tokens(chk))
+        # each scenario draws its number of distortions uniformly in [min, max]; none named: no check
+        lo, hi = sc.min_distortions, max(sc.min_distortions, sc.max_distortions)
+        checked = n * sum(1 for k in range(lo, hi + 1) if k > 0) / (hi - lo + 1)
+        if sc.scenario_checks and checked:
+            chk = render(self.dom.prompt("synth_scenario_check"), scenario=stand_in(self.out("generator")),
+                         distortions=terms or self.dom.distortions[:1])
+            self.add(stage, "judge", checked, checked * chat_tokens(chk))
 
     def synth(self, data: RealData) -> tuple[float, float]:
         """Returns (counselor turns, tokens) of one synthetic session, for the stages after."""
         sc = self.cfg.synth
         n = sc.sessions
         e = (sc.min_exchanges + sc.max_exchanges) / 2
-        cap = math.ceil(e) + 1  # the role-play's last exchange is a grace turn for the goodbye
+        lengths = range(sc.min_exchanges, max(sc.min_exchanges, sc.max_exchanges) + 1)  # drawn uniformly per session
         c_out, p_out = self.out("counselor"), self.out("patient")
         exemplar = ""
         if sc.fewshot and data.sessions:
@@ -231,24 +234,51 @@ class Estimator:
             turn = self.out("generator") / max(1, 2 * e)
             turns_c, sess_tokens = e, self.out("generator")
         else:
-            phases = self.dom.attributes.get("session_plan") or [{"phase": "agenda", "goal": ""}]
-            techs = self.dom.techniques[: min(2, sc.techniques_per_session)]
-            c_sys = chat_tokens(render(self.dom.prompt("synth_counselor"), system_prompt=self.system_prompt,
-                                       exemplar=exemplar, phase=phases[len(phases) // 2], techniques=techs, closing=False))
-            p_sys = chat_tokens(render(self.dom.prompt("synth_patient"), persona=self.persona(), scenario=self.scenario(),
-                                       attitude="neutral", closing=False)[:1])
-            c_in = sum(c_sys + t * (c_out + 4) + t * (p_out + 4) for t in range(cap + 1))  # counselor(t): 2t turns before
-            p_in = sum(p_sys + t * (c_out + 4) + (t - 1) * (p_out + 4) for t in range(1, cap + 1))
-            self.add("synth", "counselor", n * (cap + 1), n * c_in)
-            opening = 1 if self.cfg.opens == "client" else 0  # the client's opening turn (opens: client)
-            self.add("synth", "patient", n * (cap + opening), n * (p_in + opening * p_sys))
-            turns_c, sess_tokens = cap + 1, (cap + 1) * c_out + cap * p_out
+            share = n / len(lengths)
+            for ex in lengths:
+                c_calls, c_in, p_calls, p_in = self.roleplay(ex, exemplar, techs=min(2, sc.techniques_per_session))
+                self.add("synth", "counselor", share * c_calls, share * c_in)
+                self.add("synth", "patient", share * p_calls, share * p_in)
+            cap = sum(lengths) / len(lengths) + 1
+            turns_c, sess_tokens = cap + 1, (cap + 1) * c_out + (cap + (self.cfg.opens == "client")) * p_out
             turn = (c_out + p_out) / 2
         if sc.annotate_realised:
             lines = [{"index": 1, "speaker": "Counselor", "text": stand_in(turn)} for _ in range(round(2 * turns_c - 1))]
             msgs = render(self.dom.prompt("synth_annotate"), techniques=self.dom.techniques, turns=lines)
             self.add("synth", "annotator", n, n * chat_tokens(msgs))
         return turns_c, sess_tokens
+
+    def roleplay(self, exchanges: int, exemplar: str, techs: int) -> tuple[int, float, int, float]:
+        """One synthetic session as synth/sessions.py:RolePlay.run plays it, to its cap: (counselor calls,
+        their input tokens, patient calls, their input tokens)."""
+        phases = self.dom.attributes.get("session_plan") or [{"phase": "agenda", "goal": ""}]
+        ph = SimpleNamespace(**{"step": None, **phases[len(phases) // 2]})
+        proto = self.dom.protocol
+        step = proto.step(ph.step) if proto and ph.step else None
+        c_msgs = render(self.dom.prompt("synth_counselor"), system_prompt=self.system_prompt, exemplar=exemplar,
+                        phase=ph, step=step, question=step.questions[0] if step else "",
+                        techniques=self.dom.techniques[:techs], closing=False)
+        sc = self.scenario()
+        p_msgs = render(self.dom.prompt("synth_patient"), persona=self.persona(), scenario=sc, attitude="neutral",
+                        closing=False, attitude_instruction=self.dom.attitude_instruction("neutral"))
+        c, p = self.out("counselor") + 4, self.out("patient") + 4  # a turn as a message in later requests
+        dialogue = 0.0
+        calls = {"counselor": [0, 0.0], "patient": [0, 0.0]}
+
+        def say(role: str, msgs: list[dict[str, str]]) -> None:
+            nonlocal dialogue
+            # the template's opening cue is sent only while the dialogue is empty
+            calls[role][0] += 1
+            calls[role][1] += (chat_tokens(msgs) if not dialogue else chat_tokens(msgs[:1])) + dialogue
+            dialogue += c if role == "counselor" else p
+
+        if self.cfg.opens == "client":
+            say("patient", p_msgs)
+        say("counselor", c_msgs)
+        for _ in range(1, exchanges + 2):  # to the cap: one exchange of grace after the closing turn
+            say("patient", p_msgs)
+            say("counselor", c_msgs)
+        return calls["counselor"][0], calls["counselor"][1], calls["patient"][0], calls["patient"][1]
 
     def curate(self, data: RealData, synth_tokens: float) -> None:
         cc = self.cfg.curate
@@ -286,27 +316,57 @@ class Estimator:
         ptpl = render(self.dom.prompt("eval_patient"), scenario=sc, persona=sc.persona.narrative if not scen else "",
                       attitude="neutral", attitude_instruction=self.dom.attitude_instruction("neutral"),
                       opens=self.cfg.opens)
-        p0 = chat_tokens(ptpl)
-        sys_t = tokens(self.system_prompt) + 4
-        # the opening is one call per scenario (same prompt and seed for every variant: cached)
-        self.add("simulate", "patient", n_scen, n_scen * p0)
-        c_in = sum(3 + sys_t + (p_out + 4) + k * (c_out + p_out + 8) for k in range(m))
-        p_in = sum(p0 + (p_out + 4) + (k + 1) * (c_out + 4) + k * (p_out + 4) for k in range(m - 1))
+        p0 = scen.patient_prompt_tokens if scen else chat_tokens(ptpl)
+        conv = self.conversation(p0, m)
         v = len(variants)
+        # a client's opening is one call per scenario (same prompt and seed for every variant: cached)
+        self.add("simulate", "patient", n_scen if conv.shared_in else 0, n_scen * conv.shared_in)
         for name in variants:
-            model = self.variant_model(name)
-            self.add("simulate", "counselor", n_scen * m, n_scen * c_in, model=model)
-        self.add("simulate", "patient", v * n_scen * (m - 1), v * n_scen * p_in)
+            self.add("simulate", "counselor", n_scen * conv.c_calls, n_scen * conv.c_in, model=self.variant_model(name))
+        self.add("simulate", "patient", v * n_scen * conv.p_calls, v * n_scen * conv.p_in)
         # score: every metric (and CTRS) per conversation, k samples, per judge
-        transcript = stand_in(p_out + m * c_out + (m - 1) * p_out + 2 * m * 3)
+        transcript = stand_in(conv.client_turns * p_out + conv.c_calls * c_out + 6 * (conv.client_turns + conv.c_calls))
         metrics = [*ev.metrics, *(["ctrs"] if ev.ctrs else [])]
+        summary = stand_in(scen.mean_summary_tokens if scen else min(40, scen_tokens))  # the judge sees the summary
         per = sum(chat_tokens(render(self.dom.prompt(f"eval_judge_{x}"), transcript=transcript,
-                                     scenario=sc.scenario, protocol=self.dom.protocol)) for x in metrics)
+                                     scenario=summary, protocol=self.dom.protocol)) for x in metrics)
         convs = v * n_scen
         judges = 2 if ev.second_judge_endpoint else 1
         self.add("score", "judge", convs * len(metrics) * ev.judge_samples * judges,
                  convs * per * ev.judge_samples * judges)
-        return [m] * convs
+        return [conv.client_turns] * convs
+
+    def conversation(self, p0: float, m: int) -> SimpleNamespace:
+        """One simulated conversation as evaluate/simulate.py:converse runs it, to the turn cap: calls
+        and input tokens per side (`p0`: the client's rendered prompt), and the client's turns."""
+        c, p = self.out("counselor") + 4, self.out("patient") + 4  # a reply as a message in later requests
+        seen_c = 3 + tokens(self.system_prompt) + 4  # what the counselor is sent
+        seen_p = p0  # what the simulated client is sent
+        k = SimpleNamespace(c_calls=0, c_in=0.0, p_calls=0, p_in=0.0, shared_in=0.0, client_turns=1)
+        turns = 0
+        if self.cfg.opens == "counselor":  # its first turn goes into the client's cue (no new message)
+            k.c_calls, k.c_in, turns = 1, seen_c, 1
+            seen_c += c
+            seen_p += c - 4
+            k.p_calls, k.p_in = 1, seen_p
+        else:
+            k.shared_in = seen_p
+        seen_c += p
+        seen_p += p
+        while turns < m:
+            k.c_calls += 1
+            k.c_in += seen_c
+            seen_c += c
+            turns += 1
+            if turns == m:
+                break
+            seen_p += c
+            k.p_calls += 1
+            k.p_in += seen_p
+            k.client_turns += 1
+            seen_p += p
+            seen_c += p
+        return k
 
     def variant_model(self, name: str) -> str:
         tc = self.cfg.train
@@ -396,8 +456,12 @@ class RealData:
 
 @dataclass
 class ScenarioData:
+    """Scenarios loaded from a file: their count, and sizes measured on them."""
+
     count: int
     mean_tokens: float
+    mean_summary_tokens: float = 30.0
+    patient_prompt_tokens: float = 0.0  # the simulated client's rendered prompt, mean over the file
 
 
 def read_real(cfg: ExperimentConfig) -> RealData:
@@ -431,7 +495,16 @@ def read_scenarios(cfg: ExperimentConfig) -> ScenarioData | None:
     scen, _ = load_scenarios_file(*scenarios_source(ev.scenarios_file, ev.scenarios_format))
     if not scen:
         return ScenarioData(0, 0.0)
-    return ScenarioData(len(scen), sum(tokens(s.scenario) for s in scen) / len(scen))
+    from .evaluate.simulate import persona_text
+    from .synth.sessions import attitude_instruction
+
+    tpl = load_domain(cfg.domain).prompt("eval_patient")
+    sample = scen[:: max(1, len(scen) // 50)]
+    ctx = SimpleNamespace(domain=load_domain(cfg.domain))
+    p0 = [chat_tokens(render(tpl, scenario=s, persona=persona_text(s), attitude=s.attitude, opens=cfg.opens,
+                             attitude_instruction=attitude_instruction(ctx, s))) for s in sample]
+    return ScenarioData(len(scen), sum(tokens(s.scenario) for s in scen) / len(scen),
+                        sum(tokens(s.summary) for s in scen) / len(scen), sum(p0) / len(p0))
 
 
 def estimate(cfg: ExperimentConfig, data: RealData | None = None) -> Estimate:

@@ -15,6 +15,7 @@ from .config import ExperimentConfig
 from .domain import load_domain
 from .errors import UserError
 from .llm import LLMPool
+from .provider import check_provider
 
 HOSTED = ("api.openai.com",)
 
@@ -88,15 +89,6 @@ def check_training(cfg: ExperimentConfig) -> list[str]:
     return out
 
 
-def provider_lines(cfg: ExperimentConfig) -> list[str]:
-    """The providers' model lists and shutdown dates (part of issue 13, hybridtune/provider.py)."""
-    try:
-        from .provider import check_provider
-    except ImportError:  # provider.py lands with the OpenAI fine-tuning work; until then nothing to ask
-        return []
-    return check_provider(cfg)
-
-
 def preflight(cfg: ExperimentConfig) -> list[str]:
     lines = [f"config: {cfg.source_path} ok (run dir {cfg.run_dir})"]
     dom = load_domain(cfg.domain)
@@ -118,7 +110,7 @@ def preflight(cfg: ExperimentConfig) -> list[str]:
                      "credentials/files ok")
     if not problems:  # the model lists need the keys; ask only when they are there
         try:
-            lines += provider_lines(cfg)
+            lines += check_provider(cfg)  # the providers' model lists and shutdown dates
         except UserError as e:
             problems.append(str(e))
     if problems:

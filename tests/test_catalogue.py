@@ -1,92 +1,18 @@
-"""`hybridtune data get` against a local HTTP server on 127.0.0.1 serving copies of ../shared/data.
-
-The server lays files out like raw.githubusercontent.com (<repo>/<commit>/<path>), honours HTTP
-Range like GitHub does, and can cut a response short to simulate an interrupted download.
-"""
+"""`hybridtune data get` against a local HTTP server on 127.0.0.1 serving copies of ../shared/data
+(tests/data_mirror.py: laid out like raw.githubusercontent.com, with HTTP Range, and able to cut a
+response short to simulate an interrupted download)."""
 from __future__ import annotations
 
 import hashlib
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from conftest import shared_data
+from data_mirror import Mirror
 
 from hybridtune import catalogue
 from hybridtune.catalogue.download import Offline, fetch
 from hybridtune.errors import UserError
-
-# catalogue file name -> the shared copy that holds the same bytes
-SHARED = {
-    ("counselchat", "20200325_counsel_chat.csv"): ("counsel-chat", "20200325_counsel_chat.csv"),
-    ("counselchat", "LICENSE"): ("counsel-chat", "LICENSE"),
-    ("counselchat", "README.upstream.md"): ("counsel-chat", "README.upstream.md"),
-    ("annomi", "AnnoMI-simple.csv"): ("annomi", "AnnoMI-simple.csv"),
-    ("annomi", "AnnoMI-full.csv"): ("annomi", "AnnoMI-full.csv"),
-    ("annomi", "LICENSE-README.md"): ("annomi", "README.upstream-with-license-line.md"),
-    ("cactus", "evaluation.json"): ("cactus-eval", "evaluation.json"),
-    ("cactus", "LICENSE"): ("cactus-eval", "LICENSE"),
-    ("cactus", "README.upstream.md"): ("cactus-eval", "README.upstream.md"),
-    ("mentalchat16k", "evalq_bench.jsonl"): ("mentalchat16k-eval", "evalq_bench.jsonl"),
-    ("mentalchat16k", "LICENSE"): ("mentalchat16k-eval", "LICENSE"),
-}
-
-
-class Mirror:
-    """Files by URL path; `cut[path] = n` makes the next response for it stop after n bytes."""
-
-    def __init__(self):
-        self.files: dict[str, bytes] = {}
-        self.cut: dict[str, int] = {}
-        self.requests: list[tuple[str, str | None]] = []
-        mirror = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *a):
-                pass
-
-            def do_GET(self):
-                rng = self.headers.get("Range")
-                mirror.requests.append((self.path, rng))
-                body = mirror.files.get(self.path)
-                if body is None:
-                    self.send_response(404)
-                    self.end_headers()
-                    return
-                start = int(rng.split("=")[1].split("-")[0]) if rng else 0
-                if start >= len(body):
-                    self.send_response(416)
-                    self.end_headers()
-                    return
-                self.send_response(206 if rng else 200)
-                self.send_header("Content-Length", str(len(body) - start))
-                if rng:
-                    self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
-                self.end_headers()
-                n = mirror.cut.pop(self.path, None)
-                self.wfile.write(body[start:] if n is None else body[start:start + n])
-                if n is not None:
-                    self.close_connection = True
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def serve(self, name: str, only: set[str] | None = None) -> None:
-        ds = catalogue.get(name)
-        for f in ds.files:
-            if (name, f.name) in SHARED and (only is None or f.name in only):
-                folder, file = SHARED[(name, f.name)]
-                self.files[self.path(name, f.name)] = shared_data(folder, file).read_bytes()
-
-    def path(self, name: str, file: str) -> str:
-        ds = catalogue.get(name)
-        f = next(x for x in ds.files if x.name == file)
-        return ds.url(f, "")
-
-    def close(self):
-        self.server.shutdown()
 
 
 @pytest.fixture
@@ -213,3 +139,14 @@ def test_counselchat_rows_become_question_answer_sessions():
     assert [t.role for t in first.turns] == ["user", "assistant"]
     assert first.turns[0].text.startswith("Can I change my feeling of being worthless")
     assert len({s.key for s in sessions}) == len(sessions)
+
+
+def test_dataset_card_names_the_licence_of_data_got_by_name(mirror, tmp_path):
+    from hybridtune.curate.export import _licence
+    from hybridtune.records import Session
+
+    mirror.serve("counselchat")
+    where = fetch("counselchat", root=tmp_path, base=mirror.url, log=quiet)
+    s = Session(id="x", source="real", messages=[], meta={"file": str(where / "20200325_counsel_chat.csv"),
+                                                           "format": "counselchat"})
+    assert _licence(s, {}) == "counselchat: MIT (nbertagnolli/counsel-chat@e202e19)"

@@ -72,3 +72,14 @@ def test_sizes_drive_the_estimate(make_cfg):
     assert big["synth"]["calls"] == 2 * small["synth"]["calls"]
     # twice the turns cost more than twice the input: each turn re-sends the dialogue so far
     assert big["simulate"]["input_tokens"] > 2.2 * small["simulate"]["input_tokens"]
+
+
+def test_a_model_past_its_shutdown_date_fails_the_dry_run(make_cfg):
+    from hybridtune.devtools.mock_openai import MockServer
+
+    with MockServer(openai=True, models="gpt-4o-mini=2020-01-01,gpt-4o") as url:  # the provider's model list
+        cfg = make_cfg(f"endpoints.local.base_url={url}", "endpoints.local.model=gpt-4o-mini", "train.backend=openai",
+                       "train.openai.endpoint=local", "train.openai.model=gpt-4o", path="configs/demo.yaml",
+                       backend="openai")
+        with pytest.raises(UserError, match=r"gpt-4o-mini @ local .*shut down on 2020-01-01"):
+            preflight(cfg)

@@ -12,6 +12,7 @@ Output: runs/<name>/mix/<variant>/openai_{train,valid}.jsonl   {"messages": [...
 """
 from __future__ import annotations
 
+import json
 import statistics
 from collections import Counter
 from functools import lru_cache
@@ -187,6 +188,10 @@ def _licence(s: Session, known: dict[str, str]) -> str:
     m = RealMeta.of(s)
     if m.licence:
         return f"{m.dataset or m.format or 'source'}: {m.licence}"
+    source = Path(m.file).parent / "SOURCE.json"
+    if m.file and source.is_file():  # downloaded by name (hybridtune data get): the catalogue says
+        src = json.loads(source.read_text())
+        return f"{src['name']}: {src['licence']} ({src['repo']}@{src['commit'][:7]})"
     folder = Path(m.file).parent.name
     for key in (m.format, folder, m.dataset):
         if key and key in known:

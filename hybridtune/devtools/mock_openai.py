@@ -15,8 +15,13 @@ Modes (what `/v1/models` lists and which model names chat accepts):
   `--lora-modules name=path,...` or loaded at runtime (`--runtime-lora`), unknown names 404
   (mock_vllm.py).
 
+Batch API (default and `--openai` modes): `/v1/files` + `/v1/batches` as OpenAI's
+(mock_batch.py): a batch completes after `--batch-seconds`; `--batch-fail-first N` fails N
+lines of a batch the first time they are seen. `--reply-fill F` makes replies F of the
+request's max_tokens long (token benchmarks); usage counts ~4 characters a token.
+
 `/stats` counts requests, faults, chat requests per model name, uploaded files, created
-fine-tuning jobs and LoRA loads (kept in the server process across client restarts).
+fine-tuning jobs, batches and LoRA loads (kept in the server process across client restarts).
 
 Also `/v1/moderations` (OpenAI's response shape: `results[]` with `flagged`, `categories`,
 `category_scores`, `category_applied_input_types`; a string or a list of inputs) and, for a
@@ -36,6 +41,7 @@ import json
 import math
 import random
 import time
+import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -45,6 +51,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ..llm.fake import schema_example
+from .mock_batch import batch_routes
 from .mock_finetune import error, file_routes, finetune_routes
 from .mock_vllm import model_cards, prompt_logprobs, render, vllm_error, vllm_routes
 
@@ -69,6 +76,8 @@ class MockState:
     files: dict[str, dict] = field(default_factory=dict)
     file_bytes: dict[str, bytes] = field(default_factory=dict)
     jobs: dict[str, dict] = field(default_factory=dict)
+    batches: dict[str, dict] = field(default_factory=dict)  # batch API (mock_batch.py)
+    failed_once: set[str] = field(default_factory=set)
     stats: dict = field(default_factory=dict)
     by_model: Counter = field(default_factory=Counter)
 
@@ -111,16 +120,109 @@ def guard_reply(text: str) -> tuple[str, float]:
     return ("unsafe\nS11" if s >= 0.5 else "safe"), 1.0 - s
 
 
+def tokens(text: str) -> int:
+    """Token count as OpenAI's rule of thumb has it: ~4 characters of English a token."""
+    return math.ceil(len(text) / 4)
+
+
+def _pad(schema: dict, value, defs: dict, extra: int, seed: int):
+    """`value` (a schema example) with `extra` characters of words spread over its free-text strings."""
+    slots: list[tuple[object, object]] = []
+
+    def walk(sch: dict, val, holder, key):
+        if "$ref" in sch:
+            sch = defs.get(sch["$ref"].split("/")[-1], {})
+        for k in ("anyOf", "oneOf", "allOf"):
+            if k in sch:
+                sch = sch[k][0]
+        if isinstance(val, dict):
+            for k, v in val.items():
+                walk(sch.get("properties", {}).get(k, {}), v, val, k)
+        elif isinstance(val, list):
+            for i, v in enumerate(val):
+                walk(sch.get("items", {}), v, val, i)
+        elif isinstance(val, str) and sch.get("type") == "string" and not {"enum", "const", "pattern", "format"} & set(sch):
+            slots.append((holder, key, sch.get("maxLength", 10**9) - len(val) - 1))
+
+    walk(schema, value, None, None)
+    left = extra  # spread evenly; a schema's maxLength bounds a field, as it bounds a real model's
+    for i, (holder, key, room) in enumerate(sorted(slots, key=lambda x: x[2])):
+        add = max(0, min(room, left // (len(slots) - i)))
+        holder[key] += " " + filler(add, seed + i)
+        left -= add
+    return value
+
+
+# neutral words for padded replies (no closing phrase, no crisis cue, no speaker label)
+WORDS = ("we can look at what happened this week and how it felt for you then maybe the morning "
+         "routine work family friends evening walk noticed thought feeling small step plan notes "
+         "kitchen garden train office weekend call message list idea pattern moment slowly often "
+         "sometimes usually later earlier together practice writing reading breathing sleep").split()
+
+
+def filler(n_chars: int, seed: int) -> str:
+    """About n_chars of varied neutral words, the same for the same seed (replies differ like a model's)."""
+    rng = random.Random(seed)
+    out, size = [], 0
+    while size < n_chars:
+        w = rng.choice(WORDS)
+        out.append(w)
+        size += len(w) + 1
+    return " ".join(out)[:n_chars].rsplit(" ", 1)[0] if n_chars > 0 else ""
+
+
+def completion(body: dict, n: int, reply_fill: float | None = None, wrong_schema: bool = False) -> dict:
+    """The chat.completion a provider sends for `body`: a schema example for structured requests,
+    else a short reply that differs by model; usage counted from the text. With `reply_fill`, the
+    reply is that share of the request's max_tokens long (a real model's replies fill their budget
+    partly), so token benchmarks see realistic lengths."""
+    rf = body.get("response_format") or {}
+    schema = rf.get("schema") or (rf.get("json_schema") or {}).get("schema")
+    model = body.get("model", "mock")
+    target = round(reply_fill * int(body.get("max_tokens") or 256) * 4) if reply_fill else 0
+    # a reply depends on the whole request and the model, as a real model's does
+    ref = zlib.crc32(json.dumps([model, body.get("messages"), body.get("seed")]).encode())
+    logprobs = None
+    if "guard" in str(model).lower():  # Llama Guard style: "safe" / "unsafe\nS11", first-token logprobs when asked
+        convo = "\n".join(str(m.get("content", "")) for m in body["messages"] if m.get("role") == "user")
+        content, p_safe = guard_reply(convo)
+        if body.get("logprobs"):
+            first = content.split("\n")[0]
+            alt = "unsafe" if first == "safe" else "safe"
+            lp = {"safe": math.log(max(p_safe, 1e-9)), "unsafe": math.log(max(1 - p_safe, 1e-9))}
+            logprobs = {"content": [{"token": first, "logprob": lp[first], "bytes": None, "top_logprobs": [
+                {"token": first, "logprob": lp[first], "bytes": None}, {"token": alt, "logprob": lp[alt], "bytes": None}]}]}
+    elif schema is not None:
+        value = {"unexpected": True} if wrong_schema else schema_example(schema)
+        if target and not wrong_schema:
+            value = _pad(schema, value, schema.get("$defs", {}), target - len(json.dumps(value)), ref)
+        content = json.dumps(value)
+    else:
+        last = body["messages"][-1]["content"]
+        content = f"Thank you for sharing that (ref {ref:08x}). You said: {last[:80]}"
+        if target > len(content):
+            content += " " + filler(target - len(content) - 1, ref)
+    prompt = sum(tokens(m.get("content") or "") + 4 for m in body.get("messages", [])) + 3
+    return {
+        "id": f"mock-{n}", "object": "chat.completion", "created": int(time.time()), "model": model,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop",
+                     **({"logprobs": logprobs} if logprobs else {})}],
+        "usage": {"prompt_tokens": prompt, "completion_tokens": tokens(content), "total_tokens": prompt + tokens(content)},
+    }
+
+
 def make_app(delay: float = 0.0, fault_rate: float = 0.0, faults: tuple[str, ...] = FAULTS, seed: int = 0,
              hang_s: float = 30.0, *, mode: str = "any", models: str = OPENAI_MODELS, served_model: str = "mock",
              lora_modules: str = "", runtime_lora: bool = False, max_lora_rank: int = 16,
-             ft_seconds: float = 3.0) -> Starlette:
+             ft_seconds: float = 3.0, reply_fill: float | None = None, batch_seconds: float = 2.0,
+             batch_fail_first: int = 0) -> Starlette:
     rng = random.Random(seed)
     state = MockState(mode=mode, models=parse_models(models) if mode == "openai" else {}, served_model=served_model,
                       adapters=dict(x.split("=", 1) for x in lora_modules.split(",") if x.strip()),
                       runtime_lora=runtime_lora, max_lora_rank=max_lora_rank, ft_seconds=ft_seconds)
     stats = state.stats
-    stats.update({"requests": 0, **{f: 0 for f in FAULTS}, "jobs_created": 0, "lora_loads": 0})
+    stats.update({"requests": 0, **{f: 0 for f in FAULTS}, "jobs_created": 0, "lora_loads": 0,
+                  "batches_created": 0, "batch_lines": 0})
 
     def unknown_model(name) -> Response | None:
         """The 404 a real server sends for a model it does not serve (None: served)."""
@@ -148,33 +250,10 @@ def make_app(delay: float = 0.0, fault_rate: float = 0.0, faults: tuple[str, ...
             return JSONResponse({"error": {"message": "boom"}}, status_code=500)
         if fault == "timeout":
             await asyncio.sleep(hang_s)
-        rf = body.get("response_format") or {}
-        schema = rf.get("schema") or (rf.get("json_schema") or {}).get("schema")
-        logprobs = None
-        if "guard" in str(body.get("model", "")).lower():
-            convo = "\n".join(str(m.get("content", "")) for m in body["messages"] if m.get("role") == "user")
-            content, p_safe = guard_reply(convo)
-            if body.get("logprobs"):
-                first = content.split("\n")[0]
-                alt = "unsafe" if first == "safe" else "safe"
-                lp = {"safe": math.log(max(p_safe, 1e-9)), "unsafe": math.log(max(1 - p_safe, 1e-9))}
-                logprobs = {"content": [{"token": first, "logprob": lp[first], "bytes": None, "top_logprobs": [
-                    {"token": first, "logprob": lp[first], "bytes": None}, {"token": alt, "logprob": lp[alt], "bytes": None}]}]}
-        elif schema is not None:
-            content = json.dumps({"unexpected": True}) if fault == "wrong_schema" else json.dumps(schema_example(schema))
-        else:
-            last = body["messages"][-1]["content"]
-            content = f"Thank you for sharing that. You said: {last[:80]}"
-        payload = {
-            "id": f"mock-{stats['requests']}", "object": "chat.completion", "created": int(time.time()),
-            "model": body.get("model", "mock"),
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop",
-                         **({"logprobs": logprobs} if logprobs else {})}],
-            "usage": {"prompt_tokens": 10, "completion_tokens": len(content.split()), "total_tokens": 10},
-        }
+        payload = completion(body, stats["requests"], reply_fill, wrong_schema=fault == "wrong_schema")
         if mode == "vllm":  # token counts of the rendered prompt, and prompt_logprobs when asked (likelihood)
             toks = render(body["messages"], body.get("add_generation_prompt", True))
-            payload["usage"].update(prompt_tokens=len(toks), total_tokens=len(toks) + len(content.split()))
+            payload["usage"].update(prompt_tokens=len(toks), total_tokens=len(toks) + payload["usage"]["completion_tokens"])
             if body.get("prompt_logprobs") is not None:
                 payload["prompt_logprobs"] = prompt_logprobs(body.get("model"), toks)
         text = json.dumps(payload)
@@ -235,8 +314,11 @@ def make_app(delay: float = 0.0, fault_rate: float = 0.0, faults: tuple[str, ...
     routes = [Route("/v1/chat/completions", chat, methods=["POST"]), Route("/v1/models", models),
               Route("/v1/models/{name:path}", model), Route("/stats", stats_route),
               Route("/v1/moderations", moderations, methods=["POST"])]
+    if mode in ("any", "openai"):  # the batch API, as OpenAI's (and the providers that copy it)
+        routes += file_routes(state) + batch_routes(state, lambda b: completion(b, 0, reply_fill), batch_seconds,
+                                                    batch_fail_first)
     if mode == "openai":
-        routes += file_routes(state) + finetune_routes(state)
+        routes += finetune_routes(state)
     if mode == "vllm":
         routes += vllm_routes(state)
     return Starlette(routes=routes)
@@ -260,13 +342,17 @@ def main() -> None:
     ap.add_argument("--runtime-lora", action="store_true",
                     help="--vllm: allow /v1/load_lora_adapter (VLLM_ALLOW_RUNTIME_LORA_UPDATING=True)")
     ap.add_argument("--max-lora-rank", type=int, default=16)
+    ap.add_argument("--reply-fill", type=float, default=None, help="replies use this share of max_tokens")
+    ap.add_argument("--batch-seconds", type=float, default=2.0, help="a batch completes after this long")
+    ap.add_argument("--batch-fail-first", type=int, default=0, help="lines of a batch that fail on first sight")
     a = ap.parse_args()
     import uvicorn
 
     app = make_app(a.delay, a.fault_rate, tuple(f for f in a.faults.split(",") if f), a.seed, a.hang,
                    mode="openai" if a.openai else "vllm" if a.vllm else "any", models=a.models,
                    served_model=a.served_model, lora_modules=a.lora_modules, runtime_lora=a.runtime_lora,
-                   max_lora_rank=a.max_lora_rank, ft_seconds=a.ft_seconds)
+                   max_lora_rank=a.max_lora_rank, ft_seconds=a.ft_seconds, reply_fill=a.reply_fill,
+                   batch_seconds=a.batch_seconds, batch_fail_first=a.batch_fail_first)
     uvicorn.run(app, host="127.0.0.1", port=a.port, log_level="warning", backlog=4096)
 
 

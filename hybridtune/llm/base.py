@@ -52,6 +52,7 @@ class Completion:
     finish_reason: str | None = None
     evaluated_tokens: int | None = None  # prompt tokens the model actually read (None: backend cannot tell)
     distinct_tokens: int | None = None  # prompt tokens this model instance had never been sent before
+    batch: bool = False  # answered through the provider's batch API (priced at llm.batch_discount)
 
 
 @dataclass

@@ -28,6 +28,9 @@ class ResponseCache:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("CREATE TABLE IF NOT EXISTS replies (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        # provider batches submitted and not yet collected (llm/batch.py): a rerun follows them
+        self._db.execute("CREATE TABLE IF NOT EXISTS batches (id TEXT PRIMARY KEY, endpoint TEXT NOT NULL, "
+                         "keys TEXT NOT NULL, created REAL NOT NULL)")
         self.hits = 0
         self.misses = 0
 
@@ -43,6 +46,23 @@ class ResponseCache:
     def put(self, key: str, value: dict) -> None:
         with self._lock:
             self._db.execute("INSERT OR REPLACE INTO replies VALUES (?, ?)", (key, json.dumps(value)))
+
+    def add_batch(self, batch_id: str, endpoint: str, keys: list[str]) -> None:
+        import time
+
+        with self._lock:
+            self._db.execute("INSERT OR REPLACE INTO batches VALUES (?, ?, ?, ?)",
+                             (batch_id, endpoint, json.dumps(keys), time.time()))
+
+    def open_batches(self, endpoint: str) -> dict[str, str]:
+        """{cache key: batch id} of the endpoint's batches not yet collected."""
+        with self._lock:
+            rows = self._db.execute("SELECT id, keys FROM batches WHERE endpoint=?", (endpoint,)).fetchall()
+        return {k: bid for bid, keys in rows for k in json.loads(keys)}
+
+    def close_batch(self, batch_id: str) -> None:
+        with self._lock:
+            self._db.execute("DELETE FROM batches WHERE id=?", (batch_id,))
 
     def __len__(self) -> int:
         with self._lock:

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ValidationError
 
 from ..errors import StructuredOutputError, UserError
 from .base import BACKENDS, Backend, ChatRequest, Completion, TokenLogprobs, Unreachable
+from .batch import BATCH_STAGES, Batcher
 from .cache import ResponseCache, cache_key
 from .limits import Limiter, RetryStats, with_retries
 from .usage import Usage
@@ -85,12 +86,19 @@ class LLM:
         if cache is not None and (hit := cache.get(key)) is not None:
             return Completion(**hit), True
         self.pool.usage.check_budget()
-        est = sum(len(m["content"]) for m in req.messages) // 4 + req.max_tokens
-        await self.limiter.acquire(est)
+        batcher = self.pool.batcher(self.backend)
+        if batcher is not None:  # the provider's batch API: no rate limits, half price, results cached
+            body = self.backend.batch_body(req)
 
-        async def call() -> Completion:
-            async with self.limiter.sem:
-                return await self.backend.complete(req)
+            async def call() -> Completion:
+                return await batcher.complete(key, body)
+        else:
+            est = sum(len(m["content"]) for m in req.messages) // 4 + req.max_tokens
+            await self.limiter.acquire(est)
+
+            async def call() -> Completion:
+                async with self.limiter.sem:
+                    return await self.backend.complete(req)
 
         try:
             comp = await with_retries(
@@ -121,7 +129,8 @@ class LLM:
             totals[0] += comp.prompt_tokens
             totals[1] += comp.completion_tokens
             self.pool.usage.add(self.role, req.model, comp.prompt_tokens, comp.completion_tokens, cached,
-                                evaluated=comp.evaluated_tokens, distinct=comp.distinct_tokens)
+                                evaluated=comp.evaluated_tokens, distinct=comp.distinct_tokens,
+                                factor=self.pool.cfg.llm.batch_discount if comp.batch else 1.0)
             reply = Reply(
                 text=comp.text, prompt_tokens=totals[0], completion_tokens=totals[1],
                 model=comp.model or req.model, cached=cached, attempts=attempts,
@@ -180,6 +189,7 @@ class LLMPool:
         self.retry_stats = RetryStats()
         self.backends: dict[str, Backend] = {}
         self.limiters: dict[str, Limiter] = {}
+        self.batchers: dict[str, Batcher] = {}
 
     def install(self, endpoint_name: str, backend: Backend) -> None:
         """Use a ready backend (tests: a FakeBackend) for an endpoint; it takes that endpoint's settings."""
@@ -201,6 +211,16 @@ class LLMPool:
         if endpoint_name not in self.limiters:
             self.limiters[endpoint_name] = Limiter(ep.max_in_flight, ep.rpm, ep.tpm)
         return self.limiters[endpoint_name]
+
+    def batcher(self, backend: Backend) -> Batcher | None:
+        """The endpoint's batch queue when `llm.batch` is on, the backend has a batch API and the
+        current stage's calls can wait for a batch (llm/batch.py BATCH_STAGES); else None."""
+        if not (self.cfg.llm.batch and hasattr(backend, "submit_batch") and self.usage.stage in BATCH_STAGES):
+            return None
+        name = backend.endpoint_name
+        if name not in self.batchers:
+            self.batchers[name] = Batcher(backend, self.cache, self.cfg.llm.batch_poll_s, self.cfg.llm.batch_timeout_h)
+        return self.batchers[name]
 
     def role(self, role: str) -> LLM:
         rc = self.cfg.roles.get(role)

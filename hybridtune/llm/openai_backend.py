@@ -99,10 +99,10 @@ class OpenAIBackend(Backend):
             kw["response_format"] = _response_format(mode, req)
         return kw
 
-    async def _call(self, fn):
+    async def _call(self, fn, first: bool = False):
         import openai
 
-        i = self._pick()
+        i = 0 if first else self._pick()  # files and batches live on one server: the first replica
         self._in_flight[i] += 1
         try:
             return await fn(self.clients[i])
@@ -163,6 +163,56 @@ class OpenAIBackend(Backend):
             model=getattr(resp, "model", None) or req.model,
             finish_reason=getattr(choice, "finish_reason", None),
         )
+
+    # -- batch API (llm/batch.py): /v1/files + /v1/batches on the first replica -----------------
+    def batch_body(self, req: ChatRequest) -> dict:
+        """The request as a batch line's body (the same JSON a synchronous call sends)."""
+        return self._kwargs(req)
+
+    async def submit_batch(self, bodies: dict[str, dict]) -> str:
+        """Upload one JSONL line per request (custom_id = cache key) and create the batch; its id."""
+        import json
+
+        lines = "".join(json.dumps({"custom_id": k, "method": "POST", "url": "/v1/chat/completions", "body": b}) + "\n"
+                        for k, b in bodies.items())
+        f = await self._call(lambda c: c.files.create(file=("batch.jsonl", lines.encode()), purpose="batch"), first=True)
+        b = await self._call(lambda c: c.batches.create(input_file_id=f.id, endpoint="/v1/chat/completions",
+                                                        completion_window="24h"), first=True)
+        return b.id
+
+    async def batch_status(self, batch_id: str) -> dict:
+        b = await self._call(lambda c: c.batches.retrieve(batch_id), first=True)
+        return b.model_dump()
+
+    async def batch_results(self, info: dict) -> tuple[dict[str, Completion], dict[str, str]]:
+        """({cache key: Completion} of finished lines, {cache key: error} of failed ones)."""
+        import json
+
+        done: dict[str, Completion] = {}
+        failed: dict[str, str] = {}
+        for fid in (info.get("output_file_id"), info.get("error_file_id")):
+            if not fid:
+                continue
+            content = await self._call(lambda c, fid=fid: c.files.content(fid), first=True)
+            for line in content.text.splitlines():
+                if not line.strip():
+                    continue
+                row = json.loads(line)
+                resp, key = row.get("response") or {}, row.get("custom_id", "")
+                body = resp.get("body") or {}
+                if resp.get("status_code") == 200 and body.get("choices"):
+                    usage = body.get("usage") or {}
+                    choice = body["choices"][0]
+                    done[key] = Completion(
+                        text=(choice.get("message") or {}).get("content") or "",
+                        prompt_tokens=usage.get("prompt_tokens", 0) or 0,
+                        completion_tokens=usage.get("completion_tokens", 0) or 0,
+                        model=body.get("model") or "", finish_reason=choice.get("finish_reason"), batch=True)
+                    self.calls += 1
+                else:
+                    err = row.get("error") or body.get("error") or {}
+                    failed[key] = str(err.get("message") if isinstance(err, dict) else err)[:300] or "failed"
+        return done, failed
 
     async def stream(self, req: ChatRequest) -> AsyncIterator[str]:
         kw = self._kwargs(req)

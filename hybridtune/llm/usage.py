@@ -59,10 +59,11 @@ class Usage:
             )
 
     def add(self, role: str, model: str, prompt_tokens: int, completion_tokens: int, cached: bool,
-            evaluated: int | None = None, distinct: int | None = None) -> None:
+            evaluated: int | None = None, distinct: int | None = None, factor: float = 1.0) -> None:
         """`evaluated`: prompt tokens the model actually read (the embedded backend reuses saved
         states); `distinct`: those it had never been sent before. A backend that cannot tell
-        (remote APIs) passes None and every sent token counts as both."""
+        (remote APIs) passes None and every sent token counts as both. `factor` scales the price
+        (batch API: llm.batch_discount)."""
         row = self.rows[(self.stage, role)]
         if cached:
             row["cached"] += 1
@@ -72,7 +73,7 @@ class Usage:
         row["prompt_tokens_evaluated"] += prompt_tokens if evaluated is None else evaluated
         row["prompt_tokens_distinct"] += prompt_tokens if distinct is None else distinct
         row["completion_tokens"] += completion_tokens
-        row["cost_usd"] += self.price(model, prompt_tokens, completion_tokens)
+        row["cost_usd"] += self.price(model, prompt_tokens, completion_tokens) * factor
 
     def fail(self, role: str) -> None:
         self.rows[(self.stage, role)]["failures"] += 1
