@@ -11,11 +11,13 @@
 from __future__ import annotations
 
 import difflib
+import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args, get_origin
+from urllib.parse import parse_qsl, urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .app.conversations import ConversationsConfig
 from .contamination import ContaminationConfig, migrate_legacy
@@ -23,12 +25,42 @@ from .curate.config import CurateConfig, MixConfig
 from .errors import UserError
 from .evaluate.config import EvaluateConfig
 from .real.config import RealConfig
+from .safeparse import BadYAML, load_yaml, yaml_error
 from .safety.config import SafetyConfig
+from .store import check_run_name, run_path
 from .synth.config import SynthConfig
 from .train.config import TrainConfig
 from .variants import Recipe, Variant, default_recipes, resolve
 
 ROLES = ("generator", "patient", "counselor", "judge", "annotator")
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+KEY_PREFIX = re.compile(r"(sk|pk|rk)[-_]|(hf|ghp|gho|ghs|github_pat|glpat|xox[abpr])[-_]|AKIA[0-9A-Z]{12}|AIza|Bearer\s")
+SECRET_PARAMS = {"key", "api_key", "apikey", "api-key", "token", "access_token", "auth", "password", "secret", "sig"}
+
+
+def looks_like_key(value: object) -> bool:
+    """True for strings shaped like an API key or token (never printed, never stored)."""
+    s = str(value).strip()
+    if KEY_PREFIX.match(s):
+        return True
+    return (len(s) >= 20 and re.fullmatch(r"[A-Za-z0-9_\-.=+/]+", s) is not None and re.search(r"\d", s) is not None
+            and re.search(r"[a-z]", s) is not None and re.search(r"[A-Z]", s) is not None)
+
+
+def url_credential(url: str) -> str | None:
+    """Why `url` carries a credential (user:password, a key-like query or path part), or None."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "it is not a valid URL"
+    if parts.username or parts.password:
+        return "it has a user:password@ part"
+    for k, v in parse_qsl(parts.query, keep_blank_values=True):
+        if k.lower() in SECRET_PARAMS or looks_like_key(v):
+            return f"its query parameter '{k[:20]}' holds a credential"
+    if any(looks_like_key(seg) for seg in parts.path.split("/")):
+        return "a part of its path looks like a key"
+    return None
 
 
 class Strict(BaseModel):
@@ -61,6 +93,29 @@ class EndpointConfig(Strict):
     )
     logprobs: bool = Field(True, description="openai: endpoint returns prompt logprobs (vLLM, llama.cpp server)")
     extra: dict[str, Any] = Field(default_factory=dict, description="backend-specific keyword arguments")
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _env_name(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        if looks_like_key(v):
+            raise ValueError("this looks like a key, not a variable name; put the key in an environment variable "
+                             "(export OPENAI_API_KEY=...) and write the variable's name here; then revoke the key "
+                             "if this file was shared")
+        if not ENV_NAME.fullmatch(v):
+            raise ValueError("not an environment variable name (letters, digits and '_'), e.g. OPENAI_API_KEY")
+        return v
+
+    @field_validator("base_url")
+    @classmethod
+    def _no_key_in_url(cls, v: str | list[str] | None) -> str | list[str] | None:
+        for url in [v] if isinstance(v, str) else v or []:
+            why = url_credential(url)
+            if why:
+                raise ValueError(f"refused: {why}; keys never go in a URL (it is logged and saved); put the key "
+                                 "in an environment variable and name it in api_key_env")
+        return v
 
 
 class RoleConfig(Strict):
@@ -96,7 +151,7 @@ class LLMConfig(Strict):
 
 
 class ExperimentConfig(Strict):
-    name: str = Field("demo", pattern=r"^[A-Za-z0-9._-]+$", description="run name: runs/<name>/")
+    name: str = Field("demo", description="run name, one plain folder name: runs/<name>/")
     runs_dir: str = Field("runs", description="parent folder of run directories")
     seed: int = 0
     domain: str = Field("cbt", description="domain pack: a name under hybridtune/domains or a folder path")
@@ -128,6 +183,11 @@ class ExperimentConfig(Strict):
     def _legacy_keys(cls, data: Any) -> Any:
         return migrate_legacy(data) if isinstance(data, dict) else data
 
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, v: str) -> str:
+        return check_run_name(v)
+
     @model_validator(mode="after")
     def _roles_bound(self) -> ExperimentConfig:
         for role in ROLES:
@@ -157,7 +217,7 @@ class ExperimentConfig(Strict):
 
     @property
     def run_dir(self) -> Path:
-        return Path(self.runs_dir) / self.name
+        return run_path(self.runs_dir, self.name)
 
     def resolved_dict(self) -> dict:
         return self.model_dump(mode="json")
@@ -181,26 +241,34 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
         if "=" not in item:
             raise UserError(f"--set {item!r}: expected KEY=VALUE, e.g. --set synth.sessions=20")
         key, raw = item.split("=", 1)
-        _set_dotted(data, key.strip(), yaml.safe_load(raw) if raw.strip() else "")
+        try:
+            value = load_yaml(raw) if raw.strip() else ""
+        except (yaml.YAMLError, BadYAML) as e:
+            _, why = yaml_error(e)
+            raise UserError(f"--set {key.strip()}: the value is not valid YAML ({why}); quote it, "
+                            f"e.g. --set '{key.strip()}=\"text\"', or fix the brackets") from None
+        _set_dotted(data, key.strip(), value)
     return data
 
 
 def _model_at(loc: tuple, root: type[BaseModel] = ExperimentConfig) -> type[BaseModel] | None:
     """The pydantic model class that holds the field at `loc` (for 'did you mean' hints)."""
     model: Any = root
+    key_next = False
     for part in loc[:-1]:
+        if key_next:  # dict[str, Model]: this part is a key (endpoints.<name>.), the model stays
+            key_next = False
+            continue
         if not (isinstance(model, type) and issubclass(model, BaseModel)):
             return None
         field = model.model_fields.get(str(part))
         if field is None:
             return None
         ann = field.annotation
-        args = getattr(ann, "__args__", ())
-        cand = [a for a in (ann, *args) if isinstance(a, type) and issubclass(a, BaseModel)]
-        model = cand[0] if cand else None
-        if model is None and args:  # dict[str, Model]: the next part is a key
-            vals = [a for a in args if isinstance(a, type) and issubclass(a, BaseModel)]
-            model = vals[0] if vals else None
+        key_next = get_origin(ann) is dict
+        cands = get_args(ann)[1:] if key_next else (ann, *get_args(ann))
+        found = [a for a in cands if isinstance(a, type) and issubclass(a, BaseModel)]
+        model = found[0] if found else None
     return model if isinstance(model, type) else None
 
 
@@ -218,7 +286,8 @@ def format_validation_error(err: ValidationError, source: str) -> str:
         else:
             msg = e["msg"].removeprefix("Value error, ")
             got = e.get("input")
-            got_s = f" (got {got!r})" if not isinstance(got, dict | list) and got is not None else ""
+            secret = loc[-1:] in (("api_key_env",), ("base_url",)) or looks_like_key(got)  # never echo a key
+            got_s = f" (got {got!r})" if not isinstance(got, dict | list) and got is not None and not secret else ""
             lines.append(f"{source}: {path}: {msg}{got_s}")
     return "\n".join(lines)
 
@@ -233,11 +302,11 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
         if not p.is_file():
             raise UserError(f"{p}: config file not found; pass a YAML file such as configs/demo.yaml")
         try:
-            data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as e:
-            mark = getattr(e, "problem_mark", None)
-            where = f" line {mark.line + 1}" if mark else ""
-            raise UserError(f"{p}:{where}: not valid YAML ({getattr(e, 'problem', e)}); fix the syntax") from None
+            data = load_yaml(p.read_text(encoding="utf-8")) or {}
+        except (yaml.YAMLError, BadYAML) as e:
+            line, why = yaml_error(e)
+            msg = why if isinstance(e, BadYAML) else f"not valid YAML ({why}); fix the syntax"
+            raise UserError(f"{p}:{f' line {line}' if line else ''}: {msg}") from None
         except UnicodeDecodeError:
             raise UserError(f"{p}: not UTF-8 text; save the config as UTF-8 YAML") from None
         if not isinstance(data, dict):

@@ -33,7 +33,7 @@ from .errors import StructuredOutputError, TooManyFailures, UserError
 from .llm import LLM, LLMPool, ResponseCache, Usage
 from .llm.batch import BATCH_STAGES
 from .records import Failure, stable_id
-from .store import RunStore, StageDir
+from .store import RunStore, StageDir, atomic_write
 
 T = TypeVar("T")
 R = TypeVar("R", bound=BaseModel)
@@ -127,7 +127,8 @@ def open_run(cfg: ExperimentConfig, *, pool: LLMPool | None = None, root: Path |
         yield Context(cfg=cfg, store=store, llms=pool or LLMPool(cfg), domain=load_domain(cfg.domain))
         return
     with store.locked():
-        (store.root / "config.yaml").write_text(yaml.safe_dump(cfg.resolved_dict(), sort_keys=False))
+        # atomic_write's temp file is created 0600 and renamed: the resolved config is readable by its owner only
+        atomic_write(store.path("config.yaml"), yaml.safe_dump(cfg.resolved_dict(), sort_keys=False))
         if pool is None:
             cache = ResponseCache(store.path("cache.sqlite")) if cfg.llm.cache else None
             usage = Usage(cfg.llm.prices, cfg.llm.budget_usd, store.path("usage.json"))

@@ -27,23 +27,27 @@ import jinja2
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+<<<<<<< HEAD
 from .errors import UserError, first_error
+=======
+from .errors import UserError
+from .safeparse import BadYAML, load_yaml, yaml_error
+>>>>>>> dacef17 (Security round 2 (issue 14), part 1: shared web guard for serve and review (Host allow-list incl. IPv6, same-origin JSON-only writes, body and nesting limits) by construction; plain run names; safe YAML (alias bound, duplicate keys) and depth-bounded JSON; key-shaped api_key_env and keys in URLs refused; config.yaml 0600; safety check and review-import quarantine bad lines and exit 1; path checks)
 
 DOMAINS_DIR = Path(__file__).parent / "domains"
 
 
 def read_yaml(path: Path) -> Any:
-    """YAML with errors that name the file and line."""
+    """YAML (safeparse: no duplicate keys, bounded aliases) with errors that name the file and line."""
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
+        return load_yaml(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise UserError(f"{path}: file not found") from None
     except UnicodeDecodeError:
         raise UserError(f"{path}: not UTF-8 text; re-save it as UTF-8") from None
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f":{mark.line + 1}" if mark else ""
-        raise UserError(f"{path}{where}: invalid YAML ({getattr(e, 'problem', e)}); fix the syntax there") from None
+    except (yaml.YAMLError, BadYAML) as e:
+        line, why = yaml_error(e)
+        raise UserError(f"{path}{f':{line}' if line else ''}: invalid YAML ({why}); fix it there") from None
 
 
 M = TypeVar("M", bound=BaseModel)

@@ -20,6 +20,7 @@ import contextlib
 import fcntl
 import json
 import os
+import re
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -30,6 +31,20 @@ from pydantic import BaseModel
 from .errors import UserError
 
 T = TypeVar("T", bound=BaseModel)
+RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+
+
+def check_run_name(name: str) -> str:
+    """A run name is one plain folder name: no '.', '..', path separators or leading dot/dash."""
+    if not isinstance(name, str) or not RUN_NAME.fullmatch(name):
+        raise ValueError(f"run name {str(name)[:60]!r} is not a plain name; use letters, digits, '.', '_' or '-', "
+                         "starting with a letter or digit (e.g. demo-2)")
+    return name
+
+
+def run_path(runs_dir: str | Path, name: str) -> Path:
+    """runs_dir/name: the one way a run directory is named (so a run cannot escape runs_dir)."""
+    return Path(runs_dir) / check_run_name(name)
 
 
 def atomic_write(path: Path, data: str | bytes) -> None:

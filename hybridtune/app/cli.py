@@ -69,7 +69,7 @@ def register(app: typer.Typer) -> None:
         set_: SetOpt = None,
     ):
         """Serve the web chat page and its streaming API (same safety layer as `chat`)."""
-        from .web import LOOPBACK, check_bind, create_app
+        from .web import check_bind, create_app
 
         check_bind(host, token)
         cfg = _keep(load(config, set_), keep)
@@ -82,9 +82,9 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"keeping conversations (scrubbed) in {base.log.st.path}; users see the notice and can opt out",
                        err=True)
             base.log.scrubber.scrub_text("warm-up")  # load the PII analyzer now, not on the first user's reply
-        hosts = list(LOOPBACK) if host in LOOPBACK else None  # loopback: reject foreign Host headers (DNS rebinding)
-        app = create_app(base.fork, token=token, max_chars=cfg.safety.max_chars, allowed_hosts=hosts)
-        typer.echo(f"serving {base.variant} on http://{host}:{port}/" + ("  (open it as /#token=<your token>)" if token else ""),
+        app = create_app(base.fork, token=token, max_chars=cfg.safety.max_chars, host=host)
+        shown = f"[{host}]" if ":" in host else host
+        typer.echo(f"serving {base.variant} on http://{shown}:{port}/" + ("  (open it as /#token=<your token>)" if token else ""),
                    err=True)
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         uvicorn.run(app, host=host, port=port, log_level="warning")

@@ -7,15 +7,15 @@ page (static/index.html + app.js, no build step) renders every text with `textCo
     hybridtune serve -c configs/demo.yaml --variant hybrid            # http://127.0.0.1:8765/
     hybridtune serve --host 0.0.0.0 --token "$SECRET"                 # open http://HOST:8765/#token=...
 
-Safety of the service itself: binds 127.0.0.1 by default and checks the Host header there
-(DNS rebinding); anywhere else a token is required (Authorization: Bearer) and the server
-refuses to start without one; request bodies and messages are size-limited; a strict
+Safety of the service itself: binds 127.0.0.1 by default; anywhere else a token is required
+(Authorization: Bearer) and the server refuses to start without one. Every request passes
+the shared guard (hybridtune/webguard.py: Host allow-list, token, same-origin JSON-only
+writes, body and nesting limits); messages are size-limited; a strict
 Content-Security-Policy forbids inline script, so injected markup cannot run even if shown.
 """
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
 import re
 from collections import OrderedDict
@@ -24,17 +24,16 @@ from pathlib import Path
 from typing import Literal
 
 from fastapi import FastAPI, HTTPException, Request
-from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+from fastapi.responses import FileResponse, StreamingResponse
 from pydantic import BaseModel, ValidationError
-from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from ..errors import UserError
 from ..safety.screen import BadText, validate_text
+from ..webguard import LOOPBACK, guarded_app
 from .engine import ChatEngine
 from .terminal import DISCLAIMER
 
 STATIC = Path(__file__).parent / "static"
-LOOPBACK = ("127.0.0.1", "localhost", "::1")
 SESSION_ID = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
 HEADERS = {
     "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
@@ -75,34 +74,16 @@ def check_bind(host: str, token: str | None) -> None:
 
 def create_app(
     new_engine: Callable[[], ChatEngine], *, token: str | None = None, max_chars: int = 4000,
-    allowed_hosts: list[str] | None = None, max_sessions: int = 64,
+    host: str = "127.0.0.1", max_sessions: int = 64,
 ) -> FastAPI:
-    """The web app. `new_engine()` makes one empty conversation (they share the models)."""
-    app = FastAPI(title="hybridtune chat", docs_url=None, redoc_url=None, openapi_url=None)
-    if allowed_hosts:
-        app.add_middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts)
-    sessions: OrderedDict[str, tuple[ChatEngine, asyncio.Lock]] = OrderedDict()
+    """The web app bound to `host`. `new_engine()` makes one empty conversation (they share the models)."""
     max_body = max_chars * 6 + 512  # JSON escaping can grow text; beyond this the body is refused unread
-
-    @app.middleware("http")
-    async def guard(request: Request, call_next):
-        if request.url.path.startswith("/api/") and request.url.path != "/api/info":
-            if token:
-                given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
-                if not hmac.compare_digest(given.encode(), token.encode()):
-                    return JSONResponse({"error": "missing or wrong token; open the page as /#token=YOUR_TOKEN"},
-                                        status_code=401, headers=HEADERS)
-            size = request.headers.get("content-length")
-            if size is not None and (not size.isdigit() or int(size) > max_body):
-                return JSONResponse({"error": f"request too large (limit {max_body} bytes)"}, status_code=413,
-                                    headers=HEADERS)
-        response = await call_next(request)
-        for k, v in HEADERS.items():
-            response.headers.setdefault(k, v)
-        return response
+    app = guarded_app("hybridtune chat", host=host, token=token, headers=HEADERS, max_body=max_body,
+                      public=["/api/info"])
+    sessions: OrderedDict[str, tuple[ChatEngine, asyncio.Lock]] = OrderedDict()
 
     def engine_for(sid: str) -> tuple[ChatEngine, asyncio.Lock]:
-        if not SESSION_ID.match(sid):
+        if not SESSION_ID.fullmatch(sid):
             raise HTTPException(400, "session must be 8-64 letters, digits, '-' or '_'")
         if sid not in sessions:
             if len(sessions) >= max_sessions:  # evict the least recently used, keeping its transcript
@@ -113,19 +94,10 @@ def create_app(
         return sessions[sid]
 
     async def body(request: Request, model: type[BaseModel]):
-        raw = b""
-        async for chunk in request.stream():  # chunked bodies have no content-length: count as they come
-            raw += chunk
-            if len(raw) > max_body:
-                raise HTTPException(413, f"request too large (limit {max_body} bytes)")
-        try:
-            return model.model_validate_json(raw)
+        try:  # the guard has bounded the body's size and nesting already
+            return model.model_validate_json(await request.body())
         except ValidationError:
             raise HTTPException(400, f"expected JSON with keys {', '.join(model.model_fields)}") from None
-
-    @app.exception_handler(HTTPException)
-    async def http_error(request: Request, exc: HTTPException):
-        return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=HEADERS)
 
     @app.get("/")
     async def index():

@@ -66,7 +66,7 @@ def register(app: typer.Typer) -> None:
             help="file to write: .csv (fill the `decision` column) or .jsonl (with dialogues)")],
         which: Annotated[str, typer.Option(help="review | selected | rejected | all")] = "review",
     ):
-        """Write the review queue for reviewing elsewhere."""
+        """Write the review queue for reviewing elsewhere (exit 2 on a bad --which or path)."""
         from .decisions import export_queue
         from .review.app import curate_dir
 
@@ -80,7 +80,11 @@ def register(app: typer.Typer) -> None:
             help=".csv or .jsonl rows: session_id, decision (accept|reject|edit), reviewer, note, index, content")],
         reviewer: Annotated[str | None, typer.Option(help="reviewer name for rows without one")] = None,
     ):
-        """Append decisions made elsewhere; bad rows are reported and quarantined, the rest go in."""
+        """Append decisions made elsewhere; bad rows are reported and quarantined, the rest go in.
+
+        Exit code: 0 every filled row imported, 1 some rows quarantined (RUN/curate/quarantine.jsonl),
+        2 a usage error (nothing imported).
+        """
         from .decisions import import_decisions
         from .review.app import curate_dir
 
@@ -88,3 +92,5 @@ def register(app: typer.Typer) -> None:
         for q in bad:
             typer.echo(f"{q.file}:{q.line}: {q.reason}", err=True)
         typer.echo(f"{n} decisions imported, {len(bad)} rows skipped")
+        if bad:
+            raise typer.Exit(1)

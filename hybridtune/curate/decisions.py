@@ -20,12 +20,15 @@ from typing import Literal
 from pydantic import BaseModel, Field, ValidationError
 
 from ..errors import UserError
+from ..paths import input_file, output_file
 from ..records import Message, QuarantineEntry, Record, Session, stable_id
-from ..store import StageDir
+from ..safeparse import BadJSON, loads_json
+from ..store import StageDir, atomic_write
 from .select import mean_score, session_techniques
 
 DECISIONS = "decisions.jsonl"
 BASE_FILES = {"selected": "selected.jsonl", "review": "review.jsonl", "rejected": "rejected.jsonl"}
+WHICH = ("review", "selected", "rejected", "all")
 
 
 class Decision(Record):
@@ -132,46 +135,69 @@ def export_rows(st: StageDir, which: str = "review") -> list[dict]:
 
 def export_queue(st: StageDir, out: Path, which: str = "review") -> int:
     """CSV (one row per session; fill `decision`) or JSONL (rows plus the full dialogue)."""
+    if which not in WHICH:
+        raise UserError(f"--which {which}: unknown; use one of {', '.join(WHICH)}")
+    if out.suffix.lower() not in (".csv", ".jsonl"):
+        raise UserError(f"{out}: unknown export format; name the file .csv or .jsonl")
+    output_file(out, [st.file(f) for f in (DECISIONS, *BASE_FILES.values())], parent_must_exist=True)
     rows = export_rows(st, which)
     if out.suffix.lower() == ".csv":
         buf = io.StringIO()
         w = csv.DictWriter(buf, fieldnames=CSV_FIELDS)
         w.writeheader()
         w.writerows(rows)
-        out.write_text(buf.getvalue(), encoding="utf-8")
-    elif out.suffix.lower() == ".jsonl":
+        atomic_write(out, buf.getvalue())
+    else:
         cands = load_candidates(st)
         lines = [json.dumps({**r, "messages": [m.model_dump() for m in cands[r["session_id"]][1].messages]},
                             ensure_ascii=False) for r in rows]
-        out.write_text("".join(x + "\n" for x in lines), encoding="utf-8")
-    else:
-        raise UserError(f"{out}: unknown export format; name the file .csv or .jsonl")
+        atomic_write(out, "".join(x + "\n" for x in lines))
     return len(rows)
 
 
+def _not_utf8(values) -> bool:
+    """Undecodable bytes survive decoding as lone surrogates (surrogateescape): that row is bad."""
+    return any(isinstance(v, str) and any("\udc80" <= ch <= "\udcff" for ch in v) for v in values)
+
+
 def _read_rows(path: Path) -> list[tuple[int, dict]]:
-    if not path.is_file():
-        raise UserError(f"{path}: file not found; pass a .csv or .jsonl written by review-export")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        raise UserError(f"{path}: not UTF-8 text (byte {e.start}); re-save the file as UTF-8") from None
+    """(line, row) pairs; a row that cannot be used is {"_bad": reason} so it is quarantined, not fatal."""
+    input_file(path, "a .csv or .jsonl file written by review-export")
+    if path.suffix.lower() not in (".csv", ".jsonl"):
+        raise UserError(f"{path}: unknown import format; use a .csv or .jsonl file")
+    text = path.read_bytes().decode("utf-8", "surrogateescape")
+    not_utf8 = {"_bad": "not UTF-8 text; re-save the file as UTF-8"}
+    rows: list[tuple[int, dict]] = []
     if path.suffix.lower() == ".csv":
-        return [(i + 2, row) for i, row in enumerate(csv.DictReader(io.StringIO(text)))]  # line 1 = header
-    if path.suffix.lower() == ".jsonl":
-        rows = []
-        for i, line in enumerate(text.splitlines(), 1):
-            if line.strip():
-                try:
-                    rows.append((i, json.loads(line)))
-                except json.JSONDecodeError:
-                    rows.append((i, {"_bad": "not valid JSON"}))
+        reader = csv.DictReader(io.StringIO(text, newline=""), strict=True)
+        while True:
+            line = reader.line_num + 1
+            try:
+                row = next(reader)
+            except StopIteration:
+                break
+            except csv.Error as e:
+                rows.append((line, {"_bad": f"not valid CSV ({e}); check the quotes on this row"}))
+                continue  # the reader resumes at the next line (an unterminated quote has eaten the rest)
+            rows.append((line, not_utf8 if _not_utf8([*row.values(), *row.keys()]) else row))
         return rows
-    raise UserError(f"{path}: unknown import format; use a .csv or .jsonl file")
+    for i, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        if _not_utf8([line]):
+            rows.append((i, not_utf8))
+            continue
+        try:
+            obj = loads_json(line)
+        except BadJSON as e:
+            obj = {"_bad": str(e)}
+        rows.append((i, obj if isinstance(obj, dict) else {"_bad": f"expected a JSON object, got {type(obj).__name__}"}))
+    return rows
 
 
 def import_decisions(st: StageDir, path: Path, reviewer: str | None = None) -> tuple[int, list[QuarantineEntry]]:
     """Append the decisions of filled rows; bad rows are returned as quarantine entries (the rest go in)."""
+    output_file(st.file(DECISIONS), [path])  # importing the decisions file into itself would duplicate it
     cands = load_candidates(st)
     added, bad = [], []
     for line, row in _read_rows(path):
@@ -189,8 +215,12 @@ def import_decisions(st: StageDir, path: Path, reviewer: str | None = None) -> t
                            index=int(idx) if str(idx if idx is not None else "").strip() else None,
                            content=row.get("content") or None, note=str(row.get("note") or ""))
             added.append(make_decision(cands[sid][1], d))
-        except (ValueError, ValidationError) as e:
-            msg = str(e).splitlines()[0][:200]
+        except (ValueError, TypeError, ValidationError) as e:
+            if isinstance(e, ValidationError):  # name the column, not the pydantic model
+                msg = "; ".join(f"{'.'.join(map(str, x['loc'])) or 'row'}: {x['msg']}" for x in e.errors()[:3])
+            else:
+                msg = str(e)
+            msg = msg.splitlines()[0][:200]
             bad.append(QuarantineEntry(id=stable_id(str(path), line), file=str(path), line=line,
                                        reason=f"{msg}; fix this row (decision accept|reject|edit, a known session_id)"))
     st.append_many(DECISIONS, added)

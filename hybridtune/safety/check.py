@@ -3,9 +3,12 @@
 Input: JSONL lines `{"id": ..., "text": ...}` (other fields are kept).
 Output: OUT.jsonl, the same lines plus `risk`, `categories`, `evidence`, `source`, `settled`,
 `layers` (the screen's layers that ran) and `scores`;
-beside it OUT.quarantine.jsonl (`QuarantineEntry` per rejected line: bad JSON, missing or
-empty text, too long, not text, duplicate id) and OUT.events.jsonl (`SafetyEvent` per crisis
-or degraded screen). One bad line never stops the file.
+beside it OUT.quarantine.jsonl (`QuarantineEntry` per rejected line: bad or too deeply nested
+JSON, not an object, missing/null id, missing or empty text, too long, not text, duplicate
+id) and OUT.events.jsonl (`SafetyEvent` per crisis or degraded screen; rewritten by a
+rerun, never appended twice). One bad line never stops the file; the input is never
+overwritten (OUT or a sidecar equal to the input is refused). Exit code (the CLI): 0 all
+screened, 1 some lines quarantined, 2 a usage error.
 
     hybridtune safety check texts.jsonl --out screened.jsonl -c configs/demo.yaml [--rules-only]
 
@@ -15,16 +18,16 @@ layer decided (`by_source`; `degraded` = a layer failed on that line).
 from __future__ import annotations
 
 import asyncio
-import json
 from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..errors import UserError
+from ..paths import input_file, output_file
 from ..records import QuarantineEntry, stable_id
+from ..safeparse import BadJSON, loads_json
 from ..store import atomic_write, dump_json
 from .config import SafetyConfig
-from .policy import events_for, log_event
+from .policy import events_for
 from .screen import BadText, Screener, validate_text
 
 if TYPE_CHECKING:
@@ -44,38 +47,42 @@ def parse_lines(path: Path, cfg: SafetyConfig) -> tuple[list[dict], list[Quarant
         bad.append(QuarantineEntry(id=stable_id("safety-check", str(path), n), file=str(path), line=n, reason=why))
 
     limit = cfg.max_chars * 8 + 1024  # a JSON line can escape each char; beyond this, do not even parse it
-    try:
-        fh = path.open("r", encoding="utf-8", errors="strict")
-        with fh:
-            for n, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                if len(line) > limit:
-                    reject(n, f"line has {len(line)} characters, over the limit for safety.max_chars={cfg.max_chars}; split or shorten the text")
-                    continue
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as e:
-                    reject(n, f"not valid JSON ({e.msg} at column {e.colno}); write one JSON object per line")
-                    continue
-                if not isinstance(obj, dict) or "text" not in obj or "id" not in obj:
-                    reject(n, 'expected an object with "id" and "text" keys, e.g. {"id": "t1", "text": "..."}')
-                    continue
-                try:
-                    validate_text(obj["text"], cfg.max_chars)
-                except BadText as e:
-                    reject(n, f'"text": {e}')
-                    continue
-                obj["id"] = str(obj["id"])
-                if obj["id"] in seen:
-                    reject(n, f'duplicate id {obj["id"]!r}; give each line a unique id')
-                    continue
-                seen.add(obj["id"])
-                good.append(obj)
-    except UnicodeDecodeError:
-        raise UserError(f"{path}: not UTF-8 text; save the input as UTF-8 JSONL") from None
-    except FileNotFoundError:
-        raise UserError(f"{path}: input file not found; pass a JSONL file of {{\"id\", \"text\"}} lines") from None
+    input_file(path, 'a JSONL file of {"id", "text"} lines')
+    with path.open("rb") as fh:  # decoded line by line: one non-UTF-8 line is quarantined, not fatal
+        for n, raw in enumerate(fh, 1):
+            if not raw.strip():
+                continue
+            if len(raw) > limit:
+                reject(n, f"line has {len(raw)} bytes, over the limit for safety.max_chars={cfg.max_chars}; split or shorten the text")
+                continue
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                reject(n, f"not UTF-8 text (byte {e.start + 1} of the line); save the input as UTF-8 JSONL")
+                continue
+            try:
+                obj = loads_json(line)
+            except BadJSON as e:
+                reject(n, f"{e}; write one JSON object per line")
+                continue
+            if not isinstance(obj, dict) or "text" not in obj or "id" not in obj:
+                reject(n, 'expected an object with "id" and "text" keys, e.g. {"id": "t1", "text": "..."}')
+                continue
+            if isinstance(obj["id"], bool) or not isinstance(obj["id"], str | int) or not str(obj["id"]).strip():
+                reject(n, f'"id" must be a non-empty string or a number, got {type(obj["id"]).__name__}; '
+                          'give each line a unique id')
+                continue
+            try:
+                validate_text(obj["text"], cfg.max_chars)
+            except BadText as e:
+                reject(n, f'"text": {e}')
+                continue
+            obj["id"] = str(obj["id"])
+            if obj["id"] in seen:
+                reject(n, f'duplicate id {obj["id"]!r}; give each line a unique id')
+                continue
+            seen.add(obj["id"])
+            good.append(obj)
     return good, bad
 
 
@@ -84,6 +91,8 @@ async def check_file(
     screener: Screener | None = None,
 ) -> dict:
     """Screen every valid line of `src` into `out` (input order); returns a summary dict."""
+    for o in (out, sidecar(out, "quarantine"), sidecar(out, "events")):
+        output_file(o, [src])
     items, quarantine = parse_lines(src, cfg)
     screener = screener or Screener(cfg, llm, domain)
     sem = asyncio.Semaphore(cfg.check_concurrency)
@@ -96,13 +105,13 @@ async def check_file(
     batches = await asyncio.gather(*(one(items[i:i + step]) for i in range(0, len(items), step)))
     results = [r for b in batches for r in b]
     out.parent.mkdir(parents=True, exist_ok=True)
-    rows = []
+    rows, events = [], []
     for obj, r in zip(items, results, strict=True):
         rows.append({**obj, "risk": r.risk, "categories": r.categories, "evidence": r.evidence,
                      "source": r.source, "settled": r.settled, "layers": r.layers, "scores": r.scores})
-        for ev in events_for(r, cfg, "check", ref=obj["id"]):
-            log_event(sidecar(out, "events"), ev)
+        events += events_for(r, cfg, "check", ref=obj["id"])
     atomic_write(out, "".join(dump_json(r) + "\n" for r in rows))
+    atomic_write(sidecar(out, "events"), "".join(dump_json(e) + "\n" for e in events))  # a rerun replaces, never duplicates
     atomic_write(sidecar(out, "quarantine"), "".join(dump_json(q) + "\n" for q in quarantine))
     return {
         "screened": len(rows), "quarantined": len(quarantine),

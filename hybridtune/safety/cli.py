@@ -25,7 +25,11 @@ def check(
     rules_only: Annotated[bool, typer.Option(help="phrase rules alone: no learned, provider or rubric layer")] = False,
     set_: SetOpt = None,
 ):
-    """Screen texts for suicide, self-harm, harm to others, abuse and medical emergencies."""
+    """Screen texts for suicide, self-harm, harm to others, abuse and medical emergencies.
+
+    Bad lines go to OUT.quarantine.jsonl (file, line, reason) and the rest are screened. Exit
+    code: 0 every line screened, 1 some lines quarantined, 2 a usage error (nothing written).
+    """
     rules = ["safety.use_model=false", "safety.learned=false", "safety.moderation=off", "safety.guard_endpoint=null"]
     cfg = load(config, [*(set_ or []), *(rules if rules_only else [])])
     from ..domain import load_domain
@@ -43,6 +47,9 @@ def check(
 
     summary = asyncio.run(go())
     typer.echo(json.dumps(summary, indent=2))
+    if summary["quarantined"]:
+        typer.echo(f"{summary['quarantined']} lines quarantined; see {summary['quarantine']}", err=True)
+        raise typer.Exit(1)
 
 
 def register(app: typer.Typer) -> None:

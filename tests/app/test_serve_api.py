@@ -10,7 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from hybridtune.app.engine import open_engine
-from hybridtune.app.web import LOOPBACK, STATIC, check_bind, create_app
+from hybridtune.app.web import STATIC, check_bind, create_app
 from hybridtune.errors import UserError
 from hybridtune.llm import LLMPool
 from hybridtune.llm.fake import FakeBackend
@@ -18,15 +18,14 @@ from hybridtune.llm.fake import FakeBackend
 SID = "test-session-1"
 
 
-def _client(make_cfg, *replies, token=None, hosts=None, max_sessions=64):
+def _client(make_cfg, *replies, token=None, host="127.0.0.1", max_sessions=64):
     cfg = make_cfg("safety.use_model=false")
     pool = LLMPool(cfg)
     fake = FakeBackend.with_replies(list(replies))
     pool.install("local", fake)
     base = open_engine(cfg, pool=pool)
-    app = create_app(base.fork, token=token, max_chars=cfg.safety.max_chars, allowed_hosts=hosts,
-                     max_sessions=max_sessions)
-    return TestClient(app), app, base
+    app = create_app(base.fork, token=token, max_chars=cfg.safety.max_chars, host=host, max_sessions=max_sessions)
+    return TestClient(app, base_url=f"http://{host}"), app, base
 
 
 def _events(resp):
@@ -88,7 +87,7 @@ def test_serve_cli_refuses_to_start_public_without_token(tmp_path):
 
 
 def test_loopback_rejects_foreign_host_header(make_cfg):
-    c, _, _ = _client(make_cfg, hosts=list(LOOPBACK))
+    c, _, _ = _client(make_cfg)
     assert c.get("/", headers={"host": "evil.example"}).status_code == 400
     assert c.get("/", headers={"host": "127.0.0.1:8765"}).status_code == 200
 

@@ -27,7 +27,7 @@ def run_dir(tmp_path):
 
 
 def test_list_filters_and_detail(run_dir):
-    c = TestClient(create_app(run_dir, reviewer="ana"))
+    c = TestClient(create_app(run_dir, reviewer="ana"), base_url="http://127.0.0.1")
     assert len(c.get("/api/sessions").json()) == 3  # the queue: review status, no decision yet
     assert [r["id"] for r in c.get("/api/sessions", params={"flag": "repetition"}).json()] == [session(3).id]
     assert [r["id"] for r in c.get("/api/sessions", params={"technique": "exposure"}).json()] == [session(2).id]
@@ -40,11 +40,11 @@ def test_list_filters_and_detail(run_dir):
 
 def test_decisions_persist_across_app_instances(run_dir):
     sid = session(2).id
-    c = TestClient(create_app(run_dir))
+    c = TestClient(create_app(run_dir), base_url="http://127.0.0.1")
     r = c.post(f"/api/sessions/{sid}/decision", json={"action": "edit", "index": 1, "content": "Better reply.", "reviewer": "ana"})
     assert r.status_code == 200 and r.json()["messages"][1]["content"] == "Better reply."
     assert c.post(f"/api/sessions/{sid}/decision", json={"action": "accept", "reviewer": "ana"}).json()["verdict"] == "accept"
-    again = TestClient(create_app(run_dir))  # a restarted server reads the same append-only file
+    again = TestClient(create_app(run_dir), base_url="http://127.0.0.1")  # a restarted server reads the same append-only file
     d = again.get(f"/api/sessions/{sid}").json()
     assert d["verdict"] == "accept" and d["messages"][1]["edited"] and [h["action"] for h in d["history"]] == ["edit", "accept"]
     assert sid not in [r["id"] for r in again.get("/api/sessions").json()]  # leaves the to-review queue
@@ -62,7 +62,7 @@ def test_decisions_persist_across_app_instances(run_dir):
     {"action": "accept", "reviewer": ""},
 ])
 def test_bad_decisions_are_refused_and_not_stored(run_dir, body):
-    c = TestClient(create_app(run_dir))
+    c = TestClient(create_app(run_dir), base_url="http://127.0.0.1")
     assert c.post(f"/api/sessions/{session(2).id}/decision", json=body).status_code == 422
     assert not (run_dir / "curate" / "decisions.jsonl").exists()
 
@@ -71,7 +71,7 @@ def test_token_required_beyond_loopback(run_dir):
     with pytest.raises(UserError, match="needs --token"):
         check_bind("0.0.0.0", None)
     check_bind("127.0.0.1", None)
-    c = TestClient(create_app(run_dir, token="s3cret-token"))
+    c = TestClient(create_app(run_dir, token="s3cret-token"), base_url="http://127.0.0.1")
     assert c.get("/api/sessions").status_code == 401
     assert c.get("/api/sessions", headers={"Authorization": "Bearer wrong"}).status_code == 401
     assert c.get("/api/sessions", headers={"Authorization": "Bearer s3cret-token"}).status_code == 200

@@ -91,7 +91,7 @@ def test_review_app_token_and_path_traversal(tmp_path):
 
     run = _review_run(tmp_path)
     before = {p for p in tmp_path.rglob("*")}
-    c = TestClient(create_app(run, token="t0ken-long-secret", reviewer="ann"))
+    c = TestClient(create_app(run, token="t0ken-long-secret", reviewer="ann"), base_url="http://127.0.0.1")
     assert c.get("/api/sessions").status_code == 401
     assert c.get("/api/sessions", headers={"Authorization": "Bearer wrong"}).status_code == 401
     assert c.post("/api/sessions/s1/decision", json={"action": "accept", "reviewer": "x"}).status_code == 401
@@ -116,7 +116,7 @@ def test_review_app_token_and_path_traversal(tmp_path):
 def test_serve_app_refuses_unauthenticated_when_token_set():
     from hybridtune.app.web import create_app
 
-    c = TestClient(create_app(lambda: None, token="s3cret-token-value"))
+    c = TestClient(create_app(lambda: None, token="s3cret-token-value"), base_url="http://127.0.0.1")
     r = c.post("/api/chat", json={"message": "hi"})
     assert r.status_code == 401
     assert "s3cret" not in r.text

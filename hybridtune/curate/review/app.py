@@ -11,31 +11,42 @@ Output: Decision records appended to runs/<name>/curate/decisions.jsonl, or for 
     hybridtune review runs/demo                       # http://127.0.0.1:8765
     hybridtune review runs/demo --host 0.0.0.0 --token "$REVIEW_TOKEN"
 
-Security: binds 127.0.0.1 by default and refuses another address without a token; the API
-checks the token (constant-time) on every call; the page renders all data with textContent
+Security: binds 127.0.0.1 by default and refuses another address without a token; every
+request passes the shared guard (hybridtune/webguard.py: Host allow-list against DNS
+rebinding, token on every API call, same-origin JSON-only writes, body size and nesting
+limits); the page renders all data with textContent
 and a strict Content-Security-Policy (no HTML injection); the only file written is the
 fixed decisions file, and session ids are looked up, never used as paths.
 """
 from __future__ import annotations
 
-import hmac
 from pathlib import Path
 
 from fastapi import FastAPI, HTTPException, Request
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse
 from pydantic import ValidationError
 
 from ...errors import UserError
 from ...records import Session
 from ...store import StageDir
+<<<<<<< HEAD
 from ..config import CRITERIA, FLAGS
+=======
+from ...webguard import LOOPBACK, guarded_app
+from ..config import FLAGS
+>>>>>>> dacef17 (Security round 2 (issue 14), part 1: shared web guard for serve and review (Host allow-list incl. IPv6, same-origin JSON-only writes, body and nesting limits) by construction; plain run names; safe YAML (alias bound, duplicate keys) and depth-bounded JSON; key-shaped api_key_env and keys in URLs refused; config.yaml 0600; safety check and review-import quarantine bad lines and exit 1; path checks)
 from ..decisions import DECISIONS, Decision, DecisionIn, fold, load_candidates, make_decision
 from ..select import mean_score, session_techniques
 
 STATIC = Path(__file__).parent / "static"
-LOOPBACK = {"127.0.0.1", "localhost", "::1"}
-CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; object-src 'none'; "
-       "frame-ancestors 'none'; base-uri 'none'")
+HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; "
+                               "object-src 'none'; frame-ancestors 'none'; base-uri 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+MAX_BODY = 128_000  # a decision: an edited turn of at most 20 000 characters, UTF-8 and JSON-escaped
 
 
 def curate_dir(run_dir: Path, conversations_ok: bool = False) -> StageDir:
@@ -104,26 +115,15 @@ def conversation_rows(conv: Path) -> dict[str, tuple[str, Session]]:
     return out
 
 
-def create_app(run_dir: Path, token: str | None = None, reviewer: str = "") -> FastAPI:
+def create_app(run_dir: Path, token: str | None = None, reviewer: str = "", host: str = "127.0.0.1") -> FastAPI:
+    """The review app for a server bound to `host`."""
     from ...app.conversations import export_accepted
     from ...app.conversations import feedback as conv_feedback
 
     st = curate_dir(run_dir, conversations_ok=True)
     conv = Path(run_dir) / "conversations"
-    app = FastAPI(title="hybridtune review", docs_url=None, redoc_url=None, openapi_url=None)
-
-    @app.middleware("http")
-    async def guard(request: Request, call_next):
-        if token and request.url.path.startswith("/api/"):
-            got = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
-            if not hmac.compare_digest(got.encode(), token.encode()):
-                return JSONResponse({"detail": "missing or wrong token"}, status_code=401)
-        resp = await call_next(request)
-        resp.headers["Content-Security-Policy"] = CSP
-        resp.headers["X-Content-Type-Options"] = "nosniff"
-        resp.headers["Referrer-Policy"] = "no-referrer"
-        resp.headers["Cache-Control"] = "no-store"
-        return resp
+    app = guarded_app("hybridtune review", host=host, token=token, headers=HEADERS, max_body=MAX_BODY,
+                      error_key="detail")
 
     def state() -> tuple[dict, dict]:
         convs = conversation_rows(conv)
@@ -196,5 +196,5 @@ def serve(run_dir: Path, host: str = "127.0.0.1", port: int = 8765, token: str |
     import uvicorn
 
     check_bind(host, token)
-    app = create_app(run_dir, token, reviewer)
+    app = create_app(run_dir, token, reviewer, host)
     uvicorn.run(app, host=host, port=port, log_level="warning")
