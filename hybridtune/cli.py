@@ -133,11 +133,12 @@ def main() -> None:
         raise
     except Exception as e:  # click usage errors come through here in standalone_mode=False
         import click
+        from typer import _click as typer_click  # typer vendors its own click: usage errors come from either
 
-        if isinstance(e, click.exceptions.ClickException):
+        if isinstance(e, click.exceptions.ClickException | typer_click.exceptions.ClickException):
             e.show()
             sys.exit(e.exit_code)
-        if isinstance(e, click.exceptions.Abort):
+        if isinstance(e, click.exceptions.Abort | typer_click.exceptions.Abort):
             sys.exit(1)
         raise
 

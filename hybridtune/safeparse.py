@@ -32,7 +32,11 @@ class BadYAML(ValueError):
 
 
 class BadJSON(ValueError):
-    """Not acceptable JSON (invalid, or nested deeper than the bound)."""
+    """Not acceptable JSON (invalid, or nested deeper than the bound); `line` is 1-based when known."""
+
+    def __init__(self, reason: str, line: int | None = None):
+        super().__init__(reason)
+        self.line = line
 
 
 def _check_nodes(root: yaml.Node) -> None:
@@ -120,4 +124,4 @@ def loads_json(text: str | bytes, max_depth: int = MAX_JSON_DEPTH) -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError as e:
-        raise BadJSON(f"not valid JSON ({e.msg} at column {e.colno})") from None
+        raise BadJSON(f"not valid JSON ({e.msg} at column {e.colno})", e.lineno) from None

@@ -5,6 +5,7 @@
 """
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Annotated
 
@@ -25,26 +26,37 @@ def ingest_cmd(
 ) -> None:
     """Ingest real transcripts: clean, scrub PII, dedup, filter, segment and annotate them into OUT.
 
-    Exits 1 when any input file was quarantined (see OUT/quarantine.jsonl), 0 otherwise.
+    OUT is locked like a run directory (and so is the run around it, when OUT is a stage folder of
+    one); files under OUT are never read as inputs; a killed ingest resumes when rerun.
+    Exit code: 0 nothing quarantined; 1 some files or records were quarantined (OUT/quarantine.jsonl;
+    ordinary filter drops do not count); 2 a usage error.
     """
     from ..context import open_run
+    from ..errors import UserError
+    from ..paths import output_dir
     from ..stages import get
-    from ..store import StageDir
+    from ..store import RunStore, StageDir
     from .stage import ingest
 
     if format != "auto":
         READERS.get(format, key="--format")  # unknown: one line listing the formats
     cfg = load(config, [*(set_ or []), *(["real.llm=false"] if no_llm else [])], quiet)
     cfg.real.inputs = [str(p) for p in inputs]
-    files = expand_inputs(cfg.real.inputs)
-    with open_run(cfg, root=Path(out)) as ctx:  # OUT is both the run and the stage folder
+    out = output_dir(Path(out))
+    files = expand_inputs(cfg.real.inputs, exclude=out)
+    if not files:
+        raise UserError(f"no input files found in {', '.join(cfg.real.inputs)} (files under --out {out} are skipped)")
+    with contextlib.ExitStack() as locks:
+        if (out.parent / ".lock").exists():  # OUT is a stage folder of a run: a run there would write it too
+            locks.enter_context(RunStore(out.parent).locked())
+        ctx = locks.enter_context(open_run(cfg, root=out))  # OUT is both the run and the stage folder (locked)
         ctx.llms.check(get("real").roles_for(cfg))
         ctx.llms.usage.stage = "real"
-        s = ctx.arun(ingest(ctx, StageDir(Path(out), "real"), files, None if format == "auto" else format))
+        s = ctx.arun(ingest(ctx, StageDir(out, "real"), files, None if format == "auto" else format))
     typer.echo(f"{s['sessions_in']} sessions in, {s['sessions_out']} out, {s['samples_out']} samples; "
-               f"{s['files_quarantined']} of {s['files_in']} files quarantined, "
+               f"{s['files_quarantined']} of {s['files_in']} files quarantined, {s['records_quarantined']} bad records quarantined, "
                f"{s['quarantine_entries']} quarantine entries -> {out}")
-    if s["files_quarantined"]:
+    if s["files_quarantined"] or s["records_quarantined"]:
         raise typer.Exit(1)
 
 

@@ -66,6 +66,8 @@ class FilterConfig(_Section):
     languages: list[str] = Field(default_factory=lambda: ["en"], description="allowed languages (langdetect codes)")
     max_garbage_ratio: float = Field(0.25, ge=0, le=1, description="drop when this share of characters is not text")
     min_counselor_words: float = Field(3.0, ge=0, description="drop when counselor turns average fewer words")
+    max_turn_chars: int = Field(50_000, ge=100, le=900_000, description="quarantine a session with a longer turn "
+                                "(checked before PII scrubbing; spaCy refuses texts over 1,000,000 characters)")
     llm_quality_min: int | None = Field(
         None, ge=1, le=5, description="optional: drop sessions the annotator scores below this (1-5); off when unset"
     )

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from .raw import BadInput
 
-TIME_RE = re.compile(r"(?:(\d+):)?(\d{1,2}):(\d{2})[.,](\d{3})\s*-->\s*")
+TIME_RE = re.compile(r"(?:(\d+):)?(\d{1,2}):(\d{2})[.,](\d{3})\s*-->\s*(?:\d+:)?\d{1,2}:\d{2}[.,]\d{3}")
 INLINE_TAG_RE = re.compile(r"<\d\d:\d\d[:.\d]*>|</?c(?:\.[\w.]+)?>|</?[biu]>|</?font[^>]*>|\{\\an\d\}")
 SOUND_RE = re.compile(r"(?:\s*(?:\[[^\]]{1,40}\]|\([^)]{1,30}\)|♪+)\s*)+")
 VOICE_RE = re.compile(r"<v(?:\.[\w.]+)?\s+([^>]+)>")
@@ -47,6 +47,9 @@ def parse_cues(text: str) -> list[Cue]:
             if not m:
                 raise BadInput(f"caption timing line is malformed: {ln.strip()[:40]!r}; expected HH:MM:SS.mmm --> ...", block[i][0])
             cues.append(Cue(_seconds(m), [x for _, x in block[i + 1:]], block[i][0]))
+        elif len(block) > 1 and block[0][1].strip().isdigit():  # a numbered cue whose timing line is broken
+            raise BadInput(f"caption timing line is malformed: {block[1][1].strip()[:40]!r}; "
+                           "expected HH:MM:SS,mmm --> HH:MM:SS,mmm", block[1][0])
         block = []
     if not cues:
         raise BadInput("no caption cues found (no 'HH:MM:SS.mmm --> HH:MM:SS.mmm' lines); is this really VTT/SRT?", 1)

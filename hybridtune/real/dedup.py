@@ -2,7 +2,9 @@
 
 Streaming: `Deduper.check(key, text)` answers whether an item duplicates one seen before
 (the first of a cluster is kept), holding only hashes and MinHash signatures in memory.
-`clusters()` lists every cluster with its kept item and its dropped members.
+`clusters()` lists every cluster with its kept item and its dropped members. With a
+`journal` callback every decision is also reported as a small JSON-able dict, and
+`replay(event)` rebuilds the same state from those dicts (how a killed ingest resumes).
 
     dd = Deduper(cfg.real.dedup, "sessions")
     dup_of = dd.check("s1", text)   # None -> keep; else the kept item's key
@@ -12,7 +14,9 @@ from __future__ import annotations
 import hashlib
 import re
 from collections import defaultdict
+from collections.abc import Callable
 
+import numpy as np
 from datasketch import MinHash, MinHashLSH
 
 from .config import DedupConfig
@@ -25,9 +29,10 @@ def normalise(text: str) -> list[str]:
 
 
 class Deduper:
-    def __init__(self, cfg: DedupConfig, name: str):
+    def __init__(self, cfg: DedupConfig, name: str, journal: Callable[[dict], None] | None = None):
         self.cfg = cfg
         self.name = name
+        self.journal = journal
         self.exact: dict[str, str] = {}
         self.lsh = MinHashLSH(threshold=cfg.threshold, num_perm=cfg.num_perm) if cfg.near else None
         self.members: dict[str, list[tuple[str, str]]] = defaultdict(list)  # kept key -> [(dup key, kind)]
@@ -44,21 +49,37 @@ class Deduper:
         words = normalise(text)
         h = hashlib.sha1(" ".join(words).encode()).hexdigest()
         if h in self.exact:
-            kept = self.exact[h]
-            self.members[kept].append((key, "exact"))
-            return kept
+            return self._dup(key, self.exact[h], "exact")
         mh = None
         if self.lsh is not None and words:
             mh = self._minhash(words)
             near = self.lsh.query(mh)
             if near:
-                kept = sorted(near)[0]
-                self.members[kept].append((key, "near"))
-                return kept
+                return self._dup(key, sorted(near)[0], "near")
         self.exact[h] = key
         if mh is not None:
             self.lsh.insert(key, mh)
+        if self.journal is not None:
+            self.journal({"key": key, "h": h, "mh": None if mh is None else mh.hashvalues.tolist(),
+                          "scheme": None if mh is None else mh.scheme,
+                          "dtype": None if mh is None else str(mh.hashvalues.dtype)})
         return None
+
+    def _dup(self, key: str, kept: str, kind: str) -> str:
+        self.members[kept].append((key, kind))
+        if self.journal is not None:
+            self.journal({"key": key, "kept": kept, "kind": kind})
+        return kept
+
+    def replay(self, ev: dict) -> None:
+        """Apply one journal event (in journal order) as if `check` had just decided it."""
+        if "kept" in ev:
+            self.members[ev["kept"]].append((ev["key"], ev["kind"]))
+            return
+        self.exact[ev["h"]] = ev["key"]
+        if ev["mh"] is not None and self.lsh is not None:
+            hv = np.array(ev["mh"], dtype=ev["dtype"])
+            self.lsh.insert(ev["key"], MinHash(num_perm=self.cfg.num_perm, seed=1, hashvalues=hv, scheme=ev["scheme"]))
 
     def clusters(self) -> list[dict]:
         return [{"kept": k, "dropped": [d for d, _ in v], "kinds": sorted({kind for _, kind in v})}

@@ -2,7 +2,9 @@
 
 Input: files (AnnoMI CSV, generic CSV, speaker-labelled text, WebVTT/SRT captions, JSON/JSONL
 chat, ESConv JSON). Output: `RawSession`s in file order. A file that cannot be read raises
-`BadInput(line, reason)`, which the stage turns into a quarantine entry and goes on.
+`BadInput(line, reason)`, which the stage turns into a quarantine entry and goes on to the
+next file; one bad record of a file made of records (a JSONL line, an ESConv conversation)
+is *yielded* as a `BadInput` instead, so the stage quarantines it and reads on.
 
     for raw in read_file(Path("x.vtt"), cfg.real): ...
 
@@ -16,7 +18,6 @@ from __future__ import annotations
 
 import csv
 import itertools
-import json
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -25,6 +26,7 @@ from typing import Any, ClassVar
 from ..errors import UserError
 from ..plugins import Registry
 from .captions import counselor_score, read_srt, read_vtt
+from ..safeparse import BadJSON, loads_json
 from .config import RealConfig
 from .raw import BadInput, RawSession, RawTurn, decode, label_role
 
@@ -82,7 +84,7 @@ def detect(path: Path, text: str, forced: str = "auto") -> str:
 
 # -- CSV ---------------------------------------------------------------------
 def _csv_rows(text: str, required: list[str]) -> Iterator[tuple[int, dict]]:
-    reader = csv.DictReader(text.splitlines(keepends=True))
+    reader = csv.DictReader(text.splitlines(keepends=True), strict=True)  # an unterminated quote is an error, not one giant field
     cols = reader.fieldnames or []
     missing = [c for c in required if c not in cols]
     if missing:
@@ -205,31 +207,33 @@ def _chat_session(obj: Any, file: str, key: str, line: int | None, fmt: str) -> 
     return RawSession(key=str(obj.get("id", key)), file=file, format=fmt, turns=turns, meta=meta, line=line)
 
 
-def read_jsonl(text: str, file: str) -> Iterator[RawSession]:
+def read_jsonl(text: str, file: str) -> Iterator[RawSession | BadInput]:
+    """One session per line; a bad line is yielded as a BadInput (quarantined), the next lines are read."""
     for n, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise BadInput(f"invalid JSON ({e.msg}, column {e.colno}); fix or remove that line", n) from None
-        yield _chat_session(obj, file, str(n), n, "jsonl")
+            yield _chat_session(loads_json(line), file, str(n), n, "jsonl")
+        except BadJSON as e:
+            yield BadInput(f"{e}; fix or remove that line", n)
+        except BadInput as e:
+            yield e
 
 
 def _load_json(text: str) -> Any:
     """A JSON document, or a list of JSON lines (ESConv's published splits are JSONL named .json)."""
     try:
-        return json.loads(text)
-    except json.JSONDecodeError as e:
-        if e.msg != "Extra data":
-            raise BadInput(f"invalid or truncated JSON ({e.msg}, column {e.colno}); fix the file", e.lineno) from None
+        return loads_json(text)
+    except BadJSON as e:
+        if "Extra data" not in str(e):
+            raise BadInput(f"invalid, truncated or too deeply nested JSON ({e}); fix the file", e.line or 1) from None
     out = []
     for n, line in enumerate(text.splitlines(), 1):
         if line.strip():
             try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError as e:
-                raise BadInput(f"invalid JSON line ({e.msg}, column {e.colno}); fix or remove it", n) from None
+                out.append(loads_json(line))
+            except BadJSON as e:
+                raise BadInput(f"invalid JSON line ({e}); fix or remove it", n) from None
     return out
 
 
@@ -244,14 +248,16 @@ ESCONV_ROLE = {"usr": "user", "seeker": "user", "speaker": "user", "sys": "assis
                "listener": "assistant"}
 
 
-def read_esconv(text: str, file: str) -> Iterator[RawSession]:
+def read_esconv(text: str, file: str) -> Iterator[RawSession | BadInput]:
     """ESConv: a list of {situation, emotion_type, problem_type, dialog: [{speaker, text|content, strategy}]}."""
     data = _load_json(text)
     if not isinstance(data, list):
         raise BadInput("ESConv: expected a JSON list of conversations", 1)
     for i, conv in enumerate(data):
-        if not isinstance(conv, dict) or not isinstance(conv.get("dialog"), list):
-            raise BadInput(f"ESConv: conversation {i} has no 'dialog' list", None)
+        if not isinstance(conv, dict) or not isinstance(conv.get("dialog"), list) \
+                or not all(isinstance(d, dict) for d in conv["dialog"]):
+            yield BadInput(f"ESConv: conversation {i} has no 'dialog' list of objects; fix or remove it", None)
+            continue
         turns = []
         for d in conv["dialog"]:
             ann = d.get("annotation") or {}
@@ -331,30 +337,42 @@ class ESConvReader(Reader):
     parse = staticmethod(read_esconv)
 
 
-def read_file(path: Path, cfg: RealConfig, forced: str | None = None) -> Iterator[RawSession]:
-    """All sessions of one file. Raises BadInput for an unusable file (before or while reading)."""
+def read_file(path: Path, cfg: RealConfig, forced: str | None = None) -> Iterator[RawSession | BadInput]:
+    """All sessions of one file. Raises BadInput for an unusable file (before or while reading);
+    yields a BadInput for one unusable record of it."""
     text = decode(path)
     yield from READERS.get(detect(path, text, forced or cfg.format)).read(text, str(path), cfg)
 
 
-def expand_inputs(inputs: list[str]) -> list[Path]:
-    """Files of the inputs (folders recursively, sorted), skipping README/hidden files.
+def expand_inputs(inputs: list[str], exclude: Path | None = None) -> list[Path]:
+    """Files of the inputs (folders recursively, sorted), skipping README/hidden files and anything
+    under `exclude` (the output folder: ingest must never read its own outputs).
 
     A catalogue name (`annomi`, `esconv`, ...; hybridtune/catalogue) stands for its downloaded files;
     a kept-conversations folder (runs/<name>/conversations) for its reviewer-accepted conversations only."""
     from ..app.conversations import export_accepted, is_folder
     from ..catalogue import resolve_inputs
+    from ..paths import WHY, path_kind
+
+    skip = exclude.resolve() if exclude is not None else None
+
+    def keep(f: Path) -> bool:
+        if skip is not None and (f.resolve() == skip or skip in f.resolve().parents):
+            return False
+        return f.is_file() and not f.name.startswith((".", "README", "LICENSE"))
 
     out: list[Path] = []
     for item in resolve_inputs(inputs):
         p = Path(item).expanduser()
-        if is_folder(p):  # never the unreviewed ones: accepted.jsonl, refreshed from the decisions
+        kind = path_kind(p)
+        if kind == "dir" and is_folder(p):  # never the unreviewed ones: accepted.jsonl, refreshed from the decisions
             export_accepted(p)
             out.append(p / "accepted.jsonl")
-        elif p.is_dir():
-            out += sorted(f for f in p.rglob("*") if f.is_file() and not f.name.startswith((".", "README", "LICENSE")))
-        elif p.is_file():
-            out.append(p)
+        elif kind == "dir":
+            out += sorted(f for f in p.rglob("*") if keep(f))
+        elif kind == "file":
+            if keep(p):
+                out.append(p)
         else:
-            raise UserError(f"real.inputs: '{item}' does not exist; pass transcript files or folders")
+            raise UserError(f"real.inputs: '{item}' {WHY[kind]}; pass transcript files or folders")
     return out

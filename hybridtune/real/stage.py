@@ -15,12 +15,23 @@ attribution when unsure] -> merge turns -> filters -> dedup -> PII scrub -> safe
 Pass 3 streams `_clean.jsonl` into sessions.jsonl + samples.jsonl. Nothing unscrubbed is
 written, logged or sent to a model (attribution scrubs first).
 
+Bad input never stops the call: an unreadable file, one bad record of a file (a JSONL line)
+and a session that fails to process are each one quarantine entry, and the rest goes on;
+a turn longer than `real.filters.max_turn_chars` is quarantined before spaCy (whose limit
+is 1,000,000 characters) sees it. Resume: after each input file pass 1 checkpoints
+(`_ingest.json`: byte offsets of its temp files, counters, and the dedup journal
+`_dedup.jsonl`), so a killed ingest with the same inputs and config continues after the
+last finished file and writes the same bytes as an uninterrupted one; pass 2 resumes from
+its records and the response cache.
+
     hybridtune ingest ../shared/data/annomi/AnnoMI-simple.csv --out runs/x/real --no-llm
     hybridtune run configs/demo.yaml --stage real
 """
 from __future__ import annotations
 
+import hashlib
 import itertools
+import json
 import os
 import time
 from collections import Counter
@@ -44,21 +55,33 @@ from .segment import segment
 
 
 class StreamWriter:
-    """JSONL written to a temp file and renamed on commit: a killed pass leaves the old file intact."""
+    """JSONL written to a temp file and renamed on commit: a killed pass leaves the old file intact.
 
-    def __init__(self, st: StageDir, name: str):
+    `resume` (a `checkpoint()` of a killed pass) reopens its temp file cut back to that point."""
+
+    def __init__(self, st: StageDir, name: str, resume: dict | None = None):
         self.path = st.file(name)
         self.tmp = self.path.with_name(f".{name}.tmp")
-        self.f: IO[str] = self.tmp.open("w", encoding="utf-8")
-        self.n = 0
+        if resume is not None:
+            self.f: IO[bytes] = self.tmp.open("r+b")
+            self.f.truncate(resume["bytes"])
+            self.f.seek(resume["bytes"])
+            self.n = resume["n"]
+        else:
+            self.f = self.tmp.open("wb")
+            self.n = 0
 
     def write(self, rec: Any) -> None:
-        self.f.write(dump_json(rec) + "\n")
+        self.f.write((dump_json(rec) + "\n").encode("utf-8"))
         self.n += 1
 
-    def commit(self) -> int:
+    def checkpoint(self) -> dict:
         self.f.flush()
         os.fsync(self.f.fileno())
+        return {"bytes": self.f.tell(), "n": self.n}
+
+    def commit(self) -> int:
+        self.checkpoint()
         self.f.close()
         os.replace(self.tmp, self.path)
         return self.n
@@ -73,11 +96,40 @@ class Stats:
     safety: Counter = field(default_factory=Counter)
     attribution: list[float] = field(default_factory=list)
     quarantined_files: int = 0
+    quarantined_records: int = 0  # bad records and sessions that failed, not ordinary filter drops
+
+    def to_json(self) -> dict:
+        return {k: dict(v) if isinstance(v, Counter) else v for k, v in vars(self).items()}
+
+    @classmethod
+    def from_json(cls, d: dict) -> Stats:
+        return cls(**{k: Counter(v) if isinstance(getattr(cls(), k), Counter) else v for k, v in d.items()})
+
+
+STATE, JOURNAL = "_ingest.json", "_dedup.jsonl"
+
+
+def fingerprint(ctx: Context, files: list[Path], fmt: str | None) -> str:
+    """What pass 1's output depends on: the input files (path, size, mtime), the real config, seed, format."""
+    h = hashlib.sha256(json.dumps([ctx.cfg.real.model_dump(mode="json"), ctx.cfg.seed, fmt]).encode())
+    for f in files:
+        st = f.stat()
+        h.update(f"{f}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()
 
 
 def _quarantine(q: StreamWriter, scrub: Scrubber, file: str, line: int | None, reason: str, excerpt: str = "") -> None:
     q.write(QuarantineEntry(id=stable_id("quarantine", file, line, reason), file=file, line=line, reason=reason,
                             excerpt=scrub.scrub_text(excerpt[:200]) if excerpt and scrub.cfg.enabled else ""))
+
+
+def _too_long(texts: list[str], limit: int) -> str | None:
+    """The drop reason when a turn is over the limit (checked before any spaCy call)."""
+    for i, t in enumerate(texts):
+        if len(t) > limit:
+            return (f"turn_too_long: turn {i + 1} has {len(t)} characters, over real.filters.max_turn_chars={limit}; "
+                    "split it into turns (or raise the limit, at most 900000)")
+    return None
 
 
 async def process(ctx: Context, raw: RawSession, scrub: Scrubber, st_: Stats, dd: Deduper) -> tuple[Session | None, str | None]:
@@ -91,6 +143,8 @@ async def process(ctx: Context, raw: RawSession, scrub: Scrubber, st_: Stats, dd
     turns = clean_turns(raw.turns, cfg.clean)
     if not turns:
         return None, "empty: no text after cleaning"
+    if too_long := _too_long([t.text for t in turns], cfg.filters.max_turn_chars):
+        return None, too_long
     att = raw.meta.get("attribution")
     scrubbed = False
     below = cfg.attribution.llm_below
@@ -105,7 +159,7 @@ async def process(ctx: Context, raw: RawSession, scrub: Scrubber, st_: Stats, dd
         return None, (f"speaker attribution unsure: confidence {att['confidence']:.2f} < real.attribution.min_confidence="
                       f"{cfg.attribution.min_confidence}; add '>>' marks or voice tags, or review the roles by hand")
     msgs = merge_turns(turns)
-    reason = first_failure(msgs, cfg.filters)
+    reason = _too_long([m.content for m in msgs], cfg.filters.max_turn_chars) or first_failure(msgs, cfg.filters)
     if reason:
         return None, reason
     dup = dd.check(sid, "\n".join(f"{m.role}: {m.content}" for m in msgs))
@@ -129,13 +183,61 @@ async def ingest(ctx: Context, st: StageDir, files: list[Path], fmt: str | None 
     """Run the whole stage over `files` into `st`; returns the summary (also in report.json)."""
     cfg = ctx.cfg.real
     t0 = time.time()
-    stats = Stats()
+    fp = fingerprint(ctx, files, fmt)
+    state = st.read_json(STATE) or {}
+    if state.get("fingerprint") != fp or not (state.get("committed") or all(
+            (w := st.file(f".{name}.tmp")).exists() and w.stat().st_size >= state["writers"][name]["bytes"]
+            for name in ("_clean.jsonl", "quarantine.jsonl", JOURNAL))):
+        state = {}  # other inputs or config, or nothing to resume: start over
+    stats = Stats.from_json(state["stats"]) if state else Stats()
+    journal_file = st.file(JOURNAL if state.get("committed") else f".{JOURNAL}.tmp")
+    dd = Deduper(cfg.dedup, "sessions")
+    if state:
+        with journal_file.open("rb") as f:
+            for line in itertools.islice(f, state["writers"][JOURNAL]["n"]):
+                dd.replay(json.loads(line))
+    if state.get("committed"):
+        ctx.log(f"real: pass 1 done already ({len(files)} files), resuming after it")
+        n_quarantine = state["writers"]["quarantine.jsonl"]["n"]
+    else:
+        n_quarantine = await _pass1(ctx, st, files, fmt, fp, state, stats, dd)
+    llm = await llm_steps(ctx, st) if cfg.llm else {}
+    out = finish(ctx, st, llm)
+    summary = {
+        "files_in": stats.steps["files_in"], "files_quarantined": stats.quarantined_files,
+        "records_quarantined": stats.quarantined_records,
+        "quarantine_entries": n_quarantine, "sessions_in": stats.steps["sessions_in"],
+        "after_filters": stats.steps["after_filters"], "after_dedup": stats.steps["after_dedup"],
+        **out, "llm": llm, "seconds": round(time.time() - t0, 2),
+    }
+    write_reports(st, summary, stats, dd, llm, out)
+    return summary
+
+
+async def _pass1(ctx: Context, st: StageDir, files: list[Path], fmt: str | None, fp: str, state: dict,
+                 stats: Stats, dd: Deduper) -> int:
+    """Pass 1 over the files not done yet, checkpointing after each; returns the quarantine count."""
+    cfg = ctx.cfg.real
+    t0 = time.time()
     scrub = Scrubber(cfg.pii, seed=ctx.cfg.seed)
     screener = build_screener(ctx.cfg, ctx.llms, ctx.domain) if cfg.safety_screen else None
-    dd = Deduper(cfg.dedup, "sessions")
-    clean = StreamWriter(st, "_clean.jsonl")
-    q = StreamWriter(st, "quarantine.jsonl")
-    for path in files:
+    w = state.get("writers", {})
+    clean = StreamWriter(st, "_clean.jsonl", w.get("_clean.jsonl"))
+    q = StreamWriter(st, "quarantine.jsonl", w.get("quarantine.jsonl"))
+    journal = StreamWriter(st, JOURNAL, w.get(JOURNAL))
+    dd.journal = journal.write
+    done = state.get("files_done", 0)
+    if done:
+        ctx.log(f"real: resuming after {done} of {len(files)} files (checkpoint {st.file(STATE)})")
+
+    def checkpoint(files_done: int, committed: bool = False) -> None:
+        writers = {"_clean.jsonl": clean, "quarantine.jsonl": q, JOURNAL: journal}
+        st.write_json(STATE, {"fingerprint": fp, "files_done": files_done, "committed": committed,
+                              "stats": stats.to_json(),
+                              "writers": {k: ({"bytes": v.path.stat().st_size, "n": v.n} if committed else v.checkpoint())
+                                          for k, v in writers.items()}})
+
+    for i, path in enumerate(files[done:], done):
         if cfg.max_sessions and stats.steps["sessions_in"] >= cfg.max_sessions:
             break
         stats.steps["files_in"] += 1
@@ -154,14 +256,26 @@ async def ingest(ctx: Context, st: StageDir, files: list[Path], fmt: str | None 
                 _quarantine(q, scrub, str(path), line, reason)
                 ctx.log(f"[yellow]quarantined[/yellow] {path}{f':{line}' if line else ''}: {reason}")
                 break
+            if isinstance(raw, BadInput):  # one bad record: quarantined, the rest of the file is read
+                stats.quarantined_records += 1
+                _quarantine(q, scrub, str(path), raw.line, raw.reason)
+                ctx.log(f"[yellow]quarantined[/yellow] {path}{f':{raw.line}' if raw.line else ''}: {raw.reason}")
+                continue
             stats.steps["sessions_in"] += 1
             stats.formats[raw.format] += 1
-            session, reason = await process(ctx, raw, scrub, stats, dd)
+            try:
+                session, reason = await process(ctx, raw, scrub, stats, dd)
+            except UserError:
+                raise
+            except Exception as e:  # one session that breaks a library never stops the call
+                session, reason = None, f"failed: could not process it ({type(e).__name__}); check its text"
             if reason and reason.startswith("duplicate"):
                 stats.steps["after_filters"] += 1
                 continue  # reported in the duplicate clusters
             if session is None:
                 stats.filters[reason.split(":")[0]] += 1
+                if reason.startswith(("turn_too_long", "failed")):
+                    stats.quarantined_records += 1
                 _quarantine(q, scrub, raw.file, raw.line, f"session {raw.key} dropped: {reason}")
                 continue
             stats.steps["after_filters"] += 1
@@ -177,18 +291,11 @@ async def ingest(ctx: Context, st: StageDir, files: list[Path], fmt: str | None 
             clean.write(session)
             if stats.steps["sessions_in"] % 500 == 0:
                 ctx.log(f"real: {stats.steps['sessions_in']} sessions in, {time.time() - t0:.0f}s")
-    clean.commit()
-    n_quarantine = q.commit()
-    llm = await llm_steps(ctx, st) if cfg.llm else {}
-    out = finish(ctx, st, llm)
-    summary = {
-        "files_in": stats.steps["files_in"], "files_quarantined": stats.quarantined_files,
-        "quarantine_entries": n_quarantine, "sessions_in": stats.steps["sessions_in"],
-        "after_filters": stats.steps["after_filters"], "after_dedup": stats.steps["after_dedup"],
-        **out, "llm": llm, "seconds": round(time.time() - t0, 2),
-    }
-    write_reports(st, summary, stats, dd, llm, out)
-    return summary
+        checkpoint(i + 1)
+    for wr in (clean, q, journal):
+        wr.commit()
+    checkpoint(len(files), committed=True)
+    return q.n
 
 
 async def llm_steps(ctx: Context, st: StageDir) -> dict:
@@ -246,7 +353,7 @@ def finish(ctx: Context, st: StageDir, llm: dict) -> dict:
 
 
 async def run(ctx: Context, st: StageDir) -> dict:
-    """Pipeline stage `real`: ingest `cfg.real.inputs`."""
+    """Pipeline stage `real`: ingest `cfg.real.inputs` (never the run's own folder)."""
     if not ctx.cfg.real.inputs:
         raise UserError("real.inputs: no transcripts configured; set real.inputs to files or folders (e.g. [data/demo])")
-    return await ingest(ctx, st, expand_inputs(ctx.cfg.real.inputs))
+    return await ingest(ctx, st, expand_inputs(ctx.cfg.real.inputs, exclude=st.path))
