@@ -107,6 +107,15 @@ class EndpointConfig(Strict):
             raise ValueError("not an environment variable name (letters, digits and '_'), e.g. OPENAI_API_KEY")
         return v
 
+    @field_validator("extra")
+    @classmethod
+    def _no_key_in_extra(cls, v: dict[str, Any]) -> dict[str, Any]:
+        for k, x in v.items():
+            if isinstance(x, str) and (looks_like_key(x) or url_credential(x) and "://" in x):
+                raise ValueError(f"'{k[:40]}' holds what looks like a key; keys never go in a config (it is shown by "
+                                 "--show and saved in the run); put it in an environment variable named by api_key_env")
+        return v
+
     @field_validator("base_url")
     @classmethod
     def _no_key_in_url(cls, v: str | list[str] | None) -> str | list[str] | None:
@@ -286,7 +295,7 @@ def format_validation_error(err: ValidationError, source: str) -> str:
         else:
             msg = e["msg"].removeprefix("Value error, ")
             got = e.get("input")
-            secret = loc[-1:] in (("api_key_env",), ("base_url",)) or looks_like_key(got)  # never echo a key
+            secret = "api_key_env" in loc or "base_url" in loc or "extra" in loc or looks_like_key(got)  # never echo a key
             got_s = f" (got {got!r})" if not isinstance(got, dict | list) and got is not None and not secret else ""
             lines.append(f"{source}: {path}: {msg}{got_s}")
     return "\n".join(lines)

@@ -27,12 +27,8 @@ import jinja2
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-<<<<<<< HEAD
 from .errors import UserError, first_error
-=======
-from .errors import UserError
 from .safeparse import BadYAML, load_yaml, yaml_error
->>>>>>> dacef17 (Security round 2 (issue 14), part 1: shared web guard for serve and review (Host allow-list incl. IPv6, same-origin JSON-only writes, body and nesting limits) by construction; plain run names; safe YAML (alias bound, duplicate keys) and depth-bounded JSON; key-shaped api_key_env and keys in URLs refused; config.yaml 0600; safety check and review-import quarantine bad lines and exit 1; path checks)
 
 DOMAINS_DIR = Path(__file__).parent / "domains"
 

@@ -75,11 +75,7 @@ def output_file(out: Path, inputs: Iterable[Path] = (), parent_must_exist: bool 
             raise UserError(f"{out}: is also the input; write the output to another file (the input is never overwritten)")
     if out.is_dir():
         raise UserError(f"{out}: is a folder; pass a file name for the output, e.g. {out / 'out.jsonl'}")
-    for parent in out.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise UserError(f"{out}: cannot create it, {parent} is a file, not a folder; choose another path")
-            break
+    _creatable(out)
     if parent_must_exist and not out.parent.is_dir():
         raise UserError(f"{out}: the folder {out.parent} does not exist; create it or choose another path")
     return out
@@ -89,6 +85,11 @@ def output_dir(out: Path) -> Path:
     """`out` if it is (or can become) a folder; else UserError."""
     if out.exists() and not out.is_dir():
         raise UserError(f"{out}: exists and is not a folder; --out takes a folder (it will hold sessions.jsonl, ...)")
+    return _creatable(out)
+
+
+def _creatable(out: Path) -> Path:
+    """UserError when the nearest existing ancestor of `out` is a file (so it cannot be created)."""
     for parent in out.parents:
         if parent.exists():
             if not parent.is_dir():

@@ -48,7 +48,7 @@ def _check_nodes(root: yaml.Node) -> None:
     stack: list[tuple[yaml.Node, bool]] = [(root, False)]
     while stack:
         node, children_done = stack.pop()
-        if id(node) in size:
+        if not children_done and id(node) in size:  # an alias of a node seen before: its size is known
             continue
         kids: list[yaml.Node] = []
         if isinstance(node, yaml.SequenceNode):

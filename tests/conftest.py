@@ -92,6 +92,35 @@ def serve_in_thread(app, probe: str):
         th.join(timeout=10)
 
 
+def start_cli_server(args: list[str], port: int, log: Path, ready: str) -> subprocess.Popen:
+    """`hybridtune ARGS --port PORT` in its own process group, once GET `ready` answers 200."""
+    import httpx
+
+    with log.open("a") as fh:
+        proc = subprocess.Popen([sys.executable, "-m", "hybridtune.cli", *args, "--port", str(port)], cwd=ROOT,
+                                stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(log.read_text()[-2000:])
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}{ready}", timeout=1).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    raise RuntimeError("server did not start: " + log.read_text()[-2000:])
+
+
+def stop_server(proc: subprocess.Popen) -> None:
+    """Stop a `start_cli_server` process group (by its id)."""
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
 @pytest.fixture(scope="session")
 def gguf_path() -> Path:
     from hybridtune.llm.llamacpp import find_gguf

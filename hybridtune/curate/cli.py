@@ -56,7 +56,7 @@ def register(app: typer.Typer) -> None:
         token = token or os.environ.get("HYBRIDTUNE_REVIEW_TOKEN") or None
         check_bind(host, token)
         curate_dir(run_dir, conversations_ok=True)
-        typer.echo(f"review: http://{host}:{port}/ (Ctrl+C to stop)", err=True)
+        typer.echo(f"review: http://{f'[{host}]' if ':' in host else host}:{port}/ (Ctrl+C to stop)", err=True)
         serve(run_dir, host, port, token, reviewer or getpass.getuser())
 
     @app.command("review-export")

@@ -27,76 +27,8 @@ from ..contamination import scenario_hits, scenario_text, training_texts
 from ..context import Context
 from ..errors import UserError, first_error
 from ..records import Persona, QuarantineEntry, Scenario, stable_id
-<<<<<<< HEAD
-from ..store import StageDir
-=======
 from ..safeparse import BadJSON, BadYAML, load_yaml, loads_json
-from ..store import StageDir, read_jsonl_dicts
-
-# -- contamination --------------------------------------------------------------
-
-_WORD = re.compile(r"[a-z0-9']+")
-
-
-def shingles(text: str, n: int = 3) -> set[str]:
-    """Word n-grams of lower-cased text (the unit of near-duplicate matching)."""
-    words = _WORD.findall(text.lower())
-    if len(words) < n:
-        return {" ".join(words)} if words else set()
-    return {" ".join(words[i : i + n]) for i in range(len(words) - n + 1)}
-
-
-def scenario_text(s: Scenario) -> str:
-    return f"{s.summary}\n{s.scenario}"
-
-
-def contamination(queries: dict[str, str], train: dict[str, str], threshold: float) -> list[dict]:
-    """Queries whose word 3-grams are mostly (>= threshold) contained in one training text.
-
-    Containment rather than Jaccard: an evaluation scenario copied into a long training
-    session shares few shingles with it relative to the union, but nearly all of its own.
-    An inverted index keeps this linear in the total text size.
-    """
-    index: dict[str, list[str]] = defaultdict(list)
-    for tid, text in train.items():
-        for sh in shingles(text):
-            index[sh].append(tid)
-    hits = []
-    for qid, text in queries.items():
-        qs = shingles(text)
-        if not qs:
-            continue
-        counts: dict[str, int] = defaultdict(int)
-        for sh in qs:
-            for tid in index.get(sh, ()):
-                counts[tid] += 1
-        if not counts:
-            continue
-        tid, c = max(counts.items(), key=lambda kv: kv[1])
-        share = c / len(qs)
-        if share >= threshold:
-            hits.append({"id": qid, "train_id": tid, "containment": round(share, 3)})
-    return hits
-
-
-def training_texts(ctx: Context) -> dict[str, str]:
-    """Texts that are (or will be) trained on: mix training sets when they exist, else the
-    curated/synthetic/real sessions and the training scenarios they came from."""
-    root = ctx.store.root
-    mix = sorted((root / "mix").glob("*/train.jsonl")) + sorted((root / "mix").glob("*/valid.jsonl"))
-    files = mix or [root / "real" / "sessions.jsonl", root / "synth" / "sessions.jsonl",
-                    root / "curate" / "selected.jsonl", root / "scenarios" / "scenarios.jsonl"]
-    out: dict[str, str] = {}
-    for f in files:
-        for i, d in enumerate(read_jsonl_dicts(f)):
-            key = f"{f.parent.name}/{f.name}:{d.get('id', i)}"
-            if "messages" in d:
-                out[key] = "\n".join(str(m.get("content", "")) for m in d["messages"] if m.get("role") != "system")
-            elif "scenario" in d:
-                out[key] = f"{d.get('summary', '')}\n{d.get('scenario', '')}"
-    return out
-
->>>>>>> dacef17 (Security round 2 (issue 14), part 1: shared web guard for serve and review (Host allow-list incl. IPv6, same-origin JSON-only writes, body and nesting limits) by construction; plain run names; safe YAML (alias bound, duplicate keys) and depth-bounded JSON; key-shaped api_key_env and keys in URLs refused; config.yaml 0600; safety check and review-import quarantine bad lines and exit 1; path checks)
+from ..store import StageDir
 
 # -- loaders ----------------------------------------------------------------------
 

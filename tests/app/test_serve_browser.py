@@ -43,27 +43,9 @@ def server(make_cfg):
     pool = LLMPool(cfg)
     pool.install("local", SlowStream(responder=_reply))
     base = open_engine(cfg, pool=pool)
-<<<<<<< HEAD
-    app = create_app(base.fork, token=TOKEN, max_chars=cfg.safety.max_chars, allowed_hosts=list(LOOPBACK))
+    app = create_app(base.fork, token=TOKEN, max_chars=cfg.safety.max_chars, host="127.0.0.1")
     with serve_in_thread(app, "/api/info") as url:
         yield url, base
-=======
-    app = create_app(base.fork, token=TOKEN, max_chars=cfg.safety.max_chars, host="127.0.0.1")
-    port = free_port()
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    th = threading.Thread(target=srv.run, daemon=True)
-    th.start()
-    deadline = time.time() + 20
-    while time.time() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/api/info", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    yield f"http://127.0.0.1:{port}", base
-    srv.should_exit = True
-    th.join(timeout=10)
->>>>>>> dacef17 (Security round 2 (issue 14), part 1: shared web guard for serve and review (Host allow-list incl. IPv6, same-origin JSON-only writes, body and nesting limits) by construction; plain run names; safe YAML (alias bound, duplicate keys) and depth-bounded JSON; key-shaped api_key_env and keys in URLs refused; config.yaml 0600; safety check and review-import quarantine bad lines and exit 1; path checks)
 
 
 def test_chat_page_streams_screens_and_escapes(server):

@@ -3,18 +3,13 @@ real `hybridtune review` server: keyboard review, an edit that survives a server
 transcript markup shown as text, never run."""
 from __future__ import annotations
 
-import os
 import shutil
-import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 
-import socket
-
-import httpx
 import pytest
+
+from tests.conftest import free_port, start_cli_server, stop_server
 
 from .helpers import session, write_curated
 
@@ -24,35 +19,8 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-net
         "--disable-sync", "--no-first-run"]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _start(run_dir: Path, port: int, log: Path) -> subprocess.Popen:
-    with log.open("a") as fh:
-        proc = subprocess.Popen([sys.executable, "-m", "hybridtune.cli", "review", str(run_dir), "--port", str(port),
-                                 "--reviewer", "tester"], stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
-    deadline = time.time() + 30
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(log.read_text()[-2000:])
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/api/meta", timeout=1).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    os.killpg(proc.pid, signal.SIGKILL)
-    raise RuntimeError("review server did not start")
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
+    return start_cli_server(["review", str(run_dir), "--reviewer", "tester"], port, log, "/api/meta")
 
 
 def test_keyboard_review_and_edit_survives_restart(tmp_path):
@@ -88,7 +56,7 @@ def test_keyboard_review_and_edit_survives_restart(tmp_path):
             page.locator("body").press("j")
             page.locator("body").press("x")
             expect(page.locator("#rows tr")).to_have_count(0)
-            _stop(proc)
+            stop_server(proc)
             proc = _start(run_dir, port, log)  # a restarted server: everything came from the run store
             page.reload()
             page.select_option("#f-status", "decided")
@@ -99,6 +67,6 @@ def test_keyboard_review_and_edit_survives_restart(tmp_path):
             expect(page.locator("#detail")).to_contain_text("tester: edit turn 1")
             browser.close()
     finally:
-        _stop(proc)
+        stop_server(proc)
     lines = (run_dir / "curate" / "decisions.jsonl").read_text().splitlines()
     assert len(lines) == 3 and all('"reviewer":"tester"' in x for x in lines)

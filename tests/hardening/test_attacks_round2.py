@@ -123,8 +123,10 @@ def test_killed_ingest_resumes_with_identical_output(tmp_path):
 
 
 # -- 7 and 12. YAML alias bomb, duplicate keys --------------------------------------------------------
-BOMB = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
-    f"{c}: &{c} [{', '.join(['*' + p] * 9)}]\n" for p, c in zip("abcdefgh", "bcdefghi", strict=True)) + "seed: 1\n"
+# 9 levels of 9 aliases = 387 million values, in a place the schema accepts anything (`extra`),
+# so it used to pass validation and then hang `--show` (and any stage) at gigabytes
+BOMB = "endpoints:\n  local:\n    backend: fake\n    extra:\n      a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"      {c}: &{c} [{', '.join(['*' + p] * 9)}]\n" for p, c in zip("abcdefgh", "bcdefghi", strict=True))
 
 
 @pytest.mark.parametrize("args", [["config", "check"], ["config", "check", "--show"]])
@@ -213,6 +215,14 @@ def test_key_in_api_key_env_is_refused_and_never_printed(tmp_path):
         no_traceback(out)
         assert out.returncode == 2 and "looks like a key, not a variable name" in out.stderr, out.stderr
         assert KEY not in out.stdout + out.stderr and KEY[:12] not in out.stdout + out.stderr
+
+
+def test_key_in_backend_extra_is_refused_and_never_shown(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"endpoints:\n  local:\n    backend: fake\n    extra: {{api_key: {KEY}}}\n")
+    out = ht("config", "check", str(cfg), "--show")
+    no_traceback(out)
+    assert out.returncode == 2 and "looks like a key" in out.stderr and KEY not in out.stdout + out.stderr
 
 
 @pytest.mark.parametrize("url", [f"https://user:{KEY}@api.example.com/v1", f"https://api.example.com/v1?api_key={KEY}",

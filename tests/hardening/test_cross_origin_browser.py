@@ -12,19 +12,14 @@ from __future__ import annotations
 
 import http.server
 import json
-import os
 import shutil
-import signal
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
-import httpx
 import pytest
 
-from tests.conftest import ROOT, free_port
+from tests.conftest import free_port, start_cli_server, stop_server
 from tests.curate.helpers import session, write_curated
 
 pytestmark = pytest.mark.browser
@@ -55,32 +50,6 @@ function form(url, body) {  // enctype text/plain: name=value is sent as-is, so 
   window.results = R; window.done = true;
 })();
 </script></body></html>"""
-
-
-def _start(args: list[str], port: int, log: Path, ready: str, env: dict | None = None) -> subprocess.Popen:
-    with log.open("a") as fh:
-        proc = subprocess.Popen([sys.executable, "-m", "hybridtune.cli", *args, "--port", str(port)], cwd=ROOT,
-                                stdout=fh, stderr=subprocess.STDOUT, start_new_session=True,
-                                env={**os.environ, **(env or {})})
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(log.read_text()[-2000:])
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}{ready}", timeout=1).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    os.killpg(proc.pid, signal.SIGKILL)
-    raise RuntimeError("server did not start: " + log.read_text()[-2000:])
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
 
 
 def _attacker(folder: Path, targets: list[tuple[str, str]]) -> tuple[http.server.ThreadingHTTPServer, int]:
@@ -120,7 +89,7 @@ def test_review_app_ignores_other_origins_and_rebinding(tmp_path, browser):
     write_curated(run, review=[target])
     decisions = run / "curate" / "decisions.jsonl"
     port = free_port()
-    proc = _start(["review", str(run), "--reviewer", "tester"], port, tmp_path / "review.log", "/api/meta")
+    proc = start_cli_server(["review", str(run), "--reviewer", "tester"], port, tmp_path / "review.log", "/api/meta")
     evil, evil_port = _attacker(tmp_path / "evil", [
         (f"http://127.0.0.1:{port}/api/sessions/{target.id}/decision",
          json.dumps({"action": "edit", "index": 1, "content": "POISONED", "reviewer": "evil"})),
@@ -147,13 +116,13 @@ def test_review_app_ignores_other_origins_and_rebinding(tmp_path, browser):
         assert [(d["action"], d["reviewer"]) for d in lines] == [("accept", "tester")]
     finally:
         evil.shutdown()
-        _stop(proc)
+        stop_server(proc)
 
 
 def test_serve_app_ignores_cross_site_posts(tmp_path, browser):
     port = free_port()
     runs = tmp_path / "runs"
-    proc = _start(["serve", "--set", f"runs_dir={runs}", "--set", "endpoints.local.backend=fake",
+    proc = start_cli_server(["serve", "--set", f"runs_dir={runs}", "--set", "endpoints.local.backend=fake",
                    "--set", "safety.use_model=false"], port, tmp_path / "serve.log", "/api/info")
     sid = "attacker-session-1"
     evil, evil_port = _attacker(tmp_path / "evil", [
@@ -181,4 +150,4 @@ def test_serve_app_ignores_cross_site_posts(tmp_path, browser):
         assert sid not in saved.read_text() and "spend your budget" not in saved.read_text()
     finally:
         evil.shutdown()
-        _stop(proc)
+        stop_server(proc)

@@ -29,12 +29,8 @@ from pydantic import ValidationError
 from ...errors import UserError
 from ...records import Session
 from ...store import StageDir
-<<<<<<< HEAD
-from ..config import CRITERIA, FLAGS
-=======
 from ...webguard import LOOPBACK, guarded_app
-from ..config import FLAGS
->>>>>>> dacef17 (Security round 2 (issue 14), part 1: shared web guard for serve and review (Host allow-list incl. IPv6, same-origin JSON-only writes, body and nesting limits) by construction; plain run names; safe YAML (alias bound, duplicate keys) and depth-bounded JSON; key-shaped api_key_env and keys in URLs refused; config.yaml 0600; safety check and review-import quarantine bad lines and exit 1; path checks)
+from ..config import CRITERIA, FLAGS
 from ..decisions import DECISIONS, Decision, DecisionIn, fold, load_candidates, make_decision
 from ..select import mean_score, session_techniques
 
