@@ -25,7 +25,7 @@ def _client(make_cfg, *overrides):
     pool = LLMPool(cfg)
     pool.install("local", FakeBackend(responder=lambda req: "Thank you Sarah Whitfield, tell me more about work."))
     base = open_engine(cfg, pool=pool, surface="serve")
-    return TestClient(create_app(base.fork, max_chars=cfg.safety.max_chars)), cfg
+    return TestClient(create_app(base.fork, max_chars=cfg.safety.max_chars), base_url="http://127.0.0.1"), cfg
 
 
 def _done(resp) -> dict:
@@ -96,7 +96,7 @@ def test_accepted_conversations_are_a_real_data_source_and_reviewed_beside_synth
     assert expand_inputs([str(folder)]) == [folder / "accepted.jsonl"]  # nothing before review
     assert (folder / "accepted.jsonl").read_text() == ""
     write_curated(cfg.run_dir, review=[session(1, mean=5)])
-    rc = TestClient(review_app(cfg.run_dir))
+    rc = TestClient(review_app(cfg.run_dir), base_url="http://127.0.0.1")
     rows = rc.get("/api/sessions", params={"status": "queue"}).json()
     assert {r["source"] for r in rows} == {"synthetic", "conversation"}  # side by side
     convs = [r for r in rows if r["source"] == "conversation"]

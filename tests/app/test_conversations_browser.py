@@ -10,7 +10,7 @@ import pytest
 
 from hybridtune.app import conversations as C
 from hybridtune.app.engine import open_engine
-from hybridtune.app.web import LOOPBACK, create_app
+from hybridtune.app.web import create_app
 from hybridtune.curate.review.app import create_app as review_app
 from hybridtune.llm import LLMPool
 from hybridtune.llm.fake import FakeBackend
@@ -33,7 +33,7 @@ def test_kept_conversation_with_feedback_is_reviewed_and_accepted(make_cfg):
     pool.install("local", FakeBackend(responder=lambda req: "That sounds hard, Maria. What went through your mind?"))
     base = open_engine(cfg, pool=pool, surface="serve")
     write_curated(cfg.run_dir, review=[session(7, mean=5.5)])  # a synthetic session waiting for review
-    chat = serve_in_thread(create_app(base.fork, max_chars=cfg.safety.max_chars, allowed_hosts=list(LOOPBACK)), "/api/info")
+    chat = serve_in_thread(create_app(base.fork, max_chars=cfg.safety.max_chars, host="127.0.0.1"), "/api/info")
     with chat as chat_url, serve_in_thread(review_app(cfg.run_dir), "/api/meta") as rev_url:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
