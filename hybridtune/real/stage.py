@@ -155,7 +155,8 @@ async def process(ctx: Context, raw: RawSession, scrub: Scrubber, st_: Stats, dd
         scrubbed = True
         raw.turns = turns
         await attribute_with_llm(ctx, raw)
-    if att and att.get("llm") not in ("agreed", "flipped") and att.get("confidence", 1) < cfg.attribution.min_confidence:
+    if (att and att.get("method") == "words" and att.get("llm") not in ("agreed", "flipped")
+            and att.get("confidence", 1) < cfg.attribution.min_confidence):  # captions whose roles came from words alone
         return None, (f"speaker attribution unsure: confidence {att['confidence']:.2f} < real.attribution.min_confidence="
                       f"{cfg.attribution.min_confidence}; add '>>' marks or voice tags, or review the roles by hand")
     msgs = merge_turns(turns)
@@ -218,7 +219,6 @@ async def _pass1(ctx: Context, st: StageDir, files: list[Path], fmt: str | None,
                  stats: Stats, dd: Deduper) -> int:
     """Pass 1 over the files not done yet, checkpointing after each; returns the quarantine count."""
     cfg = ctx.cfg.real
-    t0 = time.time()
     scrub = Scrubber(cfg.pii, seed=ctx.cfg.seed)
     screener = build_screener(ctx.cfg, ctx.llms, ctx.domain) if cfg.safety_screen else None
     w = state.get("writers", {})
@@ -237,61 +237,62 @@ async def _pass1(ctx: Context, st: StageDir, files: list[Path], fmt: str | None,
                               "writers": {k: ({"bytes": v.path.stat().st_size, "n": v.n} if committed else v.checkpoint())
                                           for k, v in writers.items()}})
 
-    for i, path in enumerate(files[done:], done):
-        if cfg.max_sessions and stats.steps["sessions_in"] >= cfg.max_sessions:
-            break
-        stats.steps["files_in"] += 1
-        sessions = read_file(path, cfg, fmt)
-        while not (cfg.max_sessions and stats.steps["sessions_in"] >= cfg.max_sessions):
-            try:
-                raw = next(sessions)
-            except StopIteration:
+    with ctx.progress() as bar:  # files done with an ETA, sessions read so far
+        task = bar.add_task("real: read, clean, scrub", total=len(files), completed=done, rate="")
+        for i, path in enumerate(files[done:], done):
+            if cfg.max_sessions and stats.steps["sessions_in"] >= cfg.max_sessions:
                 break
-            except (BadInput, Exception) as e:  # the file breaks here; sessions before it are kept
-                if isinstance(e, UserError):
-                    raise
-                line, reason = (e.line, e.reason) if isinstance(e, BadInput) else (
-                    None, f"could not parse ({type(e).__name__}: {scrub.scrub_text(str(e)[:150])}); check the format")
-                stats.quarantined_files += 1
-                _quarantine(q, scrub, str(path), line, reason)
-                ctx.log(f"[yellow]quarantined[/yellow] {path}{f':{line}' if line else ''}: {reason}")
-                break
-            if isinstance(raw, BadInput):  # one bad record: quarantined, the rest of the file is read
-                stats.quarantined_records += 1
-                _quarantine(q, scrub, str(path), raw.line, raw.reason)
-                ctx.log(f"[yellow]quarantined[/yellow] {path}{f':{raw.line}' if raw.line else ''}: {raw.reason}")
-                continue
-            stats.steps["sessions_in"] += 1
-            stats.formats[raw.format] += 1
-            try:
-                session, reason = await process(ctx, raw, scrub, stats, dd)
-            except UserError:
-                raise
-            except Exception as e:  # one session that breaks a library never stops the call
-                session, reason = None, f"failed: could not process it ({type(e).__name__}); check its text"
-            if reason and reason.startswith("duplicate"):
-                stats.steps["after_filters"] += 1
-                continue  # reported in the duplicate clusters
-            if session is None:
-                stats.filters[reason.split(":")[0]] += 1
-                if reason.startswith(("turn_too_long", "failed")):
+            stats.steps["files_in"] += 1
+            sessions = read_file(path, cfg, fmt)
+            while not (cfg.max_sessions and stats.steps["sessions_in"] >= cfg.max_sessions):
+                try:
+                    raw = next(sessions)
+                except StopIteration:
+                    break
+                except (BadInput, Exception) as e:  # the file breaks here; sessions before it are kept
+                    if isinstance(e, UserError):
+                        raise
+                    line, reason = (e.line, e.reason) if isinstance(e, BadInput) else (
+                        None, f"could not parse ({type(e).__name__}: {scrub.scrub_text(str(e)[:150])}); check the format")
+                    stats.quarantined_files += 1
+                    _quarantine(q, scrub, str(path), line, reason)
+                    ctx.log(f"[yellow]quarantined[/yellow] {path}{f':{line}' if line else ''}: {reason}")
+                    break
+                if isinstance(raw, BadInput):  # one bad record: quarantined, the rest of the file is read
                     stats.quarantined_records += 1
-                _quarantine(q, scrub, raw.file, raw.line, f"session {raw.key} dropped: {reason}")
-                continue
-            stats.steps["after_filters"] += 1
-            if screener is not None:  # the same layered screen as chat; a person's risk = max over their turns
-                risk = await screener.screen_session(session)
-                session.meta["safety"] = {"risk": risk.risk, "categories": list(risk.categories),
-                                          "evidence": [e[:160] for e in risk.evidence], "review": risk.risk in ("high", "imminent"),
-                                          "source": risk.source, "turns": risk.model_extra.get("turns", [])}
-                stats.safety[risk.risk] += 1
-            else:
-                session.meta["safety"] = {"risk": "unscreened"}
-            stats.steps["after_dedup"] += 1
-            clean.write(session)
-            if stats.steps["sessions_in"] % 500 == 0:
-                ctx.log(f"real: {stats.steps['sessions_in']} sessions in, {time.time() - t0:.0f}s")
-        checkpoint(i + 1)
+                    _quarantine(q, scrub, str(path), raw.line, raw.reason)
+                    ctx.log(f"[yellow]quarantined[/yellow] {path}{f':{raw.line}' if raw.line else ''}: {raw.reason}")
+                    continue
+                stats.steps["sessions_in"] += 1
+                stats.formats[raw.format] += 1
+                try:
+                    session, reason = await process(ctx, raw, scrub, stats, dd)
+                except UserError:
+                    raise
+                except Exception as e:  # one session that breaks a library never stops the call
+                    session, reason = None, f"failed: could not process it ({type(e).__name__}); check its text"
+                if reason and reason.startswith("duplicate"):
+                    stats.steps["after_filters"] += 1
+                    continue  # reported in the duplicate clusters
+                if session is None:
+                    stats.filters[reason.split(":")[0]] += 1
+                    if reason.startswith(("turn_too_long", "failed")):
+                        stats.quarantined_records += 1
+                    _quarantine(q, scrub, raw.file, raw.line, f"session {raw.key} dropped: {reason}")
+                    continue
+                stats.steps["after_filters"] += 1
+                if screener is not None:  # the same layered screen as chat; a person's risk = max over their turns
+                    risk = await screener.screen_session(session)
+                    session.meta["safety"] = {"risk": risk.risk, "categories": list(risk.categories),
+                                              "evidence": [e[:160] for e in risk.evidence], "review": risk.risk in ("high", "imminent"),
+                                              "source": risk.source, "turns": risk.model_extra.get("turns", [])}
+                    stats.safety[risk.risk] += 1
+                else:
+                    session.meta["safety"] = {"risk": "unscreened"}
+                stats.steps["after_dedup"] += 1
+                clean.write(session)
+            checkpoint(i + 1)
+            bar.update(task, advance=1, rate=f"{stats.steps['sessions_in']} sessions")
     for wr in (clean, q, journal):
         wr.commit()
     checkpoint(len(files), committed=True)

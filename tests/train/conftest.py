@@ -9,7 +9,7 @@ import pytest
 
 # a few optimizer steps over short sequences: enough to move the weights, seconds on 2 cores
 # one torch thread: on a shared, oversubscribed CPU more threads make each step far slower
-TINY = ["train.max_steps=2", "train.batch_size=1", "train.grad_accum=1", "train.max_seq_len=160",
+TINY = ["train.max_steps=2", "train.batch_size=1", "train.grad_accum=1", "train.max_seq_len=384",
         "train.save_steps=1", "train.eval_steps=1000", "train.logging_steps=1", "train.lora_r=4",
         "train.lora_alpha=8", "train.learning_rate=0.01", "train.threads=1"]
 
