@@ -83,7 +83,7 @@ def test_serve_gives_the_safe_response_when_only_the_learned_layer_flags(make_cf
     pool = LLMPool(cfg)
     pool.install("local", FakeBackend.with_replies(["That sounds like a lot."]))
     base = open_engine(cfg, pool=pool)
-    client = TestClient(create_app(base.fork, max_chars=cfg.safety.max_chars))
+    client = TestClient(create_app(base.fork, max_chars=cfg.safety.max_chars), base_url="http://127.0.0.1")
     r = client.post("/api/chat", json={"session": "learned-session-1", "message": ONLY_LEARNED})
     assert r.status_code == 200
     evs = [json.loads(line[5:]) for line in r.text.split("\n\n") if line.startswith("data:")]
