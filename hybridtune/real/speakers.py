@@ -42,6 +42,7 @@ from .cues import caption_pieces, parse_cues
 
 HEAD_PATH = Path(__file__).with_name("speaker_head.json")
 MARK = ">>"
+MARK_SWITCH = 0.999  # P(speaker changes) at a `>>` mark
 SENT_END = re.compile(r"(?<=[.?!])\s+(?=\S)")
 
 
@@ -134,7 +135,9 @@ class SpeakerHead:
         return _sigmoid(emission_features(texts) @ self.emit_w + self.emit_b)
 
     def p_switch(self, units: list[Unit], pause_s: float) -> np.ndarray:
-        return _sigmoid(boundary_features(units, pause_s) @ self.trans_w + self.trans_b)
+        p = _sigmoid(boundary_features(units, pause_s) @ self.trans_w + self.trans_b)
+        # a `>>` is an explicit speaker change: the regularised head would leave room to ignore it
+        return np.where([u.mark for u in units], np.maximum(p, MARK_SWITCH), p)
 
 
 @functools.lru_cache(maxsize=1)
