@@ -91,17 +91,6 @@ def test_low_confidence_session_goes_to_quarantine(fake_ctx, tmp_path):
     assert "speaker attribution unsure" in q["reason"] and "sleep.vtt" in q["file"]
 
 
-def test_confident_captions_are_kept_without_model_calls(fake_ctx, tmp_path):
-    d = tmp_path / "in"
-    d.mkdir()
-    shutil.copy(ROOT / "data" / "demo" / "sleep.vtt", d)
-    ctx_cm, fake = fake_ctx(f"real.inputs=[{d}]", "real.llm=false", "real.pii.ner=false")
-    with ctx_cm as ctx:
-        ctx.run_stage("real", run)
-    (s,) = ctx.store.stage("real").read("sessions.jsonl", Session)
-    assert s.meta["attribution"]["method"] == "words" and fake.calls == 0
-
-
 def test_embedded_default_skips_model_annotation_and_llm_attribution(make_cfg):
     with open_run(make_cfg(backend="llamacpp")) as ctx:  # the model is loaded lazily: nothing runs here
         assert not annotate_enabled(ctx) and not ask_llm_about_speakers(ctx)
