@@ -286,7 +286,8 @@ class Estimator:
         limit = cc.max_tokens or self.cfg.roles["judge"].max_tokens
         one = chat_tokens(render(tpl, transcript=stand_in(min(synth_tokens, cc.max_chars / CHARS_PER_TOKEN)),
                                  techniques="a, b, c"))
-        n, tin = self.cfg.synth.sessions, self.cfg.synth.sessions * one
+        n = self.cfg.synth.sessions if cc.judge else 0
+        tin = n * one
         if cc.judge_real:
             for s in data.sessions:
                 tin += chat_tokens(render(tpl, transcript="\n".join(f"x: {t}" for _, t in s)[: cc.max_chars]))

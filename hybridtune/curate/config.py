@@ -43,6 +43,9 @@ class CurateConfig(BaseModel):
     crisis_levels: list[str] = Field(
         default_factory=lambda: ["high", "imminent"],
         description="crisis-screen risk levels (none|low|high|imminent) that send a session to review as crisis content")
+    judge: bool = Field(
+        True, description="judge synthetic sessions with the LLM judge; off: keep every session the crisis screen "
+        "passes (reason not_judged), for a judge too weak to select, such as the embedded 135M model")
     judge_real: bool = Field(False, description="also judge real sessions (they are always crisis-screened)")
     second_judge_endpoint: str | None = Field(
         None, description="endpoint of an optional second judge (same rubric); agreement: Krippendorff's alpha")
@@ -59,8 +62,11 @@ class MixConfig(BaseModel):
     size: int = Field(500, ge=1, description="units per variant (train + valid) unless its recipe sets size")
     valid_fraction: float = Field(0.1, ge=0, lt=1, description="share of each variant held out for validation")
     test_fraction: float = Field(
-        0.1, ge=0, lt=1, description="share of eligible real and of synthetic sessions held out as test splits "
-        "that no variant trains on")
+        0.1, ge=0, lt=1, description="share of eligible real (and, unless test_fraction_synthetic is set, of "
+        "synthetic) sessions held out as test splits that no variant trains on")
+    test_fraction_synthetic: float | None = Field(
+        None, ge=0, lt=1, description="share of synthetic sessions held out as test_synthetic (None: test_fraction); "
+        "lets a study hold out half the real sessions without losing half the synthetic ones")
     min_test: int = Field(1, ge=0, description="at least this many sessions per test split (pools of 2 or more)")
     stratify_by: str = Field(
         "technique", description="attribute stratifying each source's sample unless a recipe sets balance_by: "
@@ -82,3 +88,8 @@ class MixConfig(BaseModel):
     licences: dict[str, str] = Field(
         default_factory=lambda: dict(KNOWN_LICENCES),
         description="licence of each real source for the dataset card, keyed by reader format or input folder name")
+
+    @property
+    def test_fraction_synth(self) -> float:
+        """The share of synthetic sessions held out (test_fraction_synthetic, else test_fraction)."""
+        return self.test_fraction if self.test_fraction_synthetic is None else self.test_fraction_synthetic

@@ -1,8 +1,9 @@
 """Stage `curate`: an LLM judge scores sessions, the layered crisis screen flags risk, and
 a selection policy keeps the best sessions per stratum and queues the rest for human review.
 
-Input : runs/<name>/synth/sessions.jsonl (Session), runs/<name>/real/sessions.jsonl (Session;
-        judged only with `curate.judge_real`, always crisis-screened).
+Input : runs/<name>/synth/sessions.jsonl (Session; judged unless `curate.judge` is off),
+        runs/<name>/real/sessions.jsonl (Session; judged only with `curate.judge_real`);
+        every session is crisis-screened.
 Output: runs/<name>/curate/
           judged.jsonl     Session + scores["judge"] (and ["judge2"]), one per judged session
           selected.jsonl   Session records kept by the policy (real and synthetic)
@@ -104,7 +105,7 @@ def load_inputs(ctx: Context) -> tuple[list[Session], list[Session]]:
 async def run(ctx: Context, st: StageDir) -> dict:
     cc = ctx.cfg.curate
     synth, real = load_inputs(ctx)
-    to_judge = synth + (real if cc.judge_real else [])
+    to_judge = (synth if cc.judge else []) + (real if cc.judge_real else [])
     ctx.log(f"curate: judging {len(to_judge)} sessions ({len(synth)} synthetic, {len(real)} real)")
     limit = cc.max_tokens or ctx.cfg.roles["judge"].max_tokens
     if to_judge and limit < MIN_VERDICT_TOKENS:
@@ -126,7 +127,7 @@ async def run(ctx: Context, st: StageDir) -> dict:
     failed = {f["item"] for f in st.read_dicts("failures.jsonl")} - set(judged)
     pool: list[Session] = []
     screener = build_screener(ctx.cfg, ctx.llms, ctx.domain)
-    for s in to_judge + ([] if cc.judge_real else real):
+    for s in synth + real:  # the judged copy where there is one
         s = judged.get(s.id, s)
         s = s.model_copy(update={"scores": {**s.scores, "risk": await crisis_screen(screener, s)}})
         pool.append(s)

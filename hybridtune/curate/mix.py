@@ -145,7 +145,7 @@ def build(real: list[Session], synth: list[Session], variants: list[Variant], mc
     held = heldout_real_ids(real, mc, seed) if heldout is None else heldout
     test_real = [s for s in sorted(real, key=lambda x: x.id) if s.id in held]
     real_avail = [s for s in sorted(real, key=lambda x: x.id) if s.id not in held]
-    test_syn, syn_avail = split_off(synth, mc.test_fraction, mc.min_test, rng, group=scenario_of)
+    test_syn, syn_avail = split_off(synth, mc.test_fraction_synth, mc.min_test, rng, group=scenario_of)
     avail = {"real": real_avail, "synthetic": syn_avail}
     why = f"{len(test_real)} real and {len(test_syn)} synthetic sessions held out for test{notes}"
     out = {"test_real.jsonl": test_real, "test_synthetic.jsonl": test_syn}

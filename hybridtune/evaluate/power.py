@@ -99,7 +99,7 @@ def plan(cfg, pilot: Path | None = None, judge_sd: float | None = None, nll_sd: 
     variants = [v.name for v in cfg.variant_list()]
     npairs = len(S.pairs(variants))
     metrics = list(ev.metrics)
-    splits = ["test_real"] + (["test_synthetic"] if cfg.mix.test_fraction > 0 else [])
+    splits = ["test_real"] + (["test_synthetic"] if cfg.mix.test_fraction_synth > 0 else [])
     fam_judge, fam_lik = npairs * len(metrics), npairs * len(splits)
     family = fam_judge + fam_lik  # planned as if the judge is validated: the larger, conservative family
     sds = pilot_sds(pilot) if pilot else {"judge": {}, "nll": None}

@@ -104,3 +104,21 @@ def test_judge_agreement_alpha_tracks_disagreement_and_skips_failed_second_verdi
     assert judge.judge_agreement(agree)["mean"] == 1.0
     assert judge.judge_agreement(oppose)["mean"] < 0
     assert judge.judge_agreement([*agree, with_two(9, 3, None)])["mean"] == 1.0  # the failed one is left out
+
+
+def test_judge_off_keeps_screened_sessions_without_a_model_call(fake_ctx):
+    """curate.judge=false (a judge too weak to select): no judge call, every session the crisis
+    screen passes is selected as not_judged, and a crisis session still goes to review."""
+    synth = [session(1, words="great"), session(2, words="broken"),
+             session(3, words="I have a plan to kill myself tonight")]
+    real = session(9, "real")
+    cm, fake = fake_ctx("curate.judge=false", "curate.min_per_technique=0", responder=_responder)
+    with cm as ctx:
+        _seed(ctx, synth, [real])
+        summary = ctx.run_stage("curate", judge.run)
+        st = ctx.store.stage("curate")
+        sel = {k: {s.id: s for s in st.read(f"{k}.jsonl", Session)} for k in ("selected", "review", "rejected")}
+    assert not [r for r in fake.requests if "Transcript:" in r.messages[-1]["content"]]  # nobody was judged
+    assert set(sel["selected"]) == {synth[0].id, synth[1].id, real.id}
+    assert all(s.meta["curate"]["reasons"] == ["not_judged"] for s in sel["selected"].values())
+    assert set(sel["review"]) == {synth[2].id} and summary["judge_failed"] == 0

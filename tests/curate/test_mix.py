@@ -68,6 +68,15 @@ def test_each_recipe_yields_its_size_and_share_and_no_held_out_session():
     assert abs(picked_exposure - 30 * avail_exposure / 54) < 1  # strata kept in proportion
 
 
+def test_synthetic_test_fraction_is_its_own_setting():
+    real, syn = _pools()
+    vs = _variants(FOUR, size=10)
+    out = mix.build(real, syn, vs, MixConfig(size=10, test_fraction=0.5, test_fraction_synthetic=0.1), seed=3)
+    assert len(out["test_real.jsonl"]) == 15 and len(out["test_synthetic.jsonl"]) == 6
+    same = mix.build(real, syn, vs, MixConfig(size=10, test_fraction=0.5), seed=3)
+    assert len(same["test_synthetic.jsonl"]) == 30  # unset: the real fraction applies to both
+
+
 def test_qa_units_are_single_exchanges_with_context_from_samples_and_never_held_out():
     from hybridtune.real.config import SegmentConfig
     from hybridtune.real.segment import segment
