@@ -10,8 +10,9 @@ Trend test, paired: for each evaluation scenario (judge metrics) or held-out ses
 (likelihood), the least-squares slope of the metric over the real share across the curve's
 variants; the slopes are tested against 0 with the two-sided Wilcoxon signed-rank test, with their
 Hodges-Lehmann median and its 95% CI (the estimate of that test, so the direction shown cannot
-contradict it), Holm-corrected across metrics. A slope is "per unit of real
-share": the change from an all-synthetic to an all-real set.
+contradict it). `dose_response` Holm-corrects its trends across metrics; in a report they join
+the verdict's one family instead (verdict.family). A slope is "per unit of real share": the
+change from an all-synthetic to an all-real set.
 
     curve = curve_points(variants, composition)     # [(name, share)], or [] when no curve
     res = dose_response(rows, curve, metrics, resamples=2000, alpha=0.05)
@@ -147,16 +148,24 @@ def load_nll_rows(ctx) -> list[dict]:
     return list(last.values())
 
 
-def report_section(ctx, res: dict, out_dir: Path, validated: bool) -> tuple[tuple[str, str], dict]:
-    """(markdown, html) of the report's dose-response section, and its results for results.json."""
+def compute(ctx, res: dict) -> dict:
+    """The run's dose-response result (report stage): curve from the declared variants and the
+    mix's realised shares, judge rows from `res`, likelihood rows from the likelihood stage."""
     mix = ctx.store.stage("mix").read_json("report.json", {}) or {}
     curve = curve_points(ctx.cfg.variant_list(), mix.get("variants"))
     ev = ctx.cfg.evaluate
-    dr = dose_response(res["rows"], curve, res["metrics"], ev.bootstrap_resamples, ev.alpha, nll_rows=load_nll_rows(ctx))
+    return dose_response(res["rows"], curve, res["metrics"], ev.bootstrap_resamples, ev.alpha,
+                         nll_rows=load_nll_rows(ctx))
+
+
+def report_section(dr: dict, out_dir: Path, validated: bool) -> tuple[str, str]:
+    """(markdown, html) of the report's dose-response section for a result of `compute`
+    (its p_adj from the verdict's family, verdict.family)."""
+    curve = [(c["variant"], c["share"]) for c in dr["curve"]]
     if not curve:
         return para("No dose-response curve: it needs 3 or more trained variants that differ only by their real "
                     "share (same size and units), e.g. variants synthetic, hybrid and real at equal size, or a "
-                    "sweep hybrid@{0,0.5,1} (configs/sweep.yaml)."), dr
+                    "sweep hybrid@{0,0.5,1} (configs/sweep.yaml).")
     rows = []
     for m, d in dr["metrics"].items():
         judge_based = not m.startswith("nll_")
@@ -169,7 +178,8 @@ def report_section(ctx, res: dict, out_dir: Path, validated: bool) -> tuple[tupl
     intro = para(f"Variants on the curve (realised real share): {', '.join(f'{n} {s:g}' for n, s in curve)}. "
                  "Each point is the metric's mean with a bootstrap 95% CI. Trend: per scenario (judge metrics) or "
                  "held-out session (nll_*, lower is better), the least-squares slope over the real share; the slopes "
-                 "are tested against 0 (Wilcoxon signed-rank, two-sided, Holm-corrected across metrics); the slope shown is "
+                 "are tested against 0 (Wilcoxon signed-rank, two-sided, Holm-corrected together with every other "
+                 "claim of the verdict); the slope shown is "
                  "their Hodges-Lehmann median with its CI. A slope is "
                  "the change from an all-synthetic to an all-real training set.")
     parts = [intro, table(["Metric", "Points: variant (share): mean [95% CI]", "n paired", "Median slope (HL)",
@@ -180,4 +190,4 @@ def report_section(ctx, res: dict, out_dir: Path, validated: bool) -> tuple[tupl
     path = figure(dr, out_dir / "dose_response.png")
     if path is not None:
         parts.append(figures({"dose_response": path}))
-    return join(*parts), dr
+    return join(*parts)

@@ -298,10 +298,11 @@ def build(ctx: Context, st: StageDir) -> dict:
     validated = trust.judge_validated(ctx)  # None: calibration did not run -> not validated either
     # one Holm family for every claim: the tables show the same adjusted p as the verdict uses
     cal = trust.load_calibration(ctx)
-    res["comparisons"], lik = family(res["comparisons"], trust.load_likelihood(ctx), cal, res["alpha"])
-    verdict = verdict_paragraph(res["comparisons"], lik, cal, res["alpha"])
+    dose_res = dose.compute(ctx, res)  # its trend tests are claims too: adjusted in the same family
+    res["comparisons"], lik = family(res["comparisons"], trust.load_likelihood(ctx), cal, res["alpha"], dose_res)
+    verdict = verdict_paragraph(res["comparisons"], lik, cal, res["alpha"], dose_res)
     figs = plots.make_figures(res["paired"], res["table"], res["variants"], res["metrics"], st.path)
-    dose_parts, dose_res = dose.report_section(ctx, res, st.path, validated is True)
+    dose_parts = dose.report_section(dose_res, st.path, validated is True)
     sections = [
         section("Verdict", *para(verdict)),
         section("Results (paper-style table)", *main_table(res)),

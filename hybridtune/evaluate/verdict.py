@@ -131,23 +131,48 @@ def _likelihood_sentence(a: str, b: str, comps: list[dict]) -> tuple[str, str | 
     return "; ".join(parts), direction
 
 
+def trend_claims(trends: dict | None, trust_judge: bool) -> tuple[list[dict], list[dict]]:
+    """(claimed, withheld) dose-response trend tests: likelihood trends (nll_*) are always claims,
+    judge-score trends only when the judge is trusted."""
+    claimed, withheld = [], []
+    for m, t in ((trends or {}).get("metrics") or {}).items():
+        (claimed if (m.startswith("nll_") or trust_judge) and t.get("p") is not None else withheld).append(t)
+    return claimed, withheld
+
+
 def family(comparisons: list[dict], likelihood: dict | None, judge_validation: dict | None,
-           alpha: float = 0.05) -> tuple[list[dict], dict | None]:
+           alpha: float = 0.05, trends: dict | None = None) -> tuple[list[dict], dict | None]:
     """(judge comparisons, likelihood results) with every claim the verdict can make adjusted as
-    ONE Holm family: the judge comparisons when the judge is trusted, and the comparable
-    likelihood comparisons. Copies; idempotent (adjusting the same family again gives the same
-    numbers), so tables and verdict built from it agree."""
+    ONE Holm family: the judge comparisons when the judge is trusted, the comparable likelihood
+    comparisons, and the dose-response trend tests of `trends` (dose.dose_response's result,
+    adjusted in place). Comparisons are copied; idempotent (adjusting the same family again
+    gives the same numbers), so tables, the dose section and the verdict built from it agree."""
     trust_judge, _ = judge_status(judge_validation)
     judge = [dict(c) for c in comparisons]
     lik = None if likelihood is None else {**likelihood,
                                            "comparisons": [dict(c) for c in likelihood.get("comparisons") or []]}
     claims = [c for c in (judge if trust_judge else []) if c.get("p") is not None]
     claims += [c for c in (lik or {}).get("comparisons", []) if c.get("p") is not None and c.get("comparable", True)]
-    S.adjust_family(claims, alpha)
+    claimed_trends, withheld_trends = trend_claims(trends, trust_judge)
+    S.adjust_family(claims + claimed_trends, alpha)
+    for t in withheld_trends:  # not a claim: no adjusted p, never significant
+        t.update(p_adj=None, significant=False, family=None)
     if not trust_judge:  # no judge claim is made: shown, not adjusted, never significant
         for c in judge:
             c["significant"] = False
     return judge, lik
+
+
+def trend_sentence(trends: dict | None) -> str | None:
+    """The dose-response trends the verdict claims, in words (None when there is no curve)."""
+    ms = {m: t for m, t in ((trends or {}).get("metrics") or {}).items() if t.get("family")}
+    if not ms:
+        return None
+    sig = [f"{m} (median slope {t['slope']:+.3f} per unit of real share, adjusted p={t['p_adj']:.3f})"
+           for m, t in ms.items() if t.get("significant")]
+    return ("Dose-response: " + ("a significant trend with the real share in " + "; ".join(sig) if sig
+                                 else "no significant trend with the real share") + f" ({len(ms)} trend tests, "
+            "in the same family).")
 
 
 def unreachable_sentence(comparisons: list[dict], likelihood: dict | None) -> str | None:
@@ -164,10 +189,11 @@ def unreachable_sentence(comparisons: list[dict], likelihood: dict | None) -> st
 
 
 def verdict_paragraph(comparisons: list[dict], likelihood: dict | None, judge_validation: dict | None,
-                      alpha: float = 0.05) -> str:
-    """One plain-language paragraph: per pair of variants, what is significant and by which measure."""
+                      alpha: float = 0.05, trends: dict | None = None) -> str:
+    """One plain-language paragraph: per pair of variants, what is significant and by which
+    measure, and the dose-response trends when the run has a curve."""
     trust_judge, judge_line = judge_status(judge_validation)
-    comparisons, likelihood = family(comparisons, likelihood, judge_validation, alpha)
+    comparisons, likelihood = family(comparisons, likelihood, judge_validation, alpha, trends)
     lik_comps = list((likelihood or {}).get("comparisons") or [])
     order: dict[frozenset, tuple[str, str]] = {}
     for c in [*comparisons, *lik_comps]:
@@ -176,7 +202,8 @@ def verdict_paragraph(comparisons: list[dict], likelihood: dict | None, judge_va
         return ("No variant comparisons are available on this run: neither judge scores nor held-out likelihood "
                 "results were produced, so no claim is made about which variant is better.")
     sentences = [judge_line] if comparisons else []
-    n_claims = max((c.get("family", 0) for c in [*comparisons, *lik_comps] if c.get("family")), default=0)
+    n_claims = max((c.get("family", 0) for c in [*comparisons, *lik_comps, *trend_claims(trends, trust_judge)[0]]
+                    if c.get("family")), default=0)
     if n_claims:
         sentences.append(f"All {n_claims} tests behind this verdict are Holm-corrected together as one family.")
     for key, (a, b) in order.items():
@@ -207,6 +234,9 @@ def verdict_paragraph(comparisons: list[dict], likelihood: dict | None, judge_va
         else:
             tail = f"Supported by: {' and '.join(support)}."
         sentences.append(f"{a} vs {b}: {'; '.join(parts)}. {tail}")
+    trend = trend_sentence(trends)
+    if trend:
+        sentences.append(trend)
     reach = unreachable_sentence(comparisons if trust_judge else [], likelihood)
     if reach:
         sentences.append(reach)

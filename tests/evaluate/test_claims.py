@@ -119,6 +119,24 @@ def test_one_holm_family_for_every_claim_of_the_verdict():
     assert lk["comparisons"][0]["p_adj"] == pytest.approx(0.02) and not j[0]["significant"]
 
 
+def test_dose_response_trends_join_the_same_family():
+    """Defect: the dose-response trend tests were Holm-corrected on their own, beside the verdict's family."""
+    from hybridtune.evaluate.verdict import family
+
+    lik = {"comparisons": [{"a": "h", "b": "b", "split": "test_real", "n": 30, "n_nonzero": 30, "estimate": -0.1,
+                            "p": 0.01, "comparable": True}]}
+    trends = {"curve": [], "metrics": {"empathy": {"n": 30, "slope": 1.0, "p": 0.01},
+                                       "nll_test_real": {"n": 30, "slope": -0.2, "p": 0.02}}}
+    _, lk = family([], lik, None, 0.05, trends)  # judge not trusted: its trend is no claim
+    nll, emp = trends["metrics"]["nll_test_real"], trends["metrics"]["empathy"]
+    assert lk["comparisons"][0]["family"] == nll["family"] == 2 and nll["p_adj"] == pytest.approx(0.02)
+    assert emp["p_adj"] is None and not emp["significant"]
+    text = verdict_paragraph([], lik, None, 0.05, trends)
+    assert "All 2 tests" in text and "significant trend with the real share in nll_test_real" in text
+    family([], lik, VALID, 0.05, trends)  # trusted judge: three claims, adjusted together
+    assert emp["family"] == 3 and emp["p_adj"] == pytest.approx(0.03) and nll["p_adj"] == pytest.approx(0.03)
+
+
 def test_report_says_when_a_test_could_not_reach_significance():
     """Defect: at n=4 the smallest exact p is 0.125 (x6 tests after Holm: 0.75), and the report
     said only 'no significant difference'."""

@@ -77,7 +77,11 @@ def test_report_shows_the_dose_response_figure_and_trend_test(fake_ctx):
     assert "## Dose-response (real share)" in md and "synthetic 0, hybrid 0.5, real 1" in md
     res = json.loads((out / "results.json").read_text())["dose_response"]
     assert res["metrics"]["empathy"]["slope"] > 1.5 and res["metrics"]["nll_test_real"]["slope"] == -0.5
-    assert res["metrics"]["nll_test_real"]["significant"] is False  # 6 identical slopes: p 0.03 > 0.05 after Holm
+    # one family with the verdict (issue 19): no judge validation ran, so the judge trends are no claims and
+    # the nll trend is the family's only test: 6 identical slopes, exact p 0.031 < 0.05
+    assert res["metrics"]["nll_test_real"]["family"] == 1 and res["metrics"]["nll_test_real"]["significant"] is True
+    assert res["metrics"]["empathy"]["p_adj"] is None and res["metrics"]["empathy"]["significant"] is False
+    assert "Dose-response: a significant trend with the real share in nll_test_real" in md
     series = json.loads(Image.open(out / "dose_response.png").text["Series"])
     assert set(series) == {"empathy", "relevance", "nll_test_real"} and series["empathy"]["real"][0] == 1.0
     assert "data:image/png;base64" in (out / "report.html").read_text()
