@@ -97,6 +97,18 @@ def test_interleaved_calls_read_less_and_reply_the_same():
     assert on.llama.last.distinct <= on.llama.last.evaluated <= on.llama.last.sent
 
 
+@pytest.mark.model
+def test_a_store_with_room_for_one_state_still_replies_the_same():
+    """Defect (cpu-study run: 12 of 24 synthetic sessions lost to KeyError): saving the live
+    context evicted the stored state that was about to be restored."""
+    off, on = _backend(False), _backend(True, state_mib=4)  # one ~2.5 MiB conversation state fits, two do not
+    texts_off, _ = _interleaved(off)
+    texts_on, work_on = _interleaved(on)
+    assert texts_on == texts_off
+    assert on.llama.last.restored or any(e < s for s, e in work_on)  # reuse still happened
+    assert on.llama.store.peak_bytes <= 4 << 20
+
+
 def _seed_inputs(ctx) -> None:
     from hybridtune.records import Message, ModelEntry, Persona, Scenario, Session
     from hybridtune.registry import save_entry

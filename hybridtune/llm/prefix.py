@@ -188,9 +188,9 @@ class ReusingLlama(Llama):
         key, stored_n = self.store.best(prompt)
         stored = self._usable(stored_n, len(prompt))
         if stored > live:
+            st = self.store.get(key)  # before saving the live context: that may evict this very state
             self._save_live()
             t = time.perf_counter()
-            st = self.store.get(key)
             mem = llama_cpp.llama_get_memory(self._ctx.ctx)
             llama_cpp.llama_memory_seq_rm(mem, 0, -1, -1)
             buf = (ctypes.c_uint8 * len(st.blob)).from_buffer_copy(st.blob)
