@@ -57,7 +57,8 @@ def peak_rss_mb() -> float:
 
 
 def run_process(args: list[str], cwd: Path = ROOT) -> dict:
-    """Run a command to the end: wall seconds, its peak RSS in MiB (os.wait4), exit status, stderr tail."""
+    """Run a command to the end: wall seconds, its peak RSS in MiB and CPU seconds (os.wait4), exit status,
+    stderr tail."""
     import subprocess
 
     t0 = time.time()
@@ -66,5 +67,6 @@ def run_process(args: list[str], cwd: Path = ROOT) -> dict:
     _, status, ru = os.wait4(p.pid, 0)
     rc = os.waitstatus_to_exitcode(status)
     return {"seconds": round(time.time() - t0, 2), "peak_rss_mb": round(ru.ru_maxrss / 1024, 1), "rc": rc,
+            "cpu_s": round(ru.ru_utime + ru.ru_stime, 2),
             "error": err.strip()[-2000:] if rc else ""}
 

@@ -9,7 +9,9 @@ A domain pack is a folder (`hybridtune/domains/cbt/` is the worked example):
     attributes.yaml    persona attribute lists with weights (synthetic data)
     protocol.yaml      optional: the counseling protocol's steps and question bank (cbt: identify,
                        challenge, reframe); the system prompt can render it as {{ protocol }}
-    prompts/NAME.yaml  versioned prompt templates: {version, description, system, user}
+    prompts/NAME.yaml  versioned prompt templates: {version, description, system, user, turn}
+                       (`turn`, optional: guidance re-rendered every turn of a role-play and
+                       sent after the dialogue, see PromptTemplate.turn_note)
 
 Prompt templates are Jinja2 (undefined variables are errors). Every generated record
 stores the `name@version` of the prompt that made it.
@@ -95,13 +97,16 @@ class PromptTemplate(BaseModel):
     description: str = ""
     system: str = ""
     user: str
+    turn: str = ""  # per-turn guidance, sent after the dialogue (turn_note)
 
     @property
     def tag(self) -> str:
         return f"{self.name}@{self.version}"
 
-    def render(self, **vars: Any) -> list[dict[str, str]]:
-        env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=False, autoescape=False)
+    def render(self, env: jinja2.Environment | None = None, **vars: Any) -> list[dict[str, str]]:
+        """[system, user] messages (no system message when `system` is empty). `env`: another
+        Jinja2 environment (the cost estimate renders leniently); undefined variables are errors."""
+        env = env or _STRICT
         try:
             msgs = []
             if self.system.strip():
@@ -110,6 +115,23 @@ class PromptTemplate(BaseModel):
             return msgs
         except jinja2.UndefinedError as e:
             raise AssertionError(f"prompt {self.tag}: {e}; pass it to render()") from None
+
+    def turn_note(self, env: jinja2.Environment | None = None, **vars: Any) -> list[dict[str, str]]:
+        """`turn` as one system message to put after the dialogue, or [] when it renders empty.
+
+        What changes from turn to turn (a session plan's phase, the techniques to use, closing)
+        goes here rather than into `system`, so that the system message and the dialogue so far
+        are the same text on every turn: the embedded backend then reads only the new turns and
+        this note (llm/prefix.py), instead of the whole conversation again."""
+        env = env or _STRICT
+        try:
+            text = env.from_string(self.turn).render(**vars).strip() if self.turn.strip() else ""
+        except jinja2.UndefinedError as e:
+            raise AssertionError(f"prompt {self.tag}: {e}; pass it to turn_note()") from None
+        return [{"role": "system", "content": text}] if text else []
+
+
+_STRICT = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=False, autoescape=False)
 
 
 class Domain:

@@ -60,11 +60,7 @@ _ENV = jinja2.Environment(undefined=jinja2.ChainableUndefined, autoescape=False)
 def render(tpl: PromptTemplate, **vars: Any) -> list[dict[str, str]]:
     """The template as the stage renders it; variables a stage would pass but the estimate does
     not know render empty (lenient), so a changed template still estimates."""
-    msgs = []
-    if tpl.system.strip():
-        msgs.append({"role": "system", "content": _ENV.from_string(tpl.system).render(**vars).strip()})
-    msgs.append({"role": "user", "content": _ENV.from_string(tpl.user).render(**vars).strip()})
-    return msgs
+    return tpl.render(_ENV, **vars)
 
 
 @dataclass
@@ -255,12 +251,15 @@ class Estimator:
         ph = SimpleNamespace(**{"step": None, **phases[len(phases) // 2]})
         proto = self.dom.protocol
         step = proto.step(ph.step) if proto and ph.step else None
-        c_msgs = render(self.dom.prompt("synth_counselor"), system_prompt=self.system_prompt, exemplar=exemplar,
-                        phase=ph, step=step, question=step.questions[0] if step else "",
-                        techniques=self.dom.techniques[:techs], closing=False)
+        c_tpl, p_tpl = self.dom.prompt("synth_counselor"), self.dom.prompt("synth_patient")
+        c_vars = dict(system_prompt=self.system_prompt, exemplar=exemplar, phase=ph, step=step,
+                      question=step.questions[0] if step else "", techniques=self.dom.techniques[:techs], closing=False)
         sc = self.scenario()
-        p_msgs = render(self.dom.prompt("synth_patient"), persona=self.persona(), scenario=sc, attitude="neutral",
-                        closing=False, attitude_instruction=self.dom.attitude_instruction("neutral"))
+        p_vars = dict(persona=self.persona(), scenario=sc, attitude="neutral", closing=False,
+                      attitude_instruction=self.dom.attitude_instruction("neutral"))
+        # the per-turn note after the dialogue (PromptTemplate.turn_note) is sent with every call
+        c_msgs = render(c_tpl, **c_vars) + c_tpl.turn_note(_ENV, **c_vars)
+        p_msgs = render(p_tpl, **p_vars) + p_tpl.turn_note(_ENV, **p_vars)
         c, p = self.out("counselor") + 4, self.out("patient") + 4  # a turn as a message in later requests
         dialogue = 0.0
         calls = {"counselor": [0, 0.0], "patient": [0, 0.0]}
@@ -269,7 +268,8 @@ class Estimator:
             nonlocal dialogue
             # the template's opening cue is sent only while the dialogue is empty
             calls[role][0] += 1
-            calls[role][1] += (chat_tokens(msgs) if not dialogue else chat_tokens(msgs[:1])) + dialogue
+            head = msgs if not dialogue else [msgs[0], *msgs[2:]]  # system [+ cue] [+ turn note]
+            calls[role][1] += chat_tokens(head) + dialogue
             dialogue += c if role == "counselor" else p
 
         if self.cfg.opens == "client":

@@ -190,20 +190,24 @@ class ReusingLlama(Llama):
         if stored > live:
             st = self.store.get(key)  # before saving the live context: that may evict this very state
             self._save_live()
-            t = time.perf_counter()
-            mem = llama_cpp.llama_get_memory(self._ctx.ctx)
-            llama_cpp.llama_memory_seq_rm(mem, 0, -1, -1)
-            buf = (ctypes.c_uint8 * len(st.blob)).from_buffer_copy(st.blob)
-            if llama_cpp.llama_state_seq_set_data(self._ctx.ctx, buf, len(st.blob), 0) == 0:
-                raise RuntimeError("llama.cpp refused a saved state; cannot restore the prompt prefix")
-            self.input_ids[: len(st.tokens)] = st.tokens
-            self.n_tokens = self.canon = len(st.tokens)
-            self.state_seconds += time.perf_counter() - t
+            self._restore(st)
             self.last.restored = stored
             return stored
         if live < self.canon:
             self._save_live()  # part of the live prefix is about to be overwritten: keep it
         return live
+
+    def _restore(self, st: _State) -> None:
+        """Make a stored state the live context (sequence 0)."""
+        t = time.perf_counter()
+        mem = llama_cpp.llama_get_memory(self._ctx.ctx)
+        llama_cpp.llama_memory_seq_rm(mem, 0, -1, -1)
+        buf = (ctypes.c_uint8 * len(st.blob)).from_buffer_copy(st.blob)
+        if llama_cpp.llama_state_seq_set_data(self._ctx.ctx, buf, len(st.blob), 0) == 0:
+            raise RuntimeError("llama.cpp refused a saved state; cannot restore the prompt prefix")
+        self.input_ids[: len(st.tokens)] = st.tokens
+        self.n_tokens = self.canon = len(st.tokens)
+        self.state_seconds += time.perf_counter() - t
 
     def _save_live(self) -> None:
         """Store the live context's canonical prefix (trimmed to it) unless a stored state covers it."""

@@ -12,8 +12,9 @@ Plan: session i takes scenario i mod len(scenarios), a target length in
 [synth.min_exchanges, synth.max_exchanges] and synth.techniques_per_session techniques dealt
 from the domain taxonomy so counts meet the quotas (synth.technique_weights). Role-play: the
 `counselor` role opens and follows the domain's session plan (attributes.yaml: session_plan),
-one phase and planned technique(s) per turn; the `patient` role holds persona, scenario and
-attitude (domain.yaml `attitudes`). Who speaks first is `opens` (default: the client, as in
+one phase and planned technique(s) per turn, given in a note after the dialogue (the prompt's
+`turn` part, so the dialogue before it is read by the model once: llm/prefix.py); the `patient`
+role holds persona, scenario and attitude (domain.yaml `attitudes`). Who speaks first is `opens` (default: the client, as in
 real sessions and in the simulated evaluation). Near the target length the counselor wraps up; the session ends when a turn matches
 synth.closing_pattern (closing detection) after synth.min_exchanges, or at target + 1 (a cap).
 """
@@ -186,24 +187,28 @@ class RolePlay:
         closing = t >= self.plan.exchanges
         protocol = self.ctx.domain.protocol
         step = protocol.step(phase.step) if protocol and phase.step else None
-        rendered = self.counselor_tpl.render(
-            system_prompt=self.ctx.system_prompt, exemplar=self.exemplar, phase=phase, step=step,
-            question=step.questions[(self.plan.index + t) % len(step.questions)] if step else "",
-            techniques=[self.terms[i] for i in techs], closing=closing)
+        vars = dict(system_prompt=self.ctx.system_prompt, exemplar=self.exemplar, phase=phase, step=step,
+                    question=step.questions[(self.plan.index + t) % len(step.questions)] if step else "",
+                    techniques=[self.terms[i] for i in techs], closing=closing)
+        rendered = self.counselor_tpl.render(**vars)
         if self.dialogue:  # the opening cue stands in for a client turn only when the counselor opens
             rendered = rendered[:1]
-        msgs = [*rendered, *({"role": m.role, "content": m.content} for m in self.dialogue)]
+        # this turn's guidance after the dialogue: the system message and dialogue stay a stable prefix
+        msgs = [*rendered, *({"role": m.role, "content": m.content} for m in self.dialogue),
+                *self.counselor_tpl.turn_note(**vars)]
         return await self._say("counselor", msgs, t)
 
     async def patient(self, t: int) -> str:
         sc = self.scenario
         closing = t > self.plan.exchanges  # the counselor has already wrapped up
-        rendered = self.patient_tpl.render(persona=sc.persona, scenario=sc, attitude=sc.attitude, closing=closing,
-                                           attitude_instruction=attitude_instruction(self.ctx, sc))
+        vars = dict(persona=sc.persona, scenario=sc, attitude=sc.attitude, closing=closing,
+                    attitude_instruction=attitude_instruction(self.ctx, sc))
+        rendered = self.patient_tpl.render(**vars)
         flip = {"assistant": "user", "user": "assistant"}
         # opening the session, the client answers the template's cue; later, the counselor's turns
         msgs = [*(rendered if not self.dialogue else rendered[:1]),
-                *({"role": flip[m.role], "content": m.content} for m in self.dialogue)]
+                *({"role": flip[m.role], "content": m.content} for m in self.dialogue),
+                *self.patient_tpl.turn_note(**vars)]
         return await self._say("patient", msgs, t)
 
     async def run(self) -> tuple[list[Message], str]:

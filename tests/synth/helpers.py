@@ -34,7 +34,7 @@ def responder(req, *, naturalness: int = 8, distortions_present: bool = True) ->
         turns = [{"speaker": s, "text": f"{s} says {varied(req, 4)}"} for s in ["counselor", "client"] * 3]
         turns.append({"speaker": "counselor", "text": "Good work today. Goodbye, see you next week."})
         return json.dumps({"turns": turns})
-    system = req.messages[0]["content"] if req.messages[0]["role"] == "system" else ""
+    system = " ".join(m["content"] for m in req.messages if m["role"] == "system")  # incl. the turn note
     if "say goodbye" in system:
         return "Thank you, that helps. Goodbye, see you next week."
     return f"Tell me more about that. {varied(req, 5)}."

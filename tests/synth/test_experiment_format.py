@@ -76,9 +76,28 @@ def test_cbt_protocol_reaches_counselor_prompt_synthetic_counselor_and_ctrs_judg
     cm, fake = fake_ctx(responder=lambda req: "What went through your mind?")
     with cm as ctx:
         asyncio.run(roleplay(ctx, exchanges=5))
-    sys_prompts = [r.messages[0]["content"] for r in fake.requests if "Current phase" in r.messages[0]["content"]]
+    sys_prompts = [r.messages[-1]["content"] for r in fake.requests if "Current phase" in r.messages[-1]["content"]]
     for s in steps:  # each step's name and one of its bank's questions reach the synthetic counselor
         assert any(s.name in p and any(q in p for q in s.questions) for p in sys_prompts), s.id
+
+
+@pytest.mark.parametrize("opens", ["client", "counselor"])
+def test_roleplay_prompts_extend_each_roles_previous_prompt(fake_ctx, opens):
+    """Per-turn guidance comes after the dialogue (the prompt's `turn` note): each role's prompt,
+    less that note, is the start of the role's next prompt, so the embedded backend reads only the
+    new turns and the note (llm/prefix.py), not the whole conversation again."""
+    cm, fake = fake_ctx(f"opens={opens}", responder=lambda req: "What went through your mind?")
+    with cm as ctx:
+        asyncio.run(roleplay(ctx, exchanges=4))
+    for role in ("counselor", "patient"):
+        prompts = [r.messages for r in fake.requests if ("role-playing a client" in r.messages[0]["content"])
+                   == (role == "patient")]
+        assert len(prompts) >= 4
+        for a, b in zip(prompts[1:], prompts[2:]):  # the first is the one with the opening cue
+            head = a[:-1] if a[-1]["role"] == "system" else a
+            assert b[: len(head)] == head, role
+    notes = [r.messages[-1]["content"] for r in fake.requests if r.messages[-1]["role"] == "system"]
+    assert sum("Current phase" in n for n in notes) >= 5 and any("say goodbye" in n for n in notes)
 
 
 SCEN = Scenario(id="sc", summary="Deadline worries", attitude="resistant", scenario="I missed a deadline at work.",
