@@ -217,7 +217,8 @@ def main() -> None:
     loads = [x for arm in off + on for x in arm["load"]]
     load = f"load average {min(loads):.1f}-{max(loads):.1f} on {os.cpu_count()} cores"
     order = ", ".join(f"{'on' if r else 'off'} {x['load'][0]}->{x['load'][1]}" for pair in zip(off, on, strict=True)
-                      for r, x in zip((False, True), pair, strict=True)) + (" (each pair at once)" if a.together else "")
+                      for r, x in zip((False, True), pair, strict=True))
+    order += " (each pair at once)" if a.together else ""
     results = []
     for st in ("synth", "simulate"):
         f, b = on[0]["stages"][st], off[0]["stages"][st]

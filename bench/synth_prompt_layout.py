@@ -97,7 +97,8 @@ def main() -> None:
             f"tokens; perfect state store; sent {new['sent']} (after) vs {old['sent']} (before)")
     record("synth_prompt_layout", [
         Result("synth: prompt tokens read with reuse, guidance after the dialogue", f"{new['evaluated']} tokens",
-               f"guidance in the system message {old['evaluated']} tokens", round(new["evaluated"] / old["evaluated"], 3),
+               f"guidance in the system message {old['evaluated']} tokens",
+               round(new["evaluated"] / old["evaluated"], 3),
                "recorded", None, cmd, note, {"after": new, "before": old}),
         Result("synth: prompt tokens read with reuse / distinct, guidance after the dialogue",
                f"{new['evaluated']} / {new['distinct']}", f"before: {old['evaluated']} / {old['distinct']}",
