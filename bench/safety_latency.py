@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import time
 
@@ -49,15 +50,18 @@ def main() -> None:
     torch.set_num_threads(1)
     turns = annomi_turns()
     sample = turns[:: max(1, len(turns) // a.turns)][: a.turns]
+    load0 = os.getloadavg()[0]
     rw, rc = latency(Screener(SafetyConfig(learned=False)), sample)
     lw, lc = latency(Screener(SafetyConfig()), sample)
+    load = f"load average {load0:.1f} before, {os.getloadavg()[0]:.1f} after"
     record("safety_latency", [Result(
         benchmark="latency per turn added by the learned layer (AnnoMI client turns, one at a time, 1 torch thread)",
         figure=f"+{(lc - rc) * 1000:.1f} ms CPU (+{(lw - rw) * 1000:.1f} ms wall) per turn",
         baseline=f"rules alone {rc * 1e6:.0f} us CPU per turn", ratio=round(lc / max(rc, 1e-9), 1),
         target="< 20 ms added", met=(lc - rc) < 0.020, command=f".venv/bin/python bench/safety_latency.py --turns {a.turns}",
         notes=f"{len(sample)} turns, median {statistics.median(len(t) for t in sample)} characters; the 2 cores are "
-              "shared with other jobs (load ~20 during the run), so wall time runs far above CPU time",
+              f"shared with other jobs ({load}), so wall time runs above CPU time and CPU time itself "
+              "rises with the load (shared caches and cores)",
         extra={"rules_wall_s": rw, "rules_cpu_s": rc, "learned_wall_s": lw, "learned_cpu_s": lc})])
 
 

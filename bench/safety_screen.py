@@ -14,9 +14,11 @@ run here is listed as not run, with the reason.
 2. The project's older labelled crisis lines (tests/safety/data/labelled.jsonl, written for the
    rules; the rules were tuned on all but `fresh2`, the learned layer never saw any of it):
    recall of its high/imminent lines, false alarms on its ordinary/idiom/negated lines.
-3. AnnoMI client turns (../shared/data/annomi/AnnoMI-simple.csv; real counseling talk, used for
-   nothing else): share flagged high or imminent (target <= 2%). ESConv test-split seeker turns
-   (never used for training or thresholds) as a second real false-alarm set.
+3. AnnoMI client turns (../shared/data/annomi/AnnoMI-simple.csv, public domain), split by transcript
+   (learned_train.annomi_half): the `eval` half, which neither the head nor its thresholds ever saw,
+   is the false-alarm measurement (target <= 2%); the `calib` half (training negatives, thresholds)
+   is shown for comparison only. ESConv test-split seeker turns (CC BY-NC 4.0, read in place for this
+   measurement only, never trained on) as a second real false-alarm set.
 4. Latency per turn, one turn at a time as in chat, over AnnoMI turns: rules alone vs rules +
    learned; wall and CPU time, torch's default threads (bench/safety_latency.py: one thread).
 
@@ -26,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import csv
 import json
 import os
 import statistics
@@ -36,7 +37,7 @@ from common import ROOT, SHARED, Result, record
 from safety_latency import latency
 
 from hybridtune.safety.config import SafetyConfig
-from hybridtune.safety.learned_train import NEGATIVE, POSITIVE, load_statements
+from hybridtune.safety.learned_train import NEGATIVE, POSITIVE, annomi_client_turns, annomi_half, load_statements
 from hybridtune.safety.screen import Screener
 
 CMD = ".venv/bin/python bench/safety_screen.py --latency-turns {n}"
@@ -57,12 +58,6 @@ def rate(xs: list[bool]) -> float:
 
 def ratio(x: float, base: float) -> float | None:
     return round(x / base, 2) if base else None  # no ratio against a zero baseline
-
-
-def annomi() -> tuple[list[str], list[str]]:
-    with (SHARED / "annomi" / "AnnoMI-simple.csv").open(encoding="utf-8") as f:
-        rows = [r for r in csv.DictReader(f) if r["interlocutor"] == "client" and r["utterance_text"].strip()]
-    return [r["utterance_text"] for r in rows], [r["transcript_id"] for r in rows]
 
 
 def esconv_test() -> list[str]:
@@ -108,7 +103,10 @@ def main() -> None:
     old_pos = [r for r in old if r["risk"] in CRISIS]
     old_neg = [r for r in old if r["kind"] in ("ordinary", "idiom", "negated")]
     fresh2 = [r for r in old_pos if r["split"] == "fresh2"]
-    turns, transcripts = annomi()
+    annomi = annomi_client_turns()
+    ev = [(tid, t) for tid, t in annomi if annomi_half(tid) == "eval"]
+    turns, transcripts = [t for _, t in ev], [tid for tid, _ in ev]
+    calib = [t for tid, t in annomi if annomi_half(tid) == "calib"]
     es = esconv_test()
     m: dict[str, dict] = {}
     for name, s in screeners.items():
@@ -129,6 +127,7 @@ def main() -> None:
             "fa_old": rate(flagged(s, [r["text"] for r in old_neg])), "n_old_neg": len(old_neg),
             "fa_annomi": rate(fa), "n_annomi": len(turns), "annomi_flagged": sum(fa),
             "annomi_transcripts_flagged": rate(list(per_tx.values())), "n_transcripts": len(per_tx),
+            "fa_annomi_calib": rate(flagged(s, calib)), "n_annomi_calib": len(calib),
             "fa_esconv_test": rate(flagged(s, es)), "n_esconv": len(es), "seconds": round(time.time() - t0, 1),
         }
         print(name, json.dumps({k: v for k, v in m[name].items() if not isinstance(v, dict)}), flush=True)
@@ -160,29 +159,33 @@ def main() -> None:
                    figure=f"{x['fa_old']:.1%} of {x['n_old_neg']}", baseline=f"rules {base['fa_old']:.1%}",
                    ratio=ratio(x["fa_old"], base["fa_old"]), target="<= 5%", met=x["fa_old"] <= 0.05,
                    command=cmd),
-            Result(benchmark=f"AnnoMI client turns flagged high/imminent ({name})",
+            Result(benchmark=f"AnnoMI client turns, eval half (never trained or thresholded on), flagged high/imminent ({name})",
                    figure=f"{x['fa_annomi']:.2%} of {x['n_annomi']}", baseline=f"rules {base['fa_annomi']:.2%}",
                    ratio=ratio(x["fa_annomi"], base["fa_annomi"]), target="<= 2%",
                    met=x["fa_annomi"] <= 0.02, command=cmd,
-                   notes=f"{x['annomi_flagged']} turns; transcripts with a flag {x['annomi_transcripts_flagged']:.1%} "
-                         f"of {x['n_transcripts']} (rules {base['annomi_transcripts_flagged']:.1%}); a few AnnoMI "
-                         "clients do disclose, so not every flag is false"),
+                   notes=f"{x['annomi_flagged']} turns in {x['n_transcripts']} transcripts; transcripts with a flag "
+                         f"{x['annomi_transcripts_flagged']:.1%} (rules {base['annomi_transcripts_flagged']:.1%}); "
+                         "a few AnnoMI clients do disclose, so not every flag is false. For comparison, the calib half "
+                         f"(training negatives and thresholds): {x['fa_annomi_calib']:.2%} of {x['n_annomi_calib']}"),
             Result(benchmark=f"ESConv test-split seeker turns flagged high/imminent ({name})",
                    figure=f"{x['fa_esconv_test']:.2%} of {x['n_esconv']}", baseline=f"rules {base['fa_esconv_test']:.2%}",
                    ratio=ratio(x["fa_esconv_test"], base["fa_esconv_test"]), target="-", met=None,
                    command=cmd, notes="emotional-support seekers (some disclose suicidal thoughts): an upper bound "
-                                      "on false alarms; the valid split chose the thresholds, this split was not used"),
+                                      "on false alarms; ESConv is not used for training or thresholds"),
         ]
     sample = turns[:: max(1, len(turns) // args.latency_turns)][: args.latency_turns]
+    load0 = os.getloadavg()[0]
     rw, rc = latency(screeners["rules"], sample)
     lw, lc = latency(screeners["rules + learned"], sample)
+    load = f"load average {load0:.1f} before, {os.getloadavg()[0]:.1f} after"
     results.append(Result(
         benchmark="latency per turn, rules + learned layer (AnnoMI client turns, one at a time)",
         figure=f"+{(lc - rc) * 1000:.1f} ms CPU (+{(lw - rw) * 1000:.1f} ms wall) per turn",
         baseline=f"rules alone {rc * 1e6:.0f} us CPU per turn", ratio=round(lc / max(rc, 1e-9), 1),
         target="< 20 ms added", met=(lc - rc) < 0.020, command=cmd,
-        notes=f"{len(sample)} turns, median {statistics.median(len(t) for t in sample)} characters; the machine's 2 "
-              "cores are shared with other jobs, so wall time runs above CPU time",
+        notes=f"{len(sample)} turns, median {statistics.median(len(t) for t in sample)} characters; torch's default "
+              f"threads (the learned layer encodes a chat turn on one); the machine's 2 cores are shared ({load}), "
+              "so wall time runs above CPU time",
         extra={"rules_wall_s": rw, "rules_cpu_s": rc, "learned_wall_s": lw, "learned_cpu_s": lc}))
     for layer, why in skipped.items():
         results.append(Result(benchmark=f"optional layer: {layer}", figure="not run", baseline="-", ratio=None,

@@ -36,6 +36,8 @@ CLASSES = ("none", "ideation", "imminent")
 WINDOW_WORDS = 40  # a window stays near the embedder's sweet spot (it was trained on sentence pairs)
 SHORT_WORDS = 60  # texts this short are one window: the same unit the head was trained on
 MAX_WINDOWS = 64  # bounds the cost of one 4,000-character turn
+CACHE_WINDOWS = 4096  # embeddings kept per process: a turn screened by ingest, then curation, is encoded once
+FEW = 4  # at most this many new windows are encoded on one torch thread (see LearnedLayer._encode)
 
 _SENT = re.compile(r"(?<=[.!?…])[\"')\]]*\s+|\n+")
 
@@ -108,13 +110,43 @@ def read_head(path: Path | str | None = None) -> Head:
 
 
 class LearnedLayer:
-    """Embedder + head. `score` embeds every window of every text in one batch."""
+    """Embedder + head. `score` embeds every new window of every text in one batch; windows seen
+    before (the same turn screened again by curation, a repeated "yes") come from a bounded cache."""
 
     def __init__(self, head: Head, encode=None):
         self.head = head
+        self.single_thread = encode is None
         if encode is None:
             from ..embed import embed as encode
         self.encode = encode
+        self._cache: dict[str, np.ndarray] = {}
+
+    def _encode(self, texts: list[str]) -> np.ndarray:
+        """Embeddings of a few windows (a chat turn) run on one torch thread: on a small input a second
+        thread only spin-waits, and on a loaded 2-core machine that costs more CPU than the encoding itself
+        (+348 ms vs +20 ms per turn measured by bench/safety_screen.py before this). Batches keep torch's setting."""
+        if not (self.single_thread and len(texts) <= FEW):
+            return self.encode(texts)
+        import torch
+
+        n = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            return self.encode(texts)
+        finally:
+            torch.set_num_threads(n)
+
+    def embed(self, spans: list[str]) -> np.ndarray:
+        todo = [w for w in dict.fromkeys(spans) if w not in self._cache]
+        if todo:
+            for w, x in zip(todo, self._encode(todo), strict=True):
+                if len(self._cache) >= CACHE_WINDOWS:
+                    self._cache.pop(next(iter(self._cache)))  # oldest first
+                self._cache[w] = x
+        got = {w: self._cache.get(w) for w in spans}
+        if any(v is None for v in got.values()):  # more new windows than the cache holds: encode directly
+            return np.asarray(self._encode(spans))
+        return np.stack([got[w] for w in spans])
 
     def level(self, p_risk: float, p_imminent: float) -> str:
         t = self.head.thresholds
@@ -125,7 +157,7 @@ class LearnedLayer:
     def score(self, texts: list[str]) -> list[LearnedScore]:
         spans = [windows(t) for t in texts]
         flat = [w for ws in spans for w in ws]
-        P = self.head.proba(self.encode(flat)) if flat else np.zeros((0, 3))
+        P = self.head.proba(self.embed(flat)) if flat else np.zeros((0, 3))
         out, i, t = [], 0, self.head.thresholds
         for ws in spans:
             p = P[i:i + len(ws)]
