@@ -97,3 +97,33 @@ def test_bad_head_file_is_a_clear_error(tmp_path):
         read_head(bad)
     with pytest.raises(UserError, match="not found"):
         read_head(tmp_path / "missing.json")
+
+
+def test_annomi_is_split_by_transcript_and_the_eval_half_is_never_trained_on():
+    from hybridtune.safety.learned_train import SHARED, annomi_client_turns, annomi_half
+
+    if not (SHARED / "annomi" / "AnnoMI-simple.csv").exists():
+        pytest.skip("../shared/data/annomi not present")
+    turns = annomi_client_turns()
+    calib = {tid for tid, _ in annomi_client_turns("calib")}
+    held = {tid for tid, _ in turns} - calib
+    assert len(calib) >= 40 and len(held) >= 40 and all(annomi_half(t) == "eval" for t in held)
+    prov = read_head().provenance
+    assert "calibration half" in prov["extra_negatives"] and "eval half" in prov["threshold_data"]
+    assert "ESConv" not in json.dumps(prov)  # non-commercial data is not in the shipped head's training
+
+
+def test_learned_layer_encodes_a_repeated_window_once():
+    from hybridtune.embed import embed
+    from hybridtune.safety.learned import LearnedLayer
+
+    calls: list[int] = []
+
+    def counting(texts):
+        calls.append(len(texts))
+        return embed(texts)
+
+    layer = LearnedLayer(read_head(), encode=counting)
+    a = layer.score(["I slept fine.", "We talked about the garden."])
+    b = layer.score(["We talked about the garden.", "I slept fine."])
+    assert calls == [2] and [s.p_risk for s in a] == [s.p_risk for s in b][::-1]
