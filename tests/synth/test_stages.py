@@ -179,3 +179,23 @@ def test_separate_seed_for_evaluation_sets(fake_ctx):
         again = asyncio.run(personas.make_personas(ctx, ev, n=2, seed=1007))
     assert len(ps) == 2 and not train & {p.id for p in ps} and [p.id for p in again] == [p.id for p in ps]
     assert len(sc) == 4 and {s.persona_id for s in sc} == {p.id for p in ps}
+
+
+def test_a_session_that_failed_and_was_generated_on_the_rerun_is_not_counted_failed(fake_ctx):
+    """Defect (cpu-study): 12 sessions lost to a backend error were generated on the rerun, and the
+    report still said 'failed=12'."""
+    broken = {"on": True}
+
+    def flaky(req):
+        if broken["on"] and "Current phase" in req.messages[-1]["content"]:  # every counselor turn
+            raise RuntimeError("backend hiccup")
+        return responder(req)
+
+    cm, _ = fake_ctx("synth.personas=2", "synth.sessions=2", "llm.max_failure_rate=1.0", "llm.max_retries=0", *SMALL,
+                     responder=flaky)
+    with cm as ctx:
+        first = run_all(ctx)["synth"]
+        broken["on"] = False
+        again = ctx.run_stage("synth", sessions.run, force=True)
+    assert first["sessions"] == 0 and first["failed"] == 2
+    assert again["sessions"] == 2 and again["failed"] == 0
