@@ -67,7 +67,7 @@ def domain_check(
     cfg = load(config, set_)
     dom = load_domain(pack)
     missing = 0
-    for stage, files in domain_manifest(cfg.evaluate.all_metrics).items():
+    for stage, files in domain_manifest(cfg.evaluate.metrics).items():
         problems = dom.check(files)
         missing += len(problems)
         typer.echo(f"{stage}: " + ("ok" if not problems else f"{len(problems)} problem(s)") + f" ({len(files)} files)")

@@ -2,7 +2,9 @@
 
 A domain pack is a folder (`hybridtune/domains/cbt/` is the worked example):
 
-    domain.yaml        name, description, counselor system prompt, speaker labels
+    domain.yaml        name, description, counselor system prompt, speaker labels, and the pack's
+                       own judge metrics (`metrics:` [{name, label, low, high, items, prompt}],
+                       registered with the shared ones of hybridtune/evaluate/metrics.py on load)
     techniques.yaml    taxonomy of counselor techniques   [{id, name, description}]
     distortions.yaml   cognitive distortions              [{id, name, description}]
     emotions.yaml      client emotions                    [id, ...]
@@ -30,6 +32,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .errors import UserError, first_error
+from .evaluate.metrics import Metric, MetricSpec, declare_pack_metrics
 from .safeparse import BadYAML, load_yaml, yaml_error
 
 DOMAINS_DIR = Path(__file__).parent / "domains"
@@ -144,6 +147,12 @@ class Domain:
             raise UserError(f"{root / 'domain.yaml'}: expected a mapping")
         self.meta = meta
         self.name: str = meta.get("name", root.name)
+        # registered now, so every lookup by name (score, calibrate, report, estimate) finds them
+        specs = meta.get("metrics") or []
+        if not isinstance(specs, list):
+            raise UserError(f"{root / 'domain.yaml'}: metrics: expected a list of {{name, label, low, high, items, prompt}}")
+        self.metrics: list[Metric] = declare_pack_metrics(
+            root / "domain.yaml", validate_entries(root / "domain.yaml", specs, MetricSpec, "metric"))
 
     @property
     def system_prompt(self) -> str:

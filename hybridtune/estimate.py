@@ -34,6 +34,7 @@ import jinja2
 
 from .config import ExperimentConfig
 from .domain import Domain, PromptTemplate, load_domain
+from .evaluate.metrics import rubric
 from .llm.batch import BATCH_STAGES
 from .llm.usage import price_of
 
@@ -325,11 +326,11 @@ class Estimator:
         for name in variants:
             self.add("simulate", "counselor", n_scen * conv.c_calls, n_scen * conv.c_in, model=self.variant_model(name))
         self.add("simulate", "patient", v * n_scen * conv.p_calls, v * n_scen * conv.p_in)
-        # score: every metric (and CTRS) per conversation, k samples, per judge
+        # score: every metric per conversation, k samples, per judge
         transcript = stand_in(conv.client_turns * p_out + conv.c_calls * c_out + 6 * (conv.client_turns + conv.c_calls))
-        metrics = [*ev.metrics, *(["ctrs"] if ev.ctrs else [])]
+        metrics = ev.metrics
         summary = stand_in(scen.mean_summary_tokens if scen else min(40, scen_tokens))  # the judge sees the summary
-        per = sum(chat_tokens(render(self.dom.prompt(f"eval_judge_{x}"), transcript=transcript,
+        per = sum(chat_tokens(render(self.dom.prompt(rubric(x)), transcript=transcript,
                                      scenario=summary, protocol=self.dom.protocol)) for x in metrics)
         convs = v * n_scen
         judges = 2 if ev.second_judge_endpoint else 1
@@ -383,7 +384,7 @@ class Estimator:
         versions = 1 + sum(1 for d in tc.degradations if str(d) != "unrelated" or items > 1)
         ctx_tokens = data.mean_turn_tokens * tc.calib_context
         reply = stand_in(data.mean_turn_tokens)
-        per = sum(chat_tokens(render(self.dom.prompt(f"eval_judge_{x}"), transcript=stand_in(ctx_tokens) + reply,
+        per = sum(chat_tokens(render(self.dom.prompt(rubric(x)), transcript=stand_in(ctx_tokens) + reply,
                                      scenario="")) for x in ev.metrics)
         self.add("calibrate", "judge", items * versions * len(ev.metrics) * tc.calib_samples,
                  items * versions * per * tc.calib_samples)

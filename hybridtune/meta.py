@@ -6,12 +6,14 @@ these models are the contract: the writer builds one (`.dump()`), a reader parse
 
     meta = SynthMeta(domain="cbt", mode="roleplay", ...).dump()     # synth/sessions.py
     SynthMeta.of(s).planned_techniques                              # synth/report.py
-    RealMeta.of(s).licence                                          # curate/export.py ("license" read too)
+    RealMeta.of(s).licence                                          # curate/export.py
     SimMeta.of(s).variant                                           # evaluate/score.py
+    CurateMeta(status="selected", reasons=[...]).put(s)             # curate/select.py (under meta["curate"])
+    CurateMeta.of(s).reasons                                        # review app, decisions export, judge summary
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
@@ -20,24 +22,32 @@ from .records import Session
 
 class _Meta(BaseModel):
     model_config = ConfigDict(extra="allow", populate_by_name=True)
+    KEY: ClassVar[str | None] = None  # stored under Session.meta[KEY] instead of at its top level
 
     @classmethod
     def of(cls, s: Session):
-        return cls.model_validate(s.meta)
+        return cls.model_validate(s.meta.get(cls.KEY) or {} if cls.KEY else s.meta)
 
     def dump(self) -> dict[str, Any]:
-        """The dict stored in Session.meta (fields left unset are not written)."""
+        """The dict stored in Session.meta (or under its KEY); fields left unset are not written."""
         return self.model_dump(exclude_unset=True)
+
+    def put(self, s: Session) -> Session:
+        """A copy of `s` with this model stored under its KEY (the rest of the meta kept)."""
+        assert self.KEY, f"{type(self).__name__} is the whole meta; write it with dump()"
+        return s.model_copy(update={"meta": {**s.meta, self.KEY: self.dump()}})
 
 
 class RealMeta(_Meta):
-    """Written by the real stage (real/stage.py) from the reader and the input file."""
+    """Written by the real stage (real/stage.py) from the reader and the input file; read by mix and export."""
 
     file: str = ""
     format: str = ""
     source_key: str = ""
     # copied from the input file's own fields, so any scalar type
     dataset: str | int | float | None = None
+    # an input file may spell it "license": the real stage stores it as `licence` (runs made
+    # before that stored the input's spelling, hence the alias)
     licence: str | int | float | None = Field(None, validation_alias=AliasChoices("licence", "license"))
 
 
@@ -80,3 +90,12 @@ class SimMeta(_Meta):
     seed: int = 0
     attitude: str = ""
     crisis: bool = False
+
+
+class CurateMeta(_Meta):
+    """Session.meta["curate"]: written by curate/select.py (and the review app for conversations);
+    read by the curate summary, the review app and the decisions export."""
+
+    KEY: ClassVar[str | None] = "curate"
+    status: str = ""  # selected | review | rejected
+    reasons: list[str] = Field(default_factory=list)

@@ -32,7 +32,7 @@ def select(only: list[str] | None = None, start: str | None = None) -> list[str]
 
 def check_domain(ctx: Context, chosen: list[str]) -> None:
     """Fail before any stage runs when the domain pack lacks a file a chosen stage reads."""
-    files = sorted({f for fs in domain_manifest(ctx.cfg.evaluate.all_metrics, chosen).values() for f in fs})
+    files = sorted({f for fs in domain_manifest(ctx.cfg.evaluate.metrics, chosen).values() for f in fs})
     problems = ctx.domain.check(files)
     if problems:
         raise UserError(f"domain {ctx.domain.name}: {len(problems)} file(s) the selected stages need: "

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .errors import UserError
+from .evaluate.metrics import rubric
 
 if TYPE_CHECKING:
     from .config import ExperimentConfig
@@ -53,7 +54,7 @@ class Stage:
     rerun: bool = False  # the verb always reruns it (cheap, derived from cached results)
     show: str | None = None    # "module:function(ctx) -> str" printed by the verb after the summary
     options: tuple[Option, ...] = ()  # extra verb options, passed to the function as keyword arguments
-    needs: tuple[str, ...] = ()  # files of the domain pack it reads ("{metric}": each configured judge metric)
+    needs: tuple[str, ...] = ()  # files of the domain pack it reads ("{metric}": each configured judge metric's rubric)
 
     @property
     def fn(self) -> Callable:
@@ -138,15 +139,15 @@ STAGES: list[Stage] = [
           "Simulate a client talking with every counselor variant on every evaluation scenario.",
           "eval scenarios, models.json", "`sessions.jsonl`", roles=("patient",), needs=("prompts/eval_patient.yaml",)),
     Stage("score", "hybridtune.evaluate.score:run", "score",
-          "Judge every simulated conversation (empathy and relevance 1-10, optional CTRS).",
-          "simulated sessions", "`scores.jsonl`", roles=("judge",), needs=("prompts/eval_judge_{metric}.yaml",)),
+          "Judge every simulated conversation on the configured metrics (default empathy and relevance 1-10).",
+          "simulated sessions", "`scores.jsonl`", roles=("judge",), needs=("prompts/{metric}.yaml",)),
     Stage("likelihood", "hybridtune.evaluate.likelihood:run", "likelihood",
           "Score held-out real and synthetic sessions with every variant: NLL per counselor token, paired CIs.",
           "mix test splits, models.json", "`sessions.jsonl`, `results.json`"),
     Stage("calibrate", "hybridtune.evaluate.calibrate:run", "calibrate",
           "Validate the judge on real vs degraded counselor turns (AUC per metric) and check the simulated patient.",
           "mix test split, simulated sessions", "`results.json` (judge AUC, noise, length bias, verdict; simulator check)",
-          roles=("judge",), needs=("prompts/eval_judge_{metric}.yaml", "prompts/trust_degradations.yaml",
+          roles=("judge",), needs=("prompts/{metric}.yaml", "prompts/trust_degradations.yaml",
                                    "prompts/trust_simcheck.yaml", "prompts/trust_role_patterns.yaml")),
     Stage("report", "hybridtune.evaluate.report:run", "report",
           "Write report.md and a self-contained report.html from cached results (no model calls).",
@@ -181,7 +182,7 @@ def domain_manifest(metrics: list[str] | None = None, chosen: list[str] | None =
     out: dict[str, list[str]] = {}
     for s in STAGES:
         if chosen is None or s.name in chosen:
-            files = [f.format(metric=m) for f in s.needs for m in (metrics if "{metric}" in f else [""])]
+            files = [f.format(metric=rubric(m)) for f in s.needs for m in (metrics if "{metric}" in f else [""])]
             out[s.name] = list(dict.fromkeys(files))
     if chosen is None:
         out["chat"] = list(CHAT_NEEDS)

@@ -12,6 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from hybridtune.cli import app
+from hybridtune.domain import load_domain
 from hybridtune.errors import UserError
 from hybridtune.evaluate import report, score, simulate
 from hybridtune.evaluate.metrics import METRICS, Metric
@@ -114,3 +115,35 @@ def test_new_judge_metric_reaches_scores_table_and_figures(fake_ctx, tmp_path):
         METRICS.remove("warmth")
     with pytest.raises(UserError, match="evaluate.metrics: unknown judge metric 'warmth'"):
         METRICS.get("warmth", key="evaluate.metrics")
+
+
+def test_a_pack_declares_its_own_judge_metric(fake_ctx, tmp_path):
+    """A domain's metric is an entry of its domain.yaml `metrics:` plus a rubric; shared code names none."""
+    pack = tmp_path / "pack"
+    shutil.copytree(ROOT / "hybridtune" / "domains" / "cbt", pack)
+    rubric = (pack / "prompts" / "eval_judge_empathy.yaml").read_text().replace("empathy", "clarity").replace("1-10", "1-4")
+    (pack / "prompts" / "clarity_rubric.yaml").write_text(rubric)
+    with (pack / "domain.yaml").open("a") as f:
+        f.write("  - {name: clarity, label: Clarity, low: 1, high: 4, prompt: clarity_rubric}\n")
+    try:
+        ctx_cm, fake = fake_ctx(f"domain={pack}", "evaluate.max_turns=1", "evaluate.metrics=[clarity]")
+        with ctx_cm as ctx:
+            for v in ctx.cfg.variant_list():
+                save_entry(ctx.store, ModelEntry(variant=v.name, backend="fake", model="fake"))
+            ctx.store.stage("eval_scenarios").write_records("scenarios.jsonl", [
+                Scenario(id="s0", summary="case", scenario="I worry about my exam every night.")])
+            ctx.run_stage("simulate", simulate.run)
+            ctx.run_stage("score", score.run)
+            scores = list(ctx.store.stage("score").read("scores.jsonl", score.Score))
+            ctx.run_stage("report", report.run)
+            md = (ctx.store.stage("report").path / "report.md").read_text()
+        assert {s.metric for s in scores} == {"clarity"} and all(1 <= s.score <= 4 for s in scores)
+        assert {s.prompt.split("@")[0] for s in scores} == {"clarity_rubric"}
+        assert "| Model | Clarity Avg | Median | Min | Max |" in md
+        (pack / "domain.yaml").write_text((pack / "domain.yaml").read_text().replace("label: Clarity", "label: Other"))
+        with pytest.raises(UserError, match=r"domain\.yaml: metrics: .*'clarity' is already registered"):
+            load_domain(str(pack))
+    finally:
+        METRICS.remove("clarity")
+    shared = [p for p in (ROOT / "hybridtune").rglob("*.py") if "ctrs" in p.read_text().lower()]
+    assert not shared, f"a domain's metric named in shared code: {shared}"

@@ -21,6 +21,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from ..errors import UserError
 from ..paths import input_file, output_file
+from ..meta import CurateMeta
 from ..records import Message, QuarantineEntry, Record, Session, stable_id
 from ..safeparse import BadJSON, loads_json
 from ..store import StageDir, atomic_write
@@ -125,7 +126,7 @@ def export_rows(st: StageDir, which: str = "review") -> list[dict]:
             continue
         rows.append({
             "session_id": sid, "source": s.source, "status": status,
-            "reasons": ";".join(s.meta.get("curate", {}).get("reasons", [])),
+            "reasons": ";".join(CurateMeta.of(s).reasons),
             "mean_score": mean_score(s), "techniques": ";".join(session_techniques(s)),
             "decision": (state.get(sid) or {}).get("verdict") or "",
             "reviewer": "", "note": "", "index": "", "content": "",

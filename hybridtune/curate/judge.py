@@ -24,6 +24,7 @@ from pydantic import BaseModel, Field, create_model
 
 from ..context import Context, map_items
 from ..errors import StructuredOutputError
+from ..meta import CurateMeta
 from ..records import Session
 from ..safety.screen import Screener, build_screener
 from ..store import StageDir
@@ -169,7 +170,7 @@ def report_md(pool: list[Session], sel: dict[str, list[Session]], failed: set[st
             lines.append(f"| {c} | {mean:.2f} | {med:.2f} | {min(vals)} | {max(vals)} |")
     flags = Counter(f for s in judged for f in s.scores["judge"]["flags"])
     risks = Counter(s.scores.get("risk", {}).get("risk", "?") for s in pool)
-    reasons = Counter(r for v in sel.values() for s in v for r in s.meta.get("curate", {}).get("reasons", []))
+    reasons = Counter(r for v in sel.values() for s in v for r in CurateMeta.of(s).reasons)
     lines += ["", f"Flags: {dict(flags) or 'none'}", f"Crisis screen: {dict(risks)}", f"Reasons: {dict(reasons)}"]
     if alpha is not None:
         lines += ["", f"Judge agreement (Krippendorff's alpha, interval): {alpha}"]

@@ -17,6 +17,7 @@ import re
 from collections import Counter, defaultdict
 
 from ..contamination import shingles
+from ..meta import SynthMeta
 from ..records import Session
 
 CHECKS = ["id", "unit of a held-out session", "few-shot exemplar", "scenario", "exact text", "near-duplicate text"]
@@ -31,13 +32,17 @@ def _digest(text: str) -> str:
     return hashlib.sha1(" ".join(re.findall(r"\w+", text.lower())).encode()).hexdigest()
 
 
+def _synth(s: Session) -> SynthMeta | None:
+    """The synthetic stage's meta of a synthetic session (its scenario, few-shot exemplars); None otherwise."""
+    return SynthMeta.of(s) if s.source == "synthetic" else None
+
+
 def check(train: dict[str, list[Session]], test: dict[str, list[Session]], threshold: float = 0.5,
           k: int = 8) -> dict:
     """{"checks", "train_sessions", "test_sessions", "leaks": [{kind, train_file, train_id, test_file, test_id, ...}]}."""
     leaks: list[dict] = []
     test_of = {s.id: name for name, ss in test.items() for s in ss}
-    test_scen = {str(s.meta["scenario_id"]): name for name, ss in test.items() for s in ss
-                 if s.source == "synthetic" and s.meta.get("scenario_id")}
+    test_scen = {m.scenario_id: name for name, ss in test.items() for s in ss if (m := _synth(s)) and m.scenario_id}
     tr = [(name, s) for name, ss in train.items() for s in ss]
     for name, s in tr:
         if s.id in test_of:
@@ -46,14 +51,14 @@ def check(train: dict[str, list[Session]], test: dict[str, list[Session]], thres
         if src and src != s.id and src in test_of:
             leaks.append({"kind": "unit of a held-out session", "train_file": name, "train_id": s.id,
                           "test_file": test_of[src], "test_id": src})
-        for fid in s.meta.get("fewshot_ids") or []:
+        m = _synth(s)
+        for fid in m.fewshot_ids if m else []:
             if fid in test_of:
                 leaks.append({"kind": "few-shot exemplar", "train_file": name, "train_id": s.id,
                               "test_file": test_of[fid], "test_id": fid})
-        scen = s.meta.get("scenario_id")
-        if s.source == "synthetic" and scen and str(scen) in test_scen:
-            leaks.append({"kind": "scenario", "train_file": name, "train_id": s.id, "test_file": test_scen[str(scen)],
-                          "scenario_id": str(scen)})
+        if m and m.scenario_id in test_scen:
+            leaks.append({"kind": "scenario", "train_file": name, "train_id": s.id, "test_file": test_scen[m.scenario_id],
+                          "scenario_id": m.scenario_id})
     # text: exact by hash, near by shingle containment through an inverted index of the test side
     tests = [(name, s) for name, ss in test.items() for s in ss]
     exact = {}

@@ -32,6 +32,7 @@ from ..context import Context
 from ..errors import UserError
 from ..real.config import SegmentConfig
 from ..real.segment import Sample, segment
+from ..meta import RealMeta
 from ..records import Scenario, Session, stable_id
 from ..store import StageDir
 from ..synth.sessions import align_opening
@@ -93,8 +94,8 @@ def qa_units(s: Session, samples: list[Sample] | None = None, seg: SegmentConfig
         samples = list(segment(s, seg))
     off = 1 if s.messages and s.messages[0].role == "system" else 0
     ann = {a.index: a for a in s.annotations}
-    keep = {k: s.meta[k] for k in ("topic", "theme", "problem_type", "format", "file", "dataset", "license", "licence")
-            if k in s.meta}
+    keep = {k: v for k, v in RealMeta.of(s).dump().items()
+            if k in ("topic", "theme", "problem_type", "format", "file", "dataset", "licence")}
     out = []
     for x in samples:
         if x.kind != "qa":

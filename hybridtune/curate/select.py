@@ -3,7 +3,7 @@ coverage kept, and routing to human review. Pure functions over Session records 
 
 Input : Sessions with scores["judge"] (see judge.py) and scores["risk"] (crisis screen).
 Output: {"selected": [...], "review": [...], "rejected": [...]}, each Session carrying
-        meta["curate"] = {"status", "reasons"}.
+        meta["curate"] = CurateMeta {status, reasons} (hybridtune/meta.py).
 
     sel = select_sessions(sessions, cfg.curate, judge_failed={"id1"}, judged_ids={...})
 """
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
+from ..meta import CurateMeta
 from ..records import Session
 from .config import CurateConfig
 
@@ -78,7 +79,7 @@ def review_reasons(s: Session, cc: CurateConfig, failed: bool) -> list[str]:
 
 
 def _tag(s: Session, status: str, reasons: list[str]) -> Session:
-    return s.model_copy(update={"meta": {**s.meta, "curate": {"status": status, "reasons": reasons}}})
+    return CurateMeta(status=status, reasons=reasons).put(s)
 
 
 def select_sessions(pool: list[Session], cc: CurateConfig, *, judge_failed: set[str],

@@ -6,7 +6,7 @@ one real counselor turn is taken with its preceding dialogue, plus degraded vers
 (a counselor turn from an unrelated session, a generic, an off-topic and a dismissive
 reply, lists in prompts/trust_degradations.yaml; and two that keep the original's length:
 its own words shuffled, and other sessions' counselor words cut to its word count). The
-`judge` rates every version with the score stage's own rubrics (eval_judge_<metric>, k
+`judge` rates every version with the score stage's own rubrics (the metric's rubric prompt, k
 samples). Per metric: the within-item AUC (each original against its own degraded
 versions) with a Wilson CI over items, per degradation, its repeat noise (SD over the k
 samples), its length bias (Spearman with reply length) and the same AUC for "longer reply =
@@ -254,7 +254,7 @@ def calibration_sessions(ctx: Context) -> tuple[list[Session], str, list[str]]:
 
 async def rate(ctx: Context, st: StageDir, items: list[CalibItem], metrics: list[str], k: int) -> list[CalibRating]:
     judge = ctx.llm("judge")
-    tpls = {m: ctx.domain.prompt(f"eval_judge_{m}") for m in metrics}
+    tpls = {m: ctx.domain.prompt(get_metric(m).rubric) for m in metrics}
     work = [(stable_id("calib", it.id, m, s, judge.model, tpls[m].tag), (it, m, s))
             for it in items for m in metrics for s in range(k)]
 

@@ -48,11 +48,10 @@ class EvaluateConfig(BaseModel):
     # -- score ----------------------------------------------------------------
     metrics: list[str] = Field(
         default_factory=lambda: ["empathy", "relevance"],
-        description="judge metrics (declared in hybridtune/evaluate/metrics.py: scale, label); each needs the "
-        "prompt eval_judge_<metric>.yaml in the domain",
+        description="judge metrics: the shared ones (hybridtune/evaluate/metrics.py: empathy, relevance) or "
+        "the domain pack's (domain.yaml `metrics:`); each needs its rubric prompt in the pack",
     )
     judge_samples: int = Field(1, ge=1, description="independent judge samples per conversation (k > 1 measures judge noise)")
-    ctrs: bool = Field(False, description="also rate the 11 Cognitive Therapy Rating Scale items (0-6 each)")
     second_judge_endpoint: str | None = Field(None, description="endpoint of a second judge (agreement by Krippendorff's alpha)")
     second_judge_model: str | None = Field(None, description="model of the second judge (default: the endpoint's)")
     # -- statistics / report ----------------------------------------------------
@@ -63,8 +62,3 @@ class EvaluateConfig(BaseModel):
         "conversation it was) instead of dropping that scenario from the paired table for every variant")
     trust: TrustConfig = Field(default_factory=TrustConfig)
     plan: PlanConfig = Field(default_factory=PlanConfig)
-
-    @property
-    def all_metrics(self) -> list[str]:
-        """The metrics the score stage rates: `metrics`, plus ctrs when `ctrs` is on."""
-        return [*self.metrics, *(["ctrs"] if self.ctrs and "ctrs" not in self.metrics else [])]

@@ -1,8 +1,8 @@
 """Stage `score`: the `judge` role rates each simulated session on the configured metrics.
 
 Input: simulate/sessions.jsonl. One judge call per session x metric x sample, from the
-versioned rubric prompt eval_judge_<metric> (structured {rationale, score}, or one score per
-item for a metric with items such as CTRS; metrics are declared in metrics.py), k repeated samples (`evaluate.judge_samples`)
+versioned rubric prompt of the metric (eval_judge_<metric> by default; structured {rationale, score}, or one score per
+item for a metric with items; metrics are declared in metrics.py or the domain pack), k repeated samples (`evaluate.judge_samples`)
 and a second judge (`evaluate.second_judge_endpoint/model`). Failed judgments are counted
 (failures.jsonl), never turned into scores.
 Output: score/scores.jsonl (Score: one judgment), score/session_scores.jsonl (per session:
@@ -40,7 +40,7 @@ class Score(Record):
     metric: str
     sample: int = 0
     score: float
-    items: dict[str, int] = Field(default_factory=dict)  # item scores of a metric with items (e.g. CTRS)
+    items: dict[str, int] = Field(default_factory=dict)  # item scores of a metric with items
     rationale: str = ""
     prompt: str = ""
     counselor_words: int = 0
@@ -67,13 +67,13 @@ def judges(ctx: Context) -> dict[str, LLM]:
 
 
 def metric_list(ctx: Context) -> list[str]:
-    return ctx.cfg.evaluate.all_metrics
+    return ctx.cfg.evaluate.metrics
 
 
 async def judge_one(ctx: Context, key: str, s: Session, scen_text: str, judge: str, llm: LLM, metric: str, k: int) -> Score:
-    tpl = ctx.domain.prompt(f"eval_judge_{metric}")
-    msgs = tpl.render(transcript=transcript(ctx, s), scenario=scen_text, protocol=ctx.domain.protocol)
     m = get_metric(metric)
+    tpl = ctx.domain.prompt(m.rubric)
+    msgs = tpl.render(transcript=transcript(ctx, s), scenario=scen_text, protocol=ctx.domain.protocol)
     reply = await llm.chat(msgs, schema=m.schema(), sample=k)
     p: Any = reply.parsed
     value, items = m.value(p)
@@ -156,7 +156,7 @@ async def run(ctx: Context, st: StageDir) -> dict:
         text = sc.summary if sc else ""
         for jname, llm in js.items():
             for m in metrics:
-                tag = ctx.domain.prompt(f"eval_judge_{m}").tag
+                tag = ctx.domain.prompt(get_metric(m).rubric).tag
                 for k in range(ctx.cfg.evaluate.judge_samples):
                     items.append((score_key(s, jname, llm.model, m, tag, k), (s, text, jname, llm, m, k)))
 

@@ -19,6 +19,7 @@ from pydantic import BaseModel, Field
 
 from ..context import Context, map_items
 from ..errors import TooManyFailures
+from ..meta import SimMeta
 from ..records import Record, Scenario, Session, stable_id
 from ..store import StageDir
 from .simulate import persona_text
@@ -63,7 +64,7 @@ def simulated_sessions(ctx: Context) -> list[Session]:
     rows = [s for s in st.read("sessions.jsonl", Session) if keep is None or s.id in keep]
     # file order is completion order (it differs after a crash-resume); pick the subset by
     # scenario then variant, so it is stable and keeps every variant on the same scenarios
-    return sorted(rows, key=lambda s: (str(s.meta.get("scenario_id", "")), str(s.meta.get("variant", "")), s.id))
+    return sorted(rows, key=lambda s: (SimMeta.of(s).scenario_id, SimMeta.of(s).variant, s.id))
 
 
 def client_turns(s: Session, limit: int) -> list[int]:
@@ -104,7 +105,8 @@ async def check(ctx: Context, st: StageDir) -> dict:
 
     async def one(key: str, item: tuple[Session, int]) -> TurnCheck:
         s, i = item
-        sc = scen.get(s.meta.get("scenario_id", ""))
+        sm = SimMeta.of(s)
+        sc = scen.get(sm.scenario_id)
         persona = persona_text(sc) if sc else "(unknown)"
         situation = f"{sc.summary}\n{sc.scenario}".strip() if sc else "(unknown)"
         turn = s.messages[i].content
@@ -112,7 +114,7 @@ async def check(ctx: Context, st: StageDir) -> dict:
         reply = await judge.chat(msgs, schema=TurnJudgment)
         j: TurnJudgment = reply.parsed
         return TurnCheck(id=key, session_id=s.id,
-                         variant=str(s.meta.get("variant", "?")), scenario_id=str(s.meta.get("scenario_id", "")),
+                         variant=sm.variant, scenario_id=sm.scenario_id,
                          index=i, heuristic_counselor=looks_like_counselor(turn, pats), consistent=j.consistent,
                          acts_as_counselor=j.acts_as_counselor, reason=j.reason[:500], judge_model=judge.model,
                          prompt=tpl.tag)

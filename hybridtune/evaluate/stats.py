@@ -25,6 +25,8 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import stats
 
+from .metrics import metric as get_metric
+
 
 # Below this many values a 95% interval is too unstable to mean much (BCa coverage at n=5
 # is well under 0.95 on skewed data); the report says so next to such an interval.
@@ -83,11 +85,6 @@ def summary_table(rows: list[dict], variants: list[str], metrics: list[str], res
                 for m in metrics} for v in variants}
 
 
-# The lowest score each judge metric can take (Rating is 1-10; the CTRS total is 0-66):
-# with `failed_as_min` a failed judgement counts as this score against its variant.
-METRIC_MIN = {"ctrs": 0.0}
-
-
 def paired_rows(rows: list[dict], variants: list[str], metrics: list[str], planned: int | None = None,
                 failed_as_min: bool = False) -> tuple[list[dict], dict[str, dict]]:
     """(rows of the scenarios every variant completed, per-variant completion counts).
@@ -104,7 +101,7 @@ def paired_rows(rows: list[dict], variants: list[str], metrics: list[str], plann
     filled = []
     for r in rows:
         if failed_as_min:
-            r = {**r, **{m: METRIC_MIN.get(m, 1.0) for m in metrics if r.get(m) is None}}
+            r = {**r, **{m: get_metric(m).floor for m in metrics if r.get(m) is None}}
         filled.append(r)
     by = {(r["variant"], r["scenario_id"]): r for r in filled}
     done = {v: {s for s in scen if (v, s) in by and all(by[(v, s)].get(m) is not None for m in metrics)}

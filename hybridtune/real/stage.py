@@ -41,6 +41,7 @@ from typing import IO, Any
 
 from ..context import Context
 from ..errors import UserError
+from ..meta import RealMeta
 from ..records import QuarantineEntry, Session, TurnAnnotation, stable_id
 from ..safety.screen import build_screener
 from ..store import StageDir, dump_json
@@ -173,8 +174,8 @@ async def process(ctx: Context, raw: RawSession, scrub: Scrubber, st_: Stats, dd
     else:
         msgs = merge_turns(turns)
     st_.pii.update(counts)
-    meta: dict[str, Any] = {"file": raw.file, "format": raw.format, "source_key": raw.key, **raw.meta,
-                            "pii": dict(counts)}
+    meta = RealMeta.model_validate({"file": raw.file, "format": raw.format, "source_key": raw.key, **raw.meta,
+                                    "pii": dict(counts)}).dump()
     if att:
         st_.attribution.append(att.get("confidence", 1.0))
     return Session(id=sid, source="real", messages=msgs, meta=meta), None

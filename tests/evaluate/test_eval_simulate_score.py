@@ -145,7 +145,7 @@ def test_limiter_survives_a_new_event_loop():
 
 
 def test_ctrs_rubric_scores_eleven_items(fake_ctx):
-    ctx_cm, fake = fake_ctx("evaluate.max_turns=1", "evaluate.ctrs=true", "evaluate.metrics=[empathy]", responder=responder)
+    ctx_cm, fake = fake_ctx("evaluate.max_turns=1", "evaluate.metrics=[empathy, ctrs]", responder=responder)
     with ctx_cm as ctx:
         setup_run(ctx, SCENARIOS[:1])
         ctx.run_stage("simulate", simulate.run)

@@ -27,6 +27,7 @@ from fastapi.responses import FileResponse
 from pydantic import ValidationError
 
 from ...errors import UserError
+from ...meta import CurateMeta
 from ...records import Session
 from ...store import StageDir
 from ...webguard import LOOPBACK, guarded_app
@@ -68,7 +69,7 @@ def summary(sid: str, status: str, s: Session, state: dict | None) -> dict:
         "edited": bool((state or {}).get("edits")), "mean": mean_score(s),
         "scores": {k: j.get(k) for k in CRITERIA},
         "flags": j.get("flags", []), "risk": (s.scores.get("risk") or {}).get("risk"),
-        "reasons": s.meta.get("curate", {}).get("reasons", []), "techniques": session_techniques(s),
+        "reasons": CurateMeta.of(s).reasons, "techniques": session_techniques(s),
         "turns": len(s.messages),
     }
 
@@ -106,8 +107,8 @@ def conversation_rows(conv: Path) -> dict[str, tuple[str, Session]]:
                    *(f"comment on {i}: {f.comment}" for i, f in sorted(fbs.get(cid, {}).items()) if f.comment)]
         worst = max((r.get("risk", "none") for r in s.meta.get("safety", [])), default="none",
                     key=lambda r: RISK_ORDER.get(r, 0))
-        out[cid] = ("conversation", s.model_copy(update={
-            "meta": {**s.meta, "curate": {"reasons": reasons}}, "scores": {"risk": {"risk": worst}}}))
+        out[cid] = ("conversation", CurateMeta(reasons=reasons).put(s).model_copy(
+            update={"scores": {"risk": {"risk": worst}}}))
     return out
 
 
