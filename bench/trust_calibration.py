@@ -90,11 +90,11 @@ def main() -> None:
             print(f"generation baseline: {gen:.1f} tok/s; load average {os.getloadavg()[0]:.1f}", flush=True)
             lik_s = ctx.run_stage("likelihood", likelihood.run)["seconds"]
             print(f"likelihood: {lik_s:.0f}s", flush=True)
-            lik = ctx.store.stage("likelihood").read_json("results.json")
+            lik = ctx.store.stage("likelihood").read_summary()
             cal_s = ctx.run_stage("calibrate", calibrate.run)["seconds"]
             print(f"calibrate: {cal_s:.0f}s (this invocation's part if resumed)", flush=True)
             load = os.getloadavg()[0]
-            cal = ctx.store.stage("calibrate").read_json("results.json")
+            cal = ctx.store.stage("calibrate").read_summary()
     toks = sum(v["test_real"]["tokens"] for v in lik["variants"].values())
     score_tps = toks / lik_s
     results = []

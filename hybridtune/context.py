@@ -85,7 +85,8 @@ class Context:
         return asyncio.run(self._closing(coro))
 
     def run_stage(self, name: str, fn: Callable[[Context, StageDir], Any], *, force: bool = False) -> dict:
-        """Run one stage unless its completion marker exists; the marker is written last."""
+        """Run one stage unless its completion marker exists; the marker is written last, after the
+        stage's summary.json (the stage's own, or else the dict it returned)."""
         st = self.store.stage(name)
         if st.is_done() and not force:
             self.log(f"[dim]{name}: done already, skipped[/dim]")
@@ -100,6 +101,8 @@ class Context:
         finally:
             self.llms.usage.save()
         summary = {"stage": name, "seconds": round(time.time() - t0, 2), **(result or {})}
+        if not st.file(st.SUMMARY).exists():  # a stage with nothing more to say: its summary is what it returned
+            st.write_summary(summary)
         st.mark_done(summary)
         return summary
 

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import UserError
 from .evaluate.metrics import rubric
+from .store import StageDir
 
 if TYPE_CHECKING:
     from .config import ExperimentConfig
@@ -48,12 +49,13 @@ class Stage:
     verb: str | None     # CLI verb that runs just this stage (None: only through `hybridtune run`)
     help: str            # the verb's help text
     reads: str           # what it reads (for the docs table)
-    writes: str          # what it writes, under runs/<name>/<stage>/ unless said otherwise
+    writes: str          # what it writes, under runs/<name>/<stage>/ unless said otherwise (besides summary.json)
     roles: Roles = ()    # roles it calls; checked (keys, GGUFs, backends) before it runs
     output: str | None = None  # the main file, printed as "wrote ..." by the verb
     rerun: bool = False  # the verb always reruns it (cheap, derived from cached results)
     show: str | None = None    # "module:function(ctx) -> str" printed by the verb after the summary
     options: tuple[Option, ...] = ()  # extra verb options, passed to the function as keyword arguments
+    summary: str = ""    # what its summary.json holds besides what the stage returns (for the docs table)
     needs: tuple[str, ...] = ()  # files of the domain pack it reads ("{metric}": each configured judge metric's rubric)
 
     @property
@@ -95,41 +97,49 @@ CHAT_NEEDS = ("prompts/safety_screen.yaml", "prompts/safety_response.yaml")
 STAGES: list[Stage] = [
     Stage("real", "hybridtune.real.stage:run", None,
           "Ingest real transcripts: clean, scrub PII, dedup, filter, segment, annotate.",
-          "`cfg.real.inputs`", "`sessions.jsonl`, `samples.jsonl`, `quarantine.jsonl`, `report.json`, `report.md`",
+          "`cfg.real.inputs`", "`sessions.jsonl`, `samples.jsonl`, `quarantine.jsonl`, `report.md`, `annotations.jsonl` "
+          "and `quality.jsonl` (real.llm), ingest ledgers `_ingest.json`, `_clean.jsonl`, `_dedup.jsonl`",
+          summary="counts per step, PII by type, duplicates, filters",
           roles=_real_roles, output="sessions.jsonl",
           needs=("techniques.yaml", "distortions.yaml", "emotions.yaml", "prompts/real_annotate_turn.yaml",
                  "prompts/real_quality.yaml", "prompts/real_attribute_speakers.yaml")),
     Stage("personas", "hybridtune.synth.personas:run", "personas",
           "Generate quota-sampled personas with quality checks -> runs/<name>/personas/personas.jsonl.",
-          "domain attributes", "`personas.jsonl`", roles=("generator", "judge"), output="personas.jsonl",
+          "domain attributes", "`personas.jsonl`, `personas_dropped.jsonl`, `persona_drafts.jsonl` (every attempt)", roles=("generator", "judge"), output="personas.jsonl",
           needs=_PERSONA_FILES),
     Stage("scenarios", "hybridtune.synth.scenarios:run", "scenarios",
           "Write CBT scenarios for each persona (distortions checked, near-duplicates replaced) -> scenarios/scenarios.jsonl.",
-          "personas", "`scenarios.jsonl`", roles=("generator", "judge"), output="scenarios.jsonl",
+          "personas", "`scenarios.jsonl`, `scenarios_rejected.jsonl` (near-duplicates), `scenario_drafts.jsonl`",
+          roles=("generator", "judge"), output="scenarios.jsonl",
           needs=_SCENARIO_FILES),
     Stage("synth", "hybridtune.synth.sessions:run", "synthesize",
           "Generate synthetic sessions by role-play (or single pass) -> synth/sessions.jsonl + synth_report.md.",
-          "scenarios, real sessions (few-shot)", "`sessions.jsonl`, `synth_report.md`",
+          "scenarios, real sessions (few-shot)", "`sessions.jsonl`, `synth_report.md`, `generated.jsonl` (resume ledger)",
+          summary="diversity, correctness, naturalness, technique coverage, lengths",
           roles=("counselor", "patient", "generator", "annotator"), output="sessions.jsonl",
           needs=("attributes.yaml", "techniques.yaml", "prompts/synth_counselor.yaml", "prompts/synth_patient.yaml",
                  "prompts/synth_single_pass.yaml", "prompts/synth_annotate.yaml")),
     Stage("curate", "hybridtune.curate.judge:run", "judge",
           "Judge sessions, crisis-screen them, and select (stage `curate`; writes runs/<name>/curate/).",
-          "synth (+real) sessions", "`judged.jsonl`, `selected.jsonl`, `review.jsonl`", roles=("judge",),
+          "synth (+real) sessions", "`judged.jsonl`, `selected.jsonl`, `review.jsonl`, `rejected.jsonl`, `report.md`",
+          roles=("judge",),
           needs=("prompts/curate_judge.yaml",)),
     Stage("eval_scenarios", "hybridtune.evaluate.scenarios:run", "eval-scenarios",
           "Make the held-out evaluation scenarios (generated on their own seed, or from evaluate.scenarios_file).",
-          "own seed / file", "`scenarios.jsonl`",
+          "own seed / file", "`scenarios.jsonl`, `quarantine.jsonl`, `contamination.json`, generated: `personas/`, "
+          "`scenarios/` (as the personas and scenarios stages)",
           roles=_eval_scenario_roles, needs=(*_PERSONA_FILES, *_SCENARIO_FILES, "prompts/eval_crisis_scenario.yaml")),
     Stage("mix", "hybridtune.curate.mix:run", "mix",
           "Build each declared variant's training set, test splits and exports (stage `mix`; runs/<name>/mix/).",
           "curated sessions + review decisions, `real/samples.jsonl` (QA units), eval scenarios",
           "`<variant>/{train,valid}.jsonl` (Session; one per trained declared variant), held-out `test_real.jsonl`, `test_synthetic.jsonl`, "
-          "`contamination.jsonl`, `<variant>/openai_{train,valid}.jsonl`, `<variant>/parquet/`, "
-          "`<variant>/README.md` (dataset card)"),
+          "`contamination.jsonl`, `leakage.json` (training vs test leakage check), `report.md`, "
+          "`<variant>/openai_{train,valid}.jsonl`, `<variant>/parquet/`, `<variant>/README.md` (dataset card)",
+          summary="composition per variant, checks, exports"),
     Stage("train", "hybridtune.train.stage:run", "train",
           "Fine-tune the declared variants from the mixed sets and register them (and untrained ones) in models.json.",
-          "mix", "`models.json` (run root), `<variant>/` (checkpoints, adapter, `adapter.gguf`, `loss.csv`, `loss.png`)",
+          "mix", "`models.json` (run root, and a copy here), `quarantine.jsonl`, `<variant>/` (`spec.json`, checkpoints, "
+          "adapter, `adapter.gguf`, `loss.csv`, `loss.png`; OpenAI: `openai_job.json`, `checkpoints.json`, `metrics.csv`)",
           show="hybridtune.train.stage:describe", options=(
               Option("variants", list[str] | None, None, ("--variant", "-v"),
                      "only this variant (repeatable); default: every declared variant"),
@@ -137,21 +147,26 @@ STAGES: list[Stage] = [
                      "continue from the last checkpoint or running job (default) or start over"))),
     Stage("simulate", "hybridtune.evaluate.simulate:run", "simulate",
           "Simulate a client talking with every counselor variant on every evaluation scenario.",
-          "eval scenarios, models.json", "`sessions.jsonl`", roles=("patient",), needs=("prompts/eval_patient.yaml",)),
+          "eval scenarios, models.json", "`sessions.jsonl`, `current.json` (this configuration's ids), "
+          "`contamination.json`", roles=("patient",), needs=("prompts/eval_patient.yaml",)),
     Stage("score", "hybridtune.evaluate.score:run", "score",
           "Judge every simulated conversation on the configured metrics (default empathy and relevance 1-10).",
-          "simulated sessions", "`scores.jsonl`", roles=("judge",), needs=("prompts/{metric}.yaml",)),
+          "simulated sessions", "`scores.jsonl`, `session_scores.jsonl`",
+          summary="failures, judge noise, agreement, length bias", roles=("judge",), needs=("prompts/{metric}.yaml",)),
     Stage("likelihood", "hybridtune.evaluate.likelihood:run", "likelihood",
           "Score held-out real and synthetic sessions with every variant: NLL per counselor token, paired CIs.",
-          "mix test splits, models.json", "`sessions.jsonl`, `results.json`"),
+          "mix test splits, models.json", "`sessions.jsonl` (NLL per session)",
+          summary="paired NLL differences with CIs per split"),
     Stage("calibrate", "hybridtune.evaluate.calibrate:run", "calibrate",
           "Validate the judge on real vs degraded counselor turns (AUC per metric) and check the simulated patient.",
-          "mix test split, simulated sessions", "`results.json` (judge AUC, noise, length bias, verdict; simulator check)",
+          "mix test split, simulated sessions", "`items.jsonl`, `ratings.jsonl`, `simcheck.jsonl`",
+          summary="judge AUC, noise, length bias, verdict; simulator check",
           roles=("judge",), needs=("prompts/{metric}.yaml", "prompts/trust_degradations.yaml",
                                    "prompts/trust_simcheck.yaml", "prompts/trust_role_patterns.yaml")),
     Stage("report", "hybridtune.evaluate.report:run", "report",
           "Write report.md and a self-contained report.html from cached results (no model calls).",
-          "everything", "`report.md`, `report.html`, `*.png`", output="report.md", rerun=True),
+          "everything", "`report.md`, `report.html`, `*.png`", summary="the headline table and tests",
+          output="report.md", rerun=True),
 ]
 
 
@@ -198,5 +213,6 @@ def stage_table() -> str:
         roles = (s.roles.__doc__ or "by config") if callable(s.roles) else ", ".join(s.roles) or "-"
         verb = f"`{s.verb}`" if s.verb else "(`run` only; `ingest`)"
         target = s.target.removeprefix("hybridtune.") if isinstance(s.target, str) else s.target.__qualname__
-        rows.append([s.name, verb, f"`{target}`", roles, s.reads, s.writes])
+        summary = f"`{StageDir.SUMMARY}`" + (f" ({s.summary})" if s.summary else "")
+        rows.append([s.name, verb, f"`{target}`", roles, s.reads, f"{s.writes}, {summary}"])
     return md_table(["stage", "verb", "function", "roles", "reads", "writes (in runs/<name>/<stage>/)"], rows) + "\n"

@@ -6,6 +6,8 @@ Crash safety, in one place:
   halfway resumes from what it already has without duplicates;
 - whole files (reports, configs, exports) are written to a temp file and renamed;
 - a stage's `_done.json` marker is written last; a done stage is skipped on rerun;
+- every stage's summary file has one name, `summary.json` (`StageDir.SUMMARY`: counts, checks,
+  results other stages and the report read); `_done.json` holds the short dict the stage returned;
 - one process at a time per run (`fcntl` lock on `runs/<name>/.lock`).
 
     store = RunStore(Path("runs/demo"))
@@ -89,6 +91,10 @@ def read_jsonl_dicts(path: Path) -> Iterator[dict]:
 class StageDir:
     """One stage's folder of artifacts."""
 
+    SUMMARY = "summary.json"  # the one summary file name of every stage
+    # what stages called it in runs made before the name was one (read only, so old runs still report)
+    _OLD_SUMMARIES = ("report.json", "results.json", "synth_report.json")
+
     def __init__(self, path: Path, name: str):
         self.path = path
         self.name = name
@@ -150,6 +156,17 @@ class StageDir:
         p = self.file(file)
         return json.loads(p.read_text(encoding="utf-8")) if p.exists() else default
 
+    def write_summary(self, obj: Any) -> Path:
+        """Write the stage's summary file (`summary.json`)."""
+        return self.write_json(self.SUMMARY, obj)
+
+    def read_summary(self, default: Any = None) -> Any:
+        """The stage's summary file, or `default` when the stage has not written one."""
+        for name in (self.SUMMARY, *self._OLD_SUMMARIES):
+            if self.file(name).exists():
+                return self.read_json(name)
+        return default
+
     # -- completion marker -------------------------------------------------
     @property
     def done_file(self) -> Path:
@@ -163,12 +180,14 @@ class StageDir:
         atomic_write(self.done_file, json.dumps(summary or {}, indent=2, default=str) + "\n")
 
     def summary(self) -> dict:
+        """What the stage returned (its `_done.json` marker); the fuller summary file is read_summary()."""
         return self.read_json("_done.json", {}) or {}
 
     def reset(self) -> None:
-        """Forget completion so the stage runs again (its records are kept and reused)."""
-        with contextlib.suppress(FileNotFoundError):
-            self.done_file.unlink()
+        """Forget completion so the stage runs again (its records are kept and reused; its summary is redone)."""
+        for f in (self.done_file, self.file(self.SUMMARY)):
+            with contextlib.suppress(FileNotFoundError):
+                f.unlink()
 
 
 class RunStore:

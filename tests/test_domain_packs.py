@@ -17,7 +17,7 @@ from hybridtune.llm.fake import schema_example
 from hybridtune.pipeline import run_pipeline
 from hybridtune.records import ModelEntry, Session
 from hybridtune.registry import save_entry
-from hybridtune.stages import domain_manifest, names
+from hybridtune.stages import STAGES, domain_manifest, names, stage_table
 
 from .synth.helpers import responder as synth_responder
 
@@ -101,6 +101,7 @@ def test_sales_coach_runs_the_whole_pipeline(fake_ctx, tmp_path):
             save_entry(ctx.store, ModelEntry(variant=v.name, backend="fake", model="fake"))
         after = run_pipeline(ctx.cfg, ctx=ctx, only=names()[names().index("simulate"):])
         report = (ctx.store.path("report", "report.md")).read_text()
+        unlisted = unlisted_files(ctx)
         synth = list(ctx.store.stage("synth").read("sessions.jsonl", Session))
         simulated = list(ctx.store.stage("simulate").read("sessions.jsonl", Session))
     assert set(before) | set(after) == set(names()) - {"train"}
@@ -112,3 +113,18 @@ def test_sales_coach_runs_the_whole_pipeline(fake_ctx, tmp_path):
     assert any("sales coaching" in s for s in system) and not any("cognitive behavioural therapy" in s for s in system)
     assert dom.system_prompt.split(".")[0] in "".join(system)
     assert "| Model | Empathy Avg |" in report
+    assert not unlisted, f"files the stage table (stages.py `writes`) does not list: {unlisted}"
+
+
+def unlisted_files(ctx) -> list[str]:
+    """Files in each stage folder that its declaration's `writes` (and the docs table) do not name."""
+    variants = {v.name for v in ctx.cfg.variant_list()}
+    out = []
+    for s in STAGES:
+        folder = ctx.store.path(s.name)
+        listed = stage_table().split(f"| {s.name} |", 1)[1].split("\n", 1)[0]
+        for f in (folder.iterdir() if folder.is_dir() else []):
+            name = "<variant>/" if f.name in variants else "*.png" if f.suffix == ".png" else f.name + ("/" if f.is_dir() else "")
+            if name not in ("_done.json", "failures.jsonl") and not name.startswith(".") and f"`{name}" not in listed:
+                out.append(f"{s.name}/{f.name}")
+    return out

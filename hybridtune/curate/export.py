@@ -160,7 +160,7 @@ def export_all(ctx: Context, st: StageDir, mix_summary: dict | None = None) -> d
     res = {}
     for v in (x.name for x in ctx.cfg.variant_list() if x.trained):
         res[v] = export_variant(ctx, st, v)
-        summary = mix_summary or st.read_json("report.json", {})
+        summary = mix_summary or st.read_summary({})
         st.write_text(f"{v}/README.md", dataset_card(ctx, st, v, res[v], summary))
     return res
 

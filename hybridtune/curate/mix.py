@@ -11,7 +11,7 @@ Output: runs/<name>/mix/
           contamination.jsonl                                    sessions dropped as near-duplicates
           leakage.json                                           training vs test leakage check (a leak fails the run)
           <variant>/openai_{train,valid}.jsonl, <variant>/parquet/{train,validation}.parquet,
-          <variant>/README.md (dataset card); report.json, report.md
+          <variant>/README.md (dataset card); summary.json, report.md
 
 Held-out real sessions are the ones `holdout.heldout_real_ids` chose over every ingested real
 session (the synth stage never used them as exemplars); `leakage.check` then verifies that no
@@ -239,7 +239,7 @@ def run(ctx: Context, st: StageDir) -> dict:
                "files": counts, "variants": composition(splits, variants), "leaks": 0,
                "leakage_checked": leak["train_sessions"] * leak["test_sessions"]}
     summary["exports"] = export_all(ctx, st, summary)
-    st.write_json("report.json", summary)
+    st.write_summary(summary)
     st.write_text("report.md", report_md(summary, list(hits.values()), cc))
     return summary
 

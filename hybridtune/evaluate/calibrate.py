@@ -15,7 +15,7 @@ better". The judge is validated when, for every metric, the CI's lower bound rea
 `evaluate.trust.length_margin`. Then the patient-simulator check (simcheck.py).
 
 Output: calibrate/ratings.jsonl (CalibRating), calibrate/items.jsonl (the calibration set),
-calibrate/simcheck.jsonl, calibrate/results.json.
+calibrate/simcheck.jsonl, calibrate/summary.json.
 
     hybridtune run configs/demo.yaml --stage calibrate
 """
@@ -303,13 +303,13 @@ async def run(ctx: Context, st: StageDir) -> dict:
         "metrics": per_metric,
         "simcheck": await simcheck.check(ctx, st),
     }
-    st.write_json("results.json", _finite(results))
+    st.write_summary(_finite(results))
     ctx.log(("[green]" if validated else "[bold yellow]") + f"calibrate: {text}[/]")
     return {"validated": validated, "ratings": len(ratings), "items": results["originals"]}
 
 
 def _finite(x: Any) -> Any:
-    """NaN/inf -> None, so results.json is strict JSON."""
+    """NaN/inf -> None, so summary.json is strict JSON."""
     if isinstance(x, float):
         return x if math.isfinite(x) else None
     if isinstance(x, dict):

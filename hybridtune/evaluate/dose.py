@@ -4,7 +4,7 @@ data in the variants' training sets, and a paired test of the trend (no eyeballi
 Which variants form the curve: the trained ones that differ only by their real share (same
 declared size, units and balance), e.g. `synthetic`, `hybrid@0.25`, `hybrid`, `real` at
 equal size, or a sweep `hybrid@{0,0.5,1}`; the x value is the share each set really got
-(mix/report.json), one variant per share. A curve needs 3 or more shares.
+(mix/summary.json), one variant per share. A curve needs 3 or more shares.
 
 Trend test, paired: for each evaluation scenario (judge metrics) or held-out session
 (likelihood), the least-squares slope of the metric over the real share across the curve's
@@ -151,7 +151,7 @@ def load_nll_rows(ctx) -> list[dict]:
 def compute(ctx, res: dict) -> dict:
     """The run's dose-response result (report stage): curve from the declared variants and the
     mix's realised shares, judge rows from `res`, likelihood rows from the likelihood stage."""
-    mix = ctx.store.stage("mix").read_json("report.json", {}) or {}
+    mix = ctx.store.stage("mix").read_summary({}) or {}
     curve = curve_points(ctx.cfg.variant_list(), mix.get("variants"))
     ev = ctx.cfg.evaluate
     return dose_response(res["rows"], curve, res["metrics"], ev.bootstrap_resamples, ev.alpha,

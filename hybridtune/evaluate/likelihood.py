@@ -11,7 +11,7 @@ It answers the paper's question without a judge: does synthetic data help the mo
 predict what real counselors say?
 
 Output: `likelihood/sessions.jsonl` (SessionNLL, one per variant x split x session) and
-`likelihood/results.json` ({"variants": {v: {split: {...}}}, "skipped": {v: why},
+`likelihood/summary.json` ({"variants": {v: {split: {...}}}, "skipped": {v: why},
 "comparisons": [...]}). A backend that cannot return prompt log-probabilities (hosted
 OpenAI) is skipped with its reason, never faked.
 
@@ -151,7 +151,7 @@ def paired_comparison(a: str, b: str, split: str, rows: list[SessionNLL], resamp
 
 def summarize(rows: list[SessionNLL], variants: list[str], resamples: int, level: float, seed: int,
               alpha: float = 0.05) -> dict:
-    """results.json content (without `skipped`): per variant x split over the sessions every
+    """summary.json content (without `skipped`): per variant x split over the sessions every
     variant scored, and paired comparisons (every pair, later variant first, Holm-corrected across pairs x splits; the report
     re-adjusts them together with every other claim of its verdict)."""
     out: dict[str, Any] = {"variants": {}, "comparisons": [], "unit": "nats per counselor token", "confidence": level}
@@ -220,5 +220,5 @@ async def run(ctx: Context, st: StageDir) -> dict:
     results = summarize(rows, scored, ev.bootstrap_resamples, 0.95, ctx.cfg.seed, ev.alpha)
     results["skipped"] = skipped
     results["split_sizes"] = {sp: len(ss) for sp, ss in splits.items()}
-    st.write_json("results.json", results)
+    st.write_summary(results)
     return {"variants": len(scored), "skipped": len(skipped), "sessions": len(rows)}

@@ -8,7 +8,7 @@ The headline table and the judge tests cover the scenarios every variant complet
 (`stats.paired_rows`); the judge and likelihood comparisons are Holm-adjusted as one family
 (`verdict.family`), so every table shows the p the verdict uses.
 Output: report/report.md, report/report.html (figures inlined as base64 data URIs),
-report/{box,violin,scatter,bar_empathy,bar_relevance,dose_response}.png, report/results.json (table +
+report/{box,violin,scatter,bar_empathy,bar_relevance,dose_response}.png, report/summary.json (table +
 comparisons + dose-response, machine-readable).
 
     hybridtune report -c configs/demo.yaml
@@ -56,7 +56,7 @@ def load_results(ctx: Context) -> dict:
     rows = list(sc.read_dicts("session_scores.jsonl"))
     if not rows:
         raise UserError(f"{sc.file('session_scores.jsonl')}: no scores; run `hybridtune score` first")
-    summary = sc.read_json("summary.json", {}) or {}
+    summary = sc.read_summary({}) or {}
     metrics = summary.get("metrics") or ctx.cfg.evaluate.metrics
     reg = load_registry(ctx.store)
     order = [v.name for v in ctx.cfg.variant_list()]
@@ -277,7 +277,7 @@ def config_section(ctx: Context, res: dict) -> tuple[str, str]:
 
 
 def clean(x: Any) -> Any:
-    """NaN -> None, so results.json is strict JSON."""
+    """NaN -> None, so summary.json is strict JSON."""
     if isinstance(x, float) and math.isnan(x):
         return None
     if isinstance(x, dict):
@@ -288,7 +288,7 @@ def clean(x: Any) -> Any:
 
 
 def build(ctx: Context, st: StageDir) -> dict:
-    """Write report.md, report.html, the figures and results.json; returns a summary."""
+    """Write report.md, report.html, the figures and summary.json; returns the short summary."""
     from . import trust
 
     from .verdict import family, verdict_paragraph
@@ -331,7 +331,7 @@ def build(ctx: Context, st: StageDir) -> dict:
         title=title, when=when, banner=banner, sections=[{**s, "html": markupsafe.Markup(s["html"])} for s in sections])
     st.write_text("report.md", md)
     st.write_text("report.html", page)
-    st.write_json("results.json", clean({"variants": res["variants"], "metrics": res["metrics"], "table": res["table"],
+    st.write_summary(clean({"variants": res["variants"], "metrics": res["metrics"], "table": res["table"],
                                          "completion": res["completion"], "comparisons": res["comparisons"],
                                          "likelihood_comparisons": (lik or {}).get("comparisons"),
                                          "judge_validated": validated, "dose_response": dose_res}))

@@ -179,6 +179,6 @@ async def run(ctx: Context, st: StageDir) -> dict:
         "length_bias": length_bias(rows, metrics),
         "unscored_sessions": sum(1 for r in rows if any(r[m] is None for m in metrics)),
     }
-    st.write_json("summary.json", summary)
+    st.write_summary(summary)
     return {**res.as_dict(), "judgments": len(items), "scored": len(scores),
             "failure_rate": summary["failure_rate"]}

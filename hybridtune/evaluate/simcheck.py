@@ -6,7 +6,7 @@ of up to `simcheck_sessions` sessions: the `judge` decides (prompt trust_simchec
 structured) whether the turn is consistent with the persona/scenario and whether the client
 acts as the counselor; a regex heuristic (trust_role_patterns.yaml) flags role confusion
 for free. Output: calibrate/simcheck.jsonl (TurnCheck) and the summary dict returned by
-`check` (stored under "simcheck" in calibrate/results.json).
+`check` (stored under "simcheck" in calibrate/summary.json).
 
     from hybridtune.evaluate.simcheck import check; summary = await check(ctx, st)
 """

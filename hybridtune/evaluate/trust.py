@@ -1,6 +1,6 @@
 """How far the report's numbers can be trusted: report sections for the report stage.
 
-Input: likelihood/results.json and calibrate/results.json of the run (either may be absent).
+Input: likelihood/summary.json and calibrate/summary.json of the run (either may be absent).
 Output: `report_sections(ctx)` -> [{"title", "markdown", "html"}] (html is a fragment, every
 value escaped): the held-out likelihood table with CIs, the judge-validation block with its
 verdict, and the patient-simulator check. `judge_validated(ctx)` -> True/False, or None when
@@ -23,11 +23,11 @@ SPLITS = {"test_real": "held-out real", "test_synthetic": "held-out synthetic"}
 
 
 def load_likelihood(ctx: Context) -> dict | None:
-    return ctx.store.stage("likelihood").read_json("results.json")
+    return ctx.store.stage("likelihood").read_summary()
 
 
 def load_calibration(ctx: Context) -> dict | None:
-    return ctx.store.stage("calibrate").read_json("results.json")
+    return ctx.store.stage("calibrate").read_summary()
 
 
 def judge_validated(ctx: Context) -> bool | None:

@@ -3,8 +3,8 @@
 Input: the judge comparisons of `stats.paired_comparisons` (items {"a","b","metric","n",
 "estimate","ci","p","effect_size",...}, estimate = Hodges-Lehmann median difference a - b,
 effect size = matched-pairs rank-biserial, positive when `a` scores higher), the likelihood
-stage's results.json (or None; estimate = token-weighted NLL difference) and the calibrate
-stage's results.json (or None).
+stage's summary.json (or None; estimate = token-weighted NLL difference) and the calibrate
+stage's summary.json (or None).
 Output: one short paragraph: for each pair of variants, whether the difference is
 significant, its estimate with CI, and which measures support it. Every claim the paragraph
 can make (judge comparisons when the judge is validated, likelihood comparisons) is one

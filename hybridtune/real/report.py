@@ -1,4 +1,4 @@
-"""report.json and report.md of the real stage: counts in/out per step, quarantine, filter reasons,
+"""summary.json and report.md of the real stage: counts in/out per step, quarantine, filter reasons,
 PII by type, duplicate clusters, speaker attribution, safety flags, annotation distributions.
 
 Input: the stage's counters. Output: two files in the stage dir. Called by stage.ingest.
@@ -23,7 +23,7 @@ def write_reports(st: StageDir, summary: dict, stats: Any, dd: Any, llm: dict, o
         "safety": dict(stats.safety),
         "llm": llm,
     }
-    st.write_json("report.json", report)
+    st.write_summary(report)
     lines = [
         "# Real data ingestion report", "",
         "| step | count |", "|---|---|",

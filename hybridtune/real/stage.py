@@ -7,7 +7,7 @@ Output in the stage dir (runs/<name>/real/ or `hybridtune ingest --out DIR`):
   samples.jsonl    Sample(kind=session|qa) in the `messages` format, deduplicated
   quarantine.jsonl QuarantineEntry: unusable files and dropped sessions, with file, line, reason
   annotations.jsonl, quality.jsonl   LLM results (resumable; merged into sessions.jsonl)
-  report.json, report.md             counts per step, PII by type, duplicates, distributions
+  summary.json, report.md            counts per step, PII by type, duplicates, distributions
 
 Pass 1 streams sessions one at a time (memory stays flat): parse -> clean -> [LLM speaker
 attribution when unsure] -> merge turns -> filters -> dedup -> PII scrub -> safety screen ->
@@ -182,7 +182,7 @@ async def process(ctx: Context, raw: RawSession, scrub: Scrubber, st_: Stats, dd
 
 
 async def ingest(ctx: Context, st: StageDir, files: list[Path], fmt: str | None = None) -> dict:
-    """Run the whole stage over `files` into `st`; returns the summary (also in report.json)."""
+    """Run the whole stage over `files` into `st`; returns the summary (also in summary.json)."""
     cfg = ctx.cfg.real
     t0 = time.time()
     fp = fingerprint(ctx, files, fmt)

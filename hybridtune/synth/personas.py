@@ -2,7 +2,7 @@
 
 Input: the domain's attributes.yaml (hybridtune/domains/<domain>/attributes.yaml).
 Output: runs/<name>/personas/personas.jsonl (`Persona` records), persona_drafts.jsonl (each slot's final
-attempt, kept or not), personas_dropped.jsonl (drafts below the thresholds), failures.jsonl, report.json.
+attempt, kept or not), personas_dropped.jsonl (drafts below the thresholds), failures.jsonl, summary.json.
 
     hybridtune personas -c configs/demo.yaml
     personas = await make_personas(ctx, st, n=50, seed=1007)   # e.g. held-out evaluation personas
@@ -144,12 +144,12 @@ def persona_quality(ctx: Context, personas: list[Persona], st: StageDir, request
 
 
 async def run(ctx: Context, st: StageDir) -> dict:
-    """Stage entry: synth.personas personas with seed cfg.seed -> personas.jsonl + report.json."""
+    """Stage entry: synth.personas personas with seed cfg.seed -> personas.jsonl + summary.json."""
     n = ctx.cfg.synth.personas
     personas = await make_personas(ctx, st, n, ctx.cfg.seed)
     st.write_records("personas.jsonl", personas)
     report = persona_quality(ctx, personas, st, n)
-    st.write_json("report.json", report)
+    st.write_summary(report)
     if n and report["dropped"] / n > ctx.cfg.llm.max_failure_rate:
         raise TooManyFailures(
             f"personas: {report['dropped']} of {n} personas failed the quality checks (> llm.max_failure_rate="

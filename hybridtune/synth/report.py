@@ -1,7 +1,7 @@
-"""synth_report.md / synth_report.json: diversity, correctness, naturalness, technique coverage, lengths.
+"""synth_report.md / summary.json: diversity, correctness, naturalness, technique coverage, lengths.
 
-Input: personas/report.json, scenarios/report.json (written by those stages) and the synthetic
-sessions. Output: runs/<name>/synth/synth_report.md and synth_report.json. Called at the end
+Input: personas/summary.json, scenarios/summary.json (written by those stages) and the synthetic
+sessions. Output: runs/<name>/synth/synth_report.md and summary.json. Called at the end
 of the `synth` stage; numbers from the embedded 135M model's judge are noise (said in the report).
 """
 from __future__ import annotations
@@ -102,13 +102,13 @@ def render_md(ctx: Context, rep: dict[str, Any]) -> str:
 
 
 def write_report(ctx: Context, st: StageDir, sessions: list[Session]) -> dict[str, Any]:
-    """Write synth_report.{md,json}; returns the flat summary for the stage marker."""
+    """Write synth_report.md and summary.json; returns the flat summary for the stage marker."""
     rep = {
-        "personas": ctx.store.stage("personas").read_json("report.json", {}) or {},
-        "scenarios": ctx.store.stage("scenarios").read_json("report.json", {}) or {},
+        "personas": ctx.store.stage("personas").read_summary({}) or {},
+        "scenarios": ctx.store.stage("scenarios").read_summary({}) or {},
         "sessions": session_stats(ctx, sessions, st),
     }
-    st.write_json("synth_report.json", rep)
+    st.write_summary(rep)
     st.write_text("synth_report.md", render_md(ctx, rep))
     se = rep["sessions"]
     return {"sessions": se["sessions"], "failed": se["failed_items"], "median_exchanges": se["exchanges"]["median"],

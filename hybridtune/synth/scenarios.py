@@ -2,7 +2,7 @@
 
 Input: runs/<name>/personas/personas.jsonl. Output: runs/<name>/scenarios/scenarios.jsonl
 (`Scenario` records: summary, terms (the pack's distortions), scenario, attitude, persona), scenario_drafts.jsonl
-(every generated candidate), scenarios_rejected.jsonl (near-duplicates), failures.jsonl, report.json.
+(every generated candidate), scenarios_rejected.jsonl (near-duplicates), failures.jsonl, summary.json.
 
     hybridtune scenarios -c configs/demo.yaml
     scens = await make_scenarios(ctx, st, personas, per_persona=1, seed=1007)   # evaluation set
@@ -171,6 +171,6 @@ async def run(ctx: Context, st: StageDir) -> dict:
     scenarios = await make_scenarios(ctx, st, personas, per, ctx.cfg.seed)
     st.write_records("scenarios.jsonl", scenarios)
     report = scenario_report(ctx, scenarios, st, len(personas) * per)
-    st.write_json("report.json", report)
+    st.write_summary(report)
     ctx.log(f"scenarios: {report['kept']}/{report['requested']} kept, {report['near_duplicates_rejected']} near-duplicates")
     return {k: v for k, v in report.items() if not isinstance(v, dict)}

@@ -4,7 +4,7 @@ Input: runs/<name>/scenarios/scenarios.jsonl; runs/<name>/real/sessions.jsonl if
 (few-shot style exemplars, nearest by embedding, from the training side only: the real
 sessions held out for testing are never shown, see curate/holdout.py). Output: runs/<name>/synth/sessions.jsonl
 (`Session`, source="synthetic"; meta holds persona, scenario, planned and realised techniques,
-length, how it ended, prompt versions), generated.jsonl (resume ledger), failures.jsonl, synth_report.md / synth_report.json.
+length, how it ended, prompt versions), generated.jsonl (resume ledger), failures.jsonl, synth_report.md / summary.json.
 
     hybridtune synthesize -c configs/demo.yaml [--set synth.mode=single_pass]
 

@@ -185,7 +185,7 @@ def test_length_only_judge_is_not_validated(fake_ctx, monkeypatch):
                             LISTS if name == "prompts/trust_degradations.yaml" else _orig(name))
         ctx.store.stage("mix").write_records("test_real.jsonl", [long_session(i) for i in range(12)])
         ctx.run_stage("calibrate", calibrate.run)
-        res = ctx.store.stage("calibrate").read_json("results.json")
+        res = ctx.store.stage("calibrate").read_json("summary.json")
     assert res["validated"] is False
     assert "length baseline" in res["verdict"]
 

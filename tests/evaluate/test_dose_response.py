@@ -75,7 +75,7 @@ def test_report_shows_the_dose_response_figure_and_trend_test(fake_ctx):
     assert fake.calls == 0
     md = (out / "report.md").read_text()
     assert "## Dose-response (real share)" in md and "synthetic 0, hybrid 0.5, real 1" in md
-    res = json.loads((out / "results.json").read_text())["dose_response"]
+    res = json.loads((out / "summary.json").read_text())["dose_response"]
     assert res["metrics"]["empathy"]["slope"] > 1.5 and res["metrics"]["nll_test_real"]["slope"] == -0.5
     # one family with the verdict (issue 19): no judge validation ran, so the judge trends are no claims and
     # the nll trend is the family's only test: 6 identical slopes, exact p 0.031 < 0.05

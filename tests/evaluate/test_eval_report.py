@@ -43,7 +43,7 @@ def write_fixture(ctx, validated: bool | None):
         {"stage": "simulate", "role": "counselor", "calls": 10, "cached": 2, "prompt_tokens": 100,
          "completion_tokens": 50, "cost_usd": 0.0, "failures": 0}]}))
     if validated is not None:
-        ctx.store.stage("calibrate").write_json("results.json", {"validated": validated, "verdict": "fixture", "metrics": {}})
+        ctx.store.stage("calibrate").write_json("summary.json", {"validated": validated, "verdict": "fixture", "metrics": {}})
 
 
 def build(fake_ctx, validated):
@@ -64,7 +64,7 @@ def test_report_files_table_and_figures(fake_ctx):
     assert "| hybrid | 8.17 | 8.00 | 7.00 | 9.00 | 8.00 | 8.00 | 7.00 | 9.00 | 6 |" in md
     assert "8.64" in md and "8.66" in md and "7.24" in md  # the paper's numbers, for context
     assert "withheld" in md and "Judge not validated" in md
-    res = json.loads((out / "results.json").read_text())
+    res = json.loads((out / "summary.json").read_text())
     comp = {(c["a"], c["b"], c["metric"]): c for c in res["comparisons"]}
     assert comp[("hybrid", "real", "empathy")]["mean_diff"] == pytest.approx((49 - 30) / 6) and len(comp) == 6
     for name in FIGS:

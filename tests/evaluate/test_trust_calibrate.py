@@ -132,7 +132,7 @@ def test_calibrate_end_to_end_with_fake_judge(fake_ctx, monkeypatch):
                             LISTS if name == "prompts/trust_degradations.yaml" else _orig(name))
         _write_inputs(ctx, n_sessions=10)
         summary = ctx.run_stage("calibrate", calibrate.run)
-        res = ctx.store.stage("calibrate").read_json("results.json")
+        res = ctx.store.stage("calibrate").read_json("summary.json")
     assert summary["validated"] is True and res["validated"] is True
     assert res["originals"] == 10 and res["versions"] == 70 and res["ratings"] == 70 * 2 * 2
     for m in ("empathy", "relevance"):
@@ -156,7 +156,7 @@ def test_calibrate_not_validated_and_fallback_to_real_sessions(fake_ctx):
     with cm as ctx:
         ctx.store.stage("real").write_records("sessions.jsonl", [real_session(i) for i in range(3)])
         ctx.run_stage("calibrate", calibrate.run)
-        res = ctx.store.stage("calibrate").read_json("results.json")
+        res = ctx.store.stage("calibrate").read_json("summary.json")
     assert res["validated"] is False and res["metrics"]["empathy"]["auc"] == 0.5
     assert res["source"] == "real/sessions.jsonl" and res["warnings"]
     assert res["simcheck"]["ran"] is False
@@ -166,7 +166,7 @@ def test_calibrate_with_no_data_says_so(fake_ctx):
     cm, _ = fake_ctx()
     with cm as ctx:
         ctx.run_stage("calibrate", calibrate.run)
-        res = ctx.store.stage("calibrate").read_json("results.json")
+        res = ctx.store.stage("calibrate").read_json("summary.json")
     assert res["validated"] is None and "could not run" in res["verdict"]
 
 
@@ -193,7 +193,7 @@ def test_calibrate_with_embedded_judge(make_cfg):
     with open_run(cfg) as ctx:
         ctx.store.stage("mix").write_records("test_real.jsonl", [real_session(i, turns=1) for i in range(2)])
         ctx.run_stage("calibrate", calibrate.run)
-        res = ctx.store.stage("calibrate").read_json("results.json")
+        res = ctx.store.stage("calibrate").read_json("summary.json")
         asyncio.run(ctx.llms.aclose())
     assert res["versions"] == 4 and res["ratings_planned"] == 4
     a = res["metrics"]["empathy"]["auc"]
@@ -208,7 +208,7 @@ def test_unparseable_judge_is_not_validated_and_does_not_stop_the_run(fake_ctx):
     with cm as ctx:
         ctx.store.stage("mix").write_records("test_real.jsonl", [real_session(i) for i in range(2)])
         summary = ctx.run_stage("calibrate", calibrate.run)
-        res = ctx.store.stage("calibrate").read_json("results.json")
+        res = ctx.store.stage("calibrate").read_json("summary.json")
         failures = list(ctx.store.stage("calibrate").read_dicts("failures.jsonl"))
     assert summary["validated"] is False and res["ratings"] == 0 and res["failure_rate"] == 1.0
     assert "could not be parsed" in res["verdict"] and len(failures) == res["ratings_planned"] == 14

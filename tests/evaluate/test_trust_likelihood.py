@@ -96,7 +96,7 @@ def test_likelihood_stage_end_to_end(make_cfg):
         sess = [Session(id=f"r{i}", source="real", messages=[Message(**m) for m in DIALOGUE]) for i in range(3)]
         ctx.store.stage("mix").write_records("test_real.jsonl", sess)
         summary = ctx.run_stage("likelihood", L.run)
-        res = ctx.store.stage("likelihood").read_json("results.json")
+        res = ctx.store.stage("likelihood").read_json("summary.json")
         rows = list(ctx.store.stage("likelihood").read("sessions.jsonl", L.SessionNLL))
     assert summary["variants"] == 2 and summary["skipped"] == 1
     assert "hosted OpenAI" in res["skipped"]["gpt"]

@@ -70,7 +70,7 @@ def test_report_sections_escape_and_verdict(fake_ctx):
         lik = {**LIK, "variants": {"<b>ase": {"test_real": {"sessions": 3, "tokens": 40, "nll": 2.5,
                                                             "nll_ci": [2.1, 2.9], "ppl": 12.18, "ppl_ci": [8.2, 18.2]}}},
                "skipped": {"gpt": "hosted OpenAI models return no prompt log-probabilities"}}
-        ctx.store.stage("likelihood").write_json("results.json", lik)
+        ctx.store.stage("likelihood").write_json("summary.json", lik)
         cal = {"validated": False, "verdict": "judge not validated on this run: empathy AUC 0.52 < 0.70",
                "threshold": 0.7, "judge_model": "smollm2", "source": "mix/test_real.jsonl", "originals": 8,
                "versions": 40, "samples": 2, "ratings": 70, "ratings_planned": 80, "warnings": [],
@@ -82,7 +82,7 @@ def test_report_sections_escape_and_verdict(fake_ctx):
                             "overall": {"turns": 4, "inconsistent": 0.25, "role_confusion_judge": 0.0,
                                         "role_confusion_heuristic": 0.5, "role_confusion_either": 0.5},
                             "by_variant": {}}}
-        ctx.store.stage("calibrate").write_json("results.json", cal)
+        ctx.store.stage("calibrate").write_json("summary.json", cal)
         assert trust.judge_validated(ctx) is False
         secs = trust.report_sections(ctx)
         para = trust.summary_paragraph(ctx, JUDGE)

@@ -118,7 +118,7 @@ def test_killed_ingest_resumes_with_identical_output(tmp_path):
     assert f"resuming after {state['files_done']} of {n} files" in err.replace("\n", "")
     for name in ("sessions.jsonl", "samples.jsonl", "quarantine.jsonl"):
         assert (killed / name).read_bytes() == (ref / name).read_bytes(), name
-    rk, rr = (json.loads((d / "report.json").read_text()) for d in (killed, ref))
+    rk, rr = (json.loads((d / "summary.json").read_text()) for d in (killed, ref))
     assert {k: v for k, v in rk.items() if k != "seconds"} == {k: v for k, v in rr.items() if k != "seconds"}
 
 

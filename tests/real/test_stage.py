@@ -64,7 +64,7 @@ def test_stage_outputs_quarantine_and_no_raw_pii(fake_ctx, tmp_path):
     assert {Path(e.file).name for e in q} == {"empty.txt", "broken.json", "short.txt"}
     assert any(e.line == 1 and "truncated" in e.reason for e in q)
     assert len(sessions) == 7 and all(s.source == "real" for s in sessions)
-    report = st.read_json("report.json")
+    report = st.read_json("summary.json")
     assert report["filters"] == {"too_few_turns": 1} and report["duplicates"]["exact"] == 1
     assert report["pii"]["PERSON"] >= 4 and report["pii"]["PHONE_NUMBER"] == 1
     assert "Dropped by filters" in st.file("report.md").read_text()
@@ -151,7 +151,7 @@ def test_cli_ingest_exit_status_and_outputs(tmp_path):
     r = CliRunner().invoke(app, ["ingest", str(d), "--out", str(out), "--no-llm", "-q", "--set", "real.pii.ner=false"])
     assert r.exit_code == 1, r.output
     assert "1 of 2 files quarantined" in r.output
-    assert {p.name for p in out.iterdir()} >= {"sessions.jsonl", "samples.jsonl", "quarantine.jsonl", "report.json", "report.md"}
+    assert {p.name for p in out.iterdir()} >= {"sessions.jsonl", "samples.jsonl", "quarantine.jsonl", "summary.json", "report.md"}
 
 
 def test_annomi_subset(fake_ctx, tmp_path):
@@ -178,4 +178,4 @@ def test_crisis_content_flagged_for_review(fake_ctx, tmp_path):
         ctx.run_stage("real", run)
     (s,) = ctx.store.stage("real").read("sessions.jsonl", Session)
     assert s.meta["safety"]["risk"] in ("high", "imminent") and s.meta["safety"]["review"] is True
-    assert ctx.store.stage("real").read_json("report.json")["safety"]
+    assert ctx.store.stage("real").read_json("summary.json")["safety"]
