@@ -57,7 +57,7 @@ def config_check(config: ConfigArg, set_: SetOpt = None, show: bool = typer.Opti
 @domain_app.command("check")
 def domain_check(
     pack: Annotated[str, typer.Argument(help="a pack name under hybridtune/domains (cbt, sales_coach) or a folder")],
-    config: Annotated[Path | None, typer.Option("--config", "-c", help="experiment YAML: its judge metrics")] = None,
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="experiment YAML: its judge metrics (besides the pack's own)")] = None,
     set_: SetOpt = None,
 ):
     """List, per stage, the files of a domain pack a full run needs that are missing or invalid (exit 1 if any)."""
@@ -67,7 +67,8 @@ def domain_check(
     cfg = load(config, set_)
     dom = load_domain(pack)
     missing = 0
-    for stage, files in domain_manifest(cfg.evaluate.metrics).items():
+    metrics = list(dict.fromkeys([*cfg.evaluate.metrics, *(m.name for m in dom.metrics)]))  # and the pack's own rubrics
+    for stage, files in domain_manifest(metrics).items():
         problems = dom.check(files)
         missing += len(problems)
         typer.echo(f"{stage}: " + ("ok" if not problems else f"{len(problems)} problem(s)") + f" ({len(files)} files)")

@@ -81,6 +81,21 @@ def test_new_backend_is_one_class(tmp_path):
 
 
 # -- a judge metric: one declaration plus its rubric prompt in the domain ----------------------
+def simulate_score_report(ctx, n: int) -> tuple[list, Path]:
+    """simulate, score and report over `n` evaluation scenarios with a fake model per variant:
+    (the scores, the report folder)."""
+    for v in ctx.cfg.variant_list():
+        save_entry(ctx.store, ModelEntry(variant=v.name, backend="fake", model="fake"))
+    ctx.store.stage("eval_scenarios").write_records("scenarios.jsonl", [
+        Scenario(id=f"s{i}", summary=f"case {i}", scenario=f"I worry about exam number {i} every night.")
+        for i in range(n)])
+    ctx.run_stage("simulate", simulate.run)
+    ctx.run_stage("score", score.run)
+    scores = list(ctx.store.stage("score").read("scores.jsonl", score.Score))
+    ctx.run_stage("report", report.run)
+    return scores, ctx.store.stage("report").path
+
+
 def test_new_judge_metric_reaches_scores_table_and_figures(fake_ctx, tmp_path):
     pack = tmp_path / "pack"
     shutil.copytree(ROOT / "hybridtune" / "domains" / "cbt", pack)
@@ -90,16 +105,7 @@ def test_new_judge_metric_reaches_scores_table_and_figures(fake_ctx, tmp_path):
     try:
         ctx_cm, fake = fake_ctx(f"domain={pack}", "evaluate.max_turns=1", "evaluate.metrics=[empathy, warmth]")
         with ctx_cm as ctx:
-            for v in ctx.cfg.variant_list():
-                save_entry(ctx.store, ModelEntry(variant=v.name, backend="fake", model="fake"))
-            ctx.store.stage("eval_scenarios").write_records("scenarios.jsonl", [
-                Scenario(id=f"s{i}", summary=f"case {i}", scenario=f"I worry about exam number {i} every night.")
-                for i in range(3)])
-            ctx.run_stage("simulate", simulate.run)
-            ctx.run_stage("score", score.run)
-            scores = list(ctx.store.stage("score").read("scores.jsonl", score.Score))
-            ctx.run_stage("report", report.run)
-            out = ctx.store.stage("report").path
+            scores, out = simulate_score_report(ctx, 3)
         warm = [s for s in scores if s.metric == "warmth"]
         assert len(warm) == 3 * len(ctx.cfg.variant_list()) and all(1 <= s.score <= 5 for s in warm)
         schemas = {r.schema_name: r.json_schema for r in fake.requests if r.json_schema}
@@ -128,15 +134,8 @@ def test_a_pack_declares_its_own_judge_metric(fake_ctx, tmp_path):
     try:
         ctx_cm, fake = fake_ctx(f"domain={pack}", "evaluate.max_turns=1", "evaluate.metrics=[clarity]")
         with ctx_cm as ctx:
-            for v in ctx.cfg.variant_list():
-                save_entry(ctx.store, ModelEntry(variant=v.name, backend="fake", model="fake"))
-            ctx.store.stage("eval_scenarios").write_records("scenarios.jsonl", [
-                Scenario(id="s0", summary="case", scenario="I worry about my exam every night.")])
-            ctx.run_stage("simulate", simulate.run)
-            ctx.run_stage("score", score.run)
-            scores = list(ctx.store.stage("score").read("scores.jsonl", score.Score))
-            ctx.run_stage("report", report.run)
-            md = (ctx.store.stage("report").path / "report.md").read_text()
+            scores, out = simulate_score_report(ctx, 1)
+            md = (out / "report.md").read_text()
         assert {s.metric for s in scores} == {"clarity"} and all(1 <= s.score <= 4 for s in scores)
         assert {s.prompt.split("@")[0] for s in scores} == {"clarity_rubric"}
         assert "| Model | Clarity Avg | Median | Min | Max |" in md

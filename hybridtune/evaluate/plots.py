@@ -1,7 +1,7 @@
 """The report's figures (matplotlib, Agg backend, PNG): box and violin plots of scores by
 variant, scatter of the first two metrics (jittered, coloured by variant), and a bar chart of
 each metric's mean with 95% CI error bars. Labels and axes follow each metric's declaration
-(evaluate/metrics.py).
+(evaluate/metrics.py, or the domain pack for its own metrics).
 
 Input: per-session rows {variant, <metric>: float}, the summary table of stats.summary_table.
 Output: PNG files; each carries its series in the PNG text chunk "Series" (JSON, taken from

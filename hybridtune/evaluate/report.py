@@ -8,7 +8,7 @@ The headline table and the judge tests cover the scenarios every variant complet
 (`stats.paired_rows`); the judge and likelihood comparisons are Holm-adjusted as one family
 (`verdict.family`), so every table shows the p the verdict uses.
 Output: report/report.md, report/report.html (figures inlined as base64 data URIs),
-report/{box,violin,scatter,bar_empathy,bar_relevance,dose_response}.png, report/summary.json (table +
+report/{box,violin,scatter,bar_<metric>,dose_response}.png, report/summary.json (table +
 comparisons + dose-response, machine-readable).
 
     hybridtune report -c configs/demo.yaml
