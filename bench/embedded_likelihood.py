@@ -74,7 +74,7 @@ def run_arm(root: Path, reuse: bool, i: int, a: argparse.Namespace, sessions: li
         secs = ctx.run_stage("likelihood", likelihood.run)["seconds"]
         load1 = os.getloadavg()[0]
         st = ctx.store.stage("likelihood")
-        res = st.read_json("results.json")
+        res = st.read_summary()
         rows = sorted(json.dumps({k: v for k, v in d.items() if k != "id"}, sort_keys=True)
                       for d in st.read_dicts("sessions.jsonl"))
     return {"seconds": secs, "work": dict(WORK), "rows": rows, "load": (round(load0, 1), round(load1, 1)),
