@@ -129,7 +129,7 @@ def figure(res: dict, path: Path) -> Path | None:
         ax.set_xlabel("real share of the training set")
         ax.set_xlim(-0.05, 1.05)
         series[m] = {p["variant"]: [p["share"], round(float(p["mean"]), 4)] for p in pts}
-    fig.suptitle("Dose-response: metric (95% CI) against the real share")
+    fig.suptitle("Dose-response: metric (95% CI) against the real share", y=1.06)  # above the panel titles
     return _save(fig, path, "dose response", series)
 
 
