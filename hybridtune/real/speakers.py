@@ -5,10 +5,12 @@ cut across speaker changes. So roles are decided per *unit* (a caption line, spl
 `>>` marks and sentence ends), never per pre-built turn:
 
 - emission: a logistic head over the shipped sentence embedder (all-MiniLM-L6-v2, see
-  hybridtune/embed.py) gives P(counselor | unit text);
-- transition: a second logistic model gives P(speaker changes | boundary evidence): a `>>`
-  mark, whether the file has marks at all, a sentence end or question before it, a new
-  caption line, the pause. Marks and pauses are evidence when present, never a requirement;
+  hybridtune/embed.py) gives P(counselor | unit, its neighbours' embeddings, its position);
+- transition: a second logistic head gives P(speaker changes | the words at the boundary):
+  both units, their elementwise product, how the first ends and the second starts. Marks and
+  pauses are evidence when present, never a requirement: a `>>` is a change; the share of
+  changes the file marks (marks over the changes the words expect) says how far to trust the
+  absence of a mark, so a complete-mark file is decoded as its marks say;
 - decoding: forward-backward gives each unit's posterior, Viterbi the role sequence;
   consecutive units of one role become one turn. The session confidence is the
   word-weighted mean posterior of the chosen roles: doubtful sessions go to quarantine.
@@ -43,6 +45,7 @@ from .cues import caption_pieces, parse_cues
 HEAD_PATH = Path(__file__).with_name("speaker_head.json")
 MARK = ">>"
 MARK_SWITCH = 0.999  # P(speaker changes) at a `>>` mark
+C_EMIT, C_PAIR = 1.0, 1.0  # L2 strengths: sklearn's default, not tuned (no CPU time for inner folds)
 SENT_END = re.compile(r"(?<=[.?!])\s+(?=\S)")
 
 
@@ -62,14 +65,16 @@ class Unit:
 def split_units(pieces: list[tuple[float, str, int]]) -> list[Unit]:
     """Caption pieces (start, text, line) -> units split at `>>` marks and sentence ends."""
     units: list[Unit] = []
+    pending = False  # a `>>` that ended the previous line (fixed-length lines cut anywhere) marks the next unit
     for start, text, line in pieces:
         first = True
         for k, part in enumerate(text.split(MARK)):
-            for j, sent in enumerate(SENT_END.split(part.strip())):
+            pending = pending or k > 0
+            for sent in SENT_END.split(part.strip()):
                 if not sent.strip():
                     continue
-                units.append(Unit(text=sent.strip(), line=line, start_s=start, mark=k > 0 and j == 0, new_line=first))
-                first = False
+                units.append(Unit(text=sent.strip(), line=line, start_s=start, mark=pending, new_line=first))
+                first = pending = False
     return units
 
 
@@ -77,6 +82,8 @@ def split_units(pieces: list[tuple[float, str, int]]) -> list[Unit]:
 
 YOU = re.compile(r"\b(you|your|you're|you've|yourself)\b", re.I)
 ME = re.compile(r"\b(I|I'm|I've|I'd|my|me|myself)\b")
+ENDS_STOP, ENDS_ANY = re.compile(r"[.!]$"), re.compile(r"[.?!]$")
+PAUSE_LOGIT = 2.0  # a pause raises the switch odds ~7x; fixed, since the training captions have even timing
 
 
 def cue_features(texts: list[str]) -> np.ndarray:
@@ -88,56 +95,97 @@ def cue_features(texts: list[str]) -> np.ndarray:
     return np.asarray(rows, dtype=np.float32)
 
 
-def emission_features(texts: list[str]) -> np.ndarray:
+def unit_features(texts: list[str]) -> np.ndarray:
+    """Per unit: the sentence embedding (384) and the cues (4); both heads read these."""
     from ..embed import embed
 
     return np.hstack([embed(texts), cue_features(texts)])
 
 
-def boundary_features(units: list[Unit], pause_s: float) -> np.ndarray:
-    """Evidence at each boundary (row i = between unit i-1 and unit i; row 0 unused)."""
-    has_marks = any(u.mark for u in units)
-    rows = [[0.0] * 7]
+def emission_features(U: np.ndarray) -> np.ndarray:
+    """The unit's own features, its neighbours' embeddings and its position in the session."""
+    n, d = len(U), EMB_DIM
+    Z = np.zeros((1, d), dtype=np.float32)
+    E = U[:, :d]
+    pos = np.asarray([[i == 0, i / max(n - 1, 1)] for i in range(n)], dtype=np.float32).reshape(n, 2)
+    return np.hstack([U, pos, np.vstack([Z, E[:-1]])[:n], np.vstack([E[1:], Z])[:n]])
+
+
+def pair_features(units: list[Unit], U: np.ndarray) -> np.ndarray:
+    """Evidence from the words at each boundary (row i-1 = between unit i-1 and unit i): both units'
+    features, their elementwise product (does the reply answer the question?) and the edge:
+    how the first unit ends, whether the second starts in lower case, whether it opens a line."""
+    E = U[:, :EMB_DIM]
+    edge = np.asarray([[bool(ENDS_STOP.search(a.text)), a.text.endswith("?"), not ENDS_ANY.search(a.text),
+                        b.text[:1].islower(), b.new_line] for a, b in zip(units, units[1:])], dtype=np.float32)
+    return np.hstack([U[:-1], U[1:], E[:-1] * E[1:], edge.reshape(-1, 5)])
+
+
+def pauses(units: list[Unit], pause_s: float) -> np.ndarray:
+    """True at boundary i when a pause precedes unit i (captions on a new line wait for a longer gap)."""
+    out = [False]
     for prev, u in zip(units, units[1:]):
         gap = max(u.start_s - prev.start_s, 0.0)
-        rows.append([
-            float(u.mark), float(has_marks and not u.mark), float(bool(re.search(r"[.!]$", prev.text))),
-            float(prev.text.endswith("?")), float(u.new_line), float(gap >= pause_s and not u.new_line or gap >= 2 * pause_s),
-            1.0,
-        ])
-    return np.asarray(rows, dtype=np.float32)
+        out.append(gap >= pause_s and not u.new_line or gap >= 2 * pause_s)
+    return np.asarray(out)
+
+
+def marks_kept(p_words: np.ndarray, marked: np.ndarray) -> float:
+    """Share of the speaker changes that carry a `>>` mark: marks over the changes the words expect.
+    Complete-mark files come out near 1, files with marks dropped lower, files without marks 0."""
+    if not marked.any():
+        return 0.0
+    return float(min(1.0, marked.sum() / max(p_words[1:].sum(), 1.0)))
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, 1e-6, 1 - 1e-6)
+    return np.log(p / (1 - p))
 
 
 # ---- the shipped heads ----------------------------------------------------------------------
 
+EMB_DIM = 384
+EMIT_DIM = EMB_DIM + 4 + 2 + 2 * EMB_DIM
+PAIR_DIM = 2 * (EMB_DIM + 4) + EMB_DIM + 5
+
+
 @dataclass
 class SpeakerHead:
-    emit_w: np.ndarray
+    emit_w: np.ndarray          # counselor-vs-client logistic head over emission_features
     emit_b: float
-    trans_w: np.ndarray
-    trans_b: float
+    pair_w: np.ndarray          # speaker-change logistic head over pair_features (words only)
+    pair_b: float
     prior: float                # share of counselor units in training (the emission's prior)
     meta: dict
 
     @classmethod
     def load(cls, path: Path = HEAD_PATH) -> SpeakerHead:
         d = json.loads(path.read_text(encoding="utf-8"))
-        return cls(np.asarray(d["emit_w"], dtype=np.float32), d["emit_b"], np.asarray(d["trans_w"], dtype=np.float32),
-                   d["trans_b"], d["prior"], d["meta"])
+        return cls(np.asarray(d["emit_w"], dtype=np.float32), d["emit_b"], np.asarray(d["pair_w"], dtype=np.float32),
+                   d["pair_b"], d["prior"], d["meta"])
 
     def save(self, path: Path = HEAD_PATH) -> None:
-        d = {"meta": self.meta, "prior": round(self.prior, 4), "emit_b": round(float(self.emit_b), 5),
-             "emit_w": [round(float(x), 5) for x in self.emit_w], "trans_b": round(float(self.trans_b), 5),
-             "trans_w": [round(float(x), 5) for x in self.trans_w]}
-        path.write_text(json.dumps(d, indent=1) + "\n", encoding="utf-8")
+        d = {"meta": self.meta, "prior": round(self.prior, 4), "emit_b": round(float(self.emit_b), 4),
+             "emit_w": [round(float(x), 4) for x in self.emit_w], "pair_b": round(float(self.pair_b), 4),
+             "pair_w": [round(float(x), 4) for x in self.pair_w]}
+        path.write_text(json.dumps(d, separators=(",", ":")) + "\n", encoding="utf-8")
 
-    def p_counselor(self, texts: list[str]) -> np.ndarray:
-        return _sigmoid(emission_features(texts) @ self.emit_w + self.emit_b)
+    def p_counselor(self, texts: list[str], U: np.ndarray | None = None) -> np.ndarray:
+        U = unit_features(texts) if U is None else U
+        return _sigmoid(emission_features(U) @ self.emit_w + self.emit_b)
 
-    def p_switch(self, units: list[Unit], pause_s: float) -> np.ndarray:
-        p = _sigmoid(boundary_features(units, pause_s) @ self.trans_w + self.trans_b)
-        # a `>>` is an explicit speaker change: the regularised head would leave room to ignore it
-        return np.where([u.mark for u in units], np.maximum(p, MARK_SWITCH), p)
+    def p_switch(self, units: list[Unit], pause_s: float, U: np.ndarray | None = None) -> np.ndarray:
+        """P(speaker changes) at each boundary (entry i: before unit i; entry 0 unused)."""
+        U = unit_features([u.text for u in units]) if U is None else U
+        z = np.concatenate([[0.0], pair_features(units, U) @ self.pair_w + self.pair_b]) if len(units) > 1 else np.zeros(1)
+        p = _sigmoid(z + PAUSE_LOGIT * pauses(units, pause_s))
+        marked = np.asarray([u.mark for u in units])
+        # marks are dropped at random: with a share q of the changes marked, an unmarked boundary
+        # changes speaker with p(1-q)/(1-pq); a complete-mark file (q ~ 1) leaves changes to the marks
+        q = marks_kept(p, marked)
+        unmarked = p * (1 - q) / np.maximum(1 - p * q, 1e-6)
+        return np.where(marked, MARK_SWITCH, np.clip(unmarked, 1e-3, 1.0))
 
 
 @functools.lru_cache(maxsize=1)
@@ -193,13 +241,15 @@ def attribute_units(units: list[Unit], pause_s: float = 1.5, head: SpeakerHead |
     if not units:
         return 0.0
     head = head or default_head()
-    path, post = decode(head.p_counselor([u.text for u in units]), head.p_switch(units, pause_s), head.prior)
+    U = unit_features([u.text for u in units])
+    path, post = decode(head.p_counselor([], U), head.p_switch(units, pause_s, U), head.prior)
     weights, agree = [], []
     for u, st, pc in zip(units, path, post, strict=True):
         u.role, u.p_counselor = ("assistant" if st else "user"), float(pc)
         weights.append(len(u.text.split()))
         agree.append(pc if st else 1 - pc)
-    return round(float(np.average(agree, weights=weights)), 3)
+    # never 1.0: posteriors only approach certainty, so min_confidence=1.0 sends every session to review
+    return min(round(float(np.average(agree, weights=weights)), 3), 0.999)
 
 
 # ---- captions as a video platform writes them (training data and the benchmark) --------------
@@ -253,24 +303,26 @@ def labelled_units(utts: list[tuple[str, str]], rng: random.Random, mark_p: floa
     return units, np.asarray(labels)
 
 
-def fit(transcripts: dict[str, list[tuple[str, str]]], ids: list[str], seed: int = 0) -> SpeakerHead:
-    """Train both heads on the given transcripts (captions simulated with marks kept at 1, 0.5 and 0)."""
+def fit(transcripts: dict[str, list[tuple[str, str]]], ids: list[str], seed: int = 0,
+        c_emit: float = C_EMIT, c_pair: float = C_PAIR) -> SpeakerHead:
+    """Train both heads on the given transcripts' captions without marks (marks are handled in p_switch)."""
     from sklearn.linear_model import LogisticRegression
 
     rng = random.Random(seed)
-    texts, y, B, sw = [], [], [], []
+    Xe, y, Xp, sw = [], [], [], []
     for tid in ids:
-        for mark_p in (1.0, 0.5, 0.0):
-            units, lab = labelled_units(transcripts[tid], rng, mark_p)
-            if mark_p == 1.0:  # the same words three times would weigh the emission thrice
-                texts += [u.text for u in units]
-                y += list(lab)
-            B.append(boundary_features(units, 1.5)[1:])
+        units, lab = labelled_units(transcripts[tid], rng, 0.0)
+        U = unit_features([u.text for u in units])
+        Xe.append(emission_features(U))
+        y += list(lab)
+        if len(units) > 1:
+            Xp.append(pair_features(units, U))
             sw += list((lab[1:] != lab[:-1]).astype(int))
-    emit = LogisticRegression(C=1.0, max_iter=2000).fit(emission_features(texts), y)
-    trans = LogisticRegression(C=1.0, max_iter=2000, fit_intercept=False).fit(np.vstack(B), sw)
-    return SpeakerHead(emit.coef_[0].astype(np.float32), float(emit.intercept_[0]), trans.coef_[0].astype(np.float32),
-                       0.0, float(np.mean(y)), {"units": len(texts), "boundaries": len(sw), "transcripts": len(ids)})
+    emit = LogisticRegression(C=c_emit, max_iter=3000).fit(np.vstack(Xe), y)
+    pair = LogisticRegression(C=c_pair, max_iter=3000).fit(np.vstack(Xp), sw)
+    return SpeakerHead(emit.coef_[0].astype(np.float32), float(emit.intercept_[0]), pair.coef_[0].astype(np.float32),
+                       float(pair.intercept_[0]), float(np.mean(y)),
+                       {"units": len(y), "boundaries": len(sw), "transcripts": len(ids), "C_emit": c_emit, "C_pair": c_pair})
 
 
 def main(argv: list[str] | None = None) -> None:

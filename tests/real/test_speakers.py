@@ -34,7 +34,7 @@ UTTS = [
 def test_head_loads_offline_with_provenance(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     head = S.SpeakerHead.load()
-    assert head.emit_w.shape == (388,) and head.trans_w.shape == (7,)
+    assert head.emit_w.shape == (S.EMIT_DIM,) and head.pair_w.shape == (S.PAIR_DIM,)
     assert "AnnoMI" in head.meta["data"] and len(head.meta["data_sha256"]) == 64 and "command" in head.meta
     assert S.HEAD_PATH.stat().st_size < 64_000  # a few KB, shipped in the package
     p = head.p_counselor(["How did that make you feel when she said that?", "I just can't stop crying at night."])
@@ -47,6 +47,28 @@ def test_mark_raises_and_sentence_continuation_lowers_switch_chance():
              S.Unit("and then I cried", start_s=2, new_line=False)]
     sw = head.p_switch(units, 1.5)
     assert sw[1] > 0.8 and sw[2] < 0.3
+
+
+def test_words_alone_tell_an_answer_from_a_continuation():
+    # no marks, even timing: a question then a first-person answer vs a sentence cut by the caption line
+    head = S.default_head()
+    units = [S.Unit("How long has this been going on for you?", start_s=0), S.Unit("About two months now.", start_s=2),
+             S.Unit("I lie awake and my mind", start_s=4), S.Unit("just keeps racing about work.", start_s=6)]
+    sw = head.p_switch(units, 1.5)
+    assert sw[1] > 0.5 > 0.1 > sw[3]
+
+
+def test_complete_marks_leave_speaker_changes_to_the_marks():
+    # every change marked: the marks' share of the expected changes is ~1, so unmarked boundaries barely switch
+    p_words = np.array([0.0, 0.9, 0.8, 0.1, 0.9])
+    assert S.marks_kept(p_words, np.array([0, 1, 1, 0, 1], bool)) == 1.0
+    assert 0.3 < S.marks_kept(p_words, np.array([0, 1, 0, 0, 0], bool)) < 0.5
+    assert S.marks_kept(p_words, np.zeros(5, bool)) == 0.0
+
+
+def test_mark_at_the_end_of_a_caption_line_marks_the_next_unit():
+    units = S.split_units([(0.0, "how are you today? >>", 1), (2.0, "Fine thanks. >> Good.", 2)])
+    assert [(u.text, u.mark) for u in units] == [("how are you today?", False), ("Fine thanks.", True), ("Good.", True)]
 
 
 def test_decode_follows_evidence_and_switch_prior():
