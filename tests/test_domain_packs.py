@@ -62,6 +62,26 @@ Rep: Maybe ask two more questions about their budget process first, and slow dow
 Coach: Good plan. Let's practise that opening together before your Thursday call.
 """
 
+SECOND_TRANSCRIPT = """\
+Coach: Welcome back. What would you like to work on today?
+Rep: Follow-up emails. I send one after a demo and then I never hear from the buyer again.
+Coach: What does your follow-up usually say?
+Rep: Mostly a thank you and the slides, and a line asking if they have questions.
+Coach: What could you ask that makes it easy for the buyer to reply?
+Rep: Maybe propose a date for the next call instead of asking an open question.
+Coach: Try that on the two demos you have this week and tell me what happened.
+"""
+
+THIRD_TRANSCRIPT = """\
+Coach: Good to see you. Where do you want to start?
+Rep: Cold outreach on LinkedIn. Nobody answers my connection notes.
+Coach: Read me the last note you sent.
+Rep: It says who I am, what we sell, and asks for fifteen minutes.
+Coach: What in that note is about the buyer rather than about you?
+Rep: Nothing, really. I could mention something from their company news first.
+Coach: Write three notes like that tonight and we will compare the replies on Friday.
+"""
+
 EVAL_SCENARIOS = """\
 - summary: A new rep freezes when a prospect raises the price objection on a renewal call.
   scenario: My biggest renewal asked for a discount and I just said yes without thinking, now my manager is upset with me.
@@ -128,3 +148,51 @@ def unlisted_files(ctx) -> list[str]:
             if name not in ("_done.json", "failures.jsonl") and not name.startswith(".") and f"`{name}" not in listed:
                 out.append(f"{s.name}/{f.name}")
     return out
+
+
+@pytest.mark.slow
+@pytest.mark.model
+def test_sales_coach_pipeline_on_embedded_model(make_cfg, tmp_path):
+    """Every stage of the sales_coach pack on the real embedded SmolLM2 (llama.cpp; a 2-step LoRA), one
+    item each: the pack's prompts, system prompt and own judge metric (next_step, 1-5) work on a real model."""
+    from tests.train.conftest import TINY
+
+    data = tmp_path / "inputs"
+    data.mkdir()
+    (data / "coaching_call.txt").write_text(SALES_TRANSCRIPT)
+    (data / "second_call.txt").write_text(SECOND_TRANSCRIPT)  # one held out, two trained on (a unit each):
+    (data / "third_call.txt").write_text(THIRD_TRANSCRIPT)    # a training and a validation unit
+    scen = tmp_path / "eval.yaml"
+    scen.write_text(EVAL_SCENARIOS.split("- summary: An experienced")[0])  # one scenario
+    cfg = make_cfg(
+        "domain=sales_coach", f"real.inputs=[{data}]", "real.pii.ner=false", "real.llm=false",
+        "synth.personas=1", "synth.scenarios_per_persona=1", "synth.sessions=1", "synth.persona_checks=false",
+        "synth.scenario_checks=false", "synth.annotate_realised=false", "synth.min_exchanges=1",
+        "synth.max_exchanges=1", "synth.max_regenerations=1", "llm.max_reasks=1", "llm.max_failure_rate=1",
+        "roles.generator.max_tokens=200", "roles.patient.max_tokens=32", "roles.counselor.max_tokens=32",
+        "roles.judge.max_tokens=160", "roles.judge.temperature=0", "endpoints.local.n_ctx=2048",
+        "curate.threshold=1", "curate.max_tokens=320", "variants={coached: {sources: [real]}}",
+        "mix.size=4", "mix.allow_smaller=true", "mix.include_pending=true", "mix.min_test=1",
+        "contamination.method=shingles", f"evaluate.scenarios_file={scen}", "evaluate.max_turns=1",
+        "evaluate.metrics=[next_step]", "evaluate.bootstrap_resamples=100",
+        "evaluate.trust.likelihood_sessions=1", "evaluate.trust.likelihood_turns=1", "evaluate.trust.calib_items=2",
+        "evaluate.trust.degradations=[shuffled]",
+        "evaluate.trust.calib_samples=1", "evaluate.trust.calib_context=2", "evaluate.trust.simcheck_sessions=1",
+        "evaluate.trust.simcheck_turns=1", *TINY, backend="llamacpp")
+    summaries = run_pipeline(cfg)
+    runs = cfg.run_dir
+    assert set(summaries) == set(names()) and all((runs / s / "summary.json").is_file() for s in names())
+    assert json.loads((runs / "models.json").read_text())["coached"]["adapter"]  # a real LoRA adapter
+    simulated = [Session.model_validate_json(x) for x in (runs / "simulate" / "sessions.jsonl").read_text().splitlines()]
+    assert simulated and all(s.messages[0].content == load_domain("sales_coach").system_prompt for s in simulated)
+    score = json.loads((runs / "score" / "summary.json").read_text())
+    def lines(f):
+        return [json.loads(x) for x in f.read_text().splitlines()] if f.exists() else []
+
+    scores, failures = lines(runs / "score" / "scores.jsonl"), lines(runs / "score" / "failures.jsonl")
+    # the pack's metric: each judgment a valid 1-5 score or a recorded failure (a 135M judge often fails), never invented
+    assert score["metrics"] == ["next_step"] and score["scored"] + score["failed"] == score["judgments"] >= 1
+    assert len(scores) == score["scored"] and len(failures) == score["failed"]
+    assert all(x["metric"] == "next_step" and 1 <= x["score"] <= 5 and x["prompt"] == "eval_judge_next_step@1"
+               for x in scores)
+    assert "| Model | Next step Avg |" in (runs / "report" / "report.md").read_text()
