@@ -139,6 +139,11 @@ class StageDir:
     def ids(self, file: str) -> set[str]:
         return {str(o["id"]) for o in read_jsonl_dicts(self.file(file)) if "id" in o}
 
+    def still_failed(self, ledger: str) -> set[str]:
+        """Items in failures.jsonl (failed attempts that a regeneration replaced aside) that `ledger`
+        still lacks: an item that failed once and was made on a rerun is no longer failed."""
+        return {f["item"] for f in self.read_dicts("failures.jsonl") if not f.get("replaced")} - self.ids(ledger)
+
     def write_records(self, file: str, records: Iterable[BaseModel | dict]) -> int:
         """Replace `file` atomically with `records`; returns how many were written."""
         lines = [dump_json(r) for r in records]

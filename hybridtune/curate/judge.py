@@ -125,7 +125,7 @@ async def run(ctx: Context, st: StageDir) -> dict:
     res = await map_items(ctx, st, [(s.id, s) for s in to_judge], one, "judged.jsonl",
                           label="judge", concurrency=cc.concurrency)
     judged = {s.id: s for s in st.read("judged.jsonl", Session)}
-    failed = {f["item"] for f in st.read_dicts("failures.jsonl")} - set(judged)
+    failed = st.still_failed("judged.jsonl")
     pool: list[Session] = []
     screener = build_screener(ctx.cfg, ctx.llms, ctx.domain)
     for s in synth + real:  # the judged copy where there is one

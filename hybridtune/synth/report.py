@@ -44,9 +44,7 @@ def session_stats(ctx: Context, sessions: list[Session], st: StageDir) -> dict[s
     return {
         "requested": ctx.cfg.synth.sessions,
         "sessions": len(sessions),
-        # still failed: an item that failed in an earlier run and was generated on the rerun is not
-        "failed_items": len({f["item"] for f in st.read_dicts("failures.jsonl") if not f.get("replaced")}
-                            - st.ids("generated.jsonl")),
+        "failed_items": len(st.still_failed("generated.jsonl")),
         "invalid_attempts": len(list(st.read_dicts("failures.jsonl"))),
         "mode": ctx.cfg.synth.mode,
         "exchanges": {"min": min(lengths, default=0), "median": statistics.median(lengths) if lengths else 0,
