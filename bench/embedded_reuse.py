@@ -45,7 +45,9 @@ CASES = [  # (persona narrative, attitude, summary, scenario): inputs, written a
 ]
 
 
-def seed_run(run: Path, n_sessions: int, n_scenarios: int) -> None:
+def seed_run(run: Path, n_sessions: int, n_scenarios: int, models: Path) -> None:
+    """A run directory with the scenarios and the declared variants registered; the variants'
+    GGUF paths are under `models`, shared by every arm (a session's id hashes its model path)."""
     sys.path.insert(0, str(ROOT))
     from hybridtune.config import load_config
     from hybridtune.llm.llamacpp import find_gguf
@@ -60,13 +62,16 @@ def seed_run(run: Path, n_sessions: int, n_scenarios: int) -> None:
     store.stage("scenarios").write_records("scenarios.jsonl", scen[: max(n_sessions, 1)])
     store.stage("eval_scenarios").write_records("scenarios.jsonl", scen[-n_scenarios:])
     gguf = find_gguf("smollm2")
-    run.mkdir(parents=True, exist_ok=True)
+    models.mkdir(parents=True, exist_ok=True)
     for v in [x.name for x in load_config(str(ROOT / "configs" / "demo.yaml")).variant_list()]:
         # its own path per variant: a model instance each and response-cache keys of its own, as with
         # adapters (none is trained here, so all carry the base weights and their replies coincide)
-        link = run / f"{v}.gguf"
+        link = models / f"{v}.gguf"
         if not link.exists():
-            link.symlink_to(gguf)
+            try:
+                link.symlink_to(gguf)
+            except FileExistsError:  # the other arm (--together) made it first
+                pass
         save_entry(store, ModelEntry(variant=v, backend="llamacpp", model=str(link), data_hash=v))
 
 
@@ -119,7 +124,7 @@ def timed_arm(runs: Path, reuse: bool, a: argparse.Namespace, out: Path) -> None
 
 def run_arm(root: Path, reuse: bool, i: int, a: argparse.Namespace) -> dict:
     runs = root / f"{'on' if reuse else 'off'}{i}"
-    seed_run(runs / "demo", a.sessions, a.scenarios)
+    seed_run(runs / "demo", a.sessions, a.scenarios, root / "models")
     timing = runs / "timing.json"
     args = [sys.executable, __file__, "--arm", "on" if reuse else "off", "--arm-dir", str(runs),
             "--arm-json", str(timing), "--sessions", str(a.sessions), "--scenarios", str(a.scenarios),
@@ -139,7 +144,8 @@ def run_arm(root: Path, reuse: bool, i: int, a: argparse.Namespace) -> dict:
                                                          "prompt_tokens_distinct", "completion_tokens")}
         stages[st]["seconds"] = json.loads((run / st / "_done.json").read_text())["seconds"]
         stages[st]["split"] = {k: round(v, 2) for k, v in split.get(st, {}).items()}
-        stages[st]["records"] = (run / st / "sessions.jsonl").read_text()
+        # as a set: concurrent conversations (simulate) append in the order they finish
+        stages[st]["records"] = sorted((run / st / "sessions.jsonl").read_text().splitlines())
     return {"wall_s": r["seconds"], "cpu_s": r["cpu_s"], "peak_rss_mb": r["peak_rss_mb"], "stages": stages,
             "load": (round(load0, 1), round(load1, 1))}
 
@@ -223,6 +229,7 @@ def main() -> None:
     for st in ("synth", "simulate"):
         f, b = on[0]["stages"][st], off[0]["stages"][st]
         same = all(x["stages"][st]["records"] == b["records"] for x in off + on)
+        calls = sorted({(x["stages"][st]["calls"], x["stages"][st]["prompt_tokens"]) for x in off + on})
         ev, sent, dist = f["prompt_tokens_evaluated"], f["prompt_tokens"], f["prompt_tokens_distinct"]
         t_on, t_off = median_of(on, st, "seconds"), median_of(off, st, "seconds")
         note = (f"{f['calls']} model calls per arm; configs/demo.yaml with synth.sessions={a.sessions}, fewshot 0, "
@@ -243,7 +250,8 @@ def main() -> None:
                    f"{f['completion_tokens']} generated tokens per arm; arms in order: {order}",
                    {"on": [x["stages"][st]["split"] for x in on], "off": [x["stages"][st]["split"] for x in off]}),
             Result(f"{st}: records identical with reuse on and off", "identical" if same else "DIFFERENT",
-                   f"reuse off (same seed), all {2 * a.repeats} runs", 1.0 if same else 0.0, "identical", same, cmd),
+                   f"reuse off (same seed), all {2 * a.repeats} runs", 1.0 if same else 0.0, "identical", same, cmd,
+                   f"(model calls, prompt tokens sent) over all runs: {calls}"),
         ]
     rss_on, rss_off = max(x["peak_rss_mb"] for x in on), max(x["peak_rss_mb"] for x in off)
     results.append(Result("peak RSS of the synth+simulate process, reuse on", f"{rss_on} MiB",

@@ -81,7 +81,7 @@ def main() -> None:
         return reply(60 if role == "patient" else 80, n[role] + (role == "patient") * 3)
 
     with tempfile.TemporaryDirectory() as tmp:
-        seed_run(Path(tmp) / "demo", a.sessions, 1)
+        seed_run(Path(tmp) / "demo", a.sessions, 1, Path(tmp) / "models")
         cfg = load_config(str(ROOT / "configs" / "demo.yaml"), [f"runs_dir={tmp}", "quiet=true", "llm.cache=false",
                                                                  f"synth.sessions={a.sessions}", "synth.fewshot=0"])
         pool = LLMPool(cfg)

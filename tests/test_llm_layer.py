@@ -63,6 +63,32 @@ def test_cache_replay_makes_zero_calls_and_samples_differ(make_cfg, tmp_path):
     assert fake2.calls == 0
 
 
+class _SlowFake(FakeBackend):
+    """A remote service's latency: the reply comes after other tasks have run."""
+
+    async def complete(self, req):
+        await asyncio.sleep(0.01)
+        return await super().complete(req)
+
+
+def test_identical_requests_in_flight_make_one_call(make_cfg, tmp_path):
+    """Defect (simulate, #18): every variant asks the client's opening at once; each copy missed
+    the cache and was computed again, so the number of model calls depended on timing."""
+    cfg = make_cfg("llm.max_retries=0")
+    pool = LLMPool(cfg, cache=ResponseCache(tmp_path / "c.sqlite"), usage=Usage())
+    fake = _SlowFake.with_replies([TransientError("500"), "ok", "other"])
+    pool.install("local", fake)
+    msgs = [{"role": "user", "content": "hi"}]
+
+    async def go():
+        return await asyncio.gather(*(pool.role("patient").chat(msgs) for _ in range(4)), return_exceptions=True)
+
+    got = asyncio.run(go())
+    # the first call fails (no retries): one waiting copy makes the call itself, the rest take its reply
+    assert isinstance(got[0], TransientError) and [r.text for r in got[1:]] == ["ok"] * 3
+    assert fake.calls == 1 and [r.cached for r in got[1:]].count(True) == 2 and not pool.inflight
+
+
 def test_transient_errors_are_retried_with_retry_after(make_cfg, tmp_path):
     pool, fake = _pool(make_cfg, tmp_path, TransientError("429", retry_after=0.01), TransientError("500"), "ok",
                        overrides=["llm.backoff_s=0.01"])

@@ -41,6 +41,19 @@ def test_embedded_chat_structured_stream_and_replay(make_cfg, tmp_path):
     assert again.cached and again.text == r.text and pool.model_calls == calls
 
 
+def test_embedded_identical_requests_at_once_are_computed_once(make_cfg, tmp_path):
+    """The client's opening, asked by every simulated variant at once, is one model call."""
+    cfg = make_cfg("roles.patient.max_tokens=8", backend="llamacpp")
+    pool = LLMPool(cfg, cache=ResponseCache(tmp_path / "c.sqlite"), usage=Usage())
+
+    async def go():
+        return await asyncio.gather(*(pool.role("patient").chat(MSG) for _ in range(3)))
+
+    replies = asyncio.run(go())
+    assert pool.model_calls == 1 and len({r.text for r in replies}) == 1
+    assert sorted(r.cached for r in replies) == [False, True, True]
+
+
 def test_server_backend_chat_and_structured(make_cfg, llama_server, monkeypatch, tmp_path):
     monkeypatch.setenv("HT_SERVER_KEY", "sk-test-SECRET-123456")
     cfg = make_cfg(f"endpoints.local.base_url={llama_server}", "endpoints.local.model=smollm2",

@@ -170,5 +170,8 @@ def test_stage_records_identical_with_reuse_on_and_off(make_cfg):
     rows_on = {(r["stage"], r["role"]): r for r in on["_usage"]}
     rows_off = {(r["stage"], r["role"]): r for r in off["_usage"]}
     assert all(r["prompt_tokens_evaluated"] == r["prompt_tokens"] for r in rows_off.values() if r["calls"])
+    # the same model calls in both arms (identical requests in flight are computed once, not raced)
+    work = ("calls", "cached", "prompt_tokens", "completion_tokens")
+    assert {k: [r[x] for x in work] for k, r in rows_on.items()} == {k: [r[x] for x in work] for k, r in rows_off.items()}
     synth_on = [r for (s, _), r in rows_on.items() if s == "synth"]
     assert sum(r["prompt_tokens_evaluated"] for r in synth_on) < 0.6 * sum(r["prompt_tokens"] for r in synth_on)

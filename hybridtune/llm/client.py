@@ -10,6 +10,7 @@ retries -> structured-output validation with bounded re-asks -> usage accounting
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections.abc import AsyncIterator
@@ -81,10 +82,32 @@ class LLM:
         )
 
     async def _complete(self, req: ChatRequest, sample: int) -> tuple[Completion, bool]:
+        """A cached reply, the reply of the same request already in flight, or a model call.
+
+        Waiting for an identical request in flight (the simulated client's opening is asked by
+        every variant at once) makes the model calls one per distinct request, however the
+        tasks interleave; before, each racing copy missed the cache and was computed again."""
         cache = self.pool.cache
         key = cache_key(self.backend.name, req.model_dump(), sample)
-        if cache is not None and (hit := cache.get(key)) is not None:
-            return Completion(**hit), True
+        if cache is None:
+            return await self._call(req, key), False
+        loop = asyncio.get_running_loop()
+        while True:
+            if (hit := cache.get(key)) is not None:
+                return Completion(**hit), True
+            fut = self.pool.inflight.get(key)
+            if fut is None or fut.get_loop() is not loop:
+                break
+            await asyncio.wait([fut])  # then the cache has it, or (the call failed) this one tries
+        fut = self.pool.inflight[key] = loop.create_future()
+        try:
+            return await self._call(req, key), False
+        finally:
+            del self.pool.inflight[key]
+            fut.set_result(None)
+
+    async def _call(self, req: ChatRequest, key: str) -> Completion:
+        cache = self.pool.cache
         self.pool.usage.check_budget()
         batcher = self.pool.batcher(self.backend)
         if batcher is not None:  # the provider's batch API: no rate limits, half price, results cached
@@ -109,7 +132,7 @@ class LLM:
             raise UserError(str(e)) from None
         if cache is not None:
             cache.put(key, comp.__dict__)
-        return comp, False
+        return comp
 
     async def chat(
         self, messages: list[dict[str, str]], schema: type[BaseModel] | None = None, *, sample: int = 0, **params
@@ -190,6 +213,7 @@ class LLMPool:
         self.backends: dict[str, Backend] = {}
         self.limiters: dict[str, Limiter] = {}
         self.batchers: dict[str, Batcher] = {}
+        self.inflight: dict[str, asyncio.Future] = {}  # cache key -> done when that call ends (LLM._complete)
 
     def install(self, endpoint_name: str, backend: Backend) -> None:
         """Use a ready backend (tests: a FakeBackend) for an endpoint; it takes that endpoint's settings."""
