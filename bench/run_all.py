@@ -19,7 +19,8 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 DOC = ROOT / "docs" / "benchmarks.md"
-SKIP = {"common.py", "run_all.py"}
+SKIP = {"common.py", "run_all.py",
+        "gpu_train.py"}  # needs a CUDA GPU and a prepared run folder: docs/benchmarks_notes.md has the recipe
 
 
 def scripts() -> list[Path]:

@@ -144,6 +144,16 @@ def _route_logs(trainer, log: Callable[[str], None]) -> None:
     trainer.add_callback(_Log())
 
 
+def final_eval_loss(trainer) -> float:
+    """The evaluation the trainer ran at its last step (it always evaluates there when eval is on;
+    a run resumed at its end finds it in the restored log history). No second pass: a separate
+    evaluate() after train() fails under FSDP2 ("got mixed torch.Tensor and DTensor", seen on an
+    H200 with configs/accelerate/fsdp.yaml, bench/gpu_train.py) and costs time everywhere."""
+    step = trainer.state.global_step
+    done = [h["eval_loss"] for h in trainer.state.log_history if "eval_loss" in h and h.get("step") == step]
+    return done[-1] if done else trainer.evaluate()["eval_loss"]
+
+
 def train_lora(tc: TrainConfig, train_rows: list[list[dict]], valid_rows: list[list[dict]], out_dir: Path,
                *, resume: bool = True, callbacks: list | None = None, log: Callable[[str], None] = print) -> dict:
     """Fine-tune a LoRA adapter; resumes from the last checkpoint in `out_dir` when `resume`."""
@@ -156,13 +166,14 @@ def train_lora(tc: TrainConfig, train_rows: list[list[dict]], valid_rows: list[l
     t0 = time.time()
     out = trainer.train(resume_from_checkpoint=ck)
     seconds = time.time() - t0
+    eval_loss = final_eval_loss(trainer) if valid_ds is not None else None
     trainer.save_model(str(out_dir / "adapter"))  # main process only; gathers ZeRO-3/FSDP shards
     metrics = {"train_loss": round(out.training_loss, 4), "steps": trainer.state.global_step,
                "tokens": int(trainer.state.num_input_tokens_seen), "seconds": round(seconds, 1),
                "resumed_from": Path(ck).name if ck else None}
     metrics["tokens_per_s"] = round(metrics["tokens"] / max(seconds, 1e-9), 1)
-    if valid_ds is not None:
-        metrics["eval_loss"] = round(trainer.evaluate()["eval_loss"], 4)
+    if eval_loss is not None:
+        metrics["eval_loss"] = round(eval_loss, 4)
     if trainer.is_world_process_zero():
         write_loss_curves(trainer.state.log_history, out_dir)
     return metrics

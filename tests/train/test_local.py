@@ -90,6 +90,27 @@ def test_killed_mid_training_resumes_from_last_checkpoint(tmp_path):
     assert (tmp_path / "loss.png").stat().st_size > 1000
 
 
+def test_the_final_eval_loss_is_the_trainers_own_last_evaluation(tmp_path):
+    """No second evaluation after training (under FSDP2 it fails, bench/gpu_train.py); a run resumed
+    at its last step, with nothing left to train, reports the same loss from the restored history."""
+    from transformers import TrainerCallback
+
+    from hybridtune.train.local import train_lora
+
+    evals: list[float] = []
+
+    class Count(TrainerCallback):
+        def on_evaluate(self, args, state, control, metrics=None, **kw):
+            evals.append(metrics["eval_loss"])
+
+    tc = TrainConfig(**TINY_TC)
+    rows = [conv(i) for i in range(2)]
+    m = train_lora(tc, rows, rows[:1], tmp_path, callbacks=[Count()])
+    assert len(evals) == 1 and m["eval_loss"] == round(evals[0], 4)
+    again = train_lora(tc, rows, rows[:1], tmp_path, callbacks=[Count()])  # resumes at checkpoint-2: nothing to train
+    assert again["resumed_from"] == "checkpoint-2" and len(evals) == 1 and again["eval_loss"] == m["eval_loss"]
+
+
 def test_train_stage_registers_variants_that_answer_via_llamacpp(make_cfg, write_mix, tmp_path):
     from hybridtune.context import open_run
     from hybridtune.registry import counselor_llm, load_registry
