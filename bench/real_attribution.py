@@ -4,9 +4,10 @@ Each AnnoMI transcript becomes WebVTT the way a video platform writes automatic 
 (`hybridtune.real.speakers.simulate_captions`): fixed 7-word lines cut across turns, rolling
 duplicates, `[Music]`, no names, even timing (so no pause evidence), and a `>>` at each
 speaker change kept with probability 1 (all marks), 0.5 (marks randomly dropped) or 0 (none).
-The shipped method (learned head on sentence embeddings + two-state HMM, no model call) is
-trained on the other folds' transcripts and scored on the held-out fold's, so training and
-evaluation transcripts are disjoint. Accuracy is per original utterance (majority role of its
+The shipped method (a small convolutional head over sentence embeddings + two-state HMM, no
+model call) is trained on the other folds' transcripts and scored on the held-out fold's, so
+training and evaluation transcripts are disjoint; its three settings (epochs, switch_scale, emit_scale) are
+chosen by `hybridtune.real.speaker_fit.fit` on an inner split of the training transcripts only. Accuracy is per original utterance (majority role of its
 words, aligned with difflib) against AnnoMI's therapist/client labels.
 
 Baseline in the same run: turns rebuilt from `>>` marks (or 1.5 s pauses without marks) with
@@ -31,6 +32,7 @@ import numpy as np
 from common import SHARED, Result, record
 
 import hybridtune.embed as E
+from hybridtune.real import speaker_fit as F
 from hybridtune.real import speakers as S
 from hybridtune.real.captions import caption_pieces, parse_cues, rebuild_turns, units_to_turns
 from hybridtune.real.config import AttributionConfig
@@ -105,8 +107,13 @@ def main() -> None:
     min_conf = AttributionConfig().min_confidence
     t_start = time.time()
     rows: dict[str, list[tuple[int, float, float, float]]] = {c: [] for c in cases}  # (n utts, acc, base, conf)
+    data = F.examples(by, ids)  # captions without marks, labelled: every fold trains on its share of these
+    marked = F.examples(by, ids, 1.0)  # with every mark: the inner splits check that marks still win
+    chosen = []
     for k, test in enumerate(folds):
-        head = S.fit(by, [t for f in folds if f is not test for t in f], seed=k)
+        # epochs and switch_scale are chosen on an inner split of this fold's training transcripts only
+        head = F.fit(by, [t for f in folds if f is not test for t in f], seed=k, data=data, marked=marked)
+        chosen.append(head.meta["chosen"])
         rng = random.Random(100 + k)
         for case, mark_p in cases.items():
             for tid in test:
@@ -117,7 +124,7 @@ def main() -> None:
                 acc = utterance_accuracy(utts, units_to_turns(units), truth)
                 rows[case].append((len(utts), acc, utterance_accuracy(utts, alternation(vtt), truth), conf))
         print(f"fold {k + 1}/{a.folds}:", {c: round(float(np.average([x[1] for x in r], weights=[x[0] for x in r])), 3)
-                                           for c, r in rows.items()}, f"{time.time() - t_start:.0f}s", flush=True)
+                                           for c, r in rows.items()}, chosen[-1], f"{time.time() - t_start:.0f}s", flush=True)
     command = f".venv/bin/python bench/real_attribution.py --transcripts {a.transcripts} --folds {a.folds}" + (
         f" --embed-cache {a.embed_cache}" if a.embed_cache else "") + (
         f" --marks {' '.join(a.marks)}" if len(cases) < len(CASES) else "")
@@ -135,8 +142,11 @@ def main() -> None:
             ratio=round(A / B, 3), target=">= 0.85" if CASES[case] < 1 else "reported", met=A >= 0.85 if CASES[case] < 1 else None,
             command=command,
             notes=f"{int((~kept).sum())} of {len(r)} sessions under min_confidence={min_conf} (quarantined); "
-                  f"accuracy of the kept sessions {A_kept:.3f}; worst transcript {acc.min():.3f}",
-            extra={"kept_sessions": int(kept.sum()), "accuracy_kept": round(A_kept, 4), "worst": round(float(acc.min()), 4)},
+                  f"accuracy of the kept sessions {A_kept:.3f}; worst transcript {acc.min():.3f}; "
+                  f"per fold (epochs, switch_scale, emit_scale) chosen on inner splits: "
+                  + ", ".join(f"({c['epochs']}, {c['switch_scale']}, {c['emit_scale']})" for c in chosen),
+            extra={"kept_sessions": int(kept.sum()), "accuracy_kept": round(A_kept, 4), "worst": round(float(acc.min()), 4),
+                   "chosen": chosen},
         ))
     if a.cost_transcripts:
         n_units, secs = cost_probe(head, [by[t] for t in folds[-1][:a.cost_transcripts]], raw_embed)

@@ -34,9 +34,10 @@ UTTS = [
 def test_head_loads_offline_with_provenance(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     head = S.SpeakerHead.load()
-    assert head.emit_w.shape == (S.EMIT_DIM,) and head.pair_w.shape == (S.PAIR_DIM,)
+    assert head.weights["in_w"].shape == (S.FEAT_DIM, S.HIDDEN) and head.weights["pair_w"].shape == (2 * S.HIDDEN,)
     assert "AnnoMI" in head.meta["data"] and len(head.meta["data_sha256"]) == 64 and "command" in head.meta
-    assert S.HEAD_PATH.stat().st_size < 64_000  # a few KB, shipped in the package
+    assert set(head.meta["chosen"]) >= {"epochs", "switch_scale", "emit_scale"}  # chosen on the inner split
+    assert S.HEAD_PATH.stat().st_size < 300_000  # float16 weights, shipped in the package
     p = head.p_counselor(["How did that make you feel when she said that?", "I just can't stop crying at night."])
     assert p[0] > 0.5 > p[1]
 
@@ -69,6 +70,29 @@ def test_complete_marks_leave_speaker_changes_to_the_marks():
 def test_mark_at_the_end_of_a_caption_line_marks_the_next_unit():
     units = S.split_units([(0.0, "how are you today? >>", 1), (2.0, "Fine thanks. >> Good.", 2)])
     assert [(u.text, u.mark) for u in units] == [("how are you today?", False), ("Fine thanks.", True), ("Good.", True)]
+
+
+def test_interruption_dashes_end_units_so_a_back_channel_stands_alone():
+    units = S.split_units([(0.0, "you drink alcohol on average- Mm-hmm. -and you usually have three", 1)])
+    assert [u.text for u in units] == ["you drink alcohol on average-", "Mm-hmm.", "-and you usually have three"]
+    assert [u.text for u in S.split_units([(0.0, "a well-known x-ray - and so", 1)])] == ["a well-known x-ray - and so"]
+
+
+def test_numpy_head_computes_what_torch_trained():
+    # the shipped head runs in numpy; it must compute the trained torch net's function (float16 aside)
+    import torch
+
+    from hybridtune.real import speaker_fit as F
+
+    torch.manual_seed(0)
+    net = F._net(S.HIDDEN).eval()
+    X = np.random.default_rng(0).normal(size=(23, S.FEAT_DIM)).astype(np.float32)
+    with torch.no_grad():
+        ze, zp = (t[0].numpy() for t in net(torch.from_numpy(X)[None], torch.ones(1, len(X))))
+    head = F._export(net, 0.6, 1.0, {})
+    he, hp = head.forward(X)
+    assert np.abs(he - ze).max() < 0.02 and np.abs(hp[1:] - zp[1:]).max() < 0.02
+    assert np.abs(ze).max() > 0.05  # not a trivially zero net
 
 
 def test_decode_follows_evidence_and_switch_prior():
