@@ -93,7 +93,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--transcripts", type=int, default=113)
     ap.add_argument("--folds", type=int, default=5)
-    ap.add_argument("--embed-cache", type=Path, help="pickle of text -> vector kept between runs (e.g. /tmp/s20/emb.pkl)")
+    ap.add_argument("--embed-cache", type=Path, help="pickle of text -> vector kept between runs (e.g. /tmp/r20/emb.pkl)")
     ap.add_argument("--marks", nargs="+", choices=list(SHORT), default=list(SHORT), help="cases to run (default: all three)")
     ap.add_argument("--cost-transcripts", type=int, default=10, help="transcripts for the uncached cost row (0: skip it)")
     a = ap.parse_args()
