@@ -8,8 +8,8 @@ here, so all carry the base weights). The arms alternate off, on, off, on, ... (
 so a shared machine's changing load falls on both; wall ratios are ratios of the arms' medians.
 Figures per stage, from usage.json: evaluated / sent prompt tokens, evaluated / distinct prompt
 tokens (target <= 1.3), wall time on / off (target <= 0.5), where the time goes (llama.cpp
-reading prompts, generating tokens one at a time, saving and restoring states, the rest),
-peak RSS per arm (os.wait4) and the load average around each arm, and whether the records are
+reading prompts, generating tokens one at a time and with how many threads, saving and
+restoring states, the rest), peak RSS per arm (os.wait4) and the load average around each arm, and whether the records are
 byte-identical across every arm (they must be).
 
     .venv/bin/python bench/embedded_reuse.py --sessions 4 --scenarios 2 --max-turns 3 --repeats 2
@@ -84,6 +84,7 @@ def arm_sets(runs: Path, reuse: bool, a: argparse.Namespace) -> list[str]:
 def timed_arm(runs: Path, reuse: bool, a: argparse.Namespace, out: Path) -> None:
     """Child process: the two stages in-process, with llama.cpp's decode calls timed by kind (a
     prompt batch, or one generated token) and state saves and restores timed, per stage, into `out`."""
+    import llama_cpp
     from llama_cpp import _internals
 
     from hybridtune.cli import app
@@ -108,8 +109,15 @@ def timed_arm(runs: Path, reuse: bool, a: argparse.Namespace, out: Path) -> None
             return fn(self, name, *args, **kw)
         return wrapped
 
-    _internals.LlamaContext.decode = timed(
-        _internals.LlamaContext.decode, lambda args: "generate" if args[1].n_tokens() == 1 else "prompt")
+    def counted(fn):  # generated tokens by the thread count they were made with (prefix.ThreadChoice)
+        def wrapped(ctx, batch, *args, **kw):
+            if batch.n_tokens() == 1:
+                secs[stage[0]][f"tokens generated with {llama_cpp.llama_n_threads(ctx.ctx)} threads"] += 1
+            return fn(ctx, batch, *args, **kw)
+        return wrapped
+
+    _internals.LlamaContext.decode = counted(timed(
+        _internals.LlamaContext.decode, lambda args: "generate" if args[1].n_tokens() == 1 else "prompt"))
     prefix.ReusingLlama._save_live = timed(prefix.ReusingLlama._save_live, "state")
     prefix.ReusingLlama._restore = timed(prefix.ReusingLlama._restore, "state")
     Context.run_stage = staged(Context.run_stage)
@@ -186,8 +194,9 @@ def split_text(arms: list[dict], st: str) -> str:
     kinds = ("prompt", "generate", "state")
     med = {k: statistics.median(x["stages"][st]["split"].get(k, 0.0) for x in arms) for k in kinds}
     rest = median_of(arms, st, "seconds") - sum(med.values())
+    threads = {k.split()[3]: int(v) for k, v in arms[0]["stages"][st]["split"].items() if k.startswith("tokens ")}
     return (f"prompt reading {med['prompt']:.1f} s, generation {med['generate']:.1f} s, state save/restore "
-            f"{med['state']:.2f} s, other {rest:.1f} s")
+            f"{med['state']:.2f} s, other {rest:.1f} s, tokens generated per thread count {threads}")
 
 
 def main() -> None:

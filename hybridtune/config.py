@@ -79,7 +79,8 @@ class EndpointConfig(Strict):
     tpm: int | None = Field(None, ge=1, description="tokens-per-minute limit")
     timeout_s: float = Field(120.0, gt=0)
     n_ctx: int = Field(4096, ge=256, description="llamacpp: context window")
-    n_threads: int | None = Field(None, ge=1, description="llamacpp: CPU threads (default: all cores)")
+    n_threads: int | None = Field(None, ge=1, description="llamacpp: CPU threads (default: 1 or all cores, "
+                                  "whichever has been faster lately, for prompts and generation each)")
     lora_path: str | None = Field(None, description="llamacpp: GGUF LoRA adapter applied to the model")
     chat_format: str | None = Field(None, description="llamacpp: override the GGUF's chat template")
     prefix_reuse: bool = Field(True, description="llamacpp: keep model states across calls and evaluate only "

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 
 import numpy as np
 import pytest
 
-from hybridtune.llm.prefix import PrefixSet, StateStore, batches
+from hybridtune.llm.prefix import PrefixSet, StateStore, ThreadChoice, batches
 
 
 def test_batches_never_leave_a_short_tail():
@@ -51,7 +52,37 @@ def test_prefix_set_counts_tokens_never_seen_as_a_prefix():
     assert ps.add([2, 3]) == 2  # same tokens at another position are new
 
 
+def test_thread_choice_follows_the_faster_count_and_keeps_checking_the_other():
+    tc = ThreadChoice([2, 1])
+    assert tc.pick() == 1  # each count is tried first
+    tc.add(1, 0.2, tokens=10)  # 0.02 s per token
+    assert tc.pick() == 2
+    for _ in range(40):
+        tc.add(2, 0.01)
+    picks = [tc.pick() for _ in range(2 * ThreadChoice.EXPLORE)]
+    assert picks.count(1) == 2 and picks.count(2) == len(picks) - 2  # the slower count, now and then
+    for _ in range(100):  # the machine got busy: two threads now wait for each other
+        tc.add(2, 0.08)
+    assert tc.pick() == 1
+
+
 # -- the real embedded model -------------------------------------------------------------
+
+@pytest.mark.model
+def test_generation_threads_do_not_change_outputs():
+    from hybridtune.llm.llamacpp import find_gguf
+    from hybridtune.llm.prefix import ReusingLlama
+
+    prompt = "The counselor listened and asked what went through her mind when"
+    outs = []
+    for n in (1, None):  # None: chosen per call by measurement: 1 thread, then all cores, then the faster
+        llm = ReusingLlama(model_path=str(find_gguf("smollm2")), n_ctx=512, threads=n, reuse=False, verbose=False)
+        outs.append([llm.create_completion(prompt, max_tokens=16, temperature=0.8, seed=s)["choices"][0]["text"]
+                     for s in (1, 2, 3)])
+        if n is None and (os.cpu_count() or 1) > 1:  # both counts were timed, for both kinds of work
+            assert all(set(c._tokens) == {1, os.cpu_count()} for c in (llm.gen_threads, llm.batch_threads))
+    assert outs[0] == outs[1]
+
 
 def _backend(reuse: bool, state_mib: int = 64):
     from hybridtune.config import EndpointConfig

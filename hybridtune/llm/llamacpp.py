@@ -58,13 +58,14 @@ class LlamaCppBackend(Backend):
 
         self.check()
         ep = self.endpoint
-        kw = dict(model_path=str(find_gguf(ep.model)), n_ctx=ep.n_ctx, n_threads=ep.n_threads, verbose=False,
+        kw = dict(model_path=str(find_gguf(ep.model)), n_ctx=ep.n_ctx, verbose=False,
                   **{**ep.extra, **over})
         if ep.lora_path:
             kw["lora_path"] = ep.lora_path
         if ep.chat_format:
             kw["chat_format"] = ep.chat_format
-        return ReusingLlama(reuse=ep.prefix_reuse, state_bytes=ep.state_cache_mib << 20, min_batch=ep.min_prompt_batch, **kw)
+        return ReusingLlama(reuse=ep.prefix_reuse, state_bytes=ep.state_cache_mib << 20, min_batch=ep.min_prompt_batch,
+                            threads=ep.n_threads, **kw)
 
     @property
     def llama(self):

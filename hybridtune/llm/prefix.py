@@ -19,10 +19,19 @@ checks it end to end.
     llm = ReusingLlama(model_path=path, reuse=True, state_bytes=128 << 20, min_batch=8, n_ctx=4096)
     out = llm.create_chat_completion(messages=[...])
     llm.last                                # PromptStats: sent, evaluated, distinct, restored
+
+Threads (`threads=None`): whether all cores beat one depends on who else holds them. Measured
+on this 2-core machine: idle, two threads read prompts about as fast as one or faster and
+generate 1.2-1.5x faster; beside one other busy process, two threads read prompts 2-4x slower
+and generate 1.2x slower (each waits for the other at every step). `ThreadChoice` times every
+prompt batch and generated token and uses, for each kind of work, whichever count has been
+faster per token lately, trying the other now and then. llama.cpp's results do not depend on
+the thread count (checked bit for bit, `tests/test_prefix_reuse.py`), so neither do outputs.
 """
 from __future__ import annotations
 
 import ctypes
+import os
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -69,6 +78,35 @@ class PrefixSet:
 class _State:
     tokens: np.ndarray  # the prompt tokens this KV state holds
     blob: bytes  # llama_state_seq_get_data of sequence 0, trimmed to len(tokens)
+
+
+class ThreadChoice:
+    """The thread count that has done a kind of work (generating, reading prompts) fastest lately:
+    seconds per token over recent measurements, each older one weighing DECAY times less."""
+
+    DECAY = 0.95  # about the last 20-40 measurements count
+    EXPLORE = 24  # every EXPLORE-th pick is the other count, to notice a change of load
+
+    def __init__(self, options: list[int]):
+        self.options = sorted(set(options))
+        self._secs: dict[int, float] = {}
+        self._tokens: dict[int, float] = {}
+        self.calls = 0
+
+    def per_token(self, n: int) -> float:
+        return self._secs[n] / self._tokens[n]
+
+    def pick(self) -> int:
+        self.calls += 1
+        untried = [n for n in self.options if n not in self._tokens]
+        if untried:
+            return untried[0]
+        ranked = sorted(self.options, key=self.per_token)
+        return ranked[1] if self.calls % self.EXPLORE == 0 and len(ranked) > 1 else ranked[0]
+
+    def add(self, n: int, seconds: float, tokens: int = 1) -> None:
+        self._secs[n] = self._secs.get(n, 0.0) * self.DECAY + seconds
+        self._tokens[n] = self._tokens.get(n, 0.0) * self.DECAY + tokens
 
 
 def batches(start: int, end: int, size: int, least: int) -> list[tuple[int, int]]:
@@ -132,8 +170,15 @@ class StateStore:
 class ReusingLlama(Llama):
     """`llama_cpp.Llama` that reuses saved prompt states and never reads a prompt in tiny batches."""
 
-    def __init__(self, *args, reuse: bool = True, state_bytes: int = 128 << 20, min_batch: int = 8, **kw):
-        super().__init__(*args, **kw)
+    def __init__(self, *args, reuse: bool = True, state_bytes: int = 128 << 20, min_batch: int = 8,
+                 threads: int | None = None, **kw):
+        """`threads`: CPU threads for prompts and generation; None: for each, 1 or all cores,
+        whichever has been faster lately (`ThreadChoice`)."""
+        cores = os.cpu_count() or 1
+        super().__init__(*args, **{**kw, "n_threads": threads or 1, "n_threads_batch": threads or 1})
+        fixed = threads is not None or cores == 1
+        self.gen_threads = None if fixed else ThreadChoice([1, cores])
+        self.batch_threads = None if fixed else ThreadChoice([1, cores])
         self.reuse = reuse
         self.min_batch = max(2, min(min_batch, self.n_batch // 2))
         self.store = StateStore(state_bytes)
@@ -152,7 +197,15 @@ class ReusingLlama(Llama):
         self.n_tokens = start
         self._ctx.kv_cache_seq_rm(-1, start, -1)
         self._pending = True  # the next eval() is this prompt's remainder
+        if self.gen_threads is not None:
+            self._set_threads(self.gen_threads.pick(), self.n_threads_batch)
         return super().generate(tokens, *args, **kwargs)
+
+    def _set_threads(self, gen: int, batch: int) -> None:
+        if (gen, batch) != (self.n_threads, self.n_threads_batch):
+            self.n_threads = self.context_params.n_threads = gen
+            self.n_threads_batch = self.context_params.n_threads_batch = batch
+            llama_cpp.llama_set_n_threads(self._ctx.ctx, gen, batch)
 
     def reset(self) -> None:
         super().reset()
@@ -161,7 +214,11 @@ class ReusingLlama(Llama):
     def eval(self, tokens) -> None:
         if not self._pending:  # a generated token: llama-cpp-python's own path, never reused
             self.canon = min(self.canon, self.n_tokens)
-            return super().eval(tokens)
+            t = time.perf_counter()
+            super().eval(tokens)
+            if self.gen_threads is not None and len(tokens) == 1:
+                self.gen_threads.add(self.n_threads, time.perf_counter() - t)
+            return None
         self._pending = False
         prompt = np.concatenate([self.input_ids[: self.n_tokens], np.asarray(tokens, dtype=np.intc)])
         self.eval_prompt(prompt, self.n_tokens)
@@ -171,8 +228,13 @@ class ReusingLlama(Llama):
         start = min(start, self.n_tokens, self.canon)
         self.n_tokens = start
         self._ctx.kv_cache_seq_rm(-1, start, -1)
+        if self.batch_threads is not None and start < len(prompt):
+            self._set_threads(self.n_threads, self.batch_threads.pick())
         for a, b in batches(start, len(prompt), self.n_batch, self.min_batch):
+            t = time.perf_counter()
             super().eval(prompt[a:b].tolist())
+            if self.batch_threads is not None:
+                self.batch_threads.add(self.n_threads_batch, time.perf_counter() - t, b - a)
         self.canon = len(prompt)
         self.last.evaluated += len(prompt) - start
 
