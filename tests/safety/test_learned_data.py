@@ -73,10 +73,45 @@ def test_shipped_head_has_thresholds_operating_point_and_provenance():
     t = head.thresholds
     assert 0 < t["unsure"] <= t["high"] < 1 and 0 < t["imminent"] < 1
     op = head.operating_point
-    assert op["split"] == "val" and op["false_alarms_counseling_talk"] <= 0.02 and op["n_counseling_turns"] >= 1000
+    assert "cross-validation" in op["split"] and op["n_counseling_turns"] >= 1000
+    assert op["false_alarms_counseling_talk"] <= 0.02 and op["recall_high_or_imminent"] >= 0.5
     assert "learned_train" in head.provenance["command"] and DATA_FILE.name in head.provenance["labelled_set"]
-    assert HEAD_FILE.stat().st_size < 100_000
+    assert HEAD_FILE.stat().st_size < 2_000_000  # ~1,000 float16 support vectors: about 1 MB
     assert len(head.coef) == 3 and all(len(row) == 384 for row in head.coef)
+    assert head.format == 2 and head.kernel.vectors.shape == (len(head.kernel.dual), 384)
+
+
+def test_stored_kernel_scores_like_the_fitted_svm():
+    """The head file's kernel (float16 support vectors, numpy decision) agrees with scikit-learn's SVC."""
+    import numpy as np
+
+    from hybridtune.safety.learned_train import fit_kernel, kernel_of
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(120, 384)).astype(np.float32)
+    X[:40] += 0.15  # a shifted cluster: the "crises"
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    y = np.r_[np.ones(40, int), np.zeros(80, int)]
+    svm = fit_kernel(X, y, C=4.0, gamma=1.0)
+    k = kernel_of(svm, (2.0, -1.0))
+    Q = rng.normal(size=(30, 384)).astype(np.float32)
+    Q /= np.linalg.norm(Q, axis=1, keepdims=True)
+    np.testing.assert_allclose(k.decision(Q), svm.decision_function(Q), atol=2e-3)
+    assert np.all(np.diff(k.p_risk(np.r_[Q, X[:5]])[np.argsort(k.decision(np.r_[Q, X[:5]]))]) >= 0)  # monotone
+
+
+def test_dev_folds_keep_near_duplicates_together():
+    import numpy as np
+
+    from hybridtune.safety.learned_train import dev_folds
+
+    rows = [{"id": f"r{i}", "text": t, "level": lv} for i, (t, lv) in enumerate([
+        ("I want to die tonight", "intent"), ("I want to die tonight!", "intent"),
+        ("The garden needs weeding", "counseling"), ("My cat sleeps all day", "counseling"),
+        ("Work was long", "counseling"), ("We argued about money", "counseling")])]
+    X = np.eye(6, 384, dtype=np.float32)  # embeddings all far apart: only the 5-gram overlap links rows 0 and 1
+    f = dev_folds(rows, X, 3)
+    assert f[0] == f[1] and len(set(f[2:].tolist())) == 3
 
 
 def test_windows_cover_long_posts():
@@ -94,6 +129,11 @@ def test_bad_head_file_is_a_clear_error(tmp_path):
     bad = tmp_path / "head.json"
     bad.write_text('{"format": 1}')
     with pytest.raises(UserError, match="not a learned safety head"):
+        read_head(bad)
+    head = json.loads(HEAD_FILE.read_text())
+    head["kernel"]["dual"] = head["kernel"]["dual"][:-1]  # one coefficient short of the support vectors
+    bad.write_text(json.dumps(head))
+    with pytest.raises(UserError, match="do not match"):
         read_head(bad)
     with pytest.raises(UserError, match="not found"):
         read_head(tmp_path / "missing.json")
