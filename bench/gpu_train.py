@@ -218,10 +218,10 @@ def main() -> None:
     a.out.mkdir(parents=True, exist_ok=True)
     log = a.out / "gpu_train.log"
     base = random_base(a.tokenizer, a.run.parent / "smollm2-random")
-    parts = set(a.parts.split(","))
+    parts = a.parts.split(",")
     none = {"rc": None, "variants": {}, "adapters": []}
     path_gpu, path_cpu, path_fsdp, mem = previous(a.previous) if a.previous else (none, none, none, [])
-    for part in a.parts.split(","):  # in the order given
+    for part in parts:  # the launches in the order given
         if part == "launch":
             path_gpu = launch(a.run, base, a.gpu_steps, True, log)
             print("gpu launch", json.dumps(path_gpu), flush=True)

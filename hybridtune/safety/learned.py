@@ -116,6 +116,10 @@ class Head(BaseModel):
         e = np.exp(z)
         return e / e.sum(axis=1, keepdims=True)
 
+    def p_risk(self, X: np.ndarray, P: np.ndarray) -> np.ndarray:
+        """Probability of any risk: the kernel SVM's (format 2), else the linear head's (`P` = proba(X))."""
+        return self.kernel.p_risk(X) if self.kernel else P[:, 1] + P[:, 2]
+
 
 class LearnedScore(BaseModel):
     p_risk: float
@@ -196,9 +200,9 @@ class LearnedLayer:
     def score(self, texts: list[str]) -> list[LearnedScore]:
         spans = [windows(t) for t in texts]
         flat = [w for ws in spans for w in ws]
-        X = self.embed(flat) if flat else np.zeros((0, 384), dtype=np.float32)
-        P = self.head.proba(X) if flat else np.zeros((0, 3))
-        R = (self.head.kernel.p_risk(X) if self.head.kernel else P[:, 1] + P[:, 2]) if flat else np.zeros(0)
+        X = self.embed(flat) if flat else np.zeros((0, len(self.head.coef[0])), dtype=np.float32)
+        P = self.head.proba(X)
+        R = self.head.p_risk(X, P)
         out, i, t = [], 0, self.head.thresholds
         for ws in spans:
             p, risk = P[i:i + len(ws)], R[i:i + len(ws)]
