@@ -173,7 +173,7 @@ def reach_note(n: int, family: int, alpha: float) -> str | None:
     """Why a paired test could never have been significant at its n (None when it could)."""
     if family * p_floor(n) < alpha:
         return None
-    return (f"could not reach significance at n={n}: the smallest exact two-sided p is {p_floor(n):.3g}, "
+    return (f"could not reach significance at n={n} non-zero pairs: the smallest exact two-sided p is {p_floor(n):.3g}, "
             f"x{family} tests (Holm) = {min(1.0, family * p_floor(n)):.3g} >= alpha {alpha}; "
             f"it needs at least {min_pairs(family, alpha)} non-zero pairs")
 

@@ -176,16 +176,19 @@ def trend_sentence(trends: dict | None) -> str | None:
 
 
 def unreachable_sentence(comparisons: list[dict], likelihood: dict | None) -> str | None:
-    """Plainly: which tests could never have been significant at their n, and why."""
-    notes = []
+    """Plainly: which tests could never have been significant at their n, and why (each reason
+    once, after the tests it holds for: at a small n it is the same for most of them)."""
+    tests_by_note: dict[str, list[str]] = {}
     for c in [*comparisons, *((likelihood or {}).get("comparisons") or [])]:
         if c.get("unreachable"):
             what = c.get("metric") if c.get("metric") != "nll" else f"likelihood ({SPLIT_WORDS.get(c['split'], c['split'])})"
-            notes.append(f"{c['a']} vs {c['b']} {what}: {c['unreachable']}")
-    if not notes:
+            tests_by_note.setdefault(c["unreachable"], []).append(f"{c['a']} vs {c['b']} {what}")
+    if not tests_by_note:
         return None
+    groups = [f"{', '.join(names)} ({len(names)} {'test' if len(names) == 1 else 'tests'}): {note}"
+              for note, names in tests_by_note.items()]
     return ("Some tests could not have reached significance at this run's size, whatever the true difference: "
-            + "; ".join(notes) + ". A 'no significant difference' there is no evidence of equality.")
+            + "; ".join(groups) + ". A 'no significant difference' there is no evidence of equality.")
 
 
 def verdict_paragraph(comparisons: list[dict], likelihood: dict | None, judge_validation: dict | None,

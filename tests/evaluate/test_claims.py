@@ -146,6 +146,10 @@ def test_report_says_when_a_test_could_not_reach_significance():
     text = verdict_paragraph(comps, None, VALID)
     assert "could not have reached significance" in text and "0.125" in text
     assert S.min_pairs(6, 0.05) == 8 and S.p_floor(3) == 0.25
+    # the reason is said once for both tests it holds for, after naming them (the demo's verdict
+    # repeated it for each of 14 tests)
+    assert text.count("the smallest exact two-sided p") == 1
+    assert "hybrid vs base empathy, hybrid vs base relevance (2 tests): could not reach" in text
 
 
 def test_hodges_lehmann_ci_matches_inverting_the_signed_rank_test():
