@@ -194,7 +194,9 @@ def conversations(ctx: Context, res: dict) -> tuple[str, str]:
         if not scored:
             continue
         key = lambda r: sum(r[m] for m in res["metrics"]) / len(res["metrics"])  # noqa: E731
-        picks = [("best", max(scored, key=key))] + ([("worst", min(scored, key=key))] if len(scored) > 1 else [])
+        best = max(scored, key=key)
+        others = [r for r in scored if r is not best]  # on tied scores max and min pick the same one
+        picks = [("best", best)] + ([("worst", min(others, key=key))] if others else [])
         for label, r in picks:
             s = sessions.get(r["id"])
             if s is None:
@@ -202,7 +204,9 @@ def conversations(ctx: Context, res: dict) -> tuple[str, str]:
             title = f"{v}: {label} ({', '.join(f'{m} {fmt(r[m])}' for m in res['metrics'])}; ended by {r.get('end_reason')})"
             lines = [(m.role, m.content) for m in s.messages if m.role != "system"]
             names = {"user": "Client", "assistant": "Counselor"}
-            md.append(f"#### {title}\n\n" + "\n".join(f"> **{names[r_]}:** {c}  " for r_, c in lines) + "\n")
+            # every line of a reply inside the quote: a blank line would otherwise end it
+            md.append(f"#### {title}\n\n" + "\n>\n".join(f"> **{names[r_]}:** " + c.replace("\n", "\n> ")
+                                                           for r_, c in lines) + "\n")
             h.append(f"<details><summary>{html.escape(title)}</summary>" + "".join(
                 f'<p class="{r_}"><b>{names[r_]}:</b> {html.escape(c)}</p>' for r_, c in lines) + "</details>")
     end_md, end_h = table(["Variant", "End reasons"], [[v, ", ".join(f"{k}: {n}" for k, n in e.items())]

@@ -130,3 +130,21 @@ def test_report_says_which_tests_could_not_reach_significance(fake_ctx):
     power = md.split("## Power: what this run could detect")[1].split("\n## ")[0]
     assert "could not have been significant at this run's size" in power and "power plan:" in power
     assert "Completed" in md and "6/6 (100%)" in md  # per-variant completion in the headline table
+
+
+def test_example_conversations_are_two_different_sessions_and_stay_quoted(fake_ctx):
+    """Defects seen in a demo report: with tied scores 'best' and 'worst' showed the same
+    conversation twice, and a reply with blank lines fell out of its Markdown quote."""
+    ctx_cm, _ = fake_ctx()
+    with ctx_cm as ctx:
+        sessions = [Session(id=f"v-{i}", source="simulated", meta={"variant": "v"}, messages=[
+            Message(role="user", content=f"Dear {i},\n\nI feel low."), Message(role="assistant", content="I hear you.")])
+            for i in range(2)]
+        ctx.store.stage("simulate").write_records("sessions.jsonl", sessions)
+        rows = [{"id": s.id, "variant": "v", "end_reason": "max_turns", "empathy": 7.0} for s in sessions]
+        md, html_ = report.conversations(ctx, {"variants": ["v"], "rows": rows, "metrics": ["empathy"]})
+    best, worst = md.split("#### v: best")[1].split("#### v: worst")
+    assert "Dear 0," in best and "Dear 1," in worst
+    quoted = [line for line in best.strip().splitlines()[1:] if line.strip()]
+    assert quoted and all(line.startswith(">") for line in quoted)
+    assert "Dear 1,\n\nI feel low." in html_  # the page keeps the line breaks (pre-wrap)
