@@ -11,8 +11,10 @@ chosen by `hybridtune.real.speaker_fit.fit` on an inner split of the training tr
 words, aligned with difflib) against AnnoMI's therapist/client labels.
 
 Baseline in the same run: turns rebuilt from `>>` marks (or 1.5 s pauses without marks) with
-strict alternation from the counselor. Also reported: sessions under the quarantine
-threshold (`real.attribution.min_confidence`) and the accuracy of the sessions kept.
+strict alternation from the counselor. Also reported: the sessions under the quarantine
+threshold (`real.attribution.min_confidence`; the confidence is the session's expected accuracy,
+calibrated on the inner split), the accuracy of the kept and the quarantined ones, and how well
+the confidence ranks sessions (Spearman).
 
     .venv/bin/python bench/real_attribution.py [--transcripts 113] [--folds 5] [--marks all half none]
         [--embed-cache /tmp/emb.pkl] [--cost-transcripts 10]
@@ -30,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 from common import SHARED, Result, record
+from scipy.stats import spearmanr
 
 import hybridtune.embed as E
 from hybridtune.real import speaker_fit as F
@@ -109,10 +112,11 @@ def main() -> None:
     rows: dict[str, list[tuple[int, float, float, float]]] = {c: [] for c in cases}  # (n utts, acc, base, conf)
     data = F.examples(by, ids)  # captions without marks, labelled: every fold trains on its share of these
     marked = F.examples(by, ids, 1.0)  # with every mark: the inner splits check that marks still win
+    half = F.examples(by, ids, 0.5)  # with half the marks: the session confidence is calibrated on all three
     chosen = []
     for k, test in enumerate(folds):
-        # epochs and switch_scale are chosen on an inner split of this fold's training transcripts only
-        head = F.fit(by, [t for f in folds if f is not test for t in f], seed=k, data=data, marked=marked)
+        # settings and the confidence calibration come from an inner split of this fold's training transcripts only
+        head = F.fit(by, [t for f in folds if f is not test for t in f], seed=k, data=data, marked=marked, half=half)
         chosen.append(head.meta["chosen"])
         rng = random.Random(100 + k)
         for case, mark_p in cases.items():
@@ -129,24 +133,28 @@ def main() -> None:
         f" --embed-cache {a.embed_cache}" if a.embed_cache else "") + (
         f" --marks {' '.join(a.marks)}" if len(cases) < len(CASES) else "")
     results = []
+    settings = ", ".join(f"({c['epochs']}, {c['averaged_checkpoints']}, {c['switch_scale']}, {c['emit_scale']})" for c in chosen)
     for case, r in rows.items():
         n = np.array([x[0] for x in r])
         acc, base, conf = (np.array([x[i] for x in r]) for i in (1, 2, 3))
         A, B = float(np.average(acc, weights=n)), float(np.average(base, weights=n))
         kept = conf >= min_conf
-        A_kept = float(np.average(acc[kept], weights=n[kept])) if kept.any() else float("nan")
+        A_kept, A_out = (float(np.average(acc[m], weights=n[m])) if m.any() else float("nan") for m in (kept, ~kept))
+        rho = float(spearmanr(conf, acc).statistic)
         results.append(Result(
             benchmark=f"speaker attribution, {case}: captions from {len(r)} AnnoMI transcripts ({int(n.sum())} "
                       f"utterances), {a.folds}-fold cross-validation by transcript, no model call",
             figure=f"utterance accuracy {A:.3f}", baseline=f"mark/pause turns with strict alternation {B:.3f}",
             ratio=round(A / B, 3), target=">= 0.85" if CASES[case] < 1 else "reported", met=A >= 0.85 if CASES[case] < 1 else None,
             command=command,
-            notes=f"{int((~kept).sum())} of {len(r)} sessions under min_confidence={min_conf} (quarantined); "
-                  f"accuracy of the kept sessions {A_kept:.3f}; worst transcript {acc.min():.3f}; "
-                  f"per fold (epochs, switch_scale, emit_scale) chosen on inner splits: "
-                  + ", ".join(f"({c['epochs']}, {c['switch_scale']}, {c['emit_scale']})" for c in chosen),
-            extra={"kept_sessions": int(kept.sum()), "accuracy_kept": round(A_kept, 4), "worst": round(float(acc.min()), 4),
-                   "chosen": chosen},
+            notes=f"{int((~kept).sum())} of {len(r)} sessions under min_confidence={min_conf} (quarantined): accuracy "
+                  f"{A_out:.3f} quarantined vs {A_kept:.3f} kept; session confidence (calibrated expected accuracy) "
+                  f"mean {np.mean(conf):.3f} vs mean session accuracy {np.mean(acc):.3f}, Spearman {rho:.2f}; "
+                  f"worst transcript {acc.min():.3f}; per fold (epochs, averaged checkpoints, switch_scale, emit_scale) "
+                  f"chosen on inner splits: {settings}",
+            extra={"kept_sessions": int(kept.sum()), "accuracy_kept": round(A_kept, 4), "accuracy_quarantined": round(A_out, 4),
+                   "confidence_spearman": round(rho, 3), "worst": round(float(acc.min()), 4), "chosen": chosen,
+                   "sessions": [{"utterances": int(x[0]), "accuracy": round(x[1], 4), "confidence": x[3]} for x in r]},
         ))
     if a.cost_transcripts:
         n_units, secs = cost_probe(head, [by[t] for t in folds[-1][:a.cost_transcripts]], raw_embed)

@@ -101,7 +101,7 @@ class AnnotateConfig(_Section):
 class AttributionConfig(_Section):
     """Caption speaker roles come from the words (a learned head + HMM, no model call); see real/speakers.py."""
 
-    min_confidence: float = Field(0.75, ge=0, le=1, description="caption sessions whose attribution confidence is below this go to quarantine instead of training")
+    min_confidence: float = Field(0.8, ge=0, le=1, description="caption sessions whose attribution confidence (the expected share of utterances with the right role, calibrated on held-out transcripts) is below this go to quarantine instead of training")
     llm: bool | Literal["auto"] = Field("auto", description="ask the annotator about unsure caption sessions; auto = only when it is not the embedded model")
     llm_below: float = Field(0.85, ge=0, le=1, description="ask the annotator about caption sessions whose confidence is below this (1: all)")
     llm_turns: int = Field(12, ge=2, description="turns shown to the annotator for speaker attribution")

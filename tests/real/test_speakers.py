@@ -36,7 +36,8 @@ def test_head_loads_offline_with_provenance(monkeypatch):
     head = S.SpeakerHead.load()
     assert head.weights["in_w"].shape == (S.FEAT_DIM, S.HIDDEN) and head.weights["pair_w"].shape == (2 * S.HIDDEN,)
     assert "AnnoMI" in head.meta["data"] and len(head.meta["data_sha256"]) == 64 and "command" in head.meta
-    assert set(head.meta["chosen"]) >= {"epochs", "switch_scale", "emit_scale"}  # chosen on the inner split
+    assert set(head.meta["chosen"]) >= {"epochs", "averaged_checkpoints", "switch_scale", "emit_scale"}  # inner split
+    assert head.calibration["slope"] > 0 and head.calibration["sessions"] >= 60  # fitted on held-out sessions
     assert S.HEAD_PATH.stat().st_size < 300_000  # float16 weights, shipped in the package
     p = head.p_counselor(["How did that make you feel when she said that?", "I just can't stop crying at night."])
     assert p[0] > 0.5 > p[1]
@@ -95,6 +96,33 @@ def test_numpy_head_computes_what_torch_trained():
     assert np.abs(ze).max() > 0.05  # not a trivially zero net
 
 
+def test_checkpoint_averaging_averages_the_last_checkpoints():
+    # train returns, per epoch count, the checkpoint itself (k=1) and the mean of the last k checkpoints
+    from hybridtune.real import speaker_fit as F
+
+    rng = np.random.default_rng(0)
+    data = {str(i): F.Example([S.Unit("x")] * 9, rng.normal(size=(9, S.FEAT_DIM)).astype(np.float32),
+                              rng.integers(0, 2, 9)) for i in range(3)}
+    heads = F.train(data, list(data), (1, 2), seed=0, avg=(1, 2))
+    assert set(heads) == {(1, 1), (2, 1), (2, 2)}  # epoch 1 has only one checkpoint to average
+    for k, w in heads[2, 2].weights.items():
+        mean = (heads[1, 1].weights[k] + heads[2, 1].weights[k]) / 2
+        assert np.abs(w - mean).max() <= 2e-3 * (1 + np.abs(mean).max()), k  # float16 rounding aside
+    assert np.abs(heads[1, 1].weights["in_w"] - heads[2, 1].weights["in_w"]).max() > 1e-3  # training moved
+
+
+def test_confidence_is_calibrated_expected_accuracy():
+    from hybridtune.real import speaker_fit as F
+
+    scores = np.array([0.8, 0.85, 0.9, 0.95, 1.0])
+    cal = F.calibrate(scores, np.array([0.6, 0.7, 0.8, 0.9, 1.0]))
+    assert cal["slope"] == 2.0 and cal["intercept"] == -1.0 and cal["spearman"] == 1.0 and cal["mean_abs_error"] < 1e-6
+    head = S.SpeakerHead({}, 0.5, 1.0, 1.0, {}, cal)
+    assert head.confidence(0.875) == 0.75 and head.confidence(0.3) == 0.0 and head.confidence(1.0) == 0.999
+    flat = F.calibrate(scores, np.array([0.9, 0.8, 0.7, 0.6, 0.5]))  # a score that ranks backwards claims nothing
+    assert flat["slope"] == 0.0 and S.SpeakerHead({}, 0.5, 1.0, 1.0, {}, flat).confidence(0.99) == 0.7
+
+
 def test_decode_follows_evidence_and_switch_prior():
     # strong emissions win; a weak contrary unit inside a same-speaker run is smoothed over
     p_c = np.array([0.9, 0.9, 0.45, 0.9, 0.1, 0.1])
@@ -114,6 +142,7 @@ def test_captions_without_marks_attributed_from_words():
     vtt, _ = S.simulate_captions(UTTS, random.Random(0), mark_p=0.0)
     assert ">>" not in vtt
     assert _accuracy(UTTS, vtt) >= 0.85
+    assert read_vtt(vtt, "x.vtt", AttributionConfig()).meta["attribution"]["confidence"] >= AttributionConfig().min_confidence
 
 
 def test_captions_with_marks_attributed_as_before():
@@ -123,18 +152,30 @@ def test_captions_with_marks_attributed_as_before():
     assert s.meta["attribution"]["turns_from"] == "marks+words" and s.meta["attribution"]["confidence"] > 0.9
 
 
+# written for this test: notices read out on a local channel, no counseling and no cue to who speaks
+NOTICES = [("client", t) for t in (
+    "The bus was late again this morning.", "The road by the river was closed for repairs.",
+    "Rain started around nine and did not stop.", "The shop on the corner sold out of bread.",
+    "Traffic lights on Main Street were out.", "A crew came to fix them after lunch.",
+    "The school moved the concert to the gym.", "Tickets are five dollars at the door.",
+    "The library will close early on Friday.", "Parking is free after six in the evening.")]
+
+
 def test_low_confidence_session_goes_to_quarantine(fake_ctx, tmp_path):
+    # default min_confidence: the doubtful file is quarantined with the reason, the marked session is kept
     d = tmp_path / "in"
     d.mkdir()
     shutil.copy(ROOT / "data" / "demo" / "sleep.vtt", d)
-    ctx_cm, fake = fake_ctx(f"real.inputs=[{d}]", "real.llm=false", "real.pii.ner=false",
-                            "real.attribution.min_confidence=1.0")
+    (d / "notices.vtt").write_text(S.simulate_captions(NOTICES, random.Random(0), mark_p=0.0)[0], encoding="utf-8")
+    assert read_vtt((d / "notices.vtt").read_text(), "notices.vtt", AttributionConfig()).meta["attribution"][
+        "confidence"] < AttributionConfig().min_confidence
+    ctx_cm, fake = fake_ctx(f"real.inputs=[{d}]", "real.llm=false", "real.pii.ner=false")
     with ctx_cm as ctx:
         summary = ctx.run_stage("real", run)
     st = ctx.store.stage("real")
-    assert summary["sessions_out"] == 0 and fake.calls == 0
+    assert summary["sessions_out"] == 1 and fake.calls == 0
     (q,) = list(st.read_dicts("quarantine.jsonl"))
-    assert "speaker attribution unsure" in q["reason"] and "sleep.vtt" in q["file"]
+    assert "speaker attribution unsure" in q["reason"] and "min_confidence=0.8" in q["reason"] and "notices.vtt" in q["file"]
 
 
 def test_embedded_default_skips_model_annotation_and_llm_attribution(make_cfg):
