@@ -20,7 +20,8 @@ run here is listed as not run, with the reason.
    is shown for comparison only. ESConv test-split seeker turns (CC BY-NC 4.0, read in place for this
    measurement only, never trained on) as a second real false-alarm set.
 4. Latency per turn, one turn at a time as in chat, over AnnoMI turns: rules alone vs rules +
-   learned; wall and CPU time, torch's default threads (bench/safety_latency.py: one thread).
+   learned; wall and CPU time, torch's default threads (the layer scores a turn on one thread itself;
+   bench/safety_latency.py measures the same and splits the CPU into forward, head and other threads).
 
     .venv/bin/python bench/safety_screen.py [--latency-turns 400] [--cache /tmp/ht-emb] [--guard-url http://127.0.0.1:8200/v1]
 
@@ -127,7 +128,7 @@ def main() -> None:
     ap.add_argument("--guard-url", default=None, help="OpenAI-compatible URL of a vLLM-served Llama Guard model")
     ap.add_argument("--guard-model", default="meta-llama/Llama-Guard-3-8B")
     args = ap.parse_args()
-    cmd = CMD.format(n=args.latency_turns)
+    cmd = CMD.format(n=args.latency_turns) + (f" --cache {args.cache}" if args.cache else "")
     screeners, skipped = configs(args)
     layer = load_learned(None)  # the layer every Screener with the default head uses (same cache key as Screener.cpu)
     encode, single = layer.encode, layer.single_thread

@@ -52,6 +52,7 @@ class Embedder:
         self.model = SentenceTransformer(str(self.path), device=device, local_files_only=True)
         get_dim = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
         self.dim = int(get_dim() or 384)
+        self.model.eval()  # `forward` relies on it (encode() calls eval() on every call)
 
     def encode(self, texts: list[str]) -> np.ndarray:
         assert isinstance(texts, list), "encode() takes a list of strings"
@@ -62,6 +63,21 @@ class Embedder:
             convert_to_numpy=True, show_progress_bar=False,
         )
         return np.asarray(X, dtype=np.float32)
+
+    def forward(self, texts: list[str]) -> np.ndarray:
+        """`encode` for a few texts (a chat turn's windows): one batch straight through the model's modules.
+        encode()'s per-call set-up (eval() over every module, device resolution, length sorting) costs
+        about 1 ms, which is most of what the learned crisis layer adds to a short turn besides the
+        forward itself. The same vectors as `encode` to float rounding (one batch, padded the same way)."""
+        import torch
+        from sentence_transformers.util import batch_to_device
+
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        with torch.inference_mode():
+            features = batch_to_device(self.model.preprocess([t or " " for t in texts]), self.model.device)
+            X = torch.nn.functional.normalize(self.model(features)["sentence_embedding"], p=2, dim=1)
+        return X.float().cpu().numpy()
 
 
 @functools.lru_cache(maxsize=1)

@@ -26,6 +26,7 @@ written by `python -m hybridtune.safety.learned_train` (see data/README.md); not
 from __future__ import annotations
 
 import base64
+import contextlib
 import functools
 import json
 import re
@@ -42,7 +43,10 @@ WINDOW_WORDS = 40  # a window stays near the embedder's sweet spot (it was train
 SHORT_WORDS = 60  # texts this short are one window: the same unit the head was trained on
 MAX_WINDOWS = 64  # bounds the cost of one 4,000-character turn
 CACHE_WINDOWS = 4096  # embeddings kept per process: a turn screened by ingest, then curation, is encoded once
-FEW = 4  # at most this many new windows are encoded on one torch thread (see LearnedLayer._encode)
+# A call with at most this many windows (any one chat turn) is scored on one thread (see one_thread): even a
+# long turn's windows fill one batch, and on the loaded 2-core machine a second torch thread spun 13 ms per
+# turn on average for the 3 turns in 100 that had 5-6 windows.
+FEW = MAX_WINDOWS
 
 _SENT = re.compile(r"(?<=[.!?…])[\"')\]]*\s+|\n+")
 
@@ -86,11 +90,16 @@ class Kernel(BaseModel):
         v = np.frombuffer(base64.b64decode(self.support), dtype=np.float16).astype(np.float32)
         return v.reshape(-1, self.dim)
 
+    @functools.cached_property
+    def _norms_dual(self) -> tuple[np.ndarray, np.ndarray]:  # per call these would cost as much as the kernel itself
+        S = self.vectors
+        return (S * S).sum(1)[None, :], np.asarray(self.dual, dtype=np.float32)
+
     def decision(self, X: np.ndarray) -> np.ndarray:
         # rows are unit vectors, so ||x - s||^2 = |x|^2 + |s|^2 - 2 x.s (support rows lose a little norm to float16)
-        S = self.vectors
-        d2 = (X * X).sum(1)[:, None] + (S * S).sum(1)[None, :] - 2 * X @ S.T
-        return np.exp(-self.gamma * np.maximum(d2, 0)) @ np.asarray(self.dual, dtype=np.float32) + self.bias
+        s2, dual = self._norms_dual
+        d2 = (X * X).sum(1)[:, None] + s2 - 2 * X @ self.vectors.T
+        return np.exp(-self.gamma * np.maximum(d2, 0)) @ dual + self.bias
 
     def p_risk(self, X: np.ndarray) -> np.ndarray:
         a, b = self.platt
@@ -152,9 +161,35 @@ def read_head(path: Path | str | None = None) -> Head:
     return head
 
 
+@functools.cache
+def _blas():
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()  # finding the loaded BLAS libraries takes milliseconds: once per process
+
+
+@contextlib.contextmanager
+def one_thread():
+    """torch and numpy's BLAS on one thread while a chat turn is scored. On a few windows a second thread
+    only spin-waits, and a thread's spinning is CPU time the turn costs: torch's second OpenMP thread made
+    a turn +348 ms vs +20 ms on the loaded 2-core machine; OpenBLAS's worker, woken by the kernel head's
+    product with the support vectors, spun 3.8 ms per turn (per-thread CPU, /proc/self/task, 100 turns)."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with _blas().limit(limits=1, user_api="blas"):
+            yield
+    finally:
+        torch.set_num_threads(n)
+
+
 class LearnedLayer:
     """Embedder + head. `score` embeds every new window of every text in one batch; windows seen
-    before (the same turn screened again by curation, a repeated "yes") come from a bounded cache."""
+    before (the same turn screened again by curation, a repeated "yes") come from a bounded cache.
+    A call with few windows (a chat turn) runs on one thread, straight through the model
+    (`Embedder.forward`); batches (ingest, curation, check) keep torch's threads and `encode`."""
 
     def __init__(self, head: Head, encode=None):
         self.head = head
@@ -165,19 +200,11 @@ class LearnedLayer:
         self._cache: dict[str, np.ndarray] = {}
 
     def _encode(self, texts: list[str]) -> np.ndarray:
-        """Embeddings of a few windows (a chat turn) run on one torch thread: on a small input a second
-        thread only spin-waits, and on a loaded 2-core machine that costs more CPU than the encoding itself
-        (+348 ms vs +20 ms per turn measured by bench/safety_screen.py before this). Batches keep torch's setting."""
         if not (self.single_thread and len(texts) <= FEW):
             return self.encode(texts)
-        import torch
+        from ..embed import default_embedder
 
-        n = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            return self.encode(texts)
-        finally:
-            torch.set_num_threads(n)
+        return default_embedder().forward(texts)
 
     def embed(self, spans: list[str]) -> np.ndarray:
         todo = [w for w in dict.fromkeys(spans) if w not in self._cache]
@@ -200,9 +227,10 @@ class LearnedLayer:
     def score(self, texts: list[str]) -> list[LearnedScore]:
         spans = [windows(t) for t in texts]
         flat = [w for ws in spans for w in ws]
-        X = self.embed(flat) if flat else np.zeros((0, len(self.head.coef[0])), dtype=np.float32)
-        P = self.head.proba(X)
-        R = self.head.p_risk(X, P)
+        with one_thread() if self.single_thread and len(flat) <= FEW else contextlib.nullcontext():
+            X = self.embed(flat) if flat else np.zeros((0, len(self.head.coef[0])), dtype=np.float32)
+            P = self.head.proba(X)
+            R = self.head.p_risk(X, P)
         out, i, t = [], 0, self.head.thresholds
         for ws in spans:
             p, risk = P[i:i + len(ws)], R[i:i + len(ws)]

@@ -91,3 +91,21 @@ def test_serve_gives_the_safe_response_when_only_the_learned_layer_flags(make_cf
     assert evs[-1]["type"] == "done" and evs[-1]["risk"] in ("high", "imminent")
     events = [json.loads(x) for x in base.out.file("safety_events.jsonl").read_text().splitlines()]
     assert events[-1]["kind"] == "crisis" and events[-1]["source"] == "learned"
+
+
+def test_a_chat_turn_is_scored_on_one_thread_with_the_vectors_of_a_batch():
+    import numpy as np
+    import torch
+    from threadpoolctl import threadpool_info
+
+    from hybridtune.embed import default_embedder, embed
+    from hybridtune.safety.learned import one_thread
+
+    texts = ["I slept badly this week.", ONLY_LEARNED, ""]
+    n = torch.get_num_threads()
+    with one_thread():  # what LearnedLayer.score wraps a turn in: torch and the BLAS on one thread
+        assert torch.get_num_threads() == 1
+        assert all(p["num_threads"] == 1 for p in threadpool_info() if p["user_api"] == "blas")
+        X = default_embedder().forward(texts)
+    assert torch.get_num_threads() == n  # the rest of the process keeps its threads
+    assert np.allclose(X, embed(texts), atol=1e-5)  # the direct forward gives encode()'s vectors
