@@ -67,8 +67,8 @@ class Embedder:
     def forward(self, texts: list[str]) -> np.ndarray:
         """`encode` for a few texts (a chat turn's windows): one batch straight through the model's modules.
         encode()'s per-call set-up (eval() over every module, device resolution, length sorting) costs
-        about 1 ms, which is most of what the learned crisis layer adds to a short turn besides the
-        forward itself. The same vectors as `encode` to float rounding (one batch, padded the same way)."""
+        about 1 ms, paid on every chat turn the crisis layer screens. The same vectors as `encode` to float
+        rounding (one batch, padded the same way)."""
         import torch
         from sentence_transformers.util import batch_to_device
 

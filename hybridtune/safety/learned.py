@@ -172,8 +172,9 @@ def _blas():
 def one_thread():
     """torch and numpy's BLAS on one thread while a chat turn is scored. On a few windows a second thread
     only spin-waits, and a thread's spinning is CPU time the turn costs: torch's second OpenMP thread made
-    a turn +348 ms vs +20 ms on the loaded 2-core machine; OpenBLAS's worker, woken by the kernel head's
-    product with the support vectors, spun 3.8 ms per turn (per-thread CPU, /proc/self/task, 100 turns)."""
+    a turn +348 ms vs +20 ms on the loaded 2-core machine; OpenBLAS's worker, woken when a turn's several
+    windows meet the kernel head's support vectors, spun 3.8 ms per turn on average (per-thread CPU from
+    /proc/self/task over 100 AnnoMI turns; bench/safety_latency.py reports it)."""
     import torch
 
     n = torch.get_num_threads()
