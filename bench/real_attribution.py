@@ -98,6 +98,8 @@ def main() -> None:
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--embed-cache", type=Path, help="pickle of text -> vector kept between runs (e.g. /tmp/r20/emb.pkl)")
     ap.add_argument("--marks", nargs="+", choices=list(SHORT), default=list(SHORT), help="cases to run (default: all three)")
+    ap.add_argument("--seed", type=int, default=0, help="another transcript-to-fold split, training seed and caption "
+                    "draw, to see how much the figures move (recorded as real_attribution_seedN)")
     ap.add_argument("--cost-transcripts", type=int, default=10, help="transcripts for the uncached cost row (0: skip it)")
     a = ap.parse_args()
     cases = {SHORT[m]: CASES[SHORT[m]] for m in SHORT if m in a.marks}
@@ -105,7 +107,7 @@ def main() -> None:
     memo_embed(a.embed_cache)
     by = S.annomi_transcripts(SHARED / "annomi" / "AnnoMI-simple.csv")
     ids = sorted(by, key=int)[: a.transcripts]
-    random.Random(0).shuffle(ids)
+    random.Random(a.seed).shuffle(ids)
     folds = [ids[k:: a.folds] for k in range(a.folds)]
     min_conf = AttributionConfig().min_confidence
     t_start = time.time()
@@ -116,9 +118,9 @@ def main() -> None:
     chosen = []
     for k, test in enumerate(folds):
         # settings and the confidence calibration come from an inner split of this fold's training transcripts only
-        head = F.fit(by, [t for f in folds if f is not test for t in f], seed=k, data=data, marked=marked, half=half)
+        head = F.fit(by, [t for f in folds if f is not test for t in f], seed=k + 1000 * a.seed, data=data, marked=marked, half=half)
         chosen.append(head.meta["chosen"])
-        rng = random.Random(100 + k)
+        rng = random.Random(100 + k + 1000 * a.seed)
         for case, mark_p in cases.items():
             for tid in test:
                 utts = by[tid]
@@ -131,7 +133,7 @@ def main() -> None:
                                            for c, r in rows.items()}, chosen[-1], f"{time.time() - t_start:.0f}s", flush=True)
     command = f".venv/bin/python bench/real_attribution.py --transcripts {a.transcripts} --folds {a.folds}" + (
         f" --embed-cache {a.embed_cache}" if a.embed_cache else "") + (
-        f" --marks {' '.join(a.marks)}" if len(cases) < len(CASES) else "")
+        f" --marks {' '.join(a.marks)}" if len(cases) < len(CASES) else "") + (f" --seed {a.seed}" if a.seed else "")
     results = []
     settings = ", ".join(f"({c['epochs']}, {c['averaged_checkpoints']}, {c['switch_scale']}, {c['emit_scale']})" for c in chosen)
     for case, r in rows.items():
@@ -163,7 +165,7 @@ def main() -> None:
                       f"{a.cost_transcripts} transcripts of the last fold",
             figure=f"{n_units / secs:.0f} units/s over {n_units} units", baseline="-",
             ratio=None, target="reported", met=None, command=command))
-    record("real_attribution", results)
+    record("real_attribution" + (f"_seed{a.seed}" if a.seed else ""), results)
 
 
 if __name__ == "__main__":
