@@ -8,7 +8,9 @@ Crash safety, in one place:
 - a stage's `_done.json` marker is written last; a done stage is skipped on rerun;
 - every stage's summary file has one name, `summary.json` (`StageDir.SUMMARY`: counts, checks,
   results other stages and the report read); `_done.json` holds the short dict the stage returned;
-- one process at a time per run (`fcntl` lock on `runs/<name>/.lock`).
+- one process at a time per run (`fcntl` lock on `runs/<name>/.lock`);
+- every file is created readable by its owner only (0600): runs hold transcripts and what people
+  told the counselor, which is health data; a private folder (chat, kept conversations) is 0700.
 
     store = RunStore(Path("runs/demo"))
     with store.locked():
@@ -19,6 +21,7 @@ Crash safety, in one place:
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import os
@@ -88,17 +91,33 @@ def read_jsonl_dicts(path: Path) -> Iterator[dict]:
                 yield obj
 
 
+def open_append(path: Path):
+    """Open `path` for appending, creating it owner-only (0600) whatever the umask. A symbolic
+    link is refused: appending through one would write wherever it points."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise UserError(f"{path}: is a symbolic link; replace it with a regular file (links are not written through)") from None
+        raise
+    return os.fdopen(fd, "a", encoding="utf-8")
+
+
 class StageDir:
-    """One stage's folder of artifacts."""
+    """One stage's folder of artifacts. A `private` folder (what people said) is made 0700 and
+    its files are kept 0600 even when an older version of the tool left them wider."""
 
     SUMMARY = "summary.json"  # the one summary file name of every stage
     # what stages called it in runs made before the name was one (read only, so old runs still report)
     _OLD_SUMMARIES = ("report.json", "results.json", "synth_report.json")
 
-    def __init__(self, path: Path, name: str):
+    def __init__(self, path: Path, name: str, private: bool = False):
         self.path = path
         self.name = name
-        path.mkdir(parents=True, exist_ok=True)
+        self.private = private
+        path.mkdir(parents=True, exist_ok=True, mode=0o700 if private else 0o777)
+        if private:
+            os.chmod(path, 0o700)
 
     def file(self, name: str) -> Path:
         return self.path / name
@@ -110,7 +129,9 @@ class StageDir:
         lines = "".join(dump_json(r) + "\n" for r in records)
         if not lines:
             return
-        with self.file(file).open("a", encoding="utf-8") as f:
+        with open_append(self.file(file)) as f:
+            if self.private:
+                os.fchmod(f.fileno(), 0o600)
             f.write(lines)
             f.flush()
             os.fsync(f.fileno())
@@ -203,9 +224,9 @@ class RunStore:
         self.root.mkdir(parents=True, exist_ok=True)
         self._lock_fd: int | None = None
 
-    def stage(self, name: str) -> StageDir:
+    def stage(self, name: str, private: bool = False) -> StageDir:
         assert name and "/" not in name and not name.startswith("."), f"bad stage name {name!r}"
-        return StageDir(self.root / name, name)
+        return StageDir(self.root / name, name, private=private)
 
     def path(self, *parts: str) -> Path:
         return self.root.joinpath(*parts)
@@ -216,7 +237,12 @@ class RunStore:
         if self._lock_fd is not None:  # re-entrant within one process
             yield self
             return
-        fd = os.open(self.root / ".lock", os.O_CREAT | os.O_RDWR, 0o644)
+        try:  # never through a link: the lock file is truncated below
+            fd = os.open(self.root / ".lock", os.O_CREAT | os.O_RDWR | os.O_NOFOLLOW, 0o600)
+        except OSError as e:
+            if e.errno != errno.ELOOP:
+                raise
+            raise UserError(f"{self.root / '.lock'}: is a symbolic link; delete it (hybridtune makes its own)") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

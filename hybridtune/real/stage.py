@@ -43,6 +43,7 @@ from ..context import Context
 from ..errors import UserError
 from ..meta import RealMeta
 from ..records import QuarantineEntry, Session, TurnAnnotation, stable_id
+from ..safety.policy import fixed_texts
 from ..safety.screen import build_screener
 from ..store import StageDir, dump_json
 from .annotate import annotate_enabled, annotate_sessions, ask_llm_about_speakers, attribute_with_llm, score_quality
@@ -220,7 +221,7 @@ async def _pass1(ctx: Context, st: StageDir, files: list[Path], fmt: str | None,
                  stats: Stats, dd: Deduper) -> int:
     """Pass 1 over the files not done yet, checkpointing after each; returns the quarantine count."""
     cfg = ctx.cfg.real
-    scrub = Scrubber(cfg.pii, seed=ctx.cfg.seed)
+    scrub = Scrubber(cfg.pii, seed=ctx.cfg.seed, protected=fixed_texts(ctx.cfg.safety, ctx.domain))
     screener = build_screener(ctx.cfg, ctx.llms, ctx.domain) if cfg.safety_screen else None
     w = state.get("writers", {})
     clean = StreamWriter(st, "_clean.jsonl", w.get("_clean.jsonl"))
