@@ -29,29 +29,15 @@ from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
-
 from ..records import Message, Record, Session, stable_id
 from ..store import StageDir, atomic_write, read_jsonl_dicts
 
 if TYPE_CHECKING:
     from ..config import ExperimentConfig
     from ..safety.config import SafetyConfig
-    from .engine import ChatEngine
+    from .transcript import ChatTranscript as ChatEngine  # what save() reads of an engine
 
 MANIFEST = "_conversations.json"
-NOTICE = ("This conversation is kept to improve the counselor: names, places and contact details are removed "
-          "first, and a reviewer may read it. Untick \"Keep this conversation\" to have it deleted and not kept.")
-
-
-class ConversationsConfig(BaseModel):
-    """Config section `conversations`: keeping the counselor's conversations with real users."""
-
-    model_config = ConfigDict(extra="forbid")
-    keep: bool = Field(False, description="keep serve/chat conversations (scrubbed) in runs/<name>/conversations; "
-                       "users see `notice` and can opt each conversation out")
-    notice: str = Field(NOTICE, min_length=20, description="what users are told when keeping is on")
-    max_comment_chars: int = Field(2000, ge=1, description="longest feedback comment accepted")
 
 
 class Feedback(Record):
