@@ -7,8 +7,8 @@ speaker change kept with probability 1 (all marks), 0.5 (marks randomly dropped)
 The shipped method (a small convolutional head over sentence embeddings + two-state HMM, no
 model call) is trained on the other folds' transcripts and scored on the held-out fold's, so
 training and evaluation transcripts are disjoint; its three settings (epochs, switch_scale, emit_scale) are
-chosen by `hybridtune.real.speaker_fit.fit` on an inner split of the training transcripts only. Accuracy is per original utterance (majority role of its
-words, aligned with difflib) against AnnoMI's therapist/client labels.
+chosen by `fit` of `scripts/speaker_fit.py` on an inner split of the training transcripts only. Accuracy is per
+original utterance (majority role of its words, aligned with difflib) against AnnoMI's therapist/client labels.
 
 Baseline in the same run: turns rebuilt from `>>` marks (or 1.5 s pauses without marks) with
 strict alternation from the counselor. Also reported: the sessions under the quarantine
@@ -35,7 +35,7 @@ from common import SHARED, Result, record
 from scipy.stats import spearmanr
 
 import hybridtune.embed as E
-from hybridtune.real import speaker_fit as F
+from scripts import speaker_fit as F
 from hybridtune.real import speakers as S
 from hybridtune.real.captions import caption_pieces, parse_cues, rebuild_turns, units_to_turns
 from hybridtune.real.config import AttributionConfig

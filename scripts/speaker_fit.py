@@ -13,7 +13,8 @@ the session-confidence calibration (session score -> expected utterance accuracy
 quarter's sessions, then retrains on all of its transcripts with the chosen settings.
 `bench/real_attribution.py` calls `fit` on each outer fold's training transcripts.
 
-    .venv/bin/python -m hybridtune.real.speaker_fit ../shared/data/annomi/AnnoMI-simple.csv
+    hybridtune data get annomi      # or any copy of AnnoMI-simple.csv
+    .venv/bin/python scripts/speaker_fit.py ~/.cache/hybridtune/data/annomi/AnnoMI-simple.csv
 """
 from __future__ import annotations
 
@@ -28,8 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
-from . import speakers as S
-from .config import AttributionConfig
+from hybridtune.real import speakers as S
+from hybridtune.real.config import AttributionConfig
 
 EPOCH_GRID = (20, 30, 40, 50, 60)
 AVG_GRID = (1, 5)  # average the last k epoch-end checkpoints (1: none)
@@ -228,7 +229,7 @@ def main(argv: list[str] | None = None) -> None:
                 "(all-MiniLM-L6-v2 embedding + cue and boundary features); see hybridtune/real/speakers.py",
         "data": "AnnoMI-simple.csv, uccollab/AnnoMI @ 4293664 (public domain); all transcripts in the file",
         "data_sha256": hashlib.sha256(a.annomi_csv.read_bytes()).hexdigest(),
-        "command": "python -m hybridtune.real.speaker_fit ../shared/data/annomi/AnnoMI-simple.csv",
+        "command": f"python scripts/speaker_fit.py {a.annomi_csv.name}",
         "trained": dt.date.today().isoformat(),
         "accuracy": "see docs/benchmarks.md (bench/real_attribution.py, cross-validated by transcript)",
     })
