@@ -56,6 +56,7 @@ def test_a_module_left_out_is_found(tmp_path):
     (pkg / "real").mkdir(parents=True)
     for f in ("store.py", "webguard.py", "real/stage.py", "real/pii.py", "real/__init__.py"):
         (pkg / f).write_text("")
-    doc = "## Layout\n\n```\nhybridtune/\n  store.py     runs\n  real/        stage, and\n               pii here\n```\n"
+    doc = ("## Layout\n\n```\nhybridtune/\n  store.py     runs\n  real/        stage, and\n"
+           "               pii here\n```\n")
     assert missing_modules(doc, pkg) == ["webguard.py"]
     assert missing_modules(doc.replace(", and\n               pii here", ""), pkg) == ["real/pii.py", "webguard.py"]

@@ -84,7 +84,8 @@ class BrokenFile:
     reason: str
 
 
-def _records(path: Path, cfg: RealConfig, fmt: str | None, scrub: Scrubber) -> Iterator[RawSession | BadInput | BrokenFile]:
+def _records(path: Path, cfg: RealConfig, fmt: str | None,
+             scrub: Scrubber) -> Iterator[RawSession | BadInput | BrokenFile]:
     """The file's sessions and bad records (BadInput values), then a BrokenFile if parsing breaks."""
     sessions = read_file(path, cfg, fmt)
     while True:
@@ -98,7 +99,8 @@ def _records(path: Path, cfg: RealConfig, fmt: str | None, scrub: Scrubber) -> I
             yield BrokenFile(e.line, e.reason)
             return
         except Exception as e:  # a reader that breaks on odd input never stops the call
-            yield BrokenFile(None, f"could not parse ({type(e).__name__}: {scrub.scrub_text(str(e)[:150])}); check the format")
+            detail = scrub.scrub_text(str(e)[:150])
+            yield BrokenFile(None, f"could not parse ({type(e).__name__}: {detail}); check the format")
             return
 
 
@@ -107,7 +109,8 @@ def _too_long(texts: list[str], limit: int) -> Drop | None:
     for i, t in enumerate(texts):
         if len(t) > limit:
             return Drop(DropKind.TURN_TOO_LONG,
-                        f"turn_too_long: turn {i + 1} has {len(t)} characters, over real.filters.max_turn_chars={limit}; "
+                        f"turn_too_long: turn {i + 1} has {len(t)} characters, "
+                        f"over real.filters.max_turn_chars={limit}; "
                         "split it into turns (or raise the limit, at most 900000)")
     return None
 
@@ -261,7 +264,8 @@ class _Pass1:
             return
         risk = await self.screener.screen_session(session)
         session.meta["safety"] = {"risk": risk.risk, "categories": list(risk.categories),
-                                  "evidence": [e[:160] for e in risk.evidence], "review": risk.risk in ("high", "imminent"),
+                                  "evidence": [e[:160] for e in risk.evidence],
+                                  "review": risk.risk in ("high", "imminent"),
                                   "source": risk.source, "turns": risk.model_extra.get("turns", [])}
         self.stats.safety[risk.risk] += 1
 
