@@ -19,7 +19,7 @@ from urllib.parse import parse_qsl, urlsplit
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .app.conversations import ConversationsConfig
+from .app.config import ConversationsConfig
 from .contamination import ContaminationConfig, migrate_legacy
 from .curate.config import CurateConfig, MixConfig
 from .errors import UserError

@@ -32,8 +32,6 @@ from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
-
 from ..errors import UserError
 from ..records import Message, Record, Session, stable_id
 from ..store import StageDir, atomic_write, read_jsonl_dicts
@@ -43,24 +41,9 @@ if TYPE_CHECKING:
     from ..domain import Domain
     from ..real.pii import Scrubber
     from ..safety.config import SafetyConfig
-    from .engine import ChatEngine
+    from .transcript import ChatTranscript as ChatEngine  # what save() reads of an engine
 
 MANIFEST = "_conversations.json"
-NOTICE = ("This conversation is kept to improve the counselor: names, places and contact details are removed "
-          "first, and a reviewer may read it. Untick \"Keep this conversation\" to have it deleted and not kept.")
-
-
-class ConversationsConfig(BaseModel):
-    """Config section `conversations`: keeping the counselor's conversations with real users."""
-
-    model_config = ConfigDict(extra="forbid")
-    keep: bool = Field(False, description="keep serve/chat conversations (scrubbed) in runs/<name>/conversations; "
-                       "users see `notice` and can opt each conversation out")
-    notice: str = Field(NOTICE, min_length=20, description="what users are told when keeping is on")
-    max_comment_chars: int = Field(2000, ge=1, description="longest feedback comment accepted")
-    retention_days: float | None = Field(None, gt=0, description="delete kept conversations not updated for this "
-                                         "many days (when chat/serve start, and by `conversations delete`); "
-                                         "None keeps them until deleted")
 
 
 class Feedback(Record):

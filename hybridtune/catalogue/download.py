@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import UserError
+from ..store import atomic_write
 from . import DataFile, DataSet, data_dir, get
 
 CHUNK = 1 << 16
@@ -198,7 +199,5 @@ def _fetch_files(ds: DataSet, where: Path, base: str | None, timeout: float, log
         "files": [{"name": r.name, "url": r.url, "sha256": r.sha256, "bytes": r.bytes} for r in results],
         "verified": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    tmp = where / ".SOURCE.json.tmp"
-    tmp.write_text(json.dumps(source, indent=2) + "\n")
-    os.replace(tmp, where / "SOURCE.json")
+    atomic_write(where / "SOURCE.json", json.dumps(source, indent=2) + "\n")  # written last: the folder is complete
     return where

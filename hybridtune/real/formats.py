@@ -2,7 +2,7 @@
 
 Input: files (AnnoMI CSV, generic CSV, speaker-labelled text, WebVTT/SRT captions, JSON/JSONL
 chat, ESConv JSON). Output: `RawSession`s in file order. A file that cannot be read raises
-`BadInput(line, reason)`, which the stage turns into a quarantine entry and goes on to the
+`BadInput(reason, line)`, which the stage turns into a quarantine entry and goes on to the
 next file; one bad record of a file made of records (a JSONL line, an ESConv conversation)
 is *yielded* as a `BadInput` instead, so the stage quarantines it and reads on.
 
