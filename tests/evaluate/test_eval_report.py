@@ -265,3 +265,40 @@ def test_report_verb_takes_the_run_folder_or_the_config(fake_ctx, tmp_path):
         assert tail[1].startswith("Held-out likelihood on real sessions") and tail[2] == f"report: {out / 'report.html'}"
     r = CliRunner().invoke(app, ["report", str(run), "-c", str(cfg)])
     assert r.exit_code != 0 and "give the run folder or config once" in str(r.exception)
+
+
+@pytest.mark.browser
+def test_every_figure_at_page_width_and_nothing_cut_off_on_the_right(fake_ctx):
+    """In headless Chromium at 1280 px, every details block opened: each figure is drawn at its
+    own width or the page's, whichever is less, and no table, pre or section is wider than its box."""
+    from pathlib import Path
+
+    if not Path("/usr/bin/chromium").exists():
+        pytest.skip("/usr/bin/chromium missing (make browser)")
+    from playwright.sync_api import sync_playwright
+
+    ctx_cm, _ = fake_ctx()
+    with ctx_cm as ctx:
+        write_fixture(ctx, validated=True)
+        ctx.store.stage("likelihood").write_json("summary.json", LIKELIHOOD)
+        long = "x" * 400  # a long unbroken value, as the hyperparameters and paths in the demo's tables
+        save_entry(ctx.store, ModelEntry(variant="hybrid", backend="fake", model=f"model-{long}", data_hash=long))
+        ctx.run_stage("report", report.run, force=True)
+        out = ctx.store.stage("report").path
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=["--headless", "--no-sandbox", "--disable-gpu"])
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.goto((out / "report.html").as_uri())
+            page.eval_on_selector_all("details", "els => els.forEach(d => d.open = true)")
+            imgs = page.eval_on_selector_all("img", """els => els.map(e => ({natural: e.naturalWidth,
+                shown: e.getBoundingClientRect().width, room: e.closest('section').clientWidth}))""")
+            wide = page.eval_on_selector_all("table, pre, section", """els => els.filter(e => e.scrollWidth >
+                e.clientWidth + 1).map(e => e.tagName + ' ' + e.scrollWidth + '>' + e.clientWidth)""")
+            page_w = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
+        finally:
+            browser.close()
+    assert len(imgs) == 6  # the forest plot and the five score figures
+    assert all(abs(i["shown"] - min(i["natural"], i["room"])) <= 2 for i in imgs), imgs
+    assert any(i["shown"] > 520 for i in imgs)
+    assert wide == [] and page_w[0] <= page_w[1], (wide, page_w)
