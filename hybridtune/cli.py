@@ -58,8 +58,14 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _main(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
-                                                help="print the version and exit")] = False) -> None:
+                                                help="print the version and exit")] = False,
+          verbose: Annotated[bool, typer.Option("--verbose", "-v", help="show the libraries' own output (Hugging "
+                                                "Face logs and warnings, dataset bars): hybridtune -v VERB")] = False
+          ) -> None:
     """Fine-tune domain chatbots on a blend of real and synthetic conversations, and prove the gain."""
+    from . import noise
+
+    noise.configure(verbose)
 
 @config_app.command("check")
 def config_check(config: ConfigArg, set_: SetOpt = None, show: bool = typer.Option(False, help="print resolved YAML")):

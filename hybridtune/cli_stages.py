@@ -31,6 +31,13 @@ def summary_line(name: str, summary: dict) -> str:
     return f"{name}: " + ", ".join(f"{k}={v}" for k, v in summary.items() if not isinstance(v, dict | list))
 
 
+def stage_row(summary: dict, limit: int = 6) -> str:
+    """A stage's summary in the final table: its first `limit` scalar and list entries, k=v."""
+    rest = {k: ",".join(map(str, v)) if isinstance(v, list) else v for k, v in summary.items()
+            if k not in ("stage", "seconds") and not isinstance(v, dict)}
+    return ", ".join(f"{k}={v}" for k, v in list(rest.items())[:limit])
+
+
 def run_one(stage: Stage, config: Path | None, sets: list[str] | None, quiet: bool, force: bool, **options: Any) -> dict:
     """Run one stage as its verb does: load config, open the run, check roles, run, print."""
     from functools import partial
@@ -83,9 +90,14 @@ def run(
     force: Annotated[bool, typer.Option(help="rerun the selected stages even if done (records are reused)")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="check config, data and credentials; call no model")] = False,
     quiet: QuietOpt = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="show the libraries' own output too")] = False,
 ):
     """Run the whole experiment (or some stages); rerun to resume after a crash."""
+    from . import noise
     from .pipeline import run_pipeline
+
+    if verbose:
+        noise.configure(True)
 
     cfg = load(config, set_, quiet)
     if dry_run:
@@ -100,8 +112,7 @@ def run(
     table.add_column("seconds", justify="right")
     table.add_column("summary")
     for name, s in summaries.items():
-        rest = {k: v for k, v in s.items() if k not in ("stage", "seconds") and not isinstance(v, dict | list)}
-        table.add_row(name, str(s.get("seconds", "")), ", ".join(f"{k}={v}" for k, v in list(rest.items())[:6]))
+        table.add_row(name, str(s.get("seconds", "")), stage_row(s))
     Console(stderr=True).print(table)
     if "report" in summaries:  # the run's last lines: the answer and where to read it
         from .evaluate.report import describe_run

@@ -117,3 +117,32 @@ def test_bad_set_values_are_blamed_on_set_not_on_the_file():
     assert out.returncode == 2, out.stderr
     assert "--set synth.sessions: " in out.stderr and "--set synth.sesions: unknown key; did you mean 'sessions'?" in out.stderr
     assert "configs/demo.yaml" not in out.stderr, out.stderr
+
+
+def test_every_stage_has_a_row_in_the_final_table():
+    """The train stage's summary is lists and dicts only, so its row in `run`'s table was empty."""
+    from hybridtune.cli_stages import stage_row
+
+    train = {"stage": "train", "seconds": 310.2, "variants": ["base", "real"], "trained": ["real"], "skipped": [],
+             "train_loss": ["real 2.314"], "metrics": {"real": {"train_loss": 2.314}}}
+    assert stage_row(train) == "variants=base,real, trained=real, skipped=, train_loss=real 2.314"
+
+
+def test_library_noise_is_off_unless_verbose():
+    """FutureWarnings and Hugging Face log lines reached the demo's terminal; `-v` brings them back."""
+    code = ("import sys, warnings; from hybridtune import noise; noise.configure(sys.argv[1] == 'v'); "
+            "from transformers.utils import logging as hf; hf.get_logger('transformers.demo').warning('hf says'); "
+            "warnings.warn('old api', FutureWarning)")
+    env = {**os.environ, "PYTHONWARNINGS": "", "TRANSFORMERS_VERBOSITY": ""}
+    env = {k: v for k, v in env.items() if v}
+    quiet = subprocess.run([sys.executable, "-c", code, "q"], capture_output=True, text=True, env=env, timeout=120)
+    loud = subprocess.run([sys.executable, "-c", code, "v"], capture_output=True, text=True, env=env, timeout=120)
+    assert quiet.returncode == 0 and loud.returncode == 0, quiet.stderr + loud.stderr
+    assert "hf says" not in quiet.stderr and "old api" not in quiet.stderr, quiet.stderr
+    assert "hf says" in loud.stderr and "FutureWarning: old api" in loud.stderr, loud.stderr
+
+
+def test_verbose_is_a_global_and_a_run_option():
+    out = ht("--help")
+    assert "--verbose" in out.stdout and "-v" in out.stdout
+    assert "--verbose" in ht("run", "--help").stdout
