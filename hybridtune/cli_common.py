@@ -22,8 +22,8 @@ from .errors import UserError
 DEMO = Path("configs/demo.yaml")
 DEFAULT_HELP = "default: configs/demo.yaml when it exists, else the built-in defaults"
 ConfigArg = Annotated[Path, typer.Argument(help="experiment YAML, e.g. configs/demo.yaml")]
-ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help=f"experiment YAML or run folder ({DEFAULT_HELP})",
-                                                show_default=False)]
+ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", show_default=False,
+                                                help=f"experiment YAML or run folder ({DEFAULT_HELP})")]
 RunArg = Annotated[Path | None, typer.Argument(help=f"run folder (runs/NAME) or experiment YAML ({DEFAULT_HELP})",
                                                show_default=False)]
 SetOpt = Annotated[list[str] | None, typer.Option("--set", help="dotted override KEY=VALUE, repeatable")]
@@ -69,12 +69,14 @@ def run_folder(target: Path | None, sets: list[str] | None = None) -> Path:
     return load(where, sets).run_dir
 
 
-def require_run(cfg: ExperimentConfig, verb: str, needs: str | None = None) -> None:
-    """A UserError (creating nothing) when the run, or the file `needs` in it, is not there."""
+def require_run(cfg: ExperimentConfig, verb: str, needs: str | None = None, before: str | None = None) -> None:
+    """A UserError (creating nothing) when the run, or the file `needs` in it, is not there;
+    `before`: the verb that makes what this one reads."""
     root = cfg.run_dir
     if not root.is_dir():
+        first = f"run `hybridtune {before}` first (and the stages before it), or " if before else "make it first with "
         raise UserError(f"{root}: no such run; `hybridtune {verb}` reads a run: give its folder (runs/NAME) or the "
-                        "config that made it, or make it first with `hybridtune run CONFIG`")
+                        f"config that made it, or {first}`hybridtune run CONFIG`")
     if needs and not (root / needs).exists():
         raise UserError(f"{root / needs}: missing; the run has not got that far: finish it with "
                         "`hybridtune run CONFIG` (the config that made it)")

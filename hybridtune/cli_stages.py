@@ -38,7 +38,8 @@ def stage_row(summary: dict, limit: int = 6) -> str:
     return ", ".join(f"{k}={v}" for k, v in list(rest.items())[:limit])
 
 
-def run_one(stage: Stage, config: Path | None, sets: list[str] | None, quiet: bool, force: bool, **options: Any) -> dict:
+def run_one(stage: Stage, config: Path | None, sets: list[str] | None, quiet: bool, force: bool,
+            **options: Any) -> dict:
     """Run one stage as its verb does: load config, open the run, check roles, run, print."""
     from functools import partial
 
@@ -46,7 +47,8 @@ def run_one(stage: Stage, config: Path | None, sets: list[str] | None, quiet: bo
 
     cfg = load(config, sets, quiet)
     if not stage.starts_run:
-        require_run(cfg, stage.verb or stage.name)
+        earlier = [s.verb for s in stages.STAGES[:stages.names().index(stage.name)] if s.verb]
+        require_run(cfg, stage.verb or stage.name, before=earlier[-1] if earlier else None)
     with open_run(cfg) as ctx:
         ctx.llms.check(stage.roles_for(cfg))
         fn = partial(stage.fn, **options) if options else stage.fn

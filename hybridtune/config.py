@@ -311,7 +311,8 @@ def format_validation_error(err: ValidationError, source: str, set_keys: list[st
             known = list(owner.model_fields) if owner else []
             close = difflib.get_close_matches(str(loc[-1]), known, n=1)
             fix = f"did you mean '{close[0]}'?" if close else f"remove it (known keys: {', '.join(known)})"
-            lines.append(f"{src}: {path}: unknown key; {fix}" if src != f"--set {path}" else f"{src}: unknown key; {fix}")
+            where = src if src == f"--set {path}" else f"{src}: {path}"
+            lines.append(f"{where}: unknown key; {fix}")
         else:
             msg = e["msg"].removeprefix("Value error, ")
             got = e.get("input")
@@ -329,8 +330,9 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
         p = Path(path)
         source = str(p)
         if not p.is_file():
-            raise UserError(f"{p}: config file not found (looked from {Path.cwd()}); give the path of an experiment "
-                            "YAML or a run folder, or run from the hybridtune checkout, whose configs/ holds the examples")
+            raise UserError(f"{p}: config file not found (looked from {Path.cwd()}); give the path of an "
+                            "experiment YAML or a run folder, or run from the hybridtune checkout, whose configs/ "
+                            "holds the examples")
         try:
             data = load_yaml(p.read_text(encoding="utf-8")) or {}
         except (yaml.YAMLError, BadYAML) as e:

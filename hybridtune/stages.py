@@ -57,7 +57,7 @@ class Stage:
     options: tuple[Option, ...] = ()  # extra verb options, passed to the function as keyword arguments
     summary: str = ""    # what its summary.json holds besides what the stage returns (for the docs table)
     needs: tuple[str, ...] = ()  # files of the domain pack it reads ("{metric}": each configured judge metric's rubric)
-    starts_run: bool = False  # reads no earlier stage, so its verb may start a new run (the others refuse a missing one)
+    starts_run: bool = False  # reads no earlier stage: its verb may start a run (the others refuse a missing one)
 
     @property
     def fn(self) -> Callable:

@@ -87,7 +87,8 @@ def test_outside_the_checkout_the_missing_default_is_not_circular(tmp_path):
     assert out.returncode == 2 and "runs/demo: no such run" in out.stderr, out.stderr
     assert not (tmp_path / "runs").exists()
     out = ht("config", "check", "configs/demo.yaml", cwd=tmp_path)
-    assert out.returncode == 2 and f"looked from {tmp_path}" in out.stderr and "such as configs/demo.yaml" not in out.stderr
+    assert out.returncode == 2 and f"looked from {tmp_path}" in out.stderr
+    assert "such as configs/demo.yaml" not in out.stderr
 
 
 def test_config_check_runs_the_dry_runs_domain_and_input_checks():
@@ -115,7 +116,8 @@ def test_config_check_blames_a_missing_input_in_the_file_on_the_key(tmp_path):
 def test_bad_set_values_are_blamed_on_set_not_on_the_file():
     out = ht("config", "check", "configs/demo.yaml", "--set", "synth.sessions=many", "--set", "synth.sesions=3")
     assert out.returncode == 2, out.stderr
-    assert "--set synth.sessions: " in out.stderr and "--set synth.sesions: unknown key; did you mean 'sessions'?" in out.stderr
+    assert "--set synth.sessions: " in out.stderr
+    assert "--set synth.sesions: unknown key; did you mean 'sessions'?" in out.stderr
     assert "configs/demo.yaml" not in out.stderr, out.stderr
 
 

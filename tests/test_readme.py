@@ -36,8 +36,8 @@ def test_quick_start_gives_both_commands_with_the_demo_time_and_what_next():
 
 def test_running_for_real_names_what_must_be_running_for_each_path():
     real = section("Running for real")
-    paths = re.findall(r"\*\*(One GPU|Several GPUs|An API)\*\* \(`(configs/[\w-]+\.yaml)`\)(.*?)(?=\n\*\*|\n`hybridtune plan)",
-                       real, re.S)
+    head = r"\*\*(One GPU|Several GPUs|An API)\*\* \(`(configs/[\w-]+\.yaml)`\)"
+    paths = re.findall(head + r"(.*?)(?=\n\*\*|\n`hybridtune plan)", real, re.S)
     assert [p[0] for p in paths] == ["One GPU", "Several GPUs", "An API"]
     for _, _, body in paths:
         assert "Must be" in body

@@ -1,6 +1,6 @@
 """CLI verbs of the `app` stage (registered by hybridtune/cli.py): talk to a counselor.
 
-    hybridtune chat runs/demo --variant hybrid                       # terminal, streaming (or: chat -c configs/demo.yaml)
+    hybridtune chat runs/demo --variant hybrid        # terminal, streaming (or: chat -c configs/demo.yaml)
     hybridtune serve runs/demo [--variant hybrid] [--port 8765]
     hybridtune serve -c configs/demo.yaml --keep-conversations   # keep them (scrubbed) for review
 """

@@ -7,7 +7,9 @@ text stream; sessions saved by the engine (runs/<name>/chat/sessions.jsonl).
     printf 'hello\\n/save\\n/quit\\n' | hybridtune chat -c configs/demo.yaml
 
 The first line names the variant and model answering; a reply that stops mid-sentence (the
-length limit) ends with a visible cut marker. Commands: /save (snapshot the session), /reset (start over), /quit (or end of input; an
+length limit) ends with a visible cut marker.
+
+Commands: /save (snapshot the session), /reset (start over), /quit (or end of input; an
 unsaved conversation is saved on the way out), /help. With conversations kept
 (`--keep-conversations`): /nokeep (opt this conversation out: what was kept is deleted),
 /up, /down and /comment TEXT (feedback on the last reply).

@@ -2,7 +2,7 @@
 
 The stage verbs themselves (`judge` = stage curate, `mix`) come from hybridtune/stages.py.
 
-    hybridtune review runs/demo                          # web app on http://127.0.0.1:8765 (or: review configs/demo.yaml)
+    hybridtune review runs/demo                          # web app on http://127.0.0.1:8765 (or a config)
     hybridtune review-export runs/demo queue.csv         # review elsewhere...
     hybridtune review-import runs/demo queue.csv         # ...and bring the decisions back
     hybridtune export -c configs/demo.yaml               # re-export the mixed sets

@@ -67,8 +67,8 @@ def _estimates(likelihood: dict | None) -> str | None:
              if c.get("comparable", True) and c.get("estimate") is not None and c.get("split") == "test_real"]
     if not comps:
         return None
-    items = [f"{c['a']} - {c['b']} {c['estimate']:+.2f}" + (f" [{c['ci'][0]:+.2f}, {c['ci'][1]:+.2f}]" if c.get("ci") else "")
-             for c in comps]
+    items = [f"{c['a']} - {c['b']} {c['estimate']:+.2f}"
+             + (f" [{c['ci'][0]:+.2f}, {c['ci'][1]:+.2f}]" if c.get("ci") else "") for c in comps]
     return ("Held-out likelihood on real sessions, A - B in nats/token (lower is better), estimates not claims: "
             + _listed(items))
 

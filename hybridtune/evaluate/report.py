@@ -336,8 +336,8 @@ def forest_panels(page: Page) -> list[tuple[str, list[dict]]]:
                        [{"label": f"{c['a']} - {c['b']}", **c} for c in lik if c["split"] == split]))
     if page.validated is True:
         for m in page.res["metrics"]:
-            panels.append((f"Judge {get_metric(m).label}: A - B, median difference (above 0: A scored higher)",
-                           [{"label": f"{c['a']} - {c['b']}", **c} for c in page.res["comparisons"] if c["metric"] == m]))
+            rows = [{"label": f"{c['a']} - {c['b']}", **c} for c in page.res["comparisons"] if c["metric"] == m]
+            panels.append((f"Judge {get_metric(m).label}: A - B, median difference (above 0: A scored higher)", rows))
     return panels
 
 
@@ -396,7 +396,8 @@ def s_figures(page: Page) -> list[dict]:
 
 
 def s_dose(page: Page) -> list[dict]:
-    return [section("Dose-response (real share)", *dose.report_section(page.dose, page.st.path, page.validated is True))]
+    parts = dose.report_section(page.dose, page.st.path, page.validated is True)
+    return [section("Dose-response (real share)", *parts)]
 
 
 def s_users(page: Page) -> list[dict]:

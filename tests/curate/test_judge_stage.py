@@ -129,6 +129,7 @@ def test_the_judging_line_adds_up():
     from hybridtune.curate.judge import judging_line
 
     synth, real = [object()] * 8, [object()] * 7
-    assert judging_line(synth, real, True, False) == "curate: judging 8 sessions (8 synthetic); not judged: 7 real (curate.judge_real=false)"
+    assert judging_line(synth, real, True, False) == ("curate: judging 8 sessions (8 synthetic); "
+                                                      "not judged: 7 real (curate.judge_real=false)")
     assert judging_line(synth, real, True, True) == "curate: judging 15 sessions (8 synthetic + 7 real)"
     assert judging_line(synth, [], True, False) == "curate: judging 8 sessions (8 synthetic)"

@@ -173,13 +173,15 @@ def test_page_opens_with_the_headline_then_the_forest_plot_then_tables(fake_ctx)
     summary, out = build(fake_ctx, validated=False, likelihood=LIKELIHOOD)
     res = json.loads((out / "summary.json").read_text())
     assert res["headline"][0] == "No winner: judge not validated; n=3 cannot reach significance"
-    assert res["headline"][1].startswith("Held-out likelihood on real sessions") and "real - base -0.29" in res["headline"][1]
+    second = res["headline"][1]
+    assert second.startswith("Held-out likelihood on real sessions") and "real - base -0.29" in second
     html_ = (out / "report.html").read_text()
     assert html_.index('class="headline"') < html_.index("<h2>") and "No winner: judge not validated" in html_
     assert _h2(html_)[:4] == ["Paired differences", "Verdict", "Results (paper-style table)", "Paired comparisons"]
     assert _h2(html_)[-1] == "Configuration and model ids"
     forest = json.loads(Image.open(out / "forest.png").text["Series"])  # likelihood only: the judge is not validated
-    assert list(forest) == ["Held-out likelihood, held-out real sessions: A - B in nats/token (below 0: A predicts better)"]
+    assert list(forest) == ["Held-out likelihood, held-out real sessions: A - B in nats/token "
+                            "(below 0: A predicts better)"]
     assert forest[list(forest)[0]]["real - base"][0] == pytest.approx(-0.289)
     first = html_.split("<h2>Verdict</h2>")[0]
     assert first.count('src="data:image/png;base64,') == 1 and "Judge differences are not plotted" in first
@@ -262,7 +264,8 @@ def test_report_verb_takes_the_run_folder_or_the_config(fake_ctx, tmp_path):
         assert (out / "report.html").exists()
         tail = r.output.strip().splitlines()[-3:]
         assert tail[0] == "No winner: judge not validated; n=3 cannot reach significance", r.output
-        assert tail[1].startswith("Held-out likelihood on real sessions") and tail[2] == f"report: {out / 'report.html'}"
+        assert tail[1].startswith("Held-out likelihood on real sessions")
+        assert tail[2] == f"report: {out / 'report.html'}"
     r = CliRunner().invoke(app, ["report", str(run), "-c", str(cfg)])
     assert r.exit_code != 0 and "give the run folder or config once" in str(r.exception)
 
@@ -286,7 +289,8 @@ def test_every_figure_at_page_width_and_nothing_cut_off_on_the_right(fake_ctx):
         ctx.run_stage("report", report.run, force=True)
         out = ctx.store.stage("report").path
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=["--headless", "--no-sandbox", "--disable-gpu"])
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium",
+                                    args=["--headless", "--no-sandbox", "--disable-gpu"])
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 900})
             page.goto((out / "report.html").as_uri())

@@ -206,8 +206,9 @@ def test_training_shows_one_bar_with_loss_and_eta_and_no_raw_log_dicts(tmp_path,
     monkeypatch.setenv(noise.VERBOSE_ENV, "0")
     out = io.StringIO()
     lines: list[str] = []
-    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
-                   TextColumn("eta"), TimeRemainingColumn(), console=Console(file=out, width=160, force_terminal=False))
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                   TextColumn("{task.fields[rate]}"), TextColumn("eta"), TimeRemainingColumn(),
+                   console=Console(file=out, width=160, force_terminal=False))
     tc = TrainConfig(**TINY_TC)
     rows = [conv(i) for i in range(2)]
     with bar:
