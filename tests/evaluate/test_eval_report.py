@@ -268,6 +268,10 @@ def test_report_verb_takes_the_run_folder_or_the_config(fake_ctx, tmp_path):
         assert tail[2] == f"report: {out / 'report.html'}"
     r = CliRunner().invoke(app, ["report", str(run), "-c", str(cfg)])
     assert r.exit_code != 0 and "give the run folder or config once" in str(r.exception)
+    r = CliRunner().invoke(app, ["run", str(run), "--stage", "report", "-q"])  # a run's last lines: the answer, where
+    assert r.exit_code == 0, (r.output, r.exception)
+    assert r.stdout.strip().splitlines()[-3:] == [*json.loads((out / "summary.json").read_text())["headline"],
+                                                  f"report: {out / 'report.html'}"]
 
 
 @pytest.mark.browser
