@@ -57,6 +57,7 @@ class Stage:
     options: tuple[Option, ...] = ()  # extra verb options, passed to the function as keyword arguments
     summary: str = ""    # what its summary.json holds besides what the stage returns (for the docs table)
     needs: tuple[str, ...] = ()  # files of the domain pack it reads ("{metric}": each configured judge metric's rubric)
+    starts_run: bool = False  # reads no earlier stage: its verb may start a run (the others refuse a missing one)
 
     @property
     def fn(self) -> Callable:
@@ -106,7 +107,7 @@ STAGES: list[Stage] = [
     Stage("personas", "hybridtune.synth.personas:run", "personas",
           "Generate quota-sampled personas with quality checks -> runs/<name>/personas/personas.jsonl.",
           "domain attributes", "`personas.jsonl`, `personas_dropped.jsonl`, `persona_drafts.jsonl` (every attempt)", roles=("generator", "judge"), output="personas.jsonl",
-          needs=_PERSONA_FILES),
+          needs=_PERSONA_FILES, starts_run=True),
     Stage("scenarios", "hybridtune.synth.scenarios:run", "scenarios",
           "Write CBT scenarios for each persona (distortions checked, near-duplicates replaced) -> scenarios/scenarios.jsonl.",
           "personas", "`scenarios.jsonl`, `scenarios_rejected.jsonl` (near-duplicates), `scenario_drafts.jsonl`",
@@ -128,7 +129,8 @@ STAGES: list[Stage] = [
           "Make the held-out evaluation scenarios (generated on their own seed, or from evaluate.scenarios_file).",
           "own seed / file", "`scenarios.jsonl`, `quarantine.jsonl`, `contamination.json`, generated: `personas/`, "
           "`scenarios/` (as the personas and scenarios stages)",
-          roles=_eval_scenario_roles, needs=(*_PERSONA_FILES, *_SCENARIO_FILES, "prompts/eval_crisis_scenario.yaml")),
+          roles=_eval_scenario_roles, needs=(*_PERSONA_FILES, *_SCENARIO_FILES, "prompts/eval_crisis_scenario.yaml"),
+          starts_run=True),
     Stage("mix", "hybridtune.curate.mix:run", "mix",
           "Build each declared variant's training set, test splits and exports (stage `mix`; runs/<name>/mix/).",
           "curated sessions + review decisions, `real/samples.jsonl` (QA units), eval scenarios",
@@ -166,7 +168,7 @@ STAGES: list[Stage] = [
     Stage("report", "hybridtune.evaluate.report:run", "report",
           "Write report.md and a self-contained report.html from cached results (no model calls).",
           "everything", "`report.md`, `report.html`, `*.png`", summary="the headline table and tests",
-          output="report.md", rerun=True),
+          output="report.md", rerun=True, show="hybridtune.evaluate.report:describe"),
 ]
 
 

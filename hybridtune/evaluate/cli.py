@@ -9,14 +9,14 @@ from typing import Annotated
 
 import typer
 
-from ..cli_common import SetOpt, load
+from ..cli_common import RunArg, SetOpt, load, pick
 
 
 def register(app: typer.Typer) -> None:
     """Add this package's verbs to the main app."""
 
     @app.command()
-    def plan(config: Annotated[Path, typer.Argument(help="experiment YAML")] = Path("configs/demo.yaml"),
+    def plan(config: RunArg = None,
              set_: SetOpt = None,
              pilot: Annotated[Path | None, typer.Option(help="finished pilot run dir whose score and likelihood "
                                                            "files give the SDs")] = None,
@@ -25,7 +25,7 @@ def register(app: typer.Typer) -> None:
         """State the smallest difference each test can detect at the configured sizes (no model call)."""
         from .power import lines, plan as make_plan
 
-        cfg = load(config, set_, True)
+        cfg = load(pick(config, None), set_, True)
         if pilot is not None and not pilot.is_dir():
             from ..errors import UserError
 
