@@ -35,13 +35,15 @@ class Result:
     extra: dict = field(default_factory=dict)
 
 
-def record(name: str, results: list[Result]) -> Path:
+def record(name: str, results: list[Result], headline: dict | None = None) -> Path:
+    """Write bench/results/<name>.json; `headline`: named figures kept at the top level of the file."""
     OUT.mkdir(parents=True, exist_ok=True)
     path = OUT / f"{name}.json"
     payload = {
         "name": name,
         "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+        **(headline or {}),
         "results": [asdict(r) for r in results],
     }
     path.write_text(json.dumps(payload, indent=2) + "\n")
