@@ -32,7 +32,7 @@ from ..errors import UserError
 from ..records import Session
 from ..registry import load_registry
 from ..store import StageDir, read_jsonl_dicts
-from . import dose, plots
+from . import dose, people, plots
 from . import stats as S
 from .metrics import metric as get_metric
 from .render import figures, fmt, join, para, section, table
@@ -318,6 +318,7 @@ def build(ctx: Context, st: StageDir) -> dict:
         *([section("Real users (kept conversations)", *users)] if (users := users_section(ctx)) else []),
         section("Scoring quality", *scoring_quality(res)),
         *trust.report_sections(ctx, lik),
+        *people.report_sections(ctx),  # judge vs experts, pairwise win rates, human ratings
         section("Example conversations", *conversations(ctx, res)),
         section("Dataset summary", *dataset_summary(ctx)),
         section("Training summary (models.json)", *training_summary(res)),
