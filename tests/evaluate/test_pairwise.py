@@ -97,3 +97,19 @@ def test_pairwise_prompt_is_versioned_in_each_pack(make_cfg, pack):
     tpl = load_domain(pack).prompt(pairwise.PROMPT)
     msgs = tpl.render(transcript="Client: hi", reply_a="AAA", reply_b="BBB")
     assert tpl.tag == "eval_judge_pairwise@1" and "AAA" in msgs[-1]["content"] and "BBB" in msgs[-1]["content"]
+
+
+def test_dry_run_estimate_counts_pairwise_and_expert_calls(make_cfg, tmp_path):
+    from hybridtune.estimate import estimate
+
+    from .test_judge_experts import TOPICS, write_annomi
+
+    path = write_annomi(tmp_path / "AnnoMI-simple.csv", TOPICS)
+    base = ["evaluate.trust.experts=null"]
+    off = estimate(make_cfg(*base, path="configs/demo.yaml")).by_stage()
+    on = estimate(make_cfg(*base, "evaluate.pairwise=true", path="configs/demo.yaml")).by_stage()
+    # demo: 4 scenarios, 4 variants -> 6 pairs x 2 orders per scenario
+    assert on["score"]["calls"] - off["score"]["calls"] == 4 * 12
+    ex = estimate(make_cfg(f"evaluate.trust.experts={path}", "evaluate.trust.expert_pairs=3",
+                           path="configs/demo.yaml")).by_stage()
+    assert ex["calibrate"]["calls"] - off["calibrate"]["calls"] == 2 * 3 * 2  # 3 pairs x 2 metrics, k=1

@@ -196,3 +196,33 @@ def test_report_sections_with_and_without_people_data(fake_ctx, tmp_path):
     # base vs real: people 0.25 for base (ana real, bo tie), the judge 0 (real both orders): same direction
     assert h["judge_human"]["tasks"] == 12 and h["judge_human"]["agree"] == 1.0
     assert "Bradley-Terry" in md and "Kendall's tau" in md
+
+
+def test_the_report_shows_people_sections_or_says_the_data_are_missing(fake_ctx):
+    from hybridtune.evaluate import report
+
+    from .test_eval_report import write_fixture
+
+    cm, _ = fake_ctx()
+    with cm as ctx:
+        write_fixture(ctx, validated=False)
+        ctx.run_stage("report", report.run)
+        md = (ctx.store.stage("report").path / "report.md").read_text()
+        assert "## Judge against experts (AnnoMI MI quality)" in md and "Not checked on this run" in md
+        assert "No human ratings on this run: judge-human agreement is unknown." in md
+        ex = {"ran": True, "passes": False, "verdict": "judge cannot tell experts' high from low MI quality: x",
+              "pairs": 6, "same_topic_pairs": 5, "window": 8, "ratings": 12, "ratings_planned": 12, "threshold": 0.5,
+              "metrics": {"empathy": {"auc": 0.5, "auc_ci": [0.5, 0.5], "auc_kind": "within topic", "auc_pooled": 0.5,
+                                      "auc_pooled_ci": None, "matched_share": 0.5, "matched_ci": [0.2, 0.8],
+                                      "mean_high": 10.0, "mean_low": 10.0, "passes": False}}}
+        ctx.store.stage("calibrate").write_json("summary.json", {"validated": False, "verdict": "fixture", "metrics": {},
+                                                                 "experts": ex})
+        ts = R.all_tasks(R.load_units(ctx.store.root))
+        for t in ts.values():
+            R.rate_dir(ctx.store.root).append(R.RATINGS, R.make_rating(t, R.RatingIn(task=t.id, rater="ana", choice="left")))
+        ctx.run_stage("report", report.run, force=True)
+        md = (ctx.store.stage("report").path / "report.md").read_text()
+        html = (ctx.store.stage("report").path / "report.html").read_text()
+    assert "Judge cannot tell experts' high from low MI quality" in md and "0.50 [0.50, 0.50]" in md
+    assert "Bradley-Terry" in md and "Agreement between raters: not measured" in md
+    assert "Judge against experts (AnnoMI MI quality)" in html
