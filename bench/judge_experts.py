@@ -8,12 +8,12 @@
    for "the excerpt with more counselor words is better" on the same excerpts (chance = 0.5).
 2. Annotator: the real stage's turn annotator (same model) on `--turns` expert-coded therapist
    utterances, its technique ids mapped to AnnoMI's codes (domains/cbt/expert_codes.yaml).
-   Figure: Cohen's kappa; baseline: always the commonest expert code (kappa 0), with per-class
-   kappa and F1 in the notes.
+   Figure: Cohen's kappa with a bootstrap CI over turns; baseline: always the commonest expert
+   code (kappa 0), with per-class kappa and F1 in the notes.
 
 `mi_quality` (judge AUC, first metric) and `kappa` are also kept at the top of the result file.
 
-    .venv/bin/python bench/judge_experts.py [--pairs 6] [--window 8] [--turns 30] [--metrics empathy]
+    .venv/bin/python bench/judge_experts.py [--pairs 6] [--window 8] [--turns 20] [--metrics empathy]
 """
 from __future__ import annotations
 
@@ -31,7 +31,8 @@ from hybridtune.context import open_run
 from hybridtune.evaluate import experts
 
 
-def length_auc(ts: list[experts.ExpertTranscript], pairs: list[tuple[str, str]], window: int, metric: str) -> float | None:
+def length_auc(ts: list[experts.ExpertTranscript], pairs: list[tuple[str, str]], window: int,
+               metric: str) -> float | None:
     """The baseline: counselor words in the excerpt as the 'rating', analysed like the judge's."""
     rs = [experts.ExpertRating(id=t.id, transcript_id=t.id, quality=t.quality, topic=t.topic_key, metric=metric,
                                sample=0, judge_model="length", prompt="",
@@ -44,7 +45,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--pairs", type=int, default=6, help="low-quality transcripts, each with a high-quality one")
     ap.add_argument("--window", type=int, default=8, help="messages from the middle of each transcript")
-    ap.add_argument("--turns", type=int, default=30, help="expert-coded therapist utterances annotated")
+    ap.add_argument("--turns", type=int, default=20, help="expert-coded therapist utterances annotated")
     ap.add_argument("--metrics", default="empathy", help="judge metrics, comma-separated")
     a = ap.parse_args()
     src = SHARED / "annomi" / "AnnoMI-simple.csv"
@@ -90,15 +91,18 @@ def main() -> None:
                    f"{r['auc_pooled']}; matched pairs ranked right {r['matched_share']}; mean high {r['mean_high']}, "
                    f"low {r['mean_low']}; {judge_s:.0f}s at {load}"),
             extra=r))
-    ann_res, base_res = ann.get("annotator") or {}, ann.get("baseline") or {}
+    ann_res, base_res, kci = ann.get("annotator") or {}, ann.get("baseline") or {}, ann.get("kappa_ci")
     per = ", ".join(f"{c} kappa {v['kappa'] if v['kappa'] is None else round(v['kappa'], 2)} F1 {v['f1']:.2f} "
                     f"(n={v['support']})" for c, v in (ann_res.get("per_class") or {}).items())
     results.append(Result(
         benchmark="annotator vs experts: AnnoMI therapist codes, Cohen's kappa (embedded SmolLM2-135M annotator)",
-        figure=f"kappa {ann_res.get('kappa', float('nan')):.2f}, accuracy {ann_res.get('accuracy', float('nan')):.2f}",
+        figure=f"kappa {ann_res.get('kappa', float('nan')):.2f}"
+        + (f" (95% CI {kci[0]:.2f}-{kci[1]:.2f})" if kci else "")
+        + f", accuracy {ann_res.get('accuracy', float('nan')):.2f}",
         baseline=f"majority class '{ann.get('majority_class')}': kappa {base_res.get('kappa')}, accuracy "
                  f"{base_res.get('accuracy', float('nan')):.2f}",
-        ratio=None, target="kappa > 0 (better than the majority class)", met=bool((ann_res.get("kappa") or 0) > 0),
+        ratio=None, target="kappa CI lower bound > 0 (better than the majority class)",
+        met=bool(kci and kci[0] > 0),
         command=cmd, notes=f"{ann['labelled']}/{ann['turns']} turns labelled; per class: {per}; macro F1 "
                            f"{ann_res.get('macro_f1')} vs baseline {base_res.get('macro_f1')}; {ann_s:.0f}s at {load}",
         extra=ann))

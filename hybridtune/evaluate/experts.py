@@ -13,7 +13,7 @@ therapist utterance a **behaviour code** (reflection, question, therapist_input,
   `evaluate.trust.expert_threshold` (0.5 = chance), for every metric.
 - Annotator: the real stage's technique labels of therapist turns, mapped to AnnoMI's codes
   by the pack's `expert_codes.yaml`, against the experts' codes: Cohen's kappa and F1 per
-  class, against a majority-class baseline (`annotator_agreement`).
+  class, against a majority-class baseline, with a bootstrap CI of kappa (`annotator_agreement`).
 
 The data: `evaluate.trust.experts` is a catalogue name (its downloaded copy) or a path to
 AnnoMI-simple.csv; without it the check does not run and says so.
@@ -109,7 +109,8 @@ def load_annomi(path: Path) -> list[ExpertTranscript]:
                 raise UserError(f"{path}:{n}: column {e} missing; expected AnnoMI-simple.csv") from None
             if quality not in QUALITIES:
                 raise UserError(f"{path}:{n}: mi_quality '{quality}' is not high or low")
-            t = out.setdefault(tid, ExpertTranscript(id=tid, quality=quality, topic=row.get("topic", ""), utterances=[]))
+            t = out.setdefault(tid, ExpertTranscript(id=tid, quality=quality, topic=row.get("topic", ""),
+                                                     utterances=[]))
             therapist = who == "therapist"
             t.utterances.append(Utterance(
                 role="assistant" if therapist else "user", text=text.strip(),
@@ -187,7 +188,8 @@ def _conc(a: float, b: float) -> float:
     return 1.0 if a > b else 0.5 if a == b else 0.0
 
 
-def auc(high: dict[str, float], low: dict[str, float], topic: dict[str, str], within: bool) -> tuple[float | None, dict[str, list[float]]]:
+def auc(high: dict[str, float], low: dict[str, float], topic: dict[str, str],
+        within: bool) -> tuple[float | None, dict[str, list[float]]]:
     """(AUC, concordances grouped by low transcript): the chance a high transcript is rated above a
     low one, over every high/low pair (of the same topic when `within`)."""
     by_low: dict[str, list[float]] = defaultdict(list)
@@ -233,7 +235,8 @@ def analyze(ratings: list[ExpertRating], pairs: list[tuple[str, str]], metrics: 
         p, p_by = auc(high, low, topic, within=False)
         conc = [_conc(mean[h], mean[lo]) for h, lo in pairs if h in mean and lo in mean]
         share = float(np.mean(conc)) if conc else None
-        head, head_ci = (w, cluster_ci(w_by, resamples, level, seed)) if w is not None else (p, cluster_ci(p_by, resamples, level, seed))
+        head, by = (w, w_by) if w is not None else (p, p_by)
+        head_ci = cluster_ci(by, resamples, level, seed)
         out[m] = {
             "auc": head, "auc_ci": head_ci, "auc_kind": "within topic" if w is not None else "pooled",
             "auc_within_topic": w, "within_topic_pairs": sum(len(v) for v in w_by.values()),
@@ -327,7 +330,21 @@ def agreement(gold: list[str], pred: list[str], classes: tuple[str, ...] = CODES
                 "macro_f1": float(f1_score(gold, p, labels=list(classes), average="macro", zero_division=0)),
                 "per_class": per}
 
-    return {"n": len(gold), "majority_class": major, "annotator": scores(pred), "baseline": scores(base)}
+    return {"n": len(gold), "majority_class": major, "annotator": scores(pred), "baseline": scores(base),
+            "kappa_ci": kappa_ci(gold, pred)}
+
+
+def kappa_ci(gold: list[str], pred: list[str], resamples: int = 1000, level: float = 0.95,
+             seed: int = 0) -> list[float] | None:
+    """Percentile bootstrap CI of Cohen's kappa over turns (resamples where it is undefined are left out)."""
+    if len(gold) < 2:
+        return None
+    rng = np.random.default_rng(seed)
+    g, p = np.asarray(gold), np.asarray(pred)
+    draws = (_kappa(list(g[idx]), list(p[idx])) for idx in rng.integers(0, len(g), (resamples, len(g))))
+    ks = [k for k in draws if k is not None]
+    lo = (1 - level) / 2
+    return [float(np.quantile(ks, lo)), float(np.quantile(ks, 1 - lo))] if ks else None
 
 
 def _kappa(a: list, b: list) -> float | None:
@@ -353,7 +370,8 @@ def therapist_turns(ts: list[ExpertTranscript], n: int, context: int, seed: int)
     return out
 
 
-async def annotator_agreement(ctx: Context, st: StageDir, ts: list[ExpertTranscript], n: int, seed: int) -> dict[str, Any]:
+async def annotator_agreement(ctx: Context, st: StageDir, ts: list[ExpertTranscript], n: int,
+                              seed: int) -> dict[str, Any]:
     """The real stage's turn annotator on n expert-coded therapist turns, mapped and scored."""
     from ..real.annotate import annotate_turn
 

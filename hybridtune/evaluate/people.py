@@ -157,7 +157,8 @@ def experts_section(cal: dict | None) -> dict:
     if not ex or not ex.get("ran"):
         note = (ex or {}).get("note") or "the calibrate stage did not run"
         return section(title, [("strong", f"Not checked on this run: {note}."),
-                               ("p", "Whether this judge can tell experts' high from low counseling quality is unknown.")])
+                               ("p", "Whether this judge can tell experts' high from low counseling quality "
+                                     "is unknown.")])
     blocks: list[tuple[str, Any]] = [("strong", ex["verdict"][:1].upper() + ex["verdict"][1:]), ("p", (
         f"{ex['pairs']} low-quality AnnoMI transcripts (expert MI-quality labels), each matched with a high-quality "
         f"one ({ex['same_topic_pairs']} of the same topic); the judge rated the middle {ex['window']} messages of "
@@ -165,7 +166,8 @@ def experts_section(cal: dict | None) -> dict:
         "high-quality transcript is rated above a low-quality one (within topic where pairs share one), 95% "
         "bootstrap CI over the low-quality transcripts; to pass, its lower bound must be above "
         f"{ex['threshold']}. This check sits beside the degraded-reply check above: both must pass."))]
-    rows = [[m, fmt_ci(r.get("auc"), r.get("auc_ci"), 2), r.get("auc_kind"), fmt_ci(r.get("auc_pooled"), r.get("auc_pooled_ci"), 2),
+    rows = [[m, fmt_ci(r.get("auc"), r.get("auc_ci"), 2), r.get("auc_kind"),
+             fmt_ci(r.get("auc_pooled"), r.get("auc_pooled_ci"), 2),
              fmt_ci(r.get("matched_share"), r.get("matched_ci"), 2), f(r.get("mean_high"), 2), f(r.get("mean_low"), 2),
              f(r.get("passes"))] for m, r in ex["metrics"].items()]
     blocks.append(("table", (["metric", "AUC [95% CI]", "AUC over", "pooled AUC", "matched pairs ranked right",
@@ -206,7 +208,8 @@ def humans_section(h: dict | None) -> dict:
         for v, r in sorted(h["strengths"].items(), key=lambda kv: -kv[1]["strength"])])))
     if ra["tasks_multi"]:
         blocks.append(("p", f"Agreement between raters over {ra['tasks_multi']} pairs rated by two or more: "
-                            f"Krippendorff's alpha (ordinal) {f(ra['alpha'], 2)}, raw agreement {f(ra['agreement'], 2)}."))
+                            f"Krippendorff's alpha (ordinal) {f(ra['alpha'], 2)}, raw agreement "
+                            f"{f(ra['agreement'], 2)}."))
     else:
         blocks.append(("p", "Agreement between raters: not measured (no pair was rated by two or more raters)."))
     if jh["tasks"]:

@@ -205,3 +205,13 @@ def test_annotator_agreement_runs_the_real_stage_annotator(fake_ctx, tmp_path):
     assert res["labelled"] == res["turns"] == res["n"] == 20
     assert any(q.schema_name == "CounselorTurn" for q in fake.requests)
     assert res["annotator"]["kappa"] == 1.0 and res["baseline"]["kappa"] == 0.0
+
+
+def test_kappa_ci_covers_the_estimate_and_a_noise_annotator_includes_zero():
+    rng = __import__("random").Random(0)
+    gold = [rng.choice(experts.CODES) for _ in range(200)]
+    good = [g if rng.random() < 0.8 else rng.choice(experts.CODES) for g in gold]
+    a = agreement(gold, good)
+    assert a["kappa_ci"][0] <= a["annotator"]["kappa"] <= a["kappa_ci"][1] and a["kappa_ci"][0] > 0.5
+    noise = agreement(gold, [rng.choice(experts.CODES) for _ in gold])
+    assert noise["kappa_ci"][0] < 0 < noise["kappa_ci"][1]

@@ -21,8 +21,8 @@ from fastapi.responses import FileResponse
 from pydantic import ValidationError
 
 from ...webguard import guarded_app
-from .ratings import (RATER, RATINGS, SCORE_METRICS, RatingIn, Task, all_tasks, latest, left_of, load_ratings, load_units,
-                      make_rating, order_for, rate_dir, task_id)
+from .ratings import (RATER, RATINGS, SCORE_METRICS, RatingIn, Task, all_tasks, latest, left_of, load_ratings,
+                      load_units, make_rating, order_for, rate_dir, task_id)
 
 STATIC = Path(__file__).parent / "static"
 HEADERS = {

@@ -170,7 +170,8 @@ def import_ratings(run_dir: Path, files: list[Path]) -> dict[str, int]:
             try:
                 r = HumanRating.model_validate_json(line)
             except ValidationError as e:
-                raise UserError(f"{f}:{n}: not a rating ({first_error(e)}); send the rater's rate/ratings.jsonl as is") from None
+                raise UserError(f"{f}:{n}: not a rating ({first_error(e)}); send the rater's rate/ratings.jsonl "
+                                "as is") from None
             m = {x: key.get(x, x) for x in {r.a, r.b, r.left} | ({r.winner} - {"tie"}) | set(r.scores)}
             r = r.model_copy(update={"a": m[r.a], "b": m[r.b], "left": m[r.left], "winner": m.get(r.winner, "tie"),
                                      "scores": {m[v]: s for v, s in r.scores.items()}})
