@@ -10,7 +10,8 @@ check against experts.
   by two or more raters, and their raw agreement.
 - `judge_human`: per task, the human outcome (mean over raters) against the judge's pairwise
   outcome (both orders): share of tasks with the same direction and Kendall's tau.
-- `report_sections(ctx)`: the report's "Judged against people" sections (hooked in report.py).
+- `report_sections(ctx)`: the pairwise and human-rating sections (hooked in report.py);
+  `experts_section(cal)`: the judge against experts, shown beside the judge validation (trust.py).
 
     strengths = bradley_terry([("hybrid", "base", 1.0), ("base", "real", 0.5), ...])
 """
@@ -222,9 +223,9 @@ def humans_section(h: dict | None) -> dict:
 
 
 def report_sections(ctx: Context) -> list[dict]:
-    """The report's sections on how the judge compares with experts and people."""
-    return [experts_section(ctx.store.stage("calibrate").read_summary()),
-            pairwise_section(ctx.store.stage("score").read_summary()), humans_section(human_summary(ctx))]
+    """The report's sections on the judge's pairwise preferences and people's (the check against
+    experts sits beside the judge validation: trust.report_sections)."""
+    return [pairwise_section(ctx.store.stage("score").read_summary()), humans_section(human_summary(ctx))]
 
 
 __all__ = ["bradley_terry", "bt_with_ci", "judge_human", "rater_agreement", "report_sections"]

@@ -318,7 +318,7 @@ def build(ctx: Context, st: StageDir) -> dict:
         *([section("Real users (kept conversations)", *users)] if (users := users_section(ctx)) else []),
         section("Scoring quality", *scoring_quality(res)),
         *trust.report_sections(ctx, lik),
-        *people.report_sections(ctx),  # judge vs experts, pairwise win rates, human ratings
+        *people.report_sections(ctx),  # pairwise win rates, human ratings and judge-human agreement
         section("Example conversations", *conversations(ctx, res)),
         section("Dataset summary", *dataset_summary(ctx)),
         section("Training summary (models.json)", *training_summary(res)),

@@ -5,6 +5,7 @@ sections with and without the data."""
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -170,9 +171,8 @@ def test_report_sections_with_and_without_people_data(fake_ctx, tmp_path):
     cm, _ = fake_ctx()
     with cm as ctx:
         secs = people.report_sections(ctx)
-        assert [s["title"] for s in secs] == ["Judge against experts (AnnoMI MI quality)",
-                                              "Pairwise judging (win rates)", "Human ratings (blind side-by-side)"]
-        assert "Not checked on this run" in secs[0]["markdown"] and "No human ratings" in secs[2]["markdown"]
+        assert [s["title"] for s in secs] == ["Pairwise judging (win rates)", "Human ratings (blind side-by-side)"]
+        assert "Not run" in secs[0]["markdown"] and "No human ratings" in secs[1]["markdown"]
         root = ctx.store.root
         StageDir(root / "simulate", "simulate").write_records("sessions.jsonl", sessions())
         us = R.load_units(root)
@@ -188,7 +188,7 @@ def test_report_sections_with_and_without_people_data(fake_ctx, tmp_path):
                            winner="hybrid" if "hybrid" in (t.a, t.b) else "real") for t in ts.values() for first in (t.a, t.b)]
         ctx.store.stage("score").write_records("pairwise.jsonl", js)
         h = people.human_summary(ctx)
-        md = people.report_sections(ctx)[2]["markdown"]
+        md = people.report_sections(ctx)[1]["markdown"]
     assert h["ratings"] == 24 and h["tasks"] == 12 and h["raters"] == ["ana", "bo"]
     st_ = h["strengths"]
     assert st_["hybrid"]["strength"] > st_["real"]["strength"] > st_["base"]["strength"]
@@ -209,6 +209,9 @@ def test_the_report_shows_people_sections_or_says_the_data_are_missing(fake_ctx)
         ctx.run_stage("report", report.run)
         md = (ctx.store.stage("report").path / "report.md").read_text()
         assert "## Judge against experts (AnnoMI MI quality)" in md and "Not checked on this run" in md
+        # beside the degraded-reply check: right after the judge-validation section
+        heads = re.findall(r"^## (.+)$", md, re.M)
+        assert heads[heads.index("Judge validation") + 1] == "Judge against experts (AnnoMI MI quality)"
         assert "No human ratings on this run: judge-human agreement is unknown." in md
         ex = {"ran": True, "passes": False, "verdict": "judge cannot tell experts' high from low MI quality: x",
               "pairs": 6, "same_topic_pairs": 5, "window": 8, "ratings": 12, "ratings_planned": 12, "threshold": 0.5,
