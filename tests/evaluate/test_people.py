@@ -229,3 +229,20 @@ def test_the_report_shows_people_sections_or_says_the_data_are_missing(fake_ctx)
     assert "Judge cannot tell experts' high from low MI quality" in md and "0.50 [0.50, 0.50]" in md
     assert "Bradley-Terry" in md and "Agreement between raters: not measured" in md
     assert "Judge against experts (AnnoMI MI quality)" in html
+
+
+def test_rate_verbs_fail_in_one_line_and_export_import_through_the_cli(tmp_path):
+    from tests.test_cli import ht
+
+    out = ht("rate", str(tmp_path))
+    assert out.returncode != 0 and "no simulated sessions" in out.stderr and "Traceback" not in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+    out = ht("rate", str(tmp_path), "--host", "0.0.0.0")
+    assert out.returncode != 0 and "needs --token" in out.stderr
+    d = run_dir(tmp_path)
+    out = ht("rate-export", str(d), str(tmp_path / "remote"))
+    assert out.returncode == 0 and "4 client turns" in out.stdout, out.stderr
+    bad = tmp_path / "r.jsonl"
+    bad.write_text('{"id": "x"}\n')
+    out = ht("rate-import", str(d), str(bad))
+    assert out.returncode != 0 and f"{bad}:1: not a rating" in out.stderr and "Traceback" not in out.stderr
