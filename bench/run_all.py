@@ -57,7 +57,10 @@ def render() -> str:
     ]
     for f in sorted((BENCH / "results").glob("*.json")):
         data = json.loads(f.read_text())
+        head = {k: v for k, v in data.items() if k not in ("name", "when", "machine", "results", "command")}
         lines += [f"## {data['name']}", "", f"Measured {data['when']} on {data['machine']}.", "",
+                  *([", ".join(f"`{k}` = {round(v, 3) if isinstance(v, float) else v}" for k, v in head.items())
+                     + ".", ""] if head else []),
                   "| benchmark | figure | baseline (same run) | ratio | target | met |", "|---|---|---|---|---|---|"]
         cmds, notes = [], []
         for r in data["results"]:
