@@ -395,12 +395,17 @@ class Estimator:
                  items * versions * per * tc.calib_samples)
         from .evaluate.experts import load_annomi, locate, matched_pairs
 
-        path = locate(tc.experts)[0] if tc.expert_pairs else None
-        if path is not None:  # AnnoMI excerpts, ~25 tokens a message
+        path = locate(tc.experts)[0] if tc.expert_pairs or tc.expert_turns else None
+        if path is not None and tc.expert_pairs:  # AnnoMI excerpts, ~25 tokens a message
             n = 2 * len(matched_pairs(load_annomi(path), tc.expert_pairs, self.cfg.seed)) * tc.calib_samples
             per = sum(chat_tokens(render(self.dom.prompt(rubric(x)), transcript=stand_in(25 * tc.expert_window),
                                          scenario="")) for x in ev.metrics)
             self.add("calibrate", "judge", n * len(ev.metrics), n * per)
+        if path is not None and tc.expert_turns:  # the annotator on expert-coded therapist turns
+            ctx = [{"speaker": "Client", "content": stand_in(25)}] * self.cfg.real.annotate.context_turns
+            msgs = render(self.dom.prompt("real_annotate_turn"), context=ctx, speaker="Counselor", turn=stand_in(25),
+                          techniques=self.dom.techniques, emotions=self.dom.emotions, distortions=self.dom.distortions)
+            self.add("calibrate", "annotator", tc.expert_turns, tc.expert_turns * chat_tokens(msgs))
         sessions = convs[: tc.simcheck_sessions]
         turns = sum(min(tc.simcheck_turns, round(t)) for t in sessions)
         sc = self.scenario()

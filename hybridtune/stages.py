@@ -161,7 +161,7 @@ STAGES: list[Stage] = [
     Stage("calibrate", "hybridtune.evaluate.calibrate:run", "calibrate",
           "Validate the judge on real vs degraded counselor turns (AUC per metric) and check the simulated patient.",
           "mix test split, simulated sessions, expert labels (AnnoMI)",
-          "`items.jsonl`, `ratings.jsonl`, `experts.jsonl`, `simcheck.jsonl`",
+          "`items.jsonl`, `ratings.jsonl`, `experts.jsonl`, `expert_annotations.jsonl`, `simcheck.jsonl`",
           summary="judge AUC, noise, length bias, verdict; judge vs experts; simulator check",
           roles=("judge",), needs=("prompts/{metric}.yaml", "prompts/trust_degradations.yaml",
                                    "prompts/trust_simcheck.yaml", "prompts/trust_role_patterns.yaml")),

@@ -13,10 +13,13 @@ samples), its length bias (Spearman with reply length) and the same AUC for "lon
 better". The judge is validated when, for every metric, the CI's lower bound reaches
 `evaluate.trust.auc_threshold` and the AUC beats the length baseline by
 `evaluate.trust.length_margin`, and (where the expert labels are at hand) tells experts' high
-from low MI quality in AnnoMI (experts.py). Then the patient-simulator check (simcheck.py).
+from low MI quality in AnnoMI (experts.py). With `evaluate.trust.expert_turns`, the
+`annotator`'s technique labels are scored against AnnoMI's therapist codes. Then the
+patient-simulator check (simcheck.py).
 
 Output: calibrate/ratings.jsonl (CalibRating), calibrate/items.jsonl (the calibration set),
-calibrate/experts.jsonl (ExpertRating), calibrate/simcheck.jsonl, calibrate/summary.json.
+calibrate/experts.jsonl (ExpertRating), calibrate/expert_annotations.jsonl,
+calibrate/simcheck.jsonl, calibrate/summary.json.
 
     hybridtune run configs/demo.yaml --stage calibrate
 """
@@ -315,6 +318,7 @@ async def run(ctx: Context, st: StageDir) -> dict:
         "failure_rate": round(1 - len(ratings) / planned, 4) if planned else None,
         "metrics": per_metric,
         "experts": vs_experts,
+        "annotator": await experts.annotator_check(ctx, st),
         "simcheck": await simcheck.check(ctx, st),
     }
     st.write_summary(_finite(results))

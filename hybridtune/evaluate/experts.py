@@ -19,6 +19,7 @@ The data: `evaluate.trust.experts` is a catalogue name (its downloaded copy) or 
 AnnoMI-simple.csv; without it the check does not run and says so.
 
     res = await experts.check(ctx, st)      # calibrate stage: {"ran": bool, "note"|"metrics", ...}
+    ann = await experts.annotator_check(ctx, st)   # with evaluate.trust.expert_turns > 0
 """
 from __future__ import annotations
 
@@ -289,6 +290,19 @@ async def check(ctx: Context, st: StageDir) -> dict[str, Any]:
 
 
 # -- annotator against experts ----------------------------------------------------------
+
+
+async def annotator_check(ctx: Context, st: StageDir) -> dict[str, Any]:
+    """The calibrate stage's annotator-against-experts check (`evaluate.trust.expert_turns`)."""
+    tc = ctx.cfg.evaluate.trust
+    if tc.expert_turns == 0:
+        return {"ran": False, "note": "evaluate.trust.expert_turns is 0"}
+    path, why = locate(tc.experts)
+    if path is None:
+        return {"ran": False, "note": f"no expert labels ({why})"}
+    res = await annotator_agreement(ctx, st, load_annomi(path), tc.expert_turns, ctx.cfg.seed)
+    return {"ran": True, "source": str(path), "annotator_model": ctx.llm("annotator").model, **res}
+
 
 
 def code_map(ctx: Context) -> dict[str, str]:

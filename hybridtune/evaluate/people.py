@@ -155,11 +155,12 @@ def human_summary(ctx: Context) -> dict[str, Any] | None:
 def experts_section(cal: dict | None) -> dict:
     title = "Judge against experts (AnnoMI MI quality)"
     ex = (cal or {}).get("experts")
+    ann = annotator_blocks((cal or {}).get("annotator"))
     if not ex or not ex.get("ran"):
         note = (ex or {}).get("note") or "the calibrate stage did not run"
         return section(title, [("strong", f"Not checked on this run: {note}."),
                                ("p", "Whether this judge can tell experts' high from low counseling quality "
-                                     "is unknown.")])
+                                     "is unknown."), *ann])
     blocks: list[tuple[str, Any]] = [("strong", ex["verdict"][:1].upper() + ex["verdict"][1:]), ("p", (
         f"{ex['pairs']} low-quality AnnoMI transcripts (expert MI-quality labels), each matched with a high-quality "
         f"one ({ex['same_topic_pairs']} of the same topic); the judge rated the middle {ex['window']} messages of "
@@ -173,7 +174,25 @@ def experts_section(cal: dict | None) -> dict:
              f(r.get("passes"))] for m, r in ex["metrics"].items()]
     blocks.append(("table", (["metric", "AUC [95% CI]", "AUC over", "pooled AUC", "matched pairs ranked right",
                               "mean high", "mean low", "passes"], rows)))
-    return section(title, blocks)
+    return section(title, [*blocks, *ann])
+
+
+def annotator_blocks(ann: dict | None) -> list[tuple[str, Any]]:
+    """The annotator against AnnoMI's therapist codes, as report blocks (a line when it did not run)."""
+    if not ann or not ann.get("ran"):
+        return [("p", f"Annotator against experts: not run ({(ann or {}).get('note') or 'no calibrate summary'}).")]
+    a, b = ann.get("annotator") or {}, ann.get("baseline") or {}
+    blocks: list[tuple[str, Any]] = [("p", (
+        f"Annotator against experts: {ann.get('annotator_model')} labelled {ann.get('labelled')} of "
+        f"{ann.get('turns')} AnnoMI therapist turns; its technique ids mapped to AnnoMI's codes (expert_codes.yaml). "
+        f"Cohen's kappa {fmt_ci(a.get('kappa'), ann.get('kappa_ci'), 2)}, accuracy {f(a.get('accuracy'), 2)}, "
+        f"macro F1 {f(a.get('macro_f1'), 2)}; always answering the commonest code ({ann.get('majority_class')}): "
+        f"kappa {f(b.get('kappa'), 2)}, accuracy {f(b.get('accuracy'), 2)}, macro F1 {f(b.get('macro_f1'), 2)}."))]
+    rows = [[c, f(v.get("support")), f(v.get("kappa"), 2), f(v.get("f1"), 2),
+             f(((b.get("per_class") or {}).get(c) or {}).get("f1"), 2)] for c, v in (a.get("per_class") or {}).items()]
+    if rows:
+        blocks.append(("table", (["code", "expert turns", "kappa", "F1", "F1 of the commonest-code baseline"], rows)))
+    return blocks
 
 
 def pairwise_section(score_summary: dict | None) -> dict:

@@ -47,6 +47,9 @@ class TrustConfig(BaseModel):
     expert_threshold: float = Field(
         0.5, ge=0, le=1, description="calibrate: the high-vs-low AUC's 95% CI lower bound must be above this "
         "(0.5 = chance) for the judge to pass")
+    expert_turns: int = Field(
+        0, ge=0, description="calibrate: expert-coded AnnoMI therapist turns the `annotator` labels, scored "
+        "against the experts' codes (kappa, F1; 0 = skip)")
     # -- patient-simulator check (part of stage `calibrate`)
     simcheck_sessions: int = Field(20, ge=0, description="simulator check: simulated sessions examined (0 = skip)")
     simcheck_turns: int = Field(4, ge=1, description="simulator check: patient turns judged per session")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -215,3 +216,36 @@ def test_kappa_ci_covers_the_estimate_and_a_noise_annotator_includes_zero():
     assert a["kappa_ci"][0] <= a["annotator"]["kappa"] <= a["kappa_ci"][1] and a["kappa_ci"][0] > 0.5
     noise = agreement(gold, [rng.choice(experts.CODES) for _ in gold])
     assert noise["kappa_ci"][0] < 0 < noise["kappa_ci"][1]
+
+
+def test_calibrate_scores_the_annotator_on_expert_codes_and_the_report_shows_it(fake_ctx, tmp_path):
+    from hybridtune.estimate import estimate
+    from hybridtune.evaluate import people
+
+    path = write_annomi(tmp_path / "AnnoMI-simple.csv", TOPICS)
+
+    def both(req) -> str:
+        if req.schema_name == "CounselorTurn":  # tags reflections right, lecturing as psychoeducation
+            text = "\n".join(m["content"] for m in req.messages)
+            return json.dumps({"techniques": ["reflective_listening"] if "sounds like" in text else ["psychoeducation"],
+                               "cues": []})
+        return warm_judge(req)
+
+    sets = ("evaluate.trust.calib_items=2", "evaluate.metrics=[empathy]", f"evaluate.trust.experts={path}",
+            "evaluate.trust.simcheck_sessions=0", "evaluate.trust.expert_turns=12")
+    cm, _ = fake_ctx(*sets, responder=both)
+    with cm as ctx:
+        ctx.run_stage("calibrate", calibrate.run)
+        res = ctx.store.stage("calibrate").read_json("summary.json")
+        md = people.experts_section(res)["markdown"]
+        est = estimate(ctx.cfg).by_stage()
+    ann = res["annotator"]
+    assert ann["ran"] and ann["labelled"] == ann["turns"] == 12 and ann["annotator"]["kappa"] == 1.0
+    assert re.search(r"Annotator against experts: \S+ labelled 12 of 12", md) and "| reflection |" in md
+    assert est["calibrate"]["calls"] >= 12
+    cm, _ = fake_ctx("name=other", "evaluate.trust.simcheck_sessions=0", responder=both)
+    with cm as ctx:
+        ctx.run_stage("calibrate", calibrate.run)
+        res = ctx.store.stage("calibrate").read_json("summary.json")
+    assert res["annotator"] == {"ran": False, "note": "evaluate.trust.expert_turns is 0"}
+    assert "Annotator against experts: not run (evaluate.trust.expert_turns is 0)" in people.experts_section(res)["markdown"]
