@@ -125,6 +125,17 @@ def judge_human(human: dict[tuple, float], judge: dict[tuple, float]) -> dict[st
     return out
 
 
+def human_scores(ratings: list) -> dict[str, dict[str, dict[str, float | int]]]:
+    """The raters' optional 1-10 scores: variant -> metric -> {"mean", "n"} (only where given)."""
+    acc: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(list))
+    for r in ratings:
+        for v, sc in r.scores.items():
+            for m, x in sc.model_dump().items():
+                if x is not None:
+                    acc[v][m].append(x)
+    return {v: {m: {"mean": float(np.mean(x)), "n": len(x)} for m, x in ms.items()} for v, ms in acc.items()}
+
+
 def human_summary(ctx: Context) -> dict[str, Any] | None:
     """Everything the report shows about human ratings of this run; None when there are none."""
     from .pairwise import PairJudgment, pair_outcomes
@@ -143,6 +154,7 @@ def human_summary(ctx: Context) -> dict[str, Any] | None:
     js = list(ctx.store.stage("score").read("pairwise.jsonl", PairJudgment))
     judge = {k: v["score"] for k, v in pair_outcomes(js).items()}
     return {"ratings": len(ratings), "tasks": len(by_task), "raters": sorted({r.rater for r in ratings}),
+            "scores": human_scores(ratings),
             "strengths": bt_with_ci(by_unit, resamples=min(ctx.cfg.evaluate.bootstrap_resamples, 1000),
                                     seed=ctx.cfg.seed),
             "rater_agreement": rater_agreement(by_task), "judge_human": judge_human(human, judge),
@@ -226,6 +238,12 @@ def humans_section(h: dict | None) -> dict:
     blocks.append(("table", (["variant", "strength [95% CI]", "turns rated"], [
         [v, fmt_ci(r["strength"], r["ci"], 2), f(r["units"])]
         for v, r in sorted(h["strengths"].items(), key=lambda kv: -kv[1]["strength"])])))
+    if h.get("scores"):
+        ms = sorted({m for v in h["scores"].values() for m in v})
+        blocks.append(("p", "Optional 1-10 scores the raters gave (mean, number of scores in brackets):"))
+        blocks.append(("table", (["variant", *ms], [
+            [v, *(f"{x['mean']:.2f} ({x['n']})" if (x := h["scores"][v].get(m)) else "n/a" for m in ms)]
+            for v in sorted(h["scores"])])))
     if ra["tasks_multi"]:
         blocks.append(("p", f"Agreement between raters over {ra['tasks_multi']} pairs rated by two or more: "
                             f"Krippendorff's alpha (ordinal) {f(ra['alpha'], 2)}, raw agreement "

@@ -222,12 +222,17 @@ def test_the_report_shows_people_sections_or_says_the_data_are_missing(fake_ctx)
                                                                  "experts": ex})
         ts = R.all_tasks(R.load_units(ctx.store.root))
         for t in ts.values():
-            R.rate_dir(ctx.store.root).append(R.RATINGS, R.make_rating(t, R.RatingIn(task=t.id, rater="ana", choice="left")))
+            R.rate_dir(ctx.store.root).append(R.RATINGS, R.make_rating(t, R.RatingIn(
+                task=t.id, rater="ana", choice="left", left=R.SideScores(empathy=7), right=R.SideScores(empathy=3))))
         ctx.run_stage("report", report.run, force=True)
         md = (ctx.store.stage("report").path / "report.md").read_text()
         html = (ctx.store.stage("report").path / "report.html").read_text()
     assert "Judge cannot tell experts' high from low MI quality" in md and "0.50 [0.50, 0.50]" in md
     assert "Bradley-Terry" in md and "Agreement between raters: not measured" in md
+    # each variant was shown left as often as it was randomly placed there: means between 3 and 7, counts add up
+    rows = re.findall(r"^\| (\w+) \| (\d\.\d\d) \((\d+)\) \|", md, re.M)
+    assert {v for v, _, _ in rows} == {"base", "real", "hybrid"} and sum(int(n) for *_, n in rows) == 2 * len(ts)
+    assert all(3 <= float(x) <= 7 for _, x, _ in rows)
     assert "Judge against experts (AnnoMI MI quality)" in html
 
 
