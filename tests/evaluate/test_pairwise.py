@@ -113,3 +113,20 @@ def test_dry_run_estimate_counts_pairwise_and_expert_calls(make_cfg, tmp_path):
     ex = estimate(make_cfg(f"evaluate.trust.experts={path}", "evaluate.trust.expert_pairs=3",
                            path="configs/demo.yaml")).by_stage()
     assert ex["calibrate"]["calls"] - off["calibrate"]["calls"] == 2 * 3 * 2  # 3 pairs x 2 metrics, k=1
+
+
+@pytest.mark.model
+def test_pairwise_on_the_embedded_judge(make_cfg):
+    """The pairwise prompt and schema on the real embedded SmolLM2 (llama.cpp, grammar-constrained):
+    both orders are asked and each answer is a valid choice (a 135M model's preferences mean nothing)."""
+    from hybridtune.context import open_run
+
+    cfg = make_cfg("roles.judge.max_tokens=80", "roles.judge.temperature=0", "llm.max_failure_rate=1.0",
+                   backend="llamacpp")
+    with open_run(cfg) as ctx:
+        us = units([sim("hybrid", "sc0", "It sounds like the move has left you exhausted."), sim("base", "sc0", "OK.")])
+        js = asyncio.run(pairwise.judge(ctx, ctx.store.stage("score"), us))
+        failed = list(ctx.store.stage("score").read_dicts("failures.jsonl"))
+        asyncio.run(ctx.llms.aclose())
+    assert len(js) + len(failed) == 2 and js  # grammar-constrained: the schema's answers parse
+    assert {j.first for j in js} <= {"base", "hybrid"} and all(j.winner in ("base", "hybrid", "tie") for j in js)
