@@ -40,7 +40,7 @@ from ..errors import UserError
 from ..records import Session
 from ..registry import load_registry
 from ..store import StageDir, read_jsonl_dicts
-from . import dose, plots
+from . import dose, people, plots
 from . import stats as S
 from .headline import headline
 from .metrics import metric as get_metric
@@ -431,8 +431,13 @@ def s_config(page: Page) -> list[dict]:
 
 # The page, top to bottom (the headline comes before all of them). A new section is one
 # function `(Page) -> list of section(...)` put in its place here.
+def s_people(page: Page) -> list[dict]:
+    """Pairwise win rates, human ratings and judge-human agreement (or why they are missing)."""
+    return people.report_sections(page.ctx)
+
+
 SECTIONS: list[Callable[[Page], list[dict]]] = [
-    s_forest, s_verdict, s_results, s_comparisons, s_trust, s_stats, s_power, s_figures, s_dose, s_users,
+    s_forest, s_verdict, s_results, s_comparisons, s_trust, s_people, s_stats, s_power, s_figures, s_dose, s_users,
     s_scoring, s_examples, s_dataset, s_training, s_usage, s_config,
 ]
 

@@ -3,7 +3,7 @@
 Input: likelihood/summary.json and calibrate/summary.json of the run (either may be absent).
 Output: `report_sections(ctx)` -> [{"title", "markdown", "html"}] (html is a fragment, every
 value escaped): the held-out likelihood table with CIs, the judge-validation block with its
-verdict, and the patient-simulator check. `judge_validated(ctx)` -> True/False, or None when
+verdict, the judge against experts' labels (people.experts_section), and the patient-simulator check. `judge_validated(ctx)` -> True/False, or None when
 calibration did not run; `summary_paragraph(ctx, comparisons)` is verdict.verdict_paragraph
 over this run's files.
 
@@ -182,7 +182,10 @@ def simcheck_section(cal: dict | None) -> dict:
 
 def report_sections(ctx: Context, lik: dict | None = None) -> list[dict]:
     """The likelihood table (`lik`: the results as adjusted with the verdict's family, default
-    the stage's file), the judge-validation block and the simulator check, for report.md/html."""
+    the stage's file), the judge-validation block with the judge-against-experts check beside it,
+    and the simulator check, for report.md/html."""
+    from .people import experts_section  # people.py formats with this module's helpers
+
     cal = load_calibration(ctx)
     return [likelihood_section(lik if lik is not None else load_likelihood(ctx)), calibration_section(cal),
-            simcheck_section(cal)]
+            experts_section(cal), simcheck_section(cal)]
