@@ -24,7 +24,7 @@ import sys
 import tempfile
 import time
 
-from common import SHARED, Result, record
+from common import Result, data_file, record
 
 from hybridtune.config import load_config
 from hybridtune.context import open_run
@@ -48,9 +48,7 @@ def main() -> None:
     ap.add_argument("--turns", type=int, default=20, help="expert-coded therapist utterances annotated")
     ap.add_argument("--metrics", default="empathy", help="judge metrics, comma-separated")
     a = ap.parse_args()
-    src = SHARED / "annomi" / "AnnoMI-simple.csv"
-    if not src.exists():
-        sys.exit(f"{src} not present; this benchmark needs the shared data sets")
+    src = data_file("annomi", "AnnoMI-simple.csv")
     cmd = (f".venv/bin/python bench/judge_experts.py --pairs {a.pairs} --window {a.window} --turns {a.turns} "
            f"--metrics {a.metrics}")
     metrics = a.metrics.split(",")

@@ -39,7 +39,7 @@ from ..store import StageDir
 from . import experts, simcheck
 from . import stats as S
 from .metrics import metric as get_metric
-from .score import transcript
+from .dialogue import transcript
 
 
 class CalibItem(Record):

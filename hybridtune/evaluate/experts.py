@@ -40,7 +40,7 @@ from ..records import Message, Record, Session, stable_id
 from ..store import StageDir
 from . import stats as S
 from .metrics import metric as get_metric
-from .score import transcript
+from .dialogue import transcript
 
 QUALITIES = ("high", "low")
 CODES = ("reflection", "question", "therapist_input", "other")

@@ -30,7 +30,7 @@ from ..meta import SimMeta
 from ..records import Message, Record, Session, stable_id
 from ..store import StageDir
 from .metrics import RATIONALE
-from .score import transcript
+from .dialogue import transcript
 
 PROMPT = "eval_judge_pairwise"
 

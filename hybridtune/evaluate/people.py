@@ -261,7 +261,7 @@ def humans_section(h: dict | None) -> dict:
 
 def report_sections(ctx: Context) -> list[dict]:
     """The report's sections on the judge's pairwise preferences and people's (the check against
-    experts sits beside the judge validation: trust.report_sections)."""
+    experts sits beside the judge validation: report.s_trust passes it to trust.report_sections)."""
     return [pairwise_section(ctx.store.stage("score").read_summary()), humans_section(human_summary(ctx))]
 
 

@@ -369,7 +369,7 @@ def s_comparisons(page: Page) -> list[dict]:
 def s_trust(page: Page) -> list[dict]:
     from . import trust
 
-    return trust.report_sections(page.ctx, page.lik)
+    return trust.report_sections(page.ctx, page.lik, beside_validation=people.experts_section)
 
 
 def s_stats(page: Page) -> list[dict]:

@@ -28,6 +28,7 @@ from ..records import Record, Scenario, Session, stable_id
 from ..store import StageDir
 from . import simulate
 from . import stats as S
+from .dialogue import transcript
 from .metrics import metric as get_metric
 
 
@@ -46,13 +47,6 @@ class Score(Record):
     rationale: str = ""
     prompt: str = ""
     counselor_words: int = 0
-
-
-def transcript(ctx: Context, s: Session) -> str:
-    names = ctx.domain.meta.get("speakers", {}) or {}
-    label = {"user": str(names.get("user", "client")).capitalize(),
-             "assistant": str(names.get("assistant", "counselor")).capitalize()}
-    return "\n".join(f"{label[m.role]}: {m.content}" for m in s.messages if m.role != "system")
 
 
 def counselor_words(s: Session) -> int:

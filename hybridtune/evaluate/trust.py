@@ -13,6 +13,7 @@ over this run's files.
 from __future__ import annotations
 
 import html
+from collections.abc import Callable
 from typing import Any
 
 from ..context import Context
@@ -180,12 +181,13 @@ def simcheck_section(cal: dict | None) -> dict:
     return section(title, blocks)
 
 
-def report_sections(ctx: Context, lik: dict | None = None) -> list[dict]:
+def report_sections(ctx: Context, lik: dict | None = None,
+                    beside_validation: Callable[[dict | None], dict] | None = None) -> list[dict]:
     """The likelihood table (`lik`: the results as adjusted with the verdict's family, default
-    the stage's file), the judge-validation block with the judge-against-experts check beside it,
+    the stage's file), the judge-validation block with what `beside_validation(calibration)` makes
+    right after it (the report passes the judge-against-experts check, people.experts_section),
     and the simulator check, for report.md/html."""
-    from .people import experts_section  # people.py formats with this module's helpers
-
     cal = load_calibration(ctx)
+    beside = [beside_validation(cal)] if beside_validation else []
     return [likelihood_section(lik if lik is not None else load_likelihood(ctx)), calibration_section(cal),
-            experts_section(cal), simcheck_section(cal)]
+            *beside, simcheck_section(cal)]
