@@ -17,10 +17,9 @@ import re
 from pathlib import Path
 
 from fastapi import FastAPI, HTTPException, Request
-from fastapi.responses import FileResponse
 from pydantic import ValidationError
 
-from ...webguard import guarded_app
+from ...webguard import guarded_app, serve_page
 from .ratings import (RATER, RATINGS, SCORE_METRICS, RatingIn, Task, all_tasks, latest, left_of, load_ratings,
                       load_units, make_rating, order_for, rate_dir, task_id)
 
@@ -52,16 +51,7 @@ def create_app(run_dir: Path, token: str | None = None, rater: str = "", host: s
     def done_by(name: str) -> set[str]:
         return {task_id(r.unit, r.a, r.b) for r in latest(load_ratings(run_dir)) if r.rater == name}
 
-    @app.get("/")
-    def index():
-        return FileResponse(STATIC / "index.html", media_type="text/html")
-
-    @app.get("/static/{name}")
-    def static(name: str):
-        files = {"app.js": "text/javascript", "style.css": "text/css"}  # a fixed list: no path from the URL
-        if name not in files:
-            raise HTTPException(404)
-        return FileResponse(STATIC / name, media_type=files[name])
+    serve_page(app, STATIC)
 
     @app.get("/api/meta")
     def meta():
