@@ -96,6 +96,11 @@ def summarize_split(rows: list[SessionNLL], resamples: int, level: float, seed: 
     }
 
 
+def sign_flip_exact(n: int, resamples: int) -> bool:
+    """Whether `sign_flip_p` enumerates every sign pattern (else its p is a Monte Carlo one)."""
+    return n <= 16 or resamples >= 2**n
+
+
 def sign_flip_p(d: np.ndarray, w: np.ndarray, resamples: int, seed: int) -> float:
     """Two-sided paired permutation (sign-flip) p of the weighted mean difference sum(w*d)/sum(w):
     under no difference, each session's pair of scores is exchangeable. Exact (every one of the
@@ -108,7 +113,7 @@ def sign_flip_p(d: np.ndarray, w: np.ndarray, resamples: int, seed: int) -> floa
     res = stats.permutation_test(
         (d, np.zeros(n)), lambda x, y, axis=-1: np.sum((x - y) * w, axis=axis) / w.sum(),
         permutation_type="samples", vectorized=True, alternative="two-sided",
-        n_resamples=max(resamples, 2**n if n <= 16 else 0), random_state=np.random.default_rng(seed))
+        n_resamples=max(resamples, 2**n if sign_flip_exact(n, resamples) else 0), random_state=np.random.default_rng(seed))
     return float(res.pvalue)
 
 
@@ -143,10 +148,12 @@ def paired_comparison(a: str, b: str, split: str, rows: list[SessionNLL], resamp
                         f"under {a} and {b}, so nats per token are not comparable"}
     d = (sa - sb) / ta  # per-session difference per token; weighted by ta it gives the table's difference
     ci = S.bca_ci((sa - sb, ta), _ratio, resamples, level, seed)
+    n = len(common)
+    nz = int(np.sum(d != 0))
     return {**out, "comparable": True, "estimate": float((sa - sb).sum() / ta.sum()),
-            "ci": list(ci) if ci else None, "ci_note": S.small_n_note(len(common)),
-            "p": sign_flip_p(d, ta, resamples, seed) if len(common) > 1 else math.nan,
-            "n_nonzero": int(np.sum(d != 0))}
+            "ci": list(ci) if ci else None, "ci_note": S.small_n_note(n),
+            "p": sign_flip_p(d, ta, resamples, seed) if n > 1 else math.nan, "n_nonzero": nz,
+            "resamples": resamples, "p_min": S.resampling_floor(nz, resamples, exact=sign_flip_exact(n, resamples))}
 
 
 def summarize(rows: list[SessionNLL], variants: list[str], resamples: int, level: float, seed: int,

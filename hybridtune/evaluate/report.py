@@ -119,7 +119,8 @@ def comparisons_table(res: dict, validated: bool | None) -> tuple[str, str]:
     for c in res["comparisons"]:
         ci = c.get("ci")
         est = f"{fmt(c.get('estimate'))} [{fmt(ci[0])}, {fmt(ci[1])}]" if ci else f"{fmt(c.get('estimate'))} (no CI at this n)"
-        body.append([c["a"], c["b"], c["metric"], c["n"], est, c["mean_diff"], c["p"], c.get("p_adj") if validated else None,
+        body.append([c["a"], c["b"], c["metric"], c["n"], est, c["mean_diff"], S.p_text(c["p"], c.get("at_floor")),
+                     S.p_text(c.get("p_adj"), c.get("at_floor")) if validated else None,
                      c["effect_size"], ("yes" if c["significant"] else "no") if validated else "withheld",
                      c.get("unreachable") or ""])
     fam = max((c.get("family", 0) for c in res["comparisons"]), default=0)

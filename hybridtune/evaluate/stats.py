@@ -7,10 +7,11 @@ plain lists/dicts, no I/O; scipy/krippendorff do the statistics.
 Input: per-session score rows {variant, scenario_id, <metric>: float, words: int}.
 Output: dicts; `paired_comparisons` returns the list of
 {"a", "b", "metric", "n", "n_nonzero", "mean_diff", "estimate", "ci", "p", "p_adj", "effect_size",
-"significant", "family", "unreachable"} that `hybridtune.evaluate.verdict.verdict_paragraph`
+"significant", "family", "unreachable", "p_floor", "at_floor"} that `hybridtune.evaluate.verdict.verdict_paragraph`
 consumes; `estimate` (Hodges-Lehmann) is what a claim's direction is read from.
 `paired_rows` restricts score rows to the scenarios every variant completed (the headline
-table); `p_floor`/`reach_note` say when a test could not reach significance at its n.
+table); `adjust_family` says when a test could not reach significance at its n, by Holm over
+the family's floors (`holm_best`), a resampled test's floor 2/(R+1) included (`resampling_floor`).
 
     rows = [{"variant": "hybrid", "scenario_id": "s1", "empathy": 8.0}, ...]
     describe([8, 7, 9]); paired_comparisons(rows, ["base", "hybrid"], ["empathy"])
@@ -161,21 +162,69 @@ def p_floor(n: int) -> float:
     return 1.0 if n <= 0 else min(1.0, 2.0 / 2.0**n)
 
 
+def resampling_floor(n_nonzero: int, resamples: int | None, exact: bool) -> float:
+    """The smallest two-sided p of a permutation test: 2 / 2**n when it enumerates every sign
+    pattern (`exact`), else also at least 2 / (R + 1) (scipy's Monte Carlo p counts the observed
+    statistic once among R + 1, on each side)."""
+    floor = p_floor(n_nonzero)
+    return floor if exact or not resamples else max(floor, min(1.0, 2.0 / (resamples + 1)))
+
+
 def min_pairs(family: int, alpha: float) -> int:
-    """Fewest non-zero pairs at which a test in a Holm family of `family` tests can reach alpha."""
+    """Fewest non-zero pairs at which a test can reach alpha whatever the other tests of its Holm
+    family of `family` give (its exact floor times the family below alpha)."""
     n = 1
     while family * p_floor(n) >= alpha:
         n += 1
     return n
 
 
-def reach_note(n: int, family: int, alpha: float) -> str | None:
-    """Why a paired test could never have been significant at its n (None when it could)."""
-    if family * p_floor(n) < alpha:
+def holm_best(floors: Sequence[float]) -> list[float]:
+    """Per test, the smallest Holm-adjusted p it can get when no test can go below its floor.
+
+    Holm adjusts the i-th smallest p to max_{j<=i} (m - j + 1) p_(j). A test with k tests ranked
+    before it is best off when those k are the ones with the smallest floors, each at its
+    floor; the best over k is the bound. Any data give an adjusted p at least this, so a test
+    whose bound reaches alpha can never be significant, and one reported significant never
+    gets a reach note (the Bonferroni bound m * floor said both of one test)."""
+    m = len(floors)
+    out = []
+    for i, f in enumerate(floors):
+        g = sorted(x for j, x in enumerate(floors) if j != i)
+        best, ahead = min(1.0, m * f), 0.0
+        for k in range(1, m):
+            ahead = max(ahead, (m - k + 1) * g[k - 1])  # the k-th test ranked ahead of this one
+            best = min(best, max(ahead, (m - k) * max(f, g[k - 1])))
+        out.append(min(1.0, best))
+    return out
+
+
+def reach_note(n: int, family: int, alpha: float, floor: float | None = None, best: float | None = None,
+               resamples: int | None = None) -> str | None:
+    """Why a paired test could never have been significant at its n (None when it could).
+    `floor`: its smallest possible p (default: the exact floor at n); `best`: its smallest
+    Holm-adjusted p given the family's floors (`holm_best`; default: family x floor)."""
+    floor = p_floor(n) if floor is None else floor
+    best = min(1.0, family * floor) if best is None else best
+    if best < alpha:
         return None
-    return (f"could not reach significance at n={n} non-zero pairs: the smallest exact two-sided p is {p_floor(n):.3g}, "
-            f"x{family} tests (Holm) = {min(1.0, family * p_floor(n)):.3g} >= alpha {alpha}; "
-            f"it needs at least {min_pairs(family, alpha)} non-zero pairs")
+    resampled = bool(resamples) and floor > p_floor(n) * (1 + 1e-9)
+    what = (f"the smallest p at {resamples} resamples is {floor:.3g}" if resampled
+            else f"the smallest exact two-sided p is {floor:.3g}")
+    fix = (f"it needs at least {min_pairs(family, alpha)} non-zero pairs" if not resampled else
+           f"it needs evaluate.bootstrap_resamples >= {math.ceil(floor * (resamples + 1) * family / alpha)}")
+    return (f"could not reach significance at n={n} non-zero pairs: {what}; after Holm over {family} tests at "
+            f"best {best:.3g} >= alpha {alpha}; {fix}")
+
+
+def p_text(p: float | None, at_floor: bool = False, nd: int = 3) -> str:
+    """A p-value for a reader: 'n/a', '<0.001', or '<= x' when the test sat at its smallest
+    possible p (the data could support a smaller one; the test could not show it)."""
+    if p is None or (isinstance(p, float) and math.isnan(p)):
+        return "n/a"
+    if at_floor:
+        return f"≤ {p:.{nd}g}" if p < 10 ** -nd else f"≤ {p:.{nd}f}"
+    return f"<{10 ** -nd:g}" if p < 10 ** -nd else f"{p:.{nd}f}"
 
 
 def _signed_rank_cdf(n: int) -> np.ndarray:
@@ -251,15 +300,28 @@ def paired_comparisons(rows: list[dict], variants: list[str], metrics: list[str]
 
 
 def adjust_family(comparisons: list[dict], alpha: float) -> list[dict]:
-    """Holm over every comparison given (one family), in place: p_adj, significant, family, and
-    `unreachable` (why a test could not have been significant at its n, or None)."""
-    m = sum(1 for c in comparisons if c.get("p") is not None and not math.isnan(c["p"]))
+    """Holm over every comparison given (one family), in place: p_adj, significant, family,
+    `p_floor` (the smallest p the test could give: `p_min` when its producer set one, e.g. a
+    resampling floor, else the exact floor at its n), `at_floor` (p sits at that floor, so
+    it reads p <= floor) and `unreachable` (why it could not have been significant, by Holm
+    over the family's floors; None when it could)."""
+    live = [c for c in comparisons if c.get("p") is not None and not math.isnan(c["p"])]
+    m, live_ids = len(live), {id(c) for c in live}
+    for c in comparisons:
+        n = int(c.get("n_nonzero", c.get("n", 0)) or 0)
+        floor = c.get("p_min") if c.get("p_min") is not None else p_floor(n)
+        if id(c) in live_ids:
+            floor = min(floor, c["p"])  # an observed p proves the floor is no higher
+        c["p_floor"] = floor
+        c["at_floor"] = bool(id(c) in live_ids and c["p"] <= floor * (1 + 1e-9))
+    best = dict(zip(map(id, live), holm_best([c["p_floor"] for c in live]), strict=True))
     for c, padj in zip(comparisons, holm([math.nan if c.get("p") is None else c["p"] for c in comparisons]),
                        strict=True):
         c["p_adj"] = None if math.isnan(padj) else padj
         c["significant"] = bool(c["p_adj"] is not None and c["p_adj"] < alpha)
         c["family"] = m
-        c["unreachable"] = reach_note(int(c.get("n_nonzero", c.get("n", 0)) or 0), max(m, 1), alpha)
+        n = int(c.get("n_nonzero", c.get("n", 0)) or 0)
+        c["unreachable"] = reach_note(n, max(m, 1), alpha, c["p_floor"], best.get(id(c)), c.get("resamples"))
     return comparisons
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from ..context import Context
 from ..tables import html_table, md_table
+from . import stats as S
 from .verdict import verdict_paragraph
 
 SPLITS = {"test_real": "held-out real", "test_synthetic": "held-out synthetic"}
@@ -108,7 +109,7 @@ def likelihood_section(lik: dict | None) -> dict:
                             "compared only between variants that tokenize the text the same way."))
         blocks.append(("table", (["a", "b", "split", "n", "difference", "adjusted p", "significant", "note"], [
             [c["a"], c["b"], SPLITS.get(c["split"], c["split"]), f(c["n"]), ci(c.get("estimate"), c.get("ci")),
-             f(c.get("p_adj")), f(c.get("significant")),
+             S.p_text(c.get("p_adj"), bool(c.get("at_floor"))), f(c.get("significant")),
              "; ".join(x for x in (c.get("note"), c.get("ci_note"), c.get("unreachable")) if x) or ""]
             for c in comps])))
     skipped = lik.get("skipped") or {}

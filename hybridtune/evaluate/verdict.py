@@ -33,8 +33,8 @@ def magnitude(r: float | None) -> str:
 
 
 def _p(c: dict) -> str:
-    p = c.get("p_adj")
-    return "n/a" if p is None or (isinstance(p, float) and math.isnan(p)) else ("<0.001" if p < 0.001 else f"{p:.3f}")
+    """The adjusted p; '<= x' when the test sat at its smallest possible p (its floor)."""
+    return S.p_text(c.get("p_adj"), bool(c.get("at_floor")))
 
 
 def judge_status(judge_validation: dict | None) -> tuple[bool, str]:
@@ -168,7 +168,7 @@ def trend_sentence(trends: dict | None) -> str | None:
     ms = {m: t for m, t in ((trends or {}).get("metrics") or {}).items() if t.get("family")}
     if not ms:
         return None
-    sig = [f"{m} (median slope {t['slope']:+.3f} per unit of real share, adjusted p={t['p_adj']:.3f})"
+    sig = [f"{m} (mean slope {t['slope']:+.3f} per unit of real share, adjusted p={_p(t)})"
            for m, t in ms.items() if t.get("significant")]
     return ("Dose-response: " + ("a significant trend with the real share in " + "; ".join(sig) if sig
                                  else "no significant trend with the real share") + f" ({len(ms)} trend tests, "

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import re
 
+import numpy as np
 import pytest
 
 from hybridtune.evaluate import likelihood as L
@@ -207,3 +208,37 @@ def test_power_plan_known_values(make_cfg):
     assert "cannot be validated with 5 items" in p["judge_gate"]["unreachable"]
     text = "\n".join(power.lines(p))
     assert "CANNOT be significant" in text and "CANNOT pass" in text
+
+
+def test_reach_notes_follow_holm_so_a_test_is_never_both_significant_and_unreachable():
+    """Defect (issue 27): the note used Bonferroni (6 x 0.031 >= 0.05: 'could not reach') while Holm
+    made the same n=6 test significant (ranked last after five tiny p's, multiplier 1)."""
+    comps = [{"a": "h", "b": f"b{i}", "metric": "m", "n": 40, "n_nonzero": 40, "p": 1e-6} for i in range(5)]
+    comps.append({"a": "h", "b": "r", "metric": "m", "n": 6, "n_nonzero": 6, "p": 0.03125})
+    S.adjust_family(comps, 0.05)
+    assert comps[-1]["significant"] and comps[-1]["unreachable"] is None
+    assert comps[-1]["at_floor"] and comps[-1]["p_floor"] == pytest.approx(0.03125)
+    # the invariant over many random families: significant never carries a reach note
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        fam = [{"a": "x", "b": str(i), "n_nonzero": int(n), "p": float(min(1, S.p_floor(int(n)) * rng.choice([1, 1, 3])))}
+               for i, n in enumerate(rng.integers(2, 12, rng.integers(1, 8)))]
+        S.adjust_family(fam, 0.05)
+        assert not any(c["significant"] and c["unreachable"] for c in fam)
+        assert all(c["unreachable"] for c in fam if S.holm_best([d["p_floor"] for d in fam])[fam.index(c)] >= 0.05)
+
+
+def test_resampling_floor_makes_a_large_n_test_unreachable_and_p_at_the_floor_reads_le():
+    """Defect: at R=200 resamples an n=56 sign-flip test cannot go below 2/201, and x6 tests that
+    is never significant; nothing said so, and p at the floor printed as if exact."""
+    rows = [_nll(v, f"s{k}", 30.0 - (1.0 if v == "h" else 0.0) + 0.01 * k, 10) for v in ("h", "b") for k in range(56)]
+    c = L.paired_comparison("h", "b", "test_real", rows, 200, 0.95, 0)
+    assert c["p_min"] == pytest.approx(2 / 201) and c["p"] == pytest.approx(2 / 201)
+    fam = [dict(c, b=f"b{i}") for i in range(6)]
+    S.adjust_family(fam, 0.05)
+    assert not fam[0]["significant"] and "at 200 resamples" in fam[0]["unreachable"]
+    assert "evaluate.bootstrap_resamples >= 240" in fam[0]["unreachable"]
+    assert fam[0]["at_floor"] and S.p_text(fam[0]["p_adj"], True) == "\u2264 0.060"
+    assert S.p_text(0.0004, True) == "\u2264 0.0004" and S.p_text(0.2) == "0.200"
+    text = verdict_paragraph([], {"comparisons": fam[:1]}, None)
+    assert "adjusted p=\u2264 0.010" in text
