@@ -330,7 +330,7 @@ async def run(ctx: Context, st: StageDir) -> dict:
                 f"parsed (> evaluate.trust.max_failure_rate {tc.max_failure_rate}); " + text.split(": ", 1)[-1])
     results = {
         "validated": validated, "verdict": text, "threshold": tc.auc_threshold,
-        "length_margin": tc.length_margin, "length_keeping": [k for k in tc.degradations if k in LENGTH_KEEPING],
+        "length_margin": tc.length_margin, "max_failure_rate": tc.max_failure_rate, "length_keeping": [k for k in tc.degradations if k in LENGTH_KEEPING],
         "judge_model": ctx.llm("judge").model, "source": source, "warnings": warnings,
         "originals": sum(1 for it in items if it.version == "original"), "versions": len(items),
         "samples": tc.calib_samples, "ratings": len(ratings), "ratings_planned": planned,
