@@ -41,7 +41,7 @@ def curve_points(variants: list[Variant], composition: dict[str, dict] | None = 
     composition = composition or {}
     groups: dict[tuple, list[Variant]] = defaultdict(list)
     for v in variants:
-        if v.trained:
+        if v.trained and v.design == "replace":  # an added variant changes the size with the share
             groups[(v.size, v.units, v.balance_by)].append(v)
     cands = []
     for vs in groups.values():

@@ -204,3 +204,35 @@ def test_embedding_contamination_catches_a_reworded_copy_only():
     hits = session_hits([copy, topic], [sc], ContaminationConfig(method="embedding"))
     assert set(hits) == {copy.id} and hits[copy.id]["method"] == "embedding" and hits[copy.id]["cosine"] >= 0.75
     assert session_hits([copy, topic], [sc], ContaminationConfig(method="off")) == {}
+
+
+def test_added_design_is_exactly_the_real_variants_units_plus_synthetic_ones():
+    """Defect (issue 27): hybrid took round(size x share) units of a fixed total, so its real units
+    were the first half of real's: 'more real data' and 'synthetic data' were confounded. A recipe
+    with design: added keeps exactly the real variant's real units (train and validation alike)
+    and adds synthetic ones; synthetic-only at that size is exactly the hybrid's synthetic part."""
+    from hybridtune.variants import contrast
+
+    real, syn = _pools()
+    vs = _variants({"base": {"sources": []}, "real": {"sources": ["real"], "size": 20},
+                    "hybrid": {"design": "added", "adds_to": "real", "synthetic_units": 16},
+                    "synthetic": {"sources": ["synthetic"], "size": 16}})
+    hybrid = vs[2]
+    assert hybrid.counts() == {"real": 20, "synthetic": 16} and hybrid.size == 36
+    out = mix.build(real, syn, vs, MixConfig(size=40, valid_fraction=0.1, test_fraction=0.1), seed=3)
+    part = {f: {s.id for s in out[f"hybrid/{f}.jsonl"] if s.source == "real"} for f in ("train", "valid")}
+    assert part == {f: _ids(out[f"real/{f}.jsonl"]) for f in ("train", "valid")}
+    assert {s.id for f in ("train", "valid") for s in out[f"hybrid/{f}.jsonl"] if s.source == "synthetic"} == \
+        _ids(out["synthetic/train.jsonl"] + out["synthetic/valid.jsonl"])
+    assert "adding 16 synthetic units to the same 20 real ones" in contrast(hybrid, vs[1])
+    assert "adding 20 real units to the same 16 synthetic ones" in contrast(hybrid, vs[3])
+    assert "the same total" in contrast(*_variants(FOUR)[1:3])
+    assert "no single cause" in contrast(vs[1], vs[3]) and "untrained base" in contrast(vs[1], vs[0])
+    # a replace recipe's stored recipe is unchanged (its data key, and so its trained model, holds)
+    assert set(vs[1].recipe()) == {"sources", "real_share", "size", "units", "balance_by"}
+    for bad, says in [({"design": "added", "synthetic_units": 4, "real_share": 0.5}, "drop sources, real_share"),
+                      ({"design": "added"}, "needs synthetic_units"),
+                      ({"design": "added", "adds_to": "nope", "synthetic_units": 4}, "adds_to 'nope'"),
+                      ({"real_share": 0.5, "synthetic_units": 4}, "belong to design: added")]:
+        with pytest.raises(ValueError, match=says):
+            _variants({"real": {"sources": ["real"]}, "h": bad})
