@@ -236,3 +236,56 @@ def test_added_design_is_exactly_the_real_variants_units_plus_synthetic_ones():
                       ({"real_share": 0.5, "synthetic_units": 4}, "belong to design: added")]:
         with pytest.raises(ValueError, match=says):
             _variants({"real": {"sources": ["real"]}, "h": bad})
+
+
+def _annomi_sessions():
+    """AnnoMI's 113 transcripts as the real reader records them (meta: video_url, series)."""
+    from hybridtune.real.config import RealConfig
+    from hybridtune.real.formats import read_csv
+    from tests.conftest import shared_data
+
+    text = shared_data("annomi", "AnnoMI-simple.csv").read_text(encoding="utf-8")
+    return [Session(id=f"t{r.key}", source="real", messages=[], meta=r.meta)
+            for r in read_csv(text, "AnnoMI-simple.csv", "annomi", RealConfig())]
+
+
+def test_grouped_split_holds_out_whole_videos_and_series_of_annomi():
+    """Defect (issue 27): AnnoMI was split by transcript, and transcripts of one video or series
+    fell on both sides (the text-based leakage check cannot see it). mix.group_by holds out whole
+    groups; group_overlap reports what a by-session split leaves."""
+    from hybridtune.curate.holdout import group_overlap, groups, heldout_real_ids
+    from hybridtune.real.formats import series_of
+
+    assert series_of("Monkey on My Back - Part 2") == series_of("Monkey on My Back - Part 1") == "monkey on my back"
+    assert series_of("Part Two: Motivational Interviewing in an Integrated Care Setting (Counselor Scenario)") == \
+        "motivational interviewing in an integrated care setting"
+    assert series_of("ComMIt Asthma Dialogue without MI") == series_of("ComMIt Asthma Dialogue with MI")
+    assert series_of("The Ineffective Physician: Non-Motivational Approach") == \
+        series_of("The Effective Physician: Motivational Interviewing Demonstration")
+    assert series_of('NEW VIDEO: Brief intervention: "Barbara"') != series_of('NEW VIDEO: Brief intervention: "Dave"')
+    real = _annomi_sessions()
+    assert len(real) == 113 and all(s.meta.get("video_url") and s.meta.get("series") for s in real)
+    keys = ["video_url", "series"]
+    assert len(set(groups(real, keys).values())) < 100  # a generic key, transitively joined
+    by_session = MixConfig(test_fraction=0.5, min_test=3)
+    held = heldout_real_ids(real, by_session, 11)
+    split = lambda h: ([s for s in real if s.id in h], [s for s in real if s.id not in h])  # noqa: E731
+    assert len(group_overlap(*split(held), keys)) > 0
+    grouped = heldout_real_ids(real, by_session.model_copy(update={"group_by": keys}), 11)
+    assert abs(len(grouped) - 56) <= 4 and group_overlap(*split(grouped), keys) == []
+
+
+def test_mix_stage_reports_group_overlap_and_fails_none_when_grouped(fake_ctx):
+    real, syn = _pools(n_real=20, n_syn=20)
+    real = [s.model_copy(update={"meta": {**s.meta, "video_url": f"v{i // 2}"}}) for i, s in enumerate(real)]
+    for group_by, overlap in (("[]", True), ("[video_url]", False)):
+        cm, _ = fake_ctx(f"name=g{overlap}", "mix.size=10", "mix.allow_smaller=true", "mix.test_fraction=0.5",
+                         f"mix.group_by={group_by}",
+                         "variants={real: {sources: [real]}}")
+        with cm as ctx:
+            write_curated(ctx.store.root, selected=[*real, *syn])
+            summary = ctx.run_stage("mix", mix.run)
+            leak = ctx.store.stage("mix").read_json("leakage.json")
+            md = (ctx.store.stage("mix").path / "report.md").read_text()
+        assert bool(summary["group_overlap"]) is overlap and leak["group_keys"] == ["video_url"]
+        assert ("set mix.group_by: [video_url]" in md) is overlap and ("whole groups (video_url)" in md) is not overlap
