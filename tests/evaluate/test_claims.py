@@ -242,3 +242,42 @@ def test_resampling_floor_makes_a_large_n_test_unreachable_and_p_at_the_floor_re
     assert S.p_text(0.0004, True) == "\u2264 0.0004" and S.p_text(0.2) == "0.200"
     text = verdict_paragraph([], {"comparisons": fam[:1]}, None)
     assert "adjusted p=\u2264 0.010" in text
+
+
+def test_plan_agrees_with_a_simulation_of_the_actual_likelihood_test(make_cfg, tmp_path):
+    """Defect (issue 27): the plan used a normal approximation on the unweighted SD while the test is
+    a sign-flip of the token-weighted mean; with unequal token counts its 'detectable difference'
+    had power 0.52, not 0.8. Now the plan's difference, fed to likelihood.sign_flip_p on sessions
+    drawn like the pilot's, is detected with power 0.8 +- 0.05 at Holm's first level."""
+    from hybridtune.evaluate import power
+    from hybridtune.store import RunStore
+
+    rng = np.random.default_rng(0)
+    tokens = np.round(rng.lognormal(5.5, 0.8, 56)) + 20
+    d = rng.normal(0, 0.1, 56) + rng.standard_t(3, 56) * 0.02  # per-token difference, any token count
+    pilot = tmp_path / "pilot"
+    st = RunStore(pilot)
+    st.stage("likelihood").write_records("sessions.jsonl", [
+        {"id": f"{v}{i}", "variant": v, "split": "test_real", "session_id": f"s{i}", "turns": 3, "tokens": int(t),
+         "nll_sum": float((3.0 + (d[i] if v == "a" else 0.0)) * t)} for v in ("a", "b") for i, t in enumerate(tokens)])
+    st.stage("real").write_records("sessions.jsonl", [Session(id=f"r{i}", source="real", messages=[])
+                                                      for i in range(112)])
+    cfg = make_cfg("mix.test_fraction=0.5", "evaluate.bootstrap_resamples=2000")
+    p = power.plan(cfg, pilot)
+    t = next(t for t in p["tests"] if t["test"].startswith("likelihood"))
+    assert t["n"] == 56 and p["family"] == 12 and "simulated" in t["sd_from"] and t["k"] > 1.2
+    r = d - (tokens * d).sum() / tokens.sum()
+    hits = [L.sign_flip_p((-1) ** i * t["mde"] + r[idx], tokens[idx], 2000, seed=i) * p["family"] < p["alpha"]
+            for i, idx in enumerate(rng.integers(0, 56, (400, 56)))]  # a difference of either sign
+    assert abs(np.mean(hits) - 0.8) <= 0.05
+    assert "effective n" in "\n".join(power.lines(p))
+
+
+def test_plan_family_is_the_verdicts_whole_family_dose_trends_included(make_cfg):
+    """Defect: the plan counted 12 tests where the verdict's family held 16 (the dose trends)."""
+    from hybridtune.evaluate import power
+
+    p = power.plan(make_cfg("variants={real: {sources: [real]}, synthetic: {sources: [synthetic]}, "
+                            "hybrid: {real_share: 0.5}}"))
+    assert (p["family_judge"], p["family_likelihood"], p["family_trend"], p["family"]) == (6, 6, 4, 16)
+    assert "+ 4 dose-response trend" in power.lines(p)[0]
