@@ -122,7 +122,7 @@ def comparisons_table(res: dict, validated: bool | None) -> tuple[str, str]:
         body.append([c["a"], c["b"], c["metric"], c["n"], est, c["mean_diff"], S.p_text(c["p"], c.get("at_floor")),
                      S.p_text(c.get("p_adj"), c.get("at_floor")) if validated else None,
                      c["effect_size"], ("yes" if c["significant"] else "no") if validated else "withheld",
-                     c.get("unreachable") or ""])
+                     "could not reach significance at its n (see Power)" if c.get("unreachable") else ""])
     fam = max((c.get("family", 0) for c in res["comparisons"]), default=0)
     intro = para("Paired over the same scenarios: Wilcoxon signed-rank test (two-sided, zero differences "
                  "dropped); the estimate is the Hodges-Lehmann median difference of the same non-zero differences "
@@ -144,10 +144,14 @@ def power_section(ctx: Context, res: dict, lik: dict | None) -> tuple[str, str]:
     """Which tests could not have reached significance at this run's size, and what sizes would."""
     from . import power
 
-    notes = [f"{c['a']} vs {c['b']} {c['metric']} (judge): {c['unreachable']}" for c in res["comparisons"]
-             if c.get("unreachable")]
-    notes += [f"{c['a']} vs {c['b']} likelihood ({c['split']}): {c['unreachable']}"
-              for c in (lik or {}).get("comparisons") or [] if c.get("unreachable")]
+    by_note: dict[str, list[str]] = {}  # each reason once, after the tests it holds for
+    for c in res["comparisons"]:
+        if c.get("unreachable"):
+            by_note.setdefault(c["unreachable"], []).append(f"{c['a']} vs {c['b']} {c['metric']} (judge)")
+    for c in (lik or {}).get("comparisons") or []:
+        if c.get("unreachable"):
+            by_note.setdefault(c["unreachable"], []).append(f"{c['a']} vs {c['b']} likelihood ({c['split']})")
+    notes = [f"{', '.join(names)}: {note}" for note, names in by_note.items()]
     intro = para("An exact paired test with n non-zero pairs cannot give p below 2 / 2^n, and Holm multiplies the "
                  "smallest p by the number of tests. " + ("These tests could not have been significant at this "
                  "run's size, whatever the true difference, so their 'no significant difference' is no evidence of "
@@ -158,6 +162,17 @@ def power_section(ctx: Context, res: dict, lik: dict | None) -> tuple[str, str]:
                 para("Plan at this config's sizes, with this run's observed SDs where it has them "
                      "(`hybridtune plan CONFIG --pilot RUN_DIR`):"),
                 ("```\n" + "\n".join(plan) + "\n```\n", f"<pre>{html.escape(chr(10).join(plan))}</pre>"))
+
+
+def verdict_lines(short: dict) -> tuple[str, str]:
+    """(markdown, html) of the short verdict (verdict.summary): three labelled lists."""
+    parts = [(f"Compared ({short['family']} tests, one Holm family)", short["compared"]),
+             ("Significant", short["significant"] or ["nothing"]),
+             ("What this run cannot tell", short["cannot_tell"] or ["nothing beyond the tests above"])]
+    md = "\n".join(f"**{t}:**\n\n" + "\n".join(f"- {x}" for x in xs) + "\n" for t, xs in parts)
+    h = "".join(f"<p><strong>{html.escape(t)}:</strong></p><ul>" + "".join(f"<li>{html.escape(x)}</li>" for x in xs)
+                + "</ul>" for t, xs in parts)
+    return md, h
 
 
 def scoring_quality(res: dict) -> tuple[str, str]:
@@ -296,7 +311,8 @@ def build(ctx: Context, st: StageDir) -> dict:
     """Write report.md, report.html, the figures and summary.json; returns the short summary."""
     from . import trust
 
-    from .verdict import family, verdict_paragraph
+    from ..variants import contrast
+    from .verdict import family, summary, verdict_paragraph
 
     res = load_results(ctx)
     res["alpha"] = ctx.cfg.evaluate.alpha
@@ -306,10 +322,15 @@ def build(ctx: Context, st: StageDir) -> dict:
     dose_res = dose.compute(ctx, res)  # its trend tests are claims too: adjusted in the same family
     res["comparisons"], lik = family(res["comparisons"], trust.load_likelihood(ctx), cal, res["alpha"], dose_res)
     verdict = verdict_paragraph(res["comparisons"], lik, cal, res["alpha"], dose_res)
+    variants = {v.name: v for v in ctx.cfg.variant_list()}
+    contrasts = {frozenset((a, b)): contrast(variants[a], variants[b])
+                 for a, b in S.pairs([v for v in res["variants"] if v in variants])}
+    short = summary(res["comparisons"], lik, cal, res["alpha"], dose_res, contrasts)
     figs = plots.make_figures(res["paired"], res["table"], res["variants"], res["metrics"], st.path)
     dose_parts = dose.report_section(dose_res, st.path, validated is True)
     sections = [
-        section("Verdict", *para(verdict)),
+        section("Verdict", *verdict_lines(short)),
+        section("Verdict in detail", *para(verdict)),
         section("Results (paper-style table)", *main_table(res)),
         section("Per-metric statistics", *detail_table(res)),
         section("Paired comparisons", *comparisons_table(res, validated is True)),
@@ -339,7 +360,8 @@ def build(ctx: Context, st: StageDir) -> dict:
     st.write_summary(clean({"variants": res["variants"], "metrics": res["metrics"], "table": res["table"],
                                          "completion": res["completion"], "comparisons": res["comparisons"],
                                          "likelihood_comparisons": (lik or {}).get("comparisons"),
-                                         "judge_validated": validated, "dose_response": dose_res}))
+                                         "judge_validated": validated, "dose_response": dose_res,
+                                         "verdict": short}))
     return {"variants": res["variants"], "conversations": len(res["rows"]), "figures": sorted(figs),
             "judge_validated": validated, "report": str(st.file("report.html"))}
 
