@@ -118,11 +118,10 @@ def contrast(a: Variant, b: Variant) -> str:
     for x, y in ((a, b), (b, a)):
         if x.design == "added" and x.adds_to == y.name:
             return (f"adding {x.counts()['synthetic']} synthetic units to the same {x.counts()['real']} real ones "
-                    f"({x.name} vs {y.name}: the paper's hybrid question)")
+                    f"(the paper's hybrid question: {x.name} = {y.name} + synthetic)")
         if (x.design == "added" and y.sources == ("synthetic",) and y.size == x.counts()["synthetic"]
                 and (y.units, y.balance_by) == (x.units, x.balance_by)):
-            return (f"adding {x.counts()['real']} real units to the same {y.size} synthetic ones "
-                    f"({x.name} vs {y.name})")
+            return f"adding {x.counts()['real']} real units to the same {y.size} synthetic ones"
     if a.design == b.design == "replace" and (a.size, a.units, a.balance_by) == (b.size, b.units, b.balance_by):
         return (f"real share {a.real_share:g} vs {b.real_share:g} at the same total of {a.size} {a.units} "
                 "(synthetic units replace real ones)")
