@@ -104,7 +104,11 @@ def sign_flip_exact(n: int, resamples: int) -> bool:
 def sign_flip_p(d: np.ndarray, w: np.ndarray, resamples: int, seed: int) -> float:
     """Two-sided paired permutation (sign-flip) p of the weighted mean difference sum(w*d)/sum(w):
     under no difference, each session's pair of scores is exchangeable. Exact (every one of the
-    2**n sign patterns) up to n=16, else `resamples` random flips. 1.0 when every d is 0."""
+    2**n sign patterns) up to n=16, else `resamples` random flips (smallest p 2/(R+1)). 1.0 when
+    every d is 0. Its null is that each session's difference is symmetric around 0 (the two
+    variants exchangeable on it); a difference that is zero on average but skewed is outside
+    that null, and the test can reject it more or less often than alpha: a rejection says the
+    variants differ on these sessions, with the weighted mean as the size of the difference."""
     if len(d) == 0:
         return math.nan
     if np.all(d == 0):

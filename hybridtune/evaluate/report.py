@@ -65,9 +65,11 @@ def load_results(ctx: Context) -> dict:
     ev = ctx.cfg.evaluate
     scen = ctx.store.path("eval_scenarios", "scenarios.jsonl")
     planned = sum(1 for _ in read_jsonl_dicts(scen)) if scen.exists() else None
-    paired, completion = S.paired_rows(rows, variants, metrics, planned, ev.failed_as_min)
+    k = int(summary.get("judge_samples") or ev.judge_samples)
+    paired, completion = S.paired_rows(rows, variants, metrics, planned, ev.failed_as_min, k)
     return {"rows": rows, "paired": paired, "completion": completion, "score_summary": summary, "metrics": metrics,
             "variants": variants, "registry": reg, "failed_as_min": ev.failed_as_min,
+            "sensitivity": S.failure_sensitivity(rows, variants, metrics, planned, ev.failed_as_min, k, ev.alpha),
             "table": S.summary_table(paired, variants, metrics, ev.bootstrap_resamples),
             "comparisons": S.paired_comparisons(paired, variants, metrics, ev.alpha)}
 
@@ -84,7 +86,8 @@ def main_table(res: dict) -> tuple[str, str]:
         c = res["completion"][v]
         done = f"{c['completed']}/{c['planned']} ({100 * c['completion_rate']:.0f}%)" if c["completion_rate"] is not None else None
         body.append([v, *(t[v].get(m, {}).get(k) for m in metrics for k in ("mean", "median", "min", "max")),
-                     c["in_table"], done, c["failed_judgements"]])
+                     c["in_table"], done, (f"{c['failed_judgements']} (+{c['partial_judgements']} partial)"
+                                           if c.get("partial_judgements") else c["failed_judgements"])])
     for p in PAPER:  # the paper published averages of its metrics only
         if any(m in p for m in metrics):
             body.append([p["variant"], *(x for m in metrics for x in (p.get(m), None, None, None)), 50, None, None])
@@ -133,7 +136,7 @@ def comparisons_table(res: dict, validated: bool | None) -> tuple[str, str]:
                     f"(every claim the verdict makes), significance at alpha = {res.get('alpha', 0.05)}."
                     if validated else "No Holm-adjusted p is given: with the judge not validated these comparisons "
                     "are not claims, so they are outside the verdict's family."))
-    parts = [intro, table(head, body)]
+    parts = [intro, table(head, body), para(res["sensitivity"]["line"])]
     if not validated:
         parts.append(para("The judge is not validated on this run, so no claim is made from these comparisons: "
                           "the numbers are shown, the 'significant' verdicts are withheld."))
@@ -326,6 +329,8 @@ def build(ctx: Context, st: StageDir) -> dict:
     contrasts = {frozenset((a, b)): contrast(variants[a], variants[b])
                  for a, b in S.pairs([v for v in res["variants"] if v in variants])}
     short = summary(res["comparisons"], lik, cal, res["alpha"], dose_res, contrasts)
+    if res["sensitivity"]["changed"] and validated is True:
+        short["cannot_tell"].append(res["sensitivity"]["line"])
     figs = plots.make_figures(res["paired"], res["table"], res["variants"], res["metrics"], st.path)
     dose_parts = dose.report_section(dose_res, st.path, validated is True)
     sections = [
@@ -361,7 +366,7 @@ def build(ctx: Context, st: StageDir) -> dict:
                                          "completion": res["completion"], "comparisons": res["comparisons"],
                                          "likelihood_comparisons": (lik or {}).get("comparisons"),
                                          "judge_validated": validated, "dose_response": dose_res,
-                                         "verdict": short}))
+                                         "verdict": short, "failure_sensitivity": res["sensitivity"]}))
     return {"variants": res["variants"], "conversations": len(res["rows"]), "figures": sorted(figs),
             "judge_validated": validated, "report": str(st.file("report.html"))}
 

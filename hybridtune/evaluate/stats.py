@@ -86,24 +86,36 @@ def summary_table(rows: list[dict], variants: list[str], metrics: list[str], res
                 for m in metrics} for v in variants}
 
 
+def _as_min(r: dict, metrics: list[str], samples: int) -> dict:
+    """A row with failed judgements scored as the metric's minimum: a metric with no score, and
+    the failed samples of a partly judged one (its mean over `samples`, not over those that parsed)."""
+    out = dict(r)
+    for m in metrics:
+        floor = get_metric(m).floor
+        got = (r.get("samples") or {}).get(m)
+        if r.get(m) is None:
+            out[m] = floor
+        elif got is not None and 0 < got < samples:
+            out[m] = (r[m] * got + floor * (samples - got)) / samples
+    return out
+
+
 def paired_rows(rows: list[dict], variants: list[str], metrics: list[str], planned: int | None = None,
-                failed_as_min: bool = False) -> tuple[list[dict], dict[str, dict]]:
+                failed_as_min: bool = False, samples: int = 1) -> tuple[list[dict], dict[str, dict]]:
     """(rows of the scenarios every variant completed, per-variant completion counts).
 
     A scenario is complete for a variant when its session was simulated and every metric was
     judged. Only scenarios complete for every variant enter the headline table and the tests,
     so each variant's mean is over the same scenarios. With `failed_as_min`, a failed judgement
     of a simulated session scores the metric's minimum (the failure counts against the variant
-    that provoked it) instead of removing the scenario. `planned`: scenarios each variant was
-    meant to complete (evaluation scenarios); default: every scenario seen in `rows`.
+    that provoked it) instead of removing the scenario, and a failed sample of k = `samples`
+    (evaluate.judge_samples) counts as the minimum in its session's mean. `planned`: scenarios
+    each variant was meant to complete (evaluation scenarios); default: every scenario seen in
+    `rows`. The counts give failed and partial judgements (some of the k samples failed) per variant.
     """
     scen = sorted({r["scenario_id"] for r in rows})
     planned = planned if planned is not None else len(scen)
-    filled = []
-    for r in rows:
-        if failed_as_min:
-            r = {**r, **{m: get_metric(m).floor for m in metrics if r.get(m) is None}}
-        filled.append(r)
+    filled = [_as_min(r, metrics, samples) if failed_as_min else r for r in rows]
     by = {(r["variant"], r["scenario_id"]): r for r in filled}
     done = {v: {s for s in scen if (v, s) in by and all(by[(v, s)].get(m) is not None for m in metrics)}
             for v in variants}
@@ -112,9 +124,45 @@ def paired_rows(rows: list[dict], variants: list[str], metrics: list[str], plann
     for v in variants:
         mine = [r for r in rows if r["variant"] == v]
         failed = sum(1 for r in mine for m in metrics if r.get(m) is None)
+        partial = sum(1 for r in mine for m in metrics if 0 < ((r.get("samples") or {}).get(m) or samples) < samples)
         counts[v] = {"planned": planned, "simulated": len(mine), "completed": len(done[v]), "failed_judgements": failed,
+                     "partial_judgements": partial,
                      "completion_rate": len(done[v]) / planned if planned else None, "in_table": len(common)}
     return [r for r in filled if r["variant"] in done and r["scenario_id"] in common], counts
+
+
+def failure_sensitivity(rows: list[dict], variants: list[str], metrics: list[str], planned: int | None,
+                        failed_as_min: bool, samples: int = 1, alpha: float = 0.05) -> dict:
+    """The judge comparisons under the other treatment of failed judgements (dropped <-> scored
+    as the minimum), beside the one the report uses: which change direction (Hodges-Lehmann
+    sign) or side of alpha / family (raw p), and a one-line summary. A failure the variant
+    provoked removes evidence against it when dropped; the line says whether that matters here."""
+    used, _ = paired_rows(rows, variants, metrics, planned, failed_as_min, samples)
+    other, counts = paired_rows(rows, variants, metrics, planned, not failed_as_min, samples)
+    a = {(c["a"], c["b"], c["metric"]): c for c in paired_comparisons(used, variants, metrics, alpha)}
+    b = {(c["a"], c["b"], c["metric"]): c for c in paired_comparisons(other, variants, metrics, alpha)}
+    failures = sum(c["failed_judgements"] + c["partial_judgements"] for c in counts.values())
+    m = max(len(a), 1)
+    changed = []
+    for key, x in a.items():
+        y = b.get(key)
+        if y is None:
+            continue
+        flips = np.sign(x["estimate"] or 0) != np.sign(y["estimate"] or 0)
+        sides = (x["p"] is not None and y["p"] is not None and (x["p"] * m < alpha) != (y["p"] * m < alpha))
+        if flips or sides:
+            changed.append(f"{key[0]} vs {key[1]} {key[2]}: median difference {x['estimate']:+.2f} -> {y['estimate']:+.2f}, "
+                           f"p {x['p']:.3g} -> {y['p']:.3g}")
+    how = "scored as the minimum" if not failed_as_min else "dropped"
+    if not failures:
+        line = "No judgement failed, so dropping failures and scoring them as the minimum give the same tests."
+    elif not changed:
+        line = (f"Sensitivity: with the {failures} failed or partial judgements {how} instead, no comparison changes "
+                "direction or side of its level.")
+    else:
+        line = (f"Sensitivity: with the {failures} failed or partial judgements {how} instead, {len(changed)} "
+                f"comparison(s) change: {'; '.join(changed)}. Their conclusion depends on how failures count.")
+    return {"other": how, "failures": failures, "changed": changed, "line": line}
 
 
 def rank_biserial(x: Sequence[float], y: Sequence[float]) -> float:

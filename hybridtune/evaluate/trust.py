@@ -105,7 +105,9 @@ def likelihood_section(lik: dict | None) -> dict:
         blocks.append(("p", "Paired by session: difference = NLL(a) - NLL(b) over the sessions both scored, each "
                             "side token-weighted as in the table above (negative when a predicts better), with a "
                             "BCa bootstrap CI; p from a paired sign-flip permutation test of that same difference, "
-                            "Holm-adjusted together with every other claim of the verdict. Per-token NLL is "
+                            "Holm-adjusted together with every other claim of the verdict (its null: each "
+                            "session's difference symmetric around 0, the variants exchangeable; p at the "
+                            "test's floor reads <= p). Per-token NLL is "
                             "compared only between variants that tokenize the text the same way."))
         blocks.append(("table", (["a", "b", "split", "n", "difference", "adjusted p", "significant", "note"], [
             [c["a"], c["b"], SPLITS.get(c["split"], c["split"]), f(c["n"]), ci(c.get("estimate"), c.get("ci")),

@@ -281,3 +281,34 @@ def test_plan_family_is_the_verdicts_whole_family_dose_trends_included(make_cfg)
                             "hybrid: {real_share: 0.5}}"))
     assert (p["family_judge"], p["family_likelihood"], p["family_trend"], p["family"]) == (6, 6, 4, 16)
     assert "+ 4 dose-response trend" in power.lines(p)[0]
+
+
+def test_partial_failures_are_counted_and_failed_samples_score_the_minimum():
+    """Defect (issue 27): with judge_samples > 1 a session whose samples partly failed was averaged
+    over the ones that parsed, uncounted. Now counted, and under failed_as_min the failed
+    sample scores the minimum in the mean."""
+    rows = [{"variant": "real", "scenario_id": "s0", "relevance": 9.0, "samples": {"relevance": 1}},  # 1 of 3 parsed
+            {"variant": "hybrid", "scenario_id": "s0", "relevance": 7.0, "samples": {"relevance": 3}}]
+    kept, counts = S.paired_rows(rows, ["real", "hybrid"], ["relevance"], samples=3)
+    assert counts["real"]["partial_judgements"] == 1 and counts["hybrid"]["partial_judgements"] == 0
+    assert {r["variant"]: r["relevance"] for r in kept} == {"real": 9.0, "hybrid": 7.0}
+    kept, _ = S.paired_rows(rows, ["real", "hybrid"], ["relevance"], samples=3, failed_as_min=True)
+    assert {r["variant"]: r["relevance"] for r in kept} == {"real": pytest.approx((9 + 1 + 1) / 3), "hybrid": 7.0}
+
+
+def test_failure_sensitivity_says_when_dropping_failures_decides_a_comparison():
+    """Defect: a failed rating dropped the scenario for every variant with no sensitivity line. Here
+    hybrid's judgements fail exactly where it would score low: dropped, hybrid wins everywhere
+    left; scored as the minimum, the difference reverses."""
+    rows = []
+    for i in range(12):
+        fail = i < 7
+        rows += [{"variant": "real", "scenario_id": f"s{i}", "relevance": 5.0},
+                 {"variant": "hybrid", "scenario_id": f"s{i}", "relevance": None if fail else 6.0}]
+    sens = S.failure_sensitivity(rows, ["real", "hybrid"], ["relevance"], 12, failed_as_min=False)
+    assert sens["failures"] == 7 and sens["other"] == "scored as the minimum" and len(sens["changed"]) == 1
+    assert "hybrid vs real relevance: median difference +1.00 -> -" in sens["changed"][0]
+    assert "depends on how failures count" in sens["line"]
+    clean = S.failure_sensitivity([{**r, "relevance": r["relevance"] or 4.0} for r in rows],
+                                  ["real", "hybrid"], ["relevance"], 12, failed_as_min=False)
+    assert clean["failures"] == 0 and clean["changed"] == [] and "No judgement failed" in clean["line"]
