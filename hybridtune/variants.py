@@ -83,6 +83,8 @@ class Variant(BaseModel):
     adds_to: str | None = None  # design added: the variant whose real units it keeps
     real_units: int | None = None  # design added: fixed counts per source (size and real_share follow)
     synthetic_units: int | None = None
+    seed: int | None = None  # train.seeds: this model's training seed (None: train.seed)
+    replicate_of: str | None = None  # a further seed's model of this variant (its name is variant~s<seed>)
 
     @property
     def trained(self) -> bool:
@@ -99,7 +101,9 @@ class Variant(BaseModel):
         """The fields that define the training set (stored with the model, keyed into its data;
         a `replace` recipe keeps the fields it had before designs existed, so its data key holds)."""
         added = {"design", "adds_to", "real_units", "synthetic_units"}
-        return self.model_dump(mode="json", exclude={"name", "sweep", *(added if self.design == "replace" else ())})
+        unset = {k for k in ("seed", "replicate_of") if getattr(self, k) is None}
+        return self.model_dump(mode="json", exclude={"name", "sweep", *unset,
+                                                     *(added if self.design == "replace" else ())})
 
     def describe(self) -> str:
         """What it trains on, in words."""
@@ -127,6 +131,42 @@ def contrast(a: Variant, b: Variant) -> str:
                 "(synthetic units replace real ones)")
     return (f"{a.name} ({a.describe()}) vs {b.name} ({b.describe()}): they differ in more than one way, so the "
             "difference has no single cause")
+
+
+REPLICATE = "~s"  # real~s12: variant real trained (and its subsets drawn) with seed 12
+
+
+def with_seeds(variants: list[Variant], seeds: list[int]) -> list[Variant]:
+    """`train.seeds`: every trained variant once per seed. The first seed keeps the variant's
+    name (and the mix seed's draw of its subsets, so one seed changes nothing); each further
+    seed s adds `name~s<s>`, trained with seed s on subsets drawn with seed s. Untrained
+    variants have no training noise and stay single."""
+    out: list[Variant] = []
+    for v in variants:
+        if not v.trained or not seeds:
+            out.append(v)
+            continue
+        out.append(v.model_copy(update={"seed": seeds[0]}))
+        out += [v.model_copy(update={"name": f"{v.name}{REPLICATE}{s}", "seed": s, "replicate_of": v.name,
+                                     "adds_to": f"{v.adds_to}{REPLICATE}{s}" if v.adds_to else None})
+                for s in seeds[1:]]
+    return out
+
+
+def analysed(variants: list[Variant]) -> list[Variant]:
+    """The variants the analysis compares: the declared ones, a seed's replicates pooled into them."""
+    return [v for v in variants if v.replicate_of is None]
+
+
+def variant_of(name: str) -> str:
+    """The declared variant a model belongs to (real~s12 -> real)."""
+    return name.split(REPLICATE, 1)[0]
+
+
+def seed_index(name: str, seeds: list[int]) -> int:
+    """Which of `train.seeds` a model was trained with: 0 for the declared name, i for name~s<seeds[i]>."""
+    _, sep, s = name.partition(REPLICATE)
+    return seeds.index(int(s)) if sep and seeds and int(s) in seeds else 0
 
 
 DEFAULT = {"base": {"sources": []}, "real": {"sources": ["real"]}, "hybrid": {"real_share": 0.5}}

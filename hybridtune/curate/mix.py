@@ -18,6 +18,8 @@ session (the synth stage never used them as exemplars); `leakage.check` then ver
 training file shares an id, lineage or (near-)identical text with a test split.
 Deterministic for a seed: pools are sorted by id before a seeded shuffle; every variant
 draws from the same stratified order of each source, so smaller shares nest in larger ones.
+With `train.seeds`, a further seed's models (variant~s<seed>) draw from orders shuffled with
+that seed (nesting and `design: added` hold within a seed); the held-out splits never change.
 QA units of real sessions come from real/samples.jsonl (none from a held-out session).
 
     hybridtune mix -c configs/demo.yaml       # or: hybridtune run configs/demo.yaml --stage mix
@@ -156,14 +158,15 @@ def build(real: list[Session], synth: list[Session], variants: list[Variant], mc
             continue
         members: list[Session] = []
         valid: set[str] = set()
+        draw = seed if v.replicate_of is None else v.seed  # a further training seed draws its own subsets
         for source, want in v.counts().items():
-            key = (source, v.units, v.balance_by)
+            key = (source, v.units, v.balance_by, draw)
             if key not in orders:
                 pool = unit_pool(avail[source], v.units, samples if source == "real" else None, seg, opens)
-                orders[key] = stratified_order(pool, v.balance_by, random.Random(f"{seed}:{source}:{v.units}:{v.balance_by}"))
+                orders[key] = stratified_order(pool, v.balance_by, random.Random(f"{draw}:{source}:{v.units}:{v.balance_by}"))
             n = _need(len(orders[key]), want, f"variant {v.name}'s source={source} ({v.units})", mc, why) if want else 0
             members += orders[key][:n]
-            valid |= valid_ids(orders[key][:n], mc.valid_fraction, seed)
+            valid |= valid_ids(orders[key][:n], mc.valid_fraction, draw)
         members.sort(key=lambda x: x.id)
         out[f"{v.name}/train.jsonl"] = [s for s in members if s.id not in valid]
         out[f"{v.name}/valid.jsonl"] = [s for s in members if s.id in valid]

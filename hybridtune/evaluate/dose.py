@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..variants import Variant
+from ..variants import Variant, variant_of
 from . import stats as S
 from .render import figures, join, para, table
 
@@ -41,7 +41,8 @@ def curve_points(variants: list[Variant], composition: dict[str, dict] | None = 
     composition = composition or {}
     groups: dict[tuple, list[Variant]] = defaultdict(list)
     for v in variants:
-        if v.trained and v.design == "replace":  # an added variant changes the size with the share
+        # an added variant changes the size with the share; a further seed's model pools into its variant
+        if v.trained and v.design == "replace" and v.replicate_of is None:
             groups[(v.size, v.units, v.balance_by)].append(v)
     cands = []
     for vs in groups.values():
@@ -171,7 +172,11 @@ def load_nll_rows(ctx) -> list[dict]:
     for r in read_jsonl_dicts(p):
         if r.get("tokens"):
             last[(r["variant"], r["split"], r["session_id"])] = {**r, "nll": r["nll_sum"] / r["tokens"]}
-    return list(last.values())
+    pooled: dict[tuple, list[dict]] = defaultdict(list)  # train.seeds: a session's mean over seeds
+    for (v, split, sid), r in last.items():
+        pooled[(variant_of(v), split, sid)].append(r)
+    return [{**rs[0], "variant": v, "nll": float(np.mean([r["nll"] for r in rs]))}
+            for (v, _, _), rs in pooled.items()]
 
 
 def compute(ctx, res: dict) -> dict:

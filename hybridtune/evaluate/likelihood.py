@@ -6,7 +6,9 @@ log-likelihood (nats) and perplexity of the counselor (`assistant`) turns given 
 preceding dialogue, with the shared system prompt `ctx.system_prompt` first (as in
 training). Sessions are paired across variants: a difference is token-weighted like the
 table, with a BCa bootstrap CI and a paired sign-flip permutation test of that same
-difference; variants are compared only when they tokenize the text the same way.
+difference; variants are compared only when they tokenize the text the same way. With `train.seeds`,
+every seed's model is scored and a session's scores are averaged over seeds before the test
+(the session stays the unit); each comparison also gives its estimate per seed.
 It answers the paper's question without a judge: does synthetic data help the model
 predict what real counselors say?
 
@@ -30,6 +32,7 @@ from ..llm import NotSupported, TokenLogprobs
 from ..records import ModelEntry, Record, Session, stable_id
 from ..registry import counselor_llm, declared_entries
 from ..store import StageDir
+from ..variants import seed_index, variant_of
 from . import stats as S
 
 SPLITS = ("test_real", "test_synthetic")
@@ -184,6 +187,38 @@ def summarize(rows: list[SessionNLL], variants: list[str], resamples: int, level
     return out
 
 
+def pool_seeds(rows: list[SessionNLL]) -> list[SessionNLL]:
+    """Every seed's model of a variant (train.seeds: variant~s<seed>) as one row per declared
+    variant, split and held-out session: nll_sum and tokens averaged over seeds, so the session
+    stays the unit of the test and training noise is averaged in. No replicates: unchanged."""
+    if all(variant_of(r.variant) == r.variant for r in rows):
+        return rows
+    groups: dict[tuple[str, str, str], list[SessionNLL]] = {}
+    for r in rows:
+        groups.setdefault((variant_of(r.variant), r.split, r.session_id), []).append(r)
+    return [rs[0].model_copy(update={"variant": v, "nll_sum": float(np.mean([r.nll_sum for r in rs])),
+                                     "tokens": round(float(np.mean([r.tokens for r in rs])))})
+            for (v, _, _), rs in groups.items()]
+
+
+def seed_spread(results: dict, rows: list[SessionNLL], seeds: list[int], resamples: int, seed: int) -> None:
+    """Each comparison's estimate for each seed's models alone (`seed_estimates`, `seed_sd`), in
+    place: the spread between training seeds beside the pooled test (an untrained variant, with
+    one model, enters every seed)."""
+    replicated = {variant_of(r.variant) for r in rows if variant_of(r.variant) != r.variant}
+    for c in results["comparisons"]:
+        ests = []
+        for i in range(len(seeds)):
+            mine = [r.model_copy(update={"variant": variant_of(r.variant)}) for r in rows
+                    if (variant_of(r.variant) in replicated and seed_index(r.variant, seeds) == i)
+                    or variant_of(r.variant) not in replicated]
+            one = paired_comparison(c["a"], c["b"], c["split"], mine, min(resamples, 200), 0.95, seed)
+            ests.append(one["estimate"] if one else None)
+        got = [e for e in ests if e is not None]
+        c["seed_estimates"] = ests
+        c["seed_sd"] = float(np.std(got, ddof=1)) if len(got) > 1 else None
+
+
 def _sessions(ctx: Context, split: str) -> list[Session]:
     mix = ctx.store.stage("mix")
     return list(mix.read(f"{split}.jsonl", Session))[: ctx.cfg.evaluate.trust.likelihood_sessions]
@@ -228,7 +263,10 @@ async def run(ctx: Context, st: StageDir) -> dict:
     keys = {row_key(ctx, reg[v], sp, s) for v in scored for sp, ss in splits.items() for s in ss}
     rows = [r for r in st.read("sessions.jsonl", SessionNLL) if r.id in keys]
     ev = ctx.cfg.evaluate  # the same resamples and significance level as the judge comparisons
-    results = summarize(rows, scored, ev.bootstrap_resamples, 0.95, ctx.cfg.seed, ev.alpha)
+    names = list(dict.fromkeys(variant_of(v) for v in scored))
+    results = summarize(pool_seeds(rows), names, ev.bootstrap_resamples, 0.95, ctx.cfg.seed, ev.alpha)
+    if len(ctx.cfg.train.seeds) > 1:
+        seed_spread(results, rows, ctx.cfg.train.seeds, ev.bootstrap_resamples, ctx.cfg.seed)
     results["skipped"] = skipped
     results["split_sizes"] = {sp: len(ss) for sp, ss in splits.items()}
     st.write_summary(results)

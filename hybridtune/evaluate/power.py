@@ -27,6 +27,7 @@ import numpy as np
 from scipy import stats
 
 from ..store import read_jsonl_dicts
+from ..variants import analysed
 from . import stats as S
 
 WILCOXON_ARE = 3 / math.pi  # asymptotic relative efficiency vs the t test on normal data (0.955)
@@ -170,7 +171,7 @@ def plan(cfg, pilot: Path | None = None, judge_sd: float | None = None, nll_sd: 
     """The plan as data: the verdict's whole family (judge pairs x metrics, likelihood pairs x
     splits, dose trends), per-test n, SD used and minimum detectable difference."""
     ev, pc = cfg.evaluate, cfg.evaluate.plan
-    variants = [v.name for v in cfg.variant_list()]
+    variants = [v.name for v in analysed(cfg.variant_list())]  # a seed's models pool into their variant
     npairs = len(S.pairs(variants))
     metrics = list(ev.metrics)
     splits = ["test_real"] + (["test_synthetic"] if cfg.mix.test_fraction_synth > 0 else [])

@@ -32,6 +32,7 @@ from ..errors import UserError
 from ..records import Session
 from ..registry import load_registry
 from ..store import StageDir, read_jsonl_dicts
+from ..variants import analysed
 from . import dose, plots
 from . import stats as S
 from .metrics import metric as get_metric
@@ -53,25 +54,31 @@ TEMPLATE = Path(__file__).parent / "templates" / "report.html.j2"
 def load_results(ctx: Context) -> dict:
     """Everything the report shows, read from the run directory."""
     sc = ctx.store.stage("score")
-    rows = list(sc.read_dicts("session_scores.jsonl"))
-    if not rows:
+    models = list(sc.read_dicts("session_scores.jsonl"))
+    if not models:
         raise UserError(f"{sc.file('session_scores.jsonl')}: no scores; run `hybridtune score` first")
     summary = sc.read_summary({}) or {}
     metrics = summary.get("metrics") or ctx.cfg.evaluate.metrics
     reg = load_registry(ctx.store)
-    order = [v.name for v in ctx.cfg.variant_list()]
+    order = [v.name for v in analysed(ctx.cfg.variant_list())]
+    ev = ctx.cfg.evaluate
+    k = int(summary.get("judge_samples") or ev.judge_samples)
+    rows = S.pool_seeds(models, metrics, ev.failed_as_min, k)  # train.seeds: a scenario's mean over seeds
     seen = [v for v in dict.fromkeys(r["variant"] for r in rows)]
     variants = [v for v in order if v in seen] + [v for v in seen if v not in order]
-    ev = ctx.cfg.evaluate
     scen = ctx.store.path("eval_scenarios", "scenarios.jsonl")
     planned = sum(1 for _ in read_jsonl_dicts(scen)) if scen.exists() else None
-    k = int(summary.get("judge_samples") or ev.judge_samples)
     paired, completion = S.paired_rows(rows, variants, metrics, planned, ev.failed_as_min, k)
+    comparisons = S.paired_comparisons(paired, variants, metrics, ev.alpha)
+    if len(seeds := ctx.cfg.train.seeds) > 1:  # the spread between training seeds, beside the pooled test
+        spread = S.seed_spread(models, variants, metrics, seeds, ev.alpha)
+        for c in comparisons:
+            c["seed_estimates"] = spread.get((c["a"], c["b"], c["metric"]))
     return {"rows": rows, "paired": paired, "completion": completion, "score_summary": summary, "metrics": metrics,
             "variants": variants, "registry": reg, "failed_as_min": ev.failed_as_min,
             "sensitivity": S.failure_sensitivity(rows, variants, metrics, planned, ev.failed_as_min, k, ev.alpha),
             "table": S.summary_table(paired, variants, metrics, ev.bootstrap_resamples),
-            "comparisons": S.paired_comparisons(paired, variants, metrics, ev.alpha)}
+            "comparisons": comparisons}
 
 
 # -- sections ---------------------------------------------------------------------
@@ -125,7 +132,9 @@ def comparisons_table(res: dict, validated: bool | None) -> tuple[str, str]:
         body.append([c["a"], c["b"], c["metric"], c["n"], est, c["mean_diff"], S.p_text(c["p"], c.get("at_floor")),
                      S.p_text(c.get("p_adj"), c.get("at_floor")) if validated else None,
                      c["effect_size"], ("yes" if c["significant"] else "no") if validated else "withheld",
-                     "could not reach significance at its n (see Power)" if c.get("unreachable") else ""])
+                     "; ".join(x for x in (
+                         "could not reach significance at its n (see Power)" if c.get("unreachable") else "",
+                         seeds_note(c)) if x)])
     fam = max((c.get("family", 0) for c in res["comparisons"]), default=0)
     intro = para("Paired over the same scenarios: Wilcoxon signed-rank test (two-sided, zero differences "
                  "dropped); the estimate is the Hodges-Lehmann median difference of the same non-zero differences "
@@ -141,6 +150,12 @@ def comparisons_table(res: dict, validated: bool | None) -> tuple[str, str]:
         parts.append(para("The judge is not validated on this run, so no claim is made from these comparisons: "
                           "the numbers are shown, the 'significant' verdicts are withheld."))
     return join(*parts)
+
+
+def seeds_note(c: dict) -> str:
+    """A comparison's estimate per training seed (train.seeds), or '' with one seed."""
+    est = [e for e in c.get("seed_estimates") or [] if e is not None]
+    return f"per seed: {', '.join(f'{e:+.2f}' for e in est)}" if len(est) > 1 else ""
 
 
 def power_section(ctx: Context, res: dict, lik: dict | None) -> tuple[str, str]:

@@ -165,6 +165,49 @@ def failure_sensitivity(rows: list[dict], variants: list[str], metrics: list[str
     return {"other": how, "failures": failures, "changed": changed, "line": line}
 
 
+def pool_seeds(rows: list[dict], metrics: list[str], failed_as_min: bool = False, samples: int = 1) -> list[dict]:
+    """Per-conversation rows of every seed's model (train.seeds: variant~s<seed>) as one row per
+    declared variant and scenario, each metric the mean over seeds: the scenario stays the unit,
+    training noise is averaged in. A metric a seed's judgement failed on is None (or, with
+    failed_as_min, that seed's minimum enters the mean). Rows without replicates pass through."""
+    from ..variants import variant_of
+
+    if not any(variant_of(r["variant"]) != r["variant"] for r in rows):
+        return rows
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for r in rows:
+        r = _as_min(r, metrics, samples) if failed_as_min else r
+        groups.setdefault((variant_of(r["variant"]), r["scenario_id"]), []).append(r)
+    out = []
+    for (v, scen), rs in groups.items():
+        row = {**rs[0], "variant": v, "scenario_id": scen, "seeds": len(rs), "models": [r["variant"] for r in rs]}
+        for m in metrics:
+            vals = [r.get(m) for r in rs]
+            row[m] = float(np.mean(vals)) if all(x is not None for x in vals) else None
+        row.pop("samples", None)  # partial samples are counted on the models' own rows
+        out.append(row)
+    return out
+
+
+def seed_spread(rows: list[dict], variants: list[str], metrics: list[str], seeds: list[int],
+                alpha: float = 0.05) -> dict[tuple[str, str, str], list[float]]:
+    """(a, b, metric) -> the Hodges-Lehmann estimate of each seed's models alone (an untrained
+    variant, which has one model, enters every seed): the spread between seeds, beside the
+    pooled test."""
+    from ..variants import seed_index, variant_of
+
+    replicated = {variant_of(r["variant"]) for r in rows if variant_of(r["variant"]) != r["variant"]}
+    single = [r for r in rows if r["variant"] not in replicated and variant_of(r["variant"]) == r["variant"]]
+    out: dict[tuple[str, str, str], list[float]] = {}
+    for i in range(len(seeds)):
+        mine = [r for r in rows if seed_index(r["variant"], seeds) == i and r["variant"] not in
+                {x["variant"] for x in single}] + single
+        mine = [{**r, "variant": variant_of(r["variant"])} for r in mine]
+        for c in paired_comparisons(mine, variants, metrics, alpha):
+            out.setdefault((c["a"], c["b"], c["metric"]), []).append(c["estimate"])
+    return out
+
+
 def rank_biserial(x: Sequence[float], y: Sequence[float]) -> float:
     """Matched-pairs rank-biserial correlation (Kerby 2014): (W+ - W-) / (W+ + W-) over the
     ranks of the non-zero |x - y| (zeros dropped, as in Wilcoxon's original test). In [-1, 1];

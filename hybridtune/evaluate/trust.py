@@ -112,12 +112,20 @@ def likelihood_section(lik: dict | None) -> dict:
         blocks.append(("table", (["a", "b", "split", "n", "difference", "adjusted p", "significant", "note"], [
             [c["a"], c["b"], SPLITS.get(c["split"], c["split"]), f(c["n"]), ci(c.get("estimate"), c.get("ci")),
              S.p_text(c.get("p_adj"), bool(c.get("at_floor"))), f(c.get("significant")),
-             "; ".join(x for x in (c.get("note"), c.get("ci_note"), c.get("unreachable")) if x) or ""]
+             "; ".join(x for x in (c.get("note"), c.get("ci_note"), c.get("unreachable"), _seeds(c)) if x) or ""]
             for c in comps])))
     skipped = lik.get("skipped") or {}
     if skipped:
         blocks.append(("list", [f"{v}: not scored — {why}" for v, why in sorted(skipped.items())]))
     return section(title, blocks)
+
+
+def _seeds(c: dict) -> str | None:
+    """The estimate per training seed (train.seeds) and their SD, or None with one seed."""
+    est = [e for e in c.get("seed_estimates") or [] if e is not None]
+    if len(est) < 2:
+        return None
+    return f"per seed: {', '.join(f'{e:+.3f}' for e in est)} (SD {c['seed_sd']:.3f})"
 
 
 def calibration_section(cal: dict | None) -> dict:

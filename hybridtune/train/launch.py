@@ -137,6 +137,7 @@ def main(argv: list[str] | None = None) -> None:
     from ..store import atomic_write
     from .data import data_hash, load_split
     from .local import train_lora
+    from .stage import model_tc
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("-c", "--config", required=True, help="experiment YAML (the run's resolved runs/<name>/config.yaml)")
@@ -153,7 +154,7 @@ def main(argv: list[str] | None = None) -> None:
         valid = load_split(folder / "valid.jsonl", sp)[0] if (folder / "valid.jsonl").exists() else []
         out = cfg.run_dir / "train" / variant
         out.mkdir(parents=True, exist_ok=True)
-        metrics = train_lora(tc, train, valid, out, resume=not a.no_resume)
+        metrics = train_lora(model_tc(tc, cfg.variant(variant)), train, valid, out, resume=not a.no_resume)
         if state.is_main_process:
             metrics.update(processes=state.num_processes, data_hash=data_hash(train, valid))
             atomic_write(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")

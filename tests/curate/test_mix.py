@@ -289,3 +289,27 @@ def test_mix_stage_reports_group_overlap_and_fails_none_when_grouped(fake_ctx):
             md = (ctx.store.stage("mix").path / "report.md").read_text()
         assert bool(summary["group_overlap"]) is overlap and leak["group_keys"] == ["video_url"]
         assert ("set mix.group_by: [video_url]" in md) is overlap and ("whole groups (video_url)" in md) is not overlap
+
+
+def test_each_training_seed_draws_its_own_subsets_and_keeps_the_designs():
+    """Issue 27: with train.seeds a further seed's models (variant~s<seed>) train on subsets drawn
+    with that seed; within a seed hybrid keeps exactly real's real units; the held-out split never
+    moves. One seed (the default) changes nothing."""
+    from hybridtune.variants import with_seeds
+
+    real, syn = _pools()
+    decl = {"base": {"sources": []}, "real": {"sources": ["real"], "size": 12},
+            "hybrid": {"design": "added", "synthetic_units": 10}}
+    one = _variants(decl)
+    vs = with_seeds(one, [11, 12, 13])
+    assert [v.name for v in vs] == ["base", "real", "real~s12", "real~s13", "hybrid", "hybrid~s12", "hybrid~s13"]
+    assert vs[2].replicate_of == "real" and vs[5].adds_to == "real~s12" and vs[1].seed == 11
+    mc = MixConfig(size=40, valid_fraction=0.1, test_fraction=0.1)
+    out = mix.build(real, syn, vs, mc, seed=3)
+    assert out["test_real.jsonl"] == mix.build(real, syn, one, mc, seed=3)["test_real.jsonl"]
+    draw = {n: _ids(out[f"{n}/train.jsonl"] + out[f"{n}/valid.jsonl"]) for n in ("real", "real~s12", "real~s13")}
+    assert len({frozenset(x) for x in draw.values()}) == 3  # 12 of the 27 training-side real sessions, per seed
+    for s in ("", "~s12"):
+        assert {x.id for f in ("train", "valid") for x in out[f"hybrid{s}/{f}.jsonl"] if x.source == "real"} == draw[f"real{s}"]
+    same = mix.build(real, syn, one, mc, seed=3)
+    assert all(_ids(same[k]) == _ids(out[k]) for k in same)  # the first seed is the old single draw
