@@ -312,3 +312,31 @@ def test_failure_sensitivity_says_when_dropping_failures_decides_a_comparison():
     clean = S.failure_sensitivity([{**r, "relevance": r["relevance"] or 4.0} for r in rows],
                                   ["real", "hybrid"], ["relevance"], 12, failed_as_min=False)
     assert clean["failures"] == 0 and clean["changed"] == [] and "No judgement failed" in clean["line"]
+
+
+def test_seeds_pool_into_their_variant_with_the_session_as_the_unit_and_their_spread_shown(fake_ctx):
+    """Issue 27 (train.seeds): each held-out session's NLL is averaged over the seeds' models before
+    the paired test (n stays the number of sessions), and each comparison gives its estimate
+    per seed; the judge rows pool the same way in the report."""
+    rows = [_nll("base", f"s{k}", 30.0, 10) for k in range(8)]
+    for name, shift in (("real", -1.0), ("real~s2", -2.0), ("real~s3", -3.0)):
+        rows += [_nll(name, f"s{k}", 30.0 + shift + 0.1 * k, 10) for k in range(8)]
+    pooled = L.pool_seeds(rows)
+    assert {r.variant for r in pooled} == {"base", "real"} and len(pooled) == 16
+    res = L.summarize(pooled, ["base", "real"], 200, 0.95, 0)
+    L.seed_spread(res, rows, [1, 2, 3], 200, 0)
+    (c,) = [c for c in res["comparisons"] if c["split"] == "test_real"]
+    assert c["n"] == 8 and c["estimate"] == pytest.approx(-2.0 / 10 + 0.035)
+    assert c["seed_estimates"] == pytest.approx([x / 10 + 0.035 for x in (-1.0, -2.0, -3.0)])
+    assert c["seed_sd"] == pytest.approx(0.1)
+    cm, _ = fake_ctx("variants={base: {sources: []}, real: {sources: [real]}}", "train.seeds=[1, 2]",
+                     "evaluate.metrics=[relevance]")
+    with cm as ctx:
+        scores = [{"id": f"{v}{i}", "variant": v, "scenario_id": f"s{i}", "words": 5, "relevance": x}
+                  for i in range(6) for v, x in (("base", 5.0), ("real", 6.0 + i % 2), ("real~s2", 8.0))]
+        ctx.store.stage("score").write_records("session_scores.jsonl", scores)
+        out = report.load_results(ctx)
+    assert out["variants"] == ["base", "real"] and out["table"]["real"]["relevance"]["n"] == 6
+    (j,) = out["comparisons"]
+    assert (j["a"], j["b"], j["n"]) == ("real", "base", 6) and j["seed_estimates"] == [1.5, 3.0]
+    assert out["table"]["real"]["relevance"]["mean"] == pytest.approx((6.5 + 8) / 2)
