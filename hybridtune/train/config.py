@@ -83,3 +83,8 @@ class TrainConfig(BaseModel):
     threads: int | None = Field(None, ge=1, description="CPU threads for torch (default: all cores)")
     gguf_adapter: bool = Field(True, description="convert the LoRA adapter to GGUF so llama.cpp serves it")
     openai: OpenAIFineTune = Field(default_factory=OpenAIFineTune)
+
+
+def model_tc(tc: TrainConfig, variant) -> TrainConfig:
+    """The training settings of one model: a further seed's model (train.seeds) trains with its seed."""
+    return tc if variant.seed is None or variant.seed == tc.seed else tc.model_copy(update={"seed": variant.seed})

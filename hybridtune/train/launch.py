@@ -136,8 +136,8 @@ def main(argv: list[str] | None = None) -> None:
     from ..domain import load_domain
     from ..store import atomic_write
     from .data import data_hash, load_split
+    from .config import model_tc
     from .local import train_lora
-    from .stage import model_tc
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("-c", "--config", required=True, help="experiment YAML (the run's resolved runs/<name>/config.yaml)")

@@ -37,17 +37,12 @@ from ..errors import UserError
 from ..records import ModelEntry
 from ..registry import load_registry, save_entry
 from ..store import StageDir
-from .config import TrainConfig
+from .config import TrainConfig, model_tc
 from .data import data_hash, load_split, read_openai_export
 
 LOCAL_HP = ("base_model", "lora_r", "lora_alpha", "lora_dropout", "target_modules", "qlora", "learning_rate",
             "warmup_ratio", "epochs", "max_steps", "batch_size", "grad_accum", "max_seq_len", "seed",
             "gradient_checkpointing")
-
-
-def model_tc(tc: TrainConfig, variant) -> TrainConfig:
-    """The training settings of one model: a seed's replicate (train.seeds) trains with its seed."""
-    return tc if variant.seed is None or variant.seed == tc.seed else tc.model_copy(update={"seed": variant.seed})
 
 
 def variant_hp(ctx: Context, name: str) -> dict:
