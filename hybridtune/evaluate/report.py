@@ -6,7 +6,9 @@ config.yaml, stage summaries (_done.json), and the trust sections
 (`hybridtune.evaluate.trust.report_sections`, `judge_validated`, `verdict.verdict_paragraph`).
 The headline table and the judge tests cover the scenarios every variant completed
 (`stats.paired_rows`); the judge and likelihood comparisons are Holm-adjusted as one family
-(`verdict.family`), so every table shows the p the verdict uses.
+(`verdict.family`), so every table shows the p the verdict uses. The page opens with the
+short verdict (`verdict.summary`); with `train.seeds` the rows of every seed's model are
+pooled into their variant first (`stats.pool_seeds`).
 Output: report/report.md, report/report.html (figures inlined as base64 data URIs),
 report/{box,violin,scatter,bar_<metric>,dose_response}.png, report/summary.json (table +
 comparisons + dose-response, machine-readable).

@@ -10,7 +10,9 @@ Output: dicts; `paired_comparisons` returns the list of
 "significant", "family", "unreachable", "p_floor", "at_floor"} that `hybridtune.evaluate.verdict.verdict_paragraph`
 consumes; `estimate` (Hodges-Lehmann) is what a claim's direction is read from.
 `paired_rows` restricts score rows to the scenarios every variant completed (the headline
-table); `adjust_family` says when a test could not reach significance at its n, by Holm over
+table; failed and partial judgements counted), `failure_sensitivity` reruns the comparisons
+with failures treated the other way, `pool_seeds` / `seed_spread` average a scenario over the
+training seeds' models and give each comparison's estimate per seed; `adjust_family` says when a test could not reach significance at its n, by Holm over
 the family's floors (`holm_best`), a resampled test's floor 2/(R+1) included (`resampling_floor`).
 
     rows = [{"variant": "hybrid", "scenario_id": "s1", "empathy": 8.0}, ...]

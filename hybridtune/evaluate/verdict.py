@@ -11,8 +11,12 @@ can make (judge comparisons when the judge is validated, likelihood comparisons)
 Holm family (`family`), and a claim's direction is read from the estimate that belongs to
 its test, never from a mean. Judge claims are withheld unless the judge was validated on
 this run; tests that could not reach significance at their n are named.
+`summary` gives the same verdict in a few short lines, as data a report page can place:
+what was compared (with the question each pair answers), what is significant, and what this
+run cannot tell (each reach note once per group, seeds that disagree, confounded pairs).
 
     verdict_paragraph(comparisons, likelihood=json.load(...), judge_validation=json.load(...))
+    summary(comparisons, likelihood, judge_validation, contrasts={frozenset(("hybrid", "real")): "..."})["text"]
 """
 from __future__ import annotations
 
@@ -319,6 +323,12 @@ def summary(comparisons: list[dict], likelihood: dict | None, judge_validation: 
                       f"{head.removeprefix('could not reach significance ')}: {why}")
     cannot += [f"{a} vs {b}: {contrasts[k].split(': ', 1)[-1]}" for k, (a, b) in pairs.items()
                if "no single cause" in contrasts.get(k, "")]
+    for c in [*(judge if trust_judge else []), *lik_comps]:  # train.seeds: training noise larger than the effect
+        est = [e for e in c.get("seed_estimates") or [] if e]
+        if len(est) > 1 and min(est) < 0 < max(est):
+            what = c["metric"] if c["metric"] != "nll" else f"likelihood ({SPLIT_WORDS.get(c['split'], c['split'])})"
+            cannot.append(f"{c['a']} vs {c['b']} {what}: the training seeds disagree in direction "
+                          f"({', '.join(f'{e:+.3g}' for e in est)})")
     fam = max((c.get("family") or 0 for c in [*judge, *lik_comps]), default=0)
     text = "\n".join([f"Compared ({fam} tests, Holm-corrected as one family at alpha {alpha}):",
                       *(f"- {x}" for x in compared), "Significant:",

@@ -340,3 +340,15 @@ def test_seeds_pool_into_their_variant_with_the_session_as_the_unit_and_their_sp
     (j,) = out["comparisons"]
     assert (j["a"], j["b"], j["n"]) == ("real", "base", 6) and j["seed_estimates"] == [1.5, 3.0]
     assert out["table"]["real"]["relevance"]["mean"] == pytest.approx((6.5 + 8) / 2)
+
+
+def test_short_verdict_says_when_the_seeds_disagree_in_direction():
+    from hybridtune.evaluate.verdict import summary
+
+    lik = {"comparisons": [{"a": "hybrid", "b": "real", "split": "test_real", "metric": "nll", "n": 56,
+                            "n_nonzero": 56, "estimate": 0.01, "p": 0.4, "comparable": True,
+                            "seed_estimates": [0.05, -0.02, 0.01]}]}
+    out = summary([], lik, None)
+    assert any("the training seeds disagree in direction (+0.05, -0.02, +0.01)" in x for x in out["cannot_tell"])
+    lik["comparisons"][0]["seed_estimates"] = [0.05, 0.02, 0.01]
+    assert not any("disagree" in x for x in summary([], lik, None)["cannot_tell"])
