@@ -278,10 +278,14 @@ def leakage_text(leak: dict | None) -> str:
     checks = ", ".join(leak.get("checks") or [])
     if leak.get("leaks"):
         return f"Leakage check FAILED: {len(leak['leaks'])} leak(s) between training sets and held-out splits ({checks})."
+    keys, over = "/".join(leak.get("group_keys") or []), len(leak.get("group_overlap") or [])
+    group = ("" if not keys else f" Held out by whole groups ({keys})." if leak.get("grouped") else
+             f" Split by session: {over} held-out real sessions share a {keys} with the training side "
+             "(mix.group_by holds out whole groups).")
     return (f"Leakage check passed: {leak.get('train_sessions', 0)} training sessions against "
             f"{leak.get('test_sessions', 0)} held-out sessions, no shared id, no held-out session used as a few-shot "
             f"exemplar or shared scenario, no exact or near-duplicate text ({checks}). Held-out real sessions were "
-            "split off before synthesis, so no stage that feeds training saw them.")
+            "split off before synthesis, so no stage that feeds training saw them." + group)
 
 
 def training_summary(res: dict) -> tuple[str, str]:

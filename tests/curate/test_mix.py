@@ -289,6 +289,9 @@ def test_mix_stage_reports_group_overlap_and_fails_none_when_grouped(fake_ctx):
             md = (ctx.store.stage("mix").path / "report.md").read_text()
         assert bool(summary["group_overlap"]) is overlap and leak["group_keys"] == ["video_url"]
         assert ("set mix.group_by: [video_url]" in md) is overlap and ("whole groups (video_url)" in md) is not overlap
+        from hybridtune.evaluate.report import leakage_text
+
+        assert ("Split by session: " in leakage_text(leak)) is overlap  # and the evaluation report says it too
 
 
 def test_each_training_seed_draws_its_own_subsets_and_keeps_the_designs():
