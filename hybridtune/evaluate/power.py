@@ -6,10 +6,11 @@ held-out splits, and the dose-response trend tests when the variants form a curv
 test is planned at the level Holm's first step uses, alpha / family. Each test is planned with
 its own statistic: the judge's Wilcoxon signed-rank test by simulating the exact test up to
 50 pairs (`wilcoxon_mde`; the normal approximation is far off at small n) and above by the
-normal approximation with its ARE (0.955 on normal data); the likelihood's sign-flip test of the token-weighted mean by the
-spread of that weighted mean (`weighted_spread`: unequal token counts shrink the effective n),
-and with a pilot by simulating the test itself on the pilot's differences and token counts
-(`simulated_mde`; tests/evaluate/test_claims.py checks the plan against the real test). The
+normal approximation with its ARE (0.955 on normal data); the likelihood's sign-flip test of
+the token-weighted mean by the spread of that weighted mean (`weighted_spread`: unequal token
+counts shrink the effective n), and with a pilot by simulating the test itself on the
+pilot's differences and token counts (`simulated_mde`). tests/evaluate/test_claims.py checks
+both plans against simulations of the real tests. The
 trend tests have no formula here: they are counted in the family and named, not sized. SDs
 come from a pilot run's files (`--pilot runs/<name>`) or are stated (`evaluate.plan` /
 `--judge-sd`, `--nll-sd`). A test whose n (or resampling floor 2/(R+1)) can never reach
@@ -108,22 +109,19 @@ def pilot_sds(run_dir: Path) -> dict[str, Any]:
         nll = {(r["variant"], r["session_id"]): (r["nll_sum"], r["tokens"])
                for r in read_jsonl_dicts(nll_file) if r.get("tokens") and r.get("split") == "test_real"}
         vs = sorted({v for v, _ in nll})
-        spreads = [weighted_spread([(nll[(a, s)][0] - nll[(b, s)][0]) / nll[(a, s)][1] for (v, s) in nll
-                                    if v == a and (b, s) in nll],
-                                   [nll[(a, s)][1] for (v, s) in nll if v == a and (b, s) in nll])
-                   for a, b in S.pairs(vs)]
-        spreads = [x for x in spreads if x is not None]
+        per_pair = []  # (per-token differences, token counts) of each pair over the sessions both scored
+        for a, b in S.pairs(vs):
+            both = [s for (v, s) in nll if v == a and (b, s) in nll]
+            if len(both) >= 3:
+                per_pair.append((np.array([(nll[(a, s)][0] - nll[(b, s)][0]) / nll[(a, s)][1] for s in both]),
+                                 np.array([nll[(a, s)][1] for s in both], dtype=float)))
+        spreads = [weighted_spread(list(d), list(w)) for d, w in per_pair]
         if spreads:
             out["nll"] = float(math.sqrt(np.mean([sd ** 2 for sd, _ in spreads])))
             out["nll_k"] = float(np.mean([k for _, k in spreads]))
-        resid, weights = [], []
-        for a, b in S.pairs(vs):  # each pair's differences around its own weighted mean, pooled
-            both = [s for (v, s) in nll if v == a and (b, s) in nll]
-            if len(both) >= 3:
-                d = np.array([(nll[(a, s)][0] - nll[(b, s)][0]) / nll[(a, s)][1] for s in both])
-                w = np.array([nll[(a, s)][1] for s in both], dtype=float)
-                resid += list(d - (w * d).sum() / w.sum())
-                weights += list(w)
+        # each pair's differences around its own weighted mean, pooled: what the simulation draws from
+        resid = [float(x) for d, w in per_pair for x in d - (w * d).sum() / w.sum()]
+        weights = [float(x) for _, w in per_pair for x in w]
         out["nll_pilot"] = {"resid": resid, "weights": weights} if resid else None
     return out
 
