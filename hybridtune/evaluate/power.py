@@ -268,7 +268,7 @@ def _reach(tests: list[dict], family: int, alpha: float, resamples: int) -> None
     best = S.holm_best(floors)
     at = 0
     for t in tests:
-        t["unreachable"] = (None if t["n"] is None else
+        t["unreachable"] = (None if t["n"] is None or not t["copies"] else  # no copies: no pair to compare
                             S.reach_note(t["n"], family, alpha, t["floor"], best[at], resamples))
         at += t["copies"]
 

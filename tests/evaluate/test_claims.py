@@ -371,3 +371,12 @@ def test_plan_agrees_with_a_simulation_of_the_judges_signed_rank_test(make_cfg):
     rng = np.random.default_rng(7)
     hits = [stats.wilcoxon(t["mde"] + t["sd"] * rng.standard_normal(10)).pvalue * 24 < 0.05 for _ in range(1000)]
     assert abs(np.mean(hits) - 0.8) <= 0.05 and t["mde"] > 1.8
+
+
+def test_plan_with_a_single_variant_has_no_family_and_no_reach_note(make_cfg):
+    """A run with one variant compares nothing: the plan says so instead of failing (seen in the
+    embedded sales_coach pipeline)."""
+    from hybridtune.evaluate import power
+
+    p = power.plan(make_cfg("variants={base: {sources: []}}"))
+    assert p["family"] == 0 and all(t["unreachable"] is None for t in p["tests"])
