@@ -314,7 +314,7 @@ def summary(comparisons: list[dict], likelihood: dict | None, judge_validation: 
     reach: dict[str, list[str]] = {}
     for c in [*(judge if trust_judge else []), *lik_comps]:
         if c.get("unreachable"):
-            what = c["metric"] if c["metric"] != "nll" else f"likelihood ({SPLIT_WORDS.get(c['split'], c['split'])})"
+            what = c["metric"] if c.get("metric", "nll") != "nll" else f"likelihood ({SPLIT_WORDS.get(c['split'], c['split'])})"
             reach.setdefault(c["unreachable"], []).append(f"{c['a']} vs {c['b']} {what}")
     for note, names in reach.items():
         head, _, why = note.partition(": ")  # "could not reach significance at n=6 non-zero pairs", reason
@@ -326,7 +326,7 @@ def summary(comparisons: list[dict], likelihood: dict | None, judge_validation: 
     for c in [*(judge if trust_judge else []), *lik_comps]:  # train.seeds: training noise larger than the effect
         est = [e for e in c.get("seed_estimates") or [] if e]
         if len(est) > 1 and min(est) < 0 < max(est):
-            what = c["metric"] if c["metric"] != "nll" else f"likelihood ({SPLIT_WORDS.get(c['split'], c['split'])})"
+            what = c["metric"] if c.get("metric", "nll") != "nll" else f"likelihood ({SPLIT_WORDS.get(c['split'], c['split'])})"
             cannot.append(f"{c['a']} vs {c['b']} {what}: the training seeds disagree in direction "
                           f"({', '.join(f'{e:+.3g}' for e in est)})")
     fam = max((c.get("family") or 0 for c in [*judge, *lik_comps]), default=0)

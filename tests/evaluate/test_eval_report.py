@@ -329,6 +329,6 @@ def test_verdict_is_a_few_short_lines_naming_each_contrast_and_each_reach_note_o
     assert len(verdict.split()) < 200, verdict
     assert "## Verdict in detail" in md
     comparisons = md.split("## Paired comparisons")[1].split("\n## ")[0]
-    assert comparisons.count("the smallest exact two-sided p") == 0  # the table points to the one note
+    assert comparisons.count("the smallest exact two-sided p") == len(notes)  # each reach note once, under the table
     res = res["verdict"]
     assert set(res) == {"compared", "significant", "cannot_tell", "family", "text"} and res["family"] == 6
