@@ -46,6 +46,9 @@ class SafetyConfig(BaseModel):
     crisis_level: Literal["low", "high", "imminent"] = Field(
         "high", description="risk level at which the safe response policy fires"
     )
+    check_in: bool = Field(
+        True, description="ask the fixed check-in question (prompts/safety_check_in.yaml) when only the statistical "
+                          "layers flag a turn and nothing shows imminence; off: every flag gets the crisis reply")
     response_mode: Literal["replace", "prefix"] = Field(
         "replace", description="crisis reply: replace the counselor's reply, or put the safe response before it"
     )

@@ -36,6 +36,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from ..errors import UserError
+from .normalize import clean
 
 HEAD_FILE = Path(__file__).parent / "data" / "crisis_head.json"
 CLASSES = ("none", "ideation", "imminent")
@@ -226,7 +227,7 @@ class LearnedLayer:
         return "imminent" if p_imminent >= t["imminent"] else "high"
 
     def score(self, texts: list[str]) -> list[LearnedScore]:
-        spans = [windows(t) for t in texts]
+        spans = [windows(clean(t)) for t in texts]
         flat = [w for ws in spans for w in ws]
         with one_thread() if self.single_thread and len(flat) <= FEW else contextlib.nullcontext():
             X = self.embed(flat) if flat else np.zeros((0, len(self.head.coef[0])), dtype=np.float32)
