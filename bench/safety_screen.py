@@ -22,7 +22,7 @@ none, check_in or crisis_reply.
 5. Latency per turn, one turn at a time as in chat, over AnnoMI turns: rules alone vs rules +
    learned; wall and CPU time (bench/safety_latency.py splits the CPU further).
 
-    .venv/bin/python bench/safety_screen.py [--posts 8] [--esconv-turns 1000] [--latency-turns 400] [--cache /tmp/ht-emb]
+    .venv/bin/python bench/safety_screen.py [--posts 8] [--esconv-turns 1000] [--latency-turns 400] [--cache DIR]
 
 --cache keeps the embedder's vectors of the accuracy passes (1-4) on disk, keyed by the exact window
 text (the file learned_train --cache writes), so a rerun after retraining only the head costs seconds;
@@ -38,8 +38,7 @@ import statistics
 import time
 from pathlib import Path
 
-from common import ROOT, SHARED, Result, record
-from safety_latency import latency
+from common import ROOT, Result, data_file, latency, record
 
 from hybridtune.safety.config import SafetyConfig
 from hybridtune.safety.learned import load_learned
@@ -61,7 +60,7 @@ def ratio(x: float, base: float) -> float | None:
 
 def esconv_test() -> list[str]:
     out = []
-    for line in (SHARED / "esconv" / "test.json").read_text(encoding="utf-8").splitlines():
+    for line in data_file("esconv", "test.json").read_text(encoding="utf-8").splitlines():
         if line.strip():
             out += [t["text"] for t in json.loads(line)["dialog"] if t["speaker"] == "usr" and t["text"].strip()]
     return out
@@ -234,8 +233,8 @@ def main() -> None:
     ap.add_argument("--guard-url", default=None, help="OpenAI-compatible URL of a vLLM-served Llama Guard model")
     ap.add_argument("--guard-model", default="meta-llama/Llama-Guard-3-8B")
     args = ap.parse_args()
-    cmd = (CMD.format(n=args.latency_turns) + f" --posts {args.posts} --esconv-turns {args.esconv_turns}"
-           + (f" --cache {args.cache}" if args.cache else ""))
+    # --cache only saves time (same vectors): not part of the command
+    cmd = CMD.format(n=args.latency_turns) + f" --posts {args.posts} --esconv-turns {args.esconv_turns}"
     screeners, skipped = configs(args)
     layer = load_learned(None)  # the layer every Screener with the default head uses (same cache key as Screener.cpu)
     encode, single = layer.encode, layer.single_thread

@@ -13,6 +13,7 @@ User errors print one `error:` line (no traceback) and exit non-zero.
 from __future__ import annotations
 
 import asyncio
+import errno
 import importlib
 import os
 import sys
@@ -133,16 +134,41 @@ def main() -> None:
     except SystemExit:
         raise
     except Exception as e:  # click usage errors come through here in standalone_mode=False
-        import click
-        from typer import _click as typer_click  # typer vendors its own click: usage errors come from either
+        sys.exit(report_unexpected(e))
 
-        if isinstance(e, click.exceptions.ClickException | typer_click.exceptions.ClickException):
-            e.show()
-            sys.exit(e.exit_code)
-        if isinstance(e, click.exceptions.Abort | typer_click.exceptions.Abort):
-            sys.exit(1)
-        raise
 
+def _click_classes(name: str) -> tuple[type, ...]:
+    """`name` from click and from typer's vendored click, where each has it (typer's lacks Abort)."""
+    import click
+    from typer import _click as typer_click
+
+    found = (getattr(click.exceptions, name, None), getattr(typer_click.exceptions, name, None))
+    return tuple(c for c in found if isinstance(c, type))
+
+
+def report_unexpected(e: Exception) -> int:
+    """One line on stderr for anything a command did not turn into a UserError; returns the exit code.
+    HYBRIDTUNE_DEBUG=1 shows the traceback as well."""
+    if isinstance(e, _click_classes("ClickException")):
+        e.show()
+        return e.exit_code
+    if isinstance(e, _click_classes("Abort")):
+        return 1
+    if os.environ.get("HYBRIDTUNE_DEBUG"):
+        import traceback
+
+        traceback.print_exception(e)
+    if isinstance(e, OSError):
+        where = f"{e.filename}: " if e.filename else ""
+        hint = {errno.ENOSPC: "free some disk space and rerun (finished work is kept)",
+                errno.EISDIR: "give a file, not a folder", errno.ENOTDIR: "a part of the path is not a folder",
+                errno.EACCES: "choose a path you may write", errno.EROFS: "choose a writable location",
+                errno.EPERM: "choose a path you may write"}.get(e.errno, "check the path and rerun")
+        print(f"error: {where}{e.strerror or type(e).__name__}; {hint}", file=sys.stderr)
+        return 1
+    print(f"error: unexpected {type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''} "
+          "(rerun with HYBRIDTUNE_DEBUG=1 for the traceback, and please report it)", file=sys.stderr)
+    return 1
 
 if __name__ == "__main__":
     main()

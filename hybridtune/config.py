@@ -19,7 +19,7 @@ from urllib.parse import parse_qsl, urlsplit
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .app.conversations import ConversationsConfig
+from .app.config import ConversationsConfig
 from .contamination import ContaminationConfig, migrate_legacy
 from .curate.config import CurateConfig, MixConfig
 from .errors import UserError
@@ -43,6 +43,10 @@ def looks_like_key(value: object) -> bool:
     s = str(value).strip()
     if KEY_PREFIX.match(s):
         return True
+    if len(s) >= 32 and re.fullmatch(r"[0-9a-fA-F]+", s) and re.search(r"\d", s):  # a hex secret (64 chars: a SHA-256 key)
+        return True
+    if len(s) >= 24 and re.fullmatch(r"[A-Za-z0-9]+", s) and re.search(r"\d", s) and re.search(r"[A-Za-z]", s):
+        return True  # one long run of letters and digits: no variable name or path word looks like that
     return (len(s) >= 20 and re.fullmatch(r"[A-Za-z0-9_\-.=+/]+", s) is not None and re.search(r"\d", s) is not None
             and re.search(r"[a-z]", s) is not None and re.search(r"[A-Z]", s) is not None)
 

@@ -3,6 +3,7 @@
     hybridtune chat -c configs/demo.yaml [--variant hybrid]          # terminal, streaming
     hybridtune serve -c configs/demo.yaml [--variant hybrid] [--port 8765]
     hybridtune serve -c configs/demo.yaml --keep-conversations   # keep them (scrubbed) for review
+    hybridtune conversations delete runs/demo --id ID --older-than 30   # an operator's delete
 """
 from __future__ import annotations
 
@@ -52,9 +53,9 @@ def register(app: typer.Typer) -> None:
 
         try:
             asyncio.run(go())
-        except KeyboardInterrupt:  # Ctrl-C mid-reply: keep what was said
-            if engine.unsaved and (s := engine.save()):
-                typer.echo(f"\n(saved session {s.id})", err=True)
+        except KeyboardInterrupt:  # Ctrl-C: nothing is written that the user did not ask for
+            if engine.unsaved:
+                typer.echo("\n(not saved; /save before quitting keeps a copy)", err=True)
             raise
 
     @app.command()
@@ -88,3 +89,26 @@ def register(app: typer.Typer) -> None:
                    err=True)
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         uvicorn.run(app, host=host, port=port, log_level="warning")
+
+    conversations = typer.Typer(help="Kept conversations of a run: delete them by id or by age.", no_args_is_help=True)
+    app.add_typer(conversations, name="conversations")
+
+    @conversations.command("delete")
+    def conversations_delete(
+        run_dir: Annotated[Path, typer.Argument(help="the run folder (runs/<name>) whose conversations/ to prune")],
+        ids: Annotated[list[str] | None, typer.Option("--id", help="a conversation id (repeatable)")] = None,
+        older_than: Annotated[float | None, typer.Option(
+            "--older-than", min=0, help="also every conversation not updated for this many days")] = None,
+    ):
+        """Delete kept conversations and every trace of them (feedback, review decisions, the accepted
+        export, safety events, saved copies); they never come back."""
+        from ..errors import UserError
+        from .conversations import delete, is_folder
+
+        folder = Path(run_dir) / "conversations"
+        if not is_folder(folder):
+            raise UserError(f"{run_dir}: no kept conversations there ({folder} is missing); pass a run folder such as runs/demo")
+        if not ids and older_than is None:
+            raise UserError("conversations delete: name what to delete with --id ID and/or --older-than DAYS")
+        gone = delete(folder, set(ids or []), older_than)
+        typer.echo(f"deleted {len(gone)} conversation(s) from {folder}")

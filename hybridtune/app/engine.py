@@ -1,10 +1,12 @@
 """One counselor conversation with the safety layer: the engine behind `chat` and `serve`.
 
 Input: user texts, one per turn. Output: a stream of `ChatEvent`s per turn (safety text,
-reply pieces, done/error), the history as a `Session` record (saved to
-runs/<name>/chat/sessions.jsonl) and `SafetyEvent`s (runs/<name>/chat/safety_events.jsonl).
-With `conversations.keep` on, each reply is also kept, scrubbed, in runs/<name>/conversations/
-(hybridtune.app.conversations) unless the user opts the conversation out (`engine.set_keep(False)`).
+reply pieces, done/error), the history as a `Session` record, written only when the user asks
+(`save()`: /save, the Save button) and scrubbed first, to runs/<name>/chat/sessions.jsonl, and
+`SafetyEvent`s (runs/<name>/chat/safety_events.jsonl; evidence spans only). The chat folder is
+0700 and its files 0600. With `conversations.keep` on, each reply is also kept, scrubbed, in
+runs/<name>/conversations/ (hybridtune.app.conversations) unless the user opts the conversation
+out (`engine.set_keep(False)`); an opted-out conversation is never written anywhere.
 
     engine = open_engine(cfg, variant="hybrid")        # a registered variant or the counselor role
     async for ev in engine.turn("I can't sleep"):
@@ -24,7 +26,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel
 
@@ -39,7 +41,10 @@ from ..safety.policy import SafetyState, check_in_text, decide, events_for, log_
 from ..safety.rules import RiskResult
 from ..safety.screen import Screener, build_screener, validate_text
 from ..store import StageDir
-from .conversations import ConversationLog
+from .conversations import ConversationLog, privacy_scrubber
+
+if TYPE_CHECKING:
+    from ..real.pii import Scrubber
 
 CHARS_PER_TOKEN = 3.0  # conservative for English BPE vocabularies: over-estimate, never overflow
 
@@ -73,7 +78,9 @@ class ChatEngine:
     safety_state: SafetyState = field(default_factory=SafetyState)  # check-in asked, risk confirmed, the last verdict
     log: ConversationLog | None = None  # set when conversations.keep is on
     keep: bool = True  # this conversation's choice (the user can opt out)
+    kept_from: int = 0  # after an opt-out and back in, only messages from here on may be kept
     surface: str = "chat"
+    _scrubber: Scrubber | None = None
 
     @property
     def system_prompt(self) -> str:
@@ -143,28 +150,49 @@ class ChatEngine:
     def kept(self) -> bool:
         return self.log is not None and self.keep
 
+    @property
+    def opted_out(self) -> bool:
+        return self.log is not None and not self.keep
+
     def set_keep(self, keep: bool) -> None:
-        """The user's per-conversation choice; opting out deletes what was kept of it."""
+        """The user's per-conversation choice; opting out deletes what was kept of it, opting back
+        in keeps only what is said from now on."""
+        if self.log is None or keep == self.keep:
+            self.keep = keep
+            return
         self.keep = keep
-        if self.log is not None and not keep:
+        if keep:
+            self.kept_from = len(self.messages)
+            self.log.rejoin(self.session_id)
+        else:
             self.log.forget(self.session_id)
 
     def rate(self, index: int, rating: str | None, comment: str = ""):
         """Feedback on reply `index` of this conversation (kept conversations only)."""
         if not self.kept:
             raise UserError("feedback is kept only with conversations kept (conversations.keep) and not opted out")
-        if not (0 <= index < len(self.messages) and self.messages[index].role == "assistant"):
-            raise UserError(f"reply {index}: no counselor reply at that position")
+        if not (self.kept_from <= index < len(self.messages) and self.messages[index].role == "assistant"):
+            raise UserError(f"reply {index}: no kept counselor reply at that position")
         if len(comment) > self.cfg.conversations.max_comment_chars:
             raise UserError(f"comment longer than {self.cfg.conversations.max_comment_chars} characters; shorten it")
-        return self.log.feedback(self.session_id, index, rating, comment)
+        return self.log.feedback(self.session_id, index - self.kept_from, rating, comment)
+
+    @property
+    def scrubber(self) -> Scrubber:
+        if self._scrubber is None:
+            self._scrubber = self.log.scrubber if self.log is not None else privacy_scrubber(self.cfg, self.domain)
+        return self._scrubber
 
     @property
     def session_id(self) -> str:
         return stable_id("chat", self.variant, self.started)
 
     def session(self) -> Session:
-        msgs = ([Message(role="system", content=self.system_prompt)] if self.system_prompt else []) + self.messages
+        """The conversation so far with every turn scrubbed (the system prompt and the fixed safety
+        wording are left as they are)."""
+        texts, _ = self.scrubber.scrub_session([m.content for m in self.messages], key=self.session_id)
+        scrubbed = [Message(role=m.role, content=t) for m, t in zip(self.messages, texts, strict=True)]
+        msgs = ([Message(role="system", content=self.system_prompt)] if self.system_prompt else []) + scrubbed
         return Session(
             id=stable_id("chat", self.variant, self.started, len(self.messages)), source="simulated", messages=msgs,
             meta={"kind": "chat", "chat_id": self.session_id, "variant": self.variant, "started": self.started,
@@ -172,7 +200,11 @@ class ChatEngine:
         )
 
     def save(self) -> Session | None:
-        """Append the conversation so far (a snapshot; later saves get a new id) to chat/sessions.jsonl."""
+        """The user asked to save: append the scrubbed conversation so far (a snapshot; later saves
+        get a new id) to chat/sessions.jsonl. An opted-out conversation is never saved."""
+        if self.opted_out:
+            raise UserError("this conversation is opted out, so nothing of it is saved; /keep (or tick "
+                            "\"Keep this conversation\") to keep what you say from now on")
         if not self.messages:
             return None
         s = self.session()
@@ -187,11 +219,12 @@ class ChatEngine:
     def fork(self) -> ChatEngine:
         """A new, empty conversation sharing this engine's models (one per web session)."""
         return ChatEngine(cfg=self.cfg, counselor=self.counselor, domain=self.domain, out=self.out,
-                          screener=self.screener, variant=self.variant, log=self.log, surface=self.surface)
+                          screener=self.screener, variant=self.variant, log=self.log, surface=self.surface,
+                          _scrubber=self._scrubber)
 
     def reset(self) -> None:
         self.messages, self.turn_risks, self.started, self.saved_len = [], [], time.time(), 0
-        self.keep = True
+        self.keep, self.kept_from = True, 0
         self.safety_state = SafetyState()
 
 
@@ -214,5 +247,5 @@ def open_engine(cfg: ExperimentConfig, variant: str | None = None, pool: LLMPool
     screener = build_screener(cfg, pool, domain)
     if cfg.safety.learned:
         screener.cpu(["warm-up"])  # load the embedder now, not on the first person's turn
-    return ChatEngine(cfg=cfg, counselor=llm, domain=domain, out=store.stage("chat"), screener=screener, variant=name,
-                      log=ConversationLog.open(cfg), surface=surface)
+    return ChatEngine(cfg=cfg, counselor=llm, domain=domain, out=store.stage("chat", private=True), screener=screener,
+                      variant=name, log=ConversationLog.open(cfg, domain), surface=surface)

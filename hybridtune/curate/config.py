@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 CRITERIA = ("coherence", "realism", "therapeutic_value", "technique_adherence")
 FLAGS = ("unsafe_advice", "role_confusion", "repetition", "abrupt_ending", "crisis_content")
 
-# Licences of the public sets in ../shared/data (their README) and of the project's demo transcripts.
+# Licences of the public data sets (see hybridtune/catalogue/catalogue.yaml) and of the project's demo transcripts.
 KNOWN_LICENCES = {
     "annomi": "AnnoMI: public domain (upstream README statement)",
     "esconv": "ESConv: CC BY-NC 4.0, research use (non-commercial)",

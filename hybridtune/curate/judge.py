@@ -47,13 +47,16 @@ JudgeVerdict = create_model(
 
 
 def transcript(session: Session, max_chars: int, labels: dict[str, str] | None = None) -> str:
-    """Dialogue as 'client: ...' lines, cut at max_chars with the cut marked (the judge must know)."""
+    """Dialogue as 'client: ...' lines, cut at max_chars with the cut marked (the judge must know).
+    A turn is one line whatever it holds (a newline in it cannot forge another speaker's line) and
+    cannot close the prompt's <transcript> tag."""
     labels = labels or {"user": "client", "assistant": "counselor"}
     lines: list[str] = []
     used = 0
     msgs = [m for m in session.messages if m.role != "system"]
     for i, m in enumerate(msgs):
-        line = f"{labels.get(m.role, m.role)}: {m.content.strip()}"
+        content = " ".join(m.content.split()).replace("</transcript>", "</ transcript>")
+        line = f"{labels.get(m.role, m.role)}: {content}"
         if used + len(line) > max_chars and lines:
             lines.append(f"[... {len(msgs) - i} more turns not shown]")
             break

@@ -1,6 +1,6 @@
 """CLI verbs of the `real` stage (registered by hybridtune/cli.py).
 
-    hybridtune ingest ../shared/data/annomi/AnnoMI-simple.csv --out runs/x/real --no-llm
+    hybridtune ingest annomi --out runs/x/real --no-llm       # a catalogue name: after `hybridtune data get annomi`
     hybridtune ingest data/demo --out runs/demo-ingest -c configs/demo.yaml
 """
 from __future__ import annotations

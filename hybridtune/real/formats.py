@@ -2,7 +2,7 @@
 
 Input: files (AnnoMI CSV, generic CSV, speaker-labelled text, WebVTT/SRT captions, JSON/JSONL
 chat, ESConv JSON). Output: `RawSession`s in file order. A file that cannot be read raises
-`BadInput(line, reason)`, which the stage turns into a quarantine entry and goes on to the
+`BadInput(reason, line)`, which the stage turns into a quarantine entry and goes on to the
 next file; one bad record of a file made of records (a JSONL line, an ESConv conversation)
 is *yielded* as a `BadInput` instead, so the stage quarantines it and reads on.
 
@@ -344,9 +344,13 @@ def read_file(path: Path, cfg: RealConfig, forced: str | None = None) -> Iterato
     yield from READERS.get(detect(path, text, forced or cfg.format)).read(text, str(path), cfg)
 
 
+OUTPUT_MARKERS = ("_ingest.json", "_done.json")  # what hybridtune writes into every ingest/stage folder
+
+
 def expand_inputs(inputs: list[str], exclude: Path | None = None) -> list[Path]:
     """Files of the inputs (folders recursively, sorted), skipping README/hidden files and anything
-    under `exclude` (the output folder: ingest must never read its own outputs).
+    under `exclude` (the output folder: ingest must never read its own outputs) or in any folder that
+    an earlier ingest or stage wrote (it holds one of OUTPUT_MARKERS).
 
     A catalogue name (`annomi`, `esconv`, ...; hybridtune/catalogue) stands for its downloaded files;
     a kept-conversations folder (runs/<name>/conversations) for its reviewer-accepted conversations only."""
@@ -368,8 +372,9 @@ def expand_inputs(inputs: list[str], exclude: Path | None = None) -> list[Path]:
         if kind == "dir" and is_folder(p):  # never the unreviewed ones: accepted.jsonl, refreshed from the decisions
             export_accepted(p)
             out.append(p / "accepted.jsonl")
-        elif kind == "dir":
-            out += sorted(f for f in p.rglob("*") if keep(f))
+        elif kind == "dir":  # an earlier ingest's or stage's output folder inside an input is output, not input
+            made = {m.parent.resolve() for marker in OUTPUT_MARKERS for m in p.rglob(marker)}
+            out += sorted(f for f in p.rglob("*") if keep(f) and not made & set(f.resolve().parents))
         elif kind == "file":
             if keep(p):
                 out.append(p)

@@ -381,6 +381,8 @@ def main(argv: list[str] | None = None) -> None:
         texts, y = units([r for r, k in zip(dev, keep_dev, strict=True) if k])
         cal = [w for ws, k in zip(calib_spans, keep_cal, strict=True) if k for w in ws]
         X, y = embed(texts + cal), np.asarray(y + [0] * len(cal))
+        if not len(r_owner):  # without --reddit
+            return X, y
         keep_r = np.ones(len(r_owner), bool) if keep_r is None else keep_r
         neg, cand = keep_r & ~r_risk, keep_r & r_risk
         first = fit_linear(np.r_[X, Xr[neg], Xr[cand]], np.r_[(y > 0).astype(int), np.zeros(neg.sum(), int),
@@ -408,7 +410,8 @@ def main(argv: list[str] | None = None) -> None:
                                             [s for s, f in zip(dev_spans, fold, strict=True) if f == k])
             oof_cal[calib_fold == k] = window_max(svm.decision_function(Xcal[Xcal_rows == k]),
                                                   [s for s, f in zip(calib_spans, calib_fold, strict=True) if f == k])
-            oof_r[r_fold == k] = svm.decision_function(Xr[r_fold == k])
+            if (r_fold == k).any():
+                oof_r[r_fold == k] = svm.decision_function(Xr[r_fold == k])
         t = threshold_at(oof_cal, a.max_fa)
         recall, hard = float(np.mean(oof_dev[is_pos] >= t)), float(np.mean(oof_dev[~is_pos] >= t))
         ur = user_max(oof_r, np.ones(len(r_owner), bool), at_risk_ids + supportive_ids)

@@ -111,10 +111,9 @@ def test_terminal_commands_save_reset_quit(make_cfg):
     assert turns == 2 and "not a substitute for professional care" in text
     assert "(conversation reset)" in text and "unknown command /bogus" in text and "message not sent" in text
     saved = [Session.model_validate_json(x) for x in eng.out.file("sessions.jsonl").read_text().splitlines()]
-    assert len(saved) == 2  # /save, then the unsaved conversation on /quit
+    assert len(saved) == 1  # /save; the unsaved conversation is not written on /quit unasked
     assert [m.content for m in saved[0].messages if m.role == "user"] == ["hi"]
-    assert [m.content for m in saved[1].messages if m.role == "user"] == ["again"]
-    assert saved[0].meta["chat_id"] != saved[1].meta["chat_id"]  # /reset starts a new conversation
+    assert "(not saved; /save before /quit" in text
 
 
 def test_hybridtune_chat_through_a_pipe(tmp_path):

@@ -40,7 +40,7 @@ def test_curate_stage_writes_judged_selected_review(fake_ctx):
         sel = {k: {s.id: s for s in st.read(f"{k}.jsonl", Session)} for k in ("selected", "review", "rejected")}
     assert set(judged) == {s.id for s in synth[:4]}  # the broken one failed
     j = judged[synth[0].id].scores["judge"]
-    assert j["mean"] == 8 and j["prompt"] == "curate_judge@1" and j["rationales"]["realism"] == "scored 8"
+    assert j["mean"] == 8 and j["prompt"] == "curate_judge@2" and j["rationales"]["realism"] == "scored 8"
     assert set(sel["selected"]) == {synth[0].id, real[0].id}  # unjudged real kept
     assert set(sel["rejected"]) == {synth[1].id}
     reasons = {k: v.meta["curate"]["reasons"] for k, v in sel["review"].items()}

@@ -30,8 +30,11 @@ def learned_high(**extra) -> RiskResult:
     return RiskResult(risk="high", categories=["suicide"], source="learned", settled=True, rules_risk="none", **extra)
 
 
-def test_check_in_text_is_fixed_data_of_the_pack():
+def test_check_in_text_is_fixed_data_of_the_pack_and_protected_from_the_scrubber():
+    from hybridtune.safety.policy import fixed_texts
+
     assert check_in_text() == CHECK_IN
+    assert CHECK_IN in fixed_texts(SafetyConfig())
 
 
 # --- imminence -------------------------------------------------------------------------

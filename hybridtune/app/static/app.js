@@ -31,10 +31,12 @@
   }
 
   const keepBox = document.getElementById("keep");
+  let keeping = false;  // conversations are kept on this server: every message carries the box's state
   fetch("/api/info").then(r => r.json()).then(info => {
     document.getElementById("disclaimer").textContent = info.disclaimer;
     input.maxLength = info.max_chars;
     if (info.keep) {  // conversations are kept: say so, and offer the opt-out
+      keeping = true;
       const notice = document.getElementById("notice");
       notice.textContent = info.notice;
       notice.hidden = false;
@@ -97,7 +99,7 @@
     bubble("user", text);
     let reply = null;
     try {
-      const resp = await post("/api/chat", { session: sid, message: text });
+      const resp = await post("/api/chat", { session: sid, message: text, keep: keeping ? keepBox.checked : undefined });
       if (!resp.ok) { bubble("error", "Not sent: " + await errorText(resp)); return; }
       const reader = resp.body.getReader();
       const dec = new TextDecoder();

@@ -112,6 +112,29 @@ def conversation_rows(conv: Path) -> dict[str, tuple[str, Session]]:
     return out
 
 
+def shown(text: str) -> str:
+    """Text as a reviewer must see it: invisible bidi and zero-width characters written out as
+    [U+XXXX], so that what is read is what is there."""
+    from ...real.clean import INVISIBLE_RE
+
+    return INVISIBLE_RE.sub(lambda m: f"[U+{ord(m.group()):04X}]", text)
+
+
+def reviewed_snapshot(conv: Path, sid: str, d: DecisionIn, latest: Session) -> Session:
+    """The snapshot of a kept conversation that a decision is about: the one the page showed
+    (`snapshot`, its number of turns), else the latest; `d.snapshot` is filled in either way, so
+    turns the user adds after the review never reach training."""
+    from ...app.conversations import snapshots
+
+    if d.snapshot is None:
+        d.snapshot = len(latest.messages)
+        return latest
+    s = snapshots(conv).get(sid, {}).get(d.snapshot)
+    if s is None:
+        raise HTTPException(409, f"snapshot {d.snapshot}: this conversation has no snapshot of that many turns; reload it")
+    return s
+
+
 def create_app(run_dir: Path, token: str | None = None, reviewer: str = "", host: str = "127.0.0.1") -> FastAPI:
     """The review app for a server bound to `host`."""
     from ...app.conversations import export_accepted
@@ -165,8 +188,8 @@ def create_app(run_dir: Path, token: str | None = None, reviewer: str = "", host
             if status == "conversation" else {}
         return {**summary(sid, status, s, stt), "rationales": (s.scores.get("judge") or {}).get("rationales", {}),
                 "feedback": fb,
-                "messages": [{"role": m.role, "content": stt["edits"].get(i, m.content), "edited": i in stt["edits"],
-                              "original": m.content} for i, m in enumerate(s.messages)],
+                "messages": [{"role": m.role, "content": shown(stt["edits"].get(i, m.content)), "edited": i in stt["edits"],
+                              "original": shown(m.content)} for i, m in enumerate(s.messages)],
                 "history": stt["history"]}
 
     @app.post("/api/sessions/{sid}/decision")
@@ -175,10 +198,17 @@ def create_app(run_dir: Path, token: str | None = None, reviewer: str = "", host
         if sid not in cands:
             raise HTTPException(404, "unknown session")
         try:
-            d = make_decision(cands[sid][1], DecisionIn.model_validate(await request.json()))
+            d_in = DecisionIn.model_validate(await request.json())
         except (ValidationError, ValueError) as e:
             raise HTTPException(422, str(e).splitlines()[0][:300]) from None
-        if cands[sid][0] == "conversation":  # its own decisions file; accepted ones become a real-data source
+        status, shown = cands[sid]
+        if status == "conversation":
+            shown = reviewed_snapshot(conv, sid, d_in, shown)
+        try:
+            d = make_decision(shown, d_in)
+        except (ValidationError, ValueError) as e:
+            raise HTTPException(422, str(e).splitlines()[0][:300]) from None
+        if status == "conversation":  # its own decisions file; accepted ones become a real-data source
             StageDir(conv, "conversations").append(DECISIONS, d)
             export_accepted(conv)
         else:
