@@ -206,7 +206,7 @@ def ordinary(text: str) -> bool:
 
 GRID = [(C, g) for C in (1.0, 4.0, 16.0, 64.0) for g in (0.5, 1.0, 2.0)]  # SVM (C, gamma); gamma ~1 on unit vectors
 REDDIT_GRID = [(4.0, 1.0), (16.0, 1.0), (16.0, 2.0), (64.0, 1.0)]  # around GRID's choice (16, 1): --reddit costs more per fit
-LINEAR_C = 1.0  # the imminent head (the previous session's choice on val; only ranks crises, not thresholded on calib)
+LINEAR_C = 1.0  # the imminent head: chosen on val; it only ranks crises and is not thresholded on calib
 
 
 def fit_linear(X: np.ndarray, y: np.ndarray):
