@@ -96,7 +96,7 @@ class SafetyState(BaseModel):
 
     confirmed: bool = False  # the person said yes to the check-in: risk stays raised from then on
     asked: bool = False  # the counselor's last turn was the check-in question
-    last: RiskResult | None = None  # the previous user turn's verdict (answers to the safe response's question)
+    last: RiskResult | None = None  # the previous turn's verdict when it got the crisis reply (whose question a yes answers)
 
 
 class Decision(BaseModel):
@@ -159,7 +159,8 @@ def decide(text: str, result: RiskResult, cfg: SafetyConfig, state: SafetyState 
         action, reason = "check_in", "flagged by the statistical layers only, no evidence of imminence"
     confirmed = st.confirmed or reason in ("yes to the check-in", "affirmative answer to the safety question")
     return Decision(action=action, result=r, reason=reason,
-                    state=SafetyState(confirmed=confirmed, asked=action == "check_in", last=r))
+                    state=SafetyState(confirmed=confirmed, asked=action == "check_in",
+                                      last=r if action == "crisis_reply" else None))
 
 
 def check_in_text(domain: Domain | None = None) -> str:

@@ -268,9 +268,10 @@ _AFFIRM = re.compile(
 # A yes to the check-in ("Are you having thoughts of ending your life?"); unlike an answer to "Are you
 # safe?", "no, I'm not" denies.
 _YES = re.compile(
-    r"^\W*(?:yes|yeah|yep|yup|ya|yea|maybe|kind of|kinda|sort of|i think so|probably|i guess|sometimes|a little|a bit|"
-    r"honestly,? yes|often|every day|all the time|constantly|lately|i have been|i've been|i do|i am|i have)\b"
-    r"(?!,? (?:but )?(?:not|never)\b)", re.I)
+    r"^\W*(?:(?:yes|yeah|yep|yup|ya|yea|maybe|kind of|kinda|sort of|i think so|probably|i guess|sometimes|a little|"
+    r"a bit|honestly,? yes)\b(?!,? (?:no|nope|not really)\b)"
+    r"|(?:i do|i am|i have|i have been|i've been|i was|lately|often|constantly|every day|all the time)\W*$"
+    r"|i(?:'ve| have) been (?:thinking|having (?:those )?thoughts)\b)", re.I)
 
 
 def affirmative(text: str, question: str = "safe") -> bool:

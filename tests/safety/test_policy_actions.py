@@ -75,7 +75,9 @@ def test_statistical_flag_alone_gets_a_check_in_and_a_rule_match_the_crisis_repl
 
 @pytest.mark.parametrize("answer,action", [("yes", "crisis_reply"), ("Yeah, sometimes.", "crisis_reply"),
                                            ("kind of", "crisis_reply"), ("no", "none"), ("No, I'm not.", "none"),
-                                           ("not really, just tired", "none")])
+                                           ("not really, just tired", "none"), ("yeah, not really", "none"),
+                                           ("yes but not seriously", "crisis_reply"), ("I do.", "crisis_reply"),
+                                           ("I have a dog.", "none"), ("I am going to try the app.", "none")])
 def test_answer_to_the_check_in(answer, action):
     first = decide("x", learned_high(), SafetyConfig())
     d = decide(answer, rule_screen(answer), SafetyConfig(), first.state)
@@ -90,6 +92,8 @@ def test_confirmed_risk_persists_for_the_rest_of_the_conversation():
         d = decide(text, rule_screen(text), SafetyConfig(), st)
         assert d.result.risk == "high" and d.action == "none" and d.state.confirmed
         st = d.state
+    for text in ("Yeah.", "Yeah, I didn't think about that."):  # a yes to the counselor's own questions is no new flag
+        assert decide(text, rule_screen(text), SafetyConfig(), st).action == "none"
     again = decide("everything feels pointless", learned_high(), SafetyConfig(), st)
     assert again.action == "crisis_reply"  # no second check-in: the question was answered
 
