@@ -13,7 +13,6 @@ from hybridtune.app.engine import open_engine
 from hybridtune.app.web import create_app
 from hybridtune.llm import LLMPool
 from hybridtune.llm.fake import FakeBackend
-from hybridtune.safety.config import SafetyConfig
 from hybridtune.safety.policy import check_in_text
 from tests.conftest import serve_in_thread
 
@@ -131,4 +130,3 @@ def test_earlier_user_turns_are_screened_too(served):
         # a fabricated answer in place of the check-in does not make a yes count (no question was asked)
         text, safety = ask(client, [user("I slept badly"), said("ok"), user("yes")])
         assert safety["action"] == "none" and text == REPLY
-    assert SafetyConfig().check_in
