@@ -85,8 +85,9 @@ class Result:
     extra: dict = field(default_factory=dict)
 
 
-def record(name: str, results: list[Result], out: Path = OUT) -> Path:
-    """Write bench/results/<name>.json: the results, when, on what machine, at which commit."""
+def record(name: str, results: list[Result], out: Path = OUT, headline: dict | None = None) -> Path:
+    """Write bench/results/<name>.json: the results, when, on what machine, at which commit;
+    `headline`: named figures kept at the top level of the file."""
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"{name}.json"
     payload = {
@@ -94,6 +95,7 @@ def record(name: str, results: list[Result], out: Path = OUT) -> Path:
         "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "commit": git_commit(),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+        **(headline or {}),
         "results": [asdict(r) for r in results],
     }
     path.write_text(json.dumps(payload, indent=2) + "\n")

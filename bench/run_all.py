@@ -58,7 +58,10 @@ def render(results: Path = BENCH / "results") -> str:
     for f in sorted(results.glob("*.json")):
         data = json.loads(f.read_text())
         commit = data.get("commit", "not recorded")
+        head = {k: v for k, v in data.items() if k not in ("name", "when", "machine", "results", "command", "commit")}
         lines += [f"## {data['name']}", "", f"Measured {data['when']} at commit `{commit}` on {data['machine']}.", "",
+                  *([", ".join(f"`{k}` = {round(v, 3) if isinstance(v, float) else v}" for k, v in head.items())
+                     + ".", ""] if head else []),
                   "| benchmark | figure | baseline (same run) | ratio | target | met |", "|---|---|---|---|---|---|"]
         cmds, notes = [], []
         for r in data["results"]:

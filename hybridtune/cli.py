@@ -24,7 +24,7 @@ import typer
 import yaml
 from rich.console import Console
 
-from .cli_common import ConfigArg, ConfigOpt, SetOpt, load
+from .cli_common import ConfigArg, ConfigOpt, SetOpt, load, pick
 from .errors import UserError
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no model hub at run time: models come from installed packages
@@ -42,13 +42,46 @@ domain_app = typer.Typer(help="Check domain packs.", no_args_is_help=True)
 app.add_typer(domain_app, name="domain")
 console = Console(stderr=True)
 
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            v = version("hybridtune")
+        except PackageNotFoundError:  # run from a checkout that was not pip-installed
+            import tomllib
+
+            v = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"]["version"]
+        typer.echo(f"hybridtune {v}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                                help="print the version and exit")] = False,
+          verbose: Annotated[bool, typer.Option("--verbose", "-v", help="show the libraries' own output (Hugging "
+                                                "Face logs and warnings, dataset bars): hybridtune -v VERB")] = False
+          ) -> None:
+    """Fine-tune domain chatbots on a blend of real and synthetic conversations, and prove the gain."""
+    from . import noise
+
+    noise.configure(verbose)
+
 @config_app.command("check")
 def config_check(config: ConfigArg, set_: SetOpt = None, show: bool = typer.Option(False, help="print resolved YAML")):
-    """Validate a config (keys, types, role bindings, endpoints) without calling any model."""
+    """Validate a config (keys, types, role bindings, endpoints, domain pack, input paths) without calling any model."""
     cfg = load(config, set_)
     from .llm import LLMPool
+    from .preflight import config_problems
 
-    LLMPool(cfg).check()
+    _, problems = config_problems(cfg)  # the dry run's own checks: every problem at once
+    try:
+        LLMPool(cfg).check()
+    except UserError as e:
+        problems.append(str(e))
+    if problems:
+        raise UserError(f"config check found {len(problems)} problem(s):\n  " + "\n  ".join(problems))
     if show:
         typer.echo(yaml.safe_dump(cfg.resolved_dict(), sort_keys=False))
     console.print(f"[green]ok[/green] {config}: run dir {cfg.run_dir}, roles -> "
@@ -83,12 +116,12 @@ def domain_check(
 @app.command()
 def ask(
     prompt: Annotated[str, typer.Argument(help="user message")],
-    config: ConfigOpt = Path("configs/demo.yaml"),
+    config: ConfigOpt = None,
     role: Annotated[str, typer.Option(help="role whose binding answers")] = "counselor",
     set_: SetOpt = None,
 ):
     """Send one message through a role's binding (a quick endpoint check; not cached)."""
-    cfg = load(config, [*(set_ or []), "llm.cache=false"])
+    cfg = load(pick(None, config), [*(set_ or []), "llm.cache=false"])
     from .llm import LLMPool
 
     pool = LLMPool(cfg)

@@ -2,10 +2,11 @@
 
     lines = preflight(cfg)     # lines to print; UserError listing every blocking problem, one line each
 
-Blocking: no real inputs (or a path / data set name that is not there), a training backend
-that cannot work with the chosen endpoints, a missing API key, a model the provider no longer
-serves (hybridtune/provider.py). Then the cost estimate per stage and role (hybridtune/estimate.py)
-and the budget check.
+Blocking: an unknown domain pack, no real inputs (or a path / data set name that is not
+there), a training backend that cannot work with the chosen endpoints (`config_problems`, which
+`hybridtune config check` runs too), a missing API key, a model the provider no longer serves
+(hybridtune/provider.py). Then the cost estimate per stage and role (hybridtune/estimate.py)
+and the budget check. A problem with a key given by `--set` is blamed on `--set KEY`.
 """
 from __future__ import annotations
 
@@ -89,14 +90,24 @@ def check_training(cfg: ExperimentConfig) -> list[str]:
     return out
 
 
+def config_problems(cfg: ExperimentConfig) -> tuple[list[str], list[str]]:
+    """(ok lines, problems) of the checks that call no model and no server: the domain pack, the
+    real inputs and evaluation scenarios, the training backend against the endpoints."""
+    ok, problems = [], []
+    try:
+        dom = load_domain(cfg.domain)
+        ok.append(f"domain: {dom.name}: {len(dom.techniques)} techniques, {len(dom.distortions)} distortions, "
+                  f"{len(dom.emotions)} emotions")
+    except UserError as e:
+        problems.append(str(e))
+    found, missing = check_real_inputs(cfg)
+    return ok + found, [cfg.blame(p) for p in [*problems, *missing, *check_training(cfg)]]
+
+
 def preflight(cfg: ExperimentConfig) -> list[str]:
     lines = [f"config: {cfg.source_path} ok (run dir {cfg.run_dir})"]
-    dom = load_domain(cfg.domain)
-    lines.append(f"domain: {dom.name}: {len(dom.techniques)} techniques, {len(dom.distortions)} distortions, "
-                 f"{len(dom.emotions)} emotions")
-    ok, problems = check_real_inputs(cfg)
+    ok, problems = config_problems(cfg)
     lines += ok
-    problems += check_training(cfg)
     pool = LLMPool(cfg)
     for role, rc in cfg.roles.items():
         ep = cfg.endpoints[rc.endpoint]

@@ -16,8 +16,9 @@ def test_openai_config_without_data_key_or_matching_trainer_fails_with_one_line_
     assert out.returncode == 2 and "Traceback" not in out.stderr
     err = out.stderr.splitlines()
     assert err[0] == "error: dry run found problems:"
-    assert any(x.strip().startswith("real.inputs: no real data configured") for x in err)
-    assert any(x.strip().startswith("train.backend: local trains LoRA adapters") for x in err)
+    # both keys came from --set, so the lines blame --set
+    assert any(x.strip().startswith("--set real.inputs: no real data configured") for x in err)
+    assert any(x.strip().startswith("--set train.backend: local trains LoRA adapters") for x in err)
     assert any("OPENAI_API_KEY is not set" in x for x in err)
     assert len(err) == 4
 

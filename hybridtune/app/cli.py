@@ -1,7 +1,7 @@
 """CLI verbs of the `app` stage (registered by hybridtune/cli.py): talk to a counselor.
 
-    hybridtune chat -c configs/demo.yaml [--variant hybrid]          # terminal, streaming
-    hybridtune serve -c configs/demo.yaml [--variant hybrid] [--port 8765]
+    hybridtune chat runs/demo --variant hybrid        # terminal, streaming (or: chat -c configs/demo.yaml)
+    hybridtune serve runs/demo [--variant hybrid] [--port 8765]
     hybridtune serve -c configs/demo.yaml --keep-conversations   # keep them (scrubbed) for review
     hybridtune conversations delete runs/demo --id ID --older-than 30   # an operator's delete
 """
@@ -15,9 +15,7 @@ from typing import Annotated
 
 import typer
 
-from ..cli_common import SetOpt, load
-
-ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="experiment YAML (default: built-in defaults)")]
+from ..cli_common import ConfigOpt, RunArg, SetOpt, load, pick, require_run
 VariantOpt = Annotated[str | None, typer.Option(
     help="a variant registered in runs/<name>/models.json (base, real, hybrid...); default: the counselor role")]
 KeepOpt = Annotated[bool, typer.Option(
@@ -31,13 +29,22 @@ def _keep(cfg, keep: bool):
     return cfg
 
 
+def _config(target: Path | None, config: Path | None, sets: list[str] | None, variant: str | None, verb: str):
+    """The config; a --variant needs the run that registered it (a missing one is an error, nothing is created)."""
+    cfg = load(pick(target, config), sets)
+    if variant:
+        require_run(cfg, verb, "models.json")
+    return cfg
+
+
 def register(app: typer.Typer) -> None:
     """Add this stage's verbs to the main app."""
 
     @app.command()
-    def chat(config: ConfigOpt = None, variant: VariantOpt = None, keep: KeepOpt = False, set_: SetOpt = None):
+    def chat(target: RunArg = None, config: ConfigOpt = None, variant: VariantOpt = None, keep: KeepOpt = False,
+             set_: SetOpt = None):
         """Chat with a counselor in the terminal (/save, /reset, /quit); every turn is safety-screened."""
-        cfg = _keep(load(config, set_), keep)
+        cfg = _keep(_config(target, config, set_, variant, "chat"), keep)
         from .engine import open_engine
         from .terminal import run_terminal
 
@@ -60,6 +67,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     def serve(
+        target: RunArg = None,
         config: ConfigOpt = None,
         variant: VariantOpt = None,
         host: Annotated[str, typer.Option(help="interface to bind; beyond 127.0.0.1 a token is required")] = "127.0.0.1",
@@ -73,7 +81,7 @@ def register(app: typer.Typer) -> None:
         from .web import check_bind, create_app
 
         check_bind(host, token)
-        cfg = _keep(load(config, set_), keep)
+        cfg = _keep(_config(target, config, set_, variant, "serve"), keep)
         import uvicorn
 
         from .engine import open_engine

@@ -23,6 +23,7 @@ sent to the model is trimmed from the oldest turns to fit the endpoint's context
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -57,6 +58,15 @@ class ChatEvent(BaseModel):
     index: int | None = None  # done: the reply's message index (what feedback refers to)
     kept: bool | None = None  # done: whether the conversation is being kept
     action: str | None = None  # safety and done: none | check_in | crisis_reply (hybridtune.safety.policy.decide)
+    cut: bool | None = None  # done: the reply stopped mid-sentence (the length limit, max_tokens)
+
+
+SENTENCE_END = re.compile(r"""[.!?…](["'”’)\]*_]*)\s*$""")
+
+
+def unfinished(reply: str) -> bool:
+    """Whether a reply stops mid-sentence (streams carry no finish reason; this is what the reader sees)."""
+    return bool(reply.strip()) and not SENTENCE_END.search(reply)
 
 
 def estimate_tokens(text: str) -> int:
@@ -71,6 +81,7 @@ class ChatEngine:
     out: StageDir  # runs/<name>/chat/
     screener: Screener = field(default_factory=Screener)  # built once per engine, shared by its forks
     variant: str = "counselor"
+    model: str = ""  # what answers, in words: the model, and its adapter for a trained variant
     messages: list[Message] = field(default_factory=list)
     turn_risks: list[dict] = field(default_factory=list)
     started: float = field(default_factory=time.time)
@@ -81,6 +92,11 @@ class ChatEngine:
     kept_from: int = 0  # after an opt-out and back in, only messages from here on may be kept
     surface: str = "chat"
     _scrubber: Scrubber | None = None
+
+    @property
+    def who(self) -> str:
+        """The line that tells the user whom they talk to."""
+        return f"variant {self.variant}, model {self.model or self.counselor.model}"
 
     @property
     def system_prompt(self) -> str:
@@ -144,7 +160,8 @@ class ChatEngine:
             except Exception as e:  # keeping is a side duty: the conversation goes on, unkept text is never written
                 yield ChatEvent(type="error", text=f"this reply could not be kept ({type(e).__name__})")
         yield ChatEvent(type="done", risk=risk.risk, categories=risk.categories,
-                        index=len(self.messages) - 1 if shown else None, kept=self.kept, action=d.action)
+                        index=len(self.messages) - 1 if shown else None, kept=self.kept, action=d.action,
+                        cut=bool(shown) and unfinished(shown))
 
     @property
     def kept(self) -> bool:
@@ -219,8 +236,8 @@ class ChatEngine:
     def fork(self) -> ChatEngine:
         """A new, empty conversation sharing this engine's models (one per web session)."""
         return ChatEngine(cfg=self.cfg, counselor=self.counselor, domain=self.domain, out=self.out,
-                          screener=self.screener, variant=self.variant, log=self.log, surface=self.surface,
-                          _scrubber=self._scrubber)
+                          screener=self.screener, variant=self.variant, model=self.model, log=self.log,
+                          surface=self.surface, _scrubber=self._scrubber)
 
     def reset(self) -> None:
         self.messages, self.turn_risks, self.started, self.saved_len = [], [], time.time(), 0
@@ -242,10 +259,13 @@ def open_engine(cfg: ExperimentConfig, variant: str | None = None, pool: LLMPool
             known = ", ".join(reg) or f"none (no {store.path('models.json')}; run the train stage)"
             raise UserError(f"--variant {variant}: not registered; known variants: {known}; or omit --variant")
         llm, name = counselor_llm(ctx, reg[variant]), variant
+        e = reg[variant]
+        model = f"{e.model} + LoRA adapter {e.adapter}" if e.adapter else e.model
     else:
         llm, name = ctx.llm("counselor"), "counselor"
+        model = llm.model or ""
     screener = build_screener(cfg, pool, domain)
     if cfg.safety.learned:
         screener.cpu(["warm-up"])  # load the embedder now, not on the first person's turn
     return ChatEngine(cfg=cfg, counselor=llm, domain=domain, out=store.stage("chat", private=True), screener=screener,
-                      variant=name, log=ConversationLog.open(cfg, domain), surface=surface)
+                      variant=name, model=model, log=ConversationLog.open(cfg, domain), surface=surface)

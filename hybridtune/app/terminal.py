@@ -6,6 +6,9 @@ text stream; sessions saved by the engine (runs/<name>/chat/sessions.jsonl).
     hybridtune chat -c configs/demo.yaml --variant hybrid
     printf 'hello\\n/save\\n/quit\\n' | hybridtune chat -c configs/demo.yaml
 
+The first line names the variant and model answering; a reply that stops mid-sentence (the
+length limit) ends with a visible cut marker.
+
 Commands: /save (a scrubbed snapshot of the session), /reset (start over), /quit (or end of
 input; nothing is saved unless you said /save, or answer yes when asked at an interactive
 prompt), /help. With conversations kept
@@ -21,6 +24,7 @@ from ..safety.screen import BadText
 from .engine import ChatEngine
 
 HELP = "commands: /save  /reset  /quit  /help"
+CUT = "[… cut off mid-sentence at the reply length limit, roles.counselor.max_tokens]"
 KEEP_HELP = "this conversation is kept: /nokeep opts it out; /up, /down, /comment TEXT rate the last reply"
 DISCLAIMER = ("This is an AI counselor for practice and support, not a substitute for professional care. "
               "In a crisis, contact local emergency services or a crisis line.")
@@ -67,7 +71,8 @@ async def run_terminal(engine: ChatEngine, inp: TextIO, out: TextIO, interactive
         out.write(text + end)
         out.flush()
 
-    say(f"[{engine.variant}] {DISCLAIMER}")
+    say(f"[{engine.variant}] talking to {engine.who}")
+    say(DISCLAIMER)
     if engine.log is not None:
         say(engine.cfg.conversations.notice)
         say(KEEP_HELP)
@@ -112,6 +117,8 @@ async def run_terminal(engine: ChatEngine, inp: TextIO, out: TextIO, interactive
                     say(ev.text, end="")
                 elif ev.type == "error":
                     say(f"\n(error: {ev.text})", end="")
+                elif ev.type == "done" and ev.cut:
+                    say(f" {CUT}", end="")
             say("")
             turns += 1
         except BadText as e:

@@ -119,7 +119,7 @@ def create_app(
     @app.get("/api/info")
     async def info():
         probe = new_engine()  # cheap: shares the models; tells whether conversations are kept
-        return {"disclaimer": DISCLAIMER, "max_chars": max_chars, "token_required": bool(token),
+        return {"disclaimer": DISCLAIMER, "max_chars": max_chars, "token_required": bool(token), "who": probe.who,
                 "keep": probe.log is not None, "notice": probe.cfg.conversations.notice if probe.log else ""}
 
     @app.post("/api/chat")

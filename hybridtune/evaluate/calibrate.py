@@ -12,9 +12,13 @@ versions) with a Wilson CI over items, per degradation, its repeat noise (SD ove
 samples), its length bias (Spearman with reply length) and the same AUC for "longer reply =
 better". The judge is validated when, for every metric, the CI's lower bound reaches
 `evaluate.trust.auc_threshold` and the AUC beats the length baseline by
-`evaluate.trust.length_margin`. Then the patient-simulator check (simcheck.py).
+`evaluate.trust.length_margin`, and (where the expert labels are at hand) tells experts' high
+from low MI quality in AnnoMI (experts.py). With `evaluate.trust.expert_turns`, the
+`annotator`'s technique labels are scored against AnnoMI's therapist codes. Then the
+patient-simulator check (simcheck.py).
 
 Output: calibrate/ratings.jsonl (CalibRating), calibrate/items.jsonl (the calibration set),
+calibrate/experts.jsonl (ExpertRating), calibrate/expert_annotations.jsonl,
 calibrate/simcheck.jsonl, calibrate/summary.json.
 
     hybridtune run configs/demo.yaml --stage calibrate
@@ -32,10 +36,10 @@ from ..context import Context, map_items
 from ..errors import TooManyFailures
 from ..records import Message, Record, Session, stable_id
 from ..store import StageDir
-from . import simcheck
+from . import experts, simcheck
 from . import stats as S
 from .metrics import metric as get_metric
-from .score import transcript
+from .dialogue import transcript
 
 
 class CalibItem(Record):
@@ -237,6 +241,16 @@ def verdict(metrics: dict[str, Any], threshold: float) -> tuple[bool | None, str
     return True, f"judge validated on this run: {aucs}; lower bounds >= {threshold:.2f}"
 
 
+def with_experts(validated: bool | None, text: str, vs_experts: dict[str, Any]) -> tuple[bool | None, str]:
+    """The gate after the expert check: a judge that cannot tell experts' high from low quality
+    is not validated; a check that did not run changes nothing and is said."""
+    if not vs_experts.get("ran"):
+        return validated, f"{text}; expert check not run ({vs_experts.get('note')})"
+    if vs_experts.get("passes"):
+        return validated, f"{text}; {vs_experts['verdict']}"
+    return False, f"judge not validated on this run: {text.split(': ', 1)[-1]}; {vs_experts['verdict']}"
+
+
 def calibration_sessions(ctx: Context) -> tuple[list[Session], str, list[str]]:
     """Held-out real sessions, or the ingested real sessions with a warning when the split is empty."""
     warnings = []
@@ -293,6 +307,8 @@ async def run(ctx: Context, st: StageDir) -> dict:
         validated = False
         text = (f"judge not validated on this run: {1 - len(ratings) / planned:.0%} of its ratings could not be "
                 f"parsed (> llm.max_failure_rate {ctx.cfg.llm.max_failure_rate}); " + text.split(": ", 1)[-1])
+    vs_experts = await experts.check(ctx, st)
+    validated, text = with_experts(validated, text, vs_experts)
     results = {
         "validated": validated, "verdict": text, "threshold": tc.auc_threshold,
         "length_margin": tc.length_margin, "length_keeping": [k for k in tc.degradations if k in LENGTH_KEEPING],
@@ -301,6 +317,8 @@ async def run(ctx: Context, st: StageDir) -> dict:
         "samples": tc.calib_samples, "ratings": len(ratings), "ratings_planned": planned,
         "failure_rate": round(1 - len(ratings) / planned, 4) if planned else None,
         "metrics": per_metric,
+        "experts": vs_experts,
+        "annotator": await experts.annotator_check(ctx, st),
         "simcheck": await simcheck.check(ctx, st),
     }
     st.write_summary(_finite(results))

@@ -3,7 +3,7 @@
 Input: likelihood/summary.json and calibrate/summary.json of the run (either may be absent).
 Output: `report_sections(ctx)` -> [{"title", "markdown", "html"}] (html is a fragment, every
 value escaped): the held-out likelihood table with CIs, the judge-validation block with its
-verdict, and the patient-simulator check. `judge_validated(ctx)` -> True/False, or None when
+verdict, the judge against experts' labels (people.experts_section), and the patient-simulator check. `judge_validated(ctx)` -> True/False, or None when
 calibration did not run; `summary_paragraph(ctx, comparisons)` is verdict.verdict_paragraph
 over this run's files.
 
@@ -13,6 +13,7 @@ over this run's files.
 from __future__ import annotations
 
 import html
+from collections.abc import Callable
 from typing import Any
 
 from ..context import Context
@@ -180,9 +181,13 @@ def simcheck_section(cal: dict | None) -> dict:
     return section(title, blocks)
 
 
-def report_sections(ctx: Context, lik: dict | None = None) -> list[dict]:
+def report_sections(ctx: Context, lik: dict | None = None,
+                    beside_validation: Callable[[dict | None], dict] | None = None) -> list[dict]:
     """The likelihood table (`lik`: the results as adjusted with the verdict's family, default
-    the stage's file), the judge-validation block and the simulator check, for report.md/html."""
+    the stage's file), the judge-validation block with what `beside_validation(calibration)` makes
+    right after it (the report passes the judge-against-experts check, people.experts_section),
+    and the simulator check, for report.md/html."""
     cal = load_calibration(ctx)
+    beside = [beside_validation(cal)] if beside_validation else []
     return [likelihood_section(lik if lik is not None else load_likelihood(ctx)), calibration_section(cal),
-            simcheck_section(cal)]
+            *beside, simcheck_section(cal)]

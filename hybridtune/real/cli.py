@@ -19,7 +19,8 @@ def ingest_cmd(
     inputs: Annotated[list[Path], typer.Argument(help=f"transcript files or folders ({', '.join(READERS.names())})")],
     out: Annotated[Path, typer.Option("--out", help="output folder: sessions.jsonl, samples.jsonl, quarantine.jsonl, report.*")],
     format: Annotated[str, typer.Option("--format", help=f"force a format: {'|'.join(READERS.names())} (default: auto)")] = "auto",
-    config: Annotated[Path | None, typer.Option("--config", "-c", help="experiment YAML (default: built-in defaults)")] = None,
+    config: Annotated[Path | None, typer.Option(
+        "--config", "-c", help="experiment YAML (default: the built-in defaults; this verb reads no run)")] = None,
     set_: SetOpt = None,
     no_llm: Annotated[bool, typer.Option("--no-llm", help="skip the LLM steps (annotation, unsure speaker attribution, quality score)")] = False,
     quiet: QuietOpt = False,

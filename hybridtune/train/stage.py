@@ -172,7 +172,9 @@ def train_variant(ctx: Context, st: StageDir, variant: str, rows: tuple, resume:
         common["metrics"].update(launched)
     else:
         ctx.log(f"[bold]{variant}[/bold]: LoRA on {tc.base_model}, {len(train)} train / {len(valid)} valid sessions")
-        common["metrics"].update(train_lora(tc, train, valid, out, resume=resume, log=ctx.log))
+        with ctx.progress() as bar:  # one bar per variant: steps, loss, elapsed, ETA
+            common["metrics"].update(train_lora(tc, train, valid, out, resume=resume, log=ctx.log, progress=bar,
+                                                label=f"train {variant}"))
     return local_entry(ctx, out, common)
 
 
@@ -236,7 +238,8 @@ def run(ctx: Context, st: StageDir, *, variants: list[str] | None = None, resume
         built.append(v)
     reg = load_registry(ctx.store)
     st.write_json("models.json", {k: v.model_dump(mode="json") for k, v in reg.items()})  # snapshot beside outputs
-    return {"variants": names, "trained": built, "skipped": skipped,
+    losses = [f"{v} {reg[v].metrics['train_loss']}" for v in built if "train_loss" in reg[v].metrics]
+    return {"variants": names, "trained": built, "skipped": skipped, "train_loss": losses,
             "metrics": {v: reg[v].metrics for v in names if v in reg}}
 
 

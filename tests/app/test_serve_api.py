@@ -48,7 +48,7 @@ def test_chat_streams_reply_and_crisis_gets_safe_response(make_cfg):
     evs = _events(r)
     assert "".join(e["text"] for e in evs if e["type"] == "token") == "It sounds like a stressful week."
     assert evs[-1] == {"type": "done", "text": "", "risk": "none", "categories": [], "index": 1, "kept": False,
-                       "action": "none"}
+                       "action": "none", "cut": False}
     evs = _events(c.post("/api/chat", json={"session": SID, "message": "I want to end my life"}))
     assert evs[0]["type"] == "safety" and "988" in evs[0]["text"] and evs[-1]["risk"] == "high"
     assert c.post("/api/save", json={"session": SID}).json()["saved"]
@@ -128,3 +128,13 @@ def test_sessions_are_separate_and_evicted_without_writing_them(make_cfg):
     eng, _ = app.state.sessions["session-cccc"]
     assert [m.content for m in eng.messages if m.role == "user"] == ["hello from session-cccc"]
     assert c.post("/api/reset", json={"session": "session-cccc"}).json() == {"ok": True} and not eng.messages
+
+
+def test_page_info_names_the_variant_and_model_and_done_says_when_a_reply_was_cut(make_cfg):
+    c, _, _ = _client(make_cfg, "I hear you. And then", "Fine.")
+    assert c.get("/api/info").json()["who"] == "variant counselor, model smollm2"
+    assert 'id="who"' in c.get("/").text
+    done = [e for e in _events(c.post("/api/chat", json={"session": SID, "message": "hi"})) if e["type"] == "done"]
+    assert done[0]["cut"] is True
+    done = [e for e in _events(c.post("/api/chat", json={"session": SID, "message": "and?"})) if e["type"] == "done"]
+    assert done[0]["cut"] is False

@@ -122,3 +122,14 @@ def test_judge_off_keeps_screened_sessions_without_a_model_call(fake_ctx):
     assert set(sel["selected"]) == {synth[0].id, synth[1].id, real.id}
     assert all(s.meta["curate"]["reasons"] == ["not_judged"] for s in sel["selected"].values())
     assert set(sel["review"]) == {synth[2].id} and summary["judge_failed"] == 0
+
+
+def test_the_judging_line_adds_up():
+    """The demo printed 'judging 8 sessions (8 synthetic, 7 real)': the 7 real ones were not judged."""
+    from hybridtune.curate.judge import judging_line
+
+    synth, real = [object()] * 8, [object()] * 7
+    assert judging_line(synth, real, True, False) == ("curate: judging 8 sessions (8 synthetic); "
+                                                      "not judged: 7 real (curate.judge_real=false)")
+    assert judging_line(synth, real, True, True) == "curate: judging 15 sessions (8 synthetic + 7 real)"
+    assert judging_line(synth, [], True, False) == "curate: judging 8 sessions (8 synthetic)"

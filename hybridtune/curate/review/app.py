@@ -23,14 +23,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from fastapi import FastAPI, HTTPException, Request
-from fastapi.responses import FileResponse
 from pydantic import ValidationError
 
 from ...errors import UserError
 from ...meta import CurateMeta
 from ...records import Session
 from ...store import StageDir
-from ...webguard import LOOPBACK, guarded_app
+from ...webguard import LOOPBACK, guarded_app, serve_page
 from ..config import CRITERIA, FLAGS
 from ..decisions import DECISIONS, Decision, DecisionIn, fold, load_candidates, make_decision
 from ..select import mean_score, session_techniques
@@ -152,16 +151,7 @@ def create_app(run_dir: Path, token: str | None = None, reviewer: str = "", host
             decided += StageDir(conv, "conversations").read(DECISIONS, Decision)
         return {**load_candidates(st), **convs}, fold(decided)
 
-    @app.get("/")
-    def index():
-        return FileResponse(STATIC / "index.html", media_type="text/html")
-
-    @app.get("/static/{name}")
-    def static(name: str):
-        files = {"app.js": "text/javascript", "style.css": "text/css"}  # a fixed list: no path from the URL
-        if name not in files:
-            raise HTTPException(404)
-        return FileResponse(STATIC / name, media_type=files[name])
+    serve_page(app, STATIC)
 
     @app.get("/api/meta")
     def meta():
