@@ -30,7 +30,7 @@ from .safety.config import SafetyConfig
 from .store import check_run_name, run_path
 from .synth.config import SynthConfig
 from .train.config import TrainConfig
-from .variants import Recipe, Variant, default_recipes, resolve
+from .variants import Recipe, Variant, default_recipes, resolve, with_seeds
 
 ROLES = ("generator", "patient", "counselor", "judge", "annotator")
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -220,8 +220,9 @@ class ExperimentConfig(Strict):
         return self
 
     def variant_list(self) -> list[Variant]:
-        """The declared variants in order, sweeps expanded (the one list every stage iterates)."""
-        return resolve(self.variants, self.mix.size, self.mix.stratify_by)
+        """The declared variants in order, sweeps expanded, and with `train.seeds` each trained one's
+        further seeds (variant~s<seed>, after it): the one list every stage iterates."""
+        return with_seeds(resolve(self.variants, self.mix.size, self.mix.stratify_by), self.train.seeds)
 
     def variant(self, name: str) -> Variant:
         for v in self.variant_list():

@@ -12,7 +12,9 @@ config.yaml, stage summaries (_done.json), and the trust sections
 (`hybridtune.evaluate.trust.report_sections`, `judge_validated`, `verdict.verdict_paragraph`).
 The headline table and the judge tests cover the scenarios every variant completed
 (`stats.paired_rows`); the judge and likelihood comparisons are Holm-adjusted as one family
-(`verdict.family`), so every table shows the p the verdict uses.
+(`verdict.family`), so every table shows the p the verdict uses. The page opens with the
+short verdict (`verdict.summary`); with `train.seeds` the rows of every seed's model are
+pooled into their variant first (`stats.pool_seeds`).
 Output: report/report.md, report/report.html (figures inlined as base64 data URIs),
 report/{box,violin,scatter,bar_<metric>,dose_response}.png, report/summary.json (table +
 comparisons + dose-response, machine-readable).
@@ -40,6 +42,7 @@ from ..errors import UserError
 from ..records import Session
 from ..registry import load_registry
 from ..store import StageDir, read_jsonl_dicts
+from ..variants import analysed
 from . import dose, people, plots
 from . import stats as S
 from .headline import headline
@@ -63,23 +66,31 @@ TEMPLATE = Path(__file__).parent / "templates" / "report.html.j2"
 def load_results(ctx: Context) -> dict:
     """Everything the report shows, read from the run directory."""
     sc = ctx.store.stage("score")
-    rows = list(sc.read_dicts("session_scores.jsonl"))
-    if not rows:
+    models = list(sc.read_dicts("session_scores.jsonl"))
+    if not models:
         raise UserError(f"{sc.file('session_scores.jsonl')}: no scores; run `hybridtune score` first")
     summary = sc.read_summary({}) or {}
     metrics = summary.get("metrics") or ctx.cfg.evaluate.metrics
     reg = load_registry(ctx.store)
-    order = [v.name for v in ctx.cfg.variant_list()]
+    order = [v.name for v in analysed(ctx.cfg.variant_list())]
+    ev = ctx.cfg.evaluate
+    k = int(summary.get("judge_samples") or ev.judge_samples)
+    rows = S.pool_seeds(models, metrics, ev.failed_as_min, k)  # train.seeds: a scenario's mean over seeds
     seen = [v for v in dict.fromkeys(r["variant"] for r in rows)]
     variants = [v for v in order if v in seen] + [v for v in seen if v not in order]
-    ev = ctx.cfg.evaluate
     scen = ctx.store.path("eval_scenarios", "scenarios.jsonl")
     planned = sum(1 for _ in read_jsonl_dicts(scen)) if scen.exists() else None
-    paired, completion = S.paired_rows(rows, variants, metrics, planned, ev.failed_as_min)
+    paired, completion = S.paired_rows(rows, variants, metrics, planned, ev.failed_as_min, k)
+    comparisons = S.paired_comparisons(paired, variants, metrics, ev.alpha)
+    if len(seeds := ctx.cfg.train.seeds) > 1:  # the spread between training seeds, beside the pooled test
+        spread = S.seed_spread(models, variants, metrics, seeds, ev.alpha)
+        for c in comparisons:
+            c["seed_estimates"] = spread.get((c["a"], c["b"], c["metric"]))
     return {"rows": rows, "paired": paired, "completion": completion, "score_summary": summary, "metrics": metrics,
             "variants": variants, "registry": reg, "failed_as_min": ev.failed_as_min,
+            "sensitivity": S.failure_sensitivity(rows, variants, metrics, planned, ev.failed_as_min, k, ev.alpha),
             "table": S.summary_table(paired, variants, metrics, ev.bootstrap_resamples),
-            "comparisons": S.paired_comparisons(paired, variants, metrics, ev.alpha)}
+            "comparisons": comparisons}
 
 
 # -- sections ---------------------------------------------------------------------
@@ -94,7 +105,8 @@ def main_table(res: dict) -> tuple[str, str]:
         c = res["completion"][v]
         done = f"{c['completed']}/{c['planned']} ({100 * c['completion_rate']:.0f}%)" if c["completion_rate"] is not None else None
         body.append([v, *(t[v].get(m, {}).get(k) for m in metrics for k in ("mean", "median", "min", "max")),
-                     c["in_table"], done, c["failed_judgements"]])
+                     c["in_table"], done, (f"{c['failed_judgements']} (+{c['partial_judgements']} partial)"
+                                           if c.get("partial_judgements") else c["failed_judgements"])])
     n = next(iter(res["completion"].values()), {}).get("in_table", 0)
     paired = para(f"Paired table: every row covers the same {n} scenarios, the ones every variant completed "
                   "(simulated and judged on every metric), so the averages compare like with like; the tests below "
@@ -136,9 +148,10 @@ def comparisons_table(res: dict, validated: bool | None) -> tuple[str, str]:
     for c in res["comparisons"]:
         ci = c.get("ci")
         est = f"{fmt(c.get('estimate'))} [{fmt(ci[0])}, {fmt(ci[1])}]" if ci else f"{fmt(c.get('estimate'))} (no CI at this n)"
-        body.append([c["a"], c["b"], c["metric"], c["n"], est, c["mean_diff"], c["p"], c.get("p_adj") if validated else None,
+        body.append([c["a"], c["b"], c["metric"], c["n"], est, c["mean_diff"], S.p_text(c["p"], c.get("at_floor")),
+                     S.p_text(c.get("p_adj"), c.get("at_floor")) if validated else None,
                      c["effect_size"], ("yes" if c["significant"] else "no") if validated else "withheld",
-                     c.get("unreachable") or ""])
+                     "; ".join(x for x in (c.get("unreachable") or "", seeds_note(c)) if x)])
     body, notes = notes_once(body)
     fam = max((c.get("family", 0) for c in res["comparisons"]), default=0)
     intro = para("Paired over the same scenarios: Wilcoxon signed-rank test (two-sided, zero differences "
@@ -150,11 +163,17 @@ def comparisons_table(res: dict, validated: bool | None) -> tuple[str, str]:
                     f"(every claim the verdict makes), significance at alpha = {res.get('alpha', 0.05)}."
                     if validated else "No Holm-adjusted p is given: with the judge not validated these comparisons "
                     "are not claims, so they are outside the verdict's family."))
-    parts = [intro, table(head, body), notes]
+    parts = [intro, table(head, body), notes, para(res["sensitivity"]["line"])]
     if not validated:
         parts.append(para("The judge is not validated on this run, so no claim is made from these comparisons: "
                           "the numbers are shown, the 'significant' verdicts are withheld."))
     return join(*parts)
+
+
+def seeds_note(c: dict) -> str:
+    """A comparison's estimate per training seed (train.seeds), or '' with one seed."""
+    est = [e for e in c.get("seed_estimates") or [] if e is not None]
+    return f"per seed: {', '.join(f'{e:+.2f}' for e in est)}" if len(est) > 1 else ""
 
 
 def power_section(ctx: Context, res: dict, lik: dict | None) -> tuple[str, str]:
@@ -180,6 +199,17 @@ def power_section(ctx: Context, res: dict, lik: dict | None) -> tuple[str, str]:
                 details("Power plan: the smallest difference each test can detect",
                         para("Plan at this config's sizes, with this run's observed SDs where it has them "
                              "(`hybridtune plan CONFIG --pilot RUN_DIR`):"), pre("\n".join(plan))))
+
+
+def verdict_lines(short: dict) -> tuple[str, str]:
+    """(markdown, html) of the short verdict (verdict.summary): three labelled lists."""
+    parts = [(f"Compared ({short['family']} tests, one Holm family)", short["compared"]),
+             ("Significant", short["significant"] or ["nothing"]),
+             ("What this run cannot tell", short["cannot_tell"] or ["nothing beyond the tests above"])]
+    md = "\n".join(f"**{t}:**\n\n" + "\n".join(f"- {x}" for x in xs) + "\n" for t, xs in parts)
+    h = "".join(f"<p><strong>{html.escape(t)}:</strong></p><ul>" + "".join(f"<li>{html.escape(x)}</li>" for x in xs)
+                + "</ul>" for t, xs in parts)
+    return md, h
 
 
 def scoring_quality(res: dict) -> tuple[str, str]:
@@ -265,10 +295,14 @@ def leakage_text(leak: dict | None) -> str:
     checks = ", ".join(leak.get("checks") or [])
     if leak.get("leaks"):
         return f"Leakage check FAILED: {len(leak['leaks'])} leak(s) between training sets and held-out splits ({checks})."
+    keys, over = "/".join(leak.get("group_keys") or []), len(leak.get("group_overlap") or [])
+    group = ("" if not keys else f" Held out by whole groups ({keys})." if leak.get("grouped") else
+             f" Split by session: {over} held-out real sessions share a {keys} with the training side "
+             "(mix.group_by holds out whole groups).")
     return (f"Leakage check passed: {leak.get('train_sessions', 0)} training sessions against "
             f"{leak.get('test_sessions', 0)} held-out sessions, no shared id, no held-out session used as a few-shot "
             f"exemplar or shared scenario, no exact or near-duplicate text ({checks}). Held-out real sessions were "
-            "split off before synthesis, so no stage that feeds training saw them.")
+            "split off before synthesis, so no stage that feeds training saw them." + group)
 
 
 def training_summary(res: dict) -> tuple[str, str]:
@@ -323,7 +357,8 @@ class Page:
     lik: dict | None
     dose: dict
     validated: bool | None
-    verdict: str
+    verdict: str  # the verdict in detail (one paragraph)
+    short: dict  # the short verdict (verdict.summary): compared, significant, cannot tell
 
 
 def forest_panels(page: Page) -> list[tuple[str, list[dict]]]:
@@ -355,7 +390,11 @@ def s_forest(page: Page) -> list[dict]:
 
 
 def s_verdict(page: Page) -> list[dict]:
-    return [section("Verdict", *para(page.verdict))]
+    return [section("Verdict", *verdict_lines(page.short))]
+
+
+def s_verdict_detail(page: Page) -> list[dict]:
+    return [section("Verdict in detail", *details("The verdict as one paragraph, every test named", para(page.verdict)))]
 
 
 def s_results(page: Page) -> list[dict]:
@@ -437,7 +476,7 @@ def s_people(page: Page) -> list[dict]:
 
 
 SECTIONS: list[Callable[[Page], list[dict]]] = [
-    s_forest, s_verdict, s_results, s_comparisons, s_trust, s_people, s_stats, s_power, s_figures, s_dose, s_users,
+    s_forest, s_verdict, s_results, s_comparisons, s_verdict_detail, s_trust, s_people, s_stats, s_power, s_figures, s_dose, s_users,
     s_scoring, s_examples, s_dataset, s_training, s_usage, s_config,
 ]
 
@@ -445,7 +484,9 @@ SECTIONS: list[Callable[[Page], list[dict]]] = [
 def build(ctx: Context, st: StageDir) -> dict:
     """Write report.md, report.html, the figures and summary.json; returns the short summary."""
     from . import trust
-    from .verdict import family, verdict_paragraph
+
+    from ..variants import contrast
+    from .verdict import family, summary, verdict_paragraph
 
     res = load_results(ctx)
     res["alpha"] = ctx.cfg.evaluate.alpha
@@ -454,8 +495,14 @@ def build(ctx: Context, st: StageDir) -> dict:
     cal = trust.load_calibration(ctx)
     dose_res = dose.compute(ctx, res)  # its trend tests are claims too: adjusted in the same family
     res["comparisons"], lik = family(res["comparisons"], trust.load_likelihood(ctx), cal, res["alpha"], dose_res)
-    page = Page(ctx, st, res, lik, dose_res, validated,
-                verdict_paragraph(res["comparisons"], lik, cal, res["alpha"], dose_res))
+    verdict = verdict_paragraph(res["comparisons"], lik, cal, res["alpha"], dose_res)
+    variants = {v.name: v for v in ctx.cfg.variant_list()}
+    contrasts = {frozenset((a, b)): contrast(variants[a], variants[b])
+                 for a, b in S.pairs([v for v in res["variants"] if v in variants])}
+    short = summary(res["comparisons"], lik, cal, res["alpha"], dose_res, contrasts)
+    if res["sensitivity"]["changed"] and validated is True:
+        short["cannot_tell"].append(res["sensitivity"]["line"])
+    page = Page(ctx, st, res, lik, dose_res, validated, verdict, short)
     lines = headline(res["comparisons"], lik, validated)
     sections = [s for make in SECTIONS for s in make(page)]
     title = f"hybridtune report: {ctx.cfg.name}"
@@ -472,7 +519,8 @@ def build(ctx: Context, st: StageDir) -> dict:
     st.write_summary(clean({"headline": lines, "variants": res["variants"], "metrics": res["metrics"],
                             "table": res["table"], "completion": res["completion"], "comparisons": res["comparisons"],
                             "likelihood_comparisons": (lik or {}).get("comparisons"),
-                            "judge_validated": validated, "dose_response": dose_res}))
+                            "judge_validated": validated, "dose_response": dose_res,
+                            "verdict": short, "failure_sensitivity": res["sensitivity"]}))
     return {"variants": res["variants"], "conversations": len(res["rows"]), "figures": res.get("figures", []),
             "judge_validated": validated, "report": str(st.file("report.html"))}
 

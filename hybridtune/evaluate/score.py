@@ -7,9 +7,9 @@ and a second judge (`evaluate.second_judge_endpoint/model`). Failed judgments ar
 (failures.jsonl), never turned into scores. With `evaluate.pairwise`, the judge also compares
 two variants' replies to the same client turn, in both orders (pairwise.py).
 Output: score/scores.jsonl (Score: one judgment), score/session_scores.jsonl (per session:
-mean over samples of the first judge, counselor word count), score/summary.json (failures,
-judge noise, inter-judge agreement, length bias, pairwise win rates), score/pairwise.jsonl,
-score/pairwise_units.jsonl.
+mean over samples of the first judge, the samples behind each mean, counselor word count),
+score/summary.json (failures, judge noise, inter-judge agreement, length bias, pairwise win rates),
+score/pairwise.jsonl, score/pairwise_units.jsonl.
 
     hybridtune score -c configs/demo.yaml
 """
@@ -94,9 +94,11 @@ def session_rows(scores: list[Score], sessions: list[Session], metrics: list[str
         sm = SimMeta.of(s)
         row = {"id": s.id, "variant": sm.variant, "scenario_id": sm.scenario_id,
                "words": counselor_words(s), "end_reason": sm.end_reason or None, "crisis": sm.crisis}
+        row["samples"] = {}  # judgements behind each mean: fewer than judge_samples = a partial failure
         for m in metrics:
             v = acc.get((s.id, m))
             row[m] = float(np.mean(v)) if v else None
+            row["samples"][m] = len(v or [])
         rows.append(row)
     return rows
 
@@ -176,6 +178,8 @@ async def run(ctx: Context, st: StageDir) -> dict:
         "agreement": agreement(scores, sessions, metrics) if "judge2" in js else None,
         "length_bias": length_bias(rows, metrics),
         "unscored_sessions": sum(1 for r in rows if any(r[m] is None for m in metrics)),
+        "partial_judgements": sum(1 for r in rows for m in metrics
+                                  if 0 < r["samples"][m] < ctx.cfg.evaluate.judge_samples),
         "pairwise": await pairwise.run(ctx, st, sessions),
     }
     st.write_summary(summary)

@@ -23,6 +23,10 @@ class TrustConfig(BaseModel):
     length_margin: float = Field(
         0.1, ge=0, le=1, description="judge calibration: the judge's AUC must beat the length baseline's "
         "(prefer the longer reply) by at least this")
+    max_failure_rate: float = Field(
+        0.2, ge=0, le=1, description="judge calibration: the judge is not validated when more than this share of "
+        "its calibration ratings could not be parsed (its own cap: llm.max_failure_rate only decides whether a "
+        "stage stops)")
     # -- held-out likelihood (stage `likelihood`)
     likelihood_sessions: int = Field(
         100, ge=1, description="likelihood: at most this many sessions per held-out split (real, synthetic)")

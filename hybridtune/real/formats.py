@@ -96,10 +96,36 @@ def _csv_rows(text: str, required: list[str]) -> Iterator[tuple[int, dict]]:
         raise BadInput(f"malformed CSV ({e}); fix the quoting there", reader.line_num) from None
 
 
+_PART = r"(?:\d+|one|two|three|four|five|i{1,3}|iv|v)"
+_LEAD_PART = re.compile(rf"(?i)^\s*part\s*{_PART}\s*[:\-]\s*")
+_TAIL_PART = re.compile(rf"(?i)(?:\s*[-:,(]\s*|\s+)(?:part\s*)?{_PART}\)?\s*$")
+_EFFECTIVE = re.compile(r"(?i)^the (?:in)?effective\b([^:]*)")  # 'The Ineffective Physician: Non-...'
+_WITH_MI = re.compile(r"(?i)\bwith(?:out)? mi\s*$")  # 'ComMIt Asthma Dialogue without MI'
+
+
+
+def series_of(title: str) -> str:
+    """The series an AnnoMI video belongs to, from its title: part numbers dropped ('Monkey on My
+    Back - Part 2', 'Part Two: ... (Counselor Scenario)' with its subtitle) and the good/poor
+    demonstration pairs joined ('ComMIt Diabetes Dialogue with MI' / 'without MI', 'The
+    Effective ...' / 'The Ineffective ...'): transcripts of one series share a client or a script,
+    so a grouped split (mix.group_by) keeps them on one side."""
+    s = title.strip()
+    if _LEAD_PART.match(s):
+        s = re.split(r"[,(]", _LEAD_PART.sub("", s))[0]
+    prev = None
+    while prev != s:
+        prev, s = s, _TAIL_PART.sub("", s).strip()
+    if m := _EFFECTIVE.match(s):
+        s = "the" + m[1]
+    s = _WITH_MI.sub("", s)
+    return re.sub(r"\W+", " ", s.lower()).strip()
+
+
 def read_csv(text: str, file: str, fmt: str, cfg: RealConfig) -> Iterator[RawSession]:
     if fmt == "annomi":
         sid, spk, txt, order = "transcript_id", "interlocutor", "utterance_text", "utterance_id"
-        extra = ("topic", "mi_quality", "video_title")
+        extra = ("topic", "mi_quality", "video_title", "video_url")
     else:
         m = cfg.csv
         sid, spk, txt, order, extra = m.session, m.speaker, m.text, m.order, ()
@@ -113,6 +139,8 @@ def read_csv(text: str, file: str, fmt: str, cfg: RealConfig) -> Iterator[RawSes
                          meta={"timestamp": r.get("timestamp")} if r.get("timestamp") else {})
                  for n, r in group]
         meta = {k: group[0][1][k] for k in extra if group[0][1].get(k)}
+        if fmt == "annomi" and meta.get("video_title"):
+            meta["series"] = series_of(meta["video_title"])
         yield RawSession(key=str(key), file=file, format=fmt, turns=turns, meta=meta, line=group[0][0])
 
 

@@ -16,7 +16,9 @@ variants, untrained ones included, are registered as that server's model names.
 
 Every check that can fail (data format, unknown model, QLoRA without GPU, memory, API key)
 runs for all variants before any training. Variants share base model, system prompt,
-hyperparameters and seed; only the training set differs. A variant whose registry entry
+hyperparameters and seed; only the training set differs. With `train.seeds`, each trained
+variant is trained once per seed: `variant~s<seed>` (hybridtune/variants.py `with_seeds`)
+trains with that seed on subsets mix drew with it. A variant whose registry entry
 already matches its data hash and hyperparameters is skipped; a killed run resumes from
 its last checkpoint (local) or keeps following its job (openai). Two variants whose sets are
 identical (e.g. `hybrid` and `hybrid@0.5`) share one fine-tuned model.
@@ -35,12 +37,16 @@ from ..errors import UserError
 from ..records import ModelEntry
 from ..registry import load_registry, save_entry
 from ..store import StageDir
-from .config import TrainConfig
+from .config import TrainConfig, model_tc
 from .data import data_hash, load_split, read_openai_export
 
 LOCAL_HP = ("base_model", "lora_r", "lora_alpha", "lora_dropout", "target_modules", "qlora", "learning_rate",
             "warmup_ratio", "epochs", "max_steps", "batch_size", "grad_accum", "max_seq_len", "seed",
             "gradient_checkpointing")
+
+
+def variant_hp(ctx: Context, name: str) -> dict:
+    return hyperparameters(model_tc(ctx.cfg.train, ctx.cfg.variant(name)))
 
 
 def hyperparameters(tc: TrainConfig) -> dict:
@@ -136,7 +142,7 @@ def prepare_dir(ctx: Context, st: StageDir, variant: str, h: str, resume: bool) 
     """train/<variant>/ with spec.json; checkpoints of other data or settings are dropped."""
     out = st.path / variant
     out.mkdir(parents=True, exist_ok=True)
-    spec = {"data_hash": h, "hyperparameters": hyperparameters(ctx.cfg.train)}
+    spec = {"data_hash": h, "hyperparameters": variant_hp(ctx, variant)}
     if not resume or st.read_json(f"{variant}/spec.json") != spec:  # checkpoints of other data are useless
         shutil.rmtree(out / "checkpoints", ignore_errors=True)
     st.write_json(f"{variant}/spec.json", spec)
@@ -147,7 +153,7 @@ def train_variant(ctx: Context, st: StageDir, variant: str, rows: tuple, resume:
                   launched: dict | None = None) -> ModelEntry:
     """Train (or follow the job of) one variant and return its registry entry; `launched`:
     the metrics of a local variant already trained under `accelerate launch`."""
-    tc = ctx.cfg.train
+    tc = model_tc(ctx.cfg.train, ctx.cfg.variant(variant))
     train, valid, h = rows
     hp = hyperparameters(tc)
     out = prepare_dir(ctx, st, variant, h, resume) if launched is None else st.path / variant
@@ -209,14 +215,15 @@ def run(ctx: Context, st: StageDir, *, variants: list[str] | None = None, resume
     data = preflight(ctx, names)
     reg = load_registry(ctx.store)
     built, skipped = [], []
-    hp = hyperparameters(ctx.cfg.train)
+    hps = {v: variant_hp(ctx, v) for v in names}
     launched: dict[str, dict] = {}
     if ctx.cfg.train.backend == "local":
         from .launch import run_launch, use_accelerate
 
         todo: list[str] = []  # to train: not registered as current, and no identical set before it
-        for v in (v for v in names if v in data and not is_current(reg.get(v), data[v][2], hp)):
-            if not any(is_current(e, data[v][2], hp) for e in reg.values()) and all(data[t][2] != data[v][2] for t in todo):
+        for v in (v for v in names if v in data and not is_current(reg.get(v), data[v][2], hps[v])):
+            if not any(is_current(e, data[v][2], hps[v]) for e in reg.values()) and all(
+                    (data[t][2], hps[t]) != (data[v][2], hps[v]) for t in todo):
                 todo.append(v)
         if todo and use_accelerate(ctx.cfg.train):  # one launch trains them all: processes start and join once
             for v in todo:
@@ -226,6 +233,7 @@ def run(ctx: Context, st: StageDir, *, variants: list[str] | None = None, resume
         if v not in data:
             save_entry(ctx.store, base_entry(ctx, v))
             continue
+        hp = hps[v]
         same = next((e for e in reg.values() if e.variant != v and is_current(e, data[v][2], hp)), None)
         if is_current(reg.get(v), data[v][2], hp) or same is not None:
             if same is not None and not is_current(reg.get(v), data[v][2], hp):  # identical set: share its model

@@ -310,3 +310,25 @@ def test_every_figure_at_page_width_and_nothing_cut_off_on_the_right(fake_ctx):
     assert all(abs(i["shown"] - min(i["natural"], i["room"])) <= 2 for i in imgs), imgs
     assert any(i["shown"] > 520 for i in imgs)
     assert wide == [] and page_w[0] <= page_w[1], (wide, page_w)
+
+
+def test_verdict_is_a_few_short_lines_naming_each_contrast_and_each_reach_note_once(fake_ctx):
+    """Defect (issue 27): the demo's verdict was a 500-word paragraph that repeated the same 'could
+    not reach significance' note for every test. Now: what was compared (with the question each
+    pair answers), what is significant, what this run cannot tell, each reach note once; the
+    paragraph moves below."""
+    _, out = build(fake_ctx, validated=True)
+    md = (out / "report.md").read_text()
+    verdict = md.split("## Verdict\n")[1].split("\n## ")[0]
+    assert "**Compared (6 tests, one Holm family):**" in verdict and "**What this run cannot tell:**" in verdict
+    assert "real vs base: fine-tuning on" in verdict and "vs the untrained base model" in verdict
+    assert "hybrid vs real: real share 0.5 vs 1 at the same total" in verdict
+    res = json.loads((out / "summary.json").read_text())
+    notes = {c["unreachable"] for c in res["comparisons"] if c["unreachable"]}
+    assert verdict.count("could not have reached significance") == len(notes) < len(res["comparisons"])
+    assert len(verdict.split()) < 200, verdict
+    assert "## Verdict in detail" in md
+    comparisons = md.split("## Paired comparisons")[1].split("\n## ")[0]
+    assert comparisons.count("the smallest exact two-sided p") == len(notes)  # each reach note once, under the table
+    res = res["verdict"]
+    assert set(res) == {"compared", "significant", "cannot_tell", "family", "text"} and res["family"] == 6
