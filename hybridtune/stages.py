@@ -90,7 +90,7 @@ _PERSONA_FILES = ("attributes.yaml", "prompts/synth_persona.yaml", "prompts/synt
 _SCENARIO_FILES = ("attributes.yaml", "distortions.yaml", "prompts/synth_scenario.yaml",
                    "prompts/synth_scenario_check.yaml")
 # not a stage: `chat`, `serve` and `safety check` screen turns with the pack's safety prompts
-CHAT_NEEDS = ("prompts/safety_screen.yaml", "prompts/safety_response.yaml")
+CHAT_NEEDS = ("prompts/safety_screen.yaml", "prompts/safety_response.yaml", "prompts/safety_check_in.yaml")
 
 
 # Evaluation scenarios come before mixing, so the training sets can be checked for

@@ -11,11 +11,12 @@ and the static files):
    wildcard address, where the token is required anyway. Parsed here rather than with
    Starlette's TrustedHostMiddleware, which splits `[::1]:8765` at the first colon and so
    refuses every request to `--host ::1`.
-2. Token (Authorization: Bearer, constant-time) on /api/ paths except the public ones.
+2. Token (Authorization: Bearer, constant-time) on the `token_paths` (default /api/) except the public ones.
 3. State-changing methods: Origin, when sent, must be this very origin; otherwise
    Sec-Fetch-Site must be same-origin or none; the body must be `application/json` (a
    cross-site page can send text/plain or a form without a CORS preflight, never JSON).
-4. Body: at most `max_body` bytes (Content-Length and counted as it streams, 413); a JSON
+4. Body: at most `max_body` bytes, or a path prefix's own limit in `body_limits` (Content-Length
+   and counted as it streams, 413); a JSON
    body nested deeper than MAX_JSON_DEPTH is refused (400) before any route parses it.
 Security headers are added to every response, the guard's own refusals included.
 """
@@ -60,18 +61,27 @@ class Guard:
     """The ASGI middleware doing checks 1-4 (see the module docstring)."""
 
     def __init__(self, app: ASGIApp, *, host: str, token: str | None, headers: dict[str, str], max_body: int,
-                 public: Iterable[str] = (), error_key: str = "error"):
+                 public: Iterable[str] = (), error_key: str = "error", token_paths: Iterable[str] = ("/api/",),
+                 body_limits: dict[str, int] | None = None, openai_errors: Iterable[str] = ()):
         self.app, self.token, self.max_body, self.error_key = app, token, max_body, error_key
+        self.openai_errors = tuple(openai_errors)  # path prefixes whose refusals read {"error": {"message": ...}}
+        self.token_paths = tuple(token_paths)
+        self.body_limits = dict(body_limits or {})
         self.hosts = allowed_hosts(host)
         self.public = set(public)
         self.headers = [(k.lower().encode(), v.encode()) for k, v in headers.items()]
 
-    async def refuse(self, send: Send, status: int, message: str) -> None:
-        body = json.dumps({self.error_key: message}).encode()
+    async def refuse(self, send: Send, status: int, message: str, path: str = "") -> None:
+        nested = bool(self.openai_errors) and path.startswith(self.openai_errors)
+        body = json.dumps({self.error_key: {"message": message, "type": "invalid_request_error"} if nested else message}).encode()
         await send({"type": "http.response.start", "status": status,
                     "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
                                 *self.headers]})
         await send({"type": "http.response.body", "body": body})
+
+    def limit(self, path: str) -> int:
+        """The body limit of a path: the first `body_limits` prefix it starts with, else `max_body`."""
+        return next((n for prefix, n in self.body_limits.items() if path.startswith(prefix)), self.max_body)
 
     def problem(self, scope: Scope, h: dict[str, str]) -> tuple[int, str] | None:
         """(status, message) when the request is refused before reading its body."""
@@ -80,7 +90,7 @@ class Guard:
         if name is None or (self.hosts is not None and name.lower() not in self.hosts):
             return 400, "unexpected Host header; open the page at the address the server was started on"
         path = scope["path"]
-        if self.token and path.startswith("/api/") and path not in self.public:
+        if self.token and path.startswith(self.token_paths) and path not in self.public:
             given = h.get("authorization", "").removeprefix("Bearer ").strip()
             if not hmac.compare_digest(given.encode(), self.token.encode()):
                 return 401, "missing or wrong token; open the page as /#token=YOUR_TOKEN"
@@ -93,9 +103,9 @@ class Guard:
                 return 403, "cross-site request refused"
             if h.get("content-type", "").split(";")[0].strip().lower() != "application/json":
                 return 415, "send the body as Content-Type: application/json"
-        size = h.get("content-length")
-        if size is not None and (not size.isdigit() or int(size) > self.max_body):
-            return 413, f"request too large (limit {self.max_body} bytes)"
+        size, limit = h.get("content-length"), self.limit(path)
+        if size is not None and (not size.isdigit() or int(size) > limit):
+            return 413, f"request too large (limit {limit} bytes)"
         return None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -108,7 +118,7 @@ class Guard:
         h = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         bad = self.problem(scope, h)
         if bad:
-            await self.refuse(send, *bad)
+            await self.refuse(send, *bad, path=scope["path"])
             return
 
         async def send_with_headers(msg: Message) -> None:
@@ -128,15 +138,15 @@ class Guard:
                 return
             chunk = msg.get("body", b"")
             total += len(chunk)
-            if total > self.max_body:
-                await self.refuse(send, 413, f"request too large (limit {self.max_body} bytes)")
+            if total > self.limit(scope["path"]):
+                await self.refuse(send, 413, f"request too large (limit {self.limit(scope['path'])} bytes)", scope["path"])
                 return
             chunks.append(chunk)
             if not msg.get("more_body"):
                 break
         raw = b"".join(chunks)
         if json_depth(raw.decode("utf-8", "replace")) > MAX_JSON_DEPTH:
-            await self.refuse(send, 400, f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
+            await self.refuse(send, 400, f"JSON nested deeper than {MAX_JSON_DEPTH} levels", scope["path"])
             return
         replayed = False
 
@@ -151,11 +161,13 @@ class Guard:
 
 
 def guarded_app(title: str, *, host: str, token: str | None, headers: dict[str, str], max_body: int,
-                public: Iterable[str] = (), error_key: str = "error") -> FastAPI:
+                public: Iterable[str] = (), error_key: str = "error", token_paths: Iterable[str] = ("/api/",),
+                body_limits: dict[str, int] | None = None, openai_errors: Iterable[str] = ()) -> FastAPI:
     """A FastAPI app with the Guard as its outermost middleware and JSON error replies."""
     app = FastAPI(title=title, docs_url=None, redoc_url=None, openapi_url=None, middleware=[
         Middleware(Guard, host=host, token=token, headers=headers, max_body=max_body, public=public,
-                   error_key=error_key)])
+                   error_key=error_key, token_paths=token_paths, body_limits=body_limits,
+                   openai_errors=openai_errors)])
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException):

@@ -14,8 +14,10 @@ out (`engine.set_keep(False)`); an opted-out conversation is never written anywh
     engine.save()
 
 Every user turn is screened first by the layered screen (hybridtune.safety.screen: rules,
-learned layer, provider layers and rubric as configured). At `safety.crisis_level` the
-counselor's reply is replaced by, or prefixed with, the fixed safe response. The history
+learned layer, provider layers and rubric as configured), then the safety policy
+(hybridtune.safety.policy.decide) picks the action: `none` (the counselor answers),
+`check_in` (the fixed check-in question; the conversation goes on) or `crisis_reply` (the
+fixed safe response), each replacing or prefixing the counselor's reply (`safety.response_mode`). The history
 sent to the model is trimmed from the oldest turns to fit the endpoint's context window.
 """
 from __future__ import annotations
@@ -36,9 +38,9 @@ from ..errors import UserError
 from ..llm import LLM, LLMPool
 from ..records import Message, Session, stable_id
 from ..registry import counselor_llm, load_registry
-from ..safety.policy import events_for, is_crisis, log_event, safe_response
+from ..safety.policy import SafetyState, check_in_text, decide, events_for, log_event, safe_response
 from ..safety.rules import RiskResult
-from ..safety.screen import Screener, build_screener, follow_up, validate_text
+from ..safety.screen import Screener, build_screener, validate_text
 from ..store import StageDir
 from .conversations import ConversationLog, privacy_scrubber
 
@@ -55,6 +57,7 @@ class ChatEvent(BaseModel):
     categories: list[str] = []
     index: int | None = None  # done: the reply's message index (what feedback refers to)
     kept: bool | None = None  # done: whether the conversation is being kept
+    action: str | None = None  # safety and done: none | check_in | crisis_reply (hybridtune.safety.policy.decide)
     cut: bool | None = None  # done: the reply stopped mid-sentence (the length limit, max_tokens)
 
 
@@ -83,7 +86,7 @@ class ChatEngine:
     turn_risks: list[dict] = field(default_factory=list)
     started: float = field(default_factory=time.time)
     saved_len: int = 0
-    last_risk: RiskResult | None = None  # the previous user turn's verdict (answers to the safety question)
+    safety_state: SafetyState = field(default_factory=SafetyState)  # check-in asked, risk confirmed, the last verdict
     log: ConversationLog | None = None  # set when conversations.keep is on
     keep: bool = True  # this conversation's choice (the user can opt out)
     kept_from: int = 0  # after an opt-out and back in, only messages from here on may be kept
@@ -125,20 +128,20 @@ class ChatEngine:
         return await self.screener.screen(text)
 
     async def turn(self, text: str) -> AsyncIterator[ChatEvent]:
-        """Screen, answer (streamed) and record one user turn."""
-        risk = follow_up(self.last_risk, text, await self.check(text))
-        self.last_risk = risk
+        """Screen, decide (none | check_in | crisis_reply, hybridtune.safety.policy.decide), answer (streamed) and record one user turn."""
+        d = decide(text, await self.check(text), self.cfg.safety, self.safety_state)
+        risk, self.safety_state = d.result, d.state
         self.messages.append(Message(role="user", content=text))
         index = len(self.messages) - 1
-        self.turn_risks.append({"index": index, "risk": risk.risk, "categories": risk.categories, "source": risk.source})
-        for ev in events_for(risk, self.cfg.safety, "chat", ref=self.session_id):
+        self.turn_risks.append({"index": index, "risk": risk.risk, "categories": risk.categories, "source": risk.source,
+                                "action": d.action})
+        for ev in events_for(risk, self.cfg.safety, "chat", ref=self.session_id, action=d.action):
             log_event(self.out.file("safety_events.jsonl"), ev)
         shown = ""
-        crisis = is_crisis(risk, self.cfg.safety)
-        if crisis:
-            shown = safe_response(risk, self.cfg.safety, self.domain)
-            yield ChatEvent(type="safety", text=shown, risk=risk.risk, categories=risk.categories)
-        if not crisis or self.cfg.safety.response_mode == "prefix":
+        if d.action != "none":
+            shown = safe_response(risk, self.cfg.safety, self.domain) if d.action == "crisis_reply" else check_in_text(self.domain)
+            yield ChatEvent(type="safety", text=shown, risk=risk.risk, categories=risk.categories, action=d.action)
+        if d.action == "none" or self.cfg.safety.response_mode == "prefix":
             reply = ""
             try:
                 async for piece in self.counselor.stream(self.context()):
@@ -157,7 +160,7 @@ class ChatEngine:
             except Exception as e:  # keeping is a side duty: the conversation goes on, unkept text is never written
                 yield ChatEvent(type="error", text=f"this reply could not be kept ({type(e).__name__})")
         yield ChatEvent(type="done", risk=risk.risk, categories=risk.categories,
-                        index=len(self.messages) - 1 if shown else None, kept=self.kept,
+                        index=len(self.messages) - 1 if shown else None, kept=self.kept, action=d.action,
                         cut=bool(shown) and unfinished(shown))
 
     @property
@@ -238,7 +241,8 @@ class ChatEngine:
 
     def reset(self) -> None:
         self.messages, self.turn_risks, self.started, self.saved_len = [], [], time.time(), 0
-        self.last_risk, self.keep, self.kept_from = None, True, 0
+        self.keep, self.kept_from = True, 0
+        self.safety_state = SafetyState()
 
 
 def open_engine(cfg: ExperimentConfig, variant: str | None = None, pool: LLMPool | None = None,

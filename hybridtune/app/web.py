@@ -3,6 +3,8 @@
 Input: JSON `{"session": ID, "message": TEXT}` POSTed to /api/chat. Output: a
 `text/event-stream` of `data: {ChatEvent JSON}` lines (safety, token, done, error). The
 page (static/index.html + app.js, no build step) renders every text with `textContent`.
+The same app speaks the OpenAI chat-completions API at /v1/chat/completions (openai_api.py:
+token required, same guard, same screen and safety policy).
 
     hybridtune serve -c configs/demo.yaml --variant hybrid            # http://127.0.0.1:8765/
     hybridtune serve --host 0.0.0.0 --token "$SECRET"                 # open http://HOST:8765/#token=...
@@ -31,6 +33,7 @@ from ..errors import UserError
 from ..safety.screen import BadText, validate_text
 from ..webguard import LOOPBACK, guarded_app
 from .engine import ChatEngine
+from .openai_api import add_openai_routes
 from .terminal import DISCLAIMER
 
 STATIC = Path(__file__).parent / "static"
@@ -80,7 +83,9 @@ def create_app(
     """The web app bound to `host`. `new_engine()` makes one empty conversation (they share the models)."""
     max_body = max_chars * 6 + 512  # JSON escaping can grow text; beyond this the body is refused unread
     app = guarded_app("hybridtune chat", host=host, token=token, headers=HEADERS, max_body=max_body,
-                      public=["/api/info"])
+                      public=["/api/info"], token_paths=("/api/", "/v1/"),
+                      body_limits={"/v1/": max_body * 8},  # an API request carries the conversation so far
+                      openai_errors=("/v1/",))
     sessions: OrderedDict[str, tuple[ChatEngine, asyncio.Lock]] = OrderedDict()
 
     def engine_for(sid: str) -> tuple[ChatEngine, asyncio.Lock]:
@@ -179,5 +184,6 @@ def create_app(
                 raise HTTPException(409, str(e)) from None
         return {"saved": fb.id}
 
+    add_openai_routes(app, new_engine, token=token, max_chars=max_chars)
     app.state.sessions = sessions
     return app

@@ -1,11 +1,12 @@
 """`hybridtune safety check`: screen a JSONL file of texts.
 
 Input: JSONL lines `{"id": ..., "text": ...}` (other fields are kept).
-Output: OUT.jsonl, the same lines plus `risk`, `categories`, `evidence`, `source`, `settled`,
+Output: OUT.jsonl, the same lines plus `risk`, `action` (what chat and serve would do with the
+line as a conversation's first turn: none | check_in | crisis_reply), `categories`, `evidence`, `source`, `settled`,
 `layers` (the screen's layers that ran) and `scores`;
 beside it OUT.quarantine.jsonl (`QuarantineEntry` per rejected line: bad or too deeply nested
 JSON, not an object, missing/null id, missing or empty text, too long, not text, duplicate
-id) and OUT.events.jsonl (`SafetyEvent` per crisis or degraded screen; rewritten by a
+id) and OUT.events.jsonl (`SafetyEvent` per crisis reply, check-in or degraded screen; rewritten by a
 rerun, never appended twice). One bad line never stops the file; the input is never
 overwritten (OUT or a sidecar equal to the input is refused). Exit code (the CLI): 0 all
 screened, 1 some lines quarantined, 2 a usage error.
@@ -27,7 +28,7 @@ from ..records import QuarantineEntry, stable_id
 from ..safeparse import BadJSON, loads_json
 from ..store import atomic_write, dump_json
 from .config import SafetyConfig
-from .policy import events_for
+from .policy import decide, events_for
 from .screen import BadText, Screener, validate_text
 
 if TYPE_CHECKING:
@@ -107,15 +108,17 @@ async def check_file(
     out.parent.mkdir(parents=True, exist_ok=True)
     rows, events = [], []
     for obj, r in zip(items, results, strict=True):
-        rows.append({**obj, "risk": r.risk, "categories": r.categories, "evidence": r.evidence,
+        action = decide(obj["text"], r, cfg).action  # each line on its own, as the first turn of a conversation
+        rows.append({**obj, "risk": r.risk, "action": action, "categories": r.categories, "evidence": r.evidence,
                      "source": r.source, "settled": r.settled, "layers": r.layers, "scores": r.scores})
-        events += events_for(r, cfg, "check", ref=obj["id"])
+        events += events_for(r, cfg, "check", ref=obj["id"], action=action)
     atomic_write(out, "".join(dump_json(r) + "\n" for r in rows))
     atomic_write(sidecar(out, "events"), "".join(dump_json(e) + "\n" for e in events))  # a rerun replaces, never duplicates
     atomic_write(sidecar(out, "quarantine"), "".join(dump_json(q) + "\n" for q in quarantine))
     return {
         "screened": len(rows), "quarantined": len(quarantine),
-        "risk": dict(Counter(r.risk for r in results)), "by_source": dict(Counter(r.source for r in results)),
+        "risk": dict(Counter(r.risk for r in results)), "action": dict(Counter(r["action"] for r in rows)),
+        "by_source": dict(Counter(r.source for r in results)),
         "layers": {name: sum(name in r.layers for r in results) for name in screener.layer_names},
         "out": str(out), "quarantine": str(sidecar(out, "quarantine")), "events": str(sidecar(out, "events")),
     }

@@ -16,7 +16,7 @@ class SafetyConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     locale: str = Field("US", description="crisis resources locale (data file hybridtune/safety/resources.yaml); unknown -> INTL")
     resources_file: str | None = Field(None, description="YAML file of crisis resources replacing the packaged resources.yaml")
-    learned: bool = Field(True, description="learned layer on every turn (sentence embedder + kernel head, CPU, ~20 ms)")
+    learned: bool = Field(True, description="learned layer on every turn (sentence embedder + kernel head, CPU)")
     learned_head: str | None = Field(
         None, description="head JSON replacing the packaged hybridtune/safety/data/crisis_head.json (thresholds inside)")
     moderation: Literal["auto", "on", "off"] = Field(
@@ -46,6 +46,9 @@ class SafetyConfig(BaseModel):
     crisis_level: Literal["low", "high", "imminent"] = Field(
         "high", description="risk level at which the safe response policy fires"
     )
+    check_in: bool = Field(
+        True, description="ask the fixed check-in question (prompts/safety_check_in.yaml) when only the statistical "
+                          "layers flag a turn and nothing shows imminence; off: every flag gets the crisis reply")
     response_mode: Literal["replace", "prefix"] = Field(
         "replace", description="crisis reply: replace the counselor's reply, or put the safe response before it"
     )

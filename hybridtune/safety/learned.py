@@ -36,6 +36,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from ..errors import UserError
+from .normalize import clean
 
 HEAD_FILE = Path(__file__).parent / "data" / "crisis_head.json"
 CLASSES = ("none", "ideation", "imminent")
@@ -44,8 +45,7 @@ SHORT_WORDS = 60  # texts this short are one window: the same unit the head was 
 MAX_WINDOWS = 64  # bounds the cost of one 4,000-character turn
 CACHE_WINDOWS = 4096  # embeddings kept per process: a turn screened by ingest, then curation, is encoded once
 # A call with at most this many windows (any one chat turn) is scored on one thread (see one_thread): even a
-# long turn's windows fill one batch, and on the loaded 2-core machine a second torch thread spun 13 ms per
-# turn on average for the 3 turns in 100 that had 5-6 windows.
+# long turn's windows fill one batch, and a second thread would only spin-wait beside it.
 FEW = MAX_WINDOWS
 
 _SENT = re.compile(r"(?<=[.!?…])[\"')\]]*\s+|\n+")
@@ -171,10 +171,8 @@ def _blas():
 @contextlib.contextmanager
 def one_thread():
     """torch and numpy's BLAS on one thread while a chat turn is scored. On a few windows a second thread
-    only spin-waits, and a thread's spinning is CPU time the turn costs: torch's second OpenMP thread made
-    a turn +348 ms vs +20 ms on the loaded 2-core machine; OpenBLAS's worker, woken when a turn's several
-    windows meet the kernel head's support vectors, spun 3.8 ms per turn on average (per-thread CPU from
-    /proc/self/task over 100 AnnoMI turns; bench/safety_latency.py reports it)."""
+    only spin-waits, and a thread's spinning is CPU time the turn costs (bench/safety_latency.py measures
+    the CPU of other threads per turn)."""
     import torch
 
     n = torch.get_num_threads()
@@ -226,7 +224,7 @@ class LearnedLayer:
         return "imminent" if p_imminent >= t["imminent"] else "high"
 
     def score(self, texts: list[str]) -> list[LearnedScore]:
-        spans = [windows(t) for t in texts]
+        spans = [windows(clean(t)) for t in texts]
         flat = [w for ws in spans for w in ws]
         with one_thread() if self.single_thread and len(flat) <= FEW else contextlib.nullcontext():
             X = self.embed(flat) if flat else np.zeros((0, len(self.head.coef[0])), dtype=np.float32)

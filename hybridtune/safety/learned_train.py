@@ -2,6 +2,7 @@
 
     PYTHONPATH=. .venv/bin/python -m hybridtune.safety.learned_train --cache /tmp/ht-emb   # retrain the packaged head
     PYTHONPATH=. .venv/bin/python -m hybridtune.safety.learned_train --resplit  # reassign splits first
+    PYTHONPATH=. .venv/bin/python -m hybridtune.safety.learned_train --reddit --cache /tmp/ht-emb --out /tmp/head.json
 
 Inputs:
 - data/crisis_statements.jsonl: the project's labelled set (CC0, see data/README.md), each line
@@ -11,19 +12,27 @@ Inputs:
   `calib` half of the transcripts (`annomi_half`, a fixed hash of the transcript id): real
   counseling talk as negatives, and the talk on which the false-alarm rate is held. Turns with
   disclosure words or a rules flag are left out, since a few real clients do disclose.
-The `test` split, AnnoMI's `eval` half, ESConv and tests/safety/data/labelled.jsonl are never
-read here: they are what bench/safety_screen.py measures on.
+- with --reddit, Reddit C-SSRS users (../shared/data/cssrs-reddit, CC BY 4.0, read in place; hybridtune/safety/cssrs.py):
+  the dev side of the split by user, the first cssrs.TRAIN_POSTS posts of each, less every post that
+  copies (exactly or nearly) a held-out user's post. Supportive users' windows are negatives (they talk
+  about suicide to help others); an at-risk user writes many ordinary posts too, so only their
+  TOP_WINDOWS windows that a first-pass linear model (fit on the same training rows) scores highest are
+  taught as risk (multiple-instance learning). Indicator users are left out.
+The `test` split, AnnoMI's `eval` half, the held-out Reddit users, ESConv and
+tests/safety/data/labelled.jsonl are never read here: they are what bench/safety_screen.py measures on.
+Every text is read after normalize.clean, as the screen reads it.
 
 Head (format 2): `p_risk` from an RBF-kernel SVM (scikit-learn SVC, risk vs none, balanced class
 weights) on the embedder's 384-d vectors, mapped to a probability by a Platt fit on out-of-fold
 decision values; `p_imminent` from a 3-class logistic regression (none / ideation / imminent).
 Everything is chosen by cross-validation on the development data only (train + val splits, cut
 into --folds folds that keep near-duplicate groups together, each fold paired with a fold of the
-calib transcripts): for each (C, gamma) of the grid, every development statement and calib turn is
-scored by a head that never saw it (with the same sentence windows as at run time); `high` is the
-lowest score that keeps false alarms at or under --max-fa (1.5%: under the 2% target, with room
-for sampling error) on those out-of-fold calib turns, and the grid point with the best recall minus
-half the written hard-negative flag rate at its own `high` wins. `unsure` = the same at 4x the rate
+calib transcripts and a fold of the Reddit users): for each (C, gamma) of the grid, every development
+statement, calib turn and Reddit window is scored by a head that never saw it (with the same sentence
+windows as at run time); `high` is the lowest score that keeps false alarms at or under --max-fa (1.5%:
+under the 2% target for any check-in or crisis reply, with room for sampling error) on those out-of-fold
+calib turns, and the grid point with the best mean recall (statements, at-risk users) minus a quarter of
+the flag rates of written hard negatives and Supportive users at its own `high` wins. `unsure` = the same at 4x the rate
 (the grey zone a rubric model may settle); `imminent` = best F1 of imminent vs other crises on the
 out-of-fold `p_imminent` of development crises. The final head is refit on all development data.
 """
@@ -43,7 +52,9 @@ from pathlib import Path
 
 import numpy as np
 
+from .cssrs import AT_RISK, TRAIN_POSTS, heldout_digest, read_users, training_posts
 from .learned import CLASSES, HEAD_FILE, Head, Kernel, windows
+from .normalize import clean
 
 DATA_FILE = Path(__file__).parent / "data" / "crisis_statements.jsonl"
 SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data"
@@ -51,6 +62,7 @@ POSITIVE = {"passive_wish": "ideation", "active_ideation": "ideation", "method":
             "intent": "imminent", "plan": "imminent", "preparatory": "imminent"}
 NEGATIVE = ("figure_of_speech", "third_party", "resolved_past", "clinical", "negation", "lyrics", "fiction", "counseling")
 SPLITS = {"train": 0.6, "val": 0.2, "test": 0.2}
+TOP_WINDOWS = 2  # positives per at-risk Reddit user: the windows a first-pass linear model scores highest
 NEAR_DUP_COS = 0.85  # statements at least this similar share a split (near-duplicates never straddle train/test)
 NEAR_DUP_JACCARD = 0.45  # ... or with this many character 5-grams in common
 # The rules' older labelled lines are an evaluation set for this layer (bench/safety_screen.py):
@@ -193,7 +205,8 @@ def ordinary(text: str) -> bool:
 
 
 GRID = [(C, g) for C in (1.0, 4.0, 16.0, 64.0) for g in (0.5, 1.0, 2.0)]  # SVM (C, gamma); gamma ~1 on unit vectors
-LINEAR_C = 1.0  # the imminent head (the previous session's choice on val; only ranks crises, not thresholded on calib)
+REDDIT_GRID = [(4.0, 1.0), (16.0, 1.0), (16.0, 2.0), (64.0, 1.0)]  # around GRID's choice (16, 1): --reddit costs more per fit
+LINEAR_C = 1.0  # the imminent head: chosen on val; it only ranks crises and is not thresholded on calib
 
 
 def fit_linear(X: np.ndarray, y: np.ndarray):
@@ -259,10 +272,25 @@ def units(rows: list[dict]) -> tuple[list[str], list[int]]:
     """Training units: each labelled text whole; negatives also by window (every window of a negative is negative)."""
     texts, y = [], []
     for r in rows:
-        u = [r["text"]] + ([x for x in windows(r["text"]) if x != r["text"]] if target(r["level"]) == 0 else [])
+        t = clean(r["text"])
+        u = [t] + ([x for x in windows(t) if x != t] if target(r["level"]) == 0 else [])
         texts += u
         y += [target(r["level"])] * len(u)
     return texts, y
+
+
+def user_fold(uid: str, k: int) -> int:
+    return int(hashlib.sha256(f"fold:{uid}".encode()).hexdigest(), 16) % k
+
+
+def top_windows(scores: np.ndarray, owners: np.ndarray, users: set[str], k: int = TOP_WINDOWS) -> np.ndarray:
+    """Indexes of the k highest-scoring windows of each of `users` (multiple-instance positives: a person at
+    risk writes many ordinary posts too, so only their most telling windows are taught as risk)."""
+    out: list[int] = []
+    for u in users:
+        idx = np.nonzero(owners == u)[0]
+        out += idx[np.argsort(-scores[idx])[:k]].tolist()
+    return np.asarray(sorted(out), dtype=int)
 
 
 def window_max(values: np.ndarray, spans: list[list[str]]) -> np.ndarray:
@@ -280,6 +308,9 @@ def main(argv: list[str] | None = None) -> None:
                     help="give rows without a split one (existing rows keep theirs) and rewrite the data file")
     ap.add_argument("--max-fa", type=float, default=0.015, help="false-alarm rate held on calibration counseling turns")
     ap.add_argument("--folds", type=int, default=5, help="cross-validation folds (development rows and calib transcripts)")
+    ap.add_argument("--reddit", action="store_true",
+                    help="also train on the dev side of the Reddit C-SSRS users (cssrs.py); see safety/README.md for why "
+                         "the packaged head is not (yet) trained so")
     ap.add_argument("--out", type=Path, default=HEAD_FILE)
     ap.add_argument("--cache", type=Path, default=None, help="folder caching embeddings between runs (e.g. /tmp/ht-emb)")
     a = ap.parse_args(argv)
@@ -319,8 +350,24 @@ def main(argv: list[str] | None = None) -> None:
     cfold = {tid: i % a.folds for i, tid in enumerate(tids)}  # by transcript: a fold never scores its own talk
     fold = dev_folds(dev, embed([r["text"] for r in dev]), a.folds)
     calib_fold = np.array([cfold[tid] for tid, _ in calib])
-    dev_spans = [windows(r["text"]) for r in dev]
-    calib_spans = [windows(t) for _, t in calib]
+    dev_spans = [windows(clean(r["text"])) for r in dev]
+    calib_spans = [windows(clean(t)) for _, t in calib]
+    # Reddit C-SSRS users of the dev side of the split by user, less every post copying a held-out user's post
+    users = read_users() if a.reddit else []
+    cdev, n_dropped = training_posts(users) if a.reddit else ([], 0)
+    r_owner, r_spans = [], []
+    for u in cdev:
+        for post in u.posts:
+            ws = windows(clean(post))
+            r_spans += ws
+            r_owner += [u.id] * len(ws)
+    r_owner = np.asarray(r_owner, dtype=str)
+    Xr = embed(r_spans)
+    label_of = {u.id: u.label for u in cdev}
+    r_risk = np.array([label_of[o] in AT_RISK for o in r_owner], dtype=bool)
+    r_fold = np.array([user_fold(o, a.folds) for o in r_owner], dtype=int)
+    at_risk_ids = sorted(u.id for u in cdev if u.label in AT_RISK)
+    supportive_ids = sorted(u.id for u in cdev if u.label == "Supportive")
     Xdev = embed([w for ws in dev_spans for w in ws])
     Xcal = embed([w for ws in calib_spans for w in ws])
     Xcal_rows = np.repeat(calib_fold, [len(ws) for ws in calib_spans])
@@ -328,34 +375,55 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{len(dev)} development rows, {len(calib)} calib turns ({len(tids)} transcripts); embedded in "
           f"{time.time() - t0:.0f}s", flush=True)
 
-    def training(keep_dev: np.ndarray, keep_cal: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def training(keep_dev: np.ndarray, keep_cal: np.ndarray, keep_r: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Statements, calib turns and Reddit windows of the kept rows/users: Supportive users' windows as
+        negatives, the TOP_WINDOWS windows of each at-risk user (by a linear model fit on these same rows) as risk."""
         texts, y = units([r for r, k in zip(dev, keep_dev, strict=True) if k])
         cal = [w for ws, k in zip(calib_spans, keep_cal, strict=True) if k for w in ws]
-        return embed(texts + cal), np.asarray(y + [0] * len(cal))
+        X, y = embed(texts + cal), np.asarray(y + [0] * len(cal))
+        if not len(r_owner):  # without --reddit
+            return X, y
+        keep_r = np.ones(len(r_owner), bool) if keep_r is None else keep_r
+        neg, cand = keep_r & ~r_risk, keep_r & r_risk
+        first = fit_linear(np.r_[X, Xr[neg], Xr[cand]], np.r_[(y > 0).astype(int), np.zeros(neg.sum(), int),
+                                                                   np.ones(cand.sum(), int)])
+        pos = top_windows(first.decision_function(Xr), np.where(cand, r_owner, ""), set(r_owner[cand]))
+        return np.r_[X, Xr[neg], Xr[pos]], np.r_[y, np.zeros(neg.sum(), int), np.ones(len(pos), int)]
+
+    def user_max(values: np.ndarray, mask: np.ndarray, ids: list[str]) -> dict[str, float]:
+        return {u: float(values[mask & (r_owner == u)].max()) for u in ids if (mask & (r_owner == u)).any()}
 
     is_pos = np.array([r["level"] in POSITIVE for r in dev])
     is_imm = np.array([POSITIVE.get(r["level"]) == "imminent" for r in dev])
     oof_imm = np.zeros(len(dev))
     for k in range(a.folds):  # out-of-fold p_imminent of every development row (for the imminent threshold)
-        lin = fit_linear(*training(fold != k, calib_fold != k))
+        lin = fit_linear(*training(fold != k, calib_fold != k, r_fold != k))
         oof_imm[fold == k] = window_max(lin.predict_proba(Xdev[Xdev_rows == k])[:, 2],
                                         [s for s, f in zip(dev_spans, fold, strict=True) if f == k])
     best = None
-    for C, gamma in GRID:
-        oof_dev, oof_cal = np.zeros(len(dev)), np.zeros(len(calib))
+    grid = REDDIT_GRID if a.reddit else GRID
+    for C, gamma in grid:
+        oof_dev, oof_cal, oof_r = np.zeros(len(dev)), np.zeros(len(calib)), np.zeros(len(r_owner))
         for k in range(a.folds):
-            svm = fit_kernel(*training(fold != k, calib_fold != k), C, gamma)
+            svm = fit_kernel(*training(fold != k, calib_fold != k, r_fold != k), C, gamma)
             oof_dev[fold == k] = window_max(svm.decision_function(Xdev[Xdev_rows == k]),
                                             [s for s, f in zip(dev_spans, fold, strict=True) if f == k])
             oof_cal[calib_fold == k] = window_max(svm.decision_function(Xcal[Xcal_rows == k]),
                                                   [s for s, f in zip(calib_spans, calib_fold, strict=True) if f == k])
+            if (r_fold == k).any():
+                oof_r[r_fold == k] = svm.decision_function(Xr[r_fold == k])
         t = threshold_at(oof_cal, a.max_fa)
         recall, hard = float(np.mean(oof_dev[is_pos] >= t)), float(np.mean(oof_dev[~is_pos] >= t))
-        print(f"C={C} gamma={gamma}: out-of-fold recall {recall:.3f}, written hard negatives flagged {hard:.3f}, "
+        ur = user_max(oof_r, np.ones(len(r_owner), bool), at_risk_ids + supportive_ids)
+        u_recall = float(np.mean([ur[u] >= t for u in at_risk_ids if u in ur])) if ur else recall
+        u_support = float(np.mean([ur[u] >= t for u in supportive_ids if u in ur])) if ur else hard
+        goal = (recall + u_recall) / 2 - (hard + u_support) / 4  # recall first, look-alikes and Supportive users count half
+        print(f"C={C} gamma={gamma}: out-of-fold recall {recall:.3f} (statements), {u_recall:.3f} (at-risk Reddit users); "
+              f"flagged: written hard negatives {hard:.3f}, Supportive users {u_support:.3f}; "
               f"calib false alarms {np.mean(oof_cal >= t):.4f}", flush=True)
-        if best is None or recall - hard / 2 > best[0] + 1e-9:  # recall first, false alarms on look-alikes count half
-            best = (recall - hard / 2, C, gamma, oof_dev, oof_cal, t)
-    _, C, gamma, oof_dev, oof_cal, t_high = best
+        if best is None or goal > best[0] + 1e-9:
+            best = (goal, C, gamma, oof_dev, oof_cal, t, u_recall, u_support)
+    _, C, gamma, oof_dev, oof_cal, t_high, u_recall, u_support = best
     from sklearn.linear_model import LogisticRegression
 
     # Platt: a probability for the decision value, fit on out-of-fold decisions (crises vs every negative)
@@ -386,13 +454,17 @@ def main(argv: list[str] | None = None) -> None:
         "n_counseling_turns": len(calib), "counseling_talk": "AnnoMI client turns of the calibration half, each "
         f"scored by a head trained without its transcript ({a.folds} folds by transcript)",
         "imminent_f1": round(f1[t_imm], 3), "flag_rate_by_level": per_level,
+        **({} if not a.reddit else {
+            "reddit_users": f"{len(at_risk_ids)} at-risk and {len(supportive_ids)} Supportive users of the dev side of "
+                            f"the split by user, {a.folds} folds by user",
+            "recall_at_risk_users": round(u_recall, 3), "supportive_users_flagged": round(u_support, 3)}),
     }
     X, y = training(np.ones(len(dev), bool), np.ones(len(calib), bool))
     kernel = kernel_of(fit_kernel(X, y, C, gamma), platt)
     linear = fit_linear(X, y)
     sha = hashlib.sha256(DATA_FILE.read_bytes()).hexdigest()[:16]
     provenance = {
-        "command": "PYTHONPATH=. .venv/bin/python -m hybridtune.safety.learned_train"
+        "command": "PYTHONPATH=. .venv/bin/python -m hybridtune.safety.learned_train" + (" --reddit" if a.reddit else "")
                    + "".join(f" {k} {v}" for k, v in (("--max-fa", a.max_fa), ("--folds", a.folds))
                              if v != ap.get_default(k.lstrip("-").replace("-", "_"))),
         "trained": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
@@ -400,8 +472,14 @@ def main(argv: list[str] | None = None) -> None:
         "model": f"sklearn {skv} SVC(kernel='rbf', C={C}, gamma={gamma}, class_weight='balanced'), risk vs none, "
                  f"{len(kernel.dual)} support vectors (float16), Platt-scaled; p_imminent: "
                  f"LogisticRegression(C={LINEAR_C}, class_weight='balanced'), 3 classes",
-        "selection": f"(C, gamma) from {GRID} by out-of-fold recall minus half the written hard-negative flag rate",
+        "selection": f"(C, gamma) from {grid} by out-of-fold recall minus half the written hard-negative flag rate"
+                     + (" (each the mean of statements and Reddit users: at-risk recall, Supportive flagged)" if a.reddit else ""),
         "labelled_set": f"hybridtune/safety/data/crisis_statements.jsonl sha256:{sha}, train+val splits {len(dev)} rows (CC0)",
+        **({} if not a.reddit else {"reddit": f"../shared/data/cssrs-reddit (CC BY 4.0, Gaur et al. 2019): the dev users of cssrs.split_of "
+                  f"({len(at_risk_ids)} at-risk, {len(supportive_ids)} Supportive; Indicator left out), their first "
+                  f"{TRAIN_POSTS} posts; {n_dropped} dev posts copying a held-out user's post removed; at-risk users: their "
+                  f"{TOP_WINDOWS} top windows by a first-pass linear model as risk; Supportive users: every window as none",
+            "heldout_users_sha": heldout_digest(users)}),
         "extra_negatives": f"AnnoMI client turns of the calibration half ({len(tids)} transcripts, {len(calib)} turns "
                            "without disclosures; public domain, read in place)",
         "threshold_data": "out-of-fold scores of the AnnoMI calibration half (high, unsure) and of the development "

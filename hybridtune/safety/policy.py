@@ -1,15 +1,23 @@
-"""Safe response policy: what the counselor says when a user turn is a crisis, and the event log.
+"""Safety policy: what the counselor does with each user turn (none, check-in, crisis reply), and the event log.
 
-Input: a `RiskResult` for the user's turn and the `safety` config. Output: the safe response
-text (fixed, reviewed wording from prompts/safety_response.yaml with the locale's crisis
-resources from resources.yaml) and `SafetyEvent` records appended to a JSONL log.
+Input: a `RiskResult` for the user's turn, the conversation's `SafetyState` and the `safety`
+config. Output: a `Decision` with the turn's action (`none`, `check_in`: the fixed caring
+question of prompts/safety_check_in.yaml, or `crisis_reply`: the safe response, fixed,
+reviewed wording from prompts/safety_response.yaml with the locale's crisis resources from
+resources.yaml) and `SafetyEvent` records appended to a JSONL log.
 
-    if is_crisis(result, cfg.safety):
-        text = safe_response(result, cfg.safety, domain)     # replaces or prefixes the reply
-        log_event(path, SafetyEvent.of(result, kind="crisis", where="chat"))
+    d = decide(text, result, cfg.safety, state)             # the action, and the conversation's next state
+    if d.action == "crisis_reply":
+        reply = safe_response(d.result, cfg.safety, domain)  # replaces or prefixes the counselor's reply
+    elif d.action == "check_in":
+        reply = check_in_text(domain)                        # the fixed question; the conversation goes on
+    for ev in events_for(d.result, cfg.safety, "chat", action=d.action):
+        log_event(path, ev)
+    state = d.state
 
-The response is deliberately not model-generated: a fine-tuned 135M model (or any model)
-must not be what stands between a person in crisis and a helpline number.
+Both texts are deliberately not model-generated: a fine-tuned 135M model (or any model)
+must not be what stands between a person in crisis and a helpline number. Chat, serve
+(its web page and /v1/chat/completions) and `safety check` all decide with `decide`.
 """
 from __future__ import annotations
 
@@ -80,6 +88,86 @@ def is_crisis(result: RiskResult, cfg: SafetyConfig) -> bool:
     return RISK_ORDER[result.risk] >= RISK_ORDER[cfg.crisis_level]
 
 
+Action = Literal["none", "check_in", "crisis_reply"]
+
+
+class SafetyState(BaseModel):
+    """One conversation's safety memory, updated after every user turn (`Decision.state`)."""
+
+    confirmed: bool = False  # the person said yes to the check-in: risk stays raised from then on
+    asked: bool = False  # the counselor's last turn was the check-in question
+    last: RiskResult | None = None  # the previous turn's verdict when it got the crisis reply (whose question a yes answers)
+
+
+class Decision(BaseModel):
+    """What the counselor does with one user turn: the action, the turn's verdict read in the
+    conversation's context, why, and the conversation's safety state after it."""
+
+    action: Action
+    result: RiskResult
+    reason: str
+    state: SafetyState
+
+
+def _rule_match(r: RiskResult, cfg: SafetyConfig) -> bool:
+    """The phrase rules alone reached the crisis level (their patterns are explicit statements)."""
+    rules = (r.model_extra or {}).get("rules_risk", r.risk if r.source == "rules" else "none")
+    return RISK_ORDER[rules] >= RISK_ORDER[cfg.crisis_level]
+
+
+def _raised(r: RiskResult, why: str) -> RiskResult:
+    """`r` at least `high` for suicide: a confirmed risk the turn itself need not repeat."""
+    if RISK_ORDER[r.risk] >= RISK_ORDER["high"]:
+        return r
+    return r.model_copy(update={"risk": "high", "categories": [*r.categories, *(["suicide"] if "suicide" not in r.categories else [])],
+                                "settled": True, "carried_over": True, "evidence": [*r.evidence, why]})
+
+
+def decide(text: str, result: RiskResult, cfg: SafetyConfig, state: SafetyState | None = None) -> Decision:
+    """Detect, confirm, guide: the action for one user turn given the screen's verdict and the conversation so far.
+
+    crisis_reply (the fixed safe response): imminent risk, a rule match, a yes to the check-in, an
+    affirmative answer to the safe response's own question, a new flag once risk is confirmed, or a
+    second flag straight after the check-in. check_in (the fixed question): a flag at the crisis level
+    that none of those backs, i.e. the learned or another statistical layer is the only one that saw
+    it and there is no evidence of imminence. Once confirmed, every later turn's risk is at least high.
+    With `safety.check_in` off, every flag at the crisis level gets the crisis reply.
+    """
+    from .screen import affirmative, follow_up
+
+    st = state or SafetyState()
+    r = result if st.asked else follow_up(st.last, text, result)  # follow_up reads answers to "Are you safe right now?"
+    flagged = is_crisis(r, cfg)
+    if st.asked and affirmative(text, "check_in"):
+        action, reason, r = "crisis_reply", "yes to the check-in", _raised(r, "yes to the check-in: " + text.strip()[:60])
+    elif st.confirmed:
+        action, reason = ("crisis_reply", "a new flag after confirmed risk") if flagged else ("none", "confirmed risk, no new flag")
+        r = _raised(r, "risk confirmed earlier in the conversation")
+    elif not flagged:
+        action, reason = "none", "below the crisis level"
+    elif r.risk == "imminent":
+        action, reason = "crisis_reply", "imminent"
+    elif _rule_match(r, cfg):
+        action, reason = "crisis_reply", "rule match"
+    elif (r.model_extra or {}).get("carried_over"):
+        action, reason = "crisis_reply", "affirmative answer to the safety question"
+    elif st.asked:
+        action, reason = "crisis_reply", "flagged again right after the check-in"
+    elif not cfg.check_in:
+        action, reason = "crisis_reply", "flag at the crisis level (check-in off)"
+    else:
+        action, reason = "check_in", "flagged by the statistical layers only, no evidence of imminence"
+    confirmed = st.confirmed or reason in ("yes to the check-in", "affirmative answer to the safety question")
+    return Decision(action=action, result=r, reason=reason,
+                    state=SafetyState(confirmed=confirmed, asked=action == "check_in",
+                                      last=r if action == "crisis_reply" else None))
+
+
+def check_in_text(domain: Domain | None = None) -> str:
+    """The fixed check-in question (the pack's prompts/safety_check_in.yaml)."""
+    return (domain or load_domain("cbt")).prompt("safety_check_in").render()[-1]["content"].strip()
+
+
 def safe_response(result: RiskResult, cfg: SafetyConfig, domain: Domain | None = None) -> str:
     """The caring, resource-giving reply for a crisis turn (deterministic)."""
     loc, chosen = resources_for(cfg, result.categories)
@@ -92,12 +180,13 @@ def safe_response(result: RiskResult, cfg: SafetyConfig, domain: Domain | None =
 
 
 def fixed_texts(cfg: SafetyConfig, domain: Domain | None = None) -> list[str]:
-    """Every line of fixed safety wording this domain can show, in every locale and for every risk
-    level and category: what the PII scrubber must never rewrite (a kept conversation or an
-    ingested transcript that carries a crisis reply must keep the real helpline numbers)."""
+    """Every line of fixed safety wording this domain can show (the check-in question, and the safe
+    response in every locale and for every risk level and category): what the PII scrubber must never
+    rewrite (a kept conversation or an ingested transcript that carries a crisis reply must keep the
+    real helpline numbers)."""
     from .rules import CATEGORIES
 
-    lines: set[str] = set()
+    lines: set[str] = {x.strip() for x in check_in_text(domain).splitlines()}
     for locale in load_resources(cfg).locales:
         loc_cfg = cfg.model_copy(update={"locale": locale})
         for risk in RISK_ORDER:
@@ -127,7 +216,7 @@ class SafetyEvent(Record):
     """One logged safety event. Holds the matched evidence spans, never the whole message."""
 
     time: float
-    kind: Literal["crisis", "degraded", "flag"]
+    kind: Literal["crisis", "check_in", "degraded", "flag"]
     where: str  # chat | serve | check | <stage>
     risk: str
     categories: list[str] = Field(default_factory=list)
@@ -147,11 +236,15 @@ class SafetyEvent(Record):
                    ref=ref, detail={**extra, **detail})
 
 
-def events_for(result: RiskResult, cfg: SafetyConfig, where: str, ref: str = "") -> list[SafetyEvent]:
-    """The events one screened turn produces (crisis and/or degraded)."""
+def events_for(result: RiskResult, cfg: SafetyConfig, where: str, ref: str = "",
+               action: Action | None = None) -> list[SafetyEvent]:
+    """The events one screened turn produces (crisis or check_in, and/or degraded); `action` as `decide` gave it."""
     out = []
-    if is_crisis(result, cfg):
-        out.append(SafetyEvent.of(result, "crisis", where, ref, response_mode=cfg.response_mode, locale=cfg.locale))
+    if action == "check_in":
+        out.append(SafetyEvent.of(result, "check_in", where, ref, action=action))
+    elif is_crisis(result, cfg) if action is None else action == "crisis_reply":
+        out.append(SafetyEvent.of(result, "crisis", where, ref, response_mode=cfg.response_mode, locale=cfg.locale,
+                                  **({"action": action} if action else {})))
     if result.source == "degraded":
         out.append(SafetyEvent.of(result, "degraded", where, ref))
     return out

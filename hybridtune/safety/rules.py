@@ -21,6 +21,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from .normalize import clean
+
 Risk = Literal["none", "low", "high", "imminent"]
 CATEGORIES = ("suicide", "self_harm", "harm_to_others", "abuse", "medical_emergency")
 RISK_ORDER: dict[str, int] = {"none": 0, "low": 1, "high": 2, "imminent": 3}
@@ -144,8 +146,8 @@ MAX_CHARS = 20_000  # longer texts are screened on their first MAX_CHARS (caller
 
 
 def normalize(text: str) -> str:
-    """Lower-case, straighten quotes and squeeze spaces so patterns stay simple."""
-    t = text[:MAX_CHARS].lower()
+    """Unicode-clean (normalize.clean), lower-case, straighten quotes and squeeze spaces so patterns stay simple."""
+    t = clean(text[:MAX_CHARS]).lower()
     t = t.replace("\u2019", "'").replace("\u2018", "'").replace("\u201c", '"').replace("\u201d", '"')
     t = re.sub(r"\bim\b", "i'm", t)
     t = re.sub(r"\bive\b", "i've", t)

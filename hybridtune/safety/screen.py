@@ -10,7 +10,8 @@ layers ran) and `scores` (each layer's score).
     await screener.screen_session(session)          # a person's risk: the maximum over their user turns
     screen_session(session)                         # the CPU layers only (rules + learned), synchronous
 
-Layers, cheapest first; each can only raise the level (a layer that misses a crisis must not
+Every layer reads the text after `normalize.clean` (NFKC, zero-width and bidi characters,
+look-alike letters). Layers, cheapest first; each can only raise the level (a layer that misses a crisis must not
 erase what another saw):
 1. `rule_screen` phrase patterns with negation, idiom, history and third-party handling.
 2. the learned layer (learned.py): sentence embedder + linear head on every turn, CPU,
@@ -20,6 +21,9 @@ erase what another saw):
    rules and learned layer cannot settle (`model_on: all`: every turn); off unless
    `safety.use_model` (the embedded 135M model's verdicts are noise). A verdict counts at or
    above `safety.model_min_confidence`; `model_can_lower` lets it lower the level.
+Then the imminence check (imminence.py): `imminent` stands only with evidence of a plan, means,
+a time, an act in progress or a farewell in the text (a rules `imminent` carries its own), and
+`high` with such evidence becomes `imminent`.
 Any layer that fails makes the result `source="degraded"` (logged, `degraded` lists the
 layers, `error` says why) and an otherwise "none" result "low": a failure is never "no risk".
 """
@@ -36,6 +40,8 @@ from ..domain import load_domain
 from ..errors import UserError
 from ..records import Session
 from .config import SafetyConfig
+from .imminence import settle
+from .normalize import clean
 from .rules import CATEGORIES, RISK_ORDER, RiskResult, rule_screen
 
 if TYPE_CHECKING:
@@ -143,7 +149,8 @@ class Screener:
 
     def cpu(self, texts: list[str]) -> list[RiskResult]:
         """Rules and learned layer for many texts (the learned layer embeds them in one batch)."""
-        out = [rule_screen(t).model_copy(update={"layers": ["rules"]}) for t in texts]
+        texts = [clean(t) for t in texts]
+        out = [r.model_copy(update={"layers": ["rules"], "rules_risk": r.risk}) for r in map(rule_screen, texts)]
         if not self.cfg.learned or not texts:
             return out
         try:
@@ -153,9 +160,10 @@ class Screener:
         except Exception as e:  # a missing package or a broken head file must not pass as "no risk"
             return [_degrade(r, "learned", e) for r in out]
         res = []
-        for r, s in zip(out, scores, strict=True):
+        for t, r, s in zip(texts, out, scores, strict=True):
             r = _raise(r, "learned", s.risk, ["suicide"], s.p_risk)
-            res.append(r.model_copy(update={"settled": False}) if s.unsure else r)
+            r = r.model_copy(update={"settled": False, "unsure": True}) if s.unsure else r
+            res.append(settle(t, r))
         return res
 
     async def screen(self, text: str) -> RiskResult:
@@ -163,8 +171,10 @@ class Screener:
         return (await self.screen_many([text]))[0]
 
     async def screen_many(self, texts: list[str]) -> list[RiskResult]:
+        texts = [clean(t) for t in texts]  # every layer, the remote ones too, reads the normalised text
         results = self.cpu(texts)
-        return list(await asyncio.gather(*(self._remote(t, r) for t, r in zip(texts, results, strict=True))))
+        remote = await asyncio.gather(*(self._remote(t, r) for t, r in zip(texts, results, strict=True)))
+        return [settle(t, r) for t, r in zip(texts, remote, strict=True)]
 
     async def _remote(self, text: str, r: RiskResult) -> RiskResult:
         for p in self.providers:
@@ -255,6 +265,22 @@ _AFFIRM = re.compile(
     r"^\W*(?:no|not really),? i'?m not(?: safe)?\W*$", re.I)
 
 
+# A yes to the check-in ("Are you having thoughts of ending your life?"); unlike an answer to "Are you
+# safe?", "no, I'm not" denies.
+_YES = re.compile(
+    r"^\W*(?:(?:yes|yeah|yep|yup|ya|yea|maybe|kind of|kinda|sort of|i think so|probably|i guess|sometimes|a little|"
+    r"a bit|honestly,? yes)\b(?!,? (?:no|nope|not really)\b)"
+    r"|(?:i do|i am|i have|i have been|i've been|i was|lately|often|constantly|every day|all the time)\W*$"
+    r"|i(?:'ve| have) been (?:thinking|having (?:those )?thoughts)\b)", re.I)
+
+
+def affirmative(text: str, question: str = "safe") -> bool:
+    """A short answer that says yes to a safety question: to the safe response's "Are you safe right now?"
+    (`safe`: "yes", "kind of", "I'm not safe") or to the check-in question (`check_in`: "yes", "sometimes")."""
+    rx = _YES if question == "check_in" else _AFFIRM
+    return len(text) <= 200 and bool(rx.search(clean(text).strip()))
+
+
 def follow_up(prev: RiskResult | None, text: str, result: RiskResult) -> RiskResult:
     """Carry a crisis over to a short affirmative answer to the safety question.
 
@@ -264,7 +290,7 @@ def follow_up(prev: RiskResult | None, text: str, result: RiskResult) -> RiskRes
     """
     if prev is None or not prev.is_crisis or RISK_ORDER[result.risk] >= RISK_ORDER[prev.risk]:
         return result
-    if len(text) > 200 or not _AFFIRM.search(text.strip()):
+    if not affirmative(text):
         return result
     return result.model_copy(update={
         "risk": prev.risk, "categories": list(prev.categories), "settled": True,

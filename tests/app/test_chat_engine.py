@@ -133,14 +133,16 @@ def test_hybridtune_chat_through_a_pipe(tmp_path):
 
 
 def test_yes_to_the_safety_question_keeps_the_crisis(make_cfg):
-    eng, fake = _engine(make_cfg, "safety.use_model=false", replies=["Glad to hear it."])
+    eng, fake = _engine(make_cfg, "safety.use_model=false", replies=["Glad to hear it.", "Tell me more."])
     asyncio.run(_turn(eng, "I want to kill myself"))
     evs = asyncio.run(_turn(eng, "yes"))
     assert evs[0].type == "safety" and evs[-1].risk == "high" and fake.requests == []
+    # confirmed: the risk stays raised, while the counselor answers turns with no new flag
     evs = asyncio.run(_turn(eng, "I'm ok now, thanks for listening, I'll call my sister"))
-    assert evs[-1].risk == "none" and evs[0].type == "token"
-    evs = asyncio.run(_turn(eng, "yes"))  # no crisis right before: a plain yes
-    assert evs[-1].risk == "none"
+    assert evs[-1].risk == "high" and evs[-1].action == "none" and evs[0].type == "token"
+    eng.reset()
+    evs = asyncio.run(_turn(eng, "yes"))  # a new conversation, no crisis before: a plain yes
+    assert evs[-1].risk == "none" and evs[-1].action == "none"
 
 
 @pytest.mark.parametrize("reply,cut", [("I hear you.", False), ("Is that so?", False), ('She said "stop."', False),

@@ -48,7 +48,7 @@ def test_chat_streams_reply_and_crisis_gets_safe_response(make_cfg):
     evs = _events(r)
     assert "".join(e["text"] for e in evs if e["type"] == "token") == "It sounds like a stressful week."
     assert evs[-1] == {"type": "done", "text": "", "risk": "none", "categories": [], "index": 1, "kept": False,
-                       "cut": False}
+                       "action": "none", "cut": False}
     evs = _events(c.post("/api/chat", json={"session": SID, "message": "I want to end my life"}))
     assert evs[0]["type"] == "safety" and "988" in evs[0]["text"] and evs[-1]["risk"] == "high"
     assert c.post("/api/save", json={"session": SID}).json()["saved"]

@@ -77,20 +77,28 @@ def test_broken_learned_layer_is_degraded_never_none(tmp_path):
     assert r.source == "degraded" and r.risk == "low" and r.model_extra["degraded"] == ["learned"]
 
 
-def test_serve_gives_the_safe_response_when_only_the_learned_layer_flags(make_cfg, tmp_path):
+def test_serve_checks_in_when_only_the_learned_layer_flags_and_a_yes_gets_the_safe_response(make_cfg, tmp_path):
     assert rule_screen(ONLY_LEARNED).risk == "none"
     cfg = make_cfg("safety.use_model=false")  # the default CPU screen: rules + learned layer
     pool = LLMPool(cfg)
     pool.install("local", FakeBackend.with_replies(["That sounds like a lot."]))
     base = open_engine(cfg, pool=pool)
     client = TestClient(create_app(base.fork, max_chars=cfg.safety.max_chars), base_url="http://127.0.0.1")
-    r = client.post("/api/chat", json={"session": "learned-session-1", "message": ONLY_LEARNED})
-    assert r.status_code == 200
-    evs = [json.loads(line[5:]) for line in r.text.split("\n\n") if line.startswith("data:")]
-    assert evs[0]["type"] == "safety" and "988" in evs[0]["text"]
-    assert evs[-1]["type"] == "done" and evs[-1]["risk"] in ("high", "imminent")
+
+    def say(text):
+        r = client.post("/api/chat", json={"session": "learned-session-1", "message": text})
+        assert r.status_code == 200
+        return [json.loads(line[5:]) for line in r.text.split("\n\n") if line.startswith("data:")]
+
+    evs = say(ONLY_LEARNED)
+    assert evs[0]["type"] == "safety" and evs[0]["action"] == "check_in" and "thoughts of ending your life" in evs[0]["text"]
+    assert "988" not in evs[0]["text"] and evs[-1]["type"] == "done" and evs[-1]["risk"] == "high"
     events = [json.loads(x) for x in base.out.file("safety_events.jsonl").read_text().splitlines()]
-    assert events[-1]["kind"] == "crisis" and events[-1]["source"] == "learned"
+    assert events[-1]["kind"] == "check_in" and events[-1]["source"] == "learned"
+    evs = say("yes")
+    assert evs[0]["action"] == "crisis_reply" and "988" in evs[0]["text"] and evs[-1]["risk"] in ("high", "imminent")
+    events = [json.loads(x) for x in base.out.file("safety_events.jsonl").read_text().splitlines()]
+    assert events[-1]["kind"] == "crisis"
 
 
 def test_a_chat_turn_is_scored_on_one_thread_with_the_vectors_of_a_batch():

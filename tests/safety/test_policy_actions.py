@@ -1,0 +1,167 @@
+"""Detect, confirm, guide: the safety policy's action per turn (none | check_in | crisis_reply) on the real
+screen (rules + learned layer), in ChatEngine.turn (chat and serve) and in `safety check`; and the
+imminence check (imminent needs a plan, means, a time, an act or a farewell)."""
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+
+from hybridtune.app.engine import open_engine
+from hybridtune.llm import LLMPool
+from hybridtune.llm.fake import FakeBackend
+from hybridtune.safety.config import SafetyConfig
+from hybridtune.safety.imminence import evidence, settle
+from hybridtune.safety.policy import SafetyState, check_in_text, decide
+from hybridtune.safety.rules import RiskResult, rule_screen
+from hybridtune.safety.screen import Screener
+
+CHECK_IN = "It sounds like things are really heavy right now. Are you having thoughts of ending your life?"
+# A line only the statistical layer flags (no phrase the rules know, no plan, means or time): the screen is unsure.
+AMBIGUOUS = "Nobody is going to miss me when I'm gone, and I'm going soon."
+IMMINENT = "I have been feeling low and I just want it all to end tonight. I have the pills ready."
+NOT_IMMINENT = ["My dad's birthday is tomorrow.", "The doc said I've got to take pills for the rest of my life.",
+                "I'll go home and throw out the bottles of wine",
+                "Have my mom check on me to make sure everything's put away."]
+
+
+def learned_high(**extra) -> RiskResult:
+    return RiskResult(risk="high", categories=["suicide"], source="learned", settled=True, rules_risk="none", **extra)
+
+
+def test_check_in_text_is_fixed_data_of_the_pack_and_protected_from_the_scrubber():
+    from hybridtune.safety.policy import fixed_texts
+
+    assert check_in_text() == CHECK_IN
+    assert CHECK_IN in fixed_texts(SafetyConfig())
+
+
+# --- imminence -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("text", NOT_IMMINENT)
+def test_future_tense_medication_and_errands_are_not_imminent(text):
+    assert evidence(text) == []
+    r = settle(text, RiskResult(risk="imminent", categories=["suicide"], source="learned"))
+    assert r.risk == "high" and "lowered" in r.model_extra["imminence"]
+    assert asyncio.run(Screener(SafetyConfig()).screen(text)).risk != "imminent"
+
+
+def test_plan_means_and_time_make_it_imminent():
+    kinds = {e.split(":")[0] for e in evidence(IMMINENT)}
+    assert {"time", "means"} <= kinds
+    assert rule_screen(IMMINENT).risk != "imminent"  # no phrase rule covers it: the imminence check does
+    r = asyncio.run(Screener(SafetyConfig()).screen(IMMINENT))
+    assert r.risk == "imminent" and "raised" in r.model_extra["imminence"]
+    assert decide(IMMINENT, r, SafetyConfig()).action == "crisis_reply"
+
+
+def test_a_rules_imminent_stands_and_a_calm_line_is_left_alone():
+    r = rule_screen("I'm going to kill myself tonight")
+    assert settle("I'm going to kill myself tonight", r).risk == "imminent"
+    calm = RiskResult(risk="none")
+    assert settle("see you tomorrow", calm) is calm
+
+
+# --- decide ---------------------------------------------------------------------------
+
+def test_statistical_flag_alone_gets_a_check_in_and_a_rule_match_the_crisis_reply():
+    assert decide("x", learned_high(), SafetyConfig()).action == "check_in"
+    assert decide("x", learned_high(), SafetyConfig(check_in=False)).action == "crisis_reply"
+    r = rule_screen("I want to kill myself")
+    assert decide("I want to kill myself", r, SafetyConfig()).action == "crisis_reply"
+    assert decide("fine", RiskResult(risk="none"), SafetyConfig()).action == "none"
+
+
+@pytest.mark.parametrize("answer,action", [("yes", "crisis_reply"), ("Yeah, sometimes.", "crisis_reply"),
+                                           ("kind of", "crisis_reply"), ("no", "none"), ("No, I'm not.", "none"),
+                                           ("not really, just tired", "none"), ("yeah, not really", "none"),
+                                           ("yes but not seriously", "crisis_reply"), ("I do.", "crisis_reply"),
+                                           ("I have a dog.", "none"), ("I am going to try the app.", "none")])
+def test_answer_to_the_check_in(answer, action):
+    first = decide("x", learned_high(), SafetyConfig())
+    d = decide(answer, rule_screen(answer), SafetyConfig(), first.state)
+    assert d.action == action
+    assert d.state.confirmed == (action == "crisis_reply") and not d.state.asked
+
+
+def test_confirmed_risk_persists_for_the_rest_of_the_conversation():
+    st = decide("x", learned_high(), SafetyConfig()).state
+    st = decide("yes", rule_screen("yes"), SafetyConfig(), st).state
+    for text in ("We talked about my week.", "I made pasta.", "Thanks for listening."):
+        d = decide(text, rule_screen(text), SafetyConfig(), st)
+        assert d.result.risk == "high" and d.action == "none" and d.state.confirmed
+        st = d.state
+    for text in ("Yeah.", "Yeah, I didn't think about that."):  # a yes to the counselor's own questions is no new flag
+        assert decide(text, rule_screen(text), SafetyConfig(), st).action == "none"
+    again = decide("everything feels pointless", learned_high(), SafetyConfig(), st)
+    assert again.action == "crisis_reply"  # no second check-in: the question was answered
+
+
+def test_a_second_flag_right_after_the_check_in_gets_the_crisis_reply():
+    st = decide("x", learned_high(), SafetyConfig()).state
+    assert decide("I don't know, it's all too much", learned_high(), SafetyConfig(), st).action == "crisis_reply"
+
+
+# --- ChatEngine.turn (chat and serve) -------------------------------------------------------
+
+def _engine(make_cfg, replies):
+    cfg = make_cfg("safety.use_model=false")
+    pool = LLMPool(cfg)
+    fake = FakeBackend.with_replies(replies)
+    pool.install("local", fake)
+    return open_engine(cfg, pool=pool), fake
+
+
+def _turn(eng, text):
+    async def go():
+        return [ev async for ev in eng.turn(text)]
+
+    return asyncio.run(go())
+
+
+def test_engine_checks_in_on_an_ambiguous_line_and_the_conversation_goes_on(make_cfg):
+    eng, fake = _engine(make_cfg, ["Tell me more about your week."])
+    evs = _turn(eng, AMBIGUOUS)
+    assert evs[0].type == "safety" and evs[0].action == "check_in" and evs[0].text == CHECK_IN
+    assert fake.requests == [] and eng.messages[-1].content == CHECK_IN
+    evs = _turn(eng, "No, I'm not. I just feel like nobody notices me at work.")
+    assert evs[-1].action == "none" and "".join(e.text for e in evs if e.type == "token") == "Tell me more about your week."
+    assert [t["action"] for t in eng.turn_risks] == ["check_in", "none"]
+    events = [json.loads(x) for x in eng.out.file("safety_events.jsonl").read_text().splitlines()]
+    assert [e["kind"] for e in events] == ["check_in"]
+
+
+def test_engine_yes_to_the_check_in_and_an_imminent_line_get_the_crisis_reply(make_cfg):
+    eng, fake = _engine(make_cfg, ["ok"])
+    _turn(eng, AMBIGUOUS)
+    evs = _turn(eng, "yes")
+    assert evs[0].action == "crisis_reply" and "988" in evs[0].text and fake.requests == []
+    evs = _turn(eng, "What should I do about work?")  # confirmed: risk stays raised, the counselor answers
+    assert evs[-1].risk == "high" and evs[-1].action == "none" and evs[0].type == "token"
+    eng.reset()
+    evs = _turn(eng, IMMINENT)
+    assert evs[0].action == "crisis_reply" and evs[-1].risk == "imminent"
+    assert "emergency" in evs[0].text.lower() and "988" in evs[0].text
+
+
+def test_safety_check_writes_an_action_per_record(tmp_path):
+    from typer.testing import CliRunner
+
+    from hybridtune.cli import app
+
+    src, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    lines = {"calm": "We talked about cutting down on coffee.", "ambiguous": AMBIGUOUS, "rule": "I want to kill myself",
+             "imminent": IMMINENT}
+    src.write_text("".join(json.dumps({"id": k, "text": v}) + "\n" for k, v in lines.items()))
+    res = CliRunner().invoke(app, ["safety", "check", str(src), "--out", str(out), "--set", f"runs_dir={tmp_path}"])
+    assert res.exit_code == 0, res.output
+    rows = {r["id"]: r["action"] for r in map(json.loads, out.read_text().splitlines())}
+    assert rows == {"calm": "none", "ambiguous": "check_in", "rule": "crisis_reply", "imminent": "crisis_reply"}
+    assert json.loads(res.stdout)["action"] == {"none": 1, "check_in": 1, "crisis_reply": 2}
+    kinds = {e["ref"]: e["kind"] for e in map(json.loads, (tmp_path / "out.events.jsonl").read_text().splitlines())}
+    assert kinds == {"ambiguous": "check_in", "rule": "crisis", "imminent": "crisis"}
+
+
+def test_state_is_a_typed_record():
+    assert SafetyState().model_dump() == {"confirmed": False, "asked": False, "last": None}
