@@ -28,6 +28,7 @@ atomically), and nothing more of it is written; opting back in keeps only what i
 """
 from __future__ import annotations
 
+import copy
 import json
 import re
 import threading
@@ -91,7 +92,6 @@ class _Kept:
     kept_from: int
     scrub: ScrubState
     written: int = 0  # turns on disk
-    tokens: set[str] = field(default_factory=set)  # name tokens of the turns on disk
     texts: list[str] = field(default_factory=list)  # the scrubbed turns, as on disk
     counts: list[Counter] = field(default_factory=list)  # PII found per turn
     used: float = field(default_factory=time.monotonic)
@@ -139,9 +139,7 @@ class ConversationLog:
             if cid in self.withdrawn():
                 return None
             k = self._kept_state(cid, engine.kept_from, len(turns))
-            start = k.written
-            texts, counts = self.scrubber.scrub_turns(k.scrub, [m.content for m in turns[start:]])
-            start = self._rescrub_from(k, turns, start, texts, counts)
+            start = self._scrub_new(k, [m.content for m in turns])
             risks = [{**r, "index": r["index"] - engine.kept_from} for r in engine.turn_risks
                      if r["index"] - engine.kept_from >= start]
             messages = [Message(role=m.role, content=t) for m, t in zip(turns[start:], k.texts[start:], strict=True)]
@@ -170,22 +168,23 @@ class ConversationLog:
             self._open.pop(next(iter(self._open)))
         return k
 
-    def _rescrub_from(self, k: _Kept, turns: list[Message], start: int, texts: list[str], counts: list[Counter]) -> int:
-        """Store the new turns' scrubbed text in `k`; where they named someone first, also mentioned in
-        an earlier turn already written, scrub those turns again (they are rewritten by this
-        increment). Returns the first turn this increment holds."""
-        new = k.scrub.tokens - k.tokens
-        k.tokens = set(k.scrub.tokens)
+    def _scrub_new(self, k: _Kept, turns: list[str]) -> int:
+        """Scrub the turns after the `k.written` already on disk into `k`; returns the first turn the
+        next line holds. Where the new turns name someone first and an earlier turn mentions that
+        name, the turns from that one on are scrubbed again in order (as a whole-conversation scrub
+        would: a name found anywhere is replaced everywhere) and rewritten by the line."""
+        start = k.written
+        before = copy.deepcopy(k.scrub)
+        texts, counts = self.scrubber.scrub_turns(k.scrub, turns[start:])
+        if (new := k.scrub.tokens - before.tokens) and start:
+            rx = re.compile(r"\b(?:" + "|".join(re.escape(t) for t in sorted(new, key=len, reverse=True)) + r")\b")
+            first = next((i for i in range(start) if rx.search(turns[i])), start)
+            if first < start:
+                k.scrub, start = before, first
+                k.scrub.tokens |= new
+                texts, counts = self.scrubber.scrub_turns(k.scrub, turns[start:])
         k.texts[start:], k.counts[start:] = texts, counts
-        if not new or not start:
-            return start
-        rx = re.compile(r"\b(?:" + "|".join(re.escape(t) for t in sorted(new, key=len, reverse=True)) + r")\b")
-        first = next((i for i in range(start) if rx.search(turns[i].content)), start)
-        if first < start:
-            again, again_counts = self.scrubber.scrub_turns(k.scrub, [m.content for m in turns[first:start]])
-            k.texts[first:start], k.counts[first:start] = again, again_counts
-            k.tokens = set(k.scrub.tokens)
-        return first
+        return start
 
     def feedback(self, cid: str, index: int, rating: str | None, comment: str) -> Feedback:
         """Record a rating and/or comment of reply `index` (the comment scrubbed like the conversation);
