@@ -101,6 +101,7 @@ def test_rebuilt_snapshots_equal_what_a_whole_scrub_after_every_reply_stored(mak
         texts, counts = eng.log.scrubber.scrub_session([m.content for m in eng.messages], key=eng.session_id)
         expected[len(texts)] = (texts, dict(counts), [r["index"] for r in eng.turn_risks])
     lines = [json.loads(x) for x in (folder / "sessions.jsonl").read_text().splitlines()]
+    assert lines[-1]["turns_from"] == 2 * len(LINES) - 2  # a reply naming no one new: its two turns only
     if ner == "false":  # (spaCy may already take turn 0's "Whitfield" for a name)
         assert lines[2]["turns_from"] == 0
     snaps = C.snapshots(folder)[eng.session_id]
