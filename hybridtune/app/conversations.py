@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import copy
 import json
-import re
 import threading
 import time
 from collections import Counter, OrderedDict
@@ -141,18 +140,16 @@ class ConversationLog:
             k = self._kept_state(cid, engine.kept_from, len(turns))
             start = self._scrub_new(k, [m.content for m in turns])
             risks = [{**r, "index": r["index"] - engine.kept_from} for r in engine.turn_risks
-                     if r["index"] - engine.kept_from >= start]
-            messages = [Message(role=m.role, content=t) for m, t in zip(turns[start:], k.texts[start:], strict=True)]
-            inc = Increment(id=cid, turns_from=start, messages=messages,
+                     if r["index"] >= engine.kept_from]
+            messages = [Message(role=m.role, content=t) for m, t in zip(turns, k.texts, strict=True)]
+            inc = Increment(id=cid, turns_from=start, messages=messages[start:],
                             meta={"kind": "conversation", "surface": surface, "variant": engine.variant,
-                                  "started": engine.started, "updated": time.time(), "safety": risks,
+                                  "started": engine.started, "updated": time.time(),
+                                  "safety": [r for r in risks if r["index"] >= start],
                                   "turns": len(turns), "pii": dict(sum(k.counts, Counter()))})
             self.st.append("sessions.jsonl", inc)
             k.written, k.used = len(turns), time.monotonic()
-            s = Session(id=cid, source="real", messages=[Message(role=m.role, content=t) for m, t in zip(turns, k.texts, strict=True)],
-                        meta={**inc.meta, "safety": [{**r, "index": r["index"] - engine.kept_from}
-                                                     for r in engine.turn_risks if r["index"] >= engine.kept_from]})
-            return s
+            return Session(id=cid, source="real", messages=messages, meta={**inc.meta, "safety": risks})
 
     def _kept_state(self, cid: str, kept_from: int, n: int) -> _Kept:
         """This conversation's scrubbing state; a fresh one (the next write then holds every turn) when
@@ -173,11 +170,13 @@ class ConversationLog:
         next line holds. Where the new turns name someone first and an earlier turn mentions that
         name, the turns from that one on are scrubbed again in order (as a whole-conversation scrub
         would: a name found anywhere is replaced everywhere) and rewritten by the line."""
+        from ..real.pii import names_pattern
+
         start = k.written
         before = copy.deepcopy(k.scrub)
         texts, counts = self.scrubber.scrub_turns(k.scrub, turns[start:])
         if (new := k.scrub.tokens - before.tokens) and start:
-            rx = re.compile(r"\b(?:" + "|".join(re.escape(t) for t in sorted(new, key=len, reverse=True)) + r")\b")
+            rx = names_pattern(new)
             first = next((i for i in range(start) if rx.search(turns[i])), start)
             if first < start:
                 k.scrub, start = before, first

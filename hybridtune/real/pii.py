@@ -284,10 +284,15 @@ class ScrubState:
     lower_words: set[str] = field(default_factory=set)
 
     def token_pattern(self) -> re.Pattern | None:
-        """A regex of every name token found so far (longest first), None before the first."""
-        if not self.tokens:
-            return None
-        return re.compile(r"\b(?:" + "|".join(re.escape(t) for t in sorted(self.tokens, key=len, reverse=True)) + r")\b")
+        """A regex of every name token found so far, None before the first."""
+        return names_pattern(self.tokens)
+
+
+def names_pattern(tokens: set[str]) -> re.Pattern | None:
+    """A regex matching any of these name tokens as a whole word (longest first); None for none."""
+    if not tokens:
+        return None
+    return re.compile(r"\b(?:" + "|".join(re.escape(t) for t in sorted(tokens, key=len, reverse=True)) + r")\b")
 
 
 def _protected_spans(text: str, rx: re.Pattern | None) -> list[tuple[int, int]]:
