@@ -125,6 +125,11 @@ def test_conversation_state_is_dropped_on_opt_out_and_when_idle(make_cfg):
     lines = [json.loads(x) for x in (C.folder_of(cfg) / "sessions.jsonl").read_text().splitlines()]
     assert [(x["turns_from"], len(x["messages"])) for x in lines] == [(0, 2), (0, 4)]
     assert [m.content for m in C.sessions(C.folder_of(cfg))[eng.session_id].messages][::2] == ["Back again.", "And again."]
+    eng.log.IDLE_S, eng.log.MAX_OPEN = 1800.0, 1  # and bounded: a second conversation pushes the first out
+    other = eng.fork()
+    other.started += 1.0  # (its own id)
+    _say(other, "Someone else.")
+    assert list(eng.log._open) == [other.session_id]
 
 
 def _old_line(cid: str, texts: list[str], updated: float) -> str:
