@@ -6,9 +6,12 @@ counselor did with real users.
 
 Folder runs/<name>/conversations/ (only created when keeping is on; 0700, every file 0600):
   _conversations.json  marks the folder: `real.inputs` reads only accepted.jsonl from it
-  sessions.jsonl       Session (source real, meta.kind conversation), a snapshot after every reply,
-                       already scrubbed (the fixed safety wording is never rewritten); the latest
-                       snapshot of an id counts for review, `meta.turns` numbers the snapshots
+  sessions.jsonl       Increment per reply: the turns added since the conversation's last line (and,
+                       when a new turn names someone an earlier turn mentioned, those earlier turns
+                       again), already scrubbed (the fixed safety wording is never rewritten) with
+                       the names and surrogates of the earlier turns carried over; `snapshots()`
+                       rebuilds the conversation as of each line (a Session, `meta.turns` numbers it),
+                       the latest counts for review. Lines of older folders are whole Sessions.
   feedback.jsonl       Feedback per reply (rating up|down, comment scrubbed); the latest per reply counts
   withdrawn.jsonl      opt-outs (and opt-ins after one) per conversation id: the last one counts
   decisions.jsonl      review decisions (the curate Decision records, each naming the snapshot reviewed)
@@ -25,10 +28,12 @@ atomically), and nothing more of it is written; opting back in keeps only what i
 """
 from __future__ import annotations
 
+import copy
 import json
 import threading
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -39,7 +44,7 @@ from ..store import StageDir, atomic_write, read_jsonl_dicts
 if TYPE_CHECKING:
     from ..config import ExperimentConfig
     from ..domain import Domain
-    from ..real.pii import Scrubber
+    from ..real.pii import ScrubState, Scrubber
     from ..safety.config import SafetyConfig
     from .transcript import ChatTranscript as ChatEngine  # what save() reads of an engine
 
@@ -69,8 +74,33 @@ def privacy_scrubber(cfg: ExperimentConfig, domain: Domain | None) -> Scrubber:
     return Scrubber(cfg.real.pii, seed=cfg.seed, protected=fixed_texts(cfg.safety, domain))
 
 
+class Increment(Record):
+    """One write of a kept conversation (a line of sessions.jsonl): its scrubbed turns from `turns_from`
+    on; the turns before are those of its earlier lines. `meta` is the conversation's meta as of this
+    write, except `safety`: the verdicts of this line's user turns only."""
+
+    turns_from: int
+    messages: list[Message]
+    meta: dict
+
+
+@dataclass
+class _Kept:
+    """What the writer holds of one conversation between replies (originals: memory only)."""
+
+    kept_from: int
+    scrub: ScrubState
+    written: int = 0  # turns on disk
+    texts: list[str] = field(default_factory=list)  # the scrubbed turns, as on disk
+    counts: list[Counter] = field(default_factory=list)  # PII found per turn
+    used: float = field(default_factory=time.monotonic)
+
+
 class ConversationLog:
     """The kept conversations of one run (one writer process: serve or chat)."""
+
+    IDLE_S = 1800.0  # a conversation's scrubbing state is dropped after this long without a reply
+    MAX_OPEN = 256  # and the least recently used beyond this many
 
     def __init__(self, folder: Path, cfg: ExperimentConfig, domain: Domain | None = None):
         self.st = StageDir(Path(folder), "conversations", private=True)
@@ -79,6 +109,7 @@ class ConversationLog:
         self.lock = threading.Lock()  # scrubbing runs in a worker thread; one write at a time
         self._scrubber = None
         self._last: dict[tuple[str, int], Feedback] = {}  # a rating and a comment sent apart make one record
+        self._open: OrderedDict[str, _Kept] = OrderedDict()  # conversations being written, least recently used first
         if not self.st.file(MANIFEST).exists():
             self.st.write_json(MANIFEST, {"kind": "hybridtune conversations", "created": time.time(),
                                           "scrubbed_with": "hybridtune.real.pii (real.pii config)",
@@ -97,7 +128,8 @@ class ConversationLog:
         return self._scrubber
 
     def save(self, engine: ChatEngine, surface: str) -> Session | None:
-        """Scrub and append the kept part of the conversation (a snapshot; the latest counts)."""
+        """Scrub and append the turns added since the last write of this conversation (an `Increment`);
+        returns the conversation as it now reads (the snapshot `snapshots()` rebuilds)."""
         turns = [m for m in engine.messages[engine.kept_from:] if m.role != "system"]
         if not turns:
             return None
@@ -105,15 +137,53 @@ class ConversationLog:
             cid = engine.session_id
             if cid in self.withdrawn():
                 return None
-            texts, counts = self.scrubber.scrub_session([m.content for m in turns], key=cid)
+            k = self._kept_state(cid, engine.kept_from, len(turns))
+            start = self._scrub_new(k, [m.content for m in turns])
             risks = [{**r, "index": r["index"] - engine.kept_from} for r in engine.turn_risks
                      if r["index"] >= engine.kept_from]
-            s = Session(id=cid, source="real", messages=[Message(role=m.role, content=t) for m, t in zip(turns, texts, strict=True)],
-                        meta={"kind": "conversation", "surface": surface, "variant": engine.variant,
-                              "started": engine.started, "updated": time.time(), "safety": risks,
-                              "turns": len(turns), "pii": dict(counts)})
-            self.st.append("sessions.jsonl", s)
-            return s
+            messages = [Message(role=m.role, content=t) for m, t in zip(turns, k.texts, strict=True)]
+            inc = Increment(id=cid, turns_from=start, messages=messages[start:],
+                            meta={"kind": "conversation", "surface": surface, "variant": engine.variant,
+                                  "started": engine.started, "updated": time.time(),
+                                  "safety": [r for r in risks if r["index"] >= start],
+                                  "turns": len(turns), "pii": dict(sum(k.counts, Counter()))})
+            self.st.append("sessions.jsonl", inc)
+            k.written, k.used = len(turns), time.monotonic()
+            return Session(id=cid, source="real", messages=messages, meta={**inc.meta, "safety": risks})
+
+    def _kept_state(self, cid: str, kept_from: int, n: int) -> _Kept:
+        """This conversation's scrubbing state; a fresh one (the next write then holds every turn) when
+        there is none (first write, dropped when idle, a restarted process) or it is not of these turns."""
+        now = time.monotonic()
+        for old in [c for c, k in self._open.items() if now - k.used > self.IDLE_S]:
+            del self._open[old]
+        k = self._open.pop(cid, None)
+        if k is None or k.kept_from != kept_from or k.written > n:
+            k = _Kept(kept_from=kept_from, scrub=self.scrubber.start(cid))
+        self._open[cid] = k  # most recently used last
+        while len(self._open) > self.MAX_OPEN:
+            self._open.pop(next(iter(self._open)))
+        return k
+
+    def _scrub_new(self, k: _Kept, turns: list[str]) -> int:
+        """Scrub the turns after the `k.written` already on disk into `k`; returns the first turn the
+        next line holds. Where the new turns name someone first and an earlier turn mentions that
+        name, the turns from that one on are scrubbed again in order (as a whole-conversation scrub
+        would: a name found anywhere is replaced everywhere) and rewritten by the line."""
+        from ..real.pii import names_pattern
+
+        start = k.written
+        before = copy.deepcopy(k.scrub)
+        texts, counts = self.scrubber.scrub_turns(k.scrub, turns[start:])
+        if (new := k.scrub.tokens - before.tokens) and start:
+            rx = names_pattern(new)
+            first = next((i for i in range(start) if rx.search(turns[i])), start)
+            if first < start:
+                k.scrub, start = before, first
+                k.scrub.tokens |= new
+                texts, counts = self.scrubber.scrub_turns(k.scrub, turns[start:])
+        k.texts[start:], k.counts[start:] = texts, counts
+        return start
 
     def feedback(self, cid: str, index: int, rating: str | None, comment: str) -> Feedback:
         """Record a rating and/or comment of reply `index` (the comment scrubbed like the conversation);
@@ -135,12 +205,14 @@ class ConversationLog:
         with self.lock:
             self.st.append("withdrawn.jsonl", {"id": cid, "withdrawn": True, "time": time.time()})
             self._last = {k: v for k, v in self._last.items() if k[0] != cid}
+            self._open.pop(cid, None)
             purge(self.st.path, {cid})
 
     def rejoin(self, cid: str) -> None:
         """The user opted back in: what they say from now on may be kept (nothing from before)."""
         with self.lock:
             self.st.append("withdrawn.jsonl", {"id": cid, "withdrawn": False, "time": time.time()})
+            self._open.pop(cid, None)
 
     def withdrawn(self) -> set[str]:
         return withdrawn(self.st.path)
@@ -202,14 +274,34 @@ def withdrawn(folder: Path) -> set[str]:
 
 
 def snapshots(folder: Path) -> dict[str, dict[int, Session]]:
-    """{conversation id: {number of turns: snapshot}} of every kept conversation (withdrawn excluded)."""
+    """{conversation id: {number of turns: snapshot}} of every kept conversation (withdrawn excluded),
+    rebuilt from the increments; a line without `turns_from` (a folder written before increments)
+    is a whole snapshot."""
     gone = withdrawn(folder)
     out: dict[str, dict[int, Session]] = {}
+    latest: dict[str, Session] = {}
     for d in read_jsonl_dicts(Path(folder) / "sessions.jsonl"):
-        if d.get("id") not in gone:
-            s = Session.model_validate(d)
+        if d.get("id") in gone:
+            continue
+        s = _apply(latest.get(d.get("id")), d)
+        if s is not None:
+            latest[s.id] = s
             out.setdefault(s.id, {})[len(s.messages)] = s
     return out
+
+
+def _apply(prev: Session | None, d: dict) -> Session | None:
+    """The conversation after line `d`; None for a line that continues turns this reader never saw
+    (after a torn line: the writer's next write after a restart holds every turn again)."""
+    if "turns_from" not in d:
+        return Session.model_validate(d)
+    inc = Increment.model_validate(d)
+    kept = prev.messages[:inc.turns_from] if prev is not None else []
+    if len(kept) != inc.turns_from:
+        return None
+    risks = [r for r in (prev.meta.get("safety", []) if prev is not None else []) if r.get("index", 0) < inc.turns_from]
+    return Session(id=inc.id, source="real", messages=[*kept, *inc.messages],
+                   meta={**inc.meta, "safety": risks + list(inc.meta.get("safety", []))})
 
 
 def sessions(folder: Path) -> dict[str, Session]:

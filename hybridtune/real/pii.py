@@ -8,6 +8,9 @@ or by typed placeholders ([PERSON]), plus counts per entity type. Reusable by an
     scrubber = Scrubber(cfg.real.pii)
     clean_turns, counts = scrubber.scrub_session(["Hi, I'm Sarah Jones", "Hi Sarah"], key="s1")
     scrubber.scrub_text("call me on 555-201-3344")   # a one-off text (its own surrogate table)
+    state = scrubber.start(key="s1")                  # a session scrubbed as it grows: only the new turns,
+    scrubber.scrub_turns(state, ["I'm Sarah Jones"])  # names and surrogates of the earlier ones carried
+    scrubber.scrub_turns(state, ["Sarah again"])      # -> the same fake first name as before
     Scrubber(cfg.real.pii, protected=fixed_texts(cfg.safety, domain))  # fixed safety wording is never rewritten
 
 Presidio's own recognizers plus added ones where it misses on transcripts: intros ("my name
@@ -270,6 +273,28 @@ class Surrogates:
         return self.shape(entity, original)  # IDs, SSN, cards, IPs
 
 
+@dataclass
+class ScrubState:
+    """What scrubbing a session's later turns needs of its earlier ones (`Scrubber.scrub_turns`): the
+    person-name tokens found so far, the words used in lower case so far, and the surrogate table.
+    In memory only: it holds originals."""
+
+    table: Surrogates
+    tokens: set[str] = field(default_factory=set)
+    lower_words: set[str] = field(default_factory=set)
+
+    def token_pattern(self) -> re.Pattern | None:
+        """A regex of every name token found so far, None before the first."""
+        return names_pattern(self.tokens)
+
+
+def names_pattern(tokens: set[str]) -> re.Pattern | None:
+    """A regex matching any of these name tokens as a whole word (longest first); None for none."""
+    if not tokens:
+        return None
+    return re.compile(r"\b(?:" + "|".join(re.escape(t) for t in sorted(tokens, key=len, reverse=True)) + r")\b")
+
+
 def _protected_spans(text: str, rx: re.Pattern | None) -> list[tuple[int, int]]:
     return [m.span() for m in rx.finditer(text)] if rx else []
 
@@ -315,35 +340,49 @@ class Scrubber:
 
     def scrub_session(self, texts: list[str], key: str = "") -> tuple[list[str], Counter]:
         """Scrub all turns of one session with one surrogate table; returns (texts, counts by type)."""
+        out, counts = self.scrub_turns(self.start(key), texts)
+        return out, sum(counts, Counter())
+
+    def start(self, key: str = "") -> ScrubState:
+        """The state of a session scrubbed a part at a time (`scrub_turns`), before its first turn."""
+        return ScrubState(table=Surrogates(key=key, seed=self.seed))
+
+    def scrub_turns(self, state: ScrubState, texts: list[str]) -> tuple[list[str], list[Counter]]:
+        """Scrub `texts` as the next turns of the session `state` has seen, and extend `state` with them;
+        returns (texts, counts by type per text). The name tokens and the surrogate table of the earlier
+        turns carry over (a name said in turn 2 is replaced when it comes back alone in turn 20; the
+        same original keeps its fake), as do their lowercase words. One call on fresh state is
+        `scrub_session`; over several calls a name first found in a later part is not replaced in
+        the earlier ones (`state.tokens` grows: the caller may scrub those turns again, see
+        app/conversations.py)."""
         if not self.cfg.enabled or not texts:
-            return list(texts), Counter()
+            return list(texts), [Counter() for _ in texts]
         guarded = [_protected_spans(t, self.protected) for t in texts]
         spans = [_outside(ss, g) for ss, g in zip(self.find(texts), guarded, strict=True)]
         # a capitalised word that the session also uses in lower case is a common noun that NER
         # mis-tagged at a sentence start ("Clock-watching"), not a name
-        lower_words = set(re.findall(r"\b[a-z][a-z'-]+\b", " ".join(texts)))
+        state.lower_words |= set(re.findall(r"\b[a-z][a-z'-]+\b", " ".join(texts)))
         # (a given name of the gazetteer stays a name in any case: "sarah said")
         spans = [[s for s in ss if s.entity not in NER_TYPES or " " in t[s.start:s.end].strip()
-                  or t[s.start:s.end].strip().lower() not in lower_words - GIVEN_NAMES]
+                  or t[s.start:s.end].strip().lower() not in state.lower_words - GIVEN_NAMES]
                  for t, ss in zip(texts, spans, strict=True)]
         # names found anywhere in the session are scrubbed everywhere in it
-        tokens = {tok for t, ss in zip(texts, spans, strict=True) for s in ss if s.entity == "PERSON"
-                  for tok in t[s.start:s.end].split() if tok[:1].isupper() and tok.lower().rstrip(".") not in TITLES
-                  and tok.lower() not in self.allow and len(tok) > 1}
-        if tokens:
-            rx = re.compile(r"\b(?:" + "|".join(re.escape(t) for t in sorted(tokens, key=len, reverse=True)) + r")\b")
+        state.tokens |= {tok for t, ss in zip(texts, spans, strict=True) for s in ss if s.entity == "PERSON"
+                         for tok in t[s.start:s.end].split() if tok[:1].isupper()
+                         and tok.lower().rstrip(".") not in TITLES and tok.lower() not in self.allow and len(tok) > 1}
+        if rx := state.token_pattern():
             spans = [_outside(_resolve(ss + [Span(m.start(), m.end(), "PERSON", 0.5) for m in rx.finditer(t)]), g)
                      for t, ss, g in zip(texts, spans, guarded, strict=True)]
-        table = Surrogates(key=key, seed=self.seed)
-        counts: Counter = Counter()
-        out = []
+        out, counts = [], []
         for text, ss in zip(texts, spans, strict=True):
+            c: Counter = Counter()
             for s in reversed(ss):
                 original = text[s.start:s.end]
-                new = f"[{s.entity}]" if self.cfg.mode == "placeholder" else table.replace(s.entity, original)
+                new = f"[{s.entity}]" if self.cfg.mode == "placeholder" else state.table.replace(s.entity, original)
                 text = text[:s.start] + new + text[s.end:]
-                counts[s.entity] += 1
+                c[s.entity] += 1
             out.append(text)
+            counts.append(c)
         return out, counts
 
     def scrub_text(self, text: str, key: str = "") -> str:
