@@ -1,11 +1,19 @@
 """`hybridtune run CONFIG --dry-run`: check config, data, credentials, models and cost without calling a model.
 
     lines = preflight(cfg)     # lines to print; UserError listing every blocking problem, one line each
+    lines = check_before_run(cfg, chosen)   # what `run` checks before its first stage (pipeline.py)
 
-Blocking: no real inputs (or a path / data set name that is not there), a training backend
-that cannot work with the chosen endpoints, a missing API key, a model the provider no longer
-serves (hybridtune/provider.py). Then the cost estimate per stage and role (hybridtune/estimate.py)
-and the budget check.
+First, alone and in seconds: a config that trains on CUDA (`train.device: cuda`) on a machine
+without a CUDA GPU (one line naming CUDA and `make setup-gpu`; train/hardware.py). Then,
+blocking: no real inputs (or a path / data set name that is not there), a training backend
+that cannot work with the chosen endpoints, a missing API key, the local training's base
+model not in the cache, a launch the machine cannot run (processes, DeepSpeed), a memory
+misfit against free memory and the strategy's sharding, a serving server that is down, does
+not serve the base model or cannot load LoRA adapters at runtime, a model the provider no
+longer serves (hybridtune/provider.py). Then the cost estimate per stage and role
+(hybridtune/estimate.py) and the budget check. `run` runs the same training, serving and
+provider checks before its first stage, so nothing is generated for a run that would break
+at the train stage.
 """
 from __future__ import annotations
 
@@ -89,14 +97,78 @@ def check_training(cfg: ExperimentConfig) -> list[str]:
     return out
 
 
+def local_training_checks(cfg: ExperimentConfig) -> tuple[list[str], list[str]]:
+    """(ok lines, problems) of local training that nothing before the train stage would show:
+    the base model in the cache, the launch (processes, DeepSpeed), the memory fit, the serving
+    server (up, serving the base model, loading adapters at runtime)."""
+    tc = cfg.train
+    if tc.backend != "local" or not any(v.trained for v in cfg.variant_list()):
+        return [], []
+    from .train.base_model import check_fits, check_qlora, count_params, resolve_base
+    from .train.hardware import training_gpus
+    from .train.launch import check_launch, use_accelerate
+
+    ok, bad = [], []
+    try:
+        gguf, folder = resolve_base(tc.base_model, download=False)
+        n = count_params(folder=folder, gguf=gguf)
+        gpus = training_gpus(tc)
+        ok.append(f"base model: {tc.base_model}, {n / 1e9:.2f}B params, at {gguf or folder}; training on "
+                  + (f"{gpus} GPU(s)" if gpus else "the CPU"))
+        check_qlora(tc)
+        if use_accelerate(tc):
+            check_launch(tc)
+        check_fits(n, tc, folder)
+    except UserError as e:
+        bad.append(str(e))
+    if tc.serve_endpoint and tc.serve_endpoint in cfg.endpoints:
+        from .train.vllm_lora import check_server
+
+        try:
+            check_server(cfg, tc)
+            ok.append(f"serving: endpoint {tc.serve_endpoint} serves {cfg.endpoints[tc.serve_endpoint].model} and "
+                      "loads LoRA adapters at runtime")
+        except UserError as e:
+            bad.append(str(e))
+    return ok, bad
+
+
+def check_before_run(cfg: ExperimentConfig, chosen: list[str], roles: list[str]) -> list[str]:
+    """What `run` checks before its first stage: the device, then (when `train` is chosen) local
+    training and its server, and the providers of the chosen stages' roles; lines to log,
+    UserError listing every problem."""
+    from .train.hardware import check_device
+
+    training = "train" in chosen
+    if training:
+        check_device(cfg.train)
+    ok, problems = local_training_checks(cfg) if training else ([], [])
+    if not problems and (roles or training):
+        try:
+            ok += check_provider(cfg, roles=roles, training=training)
+        except UserError as e:
+            problems.append(str(e))
+    if problems:
+        raise UserError("checks before the run found problems (nothing was generated):\n  " + "\n  ".join(problems))
+    return ok
+
+
 def preflight(cfg: ExperimentConfig) -> list[str]:
+    from .train.hardware import check_device
+
+    check_device(cfg.train)  # alone and first: without CUDA nothing else matters
     lines = [f"config: {cfg.source_path} ok (run dir {cfg.run_dir})"]
     dom = load_domain(cfg.domain)
     lines.append(f"domain: {dom.name}: {len(dom.techniques)} techniques, {len(dom.distortions)} distortions, "
                  f"{len(dom.emotions)} emotions")
     ok, problems = check_real_inputs(cfg)
     lines += ok
-    problems += check_training(cfg)
+    backend_problems = check_training(cfg)
+    problems += backend_problems
+    if not backend_problems:  # a trainer that fits the endpoints: can it run here?
+        ok, bad = local_training_checks(cfg)
+        lines += ok
+        problems += bad
     pool = LLMPool(cfg)
     for role, rc in cfg.roles.items():
         ep = cfg.endpoints[rc.endpoint]

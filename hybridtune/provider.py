@@ -7,7 +7,9 @@ provider's published deprecations below). For `train.backend: openai` it also ch
 the provider still takes new fine-tuning jobs. It says plainly what is unavailable or
 about to be, with `configs/gpu.yaml` (open models on your own GPUs) as the way forward.
 
-`--dry-run` (preflight) and the `train` stage (before anything is uploaded) call it:
+`--dry-run` (preflight), `run` before its first stage (the roles of the chosen stages; the
+training models when `train` is among them) and the `train` stage (before anything is
+uploaded) call it:
 
     lines = check_provider(cfg)               # raises UserError listing every blocking problem
     report = provider_report(cfg, today=date(2027, 1, 10))   # typed findings, nothing raised
@@ -99,8 +101,10 @@ def list_models(ep: EndpointConfig, name: str, http_client: httpx.Client | None 
     return {m["id"]: m for m in r.json().get("data", []) if isinstance(m, dict) and "id" in m}
 
 
-def models_in_use(cfg: ExperimentConfig, registry: dict | None = None) -> dict[tuple[str, str], list[str]]:
-    """{(endpoint, model): uses} for every remote (openai-backend) model the run will call or train."""
+def models_in_use(cfg: ExperimentConfig, registry: dict | None = None,
+                  roles: list[str] | None = None, training: bool = True) -> dict[tuple[str, str], list[str]]:
+    """{(endpoint, model): uses} for every remote (openai-backend) model the run will call or train;
+    `roles` / `training=False`: only those roles, and not the training and variant models."""
     uses: dict[tuple[str, str], list[str]] = {}
 
     def add(ep_name: str | None, model: str | None, use: str) -> None:
@@ -109,7 +113,14 @@ def models_in_use(cfg: ExperimentConfig, registry: dict | None = None) -> dict[t
             uses.setdefault((ep_name, model), []).append(use)
 
     for role, rc in cfg.roles.items():
-        add(rc.endpoint, rc.model or cfg.endpoints[rc.endpoint].model, role)
+        if roles is None or role in roles:
+            add(rc.endpoint, rc.model or cfg.endpoints[rc.endpoint].model, role)
+    guard = cfg.safety.guard_endpoint
+    if guard and (roles is None or roles):  # the crisis screen's guard layer runs beside every conversation stage
+        add(guard, cfg.safety.guard_model or (cfg.endpoints[guard].model if guard in cfg.endpoints else None),
+            "safety guard")
+    if not training:
+        return uses
     tc = cfg.train
     if tc.backend == "openai":
         add(tc.openai.endpoint, tc.openai.model, "fine-tuning")
@@ -159,7 +170,8 @@ def assess(model: str, uses: list[str], cards: dict[str, dict] | None, today: da
 
 
 def provider_report(cfg: ExperimentConfig, today: date | None = None, registry: dict | None = None,
-                    http_client: httpx.Client | None = None) -> ProviderReport:
+                    http_client: httpx.Client | None = None, roles: list[str] | None = None,
+                    training: bool = True) -> ProviderReport:
     today = today or globals()["today"]()
     rep = ProviderReport()
     if registry is None and (cfg.run_dir / "models.json").is_file():  # fine-tunes of an earlier run are checked too
@@ -167,7 +179,7 @@ def provider_report(cfg: ExperimentConfig, today: date | None = None, registry: 
 
         data = json.loads((cfg.run_dir / "models.json").read_text(encoding="utf-8"))
         registry = {k: ModelEntry.model_validate(v) for k, v in data.items()}
-    uses = models_in_use(cfg, registry)
+    uses = models_in_use(cfg, registry, roles, training)
     listings: dict[str, dict | None] = {}
     for ep_name in dict.fromkeys(e for e, _ in uses):
         try:
@@ -181,9 +193,10 @@ def provider_report(cfg: ExperimentConfig, today: date | None = None, registry: 
 
 
 def check_provider(cfg: ExperimentConfig, today: date | None = None, registry: dict | None = None,
-                   http_client: httpx.Client | None = None) -> list[str]:
+                   http_client: httpx.Client | None = None, roles: list[str] | None = None,
+                   training: bool = True) -> list[str]:
     """Lines to print (availability and warnings); UserError naming every blocking problem."""
-    rep = provider_report(cfg, today, registry, http_client)
+    rep = provider_report(cfg, today, registry, http_client, roles, training)
     if rep.problems:
         raise UserError("provider check failed:\n  " + "\n  ".join(rep.problems))
     return [f"provider: {x}" for x in rep.ok] + [f"provider: WARNING {x}" for x in rep.warnings]

@@ -41,6 +41,10 @@ class TrainConfig(BaseModel):
     launcher: Literal["auto", "accelerate", "inprocess"] = Field(
         "auto", description="local: 'accelerate' trains each variant under `accelerate launch` (one process per "
         "GPU); 'inprocess' in this process; 'auto': accelerate when a CUDA GPU is present")
+    device: Literal["auto", "cuda", "cpu"] = Field(
+        "auto", description="local: where training runs. 'cuda' (the GPU configs): refused before anything runs "
+        "when this machine has no CUDA GPU; 'cpu': train on the CPU even where a GPU is (a GPU config on a "
+        "CPU needs it said); 'auto': a CUDA GPU when present, else the CPU")
     accelerate_config: str = Field(
         "ddp", description="accelerate: ddp | deepspeed_zero2 | deepspeed_zero3 | fsdp (configs/accelerate/) "
         "or the path of an accelerate YAML")

@@ -100,7 +100,10 @@ def base_entry(ctx: Context, name: str = "base") -> ModelEntry:
 
 def preflight(ctx: Context, names: list[str]) -> dict[str, tuple]:
     """All data and model checks before any training (one clear error, nothing spent)."""
+    from .hardware import check_device
+
     tc = ctx.cfg.train
+    check_device(tc)
     st = ctx.store.stage("train")
     data = {v: load_variant_data(ctx, st, v) for v in names if ctx.cfg.variant(v).trained}
     if tc.backend == "openai":
@@ -173,6 +176,10 @@ def train_variant(ctx: Context, st: StageDir, variant: str, rows: tuple, resume:
     else:
         ctx.log(f"[bold]{variant}[/bold]: LoRA on {tc.base_model}, {len(train)} train / {len(valid)} valid sessions")
         common["metrics"].update(train_lora(tc, train, valid, out, resume=resume, log=ctx.log))
+    from .base_model import prepare_base
+    from .local import verify_adapter
+
+    common["metrics"]["lora_tensors"] = verify_adapter(out / "adapter", prepare_base(tc)[0])  # loads, or no entry
     return local_entry(ctx, out, common)
 
 

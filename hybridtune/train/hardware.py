@@ -1,0 +1,112 @@
+"""What this machine offers for local training (CUDA, GPUs, free memory, library versions), and
+the device check that runs before anything else.
+
+`check_device(tc)` is the first check of `run --dry-run`, of `run` (before any stage) and of the
+train stage: a config with `train.device: cuda` (configs/gpu.yaml, configs/gpu-1x.yaml) on a
+machine without a CUDA GPU is refused in seconds, in one line naming CUDA and the install
+command (`make setup-gpu`). `train.device: cpu` trains on the CPU even where a GPU is.
+`hybridtune doctor` prints what `probe()` finds.
+
+    check_device(cfg.train)        # UserError when the config needs CUDA and this machine has none
+    hw = probe()                   # Hardware(torch=..., cuda=..., gpus=[Gpu(...)], versions={...})
+    print("\\n".join(hw.lines()))
+    hybridtune doctor
+"""
+from __future__ import annotations
+
+from importlib import metadata
+
+from pydantic import BaseModel
+
+from ..errors import UserError
+from .config import TrainConfig
+
+INSTALL = "make setup-gpu"
+STACK = ("torch", "transformers", "trl", "peft", "accelerate", "deepspeed", "bitsandbytes", "vllm")
+
+
+class Gpu(BaseModel):
+    index: int
+    name: str
+    total_bytes: int
+    free_bytes: int
+    bf16: bool
+
+
+class Hardware(BaseModel):
+    torch: str
+    cuda: str | None  # the CUDA version torch was built with (None: a CPU-only build)
+    gpus: list[Gpu]
+    versions: dict[str, str | None]  # None: not installed
+
+    def lines(self) -> list[str]:
+        out = [f"torch {self.torch}: " + (f"CUDA {self.cuda} build" if self.cuda else
+                                          f"CPU-only build (no CUDA); `{INSTALL}` installs the CUDA stack")]
+        if self.cuda and not self.gpus:
+            out.append("GPUs: none visible (check nvidia-smi and CUDA_VISIBLE_DEVICES)")
+        for g in self.gpus:
+            out.append(f"GPU {g.index}: {g.name}, {g.free_bytes / 2**30:.1f} of {g.total_bytes / 2**30:.1f} GiB free, "
+                       f"bf16 {'yes' if g.bf16 else 'no (fp16 is used)'}")
+        out.append("versions: " + ", ".join(f"{k} {v or 'not installed'}" for k, v in self.versions.items()))
+        return out
+
+
+def version(dist: str) -> str | None:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def probe() -> Hardware:
+    import torch
+
+    gpus = []
+    if torch.cuda.is_available():
+        for i in range(torch.cuda.device_count()):
+            free, total = torch.cuda.mem_get_info(i)
+            gpus.append(Gpu(index=i, name=torch.cuda.get_device_name(i), total_bytes=total, free_bytes=free,
+                            bf16=torch.cuda.get_device_capability(i) >= (8, 0)))
+    return Hardware(torch=torch.__version__, cuda=torch.version.cuda, gpus=gpus,
+                    versions={d: version(d) for d in STACK})
+
+
+def cuda_gpus() -> int:
+    """CUDA GPUs this process can use (0 without a CUDA build or a visible GPU)."""
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def training_gpus(tc: TrainConfig) -> int:
+    """The GPUs training uses: none with `train.device: cpu`."""
+    return 0 if tc.device == "cpu" else cuda_gpus()
+
+
+def bf16_supported() -> bool:
+    """Every visible GPU computes in bf16 (Ampere or newer); False on the CPU."""
+    import torch
+
+    return cuda_gpus() > 0 and all(torch.cuda.get_device_capability(i) >= (8, 0) for i in range(cuda_gpus()))
+
+
+def free_gpu_bytes(gpus: int | None = None) -> int:
+    """Free memory of the fullest of the first `gpus` visible GPUs (what a process there can still take)."""
+    import torch
+
+    n = cuda_gpus() if gpus is None else min(gpus, cuda_gpus())
+    return min(torch.cuda.mem_get_info(i)[0] for i in range(max(n, 1)))
+
+
+def check_device(tc: TrainConfig) -> None:
+    """Refuse, in one line, a config that trains on CUDA where there is none."""
+    if tc.backend != "local" or tc.device != "cuda" or cuda_gpus() > 0:
+        return
+    import torch
+
+    why = (f"torch {torch.__version__} is a CPU-only build" if torch.version.cuda is None
+           else f"torch {torch.__version__} (CUDA {torch.version.cuda}) sees no GPU; check nvidia-smi and "
+                "CUDA_VISIBLE_DEVICES")
+    raise UserError(f"train.device: cuda, but this machine has no CUDA GPU ({why}); install the GPU stack with "
+                    f"`{INSTALL}` on a machine with NVIDIA GPUs, or set train.device=cpu to train this config on "
+                    "the CPU (slow)")
