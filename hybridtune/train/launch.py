@@ -25,6 +25,7 @@ import argparse
 import importlib.util
 import json
 import os
+import socket
 import subprocess
 import sys
 from collections import deque
@@ -81,6 +82,12 @@ def check_launch(tc: TrainConfig, gpus: int | None = None) -> None:
                         f"`{INSTALL}` installs it (pinned in constraints-gpu.txt), or use ddp or fsdp")
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def precision(gpus: int) -> str:
     """--mixed_precision: bf16 where every GPU computes in it, fp16 on older GPUs, none on the CPU."""
     return "no" if gpus == 0 else "bf16" if bf16_supported() else "fp16"
@@ -94,6 +101,8 @@ def launch_command(tc: TrainConfig, config_path: Path, variants: list[str], *, g
     cmd = [python, "-m", "accelerate.commands.launch", "--config_file", str(accelerate_config_file(tc.accelerate_config)),
            "--num_machines", "1", "--num_processes", str(n), "--dynamo_backend", "no",
            "--mixed_precision", precision(gpus)]
+    if n > 1:  # a port of its own: another run (or test) on this machine may hold accelerate's default 29500
+        cmd += ["--main_process_port", str(free_port())]
     if gpus == 0 and n == 1:
         cmd += ["--cpu"]  # one plain process; several CPU processes (train.device: cpu) go through torchrun
         # like GPUs, and each rank joins over gloo (main() sets ACCELERATE_USE_CPU before the process group)
@@ -111,12 +120,14 @@ def run_launch(ctx: Context, variants: list[str], *, resume: bool = True) -> dic
     for f in files.values():
         f.unlink(missing_ok=True)
     tail: deque[str] = deque(maxlen=30)
+    said: list[str] = []  # a rank's UserError; torchrun's report of the failure can bury it far above the tail
     with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as proc:
         for line in proc.stdout:
             tail.append(line.rstrip())
+            if line.startswith("error: "):
+                said.append(line.rstrip().removeprefix("error: "))
             ctx.log(f"[dim]{line.rstrip()}[/dim]")
     missing = [v for v, f in files.items() if not f.is_file()]
-    said = [x.removeprefix("error: ") for x in tail if x.startswith("error: ")]
     if said:  # a rank stopped on a UserError: that one line is the message
         raise UserError(said[-1])
     if proc.returncode != 0 or missing:

@@ -196,12 +196,14 @@ def train_lora(tc: TrainConfig, train_rows: list[list[dict]], valid_rows: list[l
 
 
 def verify_adapter(adapter: Path, base: Path) -> int:
-    """Load a saved adapter with PEFT onto the base model's architecture, built on the meta device
-    (no weights read, seconds even for a 7B), and return how many LoRA tensors the files filled.
-    UserError when the files are missing or leave LoRA weights unset (an FSDP save without a full
-    state dict writes none): before a variant is registered, not when a server cannot load it."""
+    """Load a saved adapter with PEFT onto the base model's architecture and return how many LoRA
+    tensors the files filled. The base is built on the meta device and only the LoRA layers get
+    memory (seconds and megabytes even for a 7B). UserError when the files are missing, empty,
+    shaped for another model or leave LoRA weights unset (an FSDP save without a full state dict
+    writes none): before a variant is registered, not when a server fails to load it."""
     import torch
-    from peft import PeftModel
+    from peft import PeftConfig, get_peft_model, set_peft_model_state_dict
+    from safetensors.torch import load_file
     from transformers import AutoConfig, AutoModelForCausalLM
 
     files = [adapter / "adapter_config.json", adapter / "adapter_model.safetensors"]
@@ -209,16 +211,24 @@ def verify_adapter(adapter: Path, base: Path) -> int:
         raise UserError(f"{adapter}: the trainer saved no adapter ({', '.join(f.name for f in files if not f.is_file())} "
                         "missing); under FSDP the accelerate config needs fsdp_state_dict_type: FULL_STATE_DICT "
                         "(configs/accelerate/fsdp.yaml); rerun the train stage")
+    weights = load_file(str(files[1]))
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(str(base)))
-    peft = PeftModel.from_pretrained(model, str(adapter), low_cpu_mem_usage=True)
-    lora = {n: p for n, p in peft.named_parameters() if "lora_" in n}
-    unset = [n for n, p in lora.items() if p.is_meta or p.numel() == 0]
+    peft = get_peft_model(model, PeftConfig.from_pretrained(str(adapter)))
+    for name, module in peft.named_modules():
+        if name.rsplit(".", 1)[-1] in ("lora_A", "lora_B"):
+            module.to_empty(device="cpu")  # memory for the adapter only; the base stays on meta
+    try:
+        res = set_peft_model_state_dict(peft, weights)
+    except RuntimeError as e:  # size mismatch: trained on another base or rank
+        raise UserError(f"{adapter}: the saved adapter does not fit {base.name} ({str(e).splitlines()[-1].strip()}); "
+                        "rerun the train stage") from None
+    lora = [n for n, _ in peft.named_parameters() if "lora_" in n]
+    unset = [k for k in res.missing_keys if "lora_" in k] + [k for k, t in weights.items() if t.numel() == 0]
     if not lora or unset:
         raise UserError(f"{adapter}: the saved adapter does not load with PEFT onto {base.name}: "
-                        f"{len(unset) or 'all'} of {len(lora)} LoRA tensors missing or empty (e.g. "
-                        f"{(unset or ['-'])[0]}); under FSDP use fsdp_state_dict_type: FULL_STATE_DICT; rerun the "
-                        "train stage")
+                        f"{len(unset)} of {len(lora)} LoRA tensors missing or empty (e.g. {(unset or ['-'])[0]}); "
+                        "under FSDP use fsdp_state_dict_type: FULL_STATE_DICT; rerun the train stage")
     return len(lora)
 
 
