@@ -15,6 +15,7 @@ command (`make setup-gpu`). `train.device: cpu` trains on the CPU even where a G
 from __future__ import annotations
 
 from importlib import metadata
+from pathlib import Path
 
 from pydantic import BaseModel
 
@@ -22,6 +23,7 @@ from ..errors import UserError
 from .config import TrainConfig
 
 INSTALL = "make setup-gpu"
+VLLM_ENV = ".venv-vllm"  # where `make setup-gpu` installs vLLM (Makefile VLLM_VENV)
 STACK = ("torch", "transformers", "trl", "peft", "accelerate", "deepspeed", "bitsandbytes", "vllm")
 
 
@@ -67,8 +69,16 @@ def probe() -> Hardware:
             free, total = torch.cuda.mem_get_info(i)
             gpus.append(Gpu(index=i, name=torch.cuda.get_device_name(i), total_bytes=total, free_bytes=free,
                             bf16=torch.cuda.get_device_capability(i) >= (8, 0)))
-    return Hardware(torch=torch.__version__, cuda=torch.version.cuda, gpus=gpus,
-                    versions={d: version(d) for d in STACK})
+    versions = {d: version(d) for d in STACK}
+    if versions["vllm"] is None:  # `make setup-gpu` puts vLLM in an environment of its own
+        versions["vllm"] = vllm_env_version()
+    return Hardware(torch=torch.__version__, cuda=torch.version.cuda, gpus=gpus, versions=versions)
+
+
+def vllm_env_version(env: Path = Path(VLLM_ENV)) -> str | None:
+    """vLLM's version in its own environment, read from its dist-info folder name (no import)."""
+    found = sorted(env.glob("lib/python*/site-packages/vllm-*.dist-info"))
+    return f"{found[-1].name.removeprefix('vllm-').removesuffix('.dist-info')} (in {env})" if found else None
 
 
 def cuda_gpus() -> int:
