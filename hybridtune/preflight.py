@@ -185,10 +185,20 @@ def preflight(cfg: ExperimentConfig) -> list[str]:
             lines += check_provider(cfg)  # the providers' model lists and shutdown dates
         except UserError as e:
             problems.append(str(e))
-    if problems:
-        raise UserError("dry run found problems:\n  " + "\n  ".join(problems))
     from .estimate import estimate
 
+    if problems:  # the cost still follows from the config alone: show it beside what blocks the run
+        from .estimate import RealData
+
+        unread = any(p.startswith("real.inputs") for p in problems)
+        try:
+            est = estimate(cfg, data=RealData() if unread else None)
+            cost = ["cost estimate from the config alone (no model is called"
+                    + ("; the real inputs are not readable, so their sizes are stand-ins" if unread else "")
+                    + "):", *("  " + x for x in est.lines())]
+        except UserError:
+            cost = []
+        raise UserError("\n  ".join(["dry run found problems:", *problems]) + "".join("\n" + x for x in cost))
     est = estimate(cfg)
     lines.append("cost estimate (no model is called):")
     lines += ["  " + x for x in est.lines()]
