@@ -145,7 +145,7 @@ def check_before_run(cfg: ExperimentConfig, chosen: list[str], roles: list[str])
     ok, problems = local_training_checks(cfg) if training else ([], [])
     if not problems and (roles or training):
         try:
-            ok += check_provider(cfg, roles=roles, training=training)
+            ok += check_provider(cfg, roles=roles, training=training, chosen=chosen)
         except UserError as e:
             problems.append(str(e))
     if problems:
