@@ -173,15 +173,15 @@ def check_fits(n_params: int, tc: TrainConfig, folder: Path | None = None, *, gp
                free_bytes: int | None = None, **dims) -> None:
     """Refuse a run that cannot fit before spending time on it: on GPUs against the free memory of
     the fullest one the processes use (a vLLM server on the same card has taken its share)."""
-    from .hardware import free_gpu_bytes, training_gpus
+    from .hardware import free_gpu_bytes, gpu_indices
 
     dims = {**model_dims(folder), **dims}
-    gpus = training_gpus(tc) if gpus is None else gpus
+    gpus = len(gpu_indices(tc)) if gpus is None else gpus
     if gpus:
         procs = gpus if tc.num_processes == "auto" else min(tc.num_processes, gpus)
         shards = weight_shards(tc, gpus)
         need = estimate_gpu_bytes(n_params, tc, shards, **dims)
-        have = free_gpu_bytes(procs) if free_bytes is None else free_bytes
+        have = free_gpu_bytes(gpu_indices(tc)[:procs]) if free_bytes is None else free_bytes
         if need > have:
             shard = "" if shards == 1 else f" (weights split {shards} ways by {tc.accelerate_config})"
             raise UserError(

@@ -88,9 +88,17 @@ def cuda_gpus() -> int:
     return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
+def gpu_indices(tc: TrainConfig) -> list[int]:
+    """The visible GPUs training uses: `train.gpus`, or all of them; none with `train.device: cpu`."""
+    if tc.device == "cpu":
+        return []
+    n = cuda_gpus()
+    return [int(i) for i in tc.gpus.split(",") if int(i) < n] if tc.gpus else list(range(n))
+
+
 def training_gpus(tc: TrainConfig) -> int:
-    """The GPUs training uses: none with `train.device: cpu`."""
-    return 0 if tc.device == "cpu" else cuda_gpus()
+    """How many GPUs training uses: none with `train.device: cpu`."""
+    return len(gpu_indices(tc))
 
 
 def bf16_supported() -> bool:
@@ -100,17 +108,23 @@ def bf16_supported() -> bool:
     return cuda_gpus() > 0 and all(torch.cuda.get_device_capability(i) >= (8, 0) for i in range(cuda_gpus()))
 
 
-def free_gpu_bytes(gpus: int | None = None) -> int:
-    """Free memory of the fullest of the first `gpus` visible GPUs (what a process there can still take)."""
+def free_gpu_bytes(indices: list[int]) -> int:
+    """Free memory of the fullest of these GPUs (what a training process there can still take)."""
     import torch
 
-    n = cuda_gpus() if gpus is None else min(gpus, cuda_gpus())
-    return min(torch.cuda.mem_get_info(i)[0] for i in range(max(n, 1)))
+    return min(torch.cuda.mem_get_info(i)[0] for i in indices or [0])
 
 
 def check_device(tc: TrainConfig) -> None:
     """Refuse, in one line, a config that trains on CUDA where there is none."""
-    if tc.backend != "local" or tc.device != "cuda" or cuda_gpus() > 0:
+    if tc.backend != "local" or tc.device == "cpu":
+        return
+    n = cuda_gpus()
+    missing = [i for i in (tc.gpus or "").split(",") if i and int(i) >= n]
+    if n and missing:
+        raise UserError(f"train.gpus: GPU {', '.join(missing)} is not visible here ({n} GPU(s): 0-{n - 1}); "
+                        "name GPUs that `hybridtune doctor` lists")
+    if tc.device != "cuda" or n > 0:
         return
     import torch
 

@@ -111,17 +111,35 @@ def launch_command(tc: TrainConfig, config_path: Path, variants: list[str], *, g
     return cmd + ([] if resume else ["--no-resume"])
 
 
+def launch_env(tc: TrainConfig) -> dict[str, str]:
+    """The launch's environment: `train.gpus` as CUDA_VISIBLE_DEVICES (the ranks see only those)."""
+    env = dict(os.environ)
+    if tc.gpus and training_gpus(tc):
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(visible_ids(tc.gpus))
+    return env
+
+
+def visible_ids(gpus: str) -> list[str]:
+    """`train.gpus` counts GPUs as this process sees them; under an outer CUDA_VISIBLE_DEVICES the
+    launch must name the same cards by their ids there."""
+    outer = [x for x in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if x.strip()]
+    return [outer[int(i)] if outer and int(i) < len(outer) else i for i in gpus.split(",")]
+
+
 def run_launch(ctx: Context, variants: list[str], *, resume: bool = True) -> dict[str, dict]:
     """Run the launch line, its output through the stage log; {variant: the trainer's metrics}."""
     config_path = ctx.store.path("config.yaml")  # the resolved config (overrides included), written by open_run
     cmd = launch_command(ctx.cfg.train, config_path, variants, gpus=training_gpus(ctx.cfg.train), resume=resume)
-    ctx.log(f"train: {' '.join(cmd[1:])}")
+    env = launch_env(ctx.cfg.train)
+    placed = f"CUDA_VISIBLE_DEVICES={env['CUDA_VISIBLE_DEVICES']} " if ctx.cfg.train.gpus and "CUDA_VISIBLE_DEVICES" in env else ""
+    ctx.log(f"train: {placed}{' '.join(cmd[1:])}")
     files = {v: ctx.store.path("train", v, "metrics.json") for v in variants}
     for f in files.values():
         f.unlink(missing_ok=True)
     tail: deque[str] = deque(maxlen=30)
     said: list[str] = []  # a rank's UserError; torchrun's report of the failure can bury it far above the tail
-    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as proc:
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          env=env) as proc:
         for line in proc.stdout:
             tail.append(line.rstrip())
             if line.startswith("error: "):
@@ -152,7 +170,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--no-resume", action="store_true", help="ignore existing checkpoints")
     a = ap.parse_args(argv)
     cfg = load_config(a.config)
-    tc = cfg.train
+    tc = cfg.train.model_copy(update={"gpus": None})  # the launch's CUDA_VISIBLE_DEVICES already holds train.gpus
     cpu = training_gpus(tc) == 0
     if cpu:  # the Trainer's own accelerator state must agree: gloo, no CUDA
         os.environ["ACCELERATE_USE_CPU"] = "true"

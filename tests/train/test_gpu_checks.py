@@ -162,3 +162,18 @@ def test_shipped_strategies_save_and_launch_multi_node():
     for z in ("deepspeed_zero2", "deepspeed_zero3"):
         assert yaml.safe_load((acc / f"{z}.yaml").read_text())["deepspeed_config"][
             "deepspeed_multinode_launcher"] == "standard"
+
+
+def test_train_gpus_place_the_launch_and_the_ranks_see_only_them(monkeypatch):
+    monkeypatch.setattr(launch, "training_gpus", lambda tc: 1)  # as on a GPU machine
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    assert launch.launch_env(TrainConfig(gpus="5"))["CUDA_VISIBLE_DEVICES"] == "5"
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,3,6,7,8,9")  # an outer placement: GPU 5 here is card 9
+    assert launch.launch_env(TrainConfig(gpus="5"))["CUDA_VISIBLE_DEVICES"] == "9"
+    assert launch.launch_env(TrainConfig())["CUDA_VISIBLE_DEVICES"] == "2,3,6,7,8,9"  # untouched without train.gpus
+    from hybridtune.config import load_config
+
+    with pytest.raises(UserError, match="train.gpus"):  # one line naming the key
+        load_config(ROOT / "configs" / "gpu.yaml", ["train.gpus=0;rm"])
+
+    assert [load_config(ROOT / "configs" / c).train.gpus for c in ("gpu.yaml", "gpu-1x.yaml")] == ["5", "0"]
