@@ -8,10 +8,15 @@ configs/accelerate/, or a path). Every rank reads the same validated data and tr
 (TRL/accelerate handle DDP, DeepSpeed ZeRO or FSDP); the main process writes the adapter
 and `train/<variant>/metrics.json`, which the stage turns into the registry entry. One
 launch trains every variant that needs it, one after the other, so the processes start
-(and the GPUs join) once per stage.
+(and the GPUs join) once per stage. The line always names a config file (ddp.yaml for
+plain DDP), so no default accelerate config of the user's applies; `--mixed_precision` is
+bf16 where every GPU has it, else fp16; `train.gpus` becomes the launch's
+CUDA_VISIBLE_DEVICES (`launch_env`). With `train.device: cpu` several processes join over
+gloo (torchrun; `main` sets ACCELERATE_USE_CPU before the process group exists).
 
     launch_command(cfg.train, Path("runs/x/config.yaml"), ["real", "hybrid"], gpus=4)
-    # [python, -m, accelerate.commands.launch, --num_machines, 1, --num_processes, 4, ...,
+    # [python, -m, accelerate.commands.launch, --config_file, .../configs/accelerate/ddp.yaml,
+    #  --num_machines, 1, --num_processes, 4, ..., --main_process_port, N,
     #  -m, hybridtune.train.launch, -c, runs/x/config.yaml, --variant, real, --variant, hybrid]
 
 The entry point (what each rank runs; by hand only for multi-node, see docs/training.md):

@@ -14,8 +14,10 @@ launch line is built by `train/launch.py`). With `train.serve_endpoint` (vLLM `-
 every adapter is loaded into that server under its own name (`train/vllm_lora.py`) and the
 variants, untrained ones included, are registered as that server's model names.
 
-Every check that can fail (data format, unknown model, QLoRA without GPU, memory, API key)
-runs for all variants before any training. Variants share base model, system prompt,
+Every check that can fail (CUDA for a `train.device: cuda` config, data format, unknown
+model, QLoRA without GPU, memory, API key) runs for all variants before any training (and
+most of them already before the run's first stage: preflight.check_before_run). A trained
+adapter is loaded with PEFT (`local.verify_adapter`) before its variant is registered. Variants share base model, system prompt,
 hyperparameters and seed; only the training set differs. A variant whose registry entry
 already matches its data hash and hyperparameters is skipped; a killed run resumes from
 its last checkpoint (local) or keeps following its job (openai). Two variants whose sets are
