@@ -55,8 +55,9 @@ test: setup browser
 test-fast: setup
 	$(PY) -m pytest -q -m "not slow and not browser and not model"
 
+# benchmarks read the public data sets through the catalogue, else from the shared development copy
 bench: setup
-	$(PY) bench/run_all.py
+	HYBRIDTUNE_DEV_DATA=$${HYBRIDTUNE_DEV_DATA:-../shared/data} $(PY) bench/run_all.py
 
 clean:
 	rm -rf runs .pytest_cache

@@ -1,8 +1,8 @@
 """The one contamination check (hybridtune/contamination.py) against the pairwise check it replaced.
 
-Training texts: the ESConv train split as sessions (../shared/data/esconv/train.json, read by
+Training texts: the ESConv train split as sessions (`data_file("esconv", "train.json")`, read by
 the project's own ESConv reader); evaluation scenarios: CACTUS evaluation intake forms
-(../shared/data/cactus-eval/evaluation.json). `--plant` scenarios are copied into as many
+(`data_file("cactus", "evaluation.json")`). `--plant` scenarios are copied into as many
 sessions, so both methods must find exactly those. Baseline, in the same run: the check `mix`
 used before (per session, a set intersection with every scenario's shingles). Measured: the
 shingle method only (the embedding method is the same model call in both).
@@ -14,9 +14,8 @@ from __future__ import annotations
 import argparse
 import re
 import time
-from pathlib import Path
 
-from common import SHARED, Result, record
+from common import Result, data_file, record
 
 from hybridtune.contamination import ContaminationConfig, scenario_text, session_hits
 from hybridtune.evaluate.scenarios import load_scenarios_file
@@ -45,11 +44,11 @@ def main() -> None:
     ap.add_argument("--scenarios", type=int, default=300)
     ap.add_argument("--plant", type=int, default=10)
     a = ap.parse_args()
-    raws = list(read_file(SHARED / "esconv" / "train.json", RealConfig(), "esconv"))
+    raws = list(read_file(data_file("esconv", "train.json"), RealConfig(), "esconv"))
     sessions = [Session(id=f"esconv-{r.key}", source="real",
                         messages=[Message(role=t.role or "user", content=t.text) for t in r.turns if t.text.strip()])
                 for r in raws]
-    scenarios, _ = load_scenarios_file(Path(SHARED / "cactus-eval" / "evaluation.json"))
+    scenarios, _ = load_scenarios_file(data_file("cactus", "evaluation.json"))
     scenarios = scenarios[: a.scenarios]
     for i in range(a.plant):  # a scenario copied into a training session: contamination to find
         s = sessions[i * 7]

@@ -18,19 +18,17 @@ import argparse
 import asyncio
 import json
 import random
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.common import SHARED, Result, record  # noqa: E402
+from common import Result, data_file, record
 
-from hybridtune.config import load_config  # noqa: E402
-from hybridtune.context import open_run  # noqa: E402
-from hybridtune.curate.judge import judge_messages, judge_one  # noqa: E402
-from hybridtune.errors import StructuredOutputError  # noqa: E402
-from hybridtune.records import Message, Session, stable_id  # noqa: E402
+from hybridtune.config import load_config
+from hybridtune.context import open_run
+from hybridtune.curate.judge import judge_messages, judge_one
+from hybridtune.errors import StructuredOutputError
+from hybridtune.records import Message, Session, stable_id
 
 
 def esconv_sessions(path: Path, label: str, n: int, rng: random.Random) -> list[Session]:
@@ -95,8 +93,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     rng = random.Random(args.seed)
-    good = esconv_sessions(SHARED / "esconv" / "test.json", "published", args.n, rng)
-    bad = esconv_sessions(SHARED / "esconv" / "FailedESConv.json", "failed", args.n, rng)
+    good = esconv_sessions(data_file("esconv", "test.json"), "published", args.n, rng)
+    bad = esconv_sessions(data_file("esconv", "FailedESConv.json"), "failed", args.n, rng)
     with tempfile.TemporaryDirectory() as tmp:
         cfg = load_config(args.config, [f"runs_dir={tmp}", "quiet=true", "llm.cache=false", "roles.judge.temperature=0",
                                         f"roles.judge.max_tokens={args.max_tokens}", f"curate.max_chars={args.max_chars}"])

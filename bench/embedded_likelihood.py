@@ -2,7 +2,7 @@
 
 The demo's declared variants (configs/demo.yaml; the packaged GGUF registered under each name,
 a llama.cpp instance each, as adapters would be) score `--sessions` held-out ESConv test
-conversations per split (../shared/data/esconv/test.json; test_real and test_synthetic each
+conversations per split (`data_file("esconv", "test.json")`; test_real and test_synthetic each
 get their own sessions), up to `--turns` counselor turns each: one forward pass per session,
 every counselor turn's log-probabilities from it, the shared system prompt read once per
 variant when reuse is on. Arms alternate off, on, off, on, ... (`--repeats`), each in a fresh
@@ -24,8 +24,7 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-from common import ROOT, SHARED, Result, peak_rss_mb, record
-from trust_calibration import esconv_sessions
+from common import ROOT, Result, data_file, esconv_sessions, peak_rss_mb, record
 
 from hybridtune.config import load_config
 from hybridtune.context import open_run
@@ -88,8 +87,7 @@ def main() -> None:
     ap.add_argument("--turns", type=int, default=4, help="counselor turns scored per session (demo: 4)")
     ap.add_argument("--repeats", type=int, default=2, help="runs per arm, alternating off, on, off, on, ...")
     a = ap.parse_args()
-    if not (SHARED / "esconv" / "test.json").exists():
-        raise SystemExit(f"{SHARED}/esconv/test.json not present; this benchmark needs the shared data sets")
+    data_file("esconv", "test.json")  # before any work: a missing data set is one line
     sessions = esconv_sessions(2 * a.sessions)
     root = Path(tempfile.mkdtemp(prefix="embedded_likelihood_"))
     arms: dict[bool, list[dict]] = {False: [], True: []}

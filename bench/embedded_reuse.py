@@ -31,49 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common import ROOT, Result, record, run_process
-
-CASES = [  # (persona narrative, attitude, summary, scenario): inputs, written as the scenarios stage would
-    ("A nurse on night shifts who sleeps badly and worries about mistakes.", "neutral",
-     "Fear of being fired", "I missed a deadline at work and keep thinking my manager will fire me."),
-    ("A student who moved cities for university and knows nobody yet.", "negative",
-     "Loneliness after a move", "I moved to a new city and I am sure nobody here likes me."),
-    ("A father of two who lost his own father last spring.", "positive",
-     "Grief at family events", "Since my dad died I dread family dinners; I end up leaving early."),
-    ("A designer who redoes every draft until late at night.", "neutral",
-     "Perfectionism at work", "If a design is not perfect I feel like a fraud, so I redo it again and again."),
-]
-
-
-def seed_run(run: Path, n_sessions: int, n_scenarios: int, models: Path) -> None:
-    """A run directory with the scenarios and the declared variants registered; the variants'
-    GGUF paths are under `models`, shared by every arm (a session's id hashes its model path)."""
-    sys.path.insert(0, str(ROOT))
-    from hybridtune.config import load_config
-    from hybridtune.llm.llamacpp import find_gguf
-    from hybridtune.records import ModelEntry, Persona, Scenario
-    from hybridtune.registry import save_entry
-    from hybridtune.store import RunStore
-
-    store = RunStore(run)
-    scen = [Scenario(id=f"sc{i}", persona_id=f"p{i}", attitude=att, summary=summ, scenario=text,
-                     persona=Persona(id=f"p{i}", attributes={"personality": "reserved"}, narrative=narr))
-            for i, (narr, att, summ, text) in enumerate(CASES)]
-    store.stage("scenarios").write_records("scenarios.jsonl", scen[: max(n_sessions, 1)])
-    store.stage("eval_scenarios").write_records("scenarios.jsonl", scen[-n_scenarios:])
-    gguf = find_gguf("smollm2")
-    models.mkdir(parents=True, exist_ok=True)
-    for v in [x.name for x in load_config(str(ROOT / "configs" / "demo.yaml")).variant_list()]:
-        # its own path per variant: a model instance each and response-cache keys of its own, as with
-        # adapters (none is trained here, so all carry the base weights and their replies coincide)
-        link = models / f"{v}.gguf"
-        if not link.exists():
-            try:
-                link.symlink_to(gguf)
-            except FileExistsError:  # the other arm (--together) made it first
-                pass
-        save_entry(store, ModelEntry(variant=v, backend="llamacpp", model=str(link), data_hash=v))
-
+from common import ROOT, Result, record, run_process, seed_run
 
 def arm_sets(runs: Path, reuse: bool, a: argparse.Namespace) -> list[str]:
     return [f"runs_dir={runs}", "quiet=true", f"endpoints.local.prefix_reuse={str(reuse).lower()}",

@@ -26,7 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import ROOT, SHARED, Result, record
+from common import ROOT, Result, data_file, record
 
 from hybridtune.config import load_config
 from hybridtune.devtools.mock_openai import MockServer
@@ -37,7 +37,7 @@ STAGES = ["real", "personas", "scenarios", "synth", "curate", "eval_scenarios", 
 
 
 def overrides(runs: Path, url: str, n: int, turns: int) -> list[str]:
-    cactus = SHARED / "cactus-eval" / "evaluation.json"
+    cactus = data_file("cactus", "evaluation.json", required=False)
     sets = [
         f"runs_dir={runs}", "quiet=true", "endpoints.local.backend=openai", f"endpoints.local.base_url={url}",
         "endpoints.local.model=mock", "endpoints.local.max_in_flight=8", "endpoints.local.logprobs=false",
@@ -47,7 +47,7 @@ def overrides(runs: Path, url: str, n: int, turns: int) -> list[str]:
         f"evaluate.scenarios={n}", f"evaluate.max_turns={turns}", "evaluate.bootstrap_resamples=200",
         f"mix.size={2 * n}", "mix.contamination=shingles", "llm.max_failure_rate=1.0", "llm.max_reasks=0",
     ]
-    if cactus.exists():
+    if cactus is not None:
         sets.append(f"evaluate.scenarios_file={cactus}")
     return sets
 

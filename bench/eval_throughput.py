@@ -5,7 +5,7 @@ as no trained adapters exist in a bench run) at demo settings (3 counselor turns
 max_tokens 100, patient 60, judge 200), cache off. Reports conversations/min (simulated and
 judged) and the share of wall time spent outside the model, against the baseline of time
 inside llama.cpp's create_chat_completion measured in the same run (ratio = wall / model).
-Scenarios come from ../shared/data/cactus-eval when present, else two built-in ones.
+Scenarios come from the CACTUS evaluation set when present (`data_file`), else two built-in ones.
 
     .venv/bin/python bench/eval_throughput.py [--scenarios 2]
 """
@@ -15,9 +15,8 @@ import argparse
 import tempfile
 import threading
 import time
-from pathlib import Path
 
-from common import SHARED, Result, record
+from common import Result, data_file, record
 
 from hybridtune.config import load_config
 from hybridtune.context import open_run
@@ -59,8 +58,8 @@ def busy(t0: float, t1: float) -> float:
 
 
 def scenarios(n: int) -> list[Scenario]:
-    path = SHARED / "cactus-eval" / "evaluation.json"
-    if path.exists():
+    path = data_file("cactus", "evaluation.json", required=False)
+    if path is not None:
         good, _ = load_scenarios_file(path)
         return good[::3][:n]  # one attitude per intake form, different forms
     base = [Scenario(id=f"b{i}", summary=s, scenario=s, attitude="neutral") for i, s in enumerate([

@@ -25,12 +25,10 @@ import gc
 import json
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, Result, record  # noqa: E402
+from common import ROOT, Result, record
 
 # Qwen2.5 instruct shapes (their config.json): hidden, intermediate, layers, heads, kv heads, vocab, tied
 QWEN = {

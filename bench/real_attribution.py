@@ -7,8 +7,8 @@ speaker change kept with probability 1 (all marks), 0.5 (marks randomly dropped)
 The shipped method (a small convolutional head over sentence embeddings + two-state HMM, no
 model call) is trained on the other folds' transcripts and scored on the held-out fold's, so
 training and evaluation transcripts are disjoint; its three settings (epochs, switch_scale, emit_scale) are
-chosen by `hybridtune.real.speaker_fit.fit` on an inner split of the training transcripts only. Accuracy is per original utterance (majority role of its
-words, aligned with difflib) against AnnoMI's therapist/client labels.
+chosen by `fit` of `scripts/speaker_fit.py` on an inner split of the training transcripts only. Accuracy is per
+original utterance (majority role of its words, aligned with difflib) against AnnoMI's therapist/client labels.
 
 Baseline in the same run: turns rebuilt from `>>` marks (or 1.5 s pauses without marks) with
 strict alternation from the counselor. Also reported: the sessions under the quarantine
@@ -17,7 +17,7 @@ calibrated on the inner split), the accuracy of the kept and the quarantined one
 the confidence ranks sessions (Spearman).
 
     .venv/bin/python bench/real_attribution.py [--transcripts 113] [--folds 5] [--marks all half none]
-        [--embed-cache /tmp/emb.pkl] [--cost-transcripts 10]
+        [--embed-cache FILE] [--cost-transcripts 10]
 """
 from __future__ import annotations
 
@@ -31,11 +31,11 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
-from common import SHARED, Result, record
+from common import Result, data_file, record
 from scipy.stats import spearmanr
 
 import hybridtune.embed as E
-from hybridtune.real import speaker_fit as F
+from scripts import speaker_fit as F
 from hybridtune.real import speakers as S
 from hybridtune.real.captions import caption_pieces, parse_cues, rebuild_turns, units_to_turns
 from hybridtune.real.config import AttributionConfig
@@ -96,7 +96,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--transcripts", type=int, default=113)
     ap.add_argument("--folds", type=int, default=5)
-    ap.add_argument("--embed-cache", type=Path, help="pickle of text -> vector kept between runs (e.g. /tmp/r20/emb.pkl)")
+    ap.add_argument("--embed-cache", type=Path, help="pickle of text -> vector kept between runs (any path; it only saves time)")
     ap.add_argument("--marks", nargs="+", choices=list(SHORT), default=list(SHORT), help="cases to run (default: all three)")
     ap.add_argument("--seed", type=int, default=0, help="another transcript-to-fold split, training seed and caption "
                     "draw, to see how much the figures move (recorded as real_attribution_seedN)")
@@ -105,7 +105,7 @@ def main() -> None:
     cases = {SHORT[m]: CASES[SHORT[m]] for m in SHORT if m in a.marks}
     raw_embed = E.embed
     memo_embed(a.embed_cache)
-    by = S.annomi_transcripts(SHARED / "annomi" / "AnnoMI-simple.csv")
+    by = S.annomi_transcripts(data_file("annomi", "AnnoMI-simple.csv"))
     ids = sorted(by, key=int)[: a.transcripts]
     random.Random(a.seed).shuffle(ids)
     folds = [ids[k:: a.folds] for k in range(a.folds)]
@@ -131,8 +131,8 @@ def main() -> None:
                 rows[case].append((len(utts), acc, utterance_accuracy(utts, alternation(vtt), truth), conf))
         print(f"fold {k + 1}/{a.folds}:", {c: round(float(np.average([x[1] for x in r], weights=[x[0] for x in r])), 3)
                                            for c, r in rows.items()}, chosen[-1], f"{time.time() - t_start:.0f}s", flush=True)
+    # the embedding cache only saves time (same vectors), so the command that reproduces the figures leaves it out
     command = f".venv/bin/python bench/real_attribution.py --transcripts {a.transcripts} --folds {a.folds}" + (
-        f" --embed-cache {a.embed_cache}" if a.embed_cache else "") + (
         f" --marks {' '.join(a.marks)}" if len(cases) < len(CASES) else "") + (f" --seed {a.seed}" if a.seed else "")
     results = []
     settings = ", ".join(f"({c['epochs']}, {c['averaged_checkpoints']}, {c['switch_scale']}, {c['emit_scale']})" for c in chosen)

@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import ROOT, SHARED, Result, record
+from common import ROOT, Result, data_file, record
 
 from hybridtune.real.speakers import annomi_transcripts, simulate_captions
 
@@ -30,7 +30,7 @@ PLANTED = ["Margaret Okonkwo", "415-555-0143", "m.okonkwo@example.org"]
 
 
 def write_captions(dst: Path, n: int) -> int:
-    by = annomi_transcripts(SHARED / "annomi" / "AnnoMI-simple.csv")
+    by = annomi_transcripts(data_file("annomi", "AnnoMI-simple.csv"))
     rng = random.Random(0)
     for tid in sorted(by, key=int)[:n]:
         utts = list(by[tid])

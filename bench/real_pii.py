@@ -46,11 +46,72 @@ TEMPLATES = [
     ("{PERSON} and I used to go hiking every weekend before the accident.", ),
     ("I texted {PERSON_FIRST} at {PHONE_NUMBER} but she never answered.", ),
 ]
+# PII as people type it in chat: lowercase, spelled out, handles, non-US addresses (the "informal" set)
+INFORMAL = [
+    ("i told {lower_name} about it and she laughed", "PERSON"),
+    ("honestly {lower_first} is the only one who gets me", "PERSON"),
+    ("you can write to {spelled_email} if you want", "EMAIL_ADDRESS"),
+    ("my email is {spelled_email}", "EMAIL_ADDRESS"),
+    ("follow me, i'm {handle} on there", "USERNAME"),
+    ("my kid goes to {lower_school} and hates it", "ORGANIZATION"),
+    ("we moved to {lower_city} two years ago", "LOCATION"),
+    ("I live at {de_street} since the divorce", "STREET_ADDRESS"),
+    ("the post code is {uk_postcode}, near the station", "STREET_ADDRESS"),
+]
+LOWER_NAMES = ["sarah connor", "jake miller", "hannah schmidt", "omar farouk", "lena novak", "fiona walsh"]
+LOWER_FIRST = ["sarah", "rachel", "kevin", "priya", "david", "megan"]
+SCHOOLS = ["lincoln elementary", "westfield high school", "riverside academy", "oakwood primary school"]
+CITIES = ["springfield", "leeds", "boise", "dundee", "tacoma", "cork"]
+DE_STREETS = ["Müllerstraße 12, 10115", "Goethestrasse 4", "Lindenweg 27a, 80331 München", "Schillerplatz 3"]
+UK_POSTCODES = ["SW1A 1AA", "M1 4BT", "EH8 9YL", "B33 8TH"]
+
+
+def informal_value(kind: str, rng: random.Random) -> str:
+    if kind == "lower_name":
+        return rng.choice(LOWER_NAMES)
+    if kind == "lower_first":
+        return rng.choice(LOWER_FIRST)
+    if kind == "spelled_email":
+        first, last = rng.choice(LOWER_NAMES).split()
+        return f"{first} dot {last} at {rng.choice(['gmail', 'yahoo', 'outlook'])} dot com"
+    if kind == "handle":
+        first, last = rng.choice(LOWER_NAMES).split()
+        return f"@{first}_{last}_{rng.randint(10, 99)}"
+    if kind == "lower_school":
+        return rng.choice(SCHOOLS)
+    if kind == "lower_city":
+        return rng.choice(CITIES)
+    if kind == "de_street":
+        return rng.choice(DE_STREETS)
+    if kind == "uk_postcode":
+        return rng.choice(UK_POSTCODES)
+    raise AssertionError(kind)
+
+
+def build_informal(n: int = 90, seed: int = 1) -> list[tuple[str, list[tuple[int, int, str]]]]:
+    import re
+
+    rng = random.Random(seed)
+    items = []
+    for i in range(n):
+        tmpl, kind = INFORMAL[i % len(INFORMAL)]
+        m = re.search(r"\{(\w+)\}", tmpl)
+        v = informal_value(m.group(1), rng)
+        text = tmpl[:m.start()] + v + tmpl[m.end():]
+        items.append((text, [(m.start(), m.start() + len(v), kind)]))
+    return items
+
+
 CLEAN = ["I feel like nothing I do is ever good enough.", "Last Tuesday I stayed in bed all day.",
          "What would you say to a friend who felt that way?", "It sounds like the evenings are the hardest.",
          "I went for a walk in the park and felt a bit better.", "My mother always worried about money.",
          "On a scale of one to ten, how anxious were you?", "Christmas is always hard for our family.",
          "I tried the breathing exercise twice this week.", "Maybe I'm just being dramatic about it."]
+
+
+INFORMAL_CLEAN = ["sarah said it was fine but i doubt it", "i went to community college for a year",
+                  "my high school was rough", "honestly i was frank with her", "we talked at the university about it",
+                  "i sent an email at nine"]
 
 
 def value(kind: str, rng: random.Random) -> str:
@@ -162,6 +223,25 @@ def main() -> None:
         baseline=f"Presidio default {p_base:.3f} ({n_base} spans)", ratio=round(p_ours / p_base, 3) if p_base else None,
         target="reported", met=None, command=cmd,
         notes="template text is short and clean; precision on long real transcripts is lower (NER tags common words)"))
+    informal = build_informal() + [(t, []) for t in INFORMAL_CLEAN]
+    ri_ours, pi_ours, ni_ours = evaluate(ours, informal)
+    ri_base, pi_base, ni_base = evaluate(base, informal)
+    hit = lambda r, its: sum(r[k] * sum(1 for _, sp in its for *_, kk in sp if kk == k) for k in r)  # noqa: E731
+    n_planted = sum(len(sp) for _, sp in informal)
+    overall, overall_base = hit(ri_ours, informal) / n_planted, hit(ri_base, informal) / n_planted
+    for kind in sorted(ri_ours):
+        results.append(Result(
+            benchmark=f"PII recall, informal: {kind}", figure=f"{ri_ours[kind]:.3f}",
+            baseline=f"Presidio default {ri_base[kind]:.3f}",
+            ratio=round(ri_ours[kind] / ri_base[kind], 3) if ri_base[kind] else None, target="reported", met=None,
+            command=cmd, notes="lowercase names/places/schools, spelled-out e-mails, handles, German streets, UK post codes"))
+    results.append(Result(
+        benchmark="PII recall, informal set overall (90 turns)", figure=f"{overall:.3f}",
+        baseline=f"Presidio default {overall_base:.3f}", ratio=round(overall / overall_base, 3) if overall_base else None,
+        target=">= 0.8", met=overall >= 0.8, command=cmd,
+        notes=f"precision {pi_ours:.3f} ({ni_ours} spans) vs default {pi_base:.3f} ({ni_base}); "
+              "lowercase city names have no recognizer (NER only); the set was written beside the recognizers, so read "
+              "it as a floor check, not a field estimate"))
     record("real_pii", results)
 
 

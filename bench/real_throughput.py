@@ -20,13 +20,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import SHARED, Result, peak_rss_mb, record
+from common import Result, data_file, peak_rss_mb, record
 
-ANNOMI = SHARED / "annomi" / "AnnoMI-simple.csv"
 
 
 def build(n: int, path: Path, seed: int = 0) -> None:
-    rows = list(csv.DictReader(ANNOMI.open(encoding="utf-8")))
+    rows = list(csv.DictReader(data_file("annomi", "AnnoMI-simple.csv").open(encoding="utf-8")))
     by: dict[str, list[dict]] = {}
     for r in rows:
         by.setdefault(r["transcript_id"], []).append(r)

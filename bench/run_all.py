@@ -46,7 +46,7 @@ def fmt_met(met) -> str:
     return "—" if met is None else ("yes" if met else "**no**")
 
 
-def render() -> str:
+def render(results: Path = BENCH / "results") -> str:
     lines = [
         "# Benchmarks",
         "",
@@ -55,9 +55,13 @@ def render() -> str:
         "unless the row says otherwise. The machine is the 2-core CPU development box unless noted.",
         "",
     ]
-    for f in sorted((BENCH / "results").glob("*.json")):
+    for f in sorted(results.glob("*.json")):
         data = json.loads(f.read_text())
-        lines += [f"## {data['name']}", "", f"Measured {data['when']} on {data['machine']}.", "",
+        commit = data.get("commit", "not recorded")
+        head = {k: v for k, v in data.items() if k not in ("name", "when", "machine", "results", "command", "commit")}
+        lines += [f"## {data['name']}", "", f"Measured {data['when']} at commit `{commit}` on {data['machine']}.", "",
+                  *([", ".join(f"`{k}` = {round(v, 3) if isinstance(v, float) else v}" for k, v in head.items())
+                     + ".", ""] if head else []),
                   "| benchmark | figure | baseline (same run) | ratio | target | met |", "|---|---|---|---|---|---|"]
         cmds, notes = [], []
         for r in data["results"]:

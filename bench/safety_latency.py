@@ -11,14 +11,11 @@ the one that called (spin-waiting thread pools; it should be ~0).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import statistics
-import threading
 import time
-from pathlib import Path
 
-from common import SHARED, Result, record
+from common import Result, data_file, latency, record
 
 from hybridtune.safety.config import SafetyConfig
 from hybridtune.safety.screen import Screener
@@ -27,36 +24,8 @@ from hybridtune.safety.screen import Screener
 def annomi_turns() -> list[str]:
     import csv
 
-    with (SHARED / "annomi" / "AnnoMI-simple.csv").open(encoding="utf-8") as f:
+    with data_file("annomi", "AnnoMI-simple.csv").open(encoding="utf-8") as f:
         return [r["utterance_text"] for r in csv.DictReader(f) if r["interlocutor"] == "client" and r["utterance_text"].strip()]
-
-
-def latency(screener: Screener, texts: list[str]) -> tuple[float, float, float]:
-    """Mean wall, CPU and other threads' CPU seconds per turn, one turn per call (chat screens turns one at a time)."""
-    asyncio.run(screener.screen(texts[0]))  # model load is not per-turn latency
-
-    async def go():
-        for t in texts:
-            await screener.screen(t)
-
-    me = threading.get_native_id()
-    w0, c0, t0 = time.perf_counter(), time.process_time(), thread_cpu()
-    asyncio.run(go())
-    w, c, t1 = time.perf_counter() - w0, time.process_time() - c0, thread_cpu()
-    other = sum(v - t0.get(k, 0.0) for k, v in t1.items() if k != me)
-    return w / len(texts), c / len(texts), other / len(texts)
-
-
-def thread_cpu() -> dict[int, float]:
-    """CPU seconds of each thread of this process so far (Linux /proc; utime + stime in clock ticks)."""
-    out = {}
-    for tid in os.listdir("/proc/self/task"):
-        try:
-            f = Path(f"/proc/self/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:  # the thread ended meanwhile
-            continue
-        out[int(tid)] = (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
-    return out
 
 
 def parts(texts: list[str]) -> tuple[float, float]:

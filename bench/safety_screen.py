@@ -14,7 +14,7 @@ run here is listed as not run, with the reason.
 2. The project's older labelled crisis lines (tests/safety/data/labelled.jsonl, written for the
    rules; the rules were tuned on all but `fresh2`, the learned layer never saw any of it):
    recall of its high/imminent lines, false alarms on its ordinary/idiom/negated lines.
-3. AnnoMI client turns (../shared/data/annomi/AnnoMI-simple.csv, public domain), split by transcript
+3. AnnoMI client turns (`data_file("annomi", "AnnoMI-simple.csv")`, public domain), split by transcript
    (learned_train.annomi_half): the `eval` half, which neither the head nor its thresholds ever saw,
    is the false-alarm measurement (target <= 2%); the `calib` half (training negatives, thresholds)
    is shown for comparison only. ESConv test-split seeker turns (CC BY-NC 4.0, read in place for this
@@ -23,7 +23,7 @@ run here is listed as not run, with the reason.
    learned; wall and CPU time, torch's default threads (the layer scores a turn on one thread itself;
    bench/safety_latency.py measures the same and splits the CPU into forward, head and other threads).
 
-    .venv/bin/python bench/safety_screen.py [--latency-turns 400] [--cache /tmp/ht-emb] [--guard-url http://127.0.0.1:8200/v1]
+    .venv/bin/python bench/safety_screen.py [--latency-turns 400] [--cache DIR] [--guard-url http://127.0.0.1:8200/v1]
 
 --cache keeps the embedder's vectors of the accuracy passes (sections 1-3) on disk, keyed by the exact
 window text, so a rerun after retraining only the head costs seconds; the latency pass (4) always
@@ -39,8 +39,7 @@ import statistics
 import time
 from pathlib import Path
 
-from common import ROOT, SHARED, Result, record
-from safety_latency import latency
+from common import ROOT, Result, data_file, latency, record
 
 from hybridtune.safety.config import SafetyConfig
 from hybridtune.safety.learned import load_learned
@@ -69,7 +68,7 @@ def ratio(x: float, base: float) -> float | None:
 
 def esconv_test() -> list[str]:
     out = []
-    for line in (SHARED / "esconv" / "test.json").read_text(encoding="utf-8").splitlines():
+    for line in data_file("esconv", "test.json").read_text(encoding="utf-8").splitlines():
         if line.strip():
             out += [t["text"] for t in json.loads(line)["dialog"] if t["speaker"] == "usr" and t["text"].strip()]
     return out
@@ -128,7 +127,7 @@ def main() -> None:
     ap.add_argument("--guard-url", default=None, help="OpenAI-compatible URL of a vLLM-served Llama Guard model")
     ap.add_argument("--guard-model", default="meta-llama/Llama-Guard-3-8B")
     args = ap.parse_args()
-    cmd = CMD.format(n=args.latency_turns) + (f" --cache {args.cache}" if args.cache else "")
+    cmd = CMD.format(n=args.latency_turns)  # --cache only saves time (same vectors): not part of the command
     screeners, skipped = configs(args)
     layer = load_learned(None)  # the layer every Screener with the default head uses (same cache key as Screener.cpu)
     encode, single = layer.encode, layer.single_thread

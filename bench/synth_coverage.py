@@ -14,8 +14,7 @@ import argparse
 import random
 from collections import Counter
 
-from common import Result, record
-from synth_common import bench_ctx
+from common import Result, bench_ctx, record
 
 from hybridtune.records import Scenario
 from hybridtune.synth.sessions import plan_sessions

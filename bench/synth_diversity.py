@@ -14,8 +14,7 @@ import argparse
 import asyncio
 import time
 
-from common import Result, record
-from synth_common import bench_ctx
+from common import Result, bench_ctx, record
 
 from hybridtune.embed import embed, mean_pairwise_distance, vendi_score
 from hybridtune.errors import StructuredOutputError

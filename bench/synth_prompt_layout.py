@@ -22,9 +22,8 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from common import ROOT, Result, record
+from common import ROOT, Result, record, seed_run
 
-from embedded_reuse import seed_run
 from hybridtune.config import load_config
 from hybridtune.context import open_run
 from hybridtune.llm import LLMPool

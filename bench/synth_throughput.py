@@ -14,8 +14,7 @@ import argparse
 import asyncio
 import time
 
-from common import Result, record
-from synth_common import ModelTimer, bench_ctx
+from common import ModelTimer, Result, bench_ctx, record
 
 from hybridtune.records import Persona, Scenario
 from hybridtune.synth.sessions import make_sessions

@@ -7,7 +7,7 @@ each arm's mean of non-padding tokens per second of `trainer.train()`.
 
     .venv/bin/python bench/train_throughput.py [--steps 6]
 
-Data: the first ESConv dialogues from ../shared/data when present, else built-in sessions.
+Data: the first ESConv dialogues (`data_file`) when present, else built-in sessions.
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from common import ROOT, SHARED, Result, peak_rss_mb, record
+from common import ROOT, Result, data_file, peak_rss_mb, record
 
 SETTINGS = dict(max_steps=6, batch_size=2, grad_accum=1, max_seq_len=512, lora_r=16, lora_alpha=32,
                 save_steps=1000, logging_steps=1000, eval_steps=1000, seed=42)
@@ -26,9 +26,9 @@ SYSTEM = "You are a warm, collaborative CBT counselor."
 
 
 def conversations(n: int = 24) -> list[list[dict]]:
-    path = SHARED / "esconv" / "train.json"
+    path = data_file("esconv", "train.json", required=False)
     rows = []
-    if path.exists():
+    if path is not None:
         for line in path.read_text().splitlines()[:n]:
             msgs = [{"role": "system", "content": SYSTEM}]
             for t in json.loads(line)["dialog"]:

@@ -2,7 +2,7 @@
 does the held-out likelihood stage cost for three variants?
 
 1. Judge calibration AUC (stage `calibrate`) of the embedded SmolLM2-135M judge on real,
-   held-out ESConv test conversations (../shared/data/esconv/test.json), per metric, against
+   held-out ESConv test conversations (`data_file("esconv", "test.json")`), per metric, against
    the same-run baseline "prefer the longer reply" (length-baseline AUC). Honest number: a
    135M judge is expected to sit near 0.5 (chance).
 2. Likelihood stage wall time for 3 variants (the packaged GGUF registered as base / real /
@@ -19,38 +19,16 @@ import asyncio
 import contextlib
 import json
 import os
-import sys
 import tempfile
 import time
-from pathlib import Path
 
-from common import SHARED, Result, record
+from common import Result, data_file, esconv_sessions, record
 
 from hybridtune.config import load_config
 from hybridtune.context import open_run
 from hybridtune.evaluate import calibrate, likelihood
-from hybridtune.records import Message, ModelEntry, Session, stable_id
+from hybridtune.records import ModelEntry
 from hybridtune.registry import save_entry
-
-
-def esconv_sessions(n: int) -> list[Session]:
-    """ESConv conversations as Sessions: seeker = user, supporter = assistant (consecutive turns merged)."""
-    out = []
-    with (SHARED / "esconv" / "test.json").open(encoding="utf-8") as f:
-        for line in f:
-            d = json.loads(line)
-            msgs: list[Message] = []
-            for t in d["dialog"]:
-                role = "assistant" if t["speaker"] == "sys" else "user"
-                if msgs and msgs[-1].role == role:
-                    msgs[-1] = Message(role=role, content=f"{msgs[-1].content} {t['text'].strip()}")
-                else:
-                    msgs.append(Message(role=role, content=t["text"].strip()))
-            out.append(Session(id=stable_id("esconv-test", len(out)), source="real", messages=msgs,
-                               meta={"situation": d.get("situation", ""), "dataset": "ESConv (CC BY-NC 4.0)"}))
-            if len(out) == n:
-                break
-    return out
 
 
 def gen_tok_per_s(ctx) -> float:
@@ -71,8 +49,7 @@ def main() -> None:
     ap.add_argument("--run-dir", help="keep the run here and resume it (stage times come from each stage's "
                                       "_done.json, so a resumed run still reports the time the stage took)")
     a = ap.parse_args()
-    if not (SHARED / "esconv" / "test.json").exists():
-        sys.exit(f"{SHARED}/esconv/test.json not present; this benchmark needs the shared data sets")
+    data_file("esconv", "test.json")  # before any work: a missing data set is one line
     cmd = f".venv/bin/python bench/trust_calibration.py --items {a.items} --samples {a.samples} " \
           f"--sessions {a.sessions} --turns {a.turns}"
     with (contextlib.nullcontext(a.run_dir) if a.run_dir else tempfile.TemporaryDirectory()) as tmp:

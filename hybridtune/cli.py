@@ -13,6 +13,7 @@ User errors print one `error:` line (no traceback) and exit non-zero.
 from __future__ import annotations
 
 import asyncio
+import errno
 import importlib
 import os
 import sys
@@ -23,7 +24,7 @@ import typer
 import yaml
 from rich.console import Console
 
-from .cli_common import ConfigArg, ConfigOpt, SetOpt, load
+from .cli_common import ConfigArg, ConfigOpt, SetOpt, load, pick
 from .errors import UserError
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no model hub at run time: models come from installed packages
@@ -41,13 +42,46 @@ domain_app = typer.Typer(help="Check domain packs.", no_args_is_help=True)
 app.add_typer(domain_app, name="domain")
 console = Console(stderr=True)
 
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            v = version("hybridtune")
+        except PackageNotFoundError:  # run from a checkout that was not pip-installed
+            import tomllib
+
+            v = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"]["version"]
+        typer.echo(f"hybridtune {v}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                                help="print the version and exit")] = False,
+          verbose: Annotated[bool, typer.Option("--verbose", "-v", help="show the libraries' own output (Hugging "
+                                                "Face logs and warnings, dataset bars): hybridtune -v VERB")] = False
+          ) -> None:
+    """Fine-tune domain chatbots on a blend of real and synthetic conversations, and prove the gain."""
+    from . import noise
+
+    noise.configure(verbose)
+
 @config_app.command("check")
 def config_check(config: ConfigArg, set_: SetOpt = None, show: bool = typer.Option(False, help="print resolved YAML")):
-    """Validate a config (keys, types, role bindings, endpoints) without calling any model."""
+    """Validate a config (keys, types, role bindings, endpoints, domain pack, input paths) without calling any model."""
     cfg = load(config, set_)
     from .llm import LLMPool
+    from .preflight import config_problems
 
-    LLMPool(cfg).check()
+    _, problems = config_problems(cfg)  # the dry run's own checks: every problem at once
+    try:
+        LLMPool(cfg).check()
+    except UserError as e:
+        problems.append(str(e))
+    if problems:
+        raise UserError(f"config check found {len(problems)} problem(s):\n  " + "\n  ".join(problems))
     if show:
         typer.echo(yaml.safe_dump(cfg.resolved_dict(), sort_keys=False))
     console.print(f"[green]ok[/green] {config}: run dir {cfg.run_dir}, roles -> "
@@ -82,12 +116,12 @@ def domain_check(
 @app.command()
 def ask(
     prompt: Annotated[str, typer.Argument(help="user message")],
-    config: ConfigOpt = Path("configs/demo.yaml"),
+    config: ConfigOpt = None,
     role: Annotated[str, typer.Option(help="role whose binding answers")] = "counselor",
     set_: SetOpt = None,
 ):
     """Send one message through a role's binding (a quick endpoint check; not cached)."""
-    cfg = load(config, [*(set_ or []), "llm.cache=false"])
+    cfg = load(pick(None, config), [*(set_ or []), "llm.cache=false"])
     from .llm import LLMPool
 
     pool = LLMPool(cfg)
@@ -133,16 +167,41 @@ def main() -> None:
     except SystemExit:
         raise
     except Exception as e:  # click usage errors come through here in standalone_mode=False
-        import click
-        from typer import _click as typer_click  # typer vendors its own click: usage errors come from either
+        sys.exit(report_unexpected(e))
 
-        if isinstance(e, click.exceptions.ClickException | typer_click.exceptions.ClickException):
-            e.show()
-            sys.exit(e.exit_code)
-        if isinstance(e, click.exceptions.Abort | typer_click.exceptions.Abort):
-            sys.exit(1)
-        raise
 
+def _click_classes(name: str) -> tuple[type, ...]:
+    """`name` from click and from typer's vendored click, where each has it (typer's lacks Abort)."""
+    import click
+    from typer import _click as typer_click
+
+    found = (getattr(click.exceptions, name, None), getattr(typer_click.exceptions, name, None))
+    return tuple(c for c in found if isinstance(c, type))
+
+
+def report_unexpected(e: Exception) -> int:
+    """One line on stderr for anything a command did not turn into a UserError; returns the exit code.
+    HYBRIDTUNE_DEBUG=1 shows the traceback as well."""
+    if isinstance(e, _click_classes("ClickException")):
+        e.show()
+        return e.exit_code
+    if isinstance(e, _click_classes("Abort")):
+        return 1
+    if os.environ.get("HYBRIDTUNE_DEBUG"):
+        import traceback
+
+        traceback.print_exception(e)
+    if isinstance(e, OSError):
+        where = f"{e.filename}: " if e.filename else ""
+        hint = {errno.ENOSPC: "free some disk space and rerun (finished work is kept)",
+                errno.EISDIR: "give a file, not a folder", errno.ENOTDIR: "a part of the path is not a folder",
+                errno.EACCES: "choose a path you may write", errno.EROFS: "choose a writable location",
+                errno.EPERM: "choose a path you may write"}.get(e.errno, "check the path and rerun")
+        print(f"error: {where}{e.strerror or type(e).__name__}; {hint}", file=sys.stderr)
+        return 1
+    print(f"error: unexpected {type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''} "
+          "(rerun with HYBRIDTUNE_DEBUG=1 for the traceback, and please report it)", file=sys.stderr)
+    return 1
 
 if __name__ == "__main__":
     main()

@@ -17,9 +17,9 @@ from typing import Any, Literal, get_args, get_origin
 from urllib.parse import parse_qsl, urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
-from .app.conversations import ConversationsConfig
+from .app.config import ConversationsConfig
 from .contamination import ContaminationConfig, migrate_legacy
 from .curate.config import CurateConfig, MixConfig
 from .errors import UserError
@@ -30,7 +30,7 @@ from .safety.config import SafetyConfig
 from .store import check_run_name, run_path
 from .synth.config import SynthConfig
 from .train.config import TrainConfig
-from .variants import Recipe, Variant, default_recipes, resolve
+from .variants import Recipe, Variant, default_recipes, resolve, with_seeds
 
 ROLES = ("generator", "patient", "counselor", "judge", "annotator")
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -43,6 +43,10 @@ def looks_like_key(value: object) -> bool:
     s = str(value).strip()
     if KEY_PREFIX.match(s):
         return True
+    if len(s) >= 32 and re.fullmatch(r"[0-9a-fA-F]+", s) and re.search(r"\d", s):  # a hex secret (64 chars: a SHA-256 key)
+        return True
+    if len(s) >= 24 and re.fullmatch(r"[A-Za-z0-9]+", s) and re.search(r"\d", s) and re.search(r"[A-Za-z]", s):
+        return True  # one long run of letters and digits: no variable name or path word looks like that
     return (len(s) >= 20 and re.fullmatch(r"[A-Za-z0-9_\-.=+/]+", s) is not None and re.search(r"\d", s) is not None
             and re.search(r"[a-z]", s) is not None and re.search(r"[A-Z]", s) is not None)
 
@@ -188,6 +192,7 @@ class ExperimentConfig(Strict):
     safety: SafetyConfig = Field(default_factory=SafetyConfig)
     conversations: ConversationsConfig = Field(default_factory=ConversationsConfig)
     source_path: str | None = Field(None, description="set by load_config: the YAML file read")
+    _set_keys: list[str] = PrivateAttr(default_factory=list)  # keys given by `--set`, for `blame`
 
     @model_validator(mode="before")
     @classmethod
@@ -216,8 +221,9 @@ class ExperimentConfig(Strict):
         return self
 
     def variant_list(self) -> list[Variant]:
-        """The declared variants in order, sweeps expanded (the one list every stage iterates)."""
-        return resolve(self.variants, self.mix.size, self.mix.stratify_by)
+        """The declared variants in order, sweeps expanded, and with `train.seeds` each trained one's
+        further seeds (variant~s<seed>, after it): the one list every stage iterates."""
+        return with_seeds(resolve(self.variants, self.mix.size, self.mix.stratify_by), self.train.seeds)
 
     def variant(self, name: str) -> Variant:
         for v in self.variant_list():
@@ -232,6 +238,12 @@ class ExperimentConfig(Strict):
 
     def resolved_dict(self) -> dict:
         return self.model_dump(mode="json")
+
+    def blame(self, problem: str) -> str:
+        """`problem` ("key.path: what is wrong") with the key blamed on `--set` when an override gave it."""
+        key = problem.split(":", 1)[0]
+        owner = set_key_for(key, self._set_keys)
+        return f"--set {problem}" if owner and owner == key else f"--set {owner}: {problem}" if owner else problem
 
 
 def _set_dotted(data: dict, dotted: str, value: Any) -> None:
@@ -283,23 +295,36 @@ def _model_at(loc: tuple, root: type[BaseModel] = ExperimentConfig) -> type[Base
     return model if isinstance(model, type) else None
 
 
-def format_validation_error(err: ValidationError, source: str) -> str:
+def set_key_for(path: str, set_keys: list[str]) -> str | None:
+    """The `--set` key that gave `path` (itself, a section above it or a key inside it), if any."""
+    for k in set_keys:
+        if path == k or path.startswith(k + ".") or k.startswith(path + "."):
+            return k
+    return None
+
+
+def format_validation_error(err: ValidationError, source: str, set_keys: list[str] | None = None) -> str:
+    """One line per error, naming where the bad value came from: the file, or `--set KEY`."""
     lines = []
     for e in err.errors():
         loc = tuple(e["loc"])
         path = ".".join(str(p) for p in loc) or "(top level)"
+        msg_key = e["msg"].removeprefix("Value error, ").split(":", 1)[0]  # model-level errors name their key
+        owner = set_key_for(path if loc else msg_key, set_keys or [])
+        src = f"--set {owner}" if owner else source
         if e["type"] == "extra_forbidden":
             owner = _model_at(loc)
             known = list(owner.model_fields) if owner else []
             close = difflib.get_close_matches(str(loc[-1]), known, n=1)
             fix = f"did you mean '{close[0]}'?" if close else f"remove it (known keys: {', '.join(known)})"
-            lines.append(f"{source}: {path}: unknown key; {fix}")
+            where = src if src == f"--set {path}" else f"{src}: {path}"
+            lines.append(f"{where}: unknown key; {fix}")
         else:
             msg = e["msg"].removeprefix("Value error, ")
             got = e.get("input")
             secret = "api_key_env" in loc or "base_url" in loc or "extra" in loc or looks_like_key(got)  # never echo a key
             got_s = f" (got {got!r})" if not isinstance(got, dict | list) and got is not None and not secret else ""
-            lines.append(f"{source}: {path}: {msg}{got_s}")
+            lines.append(f"{src}: {path}: {msg}{got_s}" if src != f"--set {path}" else f"{src}: {msg}{got_s}")
     return "\n".join(lines)
 
 
@@ -311,7 +336,9 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
         p = Path(path)
         source = str(p)
         if not p.is_file():
-            raise UserError(f"{p}: config file not found; pass a YAML file such as configs/demo.yaml")
+            raise UserError(f"{p}: config file not found (looked from {Path.cwd()}); give the path of an "
+                            "experiment YAML or a run folder, or run from the hybridtune checkout, whose configs/ "
+                            "holds the examples")
         try:
             data = load_yaml(p.read_text(encoding="utf-8")) or {}
         except (yaml.YAMLError, BadYAML) as e:
@@ -324,7 +351,10 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
             raise UserError(f"{p}: expected a mapping of keys at the top level, got {type(data).__name__}")
     apply_overrides(data, overrides or [])
     data["source_path"] = source
+    set_keys = [o.split("=", 1)[0].strip() for o in overrides or [] if "=" in o]
     try:
-        return ExperimentConfig.model_validate(data)
+        cfg = ExperimentConfig.model_validate(data)
     except ValidationError as e:
-        raise UserError(format_validation_error(e, source)) from None
+        raise UserError(format_validation_error(e, source, set_keys)) from None
+    cfg._set_keys = set_keys
+    return cfg

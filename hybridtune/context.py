@@ -1,7 +1,7 @@
 """The run context every stage receives, and the resumable per-item stage runner.
 
     with open_run(cfg) as ctx:                  # lock, resolved config, cache, usage
-        ctx.run_stage("synth", synth.stage.run)  # skipped when done; marker written last
+        ctx.run_stage("synth", sessions.run)     # hybridtune.synth.sessions; skipped when done, marker written last
 
 Inside a stage, `map_items` runs an async `fn(key, item)` over work items with bounded
 concurrency, appends each result the moment it is ready, skips items already done (so a

@@ -265,6 +265,11 @@ def load_domain(name_or_path: str) -> Domain:
     p = Path(name_or_path)
     root = p if p.is_dir() else DOMAINS_DIR / name_or_path
     if not (root / "domain.yaml").is_file():
+        import difflib
+
         known = sorted(d.name for d in DOMAINS_DIR.iterdir() if (d / "domain.yaml").is_file())
-        raise UserError(f"domain: '{name_or_path}' is not a domain folder (with domain.yaml) nor one of {known}")
+        close = difflib.get_close_matches(str(name_or_path), known, n=1)
+        hint = f"did you mean '{close[0]}'? " if close else ""
+        raise UserError(f"domain: '{name_or_path}' is not a domain folder (with domain.yaml) nor a pack name; "
+                        f"{hint}packs: {', '.join(known)}")
     return Domain(root)

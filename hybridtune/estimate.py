@@ -336,6 +336,11 @@ class Estimator:
         judges = 2 if ev.second_judge_endpoint else 1
         self.add("score", "judge", convs * len(metrics) * ev.judge_samples * judges,
                  convs * per * ev.judge_samples * judges)
+        if ev.pairwise and v > 1:  # both orders of every pair of variants per scenario's shared client turn
+            calls = n_scen * v * (v - 1)
+            msgs = render(self.dom.prompt("eval_judge_pairwise"), transcript=stand_in(p_out + 6),
+                          reply_a=stand_in(c_out), reply_b=stand_in(c_out))
+            self.add("score", "judge", calls, calls * chat_tokens(msgs))
         return [conv.client_turns] * convs
 
     def conversation(self, p0: float, m: int) -> SimpleNamespace:
@@ -388,6 +393,19 @@ class Estimator:
                                      scenario="")) for x in ev.metrics)
         self.add("calibrate", "judge", items * versions * len(ev.metrics) * tc.calib_samples,
                  items * versions * per * tc.calib_samples)
+        from .evaluate.experts import load_annomi, locate, matched_pairs
+
+        path = locate(tc.experts)[0] if tc.expert_pairs or tc.expert_turns else None
+        if path is not None and tc.expert_pairs:  # AnnoMI excerpts, ~25 tokens a message
+            n = 2 * len(matched_pairs(load_annomi(path), tc.expert_pairs, self.cfg.seed)) * tc.calib_samples
+            per = sum(chat_tokens(render(self.dom.prompt(rubric(x)), transcript=stand_in(25 * tc.expert_window),
+                                         scenario="")) for x in ev.metrics)
+            self.add("calibrate", "judge", n * len(ev.metrics), n * per)
+        if path is not None and tc.expert_turns:  # the annotator on expert-coded therapist turns
+            ctx = [{"speaker": "Client", "content": stand_in(25)}] * self.cfg.real.annotate.context_turns
+            msgs = render(self.dom.prompt("real_annotate_turn"), context=ctx, speaker="Counselor", turn=stand_in(25),
+                          techniques=self.dom.techniques, emotions=self.dom.emotions, distortions=self.dom.distortions)
+            self.add("calibrate", "annotator", tc.expert_turns, tc.expert_turns * chat_tokens(msgs))
         sessions = convs[: tc.simcheck_sessions]
         turns = sum(min(tc.simcheck_turns, round(t)) for t in sessions)
         sc = self.scenario()

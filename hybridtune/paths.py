@@ -73,8 +73,12 @@ def output_file(out: Path, inputs: Iterable[Path] = (), parent_must_exist: bool 
     for src in inputs:
         if same_file(out, src) or out.resolve() == src.resolve():
             raise UserError(f"{out}: is also the input; write the output to another file (the input is never overwritten)")
+    if out.is_symlink():
+        raise UserError(f"{out}: is a symbolic link; pass the path of a regular file (outputs are not written through links)")
     if out.is_dir():
         raise UserError(f"{out}: is a folder; pass a file name for the output, e.g. {out / 'out.jsonl'}")
+    if out.exists() and not out.is_file():
+        raise UserError(f"{out}: is a device, pipe or socket, not a regular file; pass a file path (it is never replaced)")
     _creatable(out)
     if parent_must_exist and not out.parent.is_dir():
         raise UserError(f"{out}: the folder {out.parent} does not exist; create it or choose another path")

@@ -5,15 +5,16 @@
 
 First, alone and in seconds: a config that trains on CUDA (`train.device: cuda`) on a machine
 without a CUDA GPU (one line naming CUDA and `make setup-gpu`; train/hardware.py). Then,
-blocking: no real inputs (or a path / data set name that is not there), a training backend
-that cannot work with the chosen endpoints, a missing API key, the local training's base
-model not in the cache, a launch the machine cannot run (processes, DeepSpeed), a memory
-misfit against free memory and the strategy's sharding, a serving server that is down, does
-not serve the base model or cannot load LoRA adapters at runtime, a model the provider no
-longer serves (hybridtune/provider.py). Then the cost estimate per stage and role
-(hybridtune/estimate.py) and the budget check. `run` runs the same training, serving and
-provider checks before its first stage, so nothing is generated for a run that would break
-at the train stage.
+blocking: an unknown domain pack, no real inputs (or a path / data set name that is not
+there), a training backend that cannot work with the chosen endpoints (`config_problems`,
+which `hybridtune config check` runs too), a missing API key, the local training's base model
+not in the cache, a launch the machine cannot run (processes, DeepSpeed), a memory misfit
+against free memory and the strategy's sharding, a serving server that is down, does not serve
+the base model or cannot load LoRA adapters at runtime, a model the provider no longer serves
+(hybridtune/provider.py). Then the cost estimate per stage and role (hybridtune/estimate.py)
+and the budget check. A problem with a key given by `--set` is blamed on `--set KEY`. `run`
+runs the same training, serving and provider checks before its first stage
+(`check_before_run`), so nothing is generated for a run that would break at the train stage.
 """
 from __future__ import annotations
 
@@ -153,22 +154,31 @@ def check_before_run(cfg: ExperimentConfig, chosen: list[str], roles: list[str])
     return ok
 
 
+def config_problems(cfg: ExperimentConfig) -> tuple[list[str], list[str]]:
+    """(ok lines, problems) of the checks that call no model and no server: the domain pack, the
+    real inputs and evaluation scenarios, the training backend against the endpoints."""
+    ok, problems = [], []
+    try:
+        dom = load_domain(cfg.domain)
+        ok.append(f"domain: {dom.name}: {len(dom.techniques)} techniques, {len(dom.distortions)} distortions, "
+                  f"{len(dom.emotions)} emotions")
+    except UserError as e:
+        problems.append(str(e))
+    found, missing = check_real_inputs(cfg)
+    return ok + found, [cfg.blame(p) for p in [*problems, *missing, *check_training(cfg)]]
+
+
 def preflight(cfg: ExperimentConfig) -> list[str]:
     from .train.hardware import check_device
 
     check_device(cfg.train)  # alone and first: without CUDA nothing else matters
     lines = [f"config: {cfg.source_path} ok (run dir {cfg.run_dir})"]
-    dom = load_domain(cfg.domain)
-    lines.append(f"domain: {dom.name}: {len(dom.techniques)} techniques, {len(dom.distortions)} distortions, "
-                 f"{len(dom.emotions)} emotions")
-    ok, problems = check_real_inputs(cfg)
+    ok, problems = config_problems(cfg)
     lines += ok
-    backend_problems = check_training(cfg)
-    problems += backend_problems
-    if not backend_problems:  # a trainer that fits the endpoints: can it run here?
+    if not check_training(cfg):  # a trainer that fits the endpoints: can it run here?
         ok, bad = local_training_checks(cfg)
         lines += ok
-        problems += bad
+        problems += [cfg.blame(p) for p in bad]
     pool = LLMPool(cfg)
     for role, rc in cfg.roles.items():
         ep = cfg.endpoints[rc.endpoint]

@@ -7,6 +7,9 @@ adapter served by vLLM is called by its name there (loaded again if the server r
 
     reg = load_registry(store)              # {"base": ModelEntry, "real": ..., "hybrid": ...}
     llm = counselor_llm(ctx, reg["hybrid"])
+
+A registry of trained models, not a `plugins.Registry` (those are the named extension points:
+formats, backends, metrics).
 """
 from __future__ import annotations
 

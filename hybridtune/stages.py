@@ -57,6 +57,7 @@ class Stage:
     options: tuple[Option, ...] = ()  # extra verb options, passed to the function as keyword arguments
     summary: str = ""    # what its summary.json holds besides what the stage returns (for the docs table)
     needs: tuple[str, ...] = ()  # files of the domain pack it reads ("{metric}": each configured judge metric's rubric)
+    starts_run: bool = False  # reads no earlier stage: its verb may start a run (the others refuse a missing one)
 
     @property
     def fn(self) -> Callable:
@@ -106,7 +107,7 @@ STAGES: list[Stage] = [
     Stage("personas", "hybridtune.synth.personas:run", "personas",
           "Generate quota-sampled personas with quality checks -> runs/<name>/personas/personas.jsonl.",
           "domain attributes", "`personas.jsonl`, `personas_dropped.jsonl`, `persona_drafts.jsonl` (every attempt)", roles=("generator", "judge"), output="personas.jsonl",
-          needs=_PERSONA_FILES),
+          needs=_PERSONA_FILES, starts_run=True),
     Stage("scenarios", "hybridtune.synth.scenarios:run", "scenarios",
           "Write CBT scenarios for each persona (distortions checked, near-duplicates replaced) -> scenarios/scenarios.jsonl.",
           "personas", "`scenarios.jsonl`, `scenarios_rejected.jsonl` (near-duplicates), `scenario_drafts.jsonl`",
@@ -128,7 +129,8 @@ STAGES: list[Stage] = [
           "Make the held-out evaluation scenarios (generated on their own seed, or from evaluate.scenarios_file).",
           "own seed / file", "`scenarios.jsonl`, `quarantine.jsonl`, `contamination.json`, generated: `personas/`, "
           "`scenarios/` (as the personas and scenarios stages)",
-          roles=_eval_scenario_roles, needs=(*_PERSONA_FILES, *_SCENARIO_FILES, "prompts/eval_crisis_scenario.yaml")),
+          roles=_eval_scenario_roles, needs=(*_PERSONA_FILES, *_SCENARIO_FILES, "prompts/eval_crisis_scenario.yaml"),
+          starts_run=True),
     Stage("mix", "hybridtune.curate.mix:run", "mix",
           "Build each declared variant's training set, test splits and exports (stage `mix`; runs/<name>/mix/).",
           "curated sessions + review decisions, `real/samples.jsonl` (QA units), eval scenarios",
@@ -151,22 +153,24 @@ STAGES: list[Stage] = [
           "`contamination.json`", roles=("patient",), needs=("prompts/eval_patient.yaml",)),
     Stage("score", "hybridtune.evaluate.score:run", "score",
           "Judge every simulated conversation on the configured metrics (default empathy and relevance 1-10).",
-          "simulated sessions", "`scores.jsonl`, `session_scores.jsonl`",
-          summary="failures, judge noise, agreement, length bias", roles=("judge",), needs=("prompts/{metric}.yaml",)),
+          "simulated sessions", "`scores.jsonl`, `session_scores.jsonl`, `pairwise.jsonl`, `pairwise_units.jsonl`",
+          summary="failures, judge noise, agreement, length bias, pairwise win rates", roles=("judge",),
+          needs=("prompts/{metric}.yaml", "prompts/eval_judge_pairwise.yaml")),
     Stage("likelihood", "hybridtune.evaluate.likelihood:run", "likelihood",
           "Score held-out real and synthetic sessions with every variant: NLL per counselor token, paired CIs.",
           "mix test splits, models.json", "`sessions.jsonl` (NLL per session)",
           summary="paired NLL differences with CIs per split"),
     Stage("calibrate", "hybridtune.evaluate.calibrate:run", "calibrate",
           "Validate the judge on real vs degraded counselor turns (AUC per metric) and check the simulated patient.",
-          "mix test split, simulated sessions", "`items.jsonl`, `ratings.jsonl`, `simcheck.jsonl`",
-          summary="judge AUC, noise, length bias, verdict; simulator check",
+          "mix test split, simulated sessions, expert labels (AnnoMI)",
+          "`items.jsonl`, `ratings.jsonl`, `experts.jsonl`, `expert_annotations.jsonl`, `simcheck.jsonl`",
+          summary="judge AUC, noise, length bias, verdict; judge vs experts; simulator check",
           roles=("judge",), needs=("prompts/{metric}.yaml", "prompts/trust_degradations.yaml",
                                    "prompts/trust_simcheck.yaml", "prompts/trust_role_patterns.yaml")),
     Stage("report", "hybridtune.evaluate.report:run", "report",
           "Write report.md and a self-contained report.html from cached results (no model calls).",
           "everything", "`report.md`, `report.html`, `*.png`", summary="the headline table and tests",
-          output="report.md", rerun=True),
+          output="report.md", rerun=True, show="hybridtune.evaluate.report:describe"),
 ]
 
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 import hmac
 import json
 from collections.abc import Iterable
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from fastapi import FastAPI, HTTPException, Request
@@ -161,3 +162,22 @@ def guarded_app(title: str, *, host: str, token: str | None, headers: dict[str, 
         return JSONResponse({error_key: exc.detail}, status_code=exc.status_code)
 
     return app
+
+
+PAGE_FILES = {"app.js": "text/javascript", "style.css": "text/css"}
+
+
+def serve_page(app: FastAPI, static: Path) -> None:
+    """The page of a local web app: `/` is static/index.html, `/static/{name}` one of PAGE_FILES (a fixed
+    list: no path ever comes from the URL)."""
+    from fastapi.responses import FileResponse
+
+    @app.get("/")
+    def index():
+        return FileResponse(static / "index.html", media_type="text/html")
+
+    @app.get("/static/{name}")
+    def page_file(name: str):
+        if name not in PAGE_FILES:
+            raise HTTPException(404)
+        return FileResponse(static / name, media_type=PAGE_FILES[name])

@@ -62,3 +62,19 @@ def test_resolved_config_written_to_run_dir(fake_ctx):
     with cm as ctx:
         text = (ctx.store.root / "config.yaml").read_text()
     assert "sessions: 3" in text
+
+
+def test_cpu_study_has_the_papers_design_and_a_grouped_split():
+    """Issue 27: hybrid = exactly real's R real sessions + S synthetic, synthetic = those S, and
+    whole AnnoMI videos and series held out together."""
+    from hybridtune.variants import contrast
+
+    cfg = load_config(ROOT / "configs" / "cpu-study.yaml")
+    v = {x.name: x for x in cfg.variant_list() if x.replicate_of is None}
+    assert list(v) == ["base", "real", "hybrid", "synthetic"]
+    assert v["hybrid"].design == "added" and v["hybrid"].adds_to == "real"
+    assert v["hybrid"].counts() == {"real": v["real"].size, "synthetic": v["synthetic"].size}
+    assert "the same 40 real ones" in contrast(v["hybrid"], v["real"])
+    assert "the same 18 synthetic ones" in contrast(v["hybrid"], v["synthetic"])
+    assert cfg.mix.group_by == ["video_url", "series"] and len(cfg.train.seeds) >= 3
+    assert [x.name for x in cfg.variant_list()][:4] == ["base", "real", "real~s12", "real~s13"]

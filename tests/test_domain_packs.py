@@ -196,3 +196,38 @@ def test_sales_coach_pipeline_on_embedded_model(make_cfg, tmp_path):
     assert all(x["metric"] == "next_step" and 1 <= x["score"] <= 5 and x["prompt"] == "eval_judge_next_step@1"
                for x in scores)
     assert "| Model | Next step Avg |" in (runs / "report" / "report.md").read_text()
+
+
+@pytest.mark.slow
+def test_train_seeds_run_through_the_pipeline_and_pool_in_the_report(fake_ctx, tmp_path):
+    """train.seeds: every seed's model is simulated, scored and scored for likelihood, and the
+    report pools them into their declared variant (the scenario and session stay the units)."""
+    import json
+
+    data = tmp_path / "inputs"
+    data.mkdir()
+    (data / "coaching_call.txt").write_text(SALES_TRANSCRIPT)
+    scen = tmp_path / "eval.yaml"
+    scen.write_text(EVAL_SCENARIOS)
+    ctx_cm, _ = fake_ctx(
+        "domain=sales_coach", f"real.inputs=[{data}]", "real.pii.ner=false", "real.llm=false",
+        "synth.personas=3", "synth.scenarios_per_persona=1", "synth.sessions=4", "synth.min_exchanges=2",
+        "synth.max_exchanges=2", "synth.min_distortions=1", "synth.concurrency=1",
+        f"evaluate.scenarios_file={scen}", "evaluate.scenarios=2", "evaluate.max_turns=2",
+        "evaluate.bootstrap_resamples=100", "mix.size=4", "mix.allow_smaller=true", "mix.min_test=1",
+        "contamination.method=shingles", "curate.threshold=1", "llm.max_failure_rate=1.0", "train.seeds=[1, 2]",
+        responder=responder)
+    with ctx_cm as ctx:
+        run_pipeline(ctx.cfg, ctx=ctx, only=names()[: names().index("mix") + 1])
+        models = [v.name for v in ctx.cfg.variant_list()]
+        for name in models:
+            save_entry(ctx.store, ModelEntry(variant=name, backend="fake", model="fake"))
+        after = run_pipeline(ctx.cfg, ctx=ctx, only=names()[names().index("simulate"):])
+        summary = json.loads(ctx.store.path("report", "summary.json").read_text())
+        lik = ctx.store.stage("likelihood").read_summary()
+        mixed = {p.name for p in ctx.store.path("mix").iterdir() if p.is_dir()}
+    assert models == ["base", "real", "real~s2", "hybrid", "hybrid~s2"] and {"real~s2", "hybrid~s2"} <= mixed
+    assert after["simulate"]["variants"] == models
+    assert summary["variants"] == ["base", "real", "hybrid"]
+    assert summary["comparisons"] and all(len(c["seed_estimates"]) == 2 for c in summary["comparisons"])
+    assert set(lik["skipped"]) == set(models)  # the fake backend has no log-probabilities: every model is tried

@@ -45,7 +45,7 @@ async def _echo(ctx, st, *, word: str = "hi"):
 
 
 ECHO = Stage("echo", _echo, "echo", "Echo one word through the judge.", "nothing", "`echo.json`",
-             roles=("judge",), output="echo.json",
+             roles=("judge",), output="echo.json", starts_run=True,  # reads no earlier stage
              options=(stages.Option("word", str, "hi", ("--word",), "the word to send"),))
 
 

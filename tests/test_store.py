@@ -60,3 +60,66 @@ def test_bad_stage_name(tmp_path):
     with pytest.raises(AssertionError):
         RunStore(tmp_path).stage("../evil")
     assert UserError
+
+
+def _pass(st, fp="fp"):
+    from hybridtune.store import CheckpointedPass
+
+    return CheckpointedPass(st, "_state.json", fp, ("out.jsonl", "log.jsonl"))
+
+
+def _run(st, units, stop_after=None, fp="fp"):
+    """A pass writing two records per unit; `stop_after` units it writes half of the next and 'dies'."""
+    run = _pass(st, fp)
+    w = run.open()
+    counters = dict(run.state.counters)
+    for i, u in enumerate(units[run.done:], run.done):
+        if i == stop_after:
+            w["out.jsonl"].write({"id": f"{u}-a"})  # written after the last checkpoint, then killed
+            w["out.jsonl"].f.flush()
+            return run
+        for part in "ab":
+            w["out.jsonl"].write({"id": f"{u}-{part}"})
+        w["log.jsonl"].write({"unit": u})
+        counters["n"] = counters.get("n", 0) + 2
+        run.checkpoint(i + 1, counters)
+    run.commit(len(units), counters)
+    return run
+
+
+def test_checkpointed_pass_resumes_to_the_same_bytes(tmp_path):
+    units = ["u0", "u1", "u2", "u3"]
+    ref = RunStore(tmp_path / "ref").stage("x")
+    _run(ref, units)
+    st = RunStore(tmp_path / "run").stage("x")
+    _run(st, units, stop_after=2)
+    assert not st.file("out.jsonl").exists()  # nothing final before the commit
+    resumed = _pass(st)
+    assert resumed.done == 2 and resumed.state.counters == {"n": 4} and not resumed.committed
+    assert [e["unit"] for e in resumed.lines("log.jsonl")] == ["u0", "u1"]
+    _run(st, units)
+    for name in ("out.jsonl", "log.jsonl"):
+        assert st.file(name).read_bytes() == ref.file(name).read_bytes(), name
+    assert _pass(st).committed and [e["unit"] for e in _pass(st).lines("log.jsonl")] == units
+    assert not list(st.path.glob(".*.tmp"))
+
+
+def test_checkpointed_pass_starts_over_on_other_inputs_or_a_lost_temp_file(tmp_path):
+    st = RunStore(tmp_path / "run").stage("x")
+    _run(st, ["u0", "u1", "u2"], stop_after=2)
+    assert _pass(st, fp="other").done == 0  # other inputs or config
+    st.file(".out.jsonl.tmp").write_bytes(b"")  # shorter than the checkpoint recorded
+    assert _pass(st).done == 0
+
+
+def test_fingerprint_follows_config_and_files(tmp_path):
+    import os
+
+    from hybridtune.store import fingerprint
+
+    f = tmp_path / "a.txt"
+    f.write_text("one")
+    fp = fingerprint({"k": 1}, [f])
+    assert fingerprint({"k": 1}, [f]) == fp and fingerprint({"k": 2}, [f]) != fp
+    os.utime(f, ns=(1, 1))
+    assert fingerprint({"k": 1}, [f]) != fp

@@ -4,19 +4,22 @@ reply. `hybridtune review` shows them beside the synthetic sessions; accepted on
 source (`real.inputs: [runs/<name>/conversations]`), and a later run's report says how the
 counselor did with real users.
 
-Folder runs/<name>/conversations/ (only created when keeping is on):
+Folder runs/<name>/conversations/ (only created when keeping is on; 0700, every file 0600):
   _conversations.json  marks the folder: `real.inputs` reads only accepted.jsonl from it
   sessions.jsonl       Session (source real, meta.kind conversation), a snapshot after every reply,
-                       already scrubbed; the latest snapshot of an id counts
+                       already scrubbed (the fixed safety wording is never rewritten); the latest
+                       snapshot of an id counts for review, `meta.turns` numbers the snapshots
   feedback.jsonl       Feedback per reply (rating up|down, comment scrubbed); the latest per reply counts
-  decisions.jsonl      review decisions (the curate Decision records)
-  accepted.jsonl       accepted conversations (reviewer edits applied) as chat JSONL, rewritten per decision
+  withdrawn.jsonl      opt-outs (and opt-ins after one) per conversation id: the last one counts
+  decisions.jsonl      review decisions (the curate Decision records, each naming the snapshot reviewed)
+  accepted.jsonl       accepted conversations as the reviewer saw them (that snapshot, edits applied),
+                       as chat JSONL, rewritten per decision
 
 A user who opts a conversation out has every record of it removed at once (files rewritten
-atomically), and nothing more of it is written.
+atomically), and nothing more of it is written; opting back in keeps only what is said after.
 
-    log = ConversationLog.open(cfg)                  # None unless conversations.keep is on
-    log.save(engine)                                 # after a reply
+    log = ConversationLog.open(cfg, domain)          # None unless conversations.keep is on
+    log.save(engine, surface="chat")                 # after a reply
     log.feedback(conv_id, index, "up", "helpful")
     summarize(Path("runs/demo/conversations"), cfg.safety)   # for the report
 """
@@ -29,29 +32,18 @@ from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
-
+from ..errors import UserError
 from ..records import Message, Record, Session, stable_id
 from ..store import StageDir, atomic_write, read_jsonl_dicts
 
 if TYPE_CHECKING:
     from ..config import ExperimentConfig
+    from ..domain import Domain
+    from ..real.pii import Scrubber
     from ..safety.config import SafetyConfig
-    from .engine import ChatEngine
+    from .transcript import ChatTranscript as ChatEngine  # what save() reads of an engine
 
 MANIFEST = "_conversations.json"
-NOTICE = ("This conversation is kept to improve the counselor: names, places and contact details are removed "
-          "first, and a reviewer may read it. Untick \"Keep this conversation\" to have it deleted and not kept.")
-
-
-class ConversationsConfig(BaseModel):
-    """Config section `conversations`: keeping the counselor's conversations with real users."""
-
-    model_config = ConfigDict(extra="forbid")
-    keep: bool = Field(False, description="keep serve/chat conversations (scrubbed) in runs/<name>/conversations; "
-                       "users see `notice` and can opt each conversation out")
-    notice: str = Field(NOTICE, min_length=20, description="what users are told when keeping is on")
-    max_comment_chars: int = Field(2000, ge=1, description="longest feedback comment accepted")
 
 
 class Feedback(Record):
@@ -68,12 +60,22 @@ def folder_of(cfg: ExperimentConfig) -> Path:
     return cfg.run_dir / "conversations"
 
 
+def privacy_scrubber(cfg: ExperimentConfig, domain: Domain | None) -> Scrubber:
+    """The ingest scrubber (config `real.pii`) that leaves the fixed safety wording as it is: what
+    chat and serve write of a person's words goes through it first."""
+    from ..real.pii import Scrubber
+    from ..safety.policy import fixed_texts
+
+    return Scrubber(cfg.real.pii, seed=cfg.seed, protected=fixed_texts(cfg.safety, domain))
+
+
 class ConversationLog:
     """The kept conversations of one run (one writer process: serve or chat)."""
 
-    def __init__(self, folder: Path, cfg: ExperimentConfig):
-        self.st = StageDir(Path(folder), "conversations")
+    def __init__(self, folder: Path, cfg: ExperimentConfig, domain: Domain | None = None):
+        self.st = StageDir(Path(folder), "conversations", private=True)
         self.cfg = cfg
+        self.domain = domain
         self.lock = threading.Lock()  # scrubbing runs in a worker thread; one write at a time
         self._scrubber = None
         self._last: dict[tuple[str, int], Feedback] = {}  # a rating and a comment sent apart make one record
@@ -81,22 +83,22 @@ class ConversationLog:
             self.st.write_json(MANIFEST, {"kind": "hybridtune conversations", "created": time.time(),
                                           "scrubbed_with": "hybridtune.real.pii (real.pii config)",
                                           "ingest": "real.inputs reads accepted.jsonl only"})
+        if cfg.conversations.retention_days:
+            delete(self.st.path, older_than_days=cfg.conversations.retention_days)
 
     @classmethod
-    def open(cls, cfg: ExperimentConfig) -> ConversationLog | None:
-        return cls(folder_of(cfg), cfg) if cfg.conversations.keep else None
+    def open(cls, cfg: ExperimentConfig, domain: Domain | None = None) -> ConversationLog | None:
+        return cls(folder_of(cfg), cfg, domain) if cfg.conversations.keep else None
 
     @property
-    def scrubber(self):
+    def scrubber(self) -> Scrubber:
         if self._scrubber is None:
-            from ..real.pii import Scrubber
-
-            self._scrubber = Scrubber(self.cfg.real.pii, seed=self.cfg.seed)
+            self._scrubber = privacy_scrubber(self.cfg, self.domain)
         return self._scrubber
 
     def save(self, engine: ChatEngine, surface: str) -> Session | None:
-        """Scrub and append the conversation so far (its latest snapshot counts)."""
-        turns = [m for m in engine.messages if m.role != "system"]
+        """Scrub and append the kept part of the conversation (a snapshot; the latest counts)."""
+        turns = [m for m in engine.messages[engine.kept_from:] if m.role != "system"]
         if not turns:
             return None
         with self.lock:
@@ -104,10 +106,12 @@ class ConversationLog:
             if cid in self.withdrawn():
                 return None
             texts, counts = self.scrubber.scrub_session([m.content for m in turns], key=cid)
+            risks = [{**r, "index": r["index"] - engine.kept_from} for r in engine.turn_risks
+                     if r["index"] >= engine.kept_from]
             s = Session(id=cid, source="real", messages=[Message(role=m.role, content=t) for m, t in zip(turns, texts, strict=True)],
                         meta={"kind": "conversation", "surface": surface, "variant": engine.variant,
-                              "started": engine.started, "updated": time.time(), "safety": engine.turn_risks,
-                              "pii": dict(counts)})
+                              "started": engine.started, "updated": time.time(), "safety": risks,
+                              "turns": len(turns), "pii": dict(counts)})
             self.st.append("sessions.jsonl", s)
             return s
 
@@ -115,6 +119,8 @@ class ConversationLog:
         """Record a rating and/or comment of reply `index` (the comment scrubbed like the conversation);
         what is not given keeps its earlier value."""
         with self.lock:
+            if cid in self.withdrawn():
+                raise UserError("this conversation was opted out: nothing of it is kept, feedback included")
             prev = self._last.get((cid, index))
             comment = self.scrubber.scrub_text(comment.strip(), key=cid) if comment.strip() else ""
             fb = Feedback(id=stable_id("feedback", cid, index), conversation_id=cid, index=index,
@@ -127,31 +133,88 @@ class ConversationLog:
     def forget(self, cid: str) -> None:
         """The user opted out: remove every record of the conversation and keep it out."""
         with self.lock:
-            self.st.append("withdrawn.jsonl", {"id": cid})
+            self.st.append("withdrawn.jsonl", {"id": cid, "withdrawn": True, "time": time.time()})
             self._last = {k: v for k, v in self._last.items() if k[0] != cid}
-            for name, key in (("sessions.jsonl", "id"), ("feedback.jsonl", "conversation_id")):
-                p = self.st.file(name)
-                if p.exists():
-                    keep = [d for d in read_jsonl_dicts(p) if d.get(key) != cid]
-                    atomic_write(p, "".join(json.dumps(d, ensure_ascii=False) + "\n" for d in keep))
+            purge(self.st.path, {cid})
+
+    def rejoin(self, cid: str) -> None:
+        """The user opted back in: what they say from now on may be kept (nothing from before)."""
+        with self.lock:
+            self.st.append("withdrawn.jsonl", {"id": cid, "withdrawn": False, "time": time.time()})
 
     def withdrawn(self) -> set[str]:
-        p = self.st.file("withdrawn.jsonl")
-        return {d["id"] for d in read_jsonl_dicts(p)} if p.exists() else set()
+        return withdrawn(self.st.path)
 
 
 # -- reading (review app, real ingest, report) ---------------------------------------------------
 
+# where a conversation's id appears, file by file (relative to the conversations folder), and under which key
+TRACES = (("sessions.jsonl", "id"), ("feedback.jsonl", "conversation_id"), ("decisions.jsonl", "session_id"),
+          ("accepted.jsonl", "id"), ("../chat/safety_events.jsonl", "ref"), ("../chat/sessions.jsonl", "meta.chat_id"))
+
+
+def _key(d: dict, key: str):
+    for part in key.split("."):
+        d = d.get(part) if isinstance(d, dict) else None
+    return d
+
+
+def purge(folder: Path, ids: set[str]) -> int:
+    """Remove every record of these conversations from the kept folder and the run's chat folder
+    (snapshots, feedback, review decisions, the accepted export, safety events, saved copies);
+    files are rewritten atomically. Returns how many records went."""
+    gone = 0
+    for name, key in TRACES:
+        p = (Path(folder) / name).resolve()
+        if not p.is_file():
+            continue
+        rows = list(read_jsonl_dicts(p))
+        keep = [d for d in rows if _key(d, key) not in ids]
+        if len(keep) != len(rows):
+            atomic_write(p, "".join(json.dumps(d, ensure_ascii=False) + "\n" for d in keep))
+            gone += len(rows) - len(keep)
+    return gone
+
+
+def expired(folder: Path, days: float, now: float | None = None) -> set[str]:
+    """Kept conversations whose latest snapshot is older than `days`."""
+    cutoff = (now or time.time()) - days * 86400
+    return {cid for cid, s in sessions(folder).items() if float(s.meta.get("updated", 0)) < cutoff}
+
+
+def delete(folder: Path, ids: set[str] = frozenset(), older_than_days: float | None = None) -> set[str]:
+    """The operator's delete: these ids and/or everything not updated for `older_than_days`;
+    the deleted ids are recorded as withdrawn so nothing of them comes back. Returns the ids."""
+    st = StageDir(Path(folder), "conversations", private=True)
+    chosen = set(ids) | (expired(folder, older_than_days) if older_than_days else set())
+    for cid in sorted(chosen):
+        st.append("withdrawn.jsonl", {"id": cid, "withdrawn": True, "time": time.time(), "by": "delete"})
+    purge(folder, chosen)
+    return chosen
+
+
+def withdrawn(folder: Path) -> set[str]:
+    """Conversation ids whose last opt-out record withdraws them."""
+    last: dict[str, bool] = {}
+    for d in read_jsonl_dicts(Path(folder) / "withdrawn.jsonl"):
+        last[str(d.get("id"))] = d.get("withdrawn", True) is not False
+    return {cid for cid, out in last.items() if out}
+
+
+def snapshots(folder: Path) -> dict[str, dict[int, Session]]:
+    """{conversation id: {number of turns: snapshot}} of every kept conversation (withdrawn excluded)."""
+    gone = withdrawn(folder)
+    out: dict[str, dict[int, Session]] = {}
+    for d in read_jsonl_dicts(Path(folder) / "sessions.jsonl"):
+        if d.get("id") not in gone:
+            s = Session.model_validate(d)
+            out.setdefault(s.id, {})[len(s.messages)] = s
+    return out
+
+
 def sessions(folder: Path) -> dict[str, Session]:
     """The latest snapshot of every kept conversation (withdrawn ones excluded)."""
-    folder = Path(folder)
-    p = folder / "sessions.jsonl"
-    gone = {d["id"] for d in read_jsonl_dicts(folder / "withdrawn.jsonl")} if (folder / "withdrawn.jsonl").exists() else set()
-    out: dict[str, Session] = {}
-    for d in read_jsonl_dicts(p) if p.exists() else []:
-        if d.get("id") not in gone:
-            out[d["id"]] = Session.model_validate(d)
-    return out
+    return {cid: snaps[max(snaps)] for cid, snaps in snapshots(folder).items()}
 
 
 def feedback(folder: Path) -> dict[str, dict[int, Feedback]]:
@@ -172,9 +235,10 @@ def export_accepted(folder: Path) -> int:
     folded = fold(list(st.read(DECISIONS, Decision)))
     fbs = feedback(folder)
     lines = []
-    for cid, s in sessions(folder).items():
+    for cid, snaps in snapshots(folder).items():
         state = folded.get(cid) or {}
-        if state.get("verdict") != "accept":
+        s = snaps.get(state.get("snapshot") or 0)  # exactly what the reviewer saw, never turns added since
+        if state.get("verdict") != "accept" or s is None:
             continue
         edits = state.get("edits", {})
         ratings = Counter(f.rating for f in fbs.get(cid, {}).values() if f.rating)

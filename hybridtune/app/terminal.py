@@ -6,8 +6,12 @@ text stream; sessions saved by the engine (runs/<name>/chat/sessions.jsonl).
     hybridtune chat -c configs/demo.yaml --variant hybrid
     printf 'hello\\n/save\\n/quit\\n' | hybridtune chat -c configs/demo.yaml
 
-Commands: /save (snapshot the session), /reset (start over), /quit (or end of input; an
-unsaved conversation is saved on the way out), /help. With conversations kept
+The first line names the variant and model answering; a reply that stops mid-sentence (the
+length limit) ends with a visible cut marker.
+
+Commands: /save (a scrubbed snapshot of the session), /reset (start over), /quit (or end of
+input; nothing is saved unless you said /save, or answer yes when asked at an interactive
+prompt), /help. With conversations kept
 (`--keep-conversations`): /nokeep (opt this conversation out: what was kept is deleted),
 /up, /down and /comment TEXT (feedback on the last reply).
 """
@@ -20,6 +24,7 @@ from ..safety.screen import BadText
 from .engine import ChatEngine
 
 HELP = "commands: /save  /reset  /quit  /help"
+CUT = "[… cut off mid-sentence at the reply length limit, roles.counselor.max_tokens]"
 KEEP_HELP = "this conversation is kept: /nokeep opts it out; /up, /down, /comment TEXT rate the last reply"
 DISCLAIMER = ("This is an AI counselor for practice and support, not a substitute for professional care. "
               "In a crisis, contact local emergency services or a crisis line.")
@@ -47,6 +52,18 @@ def keep_command(engine: ChatEngine, line: str) -> str:
     return "(thanks, feedback kept)"
 
 
+def save_command(engine: ChatEngine) -> str:
+    """/save: what to show after saving (or refusing to save) the conversation."""
+    from ..errors import UserError
+
+    try:
+        s = engine.save()
+    except UserError as e:
+        return f"(not saved: {e})"
+    return f"(saved session {s.id}, names and contact details removed, to {engine.out.file('sessions.jsonl')})" \
+        if s else "(nothing to save yet)"
+
+
 async def run_terminal(engine: ChatEngine, inp: TextIO, out: TextIO, interactive: bool = False) -> int:
     """Chat until /quit or end of input; returns the number of user turns answered."""
 
@@ -54,7 +71,8 @@ async def run_terminal(engine: ChatEngine, inp: TextIO, out: TextIO, interactive
         out.write(text + end)
         out.flush()
 
-    say(f"[{engine.variant}] {DISCLAIMER}")
+    say(f"[{engine.variant}] talking to {engine.who}")
+    say(DISCLAIMER)
     if engine.log is not None:
         say(engine.cfg.conversations.notice)
         say(KEEP_HELP)
@@ -80,8 +98,7 @@ async def run_terminal(engine: ChatEngine, inp: TextIO, out: TextIO, interactive
             say("(conversation reset)")
             continue
         if cmd == "/save":
-            s = engine.save()
-            say(f"(saved session {s.id} to {engine.out.file('sessions.jsonl')})" if s else "(nothing to save yet)")
+            say(save_command(engine))
             continue
         if engine.log is not None and cmd.split()[0] in ("/nokeep", "/keep", "/up", "/down", "/comment"):
             say(keep_command(engine, text.strip()))
@@ -100,12 +117,17 @@ async def run_terminal(engine: ChatEngine, inp: TextIO, out: TextIO, interactive
                     say(ev.text, end="")
                 elif ev.type == "error":
                     say(f"\n(error: {ev.text})", end="")
+                elif ev.type == "done" and ev.cut:
+                    say(f" {CUT}", end="")
             say("")
             turns += 1
         except BadText as e:
             say(f"(message not sent: {e})")
-    if engine.unsaved:
-        s = engine.save()
-        if s:
-            say(f"(saved session {s.id} to {engine.out.file('sessions.jsonl')})")
+    if engine.unsaved and not engine.opted_out:
+        if interactive:
+            say("save a copy of this conversation (names and contact details removed)? [y/N] ", end="")
+            answer = await asyncio.to_thread(inp.readline)
+            say(save_command(engine) if answer.strip().lower() in ("y", "yes") else "(not saved)")
+        else:
+            say("(not saved; /save before /quit keeps a copy with names and contact details removed)")
     return turns

@@ -47,6 +47,7 @@ HEADERS = {
 class ChatIn(BaseModel):
     session: str
     message: object  # validated by validate_text so a non-string gets the same clear message
+    keep: bool | None = None  # the page's "Keep this conversation" box, sent with every message
 
 
 class SessionIn(BaseModel):
@@ -86,9 +87,8 @@ def create_app(
         if not SESSION_ID.fullmatch(sid):
             raise HTTPException(400, "session must be 8-64 letters, digits, '-' or '_'")
         if sid not in sessions:
-            if len(sessions) >= max_sessions:  # evict the least recently used, keeping its transcript
-                _, (old, _lock) = sessions.popitem(last=False)
-                old.save()
+            if len(sessions) >= max_sessions:  # evict the least recently used; nothing of it is written
+                sessions.popitem(last=False)
             sessions[sid] = (new_engine(), asyncio.Lock())
         sessions.move_to_end(sid)
         return sessions[sid]
@@ -114,7 +114,7 @@ def create_app(
     @app.get("/api/info")
     async def info():
         probe = new_engine()  # cheap: shares the models; tells whether conversations are kept
-        return {"disclaimer": DISCLAIMER, "max_chars": max_chars, "token_required": bool(token),
+        return {"disclaimer": DISCLAIMER, "max_chars": max_chars, "token_required": bool(token), "who": probe.who,
                 "keep": probe.log is not None, "notice": probe.cfg.conversations.notice if probe.log else ""}
 
     @app.post("/api/chat")
@@ -129,6 +129,8 @@ def create_app(
         async def events():
             async with lock:  # one turn at a time per conversation
                 try:
+                    if req.keep is not None:  # the user's choice as the page shows it, even after an eviction
+                        await asyncio.to_thread(engine.set_keep, req.keep)
                     async for ev in engine.turn(text):
                         yield f"data: {ev.model_dump_json()}\n\n"
                 except Exception as e:  # never a half-open stream without an ending
@@ -150,7 +152,10 @@ def create_app(
         req = await body(request, SessionIn)
         engine, lock = engine_for(req.session)
         async with lock:
-            s = engine.save()
+            try:  # scrubbing loads spaCy: off the event loop
+                s = await asyncio.to_thread(engine.save)
+            except UserError as e:
+                raise HTTPException(409, str(e)) from None
         return {"saved": s.id if s else None}
 
     @app.post("/api/keep")
@@ -159,7 +164,7 @@ def create_app(
         req = await body(request, KeepIn)
         engine, lock = engine_for(req.session)
         async with lock:
-            engine.set_keep(req.keep)
+            await asyncio.to_thread(engine.set_keep, req.keep)
         return {"kept": engine.kept}
 
     @app.post("/api/feedback")

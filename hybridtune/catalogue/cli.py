@@ -41,7 +41,7 @@ def register(app: typer.Typer) -> None:
             "--accept-license", help="accept the (non-commercial) licence of this data set; repeatable")] = None,
         dir_: DirOpt = None,
         mirror: Annotated[str | None, typer.Option(help="base URL instead of https://raw.githubusercontent.com")] = None,
-        timeout: Annotated[float, typer.Option(help="seconds per request")] = 60.0,
+        timeout: Annotated[float, typer.Option(min=0.1, help="seconds per request")] = 60.0,
     ):
         """Download at the pinned commit, verify SHA-256, keep the licence beside the data; resumable."""
         from .download import Offline, fetch

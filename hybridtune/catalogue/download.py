@@ -16,6 +16,8 @@
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -24,9 +26,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import UserError
+from ..store import atomic_write
 from . import DataFile, DataSet, data_dir, get
 
 CHUNK = 1 << 16
+MAX_BYTES = 1 << 30  # no catalogue file is near 1 GiB: a mirror sending more is wrong, and the disk is kept
+
+
+class TooLarge(UserError):
+    """A download ran past the size cap: stopped, its part file removed."""
 
 
 class Offline(UserError):
@@ -64,10 +72,12 @@ class FileResult:
     action: str  # downloaded | resumed | present
 
 
-def _download(url: str, part: Path, timeout: float) -> str:
-    """Fetch `url` into `part`, continuing from its current size. Returns 'downloaded' or 'resumed'."""
+def _download(url: str, part: Path, timeout: float, max_bytes: int | None = None) -> str:
+    """Fetch `url` into `part`, continuing from its current size, stopping past `max_bytes`.
+    Returns 'downloaded' or 'resumed'."""
     import httpx
 
+    max_bytes = max_bytes or MAX_BYTES
     have = part.stat().st_size if part.exists() else 0
     # identity: byte offsets must count the file itself, not a compressed stream of it
     headers = {"Accept-Encoding": "identity", **({"Range": f"bytes={have}-"} if have else {})}
@@ -81,6 +91,9 @@ def _download(url: str, part: Path, timeout: float) -> str:
             try:
                 for chunk in r.iter_bytes():  # unbuffered: every byte that arrived is kept
                     out.write(chunk)
+                    if out.tell() > max_bytes:
+                        raise TooLarge(f"{url}: more than {max_bytes:,} bytes, larger than any catalogue file; "
+                                       f"stopped (check --mirror or the catalogue entry); {part} removed")
             finally:  # keep what arrived: the next run resumes from here
                 out.flush()
                 os.fsync(out.fileno())
@@ -97,6 +110,11 @@ def fetch_file(ds: DataSet, f: DataFile, where: Path, base: str | None, timeout:
 
         try:
             action = _download(url, part, timeout)
+        except TooLarge:
+            part.unlink(missing_ok=True)
+            raise
+        except (httpx.UnsupportedProtocol, httpx.InvalidURL) as e:
+            raise UserError(f"{url}: not a URL that can be fetched ({e}); --mirror takes http(s)://HOST[:PORT][/PATH]") from None
         except (httpx.ConnectError, httpx.ConnectTimeout) as e:
             raise Offline([f"offline: cannot reach {url} ({type(e).__name__}); download it by hand and save it as "
                            f"{dest}, then rerun `hybridtune data get {ds.name}` to verify it"]) from None
@@ -130,8 +148,39 @@ def fetch(name: str, accept: list[str] | None = None, root: Path | None = None, 
     refusal = licence_refusal(ds, accept or [])
     if refusal:
         raise UserError(refusal)
+    if base is not None:
+        check_mirror(base)
     where = (root or data_dir()) / ds.name
     where.mkdir(parents=True, exist_ok=True)
+    with one_fetch(where, ds.name):
+        return _fetch_files(ds, where, base, timeout, log)
+
+
+def check_mirror(base: str) -> None:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(base)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise UserError(f"--mirror {base[:80]}: not an http(s) URL; give http(s)://HOST[:PORT][/PATH] of a mirror "
+                        "with the <repo>/<commit>/<path> layout")
+
+
+@contextlib.contextmanager
+def one_fetch(where: Path, name: str):
+    """One `data get` of a data set at a time: a second one gets a clear line instead of racing it."""
+    fd = os.open(where / ".lock", os.O_CREAT | os.O_RDWR | os.O_NOFOLLOW, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise UserError(f"{name}: another `hybridtune data get {name}` is downloading into {where}; "
+                            "wait for it to finish (then nothing is left to do)") from None
+        yield
+    finally:
+        os.close(fd)
+
+
+def _fetch_files(ds: DataSet, where: Path, base: str | None, timeout: float, log) -> Path:
     results, offline = [], []
     for f in ds.files:
         try:
@@ -150,7 +199,5 @@ def fetch(name: str, accept: list[str] | None = None, root: Path | None = None, 
         "files": [{"name": r.name, "url": r.url, "sha256": r.sha256, "bytes": r.bytes} for r in results],
         "verified": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    tmp = where / ".SOURCE.json.tmp"
-    tmp.write_text(json.dumps(source, indent=2) + "\n")
-    os.replace(tmp, where / "SOURCE.json")
+    atomic_write(where / "SOURCE.json", json.dumps(source, indent=2) + "\n")  # written last: the folder is complete
     return where

@@ -2,7 +2,7 @@
 
 The stage verbs themselves (`judge` = stage curate, `mix`) come from hybridtune/stages.py.
 
-    hybridtune review runs/demo                          # web app on http://127.0.0.1:8765
+    hybridtune review runs/demo                          # web app on http://127.0.0.1:8765 (or a config)
     hybridtune review-export runs/demo queue.csv         # review elsewhere...
     hybridtune review-import runs/demo queue.csv         # ...and bring the decisions back
     hybridtune export -c configs/demo.yaml               # re-export the mixed sets
@@ -16,20 +16,20 @@ from typing import Annotated
 
 import typer
 
-from ..cli_common import ConfigOpt, QuietOpt, SetOpt, load
+from ..cli_common import ConfigOpt, QuietOpt, RunArg, SetOpt, load, pick, require_run, run_folder
 
-DEMO = Path("configs/demo.yaml")
-RunDirArg = Annotated[Path, typer.Argument(help="run directory, e.g. runs/demo")]
+RunDirArg = Annotated[Path, typer.Argument(help="run folder (runs/NAME) or the experiment YAML that made it")]
 
 
 def register(app: typer.Typer) -> None:
     @app.command()
-    def export(config: ConfigOpt = DEMO, set_: SetOpt = None, quiet: QuietOpt = False):
+    def export(target: RunArg = None, config: ConfigOpt = None, set_: SetOpt = None, quiet: QuietOpt = False):
         """Re-export the mixed sets: OpenAI JSONL, Parquet and dataset card per variant."""
         from ..context import open_run
         from .export import export_all
 
-        cfg = load(config, set_, quiet)
+        cfg = load(pick(target, config), set_, quiet)
+        require_run(cfg, "export")
         with open_run(cfg) as ctx:
             st = ctx.store.stage("mix")
             first = next((v.name for v in cfg.variant_list() if v.trained), None)
@@ -55,6 +55,7 @@ def register(app: typer.Typer) -> None:
 
         token = token or os.environ.get("HYBRIDTUNE_REVIEW_TOKEN") or None
         check_bind(host, token)
+        run_dir = run_folder(run_dir)
         curate_dir(run_dir, conversations_ok=True)
         typer.echo(f"review: http://{f'[{host}]' if ':' in host else host}:{port}/ (Ctrl+C to stop)", err=True)
         serve(run_dir, host, port, token, reviewer or getpass.getuser())
@@ -70,7 +71,7 @@ def register(app: typer.Typer) -> None:
         from .decisions import export_queue
         from .review.app import curate_dir
 
-        n = export_queue(curate_dir(run_dir), out, which)
+        n = export_queue(curate_dir(run_folder(run_dir)), out, which)
         typer.echo(f"{n} sessions -> {out}")
 
     @app.command("review-import")
@@ -88,7 +89,7 @@ def register(app: typer.Typer) -> None:
         from .decisions import import_decisions
         from .review.app import curate_dir
 
-        n, bad = import_decisions(curate_dir(run_dir), file, reviewer)
+        n, bad = import_decisions(curate_dir(run_folder(run_dir)), file, reviewer)
         for q in bad:
             typer.echo(f"{q.file}:{q.line}: {q.reason}", err=True)
         typer.echo(f"{n} decisions imported, {len(bad)} rows skipped")

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 CRITERIA = ("coherence", "realism", "therapeutic_value", "technique_adherence")
 FLAGS = ("unsafe_advice", "role_confusion", "repetition", "abrupt_ending", "crisis_content")
 
-# Licences of the public sets in ../shared/data (their README) and of the project's demo transcripts.
+# Licences of the public data sets (see hybridtune/catalogue/catalogue.yaml) and of the project's demo transcripts.
 KNOWN_LICENCES = {
     "annomi": "AnnoMI: public domain (upstream README statement)",
     "esconv": "ESConv: CC BY-NC 4.0, research use (non-commercial)",
@@ -68,6 +68,10 @@ class MixConfig(BaseModel):
         None, ge=0, lt=1, description="share of synthetic sessions held out as test_synthetic (None: test_fraction); "
         "lets a study hold out half the real sessions without losing half the synthetic ones")
     min_test: int = Field(1, ge=0, description="at least this many sessions per test split (pools of 2 or more)")
+    group_by: list[str] = Field(
+        default_factory=list, description="hold out whole groups of real sessions: sessions that share a value of "
+        "any of these meta keys are one group, never split between training and test (AnnoMI: [video_url, series], "
+        "recorded at ingest; any other source: its own meta key, e.g. [client_id]); [] = split by session")
     stratify_by: str = Field(
         "technique", description="attribute stratifying each source's sample unless a recipe sets balance_by: "
         "technique, emotion, distortion (annotations) or a meta key such as topic")

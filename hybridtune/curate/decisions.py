@@ -42,6 +42,7 @@ class Decision(Record):
     index: int | None = None
     content: str | None = None
     note: str = Field("", max_length=2000)
+    snapshot: int | None = None  # a kept conversation: the number of turns of the snapshot reviewed
 
 
 class DecisionIn(BaseModel):
@@ -52,6 +53,7 @@ class DecisionIn(BaseModel):
     index: int | None = None
     content: str | None = Field(None, max_length=20000)
     note: str = Field("", max_length=2000)
+    snapshot: int | None = Field(None, ge=1)
 
 
 def load_candidates(st: StageDir) -> dict[str, tuple[str, Session]]:
@@ -76,18 +78,19 @@ def make_decision(session: Session, d: DecisionIn) -> Decision:
     return Decision(id=stable_id(session.id, d.action, d.reviewer, now, d.index, d.content),
                     session_id=session.id, action=d.action, reviewer=d.reviewer.strip(), time=now,
                     index=d.index if d.action == "edit" else None,
-                    content=d.content if d.action == "edit" else None, note=d.note)
+                    content=d.content if d.action == "edit" else None, note=d.note, snapshot=d.snapshot)
 
 
 def fold(decisions: list[Decision]) -> dict[str, dict]:
-    """Per session: the last accept/reject (`verdict`), the latest edit of each turn, the history."""
+    """Per session: the last accept/reject (`verdict`) and the snapshot it was given on (kept
+    conversations), the latest edit of each turn, the history."""
     state: dict[str, dict] = {}
     for d in decisions:  # file order = time order (append-only)
-        s = state.setdefault(d.session_id, {"verdict": None, "edits": {}, "history": []})
+        s = state.setdefault(d.session_id, {"verdict": None, "snapshot": None, "edits": {}, "history": []})
         if d.action == "edit":
             s["edits"][d.index] = d.content
         else:
-            s["verdict"] = d.action
+            s["verdict"], s["snapshot"] = d.action, d.snapshot
         s["history"].append(d.model_dump(exclude={"id"}))
     return state
 

@@ -24,7 +24,7 @@ import yaml
 from ..context import Context
 from ..meta import RealMeta
 from ..records import QuarantineEntry, Session, stable_id
-from ..store import StageDir
+from ..store import StageDir, atomic_write
 from ..tables import md_table
 from .config import CRITERIA
 from .select import session_techniques, stratum
@@ -135,12 +135,10 @@ def export_variant(ctx: Context, st: StageDir, variant: str) -> dict:
             rows.append({"id": s.id, "source": s.source, "technique": stratum(s, "technique"),
                          "topic": stratum(s, "topic"), "messages": ex["messages"]})
         st.write_records(f"{variant}/openai_{split}.jsonl", good)
-        path = st.file(f"{variant}/parquet/{hf_split}.parquet")
-        path.parent.mkdir(parents=True, exist_ok=True)
         # pyarrow directly (datasets.to_parquet draws progress bars); the schema carries the HF features
-        tmp = path.with_name(f".{path.name}.tmp")
-        pq.write_table(pa.Table.from_pylist(rows, schema=_features().arrow_schema), str(tmp))
-        tmp.replace(path)  # readers see the old or the new file, never half of one
+        buf = pa.BufferOutputStream()
+        pq.write_table(pa.Table.from_pylist(rows, schema=_features().arrow_schema), buf)
+        atomic_write(st.file(f"{variant}/parquet/{hf_split}.parquet"), buf.getvalue().to_pybytes())
         if bad:
             st.append_many("quarantine.jsonl", bad)
         out[split] = {"sessions": len(sessions), "exported": len(good), "invalid": len(bad)}

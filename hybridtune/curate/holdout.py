@@ -7,7 +7,8 @@ without a shared file: `synth` takes its few-shot exemplars only from the traini
 and `mix` holds out exactly these sessions. Synthetic test sessions are held out by whole
 scenario, so no scenario has sessions on both sides.
 
-    held = heldout_real_ids(real_sessions, cfg.mix, seed)      # ids no training data may see
+    held = heldout_real_ids(real_sessions, cfg.mix, seed)      # ids no training data may see (whole groups
+                                                                # with mix.group_by: a video and its series)
     training_side(ctx, real_sessions)                           # what exemplars may come from
 """
 from __future__ import annotations
@@ -53,10 +54,54 @@ def mix_seed(cfg) -> int:
     return cfg.seed if cfg.mix.seed is None else cfg.mix.seed
 
 
+def groups(sessions: list[Session], keys: list[str]) -> dict[str, str]:
+    """Session id -> group label: sessions sharing a value of any of `keys` (in meta) are one
+    group, transitively (a video's transcripts and a series' videos join); a session with none
+    of the keys is its own group. The label is the group's smallest id, so it is stable."""
+    parent = {s.id: s.id for s in sessions}
+
+    def root(x: str) -> str:
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    first: dict[tuple[str, str], str] = {}
+    for s in sorted(sessions, key=lambda x: x.id):
+        for k in keys:
+            v = s.meta.get(k)
+            if v is None or str(v).strip() == "":
+                continue
+            other = first.setdefault((k, str(v)), s.id)
+            a, b = root(s.id), root(other)
+            if a != b:
+                parent[max(a, b)] = min(a, b)
+    return {s.id: root(s.id) for s in sessions}
+
+
 def heldout_real_ids(real: list[Session], mc: MixConfig, seed: int) -> set[str]:
-    """Ids of the real sessions held out for testing: a function of the ids and the config only."""
-    test, _ = split_off(real, mc.test_fraction, mc.min_test, random.Random(f"heldout-real:{seed}"))
+    """Ids of the real sessions held out for testing: a function of the ids, their group keys
+    (`mix.group_by`: whole groups held out) and the config only."""
+    label = groups(real, mc.group_by) if mc.group_by else None
+    test, _ = split_off(real, mc.test_fraction, mc.min_test, random.Random(f"heldout-real:{seed}"),
+                        group=(lambda s: label[s.id]) if label else None)
     return {s.id for s in test}
+
+
+# Meta keys that tie real sessions together in the sources this project knows (AnnoMI, at
+# ingest): the leakage check reports overlap on them even when mix.group_by is not set.
+KNOWN_GROUP_KEYS = ("video_url", "series")
+
+
+def group_overlap(test: list[Session], train_side: list[Session], keys: list[str]) -> list[dict]:
+    """Held-out sessions that share a group (a value of any of `keys`, transitively) with a
+    session on the training side: {test_id, train_ids, group}."""
+    label = groups([*test, *train_side], keys)
+    by_group: dict[str, list[str]] = defaultdict(list)
+    for s in train_side:
+        by_group[label[s.id]].append(s.id)
+    return [{"test_id": s.id, "group": label[s.id], "train_ids": sorted(by_group[label[s.id]])[:5]}
+            for s in sorted(test, key=lambda x: x.id) if by_group.get(label[s.id])]
 
 
 def training_side(cfg, real: list[Session]) -> list[Session]:

@@ -47,13 +47,16 @@ JudgeVerdict = create_model(
 
 
 def transcript(session: Session, max_chars: int, labels: dict[str, str] | None = None) -> str:
-    """Dialogue as 'client: ...' lines, cut at max_chars with the cut marked (the judge must know)."""
+    """Dialogue as 'client: ...' lines, cut at max_chars with the cut marked (the judge must know).
+    A turn is one line whatever it holds (a newline in it cannot forge another speaker's line) and
+    cannot close the prompt's <transcript> tag."""
     labels = labels or {"user": "client", "assistant": "counselor"}
     lines: list[str] = []
     used = 0
     msgs = [m for m in session.messages if m.role != "system"]
     for i, m in enumerate(msgs):
-        line = f"{labels.get(m.role, m.role)}: {m.content.strip()}"
+        content = " ".join(m.content.split()).replace("</transcript>", "</ transcript>")
+        line = f"{labels.get(m.role, m.role)}: {content}"
         if used + len(line) > max_chars and lines:
             lines.append(f"[... {len(msgs) - i} more turns not shown]")
             break
@@ -103,11 +106,22 @@ def load_inputs(ctx: Context) -> tuple[list[Session], list[Session]]:
     return synth, real
 
 
+def judging_line(synth: list, real: list, judge_synth: bool, judge_real: bool) -> str:
+    """What the judge is about to read, with counts that add up (and what it skips)."""
+    parts = [f"{len(synth)} synthetic"] if judge_synth else []
+    parts += [f"{len(real)} real"] if judge_real else []
+    skipped = [f"{len(real)} real (curate.judge_real=false)"] if real and not judge_real else []
+    skipped += [f"{len(synth)} synthetic (curate.judge=false)"] if synth and not judge_synth else []
+    n = (len(synth) if judge_synth else 0) + (len(real) if judge_real else 0)
+    return (f"curate: judging {n} sessions" + (f" ({' + '.join(parts)})" if parts else "")
+            + (f"; not judged: {', '.join(skipped)}" if skipped else ""))
+
+
 async def run(ctx: Context, st: StageDir) -> dict:
     cc = ctx.cfg.curate
     synth, real = load_inputs(ctx)
     to_judge = (synth if cc.judge else []) + (real if cc.judge_real else [])
-    ctx.log(f"curate: judging {len(to_judge)} sessions ({len(synth)} synthetic, {len(real)} real)")
+    ctx.log(judging_line(synth, real, cc.judge, cc.judge_real))
     limit = cc.max_tokens or ctx.cfg.roles["judge"].max_tokens
     if to_judge and limit < MIN_VERDICT_TOKENS:
         ctx.log(f"[yellow]judge max_tokens={limit} (curate.max_tokens / roles.judge.max_tokens): a verdict needs about "

@@ -18,6 +18,8 @@ session (the synth stage never used them as exemplars); `leakage.check` then ver
 training file shares an id, lineage or (near-)identical text with a test split.
 Deterministic for a seed: pools are sorted by id before a seeded shuffle; every variant
 draws from the same stratified order of each source, so smaller shares nest in larger ones.
+With `train.seeds`, a further seed's models (variant~s<seed>) draw from orders shuffled with
+that seed (nesting and `design: added` hold within a seed); the held-out splits never change.
 QA units of real sessions come from real/samples.jsonl (none from a held-out session).
 
     hybridtune mix -c configs/demo.yaml       # or: hybridtune run configs/demo.yaml --stage mix
@@ -40,7 +42,7 @@ from ..variants import Variant
 from .config import MixConfig
 from .decisions import effective, load_candidates
 from .export import export_all
-from .holdout import heldout_real_ids, scenario_of, split_off
+from .holdout import KNOWN_GROUP_KEYS, group_overlap, heldout_real_ids, scenario_of, split_off
 from .leakage import check as leakage_check
 from .leakage import describe as describe_leak
 from .select import stratum
@@ -156,14 +158,15 @@ def build(real: list[Session], synth: list[Session], variants: list[Variant], mc
             continue
         members: list[Session] = []
         valid: set[str] = set()
+        draw = seed if v.replicate_of is None else v.seed  # a further training seed draws its own subsets
         for source, want in v.counts().items():
-            key = (source, v.units, v.balance_by)
+            key = (source, v.units, v.balance_by, draw)
             if key not in orders:
                 pool = unit_pool(avail[source], v.units, samples if source == "real" else None, seg, opens)
-                orders[key] = stratified_order(pool, v.balance_by, random.Random(f"{seed}:{source}:{v.units}:{v.balance_by}"))
+                orders[key] = stratified_order(pool, v.balance_by, random.Random(f"{draw}:{source}:{v.units}:{v.balance_by}"))
             n = _need(len(orders[key]), want, f"variant {v.name}'s source={source} ({v.units})", mc, why) if want else 0
             members += orders[key][:n]
-            valid |= valid_ids(orders[key][:n], mc.valid_fraction, seed)
+            valid |= valid_ids(orders[key][:n], mc.valid_fraction, draw)
         members.sort(key=lambda x: x.id)
         out[f"{v.name}/train.jsonl"] = [s for s in members if s.id not in valid]
         out[f"{v.name}/valid.jsonl"] = [s for s in members if s.id in valid]
@@ -221,12 +224,18 @@ def run(ctx: Context, st: StageDir) -> dict:
     # the held-out real sessions were fixed over every ingested real session before synthesis
     # (synth took its exemplars from the rest); the same function gives the same ids here
     ingested = list(ctx.store.stage("real").read("sessions.jsonl", Session)) or real
+    held = heldout_real_ids(ingested, mc, seed)
     splits = build(real, synth, variants, mc, seed, notes=f", {len(hits)} dropped as contaminated",
-                   samples=samples, seg=ctx.cfg.real.segment, opens=ctx.cfg.opens,
-                   heldout=heldout_real_ids(ingested, mc, seed))
+                   samples=samples, seg=ctx.cfg.real.segment, opens=ctx.cfg.opens, heldout=held)
     leak = leakage_check({k: v for k, v in splits.items() if not k.startswith("test_")},
                          {k: v for k, v in splits.items() if k.startswith("test_")},
                          mc.leakage_threshold, mc.leakage_shingle_words)
+    leak.update(grouped_leakage(splits["test_real.jsonl"], [s for s in ingested if s.id not in held], mc))
+    leak["leaks"] += leak.pop("group_leaks")
+    if leak["group_overlap"] and not mc.group_by:
+        ctx.log(f"[yellow]mix: {len(leak['group_overlap'])} held-out real sessions share a "
+                f"{'/'.join(leak['group_keys'])} with a training-side session; set mix.group_by: "
+                f"{list(leak['group_keys'])} to hold out whole groups[/yellow]")
     st.write_json("leakage.json", leak)
     if leak["leaks"]:
         lines = [describe_leak(x) for x in leak["leaks"]]
@@ -237,11 +246,35 @@ def run(ctx: Context, st: StageDir) -> dict:
     counts = {name: st.write_records(name, recs) for name, recs in splits.items()}
     summary = {**info, "contaminated": len(hits), "scenarios_checked": len(scenarios), "seed": seed,
                "files": counts, "variants": composition(splits, variants), "leaks": 0,
-               "leakage_checked": leak["train_sessions"] * leak["test_sessions"]}
+               "leakage_checked": leak["train_sessions"] * leak["test_sessions"],
+               "group_by": list(mc.group_by), "group_keys": leak["group_keys"],
+               "group_overlap": len(leak["group_overlap"])}
     summary["exports"] = export_all(ctx, st, summary)
     st.write_summary(summary)
     st.write_text("report.md", report_md(summary, list(hits.values()), cc))
     return summary
+
+
+def grouped_leakage(test_real: list[Session], train_side: list[Session], mc: MixConfig) -> dict:
+    """Group overlap between held-out and training-side real sessions (the text checks cannot see
+    two transcripts of one video or series): on `mix.group_by`, where every overlap is a leak,
+    or else on the keys known sources record (`holdout.KNOWN_GROUP_KEYS`), reported only."""
+    keys = list(mc.group_by) or [k for k in KNOWN_GROUP_KEYS if any(k in s.meta for s in test_real)]
+    over = group_overlap(test_real, train_side, keys) if keys else []
+    leaks = [{"kind": "same group", "train_file": "real (training side)", "train_id": o["train_ids"][0],
+              "test_file": "test_real.jsonl", "test_id": o["test_id"]} for o in over] if mc.group_by else []
+    return {"group_keys": keys, "grouped": bool(mc.group_by), "group_overlap": over, "group_leaks": leaks}
+
+
+def group_line(summary: dict) -> str:
+    """The grouped split in one sentence (mix report)."""
+    keys, n = "/".join(summary.get("group_keys") or []), summary.get("group_overlap", 0)
+    if summary.get("group_by"):
+        return f"Held out by whole groups ({keys}): no held-out real session shares a group with the training side."
+    if not keys:
+        return "Held out by session (mix.group_by not set; the sessions carry no known group key)."
+    return (f"Held out by session: {n} held-out real sessions share a {keys} with a training-side session "
+            f"(set mix.group_by: [{', '.join(summary['group_keys'])}] to hold out whole groups).")
 
 
 def report_md(summary: dict, hits: list[dict], cc: ContaminationConfig) -> str:
@@ -260,5 +293,6 @@ def report_md(summary: dict, hits: list[dict], cc: ContaminationConfig) -> str:
         lines.append("No training session is a near-duplicate of an evaluation scenario.")
     lines += ["", "## Leakage (training sets vs held-out test splits)", "",
               "Passed: no shared id, no held-out real session used as a few-shot exemplar, no scenario on both "
-              f"sides, no exact or near-duplicate dialogue ({summary['leakage_checked']} pairs checked)."]
+              f"sides, no exact or near-duplicate dialogue ({summary['leakage_checked']} pairs checked).", "",
+              group_line(summary)]
     return "\n".join(lines) + "\n"

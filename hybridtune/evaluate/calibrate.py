@@ -10,11 +10,17 @@ its own words shuffled, and other sessions' counselor words cut to its word coun
 samples). Per metric: the within-item AUC (each original against its own degraded
 versions) with a Wilson CI over items, per degradation, its repeat noise (SD over the k
 samples), its length bias (Spearman with reply length) and the same AUC for "longer reply =
-better". The judge is validated when, for every metric, the CI's lower bound reaches
-`evaluate.trust.auc_threshold` and the AUC beats the length baseline by
-`evaluate.trust.length_margin`. Then the patient-simulator check (simcheck.py).
+better". The judge is validated when, for every metric, the AUC's CI lower bound reaches
+`evaluate.trust.auc_threshold`, the paired lower bound over items of its lead over the length
+baseline reaches `evaluate.trust.length_margin`, the AUC on the length-keeping degradations
+is above chance (CI lower bound > 0.5), and no more than `evaluate.trust.max_failure_rate` of
+the ratings failed (items are counted after failures); and (where the expert labels are at hand)
+it tells experts' high from low MI quality in AnnoMI (experts.py). With
+`evaluate.trust.expert_turns`, the `annotator`'s technique labels are scored against AnnoMI's
+therapist codes. Then the patient-simulator check (simcheck.py).
 
 Output: calibrate/ratings.jsonl (CalibRating), calibrate/items.jsonl (the calibration set),
+calibrate/experts.jsonl (ExpertRating), calibrate/expert_annotations.jsonl,
 calibrate/simcheck.jsonl, calibrate/summary.json.
 
     hybridtune run configs/demo.yaml --stage calibrate
@@ -27,15 +33,16 @@ from collections import defaultdict
 from typing import Any
 
 import numpy as np
+from scipy import stats
 
 from ..context import Context, map_items
 from ..errors import TooManyFailures
 from ..records import Message, Record, Session, stable_id
 from ..store import StageDir
-from . import simcheck
+from . import experts, simcheck
 from . import stats as S
 from .metrics import metric as get_metric
-from .score import transcript
+from .dialogue import transcript
 
 
 class CalibItem(Record):
@@ -159,36 +166,59 @@ def within_item_auc(values: dict[tuple[str, str], float], kinds: list[str] | Non
     return (float(np.mean(list(c.values()))) if c else None), c
 
 
+def margin_lower_bound(d: list[float], level: float = 0.95) -> float | None:
+    """Lower end of the two-sided t interval of the mean paired difference over items (None
+    under 2 items): the judge's per-item concordance minus the length heuristic's, so the gate
+    asks how far the judge beats length at the least, not only on this sample."""
+    if len(d) < 2:
+        return None
+    x = np.asarray(d, dtype=float)
+    half = float(stats.t.ppf(1 - (1 - level) / 2, len(x) - 1)) * float(x.std(ddof=1)) / math.sqrt(len(x))
+    return float(x.mean() - half)
+
+
 def analyze(ratings: list[CalibRating], metrics: list[str], threshold: float, margin: float = 0.1,
-            level: float = 0.95) -> dict[str, Any]:
+            level: float = 0.95, planned_items: int | None = None, samples: int = 1) -> dict[str, Any]:
     """Per metric: within-item AUC with a CI over items, per degradation, against the length
-    baseline; repeat noise and length bias. `passes` needs the CI's lower bound to reach
-    `threshold` AND the AUC to beat the length baseline ("prefer the longer reply", scored
-    the same way) by `margin`, so a judge that only rewards length cannot pass."""
+    baseline; repeat noise and length bias. `passes` needs all three of: the AUC's Wilson lower
+    bound reaches `threshold`; the paired lower bound over items of (judge - length heuristic
+    concordance) reaches `margin`; and, when degradations that keep the original's length were
+    rated, their AUC's Wilson lower bound is above chance (0.5), so a judge that tells only
+    short or off-topic replies from good ones, and reads nothing, cannot pass. Items are
+    counted after failures (an item needs its original and one degraded version rated);
+    `items_lost` says how many of `planned_items` failures took, `partial` how many replies
+    kept fewer than `samples` ratings."""
     out: dict[str, Any] = {}
     for m in metrics:
-        samples: dict[tuple[str, str], list[float]] = defaultdict(list)
+        samples_of: dict[tuple[str, str], list[float]] = defaultdict(list)
         words: dict[tuple[str, str], float] = {}
         for r in ratings:
             if r.metric == m:
-                samples[(r.item, r.version)].append(r.score)
+                samples_of[(r.item, r.version)].append(r.score)
                 words[(r.item, r.version)] = float(r.words)
-        mean = {k: float(np.mean(v)) for k, v in samples.items()}
+        mean = {k: float(np.mean(v)) for k, v in samples_of.items()}
         kinds = sorted({ver for (_, ver) in mean if ver != "original"})
-        sds = [float(np.std(v, ddof=1)) for v in samples.values() if len(v) > 1]
+        sds = [float(np.std(v, ddof=1)) for v in samples_of.values() if len(v) > 1]
         keys = list(mean)
         a, per_item = within_item_auc(mean)
         la, per_len = within_item_auc({k: words[k] for k in keys})
         n = len(per_item)
         ci = S.wilson_ci(a, n, level) if a is not None else None
         beat = None if a is None or la is None else a - la
+        beat_lo = margin_lower_bound([per_item[i] - per_len[i] for i in per_item if i in per_len], level)
         keep = [k for k in kinds if k in LENGTH_KEEPING]
+        ka, per_keep = within_item_auc(mean, keep) if keep else (None, {})
+        kci = S.wilson_ci(ka, len(per_keep), level) if ka is not None else None
+        reads = kci is not None and kci[0] > 0.5 if keep else True
         out[m] = {
             "auc": a, "auc_ci": list(ci) if ci else None, "items": n,
-            "length_baseline_auc": la, "beats_length_by": beat, "margin": margin,
-            "passes": bool(ci is not None and ci[0] >= threshold and beat is not None and beat >= margin),
+            "items_lost": None if planned_items is None else planned_items - n,
+            "partial": sum(1 for v in samples_of.values() if len(v) < samples),
+            "length_baseline_auc": la, "beats_length_by": beat, "beats_length_lower": beat_lo, "margin": margin,
+            "passes": bool(ci is not None and ci[0] >= threshold and beat_lo is not None and beat_lo >= margin
+                           and reads),
             "auc_by_degradation": {k: within_item_auc(mean, [k])[0] for k in kinds},
-            "auc_length_keeping": within_item_auc(mean, keep)[0] if keep else None,
+            "auc_length_keeping": ka, "auc_length_keeping_ci": list(kci) if kci else None,
             "n_original": sum(1 for (_, ver) in mean if ver == "original"),
             "n_degraded": sum(1 for (_, ver) in mean if ver != "original"),
             "mean_original": _mean([v for (_, ver), v in mean.items() if ver == "original"]),
@@ -215,9 +245,14 @@ def _why(m: str, v: dict, threshold: float) -> str | None:
     why = []
     if ci is None or ci[0] < threshold:
         why.append(f"{m} AUC {v['auc']:.2f}" + (f", 95% CI lower bound {ci[0]:.2f} < {threshold:.2f}" if ci else ""))
-    if v.get("beats_length_by") is None or v["beats_length_by"] < v.get("margin", 0):
+    lo = v.get("beats_length_lower")
+    if lo is None or lo < v.get("margin", 0):
         why.append(f"{m} beats the length baseline (AUC {_f(v.get('length_baseline_auc'))}) by "
-                   f"{_f(v.get('beats_length_by'))} < margin {v.get('margin', 0):.2f}")
+                   f"{_f(v.get('beats_length_by'))}, 95% lower bound {_f(lo)} < margin {v.get('margin', 0):.2f}")
+    kci = v.get("auc_length_keeping_ci")
+    if v.get("auc_length_keeping") is not None and (kci is None or kci[0] <= 0.5):
+        why.append(f"{m} AUC on the length-keeping degradations {_f(v['auc_length_keeping'])}, 95% CI lower bound "
+                   f"{_f(kci[0] if kci else None)} <= 0.50 (no better than chance where length cannot tell)")
     return "; ".join(why)
 
 
@@ -235,6 +270,16 @@ def verdict(metrics: dict[str, Any], threshold: float) -> tuple[bool | None, str
     aucs = ", ".join(f"{m} AUC {v['auc']:.2f} (CI lower bound {v['auc_ci'][0]:.2f}, length baseline "
                      f"{_f(v['length_baseline_auc'])})" for m, v in metrics.items())
     return True, f"judge validated on this run: {aucs}; lower bounds >= {threshold:.2f}"
+
+
+def with_experts(validated: bool | None, text: str, vs_experts: dict[str, Any]) -> tuple[bool | None, str]:
+    """The gate after the expert check: a judge that cannot tell experts' high from low quality
+    is not validated; a check that did not run changes nothing and is said."""
+    if not vs_experts.get("ran"):
+        return validated, f"{text}; expert check not run ({vs_experts.get('note')})"
+    if vs_experts.get("passes"):
+        return validated, f"{text}; {vs_experts['verdict']}"
+    return False, f"judge not validated on this run: {text.split(': ', 1)[-1]}; {vs_experts['verdict']}"
 
 
 def calibration_sessions(ctx: Context) -> tuple[list[Session], str, list[str]]:
@@ -286,21 +331,29 @@ async def run(ctx: Context, st: StageDir) -> dict:
     items = build_items(sessions, tc.calib_items, tc.calib_context, list(tc.degradations), lists, ctx.cfg.seed)
     st.write_records("items.jsonl", items)
     ratings = await rate(ctx, st, items, metrics, tc.calib_samples) if items else []
-    per_metric = analyze(ratings, metrics, tc.auc_threshold, tc.length_margin)
+    originals = sum(1 for it in items if it.version == "original")
+    per_metric = analyze(ratings, metrics, tc.auc_threshold, tc.length_margin, planned_items=originals,
+                         samples=tc.calib_samples)
     validated, text = verdict(per_metric, tc.auc_threshold)
     planned = len(items) * len(metrics) * tc.calib_samples
-    if planned and 1 - len(ratings) / planned > ctx.cfg.llm.max_failure_rate:
+    # the gate's own cap, not llm.max_failure_rate (which only decides whether a stage stops and
+    # may be set high for a weak model): a judge that fails most ratings has not shown it reads
+    if planned and 1 - len(ratings) / planned > tc.max_failure_rate:
         validated = False
         text = (f"judge not validated on this run: {1 - len(ratings) / planned:.0%} of its ratings could not be "
-                f"parsed (> llm.max_failure_rate {ctx.cfg.llm.max_failure_rate}); " + text.split(": ", 1)[-1])
+                f"parsed (> evaluate.trust.max_failure_rate {tc.max_failure_rate}); " + text.split(": ", 1)[-1])
+    vs_experts = await experts.check(ctx, st)
+    validated, text = with_experts(validated, text, vs_experts)
     results = {
         "validated": validated, "verdict": text, "threshold": tc.auc_threshold,
-        "length_margin": tc.length_margin, "length_keeping": [k for k in tc.degradations if k in LENGTH_KEEPING],
+        "length_margin": tc.length_margin, "max_failure_rate": tc.max_failure_rate, "length_keeping": [k for k in tc.degradations if k in LENGTH_KEEPING],
         "judge_model": ctx.llm("judge").model, "source": source, "warnings": warnings,
         "originals": sum(1 for it in items if it.version == "original"), "versions": len(items),
         "samples": tc.calib_samples, "ratings": len(ratings), "ratings_planned": planned,
         "failure_rate": round(1 - len(ratings) / planned, 4) if planned else None,
         "metrics": per_metric,
+        "experts": vs_experts,
+        "annotator": await experts.annotator_check(ctx, st),
         "simcheck": await simcheck.check(ctx, st),
     }
     st.write_summary(_finite(results))

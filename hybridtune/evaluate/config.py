@@ -54,6 +54,9 @@ class EvaluateConfig(BaseModel):
     judge_samples: int = Field(1, ge=1, description="independent judge samples per conversation (k > 1 measures judge noise)")
     second_judge_endpoint: str | None = Field(None, description="endpoint of a second judge (agreement by Krippendorff's alpha)")
     second_judge_model: str | None = Field(None, description="model of the second judge (default: the endpoint's)")
+    pairwise: bool = Field(
+        True, description="the judge also compares two variants' replies to the same client turn (both orders "
+        "asked; prompt eval_judge_pairwise); the report gives win rates with CIs")
     # -- statistics / report ----------------------------------------------------
     bootstrap_resamples: int = Field(10000, ge=100, description="bootstrap resamples for the 95% CIs")
     alpha: float = Field(0.05, gt=0, lt=1, description="significance level after Holm correction")

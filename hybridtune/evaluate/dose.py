@@ -7,12 +7,16 @@ equal size, or a sweep `hybrid@{0,0.5,1}`; the x value is the share each set rea
 (mix/summary.json), one variant per share. A curve needs 3 or more shares.
 
 Trend test, paired: for each evaluation scenario (judge metrics) or held-out session
-(likelihood), the least-squares slope of the metric over the real share across the curve's
-variants; the slopes are tested against 0 with the two-sided Wilcoxon signed-rank test, with their
-Hodges-Lehmann median and its 95% CI (the estimate of that test, so the direction shown cannot
-contradict it). `dose_response` Holm-corrects its trends across metrics; in a report they join
-the verdict's one family instead (verdict.family). A slope is "per unit of real share": the
-change from an all-synthetic to an all-real set.
+(likelihood) that every variant of the curve has, the least-squares slope of the metric over
+the real share; the statistic is the mean slope, and its two-sided p comes from permuting the
+variants' values within each unit (`permutation_trend_p`: exact in level for any spacing of
+the shares, unlike a signed-rank test of the slopes), shown with a BCa CI of the mean slope.
+The points are each variant's mean over those same units, and judge rows are the headline
+table's (`stats.paired_rows`, so `evaluate.failed_as_min` applies). `dose_response`
+Holm-corrects its trends across metrics; in a report they join the verdict's one family
+instead (verdict.family). A slope is "per unit of real share": the change from an
+all-synthetic to an all-real set. Only `replace` designs (equal size, the real share varied)
+form a curve; an `added` variant changes the size too (hybridtune/variants.py).
 
     curve = curve_points(variants, composition)     # [(name, share)], or [] when no curve
     res = dose_response(rows, curve, metrics, resamples=2000, alpha=0.05)
@@ -26,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..variants import Variant
+from ..variants import Variant, variant_of
 from . import stats as S
 from .render import figures, join, para, table
 
@@ -37,7 +41,8 @@ def curve_points(variants: list[Variant], composition: dict[str, dict] | None = 
     composition = composition or {}
     groups: dict[tuple, list[Variant]] = defaultdict(list)
     for v in variants:
-        if v.trained:
+        # an added variant changes the size with the share; a further seed's model pools into its variant
+        if v.trained and v.design == "replace" and v.replicate_of is None:
             groups[(v.size, v.units, v.balance_by)].append(v)
     cands = []
     for vs in groups.values():
@@ -56,19 +61,39 @@ def slope(x: np.ndarray, y: np.ndarray) -> float:
     return float((xc * (y - y.mean())).sum() / (xc ** 2).sum())
 
 
+def permutation_trend_p(y: np.ndarray, x: np.ndarray, resamples: int, seed: int = 0) -> float:
+    """Two-sided p of the mean per-unit slope, by permuting the variants' values within each unit.
+
+    Under no effect of the real share, a unit's values are exchangeable across the curve's
+    variants whatever its level or spread, so the within-unit permutation distribution of the
+    statistic is exact for any spacing of the shares and any shape of the scores (a signed-rank
+    test of the slopes assumes they are symmetric around 0, which uneven shares break: at
+    (0, 0.25, 1) it rejected about 8% at alpha 0.05). Monte Carlo: (1 + #{|T*| >= |T|}) / (R + 1),
+    so the smallest p is 1/(R + 1)."""
+    xc = x - x.mean()
+    sxx = float((xc ** 2).sum())
+    t_obs = abs(float((y @ xc).mean() / sxx))
+    rng = np.random.default_rng(seed)
+    perm = np.argsort(rng.random((resamples, *y.shape)), axis=-1)  # one shuffle of the variants per unit
+    t = np.abs((xc[perm] * y[None]).sum(-1).mean(-1) / sxx)
+    return float((1 + np.sum(t >= t_obs * (1 - 1e-12))) / (resamples + 1))
+
+
 def trend(values: dict[str, dict[str, float]], curve: list[tuple[str, float]], resamples: int, seed: int = 0) -> dict:
-    """values: {unit: {variant: metric}}. Slopes of units that have every curve variant, their mean
-    with a bootstrap CI, and the Wilcoxon signed-rank p of the slopes against 0."""
+    """values: {unit: {variant: metric}}. Per unit with every curve variant, the least-squares
+    slope over the shares; their mean (the test's statistic) with a BCa CI, and the within-unit
+    permutation p of that mean (`permutation_trend_p`)."""
     x = np.array([s for _, s in curve], dtype=float)
-    slopes = [slope(x, np.array([vals[n] for n, _ in curve], dtype=float))
-              for vals in values.values() if all(vals.get(n) is not None for n, _ in curve)]
-    if not slopes:
+    y = np.array([[vals[n] for n, _ in curve] for vals in values.values()
+                  if all(vals.get(n) is not None for n, _ in curve)], dtype=float).reshape(-1, len(curve))
+    if not len(y):
         return {"n": 0, "slope": None, "slope_ci": None, "p": None}
-    # the estimate that belongs to the signed-rank test (its direction cannot contradict the test)
-    hl = S.hodges_lehmann(slopes)
-    p = S.wilcoxon_p(slopes, [0.0] * len(slopes)) if len(slopes) > 1 else math.nan
-    return {"n": len(slopes), "slope": hl["estimate"], "slope_ci": hl["ci"], "mean_slope": float(np.mean(slopes)),
-            "p": None if math.isnan(p) else p}
+    slopes = [slope(x, row) for row in y]
+    ci = S.bootstrap_ci(slopes, resamples, seed=seed)
+    p = permutation_trend_p(y, x, resamples, seed) if len(y) > 1 else math.nan
+    return {"n": len(slopes), "slope": float(np.mean(slopes)), "slope_ci": list(ci) if ci else None,
+            "ci_note": S.small_n_note(len(slopes)), "p": None if math.isnan(p) else p,
+            "p_min": 1.0 / (resamples + 1), "resamples": resamples, "test": "within-unit permutation"}
 
 
 def dose_response(rows: list[dict], curve: list[tuple[str, float]], metrics: list[str], resamples: int,
@@ -90,6 +115,8 @@ def dose_response(rows: list[dict], curve: list[tuple[str, float]], metrics: lis
         if r.get("nll") is not None and math.isfinite(r["nll"]):
             series.setdefault(f"nll_{r['split']}", defaultdict(dict))[r["session_id"]][r["variant"]] = float(r["nll"])
     for m, units in series.items():
+        # paired points: every variant's mean over the same units, the ones the trend test uses
+        units = {u: vals for u, vals in units.items() if all(n in vals for n, _ in curve)}
         points = []
         for name, share in curve:
             d = S.describe([vals[name] for vals in units.values() if name in vals], resamples)
@@ -145,7 +172,11 @@ def load_nll_rows(ctx) -> list[dict]:
     for r in read_jsonl_dicts(p):
         if r.get("tokens"):
             last[(r["variant"], r["split"], r["session_id"])] = {**r, "nll": r["nll_sum"] / r["tokens"]}
-    return list(last.values())
+    pooled: dict[tuple, list[dict]] = defaultdict(list)  # train.seeds: a session's mean over seeds
+    for (v, split, sid), r in last.items():
+        pooled[(variant_of(v), split, sid)].append(r)
+    return [{**rs[0], "variant": v, "nll": float(np.mean([r["nll"] for r in rs]))}
+            for (v, _, _), rs in pooled.items()]
 
 
 def compute(ctx, res: dict) -> dict:
@@ -154,7 +185,8 @@ def compute(ctx, res: dict) -> dict:
     mix = ctx.store.stage("mix").read_summary({}) or {}
     curve = curve_points(ctx.cfg.variant_list(), mix.get("variants"))
     ev = ctx.cfg.evaluate
-    return dose_response(res["rows"], curve, res["metrics"], ev.bootstrap_resamples, ev.alpha,
+    # the headline table's rows: the same scenarios, failures scored as the minimum under failed_as_min
+    return dose_response(res["paired"], curve, res["metrics"], ev.bootstrap_resamples, ev.alpha,
                          nll_rows=load_nll_rows(ctx))
 
 
@@ -174,16 +206,17 @@ def report_section(dr: dict, out_dir: Path, validated: bool) -> tuple[str, str]:
                         + (f" [{p['ci_low']:.2f}, {p['ci_high']:.2f}]" if p["ci_low"] is not None else " (no CI)")
                         for p in d["points"] if p["n"])
         ci = f"[{d['slope_ci'][0]:.2f}, {d['slope_ci'][1]:.2f}]" if d["slope_ci"] else None
-        rows.append([m, pts, d["n"], d["slope"], ci, d["p"], d["p_adj"], sig])
+        rows.append([m, pts, d["n"], d["slope"], ci, S.p_text(d["p"], d.get("at_floor")),
+                     S.p_text(d.get("p_adj"), d.get("at_floor")), sig])
     intro = para(f"Variants on the curve (realised real share): {', '.join(f'{n} {s:g}' for n, s in curve)}. "
-                 "Each point is the metric's mean with a bootstrap 95% CI. Trend: per scenario (judge metrics) or "
-                 "held-out session (nll_*, lower is better), the least-squares slope over the real share; the slopes "
-                 "are tested against 0 (Wilcoxon signed-rank, two-sided, Holm-corrected together with every other "
-                 "claim of the verdict); the slope shown is "
-                 "their Hodges-Lehmann median with its CI. A slope is "
-                 "the change from an all-synthetic to an all-real training set.")
-    parts = [intro, table(["Metric", "Points: variant (share): mean [95% CI]", "n paired", "Median slope (HL)",
-                           "Slope 95% CI", "p (Wilcoxon)", "p (Holm)", "Significant trend"], rows)]
+                 "Each point is the metric's mean over the units every curve variant has, with a bootstrap 95% CI. "
+                 "Trend: per scenario (judge metrics) or held-out session (nll_*, lower is better), the "
+                 "least-squares slope over the real share; their mean is tested against 0 by permuting the "
+                 "variants' values within each unit (two-sided; valid for any spacing of the shares), "
+                 "Holm-corrected together with every other claim of the verdict. A slope is the change from an "
+                 "all-synthetic to an all-real training set.")
+    parts = [intro, table(["Metric", "Points: variant (share): mean [95% CI]", "n paired", "Mean slope",
+                           "Slope 95% CI", "p (permutation)", "p (Holm)", "Significant trend"], rows)]
     if not validated:
         parts.append(para("The judge is not validated on this run: trends of judge scores are shown, their "
                           "significance withheld; the likelihood trends (nll_*) do not depend on the judge."))

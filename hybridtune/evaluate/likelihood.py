@@ -6,7 +6,9 @@ log-likelihood (nats) and perplexity of the counselor (`assistant`) turns given 
 preceding dialogue, with the shared system prompt `ctx.system_prompt` first (as in
 training). Sessions are paired across variants: a difference is token-weighted like the
 table, with a BCa bootstrap CI and a paired sign-flip permutation test of that same
-difference; variants are compared only when they tokenize the text the same way.
+difference; variants are compared only when they tokenize the text the same way. With `train.seeds`,
+every seed's model is scored and a session's scores are averaged over seeds before the test
+(the session stays the unit); each comparison also gives its estimate per seed.
 It answers the paper's question without a judge: does synthetic data help the model
 predict what real counselors say?
 
@@ -30,6 +32,7 @@ from ..llm import NotSupported, TokenLogprobs
 from ..records import ModelEntry, Record, Session, stable_id
 from ..registry import counselor_llm, declared_entries
 from ..store import StageDir
+from ..variants import seed_index, variant_of
 from . import stats as S
 
 SPLITS = ("test_real", "test_synthetic")
@@ -96,10 +99,19 @@ def summarize_split(rows: list[SessionNLL], resamples: int, level: float, seed: 
     }
 
 
+def sign_flip_exact(n: int, resamples: int) -> bool:
+    """Whether `sign_flip_p` enumerates every sign pattern (else its p is a Monte Carlo one)."""
+    return n <= 16 or resamples >= 2**n
+
+
 def sign_flip_p(d: np.ndarray, w: np.ndarray, resamples: int, seed: int) -> float:
     """Two-sided paired permutation (sign-flip) p of the weighted mean difference sum(w*d)/sum(w):
     under no difference, each session's pair of scores is exchangeable. Exact (every one of the
-    2**n sign patterns) up to n=16, else `resamples` random flips. 1.0 when every d is 0."""
+    2**n sign patterns) up to n=16, else `resamples` random flips (smallest p 2/(R+1)). 1.0 when
+    every d is 0. Its null is that each session's difference is symmetric around 0 (the two
+    variants exchangeable on it); a difference that is zero on average but skewed is outside
+    that null, and the test can reject it more or less often than alpha: a rejection says the
+    variants differ on these sessions, with the weighted mean as the size of the difference."""
     if len(d) == 0:
         return math.nan
     if np.all(d == 0):
@@ -108,7 +120,7 @@ def sign_flip_p(d: np.ndarray, w: np.ndarray, resamples: int, seed: int) -> floa
     res = stats.permutation_test(
         (d, np.zeros(n)), lambda x, y, axis=-1: np.sum((x - y) * w, axis=axis) / w.sum(),
         permutation_type="samples", vectorized=True, alternative="two-sided",
-        n_resamples=max(resamples, 2**n if n <= 16 else 0), random_state=np.random.default_rng(seed))
+        n_resamples=max(resamples, 2**n if sign_flip_exact(n, resamples) else 0), random_state=np.random.default_rng(seed))
     return float(res.pvalue)
 
 
@@ -143,10 +155,12 @@ def paired_comparison(a: str, b: str, split: str, rows: list[SessionNLL], resamp
                         f"under {a} and {b}, so nats per token are not comparable"}
     d = (sa - sb) / ta  # per-session difference per token; weighted by ta it gives the table's difference
     ci = S.bca_ci((sa - sb, ta), _ratio, resamples, level, seed)
+    n = len(common)
+    nz = int(np.sum(d != 0))
     return {**out, "comparable": True, "estimate": float((sa - sb).sum() / ta.sum()),
-            "ci": list(ci) if ci else None, "ci_note": S.small_n_note(len(common)),
-            "p": sign_flip_p(d, ta, resamples, seed) if len(common) > 1 else math.nan,
-            "n_nonzero": int(np.sum(d != 0))}
+            "ci": list(ci) if ci else None, "ci_note": S.small_n_note(n),
+            "p": sign_flip_p(d, ta, resamples, seed) if n > 1 else math.nan, "n_nonzero": nz,
+            "resamples": resamples, "p_min": S.resampling_floor(nz, resamples, exact=sign_flip_exact(n, resamples))}
 
 
 def summarize(rows: list[SessionNLL], variants: list[str], resamples: int, level: float, seed: int,
@@ -171,6 +185,38 @@ def summarize(rows: list[SessionNLL], variants: list[str], resamples: int, level
         c["p"] = None if c["p"] is None or math.isnan(c["p"]) else c["p"]
     out["comparisons"] = comps
     return out
+
+
+def pool_seeds(rows: list[SessionNLL]) -> list[SessionNLL]:
+    """Every seed's model of a variant (train.seeds: variant~s<seed>) as one row per declared
+    variant, split and held-out session: nll_sum and tokens averaged over seeds, so the session
+    stays the unit of the test and training noise is averaged in. No replicates: unchanged."""
+    if all(variant_of(r.variant) == r.variant for r in rows):
+        return rows
+    groups: dict[tuple[str, str, str], list[SessionNLL]] = {}
+    for r in rows:
+        groups.setdefault((variant_of(r.variant), r.split, r.session_id), []).append(r)
+    return [rs[0].model_copy(update={"variant": v, "nll_sum": float(np.mean([r.nll_sum for r in rs])),
+                                     "tokens": round(float(np.mean([r.tokens for r in rs])))})
+            for (v, _, _), rs in groups.items()]
+
+
+def seed_spread(results: dict, rows: list[SessionNLL], seeds: list[int], resamples: int, seed: int) -> None:
+    """Each comparison's estimate for each seed's models alone (`seed_estimates`, `seed_sd`), in
+    place: the spread between training seeds beside the pooled test (an untrained variant, with
+    one model, enters every seed)."""
+    replicated = {variant_of(r.variant) for r in rows if variant_of(r.variant) != r.variant}
+    for c in results["comparisons"]:
+        ests = []
+        for i in range(len(seeds)):
+            mine = [r.model_copy(update={"variant": variant_of(r.variant)}) for r in rows
+                    if (variant_of(r.variant) in replicated and seed_index(r.variant, seeds) == i)
+                    or variant_of(r.variant) not in replicated]
+            one = paired_comparison(c["a"], c["b"], c["split"], mine, min(resamples, 200), 0.95, seed)
+            ests.append(one["estimate"] if one else None)
+        got = [e for e in ests if e is not None]
+        c["seed_estimates"] = ests
+        c["seed_sd"] = float(np.std(got, ddof=1)) if len(got) > 1 else None
 
 
 def _sessions(ctx: Context, split: str) -> list[Session]:
@@ -217,7 +263,10 @@ async def run(ctx: Context, st: StageDir) -> dict:
     keys = {row_key(ctx, reg[v], sp, s) for v in scored for sp, ss in splits.items() for s in ss}
     rows = [r for r in st.read("sessions.jsonl", SessionNLL) if r.id in keys]
     ev = ctx.cfg.evaluate  # the same resamples and significance level as the judge comparisons
-    results = summarize(rows, scored, ev.bootstrap_resamples, 0.95, ctx.cfg.seed, ev.alpha)
+    names = list(dict.fromkeys(variant_of(v) for v in scored))
+    results = summarize(pool_seeds(rows), names, ev.bootstrap_resamples, 0.95, ctx.cfg.seed, ev.alpha)
+    if len(ctx.cfg.train.seeds) > 1:
+        seed_spread(results, rows, ctx.cfg.train.seeds, ev.bootstrap_resamples, ctx.cfg.seed)
     results["skipped"] = skipped
     results["split_sizes"] = {sp: len(ss) for sp, ss in splits.items()}
     st.write_summary(results)

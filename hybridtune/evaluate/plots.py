@@ -1,7 +1,9 @@
 """The report's figures (matplotlib, Agg backend, PNG): box and violin plots of scores by
-variant, scatter of the first two metrics (jittered, coloured by variant), and a bar chart of
-each metric's mean with 95% CI error bars. Labels and axes follow each metric's declaration
-(evaluate/metrics.py, or the domain pack for its own metrics).
+variant, scatter of the first two metrics (jittered, coloured by variant), a bar chart of
+each metric's mean with 95% CI error bars, and the forest plot of the paired differences
+(`forest`). Labels and axes follow each metric's declaration (evaluate/metrics.py, or the
+domain pack for its own metrics). A metric whose every score ties (`flat_metrics`) is left
+out of the score figures: a flat line says nothing, the report says it in words instead.
 
 Input: per-session rows {variant, <metric>: float}, the summary table of stats.summary_table.
 Output: PNG files; each carries its series in the PNG text chunk "Series" (JSON, taken from
@@ -113,16 +115,60 @@ def bar(table: dict, variants: list[str], metric: str, path: Path) -> Path:
     return _save(fig, path, f"bar {metric}", series)
 
 
+def flat_metrics(rows: list[dict], metrics: list[str]) -> dict[str, float]:
+    """{metric: the one value} for each metric whose scores all tie (nothing for a figure to show)."""
+    out = {}
+    for m in metrics:
+        vals = {float(r[m]) for r in rows if r.get(m) is not None}
+        if len(vals) == 1:
+            out[m] = vals.pop()
+    return out
+
+
 def make_figures(rows: list[dict], table: dict, variants: list[str], metrics: list[str], out: Path) -> dict[str, Path]:
     """The report's figures: box and violin of every metric, the first two metrics against
-    each other, and a bar chart per metric (`bar_<metric>`)."""
-    figs = {"box": distribution(rows, variants, metrics, out / "box.png", "box"),
-            "violin": distribution(rows, variants, metrics, out / "violin.png", "violin")}
-    if len(metrics) >= 2:
+    each other, and a bar chart per metric (`bar_<metric>`); metrics whose scores all tie are
+    left out (and a figure with none left is not drawn)."""
+    flat = flat_metrics(rows, metrics)
+    shown = [m for m in metrics if m not in flat]
+    figs = {}
+    if shown:
+        figs["box"] = distribution(rows, variants, shown, out / "box.png", "box")
+        figs["violin"] = distribution(rows, variants, shown, out / "violin.png", "violin")
+    if len(metrics) >= 2 and not (metrics[0] in flat and metrics[1] in flat):
         figs["scatter"] = scatter(rows, variants, out / "scatter.png", metrics[0], metrics[1])
-    for m in metrics:
+    for m in shown:
         figs[f"bar_{m}"] = bar(table, variants, m, out / f"bar_{m}.png")
     return figs
+
+
+def forest(panels: list[tuple[str, list[dict]]], path: Path) -> Path | None:
+    """Forest plot: one panel per measure (title, rows {label, estimate, ci, significant}), each
+    row a point estimate with its 95% CI and a line at 0; filled points are significant claims."""
+    panels = [(t, [r for r in rows if r.get("estimate") is not None]) for t, rows in panels]
+    panels = [(t, rows) for t, rows in panels if rows]
+    if not panels:
+        return None
+    heights = [0.9 + 0.42 * len(rows) for _, rows in panels]
+    fig, axes = plt.subplots(len(panels), 1, figsize=(9.0, sum(heights)), squeeze=False,
+                             gridspec_kw={"height_ratios": heights})
+    series = {}
+    for ax, (title, rows) in zip(axes[:, 0], panels, strict=True):
+        y = np.arange(len(rows))[::-1]
+        for yi, r in zip(y, rows, strict=True):
+            ci = r.get("ci")
+            if ci:
+                ax.plot(ci, [yi, yi], color="#1f4e79", lw=2)
+            ax.plot([r["estimate"]], [yi], "o", ms=8, color="#1f4e79",
+                    markerfacecolor="#1f4e79" if r.get("significant") else "white")
+        ax.axvline(0, color="#888", lw=1, ls="--")
+        ax.set_yticks(y, [r["label"] for r in rows])
+        ax.set_ylim(-0.7, len(rows) - 0.3)
+        ax.set_title(title, fontsize=10, loc="left")
+        ax.grid(axis="x", alpha=0.3)
+        series[title] = {r["label"]: [r["estimate"], *(r.get("ci") or [None, None])] for r in rows}
+    fig.tight_layout()
+    return _save(fig, path, "forest", series)
 
 
 def captions(metrics: list[str]) -> dict[str, str]:
@@ -132,4 +178,6 @@ def captions(metrics: list[str]) -> dict[str, str]:
         out["scatter"] = (f"{get_metric(metrics[0]).label} vs {get_metric(metrics[1]).label} per conversation "
                           "(jittered), coloured by variant")
     out |= {f"bar_{m}": f"Mean {get_metric(m).label.lower()} with bootstrap 95% CI" for m in metrics}
+    out["forest"] = ("Paired differences A - B with 95% CIs, one row per comparison; filled points are significant "
+                     "after the Holm correction, hollow ones are not")
     return out

@@ -1,8 +1,11 @@
-"""The report's building blocks, each a (markdown, html) pair: paragraphs, tables, figures.
+"""The report's building blocks, each a (markdown, html) pair: paragraphs, tables, figures,
+collapsed blocks, and notes said once under a table instead of on every row.
 
 Used by evaluate/report.py and the sections other modules add to the report (evaluate/dose.py).
 
     join(para("Text."), table(["a", "b"], [[1, 2.0]]), figures({"box": path}, ["empathy"]))
+    details("Resolved config", pre(text))
+    rows, legend = notes_once(rows, col=-1)   # a note repeated on many rows becomes [1] + one line below
 """
 from __future__ import annotations
 
@@ -41,6 +44,36 @@ def para(text: str) -> tuple[str, str]:
 
 def join(*parts: tuple[str, str]) -> tuple[str, str]:
     return "\n".join(p[0] for p in parts), "\n".join(p[1] for p in parts)
+
+
+def pre(text: str, lang: str = "") -> tuple[str, str]:
+    """Preformatted text (wrapped on the page, so no line runs off its right edge)."""
+    return f"```{lang}\n{text.rstrip()}\n```\n", f"<pre>{html.escape(text)}</pre>"
+
+
+def details(summary: str, *parts: tuple[str, str]) -> tuple[str, str]:
+    """A block shown collapsed under a one-line summary (HTML <details>, which Markdown viewers render too)."""
+    md, h = join(*parts)
+    return (f"<details><summary>{html.escape(summary)}</summary>\n\n{md}\n</details>\n",
+            f"<details><summary>{html.escape(summary)}</summary>{h}</details>")
+
+
+def notes_once(rows: list[list[Any]], col: int = -1) -> tuple[list[list[Any]], tuple[str, str]]:
+    """Rows whose note column (`col`) shows a marker [k] for each distinct note, and the notes
+    said once below the table (an empty pair when no row has a note)."""
+    notes: dict[str, int] = {}
+    out = []
+    for r in rows:
+        r = list(r)
+        text = r[col]
+        if text:
+            r[col] = f"[{notes.setdefault(text, len(notes) + 1)}]"
+        out.append(r)
+    if not notes:
+        return out, ("", "")
+    items = [f"[{k}] {t}" for t, k in notes.items()]
+    return out, ("\n".join(f"- {x}" for x in items) + "\n",
+                 '<ul class="notes">' + "".join(f"<li>{html.escape(x)}</li>" for x in items) + "</ul>")
 
 
 def figures(paths: dict[str, Path], metrics: Sequence[str] = ()) -> tuple[str, str]:

@@ -1,12 +1,20 @@
 """Stage `report`: report/report.md and a self-contained report/report.html, from cached results only.
 
+The page answers first: a headline of one or two lines (evaluate/headline.py: the claims, or
+"No winner: <why>"), then the forest plot of the paired differences (likelihood first, judge
+metrics when the judge is validated), the verdict, then the tables; details (the paper's
+numbers, the power plan, the resolved config) are collapsed. The sections are `SECTIONS`, a
+list of functions `(Page) -> [section]` in page order: a new section is one function there.
+
 Input (files only, no model calls, so a rerun is instant and free): score/session_scores.jsonl,
 score/summary.json, simulate/sessions.jsonl, eval_scenarios/, models.json, usage.json,
 config.yaml, stage summaries (_done.json), and the trust sections
 (`hybridtune.evaluate.trust.report_sections`, `judge_validated`, `verdict.verdict_paragraph`).
 The headline table and the judge tests cover the scenarios every variant completed
 (`stats.paired_rows`); the judge and likelihood comparisons are Holm-adjusted as one family
-(`verdict.family`), so every table shows the p the verdict uses.
+(`verdict.family`), so every table shows the p the verdict uses. The page opens with the
+short verdict (`verdict.summary`); with `train.seeds` the rows of every seed's model are
+pooled into their variant first (`stats.pool_seeds`).
 Output: report/report.md, report/report.html (figures inlined as base64 data URIs),
 report/{box,violin,scatter,bar_<metric>,dose_response}.png, report/summary.json (table +
 comparisons + dose-response, machine-readable).
@@ -19,6 +27,8 @@ import html
 import json
 import math
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,10 +42,13 @@ from ..errors import UserError
 from ..records import Session
 from ..registry import load_registry
 from ..store import StageDir, read_jsonl_dicts
-from . import dose, plots
+from ..variants import analysed
+from . import dose, people, plots
 from . import stats as S
+from .headline import headline
 from .metrics import metric as get_metric
-from .render import figures, fmt, join, para, section, table
+from .render import details, figures, fmt, join, notes_once, para, pre, section, table
+from .verdict import SPLIT_WORDS
 
 # The reference paper's Table (50 conversations per model), shown for context only: other
 # models, other judge, other scenarios; never compared statistically with this run.
@@ -53,23 +66,31 @@ TEMPLATE = Path(__file__).parent / "templates" / "report.html.j2"
 def load_results(ctx: Context) -> dict:
     """Everything the report shows, read from the run directory."""
     sc = ctx.store.stage("score")
-    rows = list(sc.read_dicts("session_scores.jsonl"))
-    if not rows:
+    models = list(sc.read_dicts("session_scores.jsonl"))
+    if not models:
         raise UserError(f"{sc.file('session_scores.jsonl')}: no scores; run `hybridtune score` first")
     summary = sc.read_summary({}) or {}
     metrics = summary.get("metrics") or ctx.cfg.evaluate.metrics
     reg = load_registry(ctx.store)
-    order = [v.name for v in ctx.cfg.variant_list()]
+    order = [v.name for v in analysed(ctx.cfg.variant_list())]
+    ev = ctx.cfg.evaluate
+    k = int(summary.get("judge_samples") or ev.judge_samples)
+    rows = S.pool_seeds(models, metrics, ev.failed_as_min, k)  # train.seeds: a scenario's mean over seeds
     seen = [v for v in dict.fromkeys(r["variant"] for r in rows)]
     variants = [v for v in order if v in seen] + [v for v in seen if v not in order]
-    ev = ctx.cfg.evaluate
     scen = ctx.store.path("eval_scenarios", "scenarios.jsonl")
     planned = sum(1 for _ in read_jsonl_dicts(scen)) if scen.exists() else None
-    paired, completion = S.paired_rows(rows, variants, metrics, planned, ev.failed_as_min)
+    paired, completion = S.paired_rows(rows, variants, metrics, planned, ev.failed_as_min, k)
+    comparisons = S.paired_comparisons(paired, variants, metrics, ev.alpha)
+    if len(seeds := ctx.cfg.train.seeds) > 1:  # the spread between training seeds, beside the pooled test
+        spread = S.seed_spread(models, variants, metrics, seeds, ev.alpha)
+        for c in comparisons:
+            c["seed_estimates"] = spread.get((c["a"], c["b"], c["metric"]))
     return {"rows": rows, "paired": paired, "completion": completion, "score_summary": summary, "metrics": metrics,
             "variants": variants, "registry": reg, "failed_as_min": ev.failed_as_min,
+            "sensitivity": S.failure_sensitivity(rows, variants, metrics, planned, ev.failed_as_min, k, ev.alpha),
             "table": S.summary_table(paired, variants, metrics, ev.bootstrap_resamples),
-            "comparisons": S.paired_comparisons(paired, variants, metrics, ev.alpha)}
+            "comparisons": comparisons}
 
 
 # -- sections ---------------------------------------------------------------------
@@ -84,10 +105,8 @@ def main_table(res: dict) -> tuple[str, str]:
         c = res["completion"][v]
         done = f"{c['completed']}/{c['planned']} ({100 * c['completion_rate']:.0f}%)" if c["completion_rate"] is not None else None
         body.append([v, *(t[v].get(m, {}).get(k) for m in metrics for k in ("mean", "median", "min", "max")),
-                     c["in_table"], done, c["failed_judgements"]])
-    for p in PAPER:  # the paper published averages of its metrics only
-        if any(m in p for m in metrics):
-            body.append([p["variant"], *(x for m in metrics for x in (p.get(m), None, None, None)), 50, None, None])
+                     c["in_table"], done, (f"{c['failed_judgements']} (+{c['partial_judgements']} partial)"
+                                           if c.get("partial_judgements") else c["failed_judgements"])])
     n = next(iter(res["completion"].values()), {}).get("in_table", 0)
     paired = para(f"Paired table: every row covers the same {n} scenarios, the ones every variant completed "
                   "(simulated and judged on every metric), so the averages compare like with like; the tests below "
@@ -96,9 +115,18 @@ def main_table(res: dict) -> tuple[str, str]:
                   + ("scored as the metric's minimum (evaluate.failed_as_min)." if res.get("failed_as_min") else
                      "which remove the scenario from the table for every variant (evaluate.failed_as_min=true "
                      "scores them as the minimum instead)."))
-    note = para("Rows marked (paper) are the reference paper's published averages (its models, judge and "
-                "scenarios), shown for context only; they are not comparable with this run's numbers.")
-    return join(table(head, body), paired, note)
+    return join(table(head, body), paired, paper_block(metrics))
+
+
+def paper_block(metrics: list[str]) -> tuple[str, str]:
+    """The reference paper's published averages, collapsed and apart from this run's table."""
+    rows = [[p["variant"], *(p.get(m) for m in metrics), 50] for p in PAPER if any(m in p for m in metrics)]
+    if not rows:
+        return "", ""
+    return details("The paper's published numbers (context only, not comparable)",
+                   para("The reference paper's published averages (its models, judge and scenarios); they are not "
+                        "comparable with this run's numbers and no test uses them."),
+                   table(["Model", *(f"{get_metric(m).label} Avg" for m in metrics), "Conversations"], rows))
 
 
 def detail_table(res: dict) -> tuple[str, str]:
@@ -109,7 +137,8 @@ def detail_table(res: dict) -> tuple[str, str]:
             d = res["table"][v][m]
             ci = f"[{fmt(d['ci_low'])}, {fmt(d['ci_high'])}]" if d["ci_low"] is not None else None
             body.append([v, m, d["n"], d["mean"], ci, d["median"], d["std"], d["min"], d["max"], d.get("ci_note") or ""])
-    return table(head, body)
+    body, notes = notes_once(body)
+    return join(table(head, body), notes)
 
 
 def comparisons_table(res: dict, validated: bool | None) -> tuple[str, str]:
@@ -119,9 +148,11 @@ def comparisons_table(res: dict, validated: bool | None) -> tuple[str, str]:
     for c in res["comparisons"]:
         ci = c.get("ci")
         est = f"{fmt(c.get('estimate'))} [{fmt(ci[0])}, {fmt(ci[1])}]" if ci else f"{fmt(c.get('estimate'))} (no CI at this n)"
-        body.append([c["a"], c["b"], c["metric"], c["n"], est, c["mean_diff"], c["p"], c.get("p_adj") if validated else None,
+        body.append([c["a"], c["b"], c["metric"], c["n"], est, c["mean_diff"], S.p_text(c["p"], c.get("at_floor")),
+                     S.p_text(c.get("p_adj"), c.get("at_floor")) if validated else None,
                      c["effect_size"], ("yes" if c["significant"] else "no") if validated else "withheld",
-                     c.get("unreachable") or ""])
+                     "; ".join(x for x in (c.get("unreachable") or "", seeds_note(c)) if x)])
+    body, notes = notes_once(body)
     fam = max((c.get("family", 0) for c in res["comparisons"]), default=0)
     intro = para("Paired over the same scenarios: Wilcoxon signed-rank test (two-sided, zero differences "
                  "dropped); the estimate is the Hodges-Lehmann median difference of the same non-zero differences "
@@ -132,21 +163,32 @@ def comparisons_table(res: dict, validated: bool | None) -> tuple[str, str]:
                     f"(every claim the verdict makes), significance at alpha = {res.get('alpha', 0.05)}."
                     if validated else "No Holm-adjusted p is given: with the judge not validated these comparisons "
                     "are not claims, so they are outside the verdict's family."))
-    parts = [intro, table(head, body)]
+    parts = [intro, table(head, body), notes, para(res["sensitivity"]["line"])]
     if not validated:
         parts.append(para("The judge is not validated on this run, so no claim is made from these comparisons: "
                           "the numbers are shown, the 'significant' verdicts are withheld."))
     return join(*parts)
 
 
+def seeds_note(c: dict) -> str:
+    """A comparison's estimate per training seed (train.seeds), or '' with one seed."""
+    est = [e for e in c.get("seed_estimates") or [] if e is not None]
+    return f"per seed: {', '.join(f'{e:+.2f}' for e in est)}" if len(est) > 1 else ""
+
+
 def power_section(ctx: Context, res: dict, lik: dict | None) -> tuple[str, str]:
-    """Which tests could not have reached significance at this run's size, and what sizes would."""
+    """Which tests could not have reached significance at this run's size (each reason once),
+    and the plan at this config's sizes, collapsed."""
     from . import power
 
-    notes = [f"{c['a']} vs {c['b']} {c['metric']} (judge): {c['unreachable']}" for c in res["comparisons"]
-             if c.get("unreachable")]
-    notes += [f"{c['a']} vs {c['b']} likelihood ({c['split']}): {c['unreachable']}"
-              for c in (lik or {}).get("comparisons") or [] if c.get("unreachable")]
+    groups: dict[str, list[str]] = {}
+    for c in res["comparisons"]:
+        if c.get("unreachable"):
+            groups.setdefault(c["unreachable"], []).append(f"{c['a']} vs {c['b']} {c['metric']} (judge)")
+    for c in (lik or {}).get("comparisons") or []:
+        if c.get("unreachable"):
+            groups.setdefault(c["unreachable"], []).append(f"{c['a']} vs {c['b']} likelihood ({c['split']})")
+    notes = [f"{note}: {', '.join(tests)}" for note, tests in groups.items()]
     intro = para("An exact paired test with n non-zero pairs cannot give p below 2 / 2^n, and Holm multiplies the "
                  "smallest p by the number of tests. " + ("These tests could not have been significant at this "
                  "run's size, whatever the true difference, so their 'no significant difference' is no evidence of "
@@ -154,9 +196,20 @@ def power_section(ctx: Context, res: dict, lik: dict | None) -> tuple[str, str]:
     plan = power.lines(power.plan(ctx.cfg, ctx.store.root))
     return join(intro, *([("\n".join(f"- {x}" for x in notes) + "\n",
                            "<ul>" + "".join(f"<li>{html.escape(x)}</li>" for x in notes) + "</ul>")] if notes else []),
-                para("Plan at this config's sizes, with this run's observed SDs where it has them "
-                     "(`hybridtune plan CONFIG --pilot RUN_DIR`):"),
-                ("```\n" + "\n".join(plan) + "\n```\n", f"<pre>{html.escape(chr(10).join(plan))}</pre>"))
+                details("Power plan: the smallest difference each test can detect",
+                        para("Plan at this config's sizes, with this run's observed SDs where it has them "
+                             "(`hybridtune plan CONFIG --pilot RUN_DIR`):"), pre("\n".join(plan))))
+
+
+def verdict_lines(short: dict) -> tuple[str, str]:
+    """(markdown, html) of the short verdict (verdict.summary): three labelled lists."""
+    parts = [(f"Compared ({short['family']} tests, one Holm family)", short["compared"]),
+             ("Significant", short["significant"] or ["nothing"]),
+             ("What this run cannot tell", short["cannot_tell"] or ["nothing beyond the tests above"])]
+    md = "\n".join(f"**{t}:**\n\n" + "\n".join(f"- {x}" for x in xs) + "\n" for t, xs in parts)
+    h = "".join(f"<p><strong>{html.escape(t)}:</strong></p><ul>" + "".join(f"<li>{html.escape(x)}</li>" for x in xs)
+                + "</ul>" for t, xs in parts)
+    return md, h
 
 
 def scoring_quality(res: dict) -> tuple[str, str]:
@@ -242,10 +295,14 @@ def leakage_text(leak: dict | None) -> str:
     checks = ", ".join(leak.get("checks") or [])
     if leak.get("leaks"):
         return f"Leakage check FAILED: {len(leak['leaks'])} leak(s) between training sets and held-out splits ({checks})."
+    keys, over = "/".join(leak.get("group_keys") or []), len(leak.get("group_overlap") or [])
+    group = ("" if not keys else f" Held out by whole groups ({keys})." if leak.get("grouped") else
+             f" Split by session: {over} held-out real sessions share a {keys} with the training side "
+             "(mix.group_by holds out whole groups).")
     return (f"Leakage check passed: {leak.get('train_sessions', 0)} training sessions against "
             f"{leak.get('test_sessions', 0)} held-out sessions, no shared id, no held-out session used as a few-shot "
             f"exemplar or shared scenario, no exact or near-duplicate text ({checks}). Held-out real sessions were "
-            "split off before synthesis, so no stage that feeds training saw them.")
+            "split off before synthesis, so no stage that feeds training saw them." + group)
 
 
 def training_summary(res: dict) -> tuple[str, str]:
@@ -274,7 +331,7 @@ def config_section(ctx: Context, res: dict) -> tuple[str, str]:
     ids = ", ".join(f"{v}={e.model}{' + ' + e.adapter if e.adapter else ''}" for v, e in res["registry"].items())
     roles = ", ".join(f"{r}={rc.model or ctx.cfg.endpoints[rc.endpoint].model}@{rc.endpoint}" for r, rc in ctx.cfg.roles.items())
     head = para(f"Counselor variants: {ids}. Roles: {roles}. Counselor system prompt is shared by every variant.")
-    return join(head, ("```yaml\n" + text + "```\n", f"<pre>{html.escape(text)}</pre>"))
+    return join(head, details("Resolved config (runs/<name>/config.yaml)", pre(text, "yaml")))
 
 
 # -- assembly -------------------------------------------------------------------------
@@ -291,11 +348,145 @@ def clean(x: Any) -> Any:
     return x
 
 
+@dataclass
+class Page:
+    """What every section function reads: the run, its results and the verdict's data."""
+    ctx: Context
+    st: StageDir
+    res: dict
+    lik: dict | None
+    dose: dict
+    validated: bool | None
+    verdict: str  # the verdict in detail (one paragraph)
+    short: dict  # the short verdict (verdict.summary): compared, significant, cannot tell
+
+
+def forest_panels(page: Page) -> list[tuple[str, list[dict]]]:
+    """Likelihood first (one panel per split), then each judge metric when the judge is validated."""
+    panels = []
+    lik = [c for c in (page.lik or {}).get("comparisons") or [] if c.get("comparable", True)]
+    for split in dict.fromkeys(c["split"] for c in lik):
+        where = SPLIT_WORDS.get(split, split)
+        panels.append((f"Held-out likelihood, {where} sessions: A - B in nats/token (below 0: A predicts better)",
+                       [{"label": f"{c['a']} - {c['b']}", **c} for c in lik if c["split"] == split]))
+    if page.validated is True:
+        for m in page.res["metrics"]:
+            rows = [{"label": f"{c['a']} - {c['b']}", **c} for c in page.res["comparisons"] if c["metric"] == m]
+            panels.append((f"Judge {get_metric(m).label}: A - B, median difference (above 0: A scored higher)", rows))
+    return panels
+
+
+def s_forest(page: Page) -> list[dict]:
+    path = plots.forest(forest_panels(page), page.st.path / "forest.png")
+    judge = ("" if page.validated is True else " Judge differences are not plotted: the judge is not validated on "
+             "this run (the tables below show them, without claims).")
+    if path is None:
+        return [section("Paired differences", *para("No paired difference to plot: neither the likelihood stage nor "
+                                                      "a validated judge gave a comparison." + judge))]
+    return [section("Paired differences", *join(figures({"forest": path}), para(
+        "Each row is one paired comparison over the same held-out sessions or scenarios: the point is the "
+        "estimate, the bar its 95% CI, the dashed line no difference. A CI that excludes 0 is still not a claim "
+        "unless the point is filled (significant after the Holm correction of the whole family)." + judge)))]
+
+
+def s_verdict(page: Page) -> list[dict]:
+    return [section("Verdict", *verdict_lines(page.short))]
+
+
+def s_verdict_detail(page: Page) -> list[dict]:
+    return [section("Verdict in detail", *details("The verdict as one paragraph, every test named", para(page.verdict)))]
+
+
+def s_results(page: Page) -> list[dict]:
+    return [section("Results (paper-style table)", *main_table(page.res))]
+
+
+def s_comparisons(page: Page) -> list[dict]:
+    return [section("Paired comparisons", *comparisons_table(page.res, page.validated is True))]
+
+
+def s_trust(page: Page) -> list[dict]:
+    from . import trust
+
+    return trust.report_sections(page.ctx, page.lik, beside_validation=people.experts_section)
+
+
+def s_stats(page: Page) -> list[dict]:
+    return [section("Per-metric statistics", *detail_table(page.res))]
+
+
+def s_power(page: Page) -> list[dict]:
+    return [section("Power: what this run could detect", *power_section(page.ctx, page.res, page.lik))]
+
+
+def s_figures(page: Page) -> list[dict]:
+    res = page.res
+    figs = plots.make_figures(res["paired"], res["table"], res["variants"], res["metrics"], page.st.path)
+    page.res["figures"] = sorted(figs)
+    flat = plots.flat_metrics(res["paired"], res["metrics"])
+    by_value: dict[float, list[str]] = {}
+    for m, v in flat.items():
+        by_value.setdefault(v, []).append(get_metric(m).label.lower())
+    notes = [para(f"Every {' and every '.join(ms)} score is {fmt(v)} ({len(res['paired'])} scored conversations): "
+                  "the judge could not tell the conversations apart, so the box, violin, scatter and bar plots of "
+                  f"{'these metrics' if len(ms) > 1 else 'this metric'} would be flat lines and are left out.")
+             for v, ms in by_value.items()]
+    return [section("Figures", *join(*notes, *([figures(figs, res["metrics"])] if figs else [])))]
+
+
+def s_dose(page: Page) -> list[dict]:
+    parts = dose.report_section(page.dose, page.st.path, page.validated is True)
+    return [section("Dose-response (real share)", *parts)]
+
+
+def s_users(page: Page) -> list[dict]:
+    users = users_section(page.ctx)
+    return [section("Real users (kept conversations)", *users)] if users else []
+
+
+def s_scoring(page: Page) -> list[dict]:
+    return [section("Scoring quality", *scoring_quality(page.res))]
+
+
+def s_examples(page: Page) -> list[dict]:
+    return [section("Example conversations", *conversations(page.ctx, page.res))]
+
+
+def s_dataset(page: Page) -> list[dict]:
+    return [section("Dataset summary", *dataset_summary(page.ctx))]
+
+
+def s_training(page: Page) -> list[dict]:
+    return [section("Training summary (models.json)", *training_summary(page.res))]
+
+
+def s_usage(page: Page) -> list[dict]:
+    return [section("Cost and token use", *usage_summary(page.ctx))]
+
+
+def s_config(page: Page) -> list[dict]:
+    return [section("Configuration and model ids", *config_section(page.ctx, page.res))]
+
+
+# The page, top to bottom (the headline comes before all of them). A new section is one
+# function `(Page) -> list of section(...)` put in its place here.
+def s_people(page: Page) -> list[dict]:
+    """Pairwise win rates, human ratings and judge-human agreement (or why they are missing)."""
+    return people.report_sections(page.ctx)
+
+
+SECTIONS: list[Callable[[Page], list[dict]]] = [
+    s_forest, s_verdict, s_results, s_comparisons, s_verdict_detail, s_trust, s_people, s_stats, s_power, s_figures, s_dose, s_users,
+    s_scoring, s_examples, s_dataset, s_training, s_usage, s_config,
+]
+
+
 def build(ctx: Context, st: StageDir) -> dict:
     """Write report.md, report.html, the figures and summary.json; returns the short summary."""
     from . import trust
 
-    from .verdict import family, verdict_paragraph
+    from ..variants import contrast
+    from .verdict import family, summary, verdict_paragraph
 
     res = load_results(ctx)
     res["alpha"] = ctx.cfg.evaluate.alpha
@@ -305,45 +496,49 @@ def build(ctx: Context, st: StageDir) -> dict:
     dose_res = dose.compute(ctx, res)  # its trend tests are claims too: adjusted in the same family
     res["comparisons"], lik = family(res["comparisons"], trust.load_likelihood(ctx), cal, res["alpha"], dose_res)
     verdict = verdict_paragraph(res["comparisons"], lik, cal, res["alpha"], dose_res)
-    figs = plots.make_figures(res["paired"], res["table"], res["variants"], res["metrics"], st.path)
-    dose_parts = dose.report_section(dose_res, st.path, validated is True)
-    sections = [
-        section("Verdict", *para(verdict)),
-        section("Results (paper-style table)", *main_table(res)),
-        section("Per-metric statistics", *detail_table(res)),
-        section("Paired comparisons", *comparisons_table(res, validated is True)),
-        section("Power: what this run could detect", *power_section(ctx, res, lik)),
-        section("Figures", *figures(figs, res["metrics"])),
-        section("Dose-response (real share)", *dose_parts),
-        *([section("Real users (kept conversations)", *users)] if (users := users_section(ctx)) else []),
-        section("Scoring quality", *scoring_quality(res)),
-        *trust.report_sections(ctx, lik),
-        section("Example conversations", *conversations(ctx, res)),
-        section("Dataset summary", *dataset_summary(ctx)),
-        section("Training summary (models.json)", *training_summary(res)),
-        section("Cost and token use", *usage_summary(ctx)),
-        section("Configuration and model ids", *config_section(ctx, res)),
-    ]
+    variants = {v.name: v for v in ctx.cfg.variant_list()}
+    contrasts = {frozenset((a, b)): contrast(variants[a], variants[b])
+                 for a, b in S.pairs([v for v in res["variants"] if v in variants])}
+    short = summary(res["comparisons"], lik, cal, res["alpha"], dose_res, contrasts)
+    if res["sensitivity"]["changed"] and validated is True:
+        short["cannot_tell"].append(res["sensitivity"]["line"])
+    page = Page(ctx, st, res, lik, dose_res, validated, verdict, short)
+    lines = headline(res["comparisons"], lik, validated)
+    sections = [s for make in SECTIONS for s in make(page)]
     title = f"hybridtune report: {ctx.cfg.name}"
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    banner = None if validated is True else ("Judge not validated on this run: empathy/relevance scores are shown, but no "
-                                     "comparison claim is made from them.")
-    md = f"# {title}\n\n_{when}_\n\n" + (f"> **{banner}**\n\n" if banner else "")
+    quoted = "\n>\n".join(f"> **{x}**" if i == 0 else f"> {x}" for i, x in enumerate(lines))
+    md = f"# {title}\n\n_{when}_\n\n{quoted}\n\n"
     md += "\n".join(f"## {s['title']}\n\n{s['markdown']}\n" for s in sections)
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
-    page = env.from_string(TEMPLATE.read_text(encoding="utf-8")).render(
-        title=title, when=when, banner=banner, sections=[{**s, "html": markupsafe.Markup(s["html"])} for s in sections])
+    page_html = env.from_string(TEMPLATE.read_text(encoding="utf-8")).render(
+        title=title, when=when, headline=lines,
+        sections=[{**s, "html": markupsafe.Markup(s["html"])} for s in sections])
     st.write_text("report.md", md)
-    st.write_text("report.html", page)
-    st.write_summary(clean({"variants": res["variants"], "metrics": res["metrics"], "table": res["table"],
-                                         "completion": res["completion"], "comparisons": res["comparisons"],
-                                         "likelihood_comparisons": (lik or {}).get("comparisons"),
-                                         "judge_validated": validated, "dose_response": dose_res}))
-    return {"variants": res["variants"], "conversations": len(res["rows"]), "figures": sorted(figs),
+    st.write_text("report.html", page_html)
+    st.write_summary(clean({"headline": lines, "variants": res["variants"], "metrics": res["metrics"],
+                            "table": res["table"], "completion": res["completion"], "comparisons": res["comparisons"],
+                            "likelihood_comparisons": (lik or {}).get("comparisons"),
+                            "judge_validated": validated, "dose_response": dose_res,
+                            "verdict": short, "failure_sensitivity": res["sensitivity"]}))
+    return {"variants": res["variants"], "conversations": len(res["rows"]), "figures": res.get("figures", []),
             "judge_validated": validated, "report": str(st.file("report.html"))}
 
 
+def describe(ctx: Context) -> str:
+    """The headline and where the report is (printed by `hybridtune report` and at the end of `run`)."""
+    return describe_run(ctx.store.root) or ""
+
+
+def describe_run(run_dir: Path) -> str | None:
+    """As `describe`, from the files of a run folder; None when its report was not written."""
+    summary = run_dir / "report" / "summary.json"
+    page = run_dir / "report" / "report.html"
+    if not summary.is_file() or not page.is_file():
+        return None
+    lines = json.loads(summary.read_text()).get("headline") or []
+    return "\n".join([*lines, f"report: {page}"])
+
+
 def run(ctx: Context, st: StageDir) -> dict:
-    summary = build(ctx, st)
-    ctx.log(f"report: {summary['report']}")
-    return summary
+    return build(ctx, st)

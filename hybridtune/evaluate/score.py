@@ -4,10 +4,12 @@ Input: simulate/sessions.jsonl. One judge call per session x metric x sample, fr
 versioned rubric prompt of the metric (eval_judge_<metric> by default; structured {rationale, score}, or one score per
 item for a metric with items; metrics are declared in metrics.py or the domain pack), k repeated samples (`evaluate.judge_samples`)
 and a second judge (`evaluate.second_judge_endpoint/model`). Failed judgments are counted
-(failures.jsonl), never turned into scores.
+(failures.jsonl), never turned into scores. With `evaluate.pairwise`, the judge also compares
+two variants' replies to the same client turn, in both orders (pairwise.py).
 Output: score/scores.jsonl (Score: one judgment), score/session_scores.jsonl (per session:
-mean over samples of the first judge, counselor word count), score/summary.json (failures,
-judge noise, inter-judge agreement, length bias).
+mean over samples of the first judge, the samples behind each mean, counselor word count),
+score/summary.json (failures, judge noise, inter-judge agreement, length bias, pairwise win rates),
+score/pairwise.jsonl, score/pairwise_units.jsonl.
 
     hybridtune score -c configs/demo.yaml
 """
@@ -26,6 +28,7 @@ from ..records import Record, Scenario, Session, stable_id
 from ..store import StageDir
 from . import simulate
 from . import stats as S
+from .dialogue import transcript
 from .metrics import metric as get_metric
 
 
@@ -44,13 +47,6 @@ class Score(Record):
     rationale: str = ""
     prompt: str = ""
     counselor_words: int = 0
-
-
-def transcript(ctx: Context, s: Session) -> str:
-    names = ctx.domain.meta.get("speakers", {}) or {}
-    label = {"user": str(names.get("user", "client")).capitalize(),
-             "assistant": str(names.get("assistant", "counselor")).capitalize()}
-    return "\n".join(f"{label[m.role]}: {m.content}" for m in s.messages if m.role != "system")
 
 
 def counselor_words(s: Session) -> int:
@@ -98,9 +94,11 @@ def session_rows(scores: list[Score], sessions: list[Session], metrics: list[str
         sm = SimMeta.of(s)
         row = {"id": s.id, "variant": sm.variant, "scenario_id": sm.scenario_id,
                "words": counselor_words(s), "end_reason": sm.end_reason or None, "crisis": sm.crisis}
+        row["samples"] = {}  # judgements behind each mean: fewer than judge_samples = a partial failure
         for m in metrics:
             v = acc.get((s.id, m))
             row[m] = float(np.mean(v)) if v else None
+            row["samples"][m] = len(v or [])
         rows.append(row)
     return rows
 
@@ -146,6 +144,8 @@ def length_bias(rows: list[dict], metrics: list[str]) -> dict:
 
 
 async def run(ctx: Context, st: StageDir) -> dict:
+    from . import pairwise  # it uses transcript() from here
+
     sessions = simulate.load(ctx)
     scen = {s.id: s for s in ctx.store.stage("eval_scenarios").read("scenarios.jsonl", Scenario)}
     metrics = metric_list(ctx)
@@ -178,6 +178,9 @@ async def run(ctx: Context, st: StageDir) -> dict:
         "agreement": agreement(scores, sessions, metrics) if "judge2" in js else None,
         "length_bias": length_bias(rows, metrics),
         "unscored_sessions": sum(1 for r in rows if any(r[m] is None for m in metrics)),
+        "partial_judgements": sum(1 for r in rows for m in metrics
+                                  if 0 < r["samples"][m] < ctx.cfg.evaluate.judge_samples),
+        "pairwise": await pairwise.run(ctx, st, sessions),
     }
     st.write_summary(summary)
     return {**res.as_dict(), "judgments": len(items), "scored": len(scores),

@@ -7,10 +7,13 @@ plain lists/dicts, no I/O; scipy/krippendorff do the statistics.
 Input: per-session score rows {variant, scenario_id, <metric>: float, words: int}.
 Output: dicts; `paired_comparisons` returns the list of
 {"a", "b", "metric", "n", "n_nonzero", "mean_diff", "estimate", "ci", "p", "p_adj", "effect_size",
-"significant", "family", "unreachable"} that `hybridtune.evaluate.verdict.verdict_paragraph`
+"significant", "family", "unreachable", "p_floor", "at_floor"} that `hybridtune.evaluate.verdict.verdict_paragraph`
 consumes; `estimate` (Hodges-Lehmann) is what a claim's direction is read from.
 `paired_rows` restricts score rows to the scenarios every variant completed (the headline
-table); `p_floor`/`reach_note` say when a test could not reach significance at its n.
+table; failed and partial judgements counted), `failure_sensitivity` reruns the comparisons
+with failures treated the other way, `pool_seeds` / `seed_spread` average a scenario over the
+training seeds' models and give each comparison's estimate per seed; `adjust_family` says when a test could not reach significance at its n, by Holm over
+the family's floors (`holm_best`), a resampled test's floor 2/(R+1) included (`resampling_floor`).
 
     rows = [{"variant": "hybrid", "scenario_id": "s1", "empathy": 8.0}, ...]
     describe([8, 7, 9]); paired_comparisons(rows, ["base", "hybrid"], ["empathy"])
@@ -85,24 +88,36 @@ def summary_table(rows: list[dict], variants: list[str], metrics: list[str], res
                 for m in metrics} for v in variants}
 
 
+def _as_min(r: dict, metrics: list[str], samples: int) -> dict:
+    """A row with failed judgements scored as the metric's minimum: a metric with no score, and
+    the failed samples of a partly judged one (its mean over `samples`, not over those that parsed)."""
+    out = dict(r)
+    for m in metrics:
+        floor = get_metric(m).floor
+        got = (r.get("samples") or {}).get(m)
+        if r.get(m) is None:
+            out[m] = floor
+        elif got is not None and 0 < got < samples:
+            out[m] = (r[m] * got + floor * (samples - got)) / samples
+    return out
+
+
 def paired_rows(rows: list[dict], variants: list[str], metrics: list[str], planned: int | None = None,
-                failed_as_min: bool = False) -> tuple[list[dict], dict[str, dict]]:
+                failed_as_min: bool = False, samples: int = 1) -> tuple[list[dict], dict[str, dict]]:
     """(rows of the scenarios every variant completed, per-variant completion counts).
 
     A scenario is complete for a variant when its session was simulated and every metric was
     judged. Only scenarios complete for every variant enter the headline table and the tests,
     so each variant's mean is over the same scenarios. With `failed_as_min`, a failed judgement
     of a simulated session scores the metric's minimum (the failure counts against the variant
-    that provoked it) instead of removing the scenario. `planned`: scenarios each variant was
-    meant to complete (evaluation scenarios); default: every scenario seen in `rows`.
+    that provoked it) instead of removing the scenario, and a failed sample of k = `samples`
+    (evaluate.judge_samples) counts as the minimum in its session's mean. `planned`: scenarios
+    each variant was meant to complete (evaluation scenarios); default: every scenario seen in
+    `rows`. The counts give failed and partial judgements (some of the k samples failed) per variant.
     """
     scen = sorted({r["scenario_id"] for r in rows})
     planned = planned if planned is not None else len(scen)
-    filled = []
-    for r in rows:
-        if failed_as_min:
-            r = {**r, **{m: get_metric(m).floor for m in metrics if r.get(m) is None}}
-        filled.append(r)
+    filled = [_as_min(r, metrics, samples) if failed_as_min else r for r in rows]
     by = {(r["variant"], r["scenario_id"]): r for r in filled}
     done = {v: {s for s in scen if (v, s) in by and all(by[(v, s)].get(m) is not None for m in metrics)}
             for v in variants}
@@ -111,9 +126,88 @@ def paired_rows(rows: list[dict], variants: list[str], metrics: list[str], plann
     for v in variants:
         mine = [r for r in rows if r["variant"] == v]
         failed = sum(1 for r in mine for m in metrics if r.get(m) is None)
+        partial = sum(1 for r in mine for m in metrics if 0 < ((r.get("samples") or {}).get(m) or samples) < samples)
         counts[v] = {"planned": planned, "simulated": len(mine), "completed": len(done[v]), "failed_judgements": failed,
+                     "partial_judgements": partial,
                      "completion_rate": len(done[v]) / planned if planned else None, "in_table": len(common)}
     return [r for r in filled if r["variant"] in done and r["scenario_id"] in common], counts
+
+
+def failure_sensitivity(rows: list[dict], variants: list[str], metrics: list[str], planned: int | None,
+                        failed_as_min: bool, samples: int = 1, alpha: float = 0.05) -> dict:
+    """The judge comparisons under the other treatment of failed judgements (dropped <-> scored
+    as the minimum), beside the one the report uses: which change direction (Hodges-Lehmann
+    sign) or side of alpha / family (raw p), and a one-line summary. A failure the variant
+    provoked removes evidence against it when dropped; the line says whether that matters here."""
+    used, _ = paired_rows(rows, variants, metrics, planned, failed_as_min, samples)
+    other, counts = paired_rows(rows, variants, metrics, planned, not failed_as_min, samples)
+    a = {(c["a"], c["b"], c["metric"]): c for c in paired_comparisons(used, variants, metrics, alpha)}
+    b = {(c["a"], c["b"], c["metric"]): c for c in paired_comparisons(other, variants, metrics, alpha)}
+    failures = sum(c["failed_judgements"] + c["partial_judgements"] for c in counts.values())
+    m = max(len(a), 1)
+    changed = []
+    for key, x in a.items():
+        y = b.get(key)
+        if y is None:
+            continue
+        flips = np.sign(x["estimate"] or 0) != np.sign(y["estimate"] or 0)
+        sides = (x["p"] is not None and y["p"] is not None and (x["p"] * m < alpha) != (y["p"] * m < alpha))
+        if flips or sides:
+            changed.append(f"{key[0]} vs {key[1]} {key[2]}: median difference {x['estimate']:+.2f} -> {y['estimate']:+.2f}, "
+                           f"p {x['p']:.3g} -> {y['p']:.3g}")
+    how = "scored as the minimum" if not failed_as_min else "dropped"
+    if not failures:
+        line = "No judgement failed, so dropping failures and scoring them as the minimum give the same tests."
+    elif not changed:
+        line = (f"Sensitivity: with the {failures} failed or partial judgements {how} instead, no comparison changes "
+                "direction or side of its level.")
+    else:
+        line = (f"Sensitivity: with the {failures} failed or partial judgements {how} instead, {len(changed)} "
+                f"comparison(s) change: {'; '.join(changed)}. Their conclusion depends on how failures count.")
+    return {"other": how, "failures": failures, "changed": changed, "line": line}
+
+
+def pool_seeds(rows: list[dict], metrics: list[str], failed_as_min: bool = False, samples: int = 1) -> list[dict]:
+    """Per-conversation rows of every seed's model (train.seeds: variant~s<seed>) as one row per
+    declared variant and scenario, each metric the mean over seeds: the scenario stays the unit,
+    training noise is averaged in. A metric a seed's judgement failed on is None (or, with
+    failed_as_min, that seed's minimum enters the mean). Rows without replicates pass through."""
+    from ..variants import variant_of
+
+    if not any(variant_of(r["variant"]) != r["variant"] for r in rows):
+        return rows
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for r in rows:
+        r = _as_min(r, metrics, samples) if failed_as_min else r
+        groups.setdefault((variant_of(r["variant"]), r["scenario_id"]), []).append(r)
+    out = []
+    for (v, scen), rs in groups.items():
+        row = {**rs[0], "variant": v, "scenario_id": scen, "seeds": len(rs), "models": [r["variant"] for r in rs]}
+        for m in metrics:
+            vals = [r.get(m) for r in rs]
+            row[m] = float(np.mean(vals)) if all(x is not None for x in vals) else None
+        row.pop("samples", None)  # partial samples are counted on the models' own rows
+        out.append(row)
+    return out
+
+
+def seed_spread(rows: list[dict], variants: list[str], metrics: list[str], seeds: list[int],
+                alpha: float = 0.05) -> dict[tuple[str, str, str], list[float]]:
+    """(a, b, metric) -> the Hodges-Lehmann estimate of each seed's models alone (an untrained
+    variant, which has one model, enters every seed): the spread between seeds, beside the
+    pooled test."""
+    from ..variants import seed_index, variant_of
+
+    replicated = {variant_of(r["variant"]) for r in rows if variant_of(r["variant"]) != r["variant"]}
+    single = [r for r in rows if r["variant"] not in replicated and variant_of(r["variant"]) == r["variant"]]
+    out: dict[tuple[str, str, str], list[float]] = {}
+    for i in range(len(seeds)):
+        mine = [r for r in rows if seed_index(r["variant"], seeds) == i and r["variant"] not in
+                {x["variant"] for x in single}] + single
+        mine = [{**r, "variant": variant_of(r["variant"])} for r in mine]
+        for c in paired_comparisons(mine, variants, metrics, alpha):
+            out.setdefault((c["a"], c["b"], c["metric"]), []).append(c["estimate"])
+    return out
 
 
 def rank_biserial(x: Sequence[float], y: Sequence[float]) -> float:
@@ -161,21 +255,69 @@ def p_floor(n: int) -> float:
     return 1.0 if n <= 0 else min(1.0, 2.0 / 2.0**n)
 
 
+def resampling_floor(n_nonzero: int, resamples: int | None, exact: bool) -> float:
+    """The smallest two-sided p of a permutation test: 2 / 2**n when it enumerates every sign
+    pattern (`exact`), else also at least 2 / (R + 1) (scipy's Monte Carlo p counts the observed
+    statistic once among R + 1, on each side)."""
+    floor = p_floor(n_nonzero)
+    return floor if exact or not resamples else max(floor, min(1.0, 2.0 / (resamples + 1)))
+
+
 def min_pairs(family: int, alpha: float) -> int:
-    """Fewest non-zero pairs at which a test in a Holm family of `family` tests can reach alpha."""
+    """Fewest non-zero pairs at which a test can reach alpha whatever the other tests of its Holm
+    family of `family` give (its exact floor times the family below alpha)."""
     n = 1
     while family * p_floor(n) >= alpha:
         n += 1
     return n
 
 
-def reach_note(n: int, family: int, alpha: float) -> str | None:
-    """Why a paired test could never have been significant at its n (None when it could)."""
-    if family * p_floor(n) < alpha:
+def holm_best(floors: Sequence[float]) -> list[float]:
+    """Per test, the smallest Holm-adjusted p it can get when no test can go below its floor.
+
+    Holm adjusts the i-th smallest p to max_{j<=i} (m - j + 1) p_(j). A test with k tests ranked
+    before it is best off when those k are the ones with the smallest floors, each at its
+    floor; the best over k is the bound. Any data give an adjusted p at least this, so a test
+    whose bound reaches alpha can never be significant, and one reported significant never
+    gets a reach note (the Bonferroni bound m * floor said both of one test)."""
+    m = len(floors)
+    out = []
+    for i, f in enumerate(floors):
+        g = sorted(x for j, x in enumerate(floors) if j != i)
+        best, ahead = min(1.0, m * f), 0.0
+        for k in range(1, m):
+            ahead = max(ahead, (m - k + 1) * g[k - 1])  # the k-th test ranked ahead of this one
+            best = min(best, max(ahead, (m - k) * max(f, g[k - 1])))
+        out.append(min(1.0, best))
+    return out
+
+
+def reach_note(n: int, family: int, alpha: float, floor: float | None = None, best: float | None = None,
+               resamples: int | None = None) -> str | None:
+    """Why a paired test could never have been significant at its n (None when it could).
+    `floor`: its smallest possible p (default: the exact floor at n); `best`: its smallest
+    Holm-adjusted p given the family's floors (`holm_best`; default: family x floor)."""
+    floor = p_floor(n) if floor is None else floor
+    best = min(1.0, family * floor) if best is None else best
+    if best < alpha:
         return None
-    return (f"could not reach significance at n={n} non-zero pairs: the smallest exact two-sided p is {p_floor(n):.3g}, "
-            f"x{family} tests (Holm) = {min(1.0, family * p_floor(n)):.3g} >= alpha {alpha}; "
-            f"it needs at least {min_pairs(family, alpha)} non-zero pairs")
+    resampled = bool(resamples) and floor > p_floor(n) * (1 + 1e-9)
+    what = (f"the smallest p at {resamples} resamples is {floor:.3g}" if resampled
+            else f"the smallest exact two-sided p is {floor:.3g}")
+    fix = (f"it needs at least {min_pairs(family, alpha)} non-zero pairs" if not resampled else
+           f"it needs evaluate.bootstrap_resamples >= {math.ceil(floor * (resamples + 1) * family / alpha)}")
+    return (f"could not reach significance at n={n} non-zero pairs: {what}; after Holm over {family} tests at "
+            f"best {best:.3g} >= alpha {alpha}; {fix}")
+
+
+def p_text(p: float | None, at_floor: bool = False, nd: int = 3) -> str:
+    """A p-value for a reader: 'n/a', '<0.001', or '<= x' when the test sat at its smallest
+    possible p (the data could support a smaller one; the test could not show it)."""
+    if p is None or (isinstance(p, float) and math.isnan(p)):
+        return "n/a"
+    if at_floor:
+        return f"≤ {p:.{nd}g}" if p < 10 ** -nd else f"≤ {p:.{nd}f}"
+    return f"<{10 ** -nd:g}" if p < 10 ** -nd else f"{p:.{nd}f}"
 
 
 def _signed_rank_cdf(n: int) -> np.ndarray:
@@ -251,15 +393,28 @@ def paired_comparisons(rows: list[dict], variants: list[str], metrics: list[str]
 
 
 def adjust_family(comparisons: list[dict], alpha: float) -> list[dict]:
-    """Holm over every comparison given (one family), in place: p_adj, significant, family, and
-    `unreachable` (why a test could not have been significant at its n, or None)."""
-    m = sum(1 for c in comparisons if c.get("p") is not None and not math.isnan(c["p"]))
+    """Holm over every comparison given (one family), in place: p_adj, significant, family,
+    `p_floor` (the smallest p the test could give: `p_min` when its producer set one, e.g. a
+    resampling floor, else the exact floor at its n), `at_floor` (p sits at that floor, so
+    it reads p <= floor) and `unreachable` (why it could not have been significant, by Holm
+    over the family's floors; None when it could)."""
+    live = [c for c in comparisons if c.get("p") is not None and not math.isnan(c["p"])]
+    m, live_ids = len(live), {id(c) for c in live}
+    for c in comparisons:
+        n = int(c.get("n_nonzero", c.get("n", 0)) or 0)
+        floor = c.get("p_min") if c.get("p_min") is not None else p_floor(n)
+        if id(c) in live_ids:
+            floor = min(floor, c["p"])  # an observed p proves the floor is no higher
+        c["p_floor"] = floor
+        c["at_floor"] = bool(id(c) in live_ids and c["p"] <= floor * (1 + 1e-9))
+    best = dict(zip(map(id, live), holm_best([c["p_floor"] for c in live]), strict=True))
     for c, padj in zip(comparisons, holm([math.nan if c.get("p") is None else c["p"] for c in comparisons]),
                        strict=True):
         c["p_adj"] = None if math.isnan(padj) else padj
         c["significant"] = bool(c["p_adj"] is not None and c["p_adj"] < alpha)
         c["family"] = m
-        c["unreachable"] = reach_note(int(c.get("n_nonzero", c.get("n", 0)) or 0), max(m, 1), alpha)
+        n = int(c.get("n_nonzero", c.get("n", 0)) or 0)
+        c["unreachable"] = reach_note(n, max(m, 1), alpha, c["p_floor"], best.get(id(c)), c.get("resamples"))
     return comparisons
 
 

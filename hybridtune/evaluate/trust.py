@@ -3,7 +3,7 @@
 Input: likelihood/summary.json and calibrate/summary.json of the run (either may be absent).
 Output: `report_sections(ctx)` -> [{"title", "markdown", "html"}] (html is a fragment, every
 value escaped): the held-out likelihood table with CIs, the judge-validation block with its
-verdict, and the patient-simulator check. `judge_validated(ctx)` -> True/False, or None when
+verdict, the judge against experts' labels (people.experts_section), and the patient-simulator check. `judge_validated(ctx)` -> True/False, or None when
 calibration did not run; `summary_paragraph(ctx, comparisons)` is verdict.verdict_paragraph
 over this run's files.
 
@@ -13,10 +13,12 @@ over this run's files.
 from __future__ import annotations
 
 import html
+from collections.abc import Callable
 from typing import Any
 
 from ..context import Context
 from ..tables import html_table, md_table
+from . import stats as S
 from .verdict import verdict_paragraph
 
 SPLITS = {"test_real": "held-out real", "test_synthetic": "held-out synthetic"}
@@ -104,17 +106,27 @@ def likelihood_section(lik: dict | None) -> dict:
         blocks.append(("p", "Paired by session: difference = NLL(a) - NLL(b) over the sessions both scored, each "
                             "side token-weighted as in the table above (negative when a predicts better), with a "
                             "BCa bootstrap CI; p from a paired sign-flip permutation test of that same difference, "
-                            "Holm-adjusted together with every other claim of the verdict. Per-token NLL is "
+                            "Holm-adjusted together with every other claim of the verdict (its null: each "
+                            "session's difference symmetric around 0, the variants exchangeable; p at the "
+                            "test's floor reads <= p). Per-token NLL is "
                             "compared only between variants that tokenize the text the same way."))
         blocks.append(("table", (["a", "b", "split", "n", "difference", "adjusted p", "significant", "note"], [
             [c["a"], c["b"], SPLITS.get(c["split"], c["split"]), f(c["n"]), ci(c.get("estimate"), c.get("ci")),
-             f(c.get("p_adj")), f(c.get("significant")),
-             "; ".join(x for x in (c.get("note"), c.get("ci_note"), c.get("unreachable")) if x) or ""]
+             S.p_text(c.get("p_adj"), bool(c.get("at_floor"))), f(c.get("significant")),
+             "; ".join(x for x in (c.get("note"), c.get("ci_note"), c.get("unreachable"), _seeds(c)) if x) or ""]
             for c in comps])))
     skipped = lik.get("skipped") or {}
     if skipped:
         blocks.append(("list", [f"{v}: not scored — {why}" for v, why in sorted(skipped.items())]))
     return section(title, blocks)
+
+
+def _seeds(c: dict) -> str | None:
+    """The estimate per training seed (train.seeds) and their SD, or None with one seed."""
+    est = [e for e in c.get("seed_estimates") or [] if e is not None]
+    if len(est) < 2:
+        return None
+    return f"per seed: {', '.join(f'{e:+.3f}' for e in est)} (SD {c['seed_sd']:.3f})"
 
 
 def calibration_section(cal: dict | None) -> dict:
@@ -132,23 +144,28 @@ def calibration_section(cal: dict | None) -> dict:
         f"and degraded versions of each ({cal.get('versions')} replies, k={cal.get('samples')} samples, "
         f"{cal.get('ratings')}/{cal.get('ratings_planned')} ratings parsed). AUC = chance that an original is "
         f"rated above one of its own degraded versions (same context; 0.5 = coin flip, 1 = perfect), with a 95% "
-        f"Wilson CI over items. To pass, the CI's lower bound must reach {cal.get('threshold')} and the AUC must "
-        f"beat the length baseline (the same AUC for simply preferring the longer reply) by "
-        f"{cal.get('length_margin', 0)}. Degradations that keep the original's length: "
-        f"{', '.join(cal.get('length_keeping') or []) or 'none'}.")))
+        f"Wilson CI over items. To pass, the CI's lower bound must reach {cal.get('threshold')}, the 95% lower "
+        f"bound over items of its lead over the length baseline (the same AUC for simply preferring the longer "
+        f"reply) must reach {cal.get('length_margin', 0)}, the AUC on the degradations that keep the original's "
+        f"length ({', '.join(cal.get('length_keeping') or []) or 'none'}) must be above chance (CI lower bound "
+        f"> 0.5), and at most {cal.get('max_failure_rate', 0.2)} of the ratings may fail; items are counted after "
+        "failures.")))
     rows, reach = [], []
     for m, r in (cal.get("metrics") or {}).items():
         by = ", ".join(f"{k} {f(v, 2)}" for k, v in (r.get("auc_by_degradation") or {}).items())
         lb = r.get("length_bias") or {}
-        rows.append([m, ci(r.get("auc"), r.get("auc_ci"), 2), f(r.get("items")), f(r.get("passes")), by or "n/a",
-                     f(r.get("auc_length_keeping"), 2), f(r.get("length_baseline_auc"), 2),
-                     f(r.get("beats_length_by"), 2), f(r.get("mean_original"), 2), f(r.get("mean_degraded"), 2),
+        rows.append([m, ci(r.get("auc"), r.get("auc_ci"), 2),
+                     f(r.get("items")) + (f" ({r['items_lost']} lost to failures)" if r.get("items_lost") else ""),
+                     f(r.get("passes")), by or "n/a",
+                     ci(r.get("auc_length_keeping"), r.get("auc_length_keeping_ci"), 2),
+                     f(r.get("length_baseline_auc"), 2),
+                     f"{f(r.get('beats_length_by'), 2)} (lower {f(r.get('beats_length_lower'), 2)})", f(r.get("mean_original"), 2), f(r.get("mean_degraded"), 2),
                      f(r.get("repeat_sd"), 2), f(lb.get("rho"), 2)])
         if r.get("reach"):
             reach.append(f"{m}: {r['reach']}")
     if rows:
         blocks.append(("table", (["metric", "AUC [95% CI]", "items", "passes", "AUC by degradation",
-                                  "AUC (length kept)", "length baseline AUC", "beats length by", "mean original",
+                                  "AUC (length kept) [95% CI]", "length baseline AUC", "beats length by (95% lower bound)", "mean original",
                                   "mean degraded", "repeat SD", "length rho"], rows)))
     if reach:
         blocks.append(("list", reach))
@@ -180,9 +197,13 @@ def simcheck_section(cal: dict | None) -> dict:
     return section(title, blocks)
 
 
-def report_sections(ctx: Context, lik: dict | None = None) -> list[dict]:
+def report_sections(ctx: Context, lik: dict | None = None,
+                    beside_validation: Callable[[dict | None], dict] | None = None) -> list[dict]:
     """The likelihood table (`lik`: the results as adjusted with the verdict's family, default
-    the stage's file), the judge-validation block and the simulator check, for report.md/html."""
+    the stage's file), the judge-validation block with what `beside_validation(calibration)` makes
+    right after it (the report passes the judge-against-experts check, people.experts_section),
+    and the simulator check, for report.md/html."""
     cal = load_calibration(ctx)
+    beside = [beside_validation(cal)] if beside_validation else []
     return [likelihood_section(lik if lik is not None else load_likelihood(ctx)), calibration_section(cal),
-            simcheck_section(cal)]
+            *beside, simcheck_section(cal)]

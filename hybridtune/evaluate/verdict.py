@@ -11,8 +11,12 @@ can make (judge comparisons when the judge is validated, likelihood comparisons)
 Holm family (`family`), and a claim's direction is read from the estimate that belongs to
 its test, never from a mean. Judge claims are withheld unless the judge was validated on
 this run; tests that could not reach significance at their n are named.
+`summary` gives the same verdict in a few short lines, as data a report page can place:
+what was compared (with the question each pair answers), what is significant, and what this
+run cannot tell (each reach note once per group, seeds that disagree, confounded pairs).
 
     verdict_paragraph(comparisons, likelihood=json.load(...), judge_validation=json.load(...))
+    summary(comparisons, likelihood, judge_validation, contrasts={frozenset(("hybrid", "real")): "..."})["text"]
 """
 from __future__ import annotations
 
@@ -33,8 +37,8 @@ def magnitude(r: float | None) -> str:
 
 
 def _p(c: dict) -> str:
-    p = c.get("p_adj")
-    return "n/a" if p is None or (isinstance(p, float) and math.isnan(p)) else ("<0.001" if p < 0.001 else f"{p:.3f}")
+    """The adjusted p; '<= x' when the test sat at its smallest possible p (its floor)."""
+    return S.p_text(c.get("p_adj"), bool(c.get("at_floor")))
 
 
 def judge_status(judge_validation: dict | None) -> tuple[bool, str]:
@@ -168,7 +172,7 @@ def trend_sentence(trends: dict | None) -> str | None:
     ms = {m: t for m, t in ((trends or {}).get("metrics") or {}).items() if t.get("family")}
     if not ms:
         return None
-    sig = [f"{m} (median slope {t['slope']:+.3f} per unit of real share, adjusted p={t['p_adj']:.3f})"
+    sig = [f"{m} (mean slope {t['slope']:+.3f} per unit of real share, adjusted p={_p(t)})"
            for m, t in ms.items() if t.get("significant")]
     return ("Dose-response: " + ("a significant trend with the real share in " + "; ".join(sig) if sig
                                  else "no significant trend with the real share") + f" ({len(ms)} trend tests, "
@@ -270,3 +274,64 @@ def support_table(comparisons: list[dict], likelihood: dict | None,
                      "likelihood": "significant" if ls else ("not significant" if lik else "n/a"),
                      "supported_by": [m for m, ok in (("judge", js and trust_judge), ("likelihood", ls)) if ok]})
     return rows
+
+
+def _claim_line(c: dict, lower_is_better: bool) -> str | None:
+    """One significant claim in a few words (None when its direction is unclear)."""
+    better = claim_direction(c, c["a"], c["b"], lower_is_better)
+    if better is None:
+        return None
+    worse = c["b"] if better == c["a"] else c["a"]
+    if c.get("metric") == "nll":
+        what = f"predicts {SPLIT_WORDS.get(c['split'], c['split'])} counselor turns better than {worse}"
+        est = f"{_num(c.get('estimate'), '+.3f')} nats/token for {c['a']} - {c['b']}"
+    else:
+        what = f"scores higher on {c['metric']} than {worse}"
+        est = f"median difference {_num(c.get('estimate'))} for {c['a']} - {c['b']}"
+    return f"{better} {what} ({est}, adjusted p {_p(c)}, n={c['n']})"
+
+
+def summary(comparisons: list[dict], likelihood: dict | None, judge_validation: dict | None, alpha: float = 0.05,
+            trends: dict | None = None, contrasts: dict[frozenset, str] | None = None) -> dict[str, Any]:
+    """The verdict in a few short lines, as data a report page can place: `compared` (each pair
+    with the question it answers, `contrasts` from variants.contrast), `significant` (each
+    claim once), `cannot_tell` (withheld judge claims, each reach note once with the tests it
+    holds for, pairs whose difference has no single cause), `family`, and `text`."""
+    trust_judge, judge_line = judge_status(judge_validation)
+    judge, lik = family(comparisons, likelihood, judge_validation, alpha, trends)
+    lik_comps = [c for c in (lik or {}).get("comparisons") or [] if c.get("comparable", True)]
+    pairs: dict[frozenset, tuple[str, str]] = {}
+    for c in [*judge, *lik_comps]:
+        pairs.setdefault(_pair_key(c["a"], c["b"]), (c["a"], c["b"]))
+    contrasts = contrasts or {}
+    compared = [f"{a} vs {b}" + (f": {contrasts[k]}" if k in contrasts else "") for k, (a, b) in pairs.items()]
+    claims = [c for c in (judge if trust_judge else []) if c.get("significant")]
+    significant = [x for c in claims if (x := _claim_line(c, False))]
+    significant += [x for c in lik_comps if c.get("significant") and (x := _claim_line(c, True))]
+    significant += [f"dose-response trend in {m} (mean slope {t['slope']:+.3f} per unit of real share, adjusted p "
+                    f"{_p(t)})" for m, t in ((trends or {}).get("metrics") or {}).items() if t.get("significant")]
+    cannot = [] if trust_judge or not judge else [judge_line]
+    reach: dict[str, list[str]] = {}
+    for c in [*(judge if trust_judge else []), *lik_comps]:
+        if c.get("unreachable"):
+            what = c["metric"] if c.get("metric", "nll") != "nll" else f"likelihood ({SPLIT_WORDS.get(c['split'], c['split'])})"
+            reach.setdefault(c["unreachable"], []).append(f"{c['a']} vs {c['b']} {what}")
+    for note, names in reach.items():
+        head, _, why = note.partition(": ")  # "could not reach significance at n=6 non-zero pairs", reason
+        cannot.append(f"{len(names)} {'test' if len(names) == 1 else 'tests'} ({', '.join(names[:3])}"
+                      f"{', ...' if len(names) > 3 else ''}) could not have reached significance "
+                      f"{head.removeprefix('could not reach significance ')}: {why}")
+    cannot += [f"{a} vs {b}: {contrasts[k].split(': ', 1)[-1]}" for k, (a, b) in pairs.items()
+               if "no single cause" in contrasts.get(k, "")]
+    for c in [*(judge if trust_judge else []), *lik_comps]:  # train.seeds: training noise larger than the effect
+        est = [e for e in c.get("seed_estimates") or [] if e]
+        if len(est) > 1 and min(est) < 0 < max(est):
+            what = c["metric"] if c.get("metric", "nll") != "nll" else f"likelihood ({SPLIT_WORDS.get(c['split'], c['split'])})"
+            cannot.append(f"{c['a']} vs {c['b']} {what}: the training seeds disagree in direction "
+                          f"({', '.join(f'{e:+.3g}' for e in est)})")
+    fam = max((c.get("family") or 0 for c in [*judge, *lik_comps]), default=0)
+    text = "\n".join([f"Compared ({fam} tests, Holm-corrected as one family at alpha {alpha}):",
+                      *(f"- {x}" for x in compared), "Significant:",
+                      *(f"- {x}" for x in significant or ["nothing"]), "What this run cannot tell:",
+                      *(f"- {x}" for x in cannot or ["nothing beyond the tests above"])])
+    return {"compared": compared, "significant": significant, "cannot_tell": cannot, "family": fam, "text": text}

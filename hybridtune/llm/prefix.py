@@ -20,10 +20,9 @@ checks it end to end.
     out = llm.create_chat_completion(messages=[...])
     llm.last                                # PromptStats: sent, evaluated, distinct, restored
 
-Threads (`threads=None`): whether all cores beat one depends on who else holds them. Measured
-on this 2-core machine: idle, two threads read prompts about as fast as one or faster and
-generate 1.2-1.5x faster; beside one other busy process, two threads read prompts 2-4x slower
-and generate 1.2x slower (each waits for the other at every step). `ThreadChoice` times every
+Threads (`threads=None`): whether all cores beat one depends on who else holds them. On an
+idle machine more threads read prompts and generate faster; beside another busy process they
+can be several times slower, each waiting for the other at every step. `ThreadChoice` times every
 prompt batch and generated token and uses, for each kind of work, whichever count has been
 faster per token lately, trying the other now and then. llama.cpp's results do not depend on
 the thread count (checked bit for bit, `tests/test_prefix_reuse.py`), so neither do outputs.

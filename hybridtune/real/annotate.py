@@ -104,25 +104,30 @@ def turn_items(ctx: Context, sessions: list[Session]) -> list[tuple[str, tuple[S
     return items
 
 
-async def annotate_sessions(ctx: Context, st: StageDir, sessions: list[Session]) -> dict:
+async def annotate_turn(ctx: Context, key: str, s: Session, i: int) -> TurnRecord:
+    """One turn (message i of s) through the `annotator`: counselor techniques, or client emotion
+    and distortions, constrained to the domain's ids."""
     dom = ctx.domain
     tmpl = dom.prompt("real_annotate_turn")
     counselor_schema, client_schema = _schemas(tuple(t.id for t in dom.techniques), tuple(dom.emotions),
                                                tuple(d.id for d in dom.distortions))
-    llm = ctx.llm("annotator")
     k = ctx.cfg.real.annotate.context_turns
+    m = s.messages[i]
+    context = [{"speaker": SPEAKER.get(x.role, x.role), "content": x.content} for x in s.messages[max(0, i - k):i]]
+    msgs = tmpl.render(context=context, speaker=SPEAKER[m.role], turn=m.content, techniques=dom.techniques,
+                       emotions=dom.emotions, distortions=dom.distortions)
+    schema = counselor_schema if m.role == "assistant" else client_schema
+    reply = await ctx.llm("annotator").chat(msgs, schema=schema)
+    fields = {k: list(dict.fromkeys(v)) if isinstance(v, list) else v for k, v in reply.parsed.model_dump().items()}
+    ann = TurnAnnotation(index=i, **fields)  # repeated ids (small models loop) kept once
+    return TurnRecord(id=key, session_id=s.id, annotation=ann, prompt=tmpl.tag)
+
+
+async def annotate_sessions(ctx: Context, st: StageDir, sessions: list[Session]) -> dict:
+    tmpl = ctx.domain.prompt("real_annotate_turn")
 
     async def one(key: str, item: tuple[Session, int]) -> TurnRecord:
-        s, i = item
-        m = s.messages[i]
-        context = [{"speaker": SPEAKER.get(x.role, x.role), "content": x.content} for x in s.messages[max(0, i - k):i]]
-        msgs = tmpl.render(context=context, speaker=SPEAKER[m.role], turn=m.content, techniques=dom.techniques,
-                           emotions=dom.emotions, distortions=dom.distortions)
-        schema = counselor_schema if m.role == "assistant" else client_schema
-        reply = await llm.chat(msgs, schema=schema)
-        fields = {k: list(dict.fromkeys(v)) if isinstance(v, list) else v for k, v in reply.parsed.model_dump().items()}
-        ann = TurnAnnotation(index=i, **fields)  # repeated ids (small models loop) kept once
-        return TurnRecord(id=key, session_id=s.id, annotation=ann, prompt=tmpl.tag)
+        return await annotate_turn(ctx, key, *item)
 
     items = turn_items(ctx, sessions)
     conc = ctx.cfg.real.annotate.concurrency or ctx.cfg.endpoints[ctx.cfg.roles["annotator"].endpoint].max_in_flight

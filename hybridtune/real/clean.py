@@ -20,6 +20,14 @@ from .raw import RawTurn
 TIMESTAMP_RE = re.compile(r"[\[(]?\b\d{1,2}:\d{2}(?::\d{2})?(?:[.,]\d{1,3})?\b[\])]?(?=\s|$)")
 MARK_RE = re.compile(r">>|<<[^>]*>>|</?[a-z][^>]{0,30}>")
 REPEAT_RE = re.compile(r"\b(\w+)(?:[\s,]+\1\b)+", re.I)
+# bidi embeddings/overrides/isolates and marks, zero-width spaces/joiners, word joiner, BOM: invisible
+# characters that can make text read differently from what it is ("\u202etnemtaert pots" shows as
+# "stop treatment"); nothing in a transcript needs them
+INVISIBLE_RE = re.compile("[\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]")
+
+
+def strip_invisible(text: str) -> str:
+    return INVISIBLE_RE.sub("", text)
 
 
 @lru_cache(maxsize=16)
@@ -34,6 +42,7 @@ def _compiled(artifacts: tuple[str, ...], fillers: tuple[str, ...]) -> tuple[re.
 
 
 def clean_text(text: str, cfg: CleanConfig) -> str:
+    text = strip_invisible(text)
     if cfg.fix_encoding:
         text = ftfy.fix_text(text)
     art, fill = _compiled(tuple(cfg.artifacts), tuple(cfg.fillers) if cfg.remove_fillers else ())

@@ -1,6 +1,6 @@
 """CLI verbs of the `real` stage (registered by hybridtune/cli.py).
 
-    hybridtune ingest ../shared/data/annomi/AnnoMI-simple.csv --out runs/x/real --no-llm
+    hybridtune ingest annomi --out runs/x/real --no-llm       # a catalogue name: after `hybridtune data get annomi`
     hybridtune ingest data/demo --out runs/demo-ingest -c configs/demo.yaml
 """
 from __future__ import annotations
@@ -19,7 +19,8 @@ def ingest_cmd(
     inputs: Annotated[list[Path], typer.Argument(help=f"transcript files or folders ({', '.join(READERS.names())})")],
     out: Annotated[Path, typer.Option("--out", help="output folder: sessions.jsonl, samples.jsonl, quarantine.jsonl, report.*")],
     format: Annotated[str, typer.Option("--format", help=f"force a format: {'|'.join(READERS.names())} (default: auto)")] = "auto",
-    config: Annotated[Path | None, typer.Option("--config", "-c", help="experiment YAML (default: built-in defaults)")] = None,
+    config: Annotated[Path | None, typer.Option(
+        "--config", "-c", help="experiment YAML (default: the built-in defaults; this verb reads no run)")] = None,
     set_: SetOpt = None,
     no_llm: Annotated[bool, typer.Option("--no-llm", help="skip the LLM steps (annotation, unsure speaker attribution, quality score)")] = False,
     quiet: QuietOpt = False,

@@ -49,7 +49,8 @@ class PiiConfig(_Section):
     score_threshold: float = Field(0.35, ge=0, le=1, description="minimum Presidio score to scrub a span")
     entities: list[str] = Field(
         default_factory=lambda: ["PERSON", "LOCATION", "ORGANIZATION", "DATE_OF_BIRTH", "PHONE_NUMBER", "EMAIL_ADDRESS",
-                                 "URL", "STREET_ADDRESS", "US_SSN", "ID_NUMBER", "CREDIT_CARD", "IP_ADDRESS", "IBAN_CODE"],
+                                 "URL", "STREET_ADDRESS", "US_SSN", "ID_NUMBER", "CREDIT_CARD", "IP_ADDRESS", "IBAN_CODE",
+                                 "USERNAME"],
         description="entity types scrubbed",
     )
     allow: list[str] = Field(

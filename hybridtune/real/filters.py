@@ -1,17 +1,52 @@
-"""Quality filters on cleaned sessions: each returns a reason string when the session is dropped.
+"""Why the real stage drops a session (`Drop`, typed by `DropKind`) and the quality filters.
 
-Input: `Message`s of one session and `real.filters`. Output: None (keep) or a short reason
-like "too_few_turns: 3 < 4". The stage counts reasons and quarantines the dropped sessions.
+Each filter takes the `Message`s of one session and `real.filters` and returns None (keep) or
+a short reason like "too_few_turns: 3 < 4". `first_failure` runs them cheap ones first and
+returns the first `Drop`; the stage counts drops by kind and quarantines the dropped sessions.
 
-    reason = first_failure(messages, cfg.real.filters)
+    drop = first_failure(messages, cfg.real.filters)
+    if drop is not None: stats.filters[drop.kind] += 1
 """
 from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
 
 from ..records import Message
 from .config import FilterConfig
+
+
+
+class DropKind(StrEnum):
+    """Why a session was dropped; the value is its key in the summary's `filters` counts."""
+    EMPTY = "empty"                              # no text after cleaning
+    TURN_TOO_LONG = "turn_too_long"              # over real.filters.max_turn_chars (checked before spaCy)
+    ATTRIBUTION_UNSURE = "attribution_unsure"    # caption roles guessed from words, below min_confidence
+    TOO_FEW_TURNS = "too_few_turns"
+    ONE_SIDED = "one_sided"
+    GARBAGE = "garbage"
+    NON_ENGLISH = "non_english"
+    SHORT_COUNSELOR_TURNS = "short_counselor_turns"
+    DUPLICATE = "duplicate"                      # reported in the duplicate clusters, not quarantined
+    FAILED = "failed"                            # a library broke on it
+
+
+# bad input rather than a filter decision: counted in the summary's records_quarantined
+BAD_RECORD = frozenset({DropKind.TURN_TOO_LONG, DropKind.FAILED})
+
+
+@dataclass(frozen=True)
+class Drop:
+    """A dropped session: its kind and the one-line reason quarantined with it."""
+    kind: DropKind
+    reason: str
+
+    @property
+    def bad_record(self) -> bool:
+        return self.kind in BAD_RECORD
+
 
 _TEXTY = re.compile(r"[\w\s.,;:!?'\"()\-…’“”]")
 
@@ -64,15 +99,16 @@ def short_counselor_turns(msgs: list[Message], cfg: FilterConfig) -> str | None:
     return f"short_counselor_turns: {mean:.1f} words on average < {cfg.min_counselor_words}" if mean < cfg.min_counselor_words else None
 
 
-FILTERS: list[Callable[[list[Message], FilterConfig], str | None]] = [
-    too_few_turns, one_sided, garbage, language, short_counselor_turns,
+FILTERS: list[tuple[DropKind, Callable[[list[Message], FilterConfig], str | None]]] = [
+    (DropKind.TOO_FEW_TURNS, too_few_turns), (DropKind.ONE_SIDED, one_sided), (DropKind.GARBAGE, garbage),
+    (DropKind.NON_ENGLISH, language), (DropKind.SHORT_COUNSELOR_TURNS, short_counselor_turns),
 ]
 
 
-def first_failure(msgs: list[Message], cfg: FilterConfig) -> str | None:
-    """The reason of the first filter that drops the session (cheap filters run first)."""
-    for f in FILTERS:
+def first_failure(msgs: list[Message], cfg: FilterConfig) -> Drop | None:
+    """The drop of the first filter that fails the session (cheap filters run first)."""
+    for kind, f in FILTERS:
         reason = f(msgs, cfg)
         if reason:
-            return reason
+            return Drop(kind, reason)
     return None

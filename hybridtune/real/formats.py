@@ -2,7 +2,7 @@
 
 Input: files (AnnoMI CSV, generic CSV, speaker-labelled text, WebVTT/SRT captions, JSON/JSONL
 chat, ESConv JSON). Output: `RawSession`s in file order. A file that cannot be read raises
-`BadInput(line, reason)`, which the stage turns into a quarantine entry and goes on to the
+`BadInput(reason, line)`, which the stage turns into a quarantine entry and goes on to the
 next file; one bad record of a file made of records (a JSONL line, an ESConv conversation)
 is *yielded* as a `BadInput` instead, so the stage quarantines it and reads on.
 
@@ -96,10 +96,36 @@ def _csv_rows(text: str, required: list[str]) -> Iterator[tuple[int, dict]]:
         raise BadInput(f"malformed CSV ({e}); fix the quoting there", reader.line_num) from None
 
 
+_PART = r"(?:\d+|one|two|three|four|five|i{1,3}|iv|v)"
+_LEAD_PART = re.compile(rf"(?i)^\s*part\s*{_PART}\s*[:\-]\s*")
+_TAIL_PART = re.compile(rf"(?i)(?:\s*[-:,(]\s*|\s+)(?:part\s*)?{_PART}\)?\s*$")
+_EFFECTIVE = re.compile(r"(?i)^the (?:in)?effective\b([^:]*)")  # 'The Ineffective Physician: Non-...'
+_WITH_MI = re.compile(r"(?i)\bwith(?:out)? mi\s*$")  # 'ComMIt Asthma Dialogue without MI'
+
+
+
+def series_of(title: str) -> str:
+    """The series an AnnoMI video belongs to, from its title: part numbers dropped ('Monkey on My
+    Back - Part 2', 'Part Two: ... (Counselor Scenario)' with its subtitle) and the good/poor
+    demonstration pairs joined ('ComMIt Diabetes Dialogue with MI' / 'without MI', 'The
+    Effective ...' / 'The Ineffective ...'): transcripts of one series share a client or a script,
+    so a grouped split (mix.group_by) keeps them on one side."""
+    s = title.strip()
+    if _LEAD_PART.match(s):
+        s = re.split(r"[,(]", _LEAD_PART.sub("", s))[0]
+    prev = None
+    while prev != s:
+        prev, s = s, _TAIL_PART.sub("", s).strip()
+    if m := _EFFECTIVE.match(s):
+        s = "the" + m[1]
+    s = _WITH_MI.sub("", s)
+    return re.sub(r"\W+", " ", s.lower()).strip()
+
+
 def read_csv(text: str, file: str, fmt: str, cfg: RealConfig) -> Iterator[RawSession]:
     if fmt == "annomi":
         sid, spk, txt, order = "transcript_id", "interlocutor", "utterance_text", "utterance_id"
-        extra = ("topic", "mi_quality", "video_title")
+        extra = ("topic", "mi_quality", "video_title", "video_url")
     else:
         m = cfg.csv
         sid, spk, txt, order, extra = m.session, m.speaker, m.text, m.order, ()
@@ -113,6 +139,8 @@ def read_csv(text: str, file: str, fmt: str, cfg: RealConfig) -> Iterator[RawSes
                          meta={"timestamp": r.get("timestamp")} if r.get("timestamp") else {})
                  for n, r in group]
         meta = {k: group[0][1][k] for k in extra if group[0][1].get(k)}
+        if fmt == "annomi" and meta.get("video_title"):
+            meta["series"] = series_of(meta["video_title"])
         yield RawSession(key=str(key), file=file, format=fmt, turns=turns, meta=meta, line=group[0][0])
 
 
@@ -344,9 +372,13 @@ def read_file(path: Path, cfg: RealConfig, forced: str | None = None) -> Iterato
     yield from READERS.get(detect(path, text, forced or cfg.format)).read(text, str(path), cfg)
 
 
+OUTPUT_MARKERS = ("_ingest.json", "_done.json")  # what hybridtune writes into every ingest/stage folder
+
+
 def expand_inputs(inputs: list[str], exclude: Path | None = None) -> list[Path]:
     """Files of the inputs (folders recursively, sorted), skipping README/hidden files and anything
-    under `exclude` (the output folder: ingest must never read its own outputs).
+    under `exclude` (the output folder: ingest must never read its own outputs) or in any folder that
+    an earlier ingest or stage wrote (it holds one of OUTPUT_MARKERS).
 
     A catalogue name (`annomi`, `esconv`, ...; hybridtune/catalogue) stands for its downloaded files;
     a kept-conversations folder (runs/<name>/conversations) for its reviewer-accepted conversations only."""
@@ -368,8 +400,9 @@ def expand_inputs(inputs: list[str], exclude: Path | None = None) -> list[Path]:
         if kind == "dir" and is_folder(p):  # never the unreviewed ones: accepted.jsonl, refreshed from the decisions
             export_accepted(p)
             out.append(p / "accepted.jsonl")
-        elif kind == "dir":
-            out += sorted(f for f in p.rglob("*") if keep(f))
+        elif kind == "dir":  # an earlier ingest's or stage's output folder inside an input is output, not input
+            made = {m.parent.resolve() for marker in OUTPUT_MARKERS for m in p.rglob(marker)}
+            out += sorted(f for f in p.rglob("*") if keep(f) and not made & set(f.resolve().parents))
         elif kind == "file":
             if keep(p):
                 out.append(p)

@@ -8,6 +8,7 @@ or by typed placeholders ([PERSON]), plus counts per entity type. Reusable by an
     scrubber = Scrubber(cfg.real.pii)
     clean_turns, counts = scrubber.scrub_session(["Hi, I'm Sarah Jones", "Hi Sarah"], key="s1")
     scrubber.scrub_text("call me on 555-201-3344")   # a one-off text (its own surrogate table)
+    Scrubber(cfg.real.pii, protected=fixed_texts(cfg.safety, domain))  # fixed safety wording is never rewritten
 
 Presidio's own recognizers plus added ones where it misses on transcripts: intros ("my name
 is ..."), titles ("Dr. ..."), a first-name gazetteer, dates of birth and ID numbers with their
@@ -105,7 +106,46 @@ def build_analyzer(cfg: PiiConfig):
         rf"\b(?:Dr|Mr|Mrs|Ms|Miss|Mx|Prof)\.?\s+(?P<x>{NAME}(?:\s+{NAME})?)",
         r"\b(?P<x>(?:" + "|".join(DATA["detect_first_names"]) + rf")(?:\s+{NAME})?)\b",
     ], 0.7, "ht_person"))
+    for r in informal_recognizers():
+        reg.add_recognizer(r)
     return AnalyzerEngine(registry=reg, nlp_engine=engine, supported_languages=["en"])
+
+
+# lowercase given names that are also ordinary words or places: never taken for a name when lowercase
+LOWER_AMBIGUOUS = {"frank", "jack", "carol", "heather", "amber", "jean", "christian", "austin", "jordan", "terry",
+                   "randy", "bobby", "billy", "willie", "roy", "joe", "ann", "mason", "logan", "chase", "wayne"}
+GIVEN_NAMES = {n.lower() for n in DATA["detect_first_names"]} - LOWER_AMBIGUOUS  # names even when lowercase
+NOT_A_SURNAME = r"(?:said|says|told|tells|asked|and|or|but|is|was|were|has|had|who|when|then|thinks|thought|" \
+                r"called|came|went|left|likes|loves|never|always|just|really|too|again|keeps|wants|feels)"
+ORG_WORDS = r"(?:elementary|middle school|high school|primary school|secondary school|academy|college|university|hospital|clinic)"
+ORG_NOT_FIRST = r"(?:my|the|a|an|his|her|our|their|your|this|that|same|old|new|local|at|in|to|from|of|public|private|" \
+                r"catholic|junior|senior|community|state|art|medical|nursing|law|business|grad|graduate|night|any|no|" \
+                r"some|every|which|what|whose|one|two|first|last|next|big|small)"
+
+
+def informal_recognizers() -> list:
+    """Recognizers for PII as people type it in chat: lowercase names and schools, addresses spelled
+    out ("sarah dot connor at gmail dot com"), social-media handles, German-style streets with a
+    post code, UK post codes."""
+    first = sorted(GIVEN_NAMES, key=len, reverse=True)
+    return [
+        _group_recognizer("PERSON", [  # lowercase given name, and the surname-like word after it
+            r"(?<![\w'-])(?P<x>(?:" + "|".join(first) + r")(?:\s+(?!" + NOT_A_SURNAME + r"\b)[a-z]{3,}(?<!ed)(?<!ing)(?<!ly))?)\b",
+        ], 0.6, "ht_person_lower"),
+        _group_recognizer("EMAIL_ADDRESS", [
+            r"\b(?P<x>[a-z0-9_]+(?:\s*(?:\bdot\b|\.)\s*[a-z0-9_]+)*\s+(?:at|\[at\]|\(at\))\s+[a-z0-9-]+"
+            r"(?:\s*(?:\bdot\b|\[dot\]|\(dot\)|\.)\s*(?:com|org|net|edu|gov|io|co|uk|de|fr|ca|au|me|info))+)\b",
+        ], 0.85, "ht_email_spelled", re.I),
+        _group_recognizer("USERNAME", [r"(?<![\w@.])(?P<x>@[A-Za-z0-9_](?:[A-Za-z0-9_.]{1,28}[A-Za-z0-9_]))"], 0.8, "ht_handle"),
+        _group_recognizer("ORGANIZATION", [
+            r"\b(?P<x>(?!" + ORG_NOT_FIRST + r"\b)[a-z]+(?:\s+(?!" + ORG_NOT_FIRST + r"\b)[a-z]+)?\s+" + ORG_WORDS + r")\b",
+        ], 0.6, "ht_org_lower", re.I),
+        _group_recognizer("STREET_ADDRESS", [
+            r"\b(?P<x>[A-ZÄÖÜ][\wäöüß-]*(?:straße|strasse|str\.|weg|gasse|allee|platz|ring|damm|ufer)\s+\d{1,4}[a-z]?"
+            r"(?:\s*,\s*\d{4,5}(?:\s+[A-ZÄÖÜ][\wäöüß-]+)?)?)",
+            r"\b(?P<x>[A-Z]{1,2}\d[A-Z\d]?\s\d[A-Z]{2})\b",  # UK post code
+        ], 0.8, "ht_street_eu"),
+    ]
 
 
 @lru_cache(maxsize=2)
@@ -230,13 +270,27 @@ class Surrogates:
         return self.shape(entity, original)  # IDs, SSN, cards, IPs
 
 
-class Scrubber:
-    """Finds PII with Presidio and replaces it; build once (loading spaCy takes seconds), reuse."""
+def _protected_spans(text: str, rx: re.Pattern | None) -> list[tuple[int, int]]:
+    return [m.span() for m in rx.finditer(text)] if rx else []
 
-    def __init__(self, cfg: PiiConfig | None = None, seed: int = 0):
+
+def _outside(spans: list[Span], guarded: list[tuple[int, int]]) -> list[Span]:
+    """The spans that touch no protected stretch of text."""
+    return [s for s in spans if all(s.end <= a or s.start >= b for a, b in guarded)]
+
+
+class Scrubber:
+    """Finds PII with Presidio and replaces it; build once (loading spaCy takes seconds), reuse.
+
+    `protected`: texts that are never rewritten wherever they occur (the fixed crisis reply with its
+    helpline numbers and URLs: scrubbing it would teach a model invented crisis numbers)."""
+
+    def __init__(self, cfg: PiiConfig | None = None, seed: int = 0, protected: list[str] | tuple[str, ...] = ()):
         self.cfg = cfg or PiiConfig()
         self.seed = seed
         self.allow = {a.lower() for a in self.cfg.allow}
+        texts = sorted({t for t in protected if t.strip()}, key=len, reverse=True)  # longest first
+        self.protected = re.compile("|".join(re.escape(t) for t in texts)) if texts else None
 
     @property
     def analyzer(self):
@@ -263,20 +317,23 @@ class Scrubber:
         """Scrub all turns of one session with one surrogate table; returns (texts, counts by type)."""
         if not self.cfg.enabled or not texts:
             return list(texts), Counter()
-        spans = self.find(texts)
+        guarded = [_protected_spans(t, self.protected) for t in texts]
+        spans = [_outside(ss, g) for ss, g in zip(self.find(texts), guarded, strict=True)]
         # a capitalised word that the session also uses in lower case is a common noun that NER
         # mis-tagged at a sentence start ("Clock-watching"), not a name
         lower_words = set(re.findall(r"\b[a-z][a-z'-]+\b", " ".join(texts)))
+        # (a given name of the gazetteer stays a name in any case: "sarah said")
         spans = [[s for s in ss if s.entity not in NER_TYPES or " " in t[s.start:s.end].strip()
-                  or t[s.start:s.end].strip().lower() not in lower_words] for t, ss in zip(texts, spans, strict=True)]
+                  or t[s.start:s.end].strip().lower() not in lower_words - GIVEN_NAMES]
+                 for t, ss in zip(texts, spans, strict=True)]
         # names found anywhere in the session are scrubbed everywhere in it
         tokens = {tok for t, ss in zip(texts, spans, strict=True) for s in ss if s.entity == "PERSON"
                   for tok in t[s.start:s.end].split() if tok[:1].isupper() and tok.lower().rstrip(".") not in TITLES
                   and tok.lower() not in self.allow and len(tok) > 1}
         if tokens:
             rx = re.compile(r"\b(?:" + "|".join(re.escape(t) for t in sorted(tokens, key=len, reverse=True)) + r")\b")
-            spans = [_resolve(ss + [Span(m.start(), m.end(), "PERSON", 0.5) for m in rx.finditer(t)])
-                     for t, ss in zip(texts, spans, strict=True)]
+            spans = [_outside(_resolve(ss + [Span(m.start(), m.end(), "PERSON", 0.5) for m in rx.finditer(t)]), g)
+                     for t, ss, g in zip(texts, spans, guarded, strict=True)]
         table = Surrogates(key=key, seed=self.seed)
         counts: Counter = Counter()
         out = []

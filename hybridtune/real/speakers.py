@@ -16,13 +16,13 @@ cut across speaker changes. So roles are decided per *unit* (a caption line, spl
   consecutive units of one role become one turn. The session confidence is the session's
   expected utterance accuracy: its word-weighted mean posterior of the chosen roles (which ranks
   sessions well but is overconfident) mapped by a line fitted on held-out transcripts' sessions
-  (`speaker_fit.calibrate`); sessions under `real.attribution.min_confidence` go to quarantine.
+  (`scripts/speaker_fit.py`: `calibrate`); sessions under `real.attribution.min_confidence` go to quarantine.
 
 No model call. The head ships in `speaker_head.json` (float16 weights, ~200 KB) with its
 provenance; it is trained on AnnoMI's therapist and client utterances (public domain), turned
 into captions the way a video platform writes them (`simulate_captions`), by
-`hybridtune/real/speaker_fit.py`. `bench/real_attribution.py` measures accuracy with
-cross-validation by transcript.
+`scripts/speaker_fit.py` (an offline training script, not part of the package).
+`bench/real_attribution.py` measures accuracy with cross-validation by transcript.
 """
 from __future__ import annotations
 

@@ -21,7 +21,8 @@ safety_app = typer.Typer(help="Crisis-safety screen (rules, learned layer, provi
 def check(
     input: Annotated[Path, typer.Argument(help='JSONL file, one {"id", "text"} object per line')],
     out: Annotated[Path, typer.Option("--out", "-o", help="output JSONL: input lines plus risk, categories, evidence")],
-    config: Annotated[Path | None, typer.Option("--config", "-c", help="experiment YAML (default: built-in defaults)")] = None,
+    config: Annotated[Path | None, typer.Option(
+        "--config", "-c", help="experiment YAML (default: the built-in defaults; this verb reads no run)")] = None,
     rules_only: Annotated[bool, typer.Option(help="phrase rules alone: no learned, provider or rubric layer")] = False,
     set_: SetOpt = None,
 ):

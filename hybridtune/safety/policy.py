@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ..domain import Domain, load_domain, read_yaml
 from ..errors import UserError, first_error
 from ..records import Record, stable_id
-from ..store import dump_json
+from ..store import dump_json, open_append
 from .config import SafetyConfig
 from .rules import RISK_ORDER, RiskResult
 
@@ -91,6 +91,22 @@ def safe_response(result: RiskResult, cfg: SafetyConfig, domain: Domain | None =
     return msgs[-1]["content"]
 
 
+def fixed_texts(cfg: SafetyConfig, domain: Domain | None = None) -> list[str]:
+    """Every line of fixed safety wording this domain can show, in every locale and for every risk
+    level and category: what the PII scrubber must never rewrite (a kept conversation or an
+    ingested transcript that carries a crisis reply must keep the real helpline numbers)."""
+    from .rules import CATEGORIES
+
+    lines: set[str] = set()
+    for locale in load_resources(cfg).locales:
+        loc_cfg = cfg.model_copy(update={"locale": locale})
+        for risk in RISK_ORDER:
+            for cats in ([], *([c] for c in CATEGORIES)):
+                text = safe_response(RiskResult(risk=risk, categories=cats), loc_cfg, domain)
+                lines.update(x.strip() for x in text.splitlines())
+    return sorted((x for x in lines if len(x) >= 4), key=len, reverse=True)
+
+
 def apply_policy(reply: str, result: RiskResult, cfg: SafetyConfig, domain: Domain | None = None) -> str:
     """The reply to show: unchanged, replaced, or prefixed (config `safety.response_mode`)."""
     if not is_crisis(result, cfg):
@@ -144,5 +160,5 @@ def events_for(result: RiskResult, cfg: SafetyConfig, where: str, ref: str = "")
 def log_event(path: Path, event: SafetyEvent) -> None:
     """Append one event to a JSONL log (created with its folder)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a", encoding="utf-8") as f:
+    with open_append(path) as f:  # owner-only: it says who was at risk when
         f.write(dump_json(event) + "\n")

@@ -77,6 +77,11 @@ class TrainConfig(BaseModel):
     max_seq_len: int = Field(2048, ge=32, description="tokens per sequence; longer sessions are truncated")
     gradient_checkpointing: bool = Field(False, description="recompute activations to save memory (slower; for long sequences on GPU)")
     seed: int = Field(42, description="training seed, shared by every variant")
+    seeds: list[int] = Field(
+        default_factory=list, description="train every trained variant once per seed (the first keeps the "
+        "variant's name, each further one is variant~s<seed>, its subsets drawn with that seed); the analysis "
+        "averages a held-out session's scores over seeds and reports the spread between them. [] = one model "
+        "per variant with train.seed")
     add_system_prompt: bool = Field(True, description="prepend the counselor system prompt to sessions without one")
     # bookkeeping
     eval_steps: int = Field(50, ge=1, description="evaluate on valid.jsonl every N steps")
@@ -95,3 +100,8 @@ class TrainConfig(BaseModel):
         if v is not None and not re.fullmatch(r"\d+(,\d+)*", v):
             raise ValueError("not a list of GPU numbers; write e.g. '5' or '4,5' (hybridtune doctor lists the GPUs)")
         return v
+
+
+def model_tc(tc: TrainConfig, variant) -> TrainConfig:
+    """The training settings of one model: a further seed's model (train.seeds) trains with its seed."""
+    return tc if variant.seed is None or variant.seed == tc.seed else tc.model_copy(update={"seed": variant.seed})

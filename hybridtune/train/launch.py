@@ -167,6 +167,7 @@ def main(argv: list[str] | None = None) -> None:
     from ..domain import load_domain
     from ..store import atomic_write
     from .data import data_hash, load_split
+    from .config import model_tc
     from .local import train_lora
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -187,7 +188,7 @@ def main(argv: list[str] | None = None) -> None:
         valid = load_split(folder / "valid.jsonl", sp)[0] if (folder / "valid.jsonl").exists() else []
         out = cfg.run_dir / "train" / variant
         out.mkdir(parents=True, exist_ok=True)
-        metrics = train_lora(tc, train, valid, out, resume=not a.no_resume)
+        metrics = train_lora(model_tc(tc, cfg.variant(variant)), train, valid, out, resume=not a.no_resume)
         if state.is_main_process:
             metrics.update(processes=state.num_processes, data_hash=data_hash(train, valid))
             atomic_write(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")

@@ -146,18 +146,47 @@ def make_trainer(tc: TrainConfig, train_rows: list[list[dict]], valid_rows: list
     )
 
 
-def _route_logs(trainer, log: Callable[[str], None]) -> None:
-    """Send the trainer's log lines through `log` (silent in --quiet) instead of print()."""
+def loss_text(logs: dict, last: dict) -> str:
+    """'loss 2.314, eval 2.402' from the trainer's latest log entries (`last` keeps the other one)."""
+    last.update({k: logs[k] for k in ("loss", "eval_loss") if k in logs})
+    parts = [f"loss {last['loss']:.3f}"] if "loss" in last else []
+    parts += [f"eval {last['eval_loss']:.3f}"] if "eval_loss" in last else []
+    return ", ".join(parts)
+
+
+def _route_logs(trainer, log: Callable[[str], None], progress=None, label: str = "training") -> None:
+    """The trainer's progress as one bar (steps, loss, elapsed, ETA) on `progress` (a rich
+    Progress), or one short line per log step without one; its raw log dicts only with -v."""
     from transformers import TrainerCallback
     from transformers.trainer_callback import PrinterCallback
 
-    class _Log(TrainerCallback):
+    from .. import noise
+
+    class _Report(TrainerCallback):
+        task = None
+        last: dict = {}
+
+        def on_train_begin(self, args, state, control, **kw):
+            if progress is not None and state.is_world_process_zero:
+                self.task = progress.add_task(label, total=state.max_steps, completed=state.global_step, rate="")
+
+        def on_step_end(self, args, state, control, **kw):
+            if self.task is not None:
+                progress.update(self.task, completed=state.global_step)
+
         def on_log(self, args, state, control, logs=None, **kw):
-            if state.is_world_process_zero and logs:
+            if not (state.is_world_process_zero and logs):
+                return
+            text = loss_text(logs, self.last)
+            if noise.verbose():
                 log(f"step {state.global_step}: " + ", ".join(f"{k}={v}" for k, v in logs.items()))
+            if self.task is not None:
+                progress.update(self.task, rate=text)
+            elif text and not noise.verbose():
+                log(f"step {state.global_step}/{state.max_steps}: {text}")
 
     trainer.remove_callback(PrinterCallback)
-    trainer.add_callback(_Log())
+    trainer.add_callback(_Report())
 
 
 def final_eval_loss(trainer) -> float:
@@ -171,10 +200,12 @@ def final_eval_loss(trainer) -> float:
 
 
 def train_lora(tc: TrainConfig, train_rows: list[list[dict]], valid_rows: list[list[dict]], out_dir: Path,
-               *, resume: bool = True, callbacks: list | None = None, log: Callable[[str], None] = print) -> dict:
-    """Fine-tune a LoRA adapter; resumes from the last checkpoint in `out_dir` when `resume`."""
+               *, resume: bool = True, callbacks: list | None = None, log: Callable[[str], None] = print,
+               progress=None, label: str = "training") -> dict:
+    """Fine-tune a LoRA adapter; resumes from the last checkpoint in `out_dir` when `resume`.
+    `progress` (a started rich Progress): one bar `label` with steps, loss and ETA."""
     trainer = make_trainer(tc, train_rows, valid_rows, out_dir, callbacks)
-    _route_logs(trainer, log)
+    _route_logs(trainer, log, progress, label)
     valid_ds = trainer.eval_dataset
     ck = last_checkpoint(out_dir) if resume else None
     if ck:

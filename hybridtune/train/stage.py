@@ -17,9 +17,11 @@ variants, untrained ones included, are registered as that server's model names.
 Every check that can fail (CUDA for a `train.device: cuda` config, data format, unknown
 model, QLoRA without GPU, memory, API key) runs for all variants before any training (and
 most of them already before the run's first stage: preflight.check_before_run). A trained
-adapter is loaded with PEFT (`local.verify_adapter`) before its variant is registered. Variants share base model, system prompt,
-hyperparameters and seed; only the training set differs. A variant whose registry entry
-already matches its data hash and hyperparameters is skipped; a killed run resumes from
+adapter is loaded with PEFT (`local.verify_adapter`) before its variant is registered.
+Variants share base model, system prompt, hyperparameters and seed; only the training set
+differs. With `train.seeds`, each trained variant is trained once per seed: `variant~s<seed>`
+(hybridtune/variants.py `with_seeds`) trains with that seed on subsets mix drew with it. A
+variant whose registry entry already matches its data hash and hyperparameters is skipped; a killed run resumes from
 its last checkpoint (local) or keeps following its job (openai). Two variants whose sets are
 identical (e.g. `hybrid` and `hybrid@0.5`) share one fine-tuned model.
 
@@ -37,12 +39,16 @@ from ..errors import UserError
 from ..records import ModelEntry
 from ..registry import load_registry, save_entry
 from ..store import StageDir
-from .config import TrainConfig
+from .config import TrainConfig, model_tc
 from .data import data_hash, load_split, read_openai_export
 
 LOCAL_HP = ("base_model", "lora_r", "lora_alpha", "lora_dropout", "target_modules", "qlora", "learning_rate",
             "warmup_ratio", "epochs", "max_steps", "batch_size", "grad_accum", "max_seq_len", "seed",
             "gradient_checkpointing")
+
+
+def variant_hp(ctx: Context, name: str) -> dict:
+    return hyperparameters(model_tc(ctx.cfg.train, ctx.cfg.variant(name)))
 
 
 def hyperparameters(tc: TrainConfig) -> dict:
@@ -141,7 +147,7 @@ def prepare_dir(ctx: Context, st: StageDir, variant: str, h: str, resume: bool) 
     """train/<variant>/ with spec.json; checkpoints of other data or settings are dropped."""
     out = st.path / variant
     out.mkdir(parents=True, exist_ok=True)
-    spec = {"data_hash": h, "hyperparameters": hyperparameters(ctx.cfg.train)}
+    spec = {"data_hash": h, "hyperparameters": variant_hp(ctx, variant)}
     if not resume or st.read_json(f"{variant}/spec.json") != spec:  # checkpoints of other data are useless
         shutil.rmtree(out / "checkpoints", ignore_errors=True)
     st.write_json(f"{variant}/spec.json", spec)
@@ -152,7 +158,7 @@ def train_variant(ctx: Context, st: StageDir, variant: str, rows: tuple, resume:
                   launched: dict | None = None) -> ModelEntry:
     """Train (or follow the job of) one variant and return its registry entry; `launched`:
     the metrics of a local variant already trained under `accelerate launch`."""
-    tc = ctx.cfg.train
+    tc = model_tc(ctx.cfg.train, ctx.cfg.variant(variant))
     train, valid, h = rows
     hp = hyperparameters(tc)
     out = prepare_dir(ctx, st, variant, h, resume) if launched is None else st.path / variant
@@ -177,7 +183,9 @@ def train_variant(ctx: Context, st: StageDir, variant: str, rows: tuple, resume:
         common["metrics"].update(launched)
     else:
         ctx.log(f"[bold]{variant}[/bold]: LoRA on {tc.base_model}, {len(train)} train / {len(valid)} valid sessions")
-        common["metrics"].update(train_lora(tc, train, valid, out, resume=resume, log=ctx.log))
+        with ctx.progress() as bar:  # one bar per variant: steps, loss, elapsed, ETA
+            common["metrics"].update(train_lora(tc, train, valid, out, resume=resume, log=ctx.log, progress=bar,
+                                                label=f"train {variant}"))
     from .base_model import prepare_base
     from .local import verify_adapter
 
@@ -216,14 +224,15 @@ def run(ctx: Context, st: StageDir, *, variants: list[str] | None = None, resume
     data = preflight(ctx, names)
     reg = load_registry(ctx.store)
     built, skipped = [], []
-    hp = hyperparameters(ctx.cfg.train)
+    hps = {v: variant_hp(ctx, v) for v in names}
     launched: dict[str, dict] = {}
     if ctx.cfg.train.backend == "local":
         from .launch import run_launch, use_accelerate
 
         todo: list[str] = []  # to train: not registered as current, and no identical set before it
-        for v in (v for v in names if v in data and not is_current(reg.get(v), data[v][2], hp)):
-            if not any(is_current(e, data[v][2], hp) for e in reg.values()) and all(data[t][2] != data[v][2] for t in todo):
+        for v in (v for v in names if v in data and not is_current(reg.get(v), data[v][2], hps[v])):
+            if not any(is_current(e, data[v][2], hps[v]) for e in reg.values()) and all(
+                    (data[t][2], hps[t]) != (data[v][2], hps[v]) for t in todo):
                 todo.append(v)
         if todo and use_accelerate(ctx.cfg.train):  # one launch trains them all: processes start and join once
             for v in todo:
@@ -233,6 +242,7 @@ def run(ctx: Context, st: StageDir, *, variants: list[str] | None = None, resume
         if v not in data:
             save_entry(ctx.store, base_entry(ctx, v))
             continue
+        hp = hps[v]
         same = next((e for e in reg.values() if e.variant != v and is_current(e, data[v][2], hp)), None)
         if is_current(reg.get(v), data[v][2], hp) or same is not None:
             if same is not None and not is_current(reg.get(v), data[v][2], hp):  # identical set: share its model
@@ -245,7 +255,8 @@ def run(ctx: Context, st: StageDir, *, variants: list[str] | None = None, resume
         built.append(v)
     reg = load_registry(ctx.store)
     st.write_json("models.json", {k: v.model_dump(mode="json") for k, v in reg.items()})  # snapshot beside outputs
-    return {"variants": names, "trained": built, "skipped": skipped,
+    losses = [f"{v} {reg[v].metrics['train_loss']}" for v in built if "train_loss" in reg[v].metrics]
+    return {"variants": names, "trained": built, "skipped": skipped, "train_loss": losses,
             "metrics": {v: reg[v].metrics for v in names if v in reg}}
 
 

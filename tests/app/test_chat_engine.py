@@ -111,10 +111,9 @@ def test_terminal_commands_save_reset_quit(make_cfg):
     assert turns == 2 and "not a substitute for professional care" in text
     assert "(conversation reset)" in text and "unknown command /bogus" in text and "message not sent" in text
     saved = [Session.model_validate_json(x) for x in eng.out.file("sessions.jsonl").read_text().splitlines()]
-    assert len(saved) == 2  # /save, then the unsaved conversation on /quit
+    assert len(saved) == 1  # /save; the unsaved conversation is not written on /quit unasked
     assert [m.content for m in saved[0].messages if m.role == "user"] == ["hi"]
-    assert [m.content for m in saved[1].messages if m.role == "user"] == ["again"]
-    assert saved[0].meta["chat_id"] != saved[1].meta["chat_id"]  # /reset starts a new conversation
+    assert "(not saved; /save before /quit" in text
 
 
 def test_hybridtune_chat_through_a_pipe(tmp_path):
@@ -142,3 +141,33 @@ def test_yes_to_the_safety_question_keeps_the_crisis(make_cfg):
     assert evs[-1].risk == "none" and evs[0].type == "token"
     evs = asyncio.run(_turn(eng, "yes"))  # no crisis right before: a plain yes
     assert evs[-1].risk == "none"
+
+
+@pytest.mark.parametrize("reply,cut", [("I hear you.", False), ("Is that so?", False), ('She said "stop."', False),
+                                       ("Let's try (slowly).", False), ("I hear you. And then the", True),
+                                       ("Here are three steps:", True), ("", False)])
+def test_a_reply_that_stops_mid_sentence_is_seen_as_cut(reply, cut):
+    from hybridtune.app.engine import unfinished
+
+    assert unfinished(reply) is cut
+
+
+def test_terminal_names_the_variant_and_model_and_marks_a_cut_reply(make_cfg):
+    """The chat never said which model answered, and a reply stopped at max_tokens ended mid-word
+    with no marker."""
+    cfg = make_cfg("safety.use_model=false")
+    save_entry(RunStore(cfg.run_dir), ModelEntry(variant="hybrid", backend="fake", model="qwen-7b",
+                                                 adapter="runs/x/train/hybrid/adapter"))
+    pool = LLMPool(cfg)
+    fake = WordStream.with_replies(["I hear you. Work has been a lot and the", "That makes sense."])
+    pool.install("local", fake)
+    eng = open_engine(cfg, "hybrid", pool=pool)
+    out = io.StringIO()
+    asyncio.run(run_terminal(eng, io.StringIO("hi\nok\n/quit\n"), out))
+    lines = out.getvalue().splitlines()
+    assert lines[0] == "[hybrid] talking to variant hybrid, model qwen-7b + LoRA adapter runs/x/train/hybrid/adapter"
+    first = next(x for x in lines if "Work has been" in x)
+    assert first.endswith("and the  [… cut off mid-sentence at the reply length limit, roles.counselor.max_tokens]")
+    second = next(x for x in lines if "That makes sense." in x)
+    assert "cut off" not in second
+    assert eng.messages[1].content == "I hear you. Work has been a lot and the"  # the record keeps what the model said

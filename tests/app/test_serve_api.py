@@ -47,7 +47,8 @@ def test_chat_streams_reply_and_crisis_gets_safe_response(make_cfg):
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
     evs = _events(r)
     assert "".join(e["text"] for e in evs if e["type"] == "token") == "It sounds like a stressful week."
-    assert evs[-1] == {"type": "done", "text": "", "risk": "none", "categories": [], "index": 1, "kept": False}
+    assert evs[-1] == {"type": "done", "text": "", "risk": "none", "categories": [], "index": 1, "kept": False,
+                       "cut": False}
     evs = _events(c.post("/api/chat", json={"session": SID, "message": "I want to end my life"}))
     assert evs[0]["type"] == "safety" and "988" in evs[0]["text"] and evs[-1]["risk"] == "high"
     assert c.post("/api/save", json={"session": SID}).json()["saved"]
@@ -118,12 +119,22 @@ def test_huge_and_invalid_bodies(make_cfg):
     assert c.post("/api/chat", content=chunks(), headers={"content-type": "application/json"}).status_code == 413
 
 
-def test_sessions_are_separate_and_evicted_with_their_transcript_saved(make_cfg):
+def test_sessions_are_separate_and_evicted_without_writing_them(make_cfg):
     c, app, base = _client(make_cfg, max_sessions=2)
     for sid in ("session-aaaa", "session-bbbb", "session-cccc"):
         c.post("/api/chat", json={"session": sid, "message": f"hello from {sid}"})
     assert list(app.state.sessions) == ["session-bbbb", "session-cccc"]
-    assert "hello from session-aaaa" in base.out.file("sessions.jsonl").read_text()
+    assert not base.out.file("sessions.jsonl").exists()  # nobody asked to save: eviction writes nothing
     eng, _ = app.state.sessions["session-cccc"]
     assert [m.content for m in eng.messages if m.role == "user"] == ["hello from session-cccc"]
     assert c.post("/api/reset", json={"session": "session-cccc"}).json() == {"ok": True} and not eng.messages
+
+
+def test_page_info_names_the_variant_and_model_and_done_says_when_a_reply_was_cut(make_cfg):
+    c, _, _ = _client(make_cfg, "I hear you. And then", "Fine.")
+    assert c.get("/api/info").json()["who"] == "variant counselor, model smollm2"
+    assert 'id="who"' in c.get("/").text
+    done = [e for e in _events(c.post("/api/chat", json={"session": SID, "message": "hi"})) if e["type"] == "done"]
+    assert done[0]["cut"] is True
+    done = [e for e in _events(c.post("/api/chat", json={"session": SID, "message": "and?"})) if e["type"] == "done"]
+    assert done[0]["cut"] is False

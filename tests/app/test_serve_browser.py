@@ -60,6 +60,7 @@ def test_chat_page_streams_screens_and_escapes(server):
             page = browser.new_page()
             page.goto(f"{url}/#token={TOKEN}")
             expect(page.locator("#disclaimer")).to_contain_text("not a substitute for professional care")
+            expect(page.locator("#who")).to_have_text("Talking to variant counselor, model smollm2")
 
             page.fill("#input", "I've had a hard week at work.")
             page.press("#input", "Enter")
@@ -80,6 +81,9 @@ def test_chat_page_streams_screens_and_escapes(server):
             expect(page.locator(".msg.assistant").last).to_contain_text('<img src=x onerror="window.pwned=1">',
                                                                         timeout=10_000)
             assert page.evaluate("window.pwned") is None
+            # the markup reply stops mid-sentence: marked; the first one ends with "?": not
+            expect(page.locator(".msg.assistant").last.locator(".cut")).to_have_count(1)
+            assert page.locator(".msg.assistant").first.locator(".cut").count() == 0
             assert page.locator("#log img, #log b").count() == 0
 
             page.click("#save")

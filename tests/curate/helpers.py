@@ -18,7 +18,7 @@ def session(i: int, source: str = "synthetic", techniques=("validation",), topic
     if mean is not None:
         s.scores["judge"] = {"coherence": round(mean), "realism": round(mean), "therapeutic_value": round(mean),
                              "technique_adherence": round(mean), "mean": mean, "flags": list(flags),
-                             "rationales": {}, "prompt": "curate_judge@1", "model": "fake"}
+                             "rationales": {}, "prompt": "curate_judge@2", "model": "fake"}
     s.scores["risk"] = {"risk": risk, "categories": []}
     return s
 

@@ -29,7 +29,7 @@ def test_embedded_judge_scores_or_routes_to_review(make_cfg):
     assert sum(len(v) for v in where.values()) == 1
     if judged:
         j = judged[0].scores["judge"]
-        assert all(1 <= j[c] <= 10 for c in judge.CRITERIA) and j["prompt"] == "curate_judge@1"
+        assert all(1 <= j[c] <= 10 for c in judge.CRITERIA) and j["prompt"] == "curate_judge@2"
         assert j["model"] and summary["done"] == 1
     else:
         assert where["review"] == ["s1"] and summary["judge_failed"] == 1

@@ -40,7 +40,7 @@ def test_curate_stage_writes_judged_selected_review(fake_ctx):
         sel = {k: {s.id: s for s in st.read(f"{k}.jsonl", Session)} for k in ("selected", "review", "rejected")}
     assert set(judged) == {s.id for s in synth[:4]}  # the broken one failed
     j = judged[synth[0].id].scores["judge"]
-    assert j["mean"] == 8 and j["prompt"] == "curate_judge@1" and j["rationales"]["realism"] == "scored 8"
+    assert j["mean"] == 8 and j["prompt"] == "curate_judge@2" and j["rationales"]["realism"] == "scored 8"
     assert set(sel["selected"]) == {synth[0].id, real[0].id}  # unjudged real kept
     assert set(sel["rejected"]) == {synth[1].id}
     reasons = {k: v.meta["curate"]["reasons"] for k, v in sel["review"].items()}
@@ -122,3 +122,14 @@ def test_judge_off_keeps_screened_sessions_without_a_model_call(fake_ctx):
     assert set(sel["selected"]) == {synth[0].id, synth[1].id, real.id}
     assert all(s.meta["curate"]["reasons"] == ["not_judged"] for s in sel["selected"].values())
     assert set(sel["review"]) == {synth[2].id} and summary["judge_failed"] == 0
+
+
+def test_the_judging_line_adds_up():
+    """The demo printed 'judging 8 sessions (8 synthetic, 7 real)': the 7 real ones were not judged."""
+    from hybridtune.curate.judge import judging_line
+
+    synth, real = [object()] * 8, [object()] * 7
+    assert judging_line(synth, real, True, False) == ("curate: judging 8 sessions (8 synthetic); "
+                                                      "not judged: 7 real (curate.judge_real=false)")
+    assert judging_line(synth, real, True, True) == "curate: judging 15 sessions (8 synthetic + 7 real)"
+    assert judging_line(synth, [], True, False) == "curate: judging 8 sessions (8 synthetic)"

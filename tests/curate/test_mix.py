@@ -59,9 +59,10 @@ def test_each_recipe_yields_its_size_and_share_and_no_held_out_session():
              for x in ("0", "0.5", "1")]
     assert reals[0] <= reals[1] <= reals[2] and len(reals[1]) == 10
     assert _ids(out["real/train.jsonl"] + out["real/valid.jsonl"]) == reals[1]
-    # variants of the same composition get the same validation units
-    assert _ids(out["hybrid@0.5/valid.jsonl"]) <= _ids(out["hybrid@0.5/valid.jsonl"]) | _ids(out["real/valid.jsonl"])
-    assert {s.id for s in out["hybrid@1/valid.jsonl"]} == {s.id for s in out["real/valid.jsonl"]} or len(reals[2]) != 10
+    # variants that take the same members of a source get the same validation units of it: `real` and
+    # hybrid@0.5 take the same 10 real sessions (above), so the same one is validation in both
+    real_valid = _ids(out["real/valid.jsonl"])
+    assert len(real_valid) == 1 and {s.id for s in out["hybrid@0.5/valid.jsonl"] if s.source == "real"} == real_valid
     syn_pick = [s for s in out["hybrid/train.jsonl"] + out["hybrid/valid.jsonl"] if s.source == "synthetic"]
     avail_exposure = 15 - sum(s.meta["techniques"] == ["exposure"] for s in out["test_synthetic.jsonl"])
     picked_exposure = sum(s.meta["techniques"] == ["exposure"] for s in syn_pick)
@@ -204,3 +205,115 @@ def test_embedding_contamination_catches_a_reworded_copy_only():
     hits = session_hits([copy, topic], [sc], ContaminationConfig(method="embedding"))
     assert set(hits) == {copy.id} and hits[copy.id]["method"] == "embedding" and hits[copy.id]["cosine"] >= 0.75
     assert session_hits([copy, topic], [sc], ContaminationConfig(method="off")) == {}
+
+
+def test_added_design_is_exactly_the_real_variants_units_plus_synthetic_ones():
+    """Defect (issue 27): hybrid took round(size x share) units of a fixed total, so its real units
+    were the first half of real's: 'more real data' and 'synthetic data' were confounded. A recipe
+    with design: added keeps exactly the real variant's real units (train and validation alike)
+    and adds synthetic ones; synthetic-only at that size is exactly the hybrid's synthetic part."""
+    from hybridtune.variants import contrast
+
+    real, syn = _pools()
+    vs = _variants({"base": {"sources": []}, "real": {"sources": ["real"], "size": 20},
+                    "hybrid": {"design": "added", "adds_to": "real", "synthetic_units": 16},
+                    "synthetic": {"sources": ["synthetic"], "size": 16}})
+    hybrid = vs[2]
+    assert hybrid.counts() == {"real": 20, "synthetic": 16} and hybrid.size == 36
+    out = mix.build(real, syn, vs, MixConfig(size=40, valid_fraction=0.1, test_fraction=0.1), seed=3)
+    part = {f: {s.id for s in out[f"hybrid/{f}.jsonl"] if s.source == "real"} for f in ("train", "valid")}
+    assert part == {f: _ids(out[f"real/{f}.jsonl"]) for f in ("train", "valid")}
+    assert {s.id for f in ("train", "valid") for s in out[f"hybrid/{f}.jsonl"] if s.source == "synthetic"} == \
+        _ids(out["synthetic/train.jsonl"] + out["synthetic/valid.jsonl"])
+    assert "adding 16 synthetic units to the same 20 real ones" in contrast(hybrid, vs[1])
+    assert "adding 20 real units to the same 16 synthetic ones" in contrast(hybrid, vs[3])
+    assert "the same total" in contrast(*_variants(FOUR)[1:3])
+    assert "no single cause" in contrast(vs[1], vs[3]) and "untrained base" in contrast(vs[1], vs[0])
+    # a replace recipe's stored recipe is unchanged (its data key, and so its trained model, holds)
+    assert set(vs[1].recipe()) == {"sources", "real_share", "size", "units", "balance_by"}
+    for bad, says in [({"design": "added", "synthetic_units": 4, "real_share": 0.5}, "drop sources, real_share"),
+                      ({"design": "added"}, "needs synthetic_units"),
+                      ({"design": "added", "adds_to": "nope", "synthetic_units": 4}, "adds_to 'nope'"),
+                      ({"real_share": 0.5, "synthetic_units": 4}, "belong to design: added")]:
+        with pytest.raises(ValueError, match=says):
+            _variants({"real": {"sources": ["real"]}, "h": bad})
+
+
+def _annomi_sessions():
+    """AnnoMI's 113 transcripts as the real reader records them (meta: video_url, series)."""
+    from hybridtune.real.config import RealConfig
+    from hybridtune.real.formats import read_csv
+    from tests.conftest import shared_data
+
+    text = shared_data("annomi", "AnnoMI-simple.csv").read_text(encoding="utf-8")
+    return [Session(id=f"t{r.key}", source="real", messages=[], meta=r.meta)
+            for r in read_csv(text, "AnnoMI-simple.csv", "annomi", RealConfig())]
+
+
+def test_grouped_split_holds_out_whole_videos_and_series_of_annomi():
+    """Defect (issue 27): AnnoMI was split by transcript, and transcripts of one video or series
+    fell on both sides (the text-based leakage check cannot see it). mix.group_by holds out whole
+    groups; group_overlap reports what a by-session split leaves."""
+    from hybridtune.curate.holdout import group_overlap, groups, heldout_real_ids
+    from hybridtune.real.formats import series_of
+
+    assert series_of("Monkey on My Back - Part 2") == series_of("Monkey on My Back - Part 1") == "monkey on my back"
+    assert series_of("Part Two: Motivational Interviewing in an Integrated Care Setting (Counselor Scenario)") == \
+        "motivational interviewing in an integrated care setting"
+    assert series_of("ComMIt Asthma Dialogue without MI") == series_of("ComMIt Asthma Dialogue with MI")
+    assert series_of("The Ineffective Physician: Non-Motivational Approach") == \
+        series_of("The Effective Physician: Motivational Interviewing Demonstration")
+    assert series_of('NEW VIDEO: Brief intervention: "Barbara"') != series_of('NEW VIDEO: Brief intervention: "Dave"')
+    real = _annomi_sessions()
+    assert len(real) == 113 and all(s.meta.get("video_url") and s.meta.get("series") for s in real)
+    keys = ["video_url", "series"]
+    assert len(set(groups(real, keys).values())) < 100  # a generic key, transitively joined
+    by_session = MixConfig(test_fraction=0.5, min_test=3)
+    held = heldout_real_ids(real, by_session, 11)
+    split = lambda h: ([s for s in real if s.id in h], [s for s in real if s.id not in h])  # noqa: E731
+    assert len(group_overlap(*split(held), keys)) > 0
+    grouped = heldout_real_ids(real, by_session.model_copy(update={"group_by": keys}), 11)
+    assert abs(len(grouped) - 56) <= 4 and group_overlap(*split(grouped), keys) == []
+
+
+def test_mix_stage_reports_group_overlap_and_fails_none_when_grouped(fake_ctx):
+    real, syn = _pools(n_real=20, n_syn=20)
+    real = [s.model_copy(update={"meta": {**s.meta, "video_url": f"v{i // 2}"}}) for i, s in enumerate(real)]
+    for group_by, overlap in (("[]", True), ("[video_url]", False)):
+        cm, _ = fake_ctx(f"name=g{overlap}", "mix.size=10", "mix.allow_smaller=true", "mix.test_fraction=0.5",
+                         f"mix.group_by={group_by}",
+                         "variants={real: {sources: [real]}}")
+        with cm as ctx:
+            write_curated(ctx.store.root, selected=[*real, *syn])
+            summary = ctx.run_stage("mix", mix.run)
+            leak = ctx.store.stage("mix").read_json("leakage.json")
+            md = (ctx.store.stage("mix").path / "report.md").read_text()
+        assert bool(summary["group_overlap"]) is overlap and leak["group_keys"] == ["video_url"]
+        assert ("set mix.group_by: [video_url]" in md) is overlap and ("whole groups (video_url)" in md) is not overlap
+        from hybridtune.evaluate.report import leakage_text
+
+        assert ("Split by session: " in leakage_text(leak)) is overlap  # and the evaluation report says it too
+
+
+def test_each_training_seed_draws_its_own_subsets_and_keeps_the_designs():
+    """Issue 27: with train.seeds a further seed's models (variant~s<seed>) train on subsets drawn
+    with that seed; within a seed hybrid keeps exactly real's real units; the held-out split never
+    moves. One seed (the default) changes nothing."""
+    from hybridtune.variants import with_seeds
+
+    real, syn = _pools()
+    decl = {"base": {"sources": []}, "real": {"sources": ["real"], "size": 12},
+            "hybrid": {"design": "added", "synthetic_units": 10}}
+    one = _variants(decl)
+    vs = with_seeds(one, [11, 12, 13])
+    assert [v.name for v in vs] == ["base", "real", "real~s12", "real~s13", "hybrid", "hybrid~s12", "hybrid~s13"]
+    assert vs[2].replicate_of == "real" and vs[5].adds_to == "real~s12" and vs[1].seed == 11
+    mc = MixConfig(size=40, valid_fraction=0.1, test_fraction=0.1)
+    out = mix.build(real, syn, vs, mc, seed=3)
+    assert out["test_real.jsonl"] == mix.build(real, syn, one, mc, seed=3)["test_real.jsonl"]
+    draw = {n: _ids(out[f"{n}/train.jsonl"] + out[f"{n}/valid.jsonl"]) for n in ("real", "real~s12", "real~s13")}
+    assert len({frozenset(x) for x in draw.values()}) == 3  # 12 of the 27 training-side real sessions, per seed
+    for s in ("", "~s12"):
+        assert {x.id for f in ("train", "valid") for x in out[f"hybrid{s}/{f}.jsonl"] if x.source == "real"} == draw[f"real{s}"]
+    same = mix.build(real, syn, one, mc, seed=3)
+    assert all(_ids(same[k]) == _ids(out[k]) for k in same)  # the first seed is the old single draw

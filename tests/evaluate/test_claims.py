@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import re
 
+import numpy as np
 import pytest
 
 from hybridtune.evaluate import likelihood as L
@@ -207,3 +208,175 @@ def test_power_plan_known_values(make_cfg):
     assert "cannot be validated with 5 items" in p["judge_gate"]["unreachable"]
     text = "\n".join(power.lines(p))
     assert "CANNOT be significant" in text and "CANNOT pass" in text
+
+
+def test_reach_notes_follow_holm_so_a_test_is_never_both_significant_and_unreachable():
+    """Defect (issue 27): the note used Bonferroni (6 x 0.031 >= 0.05: 'could not reach') while Holm
+    made the same n=6 test significant (ranked last after five tiny p's, multiplier 1)."""
+    comps = [{"a": "h", "b": f"b{i}", "metric": "m", "n": 40, "n_nonzero": 40, "p": 1e-6} for i in range(5)]
+    comps.append({"a": "h", "b": "r", "metric": "m", "n": 6, "n_nonzero": 6, "p": 0.03125})
+    S.adjust_family(comps, 0.05)
+    assert comps[-1]["significant"] and comps[-1]["unreachable"] is None
+    assert comps[-1]["at_floor"] and comps[-1]["p_floor"] == pytest.approx(0.03125)
+    # the invariant over many random families: significant never carries a reach note
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        fam = [{"a": "x", "b": str(i), "n_nonzero": int(n), "p": float(min(1, S.p_floor(int(n)) * rng.choice([1, 1, 3])))}
+               for i, n in enumerate(rng.integers(2, 12, rng.integers(1, 8)))]
+        S.adjust_family(fam, 0.05)
+        assert not any(c["significant"] and c["unreachable"] for c in fam)
+        assert all(c["unreachable"] for c in fam if S.holm_best([d["p_floor"] for d in fam])[fam.index(c)] >= 0.05)
+
+
+def test_resampling_floor_makes_a_large_n_test_unreachable_and_p_at_the_floor_reads_le():
+    """Defect: at R=200 resamples an n=56 sign-flip test cannot go below 2/201, and x6 tests that
+    is never significant; nothing said so, and p at the floor printed as if exact."""
+    rows = [_nll(v, f"s{k}", 30.0 - (1.0 if v == "h" else 0.0) + 0.01 * k, 10) for v in ("h", "b") for k in range(56)]
+    c = L.paired_comparison("h", "b", "test_real", rows, 200, 0.95, 0)
+    assert c["p_min"] == pytest.approx(2 / 201) and c["p"] == pytest.approx(2 / 201)
+    fam = [dict(c, b=f"b{i}") for i in range(6)]
+    S.adjust_family(fam, 0.05)
+    assert not fam[0]["significant"] and "at 200 resamples" in fam[0]["unreachable"]
+    assert "evaluate.bootstrap_resamples >= 240" in fam[0]["unreachable"]
+    assert fam[0]["at_floor"] and S.p_text(fam[0]["p_adj"], True) == "\u2264 0.060"
+    assert S.p_text(0.0004, True) == "\u2264 0.0004" and S.p_text(0.2) == "0.200"
+    text = verdict_paragraph([], {"comparisons": fam[:1]}, None)
+    assert "adjusted p=\u2264 0.010" in text
+
+
+def test_plan_agrees_with_a_simulation_of_the_actual_likelihood_test(make_cfg, tmp_path):
+    """Defect (issue 27): the plan used a normal approximation on the unweighted SD while the test is
+    a sign-flip of the token-weighted mean; with unequal token counts its 'detectable difference'
+    had power 0.52, not 0.8. Now the plan's difference, fed to likelihood.sign_flip_p on sessions
+    drawn like the pilot's, is detected with power 0.8 +- 0.05 at Holm's first level."""
+    from hybridtune.evaluate import power
+    from hybridtune.store import RunStore
+
+    rng = np.random.default_rng(0)
+    tokens = np.round(rng.lognormal(5.5, 0.8, 56)) + 20
+    d = rng.normal(0, 0.1, 56) + rng.standard_t(3, 56) * 0.02  # per-token difference, any token count
+    pilot = tmp_path / "pilot"
+    st = RunStore(pilot)
+    st.stage("likelihood").write_records("sessions.jsonl", [
+        {"id": f"{v}{i}", "variant": v, "split": "test_real", "session_id": f"s{i}", "turns": 3, "tokens": int(t),
+         "nll_sum": float((3.0 + (d[i] if v == "a" else 0.0)) * t)} for v in ("a", "b") for i, t in enumerate(tokens)])
+    st.stage("real").write_records("sessions.jsonl", [Session(id=f"r{i}", source="real", messages=[])
+                                                      for i in range(112)])
+    cfg = make_cfg("mix.test_fraction=0.5", "evaluate.bootstrap_resamples=2000")
+    p = power.plan(cfg, pilot)
+    t = next(t for t in p["tests"] if t["test"].startswith("likelihood"))
+    assert t["n"] == 56 and p["family"] == 12 and "simulated" in t["sd_from"] and t["k"] > 1.2
+    r = d - (tokens * d).sum() / tokens.sum()
+    hits = [L.sign_flip_p((-1) ** i * t["mde"] + r[idx], tokens[idx], 2000, seed=i) * p["family"] < p["alpha"]
+            for i, idx in enumerate(rng.integers(0, 56, (400, 56)))]  # a difference of either sign
+    assert abs(np.mean(hits) - 0.8) <= 0.05
+    assert "effective n" in "\n".join(power.lines(p))
+
+
+def test_plan_family_is_the_verdicts_whole_family_dose_trends_included(make_cfg):
+    """Defect: the plan counted 12 tests where the verdict's family held 16 (the dose trends)."""
+    from hybridtune.evaluate import power
+
+    p = power.plan(make_cfg("variants={real: {sources: [real]}, synthetic: {sources: [synthetic]}, "
+                            "hybrid: {real_share: 0.5}}"))
+    assert (p["family_judge"], p["family_likelihood"], p["family_trend"], p["family"]) == (6, 6, 4, 16)
+    assert "+ 4 dose-response trend" in power.lines(p)[0]
+
+
+def test_partial_failures_are_counted_and_failed_samples_score_the_minimum():
+    """Defect (issue 27): with judge_samples > 1 a session whose samples partly failed was averaged
+    over the ones that parsed, uncounted. Now counted, and under failed_as_min the failed
+    sample scores the minimum in the mean."""
+    rows = [{"variant": "real", "scenario_id": "s0", "relevance": 9.0, "samples": {"relevance": 1}},  # 1 of 3 parsed
+            {"variant": "hybrid", "scenario_id": "s0", "relevance": 7.0, "samples": {"relevance": 3}}]
+    kept, counts = S.paired_rows(rows, ["real", "hybrid"], ["relevance"], samples=3)
+    assert counts["real"]["partial_judgements"] == 1 and counts["hybrid"]["partial_judgements"] == 0
+    assert {r["variant"]: r["relevance"] for r in kept} == {"real": 9.0, "hybrid": 7.0}
+    kept, _ = S.paired_rows(rows, ["real", "hybrid"], ["relevance"], samples=3, failed_as_min=True)
+    assert {r["variant"]: r["relevance"] for r in kept} == {"real": pytest.approx((9 + 1 + 1) / 3), "hybrid": 7.0}
+
+
+def test_failure_sensitivity_says_when_dropping_failures_decides_a_comparison():
+    """Defect: a failed rating dropped the scenario for every variant with no sensitivity line. Here
+    hybrid's judgements fail exactly where it would score low: dropped, hybrid wins everywhere
+    left; scored as the minimum, the difference reverses."""
+    rows = []
+    for i in range(12):
+        fail = i < 7
+        rows += [{"variant": "real", "scenario_id": f"s{i}", "relevance": 5.0},
+                 {"variant": "hybrid", "scenario_id": f"s{i}", "relevance": None if fail else 6.0}]
+    sens = S.failure_sensitivity(rows, ["real", "hybrid"], ["relevance"], 12, failed_as_min=False)
+    assert sens["failures"] == 7 and sens["other"] == "scored as the minimum" and len(sens["changed"]) == 1
+    assert "hybrid vs real relevance: median difference +1.00 -> -" in sens["changed"][0]
+    assert "depends on how failures count" in sens["line"]
+    clean = S.failure_sensitivity([{**r, "relevance": r["relevance"] or 4.0} for r in rows],
+                                  ["real", "hybrid"], ["relevance"], 12, failed_as_min=False)
+    assert clean["failures"] == 0 and clean["changed"] == [] and "No judgement failed" in clean["line"]
+
+
+def test_seeds_pool_into_their_variant_with_the_session_as_the_unit_and_their_spread_shown(fake_ctx):
+    """Issue 27 (train.seeds): each held-out session's NLL is averaged over the seeds' models before
+    the paired test (n stays the number of sessions), and each comparison gives its estimate
+    per seed; the judge rows pool the same way in the report."""
+    rows = [_nll("base", f"s{k}", 30.0, 10) for k in range(8)]
+    for name, shift in (("real", -1.0), ("real~s2", -2.0), ("real~s3", -3.0)):
+        rows += [_nll(name, f"s{k}", 30.0 + shift + 0.1 * k, 10) for k in range(8)]
+    pooled = L.pool_seeds(rows)
+    assert {r.variant for r in pooled} == {"base", "real"} and len(pooled) == 16
+    res = L.summarize(pooled, ["base", "real"], 200, 0.95, 0)
+    L.seed_spread(res, rows, [1, 2, 3], 200, 0)
+    (c,) = [c for c in res["comparisons"] if c["split"] == "test_real"]
+    assert c["n"] == 8 and c["estimate"] == pytest.approx(-2.0 / 10 + 0.035)
+    assert c["seed_estimates"] == pytest.approx([x / 10 + 0.035 for x in (-1.0, -2.0, -3.0)])
+    assert c["seed_sd"] == pytest.approx(0.1)
+    cm, _ = fake_ctx("variants={base: {sources: []}, real: {sources: [real]}}", "train.seeds=[1, 2]",
+                     "evaluate.metrics=[relevance]")
+    with cm as ctx:
+        scores = [{"id": f"{v}{i}", "variant": v, "scenario_id": f"s{i}", "words": 5, "relevance": x}
+                  for i in range(6) for v, x in (("base", 5.0), ("real", 6.0 + i % 2), ("real~s2", 8.0))]
+        ctx.store.stage("score").write_records("session_scores.jsonl", scores)
+        out = report.load_results(ctx)
+    assert out["variants"] == ["base", "real"] and out["table"]["real"]["relevance"]["n"] == 6
+    (j,) = out["comparisons"]
+    assert (j["a"], j["b"], j["n"]) == ("real", "base", 6) and j["seed_estimates"] == [1.5, 3.0]
+    assert out["table"]["real"]["relevance"]["mean"] == pytest.approx((6.5 + 8) / 2)
+
+
+def test_short_verdict_says_when_the_seeds_disagree_in_direction():
+    from hybridtune.evaluate.verdict import summary
+
+    lik = {"comparisons": [{"a": "hybrid", "b": "real", "split": "test_real", "metric": "nll", "n": 56,
+                            "n_nonzero": 56, "estimate": 0.01, "p": 0.4, "comparable": True,
+                            "seed_estimates": [0.05, -0.02, 0.01]}]}
+    out = summary([], lik, None)
+    assert any("the training seeds disagree in direction (+0.05, -0.02, +0.01)" in x for x in out["cannot_tell"])
+    lik["comparisons"][0]["seed_estimates"] = [0.05, 0.02, 0.01]
+    assert not any("disagree" in x for x in summary([], lik, None)["cannot_tell"])
+
+
+def test_plan_agrees_with_a_simulation_of_the_judges_signed_rank_test(make_cfg):
+    """At 10 scenarios in a family of 24 the normal formula planned 1.27 points (SD 1), where the
+    exact signed-rank test can only reject 'every pair on one side' and detects 1.27 a third of
+    the time. The plan now simulates the exact test: scipy.stats.wilcoxon at its difference
+    detects with power 0.8 +- 0.05."""
+    from scipy import stats
+
+    from hybridtune.evaluate import power
+
+    p = power.plan(make_cfg("evaluate.scenarios=10", "variants={base: {sources: []}, real: {sources: [real]}, "
+                            "synthetic: {sources: [synthetic]}, hybrid: {design: added, synthetic_units: 10}}",
+                            "mix.test_fraction_synthetic=0.2"))
+    assert p["family"] == 24
+    t = next(t for t in p["tests"] if t["test"].startswith("judge empathy"))
+    rng = np.random.default_rng(7)
+    hits = [stats.wilcoxon(t["mde"] + t["sd"] * rng.standard_normal(10)).pvalue * 24 < 0.05 for _ in range(1000)]
+    assert abs(np.mean(hits) - 0.8) <= 0.05 and t["mde"] > 1.8
+
+
+def test_plan_with_a_single_variant_has_no_family_and_no_reach_note(make_cfg):
+    """A run with one variant compares nothing: the plan says so instead of failing (seen in the
+    embedded sales_coach pipeline)."""
+    from hybridtune.evaluate import power
+
+    p = power.plan(make_cfg("variants={base: {sources: []}}"))
+    assert p["family"] == 0 and all(t["unreachable"] is None for t in p["tests"])

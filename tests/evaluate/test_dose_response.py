@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from hybridtune.evaluate import dose, report
@@ -85,3 +86,39 @@ def test_report_shows_the_dose_response_figure_and_trend_test(fake_ctx):
     series = json.loads(Image.open(out / "dose_response.png").text["Series"])
     assert set(series) == {"empathy", "relevance", "nll_test_real"} and series["empathy"]["real"][0] == 1.0
     assert "data:image/png;base64" in (out / "report.html").read_text()
+
+
+def test_trend_test_holds_its_level_with_unevenly_spaced_shares():
+    """Defect (issue 27): a signed-rank test of per-unit slopes assumes they are symmetric around 0;
+    with shares (0, 0.25, 1) and skewed scores it rejected about 9% of null data at alpha 0.05. The
+    within-unit permutation test holds the level: 2000 null data sets of 56 units (lognormal
+    scores, no effect of the share), rejection rate within alpha + 3 Monte Carlo SEs."""
+    x = np.array([0.0, 0.25, 1.0])
+    rng = np.random.default_rng(1)
+    sims, alpha = 2000, 0.05
+    rate = np.mean([dose.permutation_trend_p(rng.lognormal(0, 1, (56, 3)), x, 199, seed=i) < alpha
+                    for i in range(sims)])
+    se = np.sqrt(alpha * (1 - alpha) / sims)
+    assert 0.02 < rate <= alpha + 3 * se
+    # and it still finds a planted trend on the same skewed scores
+    y = rng.lognormal(0, 1, (56, 3)) + 1.0 * x
+    assert dose.permutation_trend_p(y, x, 999) < 0.01
+
+
+def test_dose_points_are_paired_and_failures_count_as_the_minimum_under_failed_as_min(fake_ctx):
+    """Defect: each point averaged its variant over its own scenarios (unpaired), and the trend
+    ignored evaluate.failed_as_min. A synthetic judgement failing on the two scenarios where the
+    other variants score high moved its point up; with failed_as_min it scores the minimum."""
+    curve = [("synthetic", 0.0), ("hybrid", 0.5), ("real", 1.0)]
+    rows = [{"variant": v, "scenario_id": f"s{i}", "empathy": 9.0 if i < 2 else 4.0} for v, _ in curve for i in range(6)]
+    rows[0]["empathy"] = rows[1]["empathy"] = None  # synthetic failed on s0 and s1
+    res = dose.dose_response(rows, curve, ["empathy"], 200)["metrics"]["empathy"]
+    assert [p["n"] for p in res["points"]] == [4, 4, 4] and [p["mean"] for p in res["points"]] == [4.0] * 3
+    cm, _ = fake_ctx("variants={real: {sources: [real]}, synthetic: {sources: [synthetic]}, hybrid: {real_share: 0.5}}",
+                     "evaluate.metrics=[empathy]", "evaluate.failed_as_min=true", "evaluate.bootstrap_resamples=200")
+    with cm as ctx:
+        ctx.store.stage("score").write_records("session_scores.jsonl", [
+            {**r, "id": f"{r['variant']}{r['scenario_id']}", "words": 5} for r in rows])
+        res = dose.compute(ctx, report.load_results(ctx))["metrics"]["empathy"]
+    assert res["n"] == 6 and res["points"][0]["mean"] == pytest.approx((1 + 1 + 4 * 4) / 6)
+    assert res["slope"] > 0  # the failures count against the all-synthetic end

@@ -54,7 +54,7 @@ def test_paired_comparisons_shape_and_pairing():
     comps = S.paired_comparisons(rows, ["base", "hybrid"], ["empathy", "relevance"])
     assert [set(c) for c in comps] == [{"a", "b", "metric", "n", "n_nonzero", "mean_diff", "estimate", "ci",
                                         "estimator", "p", "p_adj", "effect_size", "significant", "family",
-                                        "unreachable"}] * 2
+                                        "unreachable", "p_floor", "at_floor"}] * 2
     emp, rel = comps
     assert (emp["a"], emp["b"], emp["n"], emp["mean_diff"], emp["effect_size"]) == ("hybrid", "base", 10, 2.5, 1.0)
     assert emp["estimate"] == 2.5 and emp["ci"] == [2.0, 3.0] and emp["unreachable"] is None

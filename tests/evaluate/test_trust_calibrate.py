@@ -7,6 +7,7 @@ import asyncio
 import json
 import re
 
+import numpy as np
 import pytest
 
 from hybridtune.evaluate import calibrate, simcheck
@@ -212,3 +213,63 @@ def test_unparseable_judge_is_not_validated_and_does_not_stop_the_run(fake_ctx):
         failures = list(ctx.store.stage("calibrate").read_dicts("failures.jsonl"))
     assert summary["validated"] is False and res["ratings"] == 0 and res["failure_rate"] == 1.0
     assert "could not be parsed" in res["verdict"] and len(failures) == res["ratings_planned"] == 14
+
+
+def _gate_ratings(rng, reads_length_kept: bool, items: int = 50) -> list[CalibRating]:
+    """A judge that rates short, generic or off-topic replies low and, unless `reads_length_kept`,
+    is at chance on the degradations that keep the original's length (it never reads)."""
+    out = []
+    lens = rng.integers(6, 40, items)
+    for i in range(items):
+        words = {"original": lens[i], "unrelated": lens[(i + items // 2) % items], "generic": 4, "off_topic": 7,
+                 "dismissive": 5, "shuffled": lens[i], "unrelated_matched": lens[i]}
+        scores = {"original": rng.integers(4, 10)}
+        for k in KINDS:
+            kept = k in ("shuffled", "unrelated_matched")
+            scores[k] = rng.integers(4, 10) if kept and not reads_length_kept else rng.integers(1, 4)
+        out += [CalibRating(id=f"{i}{v}", item=f"i{i}", version=v, metric="empathy", sample=0, score=float(s),
+                            words=int(words[v]), judge_model="m", prompt="p@1") for v, s in scores.items()]
+    return out
+
+
+def test_gate_false_pass_rate_at_chance_is_at_most_5_percent():
+    """Defect (issue 27): the gate's margin was a point difference and the length-keeping AUC was
+    not in the decision, so a judge at chance on the shuffled and length-matched replies passed
+    (a third of 400 simulated 50-item calibrations on the old code). Now at most 5%, while a
+    judge that reads passes every time."""
+    rng = np.random.default_rng(0)
+    chance = [analyze(_gate_ratings(rng, False), ["empathy"], 0.7)["empathy"] for _ in range(400)]
+    assert np.mean([m["passes"] for m in chance]) <= 0.05
+    assert "length-keeping" in verdict({"empathy": chance[0]}, 0.7)[1]
+    reads = [analyze(_gate_ratings(rng, True), ["empathy"], 0.7)["empathy"]["passes"] for _ in range(50)]
+    assert all(reads)
+
+
+def test_gate_counts_items_after_failures_and_reports_partial_samples():
+    """Defect: failed ratings silently removed items. An item whose original failed is not
+    counted (items_lost says so), and a reply with fewer than k ratings is counted as partial."""
+    r = _ratings({("i1", "original"): [8, 8], ("i1", "generic"): [2], ("i2", "generic"): [2, 2],
+                  ("i3", "original"): [8, 7], ("i3", "generic"): [3, 2]})
+    m = analyze(r, ["empathy"], 0.7, planned_items=3, samples=2)["empathy"]
+    assert m["items"] == 2 and m["items_lost"] == 1 and m["partial"] == 1
+
+
+def test_gate_has_its_own_failure_cap(fake_ctx):
+    """Defect: the gate failed only above llm.max_failure_rate, which cpu-study sets to 0.9 for its
+    weak model, so it could pass on 10% of its ratings. A judge that reads but fails every
+    other rating is not validated under evaluate.trust.max_failure_rate (0.2)."""
+    calls = {"n": 0}
+
+    def flaky(req):
+        calls["n"] += 1
+        return "no json here" if calls["n"] % 2 else _judge_responder(req)
+
+    cm, _ = fake_ctx("evaluate.trust.calib_items=12", "evaluate.trust.calib_samples=1", "evaluate.metrics=[empathy]",
+                     "evaluate.trust.simcheck_sessions=0", "llm.max_reasks=0", "llm.max_failure_rate=0.9",
+                     "evaluate.trust.degradations=[generic, shuffled]", responder=flaky)
+    with cm as ctx:
+        ctx.store.stage("mix").write_records("test_real.jsonl", [real_session(i) for i in range(12)])
+        ctx.run_stage("calibrate", calibrate.run)
+        res = ctx.store.stage("calibrate").read_json("summary.json")
+    assert res["validated"] is False and "evaluate.trust.max_failure_rate" in res["verdict"]
+    assert 0.3 < res["failure_rate"] < 0.7

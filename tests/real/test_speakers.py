@@ -83,7 +83,7 @@ def test_numpy_head_computes_what_torch_trained():
     # the shipped head runs in numpy; it must compute the trained torch net's function (float16 aside)
     import torch
 
-    from hybridtune.real import speaker_fit as F
+    from scripts import speaker_fit as F
 
     torch.manual_seed(0)
     net = F._net(S.HIDDEN).eval()
@@ -98,7 +98,7 @@ def test_numpy_head_computes_what_torch_trained():
 
 def test_checkpoint_averaging_averages_the_last_checkpoints():
     # train returns, per epoch count, the checkpoint itself (k=1) and the mean of the last k checkpoints
-    from hybridtune.real import speaker_fit as F
+    from scripts import speaker_fit as F
 
     rng = np.random.default_rng(0)
     data = {str(i): F.Example([S.Unit("x")] * 9, rng.normal(size=(9, S.FEAT_DIM)).astype(np.float32),
@@ -112,7 +112,7 @@ def test_checkpoint_averaging_averages_the_last_checkpoints():
 
 
 def test_confidence_is_calibrated_expected_accuracy():
-    from hybridtune.real import speaker_fit as F
+    from scripts import speaker_fit as F
 
     scores = np.array([0.8, 0.85, 0.9, 0.95, 1.0])
     cal = F.calibrate(scores, np.array([0.6, 0.7, 0.8, 0.9, 1.0]))

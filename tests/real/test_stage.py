@@ -11,7 +11,7 @@ from conftest import ROOT, shared_data
 from hybridtune.real.config import PiiConfig
 from hybridtune.real.pii import Scrubber
 from hybridtune.real.stage import run
-from hybridtune.records import QuarantineEntry, Session
+from hybridtune.records import Message, QuarantineEntry, Session
 
 RAW_PII = ["Daniel", "Karen Whitfield", "Whitfield", "415-555-0198", "priya.nair@example-mail.com", "Olivia", "Dr. Hamid"]
 
@@ -179,3 +179,42 @@ def test_crisis_content_flagged_for_review(fake_ctx, tmp_path):
     (s,) = ctx.store.stage("real").read("sessions.jsonl", Session)
     assert s.meta["safety"]["risk"] in ("high", "imminent") and s.meta["safety"]["review"] is True
     assert ctx.store.stage("real").read_json("summary.json")["safety"]
+
+
+def test_drops_are_typed_and_counted_by_kind(fake_ctx, tmp_path, monkeypatch):
+    """Every dropped session has a DropKind: filters are counted by kind, duplicates are not quarantined,
+    and only bad input (an over-long turn, a session a library breaks on) counts as a quarantined record."""
+    import hybridtune.real.stage as stage
+    from hybridtune.real.filters import DropKind, first_failure
+
+    d = tmp_path / "in"
+    d.mkdir()
+    good = (ROOT / "data" / "demo" / "grief.txt").read_text()
+    (d / "a.txt").write_text(good)
+    (d / "b_copy.txt").write_text(good)
+    (d / "c_short.txt").write_text("T: Hi, what brings you here today?\nP: Hello there.\n")
+    (d / "d_long.txt").write_text(good + "Counselor: " + " ".join(f"word{i}" for i in range(600)) + "\n")
+    (d / "e_boom.txt").write_text(good.replace("\n", " BOOM\n", 1))
+    real_clean = stage.clean_turns
+
+    def clean_or_break(turns, cfg):  # a library that breaks on one session
+        if any("BOOM" in t.text for t in turns):
+            raise ValueError("library bug")
+        return real_clean(turns, cfg)
+
+    monkeypatch.setattr(stage, "clean_turns", clean_or_break)
+    ctx_cm, fake = fake_ctx(f"real.inputs=[{d}]", "real.llm=false", "real.pii.ner=false",
+                            "real.filters.max_turn_chars=3000")
+    with ctx_cm as ctx:
+        summary = ctx.run_stage("real", run)
+    st = ctx.store.stage("real")
+    report = st.read_json("summary.json")
+    assert report["filters"] == {"too_few_turns": 1, "turn_too_long": 1, "failed": 1}
+    assert set(report["filters"]) <= {k.value for k in DropKind}
+    assert summary["records_quarantined"] == 2 and summary["files_quarantined"] == 0  # too_few_turns is a filter
+    assert summary["after_filters"] == 2 and summary["after_dedup"] == 1  # the copy passed the filters, then dedup
+    reasons = sorted(e["reason"].split(" dropped: ")[1].split(":")[0] for e in st.read_dicts("quarantine.jsonl"))
+    assert reasons == ["failed", "too_few_turns", "turn_too_long"]
+    drop = first_failure([Message(role="assistant", content="Hi."), Message(role="user", content="Hello.")],
+                         ctx.cfg.real.filters)
+    assert drop.kind is DropKind.TOO_FEW_TURNS and not drop.bad_record and drop.reason.startswith("too_few_turns")

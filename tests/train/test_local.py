@@ -191,3 +191,32 @@ def test_gguf_adapter_matches_the_peft_model_in_llamacpp(tmp_path):
     d_cpp = (cpp_logits(out) - cpp_logits(None)).ravel()
     assert np.corrcoef(d_hf, d_cpp)[0, 1] > 0.85
     assert 0.7 < np.linalg.norm(d_cpp) / np.linalg.norm(d_hf) < 1.4
+
+
+def test_training_shows_one_bar_with_loss_and_eta_and_no_raw_log_dicts(tmp_path, monkeypatch):
+    """The demo's training printed the trainer's dicts (learning_rate=0.00019135...) and no bar of its own."""
+    import io
+
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from hybridtune import noise
+    from hybridtune.train.local import train_lora
+
+    monkeypatch.setenv(noise.VERBOSE_ENV, "0")
+    out = io.StringIO()
+    lines: list[str] = []
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                   TextColumn("{task.fields[rate]}"), TextColumn("eta"), TimeRemainingColumn(),
+                   console=Console(file=out, width=160, force_terminal=False))
+    tc = TrainConfig(**TINY_TC)
+    rows = [conv(i) for i in range(2)]
+    with bar:
+        train_lora(tc, rows, rows[:1], tmp_path, log=lines.append, progress=bar, label="train hybrid")
+    [task] = bar.tasks
+    assert task.description == "train hybrid" and task.completed == task.total == 2
+    assert task.fields["rate"].startswith("loss ") and "eval " in task.fields["rate"]
+    shown = out.getvalue()
+    assert "train hybrid" in shown and "2/2" in shown and "loss " in shown and "eta" in shown
+    assert not any("learning_rate=" in x or "{" in x for x in lines), lines
+    assert "learning_rate" not in shown

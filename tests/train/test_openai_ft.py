@@ -221,3 +221,29 @@ def test_train_stage_registers_openai_variants(api, make_cfg, write_mix, monkeyp
         before = len(api.requests)
         assert ctx.run_stage("train", train_run, force=True)["skipped"] == ["hybrid"]
         assert len(api.requests) == before
+
+
+def test_train_seeds_train_every_variant_once_per_seed(api, make_cfg, write_mix, monkeypatch):
+    """Issue 27: train.seeds trains each trained variant once per seed (variant~s<seed>, with that
+    seed sent to the job), the untrained base once."""
+    import hybridtune.train.openai_ft as oft
+    from hybridtune.context import open_run
+    from hybridtune.registry import load_registry
+    from hybridtune.train.stage import run as train_run
+
+    real_make = oft.make_client
+    monkeypatch.setattr(oft, "make_client", lambda ep, name, http_client=None: real_make(
+        ep, name, httpx.Client(transport=httpx.MockTransport(api))))
+    cfg = make_cfg("train.backend=openai", "variants={base: {sources: []}, hybrid: {real_share: 0.5}}",
+                   "train.seeds=[11, 12]", "train.openai.poll_s=0.01", "endpoints.openai.backend=openai",
+                   "endpoints.openai.base_url=https://api.test/v1", "endpoints.openai.api_key_env=TEST_OPENAI_KEY")
+    assert [v.name for v in cfg.variant_list()] == ["base", "hybrid", "hybrid~s12"]
+    write_mix(cfg.run_dir, "hybrid", n=12)
+    write_mix(cfg.run_dir, "hybrid~s12", n=12)
+    with open_run(cfg) as ctx:
+        ctx.run_stage("train", train_run)
+        reg = load_registry(ctx.store)
+    assert set(reg) == {"base", "hybrid", "hybrid~s12"}
+    assert (reg["hybrid"].hyperparameters["seed"], reg["hybrid~s12"].hyperparameters["seed"]) == (11, 12)
+    seeds = [json.loads(b).get("seed") for m, p, b in api.requests if m == "POST" and p.endswith("/fine_tuning/jobs")]
+    assert sorted(seeds) == [11, 12]

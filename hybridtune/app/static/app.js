@@ -31,10 +31,13 @@
   }
 
   const keepBox = document.getElementById("keep");
+  let keeping = false;  // conversations are kept on this server: every message carries the box's state
   fetch("/api/info").then(r => r.json()).then(info => {
     document.getElementById("disclaimer").textContent = info.disclaimer;
+    document.getElementById("who").textContent = "Talking to " + info.who;
     input.maxLength = info.max_chars;
     if (info.keep) {  // conversations are kept: say so, and offer the opt-out
+      keeping = true;
       const notice = document.getElementById("notice");
       notice.textContent = info.notice;
       notice.hidden = false;
@@ -97,7 +100,7 @@
     bubble("user", text);
     let reply = null;
     try {
-      const resp = await post("/api/chat", { session: sid, message: text });
+      const resp = await post("/api/chat", { session: sid, message: text, keep: keeping ? keepBox.checked : undefined });
       if (!resp.ok) { bubble("error", "Not sent: " + await errorText(resp)); return; }
       const reader = resp.body.getReader();
       const dec = new TextDecoder();
@@ -117,7 +120,15 @@
             if (!reply) reply = bubble("assistant", "");
             reply.textContent += ev.text;
           } else if (ev.type === "error") bubble("error", ev.text);
-          else if (ev.type === "done" && ev.kept && ev.index !== null) feedbackBar(ev.index);
+          else if (ev.type === "done") {
+            if (ev.cut && reply) {  // stopped mid-sentence at the length limit: say so, visibly
+              const mark = document.createElement("span");
+              mark.className = "cut";
+              mark.textContent = " [… cut off at the reply length limit]";
+              reply.appendChild(mark);
+            }
+            if (ev.kept && ev.index !== null) feedbackBar(ev.index);
+          }
         }
       }
     } catch (err) {

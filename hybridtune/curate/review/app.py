@@ -23,14 +23,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from fastapi import FastAPI, HTTPException, Request
-from fastapi.responses import FileResponse
 from pydantic import ValidationError
 
 from ...errors import UserError
 from ...meta import CurateMeta
 from ...records import Session
 from ...store import StageDir
-from ...webguard import LOOPBACK, guarded_app
+from ...webguard import LOOPBACK, guarded_app, serve_page
 from ..config import CRITERIA, FLAGS
 from ..decisions import DECISIONS, Decision, DecisionIn, fold, load_candidates, make_decision
 from ..select import mean_score, session_techniques
@@ -112,6 +111,29 @@ def conversation_rows(conv: Path) -> dict[str, tuple[str, Session]]:
     return out
 
 
+def shown(text: str) -> str:
+    """Text as a reviewer must see it: invisible bidi and zero-width characters written out as
+    [U+XXXX], so that what is read is what is there."""
+    from ...real.clean import INVISIBLE_RE
+
+    return INVISIBLE_RE.sub(lambda m: f"[U+{ord(m.group()):04X}]", text)
+
+
+def reviewed_snapshot(conv: Path, sid: str, d: DecisionIn, latest: Session) -> Session:
+    """The snapshot of a kept conversation that a decision is about: the one the page showed
+    (`snapshot`, its number of turns), else the latest; `d.snapshot` is filled in either way, so
+    turns the user adds after the review never reach training."""
+    from ...app.conversations import snapshots
+
+    if d.snapshot is None:
+        d.snapshot = len(latest.messages)
+        return latest
+    s = snapshots(conv).get(sid, {}).get(d.snapshot)
+    if s is None:
+        raise HTTPException(409, f"snapshot {d.snapshot}: this conversation has no snapshot of that many turns; reload it")
+    return s
+
+
 def create_app(run_dir: Path, token: str | None = None, reviewer: str = "", host: str = "127.0.0.1") -> FastAPI:
     """The review app for a server bound to `host`."""
     from ...app.conversations import export_accepted
@@ -129,16 +151,7 @@ def create_app(run_dir: Path, token: str | None = None, reviewer: str = "", host
             decided += StageDir(conv, "conversations").read(DECISIONS, Decision)
         return {**load_candidates(st), **convs}, fold(decided)
 
-    @app.get("/")
-    def index():
-        return FileResponse(STATIC / "index.html", media_type="text/html")
-
-    @app.get("/static/{name}")
-    def static(name: str):
-        files = {"app.js": "text/javascript", "style.css": "text/css"}  # a fixed list: no path from the URL
-        if name not in files:
-            raise HTTPException(404)
-        return FileResponse(STATIC / name, media_type=files[name])
+    serve_page(app, STATIC)
 
     @app.get("/api/meta")
     def meta():
@@ -165,8 +178,8 @@ def create_app(run_dir: Path, token: str | None = None, reviewer: str = "", host
             if status == "conversation" else {}
         return {**summary(sid, status, s, stt), "rationales": (s.scores.get("judge") or {}).get("rationales", {}),
                 "feedback": fb,
-                "messages": [{"role": m.role, "content": stt["edits"].get(i, m.content), "edited": i in stt["edits"],
-                              "original": m.content} for i, m in enumerate(s.messages)],
+                "messages": [{"role": m.role, "content": shown(stt["edits"].get(i, m.content)), "edited": i in stt["edits"],
+                              "original": shown(m.content)} for i, m in enumerate(s.messages)],
                 "history": stt["history"]}
 
     @app.post("/api/sessions/{sid}/decision")
@@ -175,10 +188,17 @@ def create_app(run_dir: Path, token: str | None = None, reviewer: str = "", host
         if sid not in cands:
             raise HTTPException(404, "unknown session")
         try:
-            d = make_decision(cands[sid][1], DecisionIn.model_validate(await request.json()))
+            d_in = DecisionIn.model_validate(await request.json())
         except (ValidationError, ValueError) as e:
             raise HTTPException(422, str(e).splitlines()[0][:300]) from None
-        if cands[sid][0] == "conversation":  # its own decisions file; accepted ones become a real-data source
+        status, shown = cands[sid]
+        if status == "conversation":
+            shown = reviewed_snapshot(conv, sid, d_in, shown)
+        try:
+            d = make_decision(shown, d_in)
+        except (ValidationError, ValueError) as e:
+            raise HTTPException(422, str(e).splitlines()[0][:300]) from None
+        if status == "conversation":  # its own decisions file; accepted ones become a real-data source
             StageDir(conv, "conversations").append(DECISIONS, d)
             export_accepted(conv)
         else:

@@ -91,9 +91,11 @@ async function saveEdit() {
   toast("edit saved");
 }
 async function decide(action) { await send({ action }); toast(action === "accept" ? "accepted" : "rejected"); }
+// a kept conversation grows while it waits: a decision names the snapshot (its number of turns) shown
+function snapshotOf(d) { return d && d.source === "conversation" ? d.turns : undefined; }
 async function send(body) {
   if (!reviewer()) { toast("enter your reviewer name first"); $("reviewer").focus(); throw new Error("no reviewer"); }
-  try { detail = await api(`/api/sessions/${encodeURIComponent(current)}/decision`, { method: "POST", body: JSON.stringify({ ...body, reviewer: reviewer() }) }); }
+  try { detail = await api(`/api/sessions/${encodeURIComponent(current)}/decision`, { method: "POST", body: JSON.stringify({ ...body, reviewer: reviewer(), snapshot: snapshotOf(detail) }) }); }
   catch (e) { toast("not saved: " + e.message); throw e; }
   render(); await loadList();
 }

@@ -13,7 +13,8 @@ the session-confidence calibration (session score -> expected utterance accuracy
 quarter's sessions, then retrains on all of its transcripts with the chosen settings.
 `bench/real_attribution.py` calls `fit` on each outer fold's training transcripts.
 
-    .venv/bin/python -m hybridtune.real.speaker_fit ../shared/data/annomi/AnnoMI-simple.csv
+    hybridtune data get annomi      # or any copy of AnnoMI-simple.csv
+    .venv/bin/python scripts/speaker_fit.py ~/.cache/hybridtune/data/annomi/AnnoMI-simple.csv
 """
 from __future__ import annotations
 
@@ -28,13 +29,12 @@ from pathlib import Path
 
 import numpy as np
 
-from . import speakers as S
-from .config import AttributionConfig
+from hybridtune.real import speakers as S
+from hybridtune.real.config import AttributionConfig
 
 EPOCH_GRID = (20, 30, 40, 50, 60)
 AVG_GRID = (1, 5)  # average the last k epoch-end checkpoints (1: none)
-# inner splits never chose switch_scale 1.5 or emit_scale 1.0 in the last full run, and chose 0.25, the
-# grid's edge, every time; fold 1's inner split preferred 0.125 (session 5): so the grid moved down
+# candidates for the inner-split choice: the values inner splits pick lie inside these grids, not at an edge
 SCALE_GRID = (0.5, 0.75, 1.0)
 EMIT_GRID = (0.125, 0.25, 0.5)
 LR, WEIGHT_DECAY, DROPOUT, BATCH = 3e-3, 1e-4, 0.2, 8  # set once on an inner split of fold 1's training part
@@ -228,7 +228,7 @@ def main(argv: list[str] | None = None) -> None:
                 "(all-MiniLM-L6-v2 embedding + cue and boundary features); see hybridtune/real/speakers.py",
         "data": "AnnoMI-simple.csv, uccollab/AnnoMI @ 4293664 (public domain); all transcripts in the file",
         "data_sha256": hashlib.sha256(a.annomi_csv.read_bytes()).hexdigest(),
-        "command": "python -m hybridtune.real.speaker_fit ../shared/data/annomi/AnnoMI-simple.csv",
+        "command": f"python scripts/speaker_fit.py {a.annomi_csv.name}",
         "trained": dt.date.today().isoformat(),
         "accuracy": "see docs/benchmarks.md (bench/real_attribution.py, cross-validated by transcript)",
     })

@@ -1,9 +1,10 @@
-"""Issue 14, items 3-12, each written as the attack or the careless mistake, through the real CLI
-(subprocesses) where the issue reproduced it there. Items 1, 2, 6 and the web parts of 12 are
-in test_web_guard.py and test_cross_origin_browser.py. The table in docs/hardening.md maps
-each item to its test here.
+"""Hostile or careless use of the command line, each written as the attack or the mistake, through
+the real CLI (subprocesses): run names that escape, over-long turns, two ingests at once, a
+killed ingest, YAML bombs and duplicate keys, bad lines in `safety check` and `review-import`,
+keys where they do not belong, bad values and paths. The web side is in test_web_guard.py and
+test_cross_origin_browser.py; the table in docs/hardening.md maps each case to its test.
 
-    .venv/bin/python -m pytest tests/hardening/test_attacks_round2.py -q
+    .venv/bin/python -m pytest tests/hardening/test_cli_misuse.py -q
 """
 from __future__ import annotations
 
@@ -111,11 +112,11 @@ def test_killed_ingest_resumes_with_identical_output(tmp_path):
     os.kill(p.pid, signal.SIGKILL)
     p.wait()
     state = json.loads((killed / "_ingest.json").read_text())
-    assert 1 <= state["files_done"] < n and not state["committed"], "the kill should land inside pass 1"
+    assert 1 <= state["done"] < n and not state["committed"], "the kill should land inside pass 1"
     again = _ingest_proc(inp, killed)
     _, err = again.communicate(timeout=300)
     assert again.returncode in (0, 1) and "Traceback" not in err, err[-1500:]
-    assert f"resuming after {state['files_done']} of {n} files" in err.replace("\n", "")
+    assert f"resuming after {state['done']} of {n} files" in err.replace("\n", "")
     for name in ("sessions.jsonl", "samples.jsonl", "quarantine.jsonl"):
         assert (killed / name).read_bytes() == (ref / name).read_bytes(), name
     rk, rr = (json.loads((d / "summary.json").read_text()) for d in (killed, ref))

@@ -1,0 +1,62 @@
+"""docs/architecture.md lists every module of the package: each top-level module by file name, each
+package on a line of its own that names each of its modules (so a new module needs one line there).
+
+    .venv/bin/python -m pytest tests/test_architecture.py -q
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PKG = ROOT / "hybridtune"
+
+
+def layout_entries(doc: str) -> dict[str, str]:
+    """The Layout block's entries: key (first word, e.g. 'store.py' or 'real/') -> the entry's text,
+    continuation lines (indented deeper) included."""
+    block = doc.split("## Layout", 1)[1].split("```", 2)[1]
+    entries: dict[str, str] = {}
+    key = None
+    for line in block.splitlines():
+        m = re.match(r"  (\S+)", line)
+        if m:
+            key = m.group(1).rstrip(",")
+            entries[key] = line
+        elif key and line.startswith("   "):
+            entries[key] += " " + line.strip()
+    return entries
+
+
+def missing_modules(doc: str, pkg: Path = PKG) -> list[str]:
+    entries = layout_entries(doc)
+    text = " ".join(entries.values())
+    missing = []
+    for f in sorted(pkg.rglob("*.py")):
+        rel = f.relative_to(pkg)
+        if f.name in ("__init__.py", "__main__.py"):
+            continue
+        if len(rel.parts) == 1:
+            if not re.search(rf"(?<![\w/]){re.escape(f.name)}\b", text):
+                missing.append(str(rel))
+            continue
+        entry = entries.get(f"{rel.parent.as_posix()}/", "")
+        if not re.search(rf"(?<![\w./]){re.escape(f.stem)}(?![\w/])", entry.split(None, 1)[-1] if entry else ""):
+            missing.append(str(rel))
+    return missing
+
+
+def test_architecture_lists_every_module():
+    doc = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
+    assert missing_modules(doc) == [], "add these modules to the Layout block of docs/architecture.md"
+
+
+def test_a_module_left_out_is_found(tmp_path):
+    pkg = tmp_path / "hybridtune"
+    (pkg / "real").mkdir(parents=True)
+    for f in ("store.py", "webguard.py", "real/stage.py", "real/pii.py", "real/__init__.py"):
+        (pkg / f).write_text("")
+    doc = ("## Layout\n\n```\nhybridtune/\n  store.py     runs\n  real/        stage, and\n"
+           "               pii here\n```\n")
+    assert missing_modules(doc, pkg) == ["webguard.py"]
+    assert missing_modules(doc.replace(", and\n               pii here", ""), pkg) == ["real/pii.py", "webguard.py"]
