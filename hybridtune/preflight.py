@@ -200,7 +200,7 @@ def preflight(cfg: ExperimentConfig) -> list[str]:
     if problems:  # the cost still follows from the config alone: show it beside what blocks the run
         from .estimate import RealData
 
-        unread = any(p.startswith("real.inputs") for p in problems)
+        unread = any(p.removeprefix("--set ").startswith("real.inputs") for p in problems)
         try:
             est = estimate(cfg, data=RealData() if unread else None)
             cost = ["cost estimate from the config alone (no model is called"

@@ -14,6 +14,10 @@ BENCH = Path(__file__).resolve().parents[2] / "bench"
 
 
 def shapes() -> dict:
+    import sys
+
+    if str(BENCH) not in sys.path:  # the script imports bench/common.py as `common`, as when run from bench/
+        sys.path.insert(0, str(BENCH))
     spec = importlib.util.spec_from_file_location("gpu_train", BENCH / "gpu_train.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
