@@ -12,7 +12,7 @@ export TOKENIZERS_PARALLELISM := false
 # llama-cpp-python builds from source on machines without a wheel (about 5 minutes on 2 cores).
 export CMAKE_BUILD_PARALLEL_LEVEL ?= 2
 
-.PHONY: setup demo test test-fast bench browser clean
+.PHONY: setup setup-gpu demo test test-fast bench browser clean
 
 $(STAMP): requirements.txt constraints.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -23,6 +23,21 @@ $(STAMP): requirements.txt constraints.txt pyproject.toml
 	touch $(STAMP)
 
 setup: $(STAMP)
+
+# A machine with NVIDIA GPUs (driver installed): the same environment with the CUDA build of torch,
+# DeepSpeed and bitsandbytes (constraints-gpu.txt), then vLLM in its own environment .venv-vllm
+# with the torch it pins (constraints-vllm.txt); ends with `hybridtune doctor --require-cuda`.
+VLLM_VENV := .venv-vllm
+setup-gpu:
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	# a CPU build already there satisfies ==2.13.0 too: replace it with the CUDA one
+	$(PY) -c "import torch, sys; sys.exit(torch.version.cuda is None)" 2>/dev/null \
+	  || $(PIP) install -q --force-reinstall torch -c constraints-gpu.txt
+	$(PIP) install -q -r requirements.txt -r requirements-gpu.txt -c constraints-gpu.txt
+	$(PIP) install -q -e . --no-deps
+	test -x $(VLLM_VENV)/bin/python || $(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/pip install -q vllm -c constraints-vllm.txt
+	$(VENV)/bin/hybridtune doctor --require-cuda
 
 # Debian's chromium for the browser tests (never a downloaded browser build).
 browser:

@@ -58,7 +58,8 @@ def launch(run: Path, base: Path, steps: int, gpu: bool, log: Path, accel: str =
     """The train stage's accelerate line for every trainable variant of `run`; their metrics.json."""
     import yaml
 
-    from hybridtune.train.launch import gpu_count, launch_command
+    from hybridtune.train.hardware import cuda_gpus
+    from hybridtune.train.launch import launch_command
     from hybridtune.train.config import TrainConfig
 
     cfg = yaml.safe_load((run / "config.yaml").read_text())
@@ -71,7 +72,7 @@ def launch(run: Path, base: Path, steps: int, gpu: bool, log: Path, accel: str =
     path = run / f"config_{'gpu' if gpu else 'cpu'}_{accel}.yaml"
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     env = dict(os.environ, **({} if gpu else {"CUDA_VISIBLE_DEVICES": ""}))
-    gpus = gpu_count() if gpu else 0
+    gpus = cuda_gpus() if gpu else 0
     cmd = launch_command(TrainConfig(**cfg["train"]), path, variants, gpus=gpus, resume=False)
     for v in variants:  # a failed launch must not report the previous launch's numbers or adapter
         (run / "train" / v / "metrics.json").unlink(missing_ok=True)

@@ -16,9 +16,10 @@ checks them against a mock run):
   measure your models' share on a pilot run: usage.json has the tokens).
 - dollars: `llm.prices` (USD per 1M tokens) of the role's model; `llm.batch` halves the stages the
   batch API serves (`llm.batch_discount`). Fine-tuning: training tokens x epochs x `prices.training`.
-- GPU hours (local LoRA training): 4 x parameters x training tokens x epochs FLOPs (LoRA: forward
-  and activation gradients, no weight gradients) at 35% of an A100's 312 TFLOP/s bf16, when the
-  base model's size can be read from its name (7B, 0.5B, 135M).
+- GPU hours (local LoRA training): training tokens x epochs over the tokens/s measured on an H200
+  for that model size and batch (hybridtune/train/throughput.py names its source; gradient
+  checkpointing, processes and strategy scaled as it says), times the GPUs used, when the base
+  model's size can be read from its name (7B, 0.5B, 135M); dollars at `llm.gpu_hour_usd`.
 """
 from __future__ import annotations
 
@@ -39,7 +40,6 @@ from .llm.batch import BATCH_STAGES
 from .llm.usage import price_of
 
 CHARS_PER_TOKEN = 4
-A100_FLOPS, MFU = 312e12, 0.35
 
 
 def tokens(text: str) -> int:
@@ -103,7 +103,7 @@ class Estimate:
         out = [f"{'stage':<15}{'role':<11}{'model':<26}{'calls':>8}{'input tok':>12}{'output tok':>12}{'USD':>10}"]
         for r in self.rows:
             tag = " (batch)" if r.batch else ""
-            out.append(f"{r.stage:<15}{r.role:<11}{r.model[:25]:<26}{round(r.calls):>8}{round(r.input_tokens):>12}"
+            out.append(f"{r.stage:<15}{r.role:<11}{r.model:<26}{round(r.calls):>8}{round(r.input_tokens):>12}"
                        f"{round(r.output_tokens):>12}{r.usd:>10.2f}{tag}")
         calls = round(sum(r.calls for r in self.rows))
         tin, tout = round(sum(r.input_tokens for r in self.rows)), round(sum(r.output_tokens for r in self.rows))
@@ -443,9 +443,19 @@ class Estimator:
             self.est.training.append(f"local LoRA: {len(trained)} variant(s), ~{round(tok)} training tokens ({steps}); "
                                      f"GPU hours: base model size unknown ({tc.base_model})")
             return
-        hours = 4 * params * tok / (A100_FLOPS * MFU) / 3600
+        from .train.throughput import SOURCE, tokens_per_s
+
+        gpus = 1 if tc.num_processes == "auto" else tc.num_processes
+        tps, how = tokens_per_s(params, tc, gpus)
+        hours = tok / tps / 3600 * gpus  # GPU hours: wall hours x the GPUs held
+        usd = hours * (self.cfg.llm.gpu_hour_usd or 0.0)
+        self.est.training_usd += usd
+        cost = f"${usd:.2f} at llm.gpu_hour_usd ${self.cfg.llm.gpu_hour_usd:g}" if self.cfg.llm.gpu_hour_usd \
+            else "$? (set llm.gpu_hour_usd)"
         self.est.training.append(f"local LoRA: {len(trained)} variant(s) of {tc.base_model} ({params / 1e9:g}B): "
-                                 f"~{round(tok)} training tokens ({steps}), ~{hours:.2f} GPU hours (A100-class)")
+                                 f"~{round(tok)} training tokens ({steps}), ~{hours:.2f} GPU hours on {gpus} GPU(s), "
+                                 f"{cost}")
+        self.est.notes.append(f"GPU hours from {SOURCE}: {how}; an A100 is about half as fast as an H200")
 
 
 def model_params(name: str) -> float | None:
@@ -546,4 +556,7 @@ def estimate(cfg: ExperimentConfig, data: RealData | None = None) -> Estimate:
     unpriced = sorted({r.model for r in e.est.rows if price_of(cfg.llm.prices, r.model) is None})
     if unpriced:
         e.est.notes.append(f"no price in llm.prices for {', '.join(unpriced)}: counted as $0 (self-hosted?)")
+    if cfg.train.backend == "local" and cfg.train.serve_endpoint and cfg.llm.gpu_hour_usd is None:
+        e.est.notes.append("self-hosted servers (vLLM) cost GPU hours for as long as they run; set "
+                           "llm.gpu_hour_usd to price training")
     return e.est

@@ -44,10 +44,19 @@ def run_pipeline(cfg: ExperimentConfig, only: list[str] | None = None, start: st
                  force: bool = False, ctx: Context | None = None) -> dict[str, dict]:
     chosen = select(only, start)
     summaries: dict[str, dict] = {}
+    if "train" in chosen:  # in seconds, before the run folder is even opened
+        from .train.hardware import check_device
+
+        check_device(cfg.train)
 
     def go(c: Context) -> None:
-        c.llms.check(roles_needed(chosen, cfg))
+        from .preflight import check_before_run
+
+        roles = roles_needed(chosen, cfg)
+        c.llms.check(roles)
         check_domain(c, chosen)
+        for line in check_before_run(cfg, chosen, roles):  # before the first model call, not at the train stage
+            c.log(f"[dim]{line}[/dim]")
         t0 = time.time()
         for i, name in enumerate(chosen, 1):
             c.log(f"[bold cyan]== stage {i}/{len(chosen)}: {name}[/bold cyan]  (elapsed {time.time() - t0:.0f}s)")

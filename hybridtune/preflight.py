@@ -1,12 +1,20 @@
 """`hybridtune run CONFIG --dry-run`: check config, data, credentials, models and cost without calling a model.
 
     lines = preflight(cfg)     # lines to print; UserError listing every blocking problem, one line each
+    lines = check_before_run(cfg, chosen)   # what `run` checks before its first stage (pipeline.py)
 
-Blocking: an unknown domain pack, no real inputs (or a path / data set name that is not
-there), a training backend that cannot work with the chosen endpoints (`config_problems`, which
-`hybridtune config check` runs too), a missing API key, a model the provider no longer serves
+First, alone and in seconds: a config that trains on CUDA (`train.device: cuda`) on a machine
+without a CUDA GPU (one line naming CUDA and `make setup-gpu`; train/hardware.py). Then,
+blocking: an unknown domain pack, no real inputs (or a path / data set name that is not
+there), a training backend that cannot work with the chosen endpoints (`config_problems`,
+which `hybridtune config check` runs too), a missing API key, the local training's base model
+not in the cache, a launch the machine cannot run (processes, DeepSpeed), a memory misfit
+against free memory and the strategy's sharding, a serving server that is down, does not serve
+the base model or cannot load LoRA adapters at runtime, a model the provider no longer serves
 (hybridtune/provider.py). Then the cost estimate per stage and role (hybridtune/estimate.py)
-and the budget check. A problem with a key given by `--set` is blamed on `--set KEY`.
+and the budget check. A problem with a key given by `--set` is blamed on `--set KEY`. `run`
+runs the same training, serving and provider checks before its first stage
+(`check_before_run`), so nothing is generated for a run that would break at the train stage.
 """
 from __future__ import annotations
 
@@ -90,6 +98,62 @@ def check_training(cfg: ExperimentConfig) -> list[str]:
     return out
 
 
+def local_training_checks(cfg: ExperimentConfig) -> tuple[list[str], list[str]]:
+    """(ok lines, problems) of local training that nothing before the train stage would show:
+    the base model in the cache, the launch (processes, DeepSpeed), the memory fit, the serving
+    server (up, serving the base model, loading adapters at runtime)."""
+    tc = cfg.train
+    if tc.backend != "local" or not any(v.trained for v in cfg.variant_list()):
+        return [], []
+    from .train.base_model import check_fits, check_qlora, count_params, resolve_base
+    from .train.hardware import training_gpus
+    from .train.launch import check_launch, use_accelerate
+
+    ok, bad = [], []
+    try:
+        gguf, folder = resolve_base(tc.base_model, download=False)
+        n = count_params(folder=folder, gguf=gguf)
+        gpus = training_gpus(tc)
+        ok.append(f"base model: {tc.base_model}, {n / 1e9:.2f}B params, at {gguf or folder}; training on "
+                  + (f"{gpus} GPU(s)" if gpus else "the CPU"))
+        check_qlora(tc)
+        if use_accelerate(tc):
+            check_launch(tc)
+        check_fits(n, tc, folder)
+    except UserError as e:
+        bad.append(str(e))
+    if tc.serve_endpoint and tc.serve_endpoint in cfg.endpoints:
+        from .train.vllm_lora import check_server
+
+        try:
+            check_server(cfg, tc)
+            ok.append(f"serving: endpoint {tc.serve_endpoint} serves {cfg.endpoints[tc.serve_endpoint].model} and "
+                      "loads LoRA adapters at runtime")
+        except UserError as e:
+            bad.append(str(e))
+    return ok, bad
+
+
+def check_before_run(cfg: ExperimentConfig, chosen: list[str], roles: list[str]) -> list[str]:
+    """What `run` checks before its first stage: the device, then (when `train` is chosen) local
+    training and its server, and the providers of the chosen stages' roles; lines to log,
+    UserError listing every problem."""
+    from .train.hardware import check_device
+
+    training = "train" in chosen
+    if training:
+        check_device(cfg.train)
+    ok, problems = local_training_checks(cfg) if training else ([], [])
+    if not problems and (roles or training):
+        try:
+            ok += check_provider(cfg, roles=roles, training=training, chosen=chosen)
+        except UserError as e:
+            problems.append(str(e))
+    if problems:
+        raise UserError("checks before the run found problems (nothing was generated):\n  " + "\n  ".join(problems))
+    return ok
+
+
 def config_problems(cfg: ExperimentConfig) -> tuple[list[str], list[str]]:
     """(ok lines, problems) of the checks that call no model and no server: the domain pack, the
     real inputs and evaluation scenarios, the training backend against the endpoints."""
@@ -105,9 +169,16 @@ def config_problems(cfg: ExperimentConfig) -> tuple[list[str], list[str]]:
 
 
 def preflight(cfg: ExperimentConfig) -> list[str]:
+    from .train.hardware import check_device
+
+    check_device(cfg.train)  # alone and first: without CUDA nothing else matters
     lines = [f"config: {cfg.source_path} ok (run dir {cfg.run_dir})"]
     ok, problems = config_problems(cfg)
     lines += ok
+    if not check_training(cfg):  # a trainer that fits the endpoints: can it run here?
+        ok, bad = local_training_checks(cfg)
+        lines += ok
+        problems += [cfg.blame(p) for p in bad]
     pool = LLMPool(cfg)
     for role, rc in cfg.roles.items():
         ep = cfg.endpoints[rc.endpoint]
@@ -124,10 +195,20 @@ def preflight(cfg: ExperimentConfig) -> list[str]:
             lines += check_provider(cfg)  # the providers' model lists and shutdown dates
         except UserError as e:
             problems.append(str(e))
-    if problems:
-        raise UserError("dry run found problems:\n  " + "\n  ".join(problems))
     from .estimate import estimate
 
+    if problems:  # the cost still follows from the config alone: show it beside what blocks the run
+        from .estimate import RealData
+
+        unread = any(p.removeprefix("--set ").startswith("real.inputs") for p in problems)
+        try:
+            est = estimate(cfg, data=RealData() if unread else None)
+            cost = ["cost estimate from the config alone (no model is called"
+                    + ("; the real inputs are not readable, so their sizes are stand-ins" if unread else "")
+                    + "):", *("  " + x for x in est.lines())]
+        except UserError:
+            cost = []
+        raise UserError("\n  ".join(["dry run found problems:", *problems]) + "".join("\n" + x for x in cost))
     est = estimate(cfg)
     lines.append("cost estimate (no model is called):")
     lines += ["  " + x for x in est.lines()]

@@ -7,7 +7,9 @@ provider's published deprecations below). For `train.backend: openai` it also ch
 the provider still takes new fine-tuning jobs. It says plainly what is unavailable or
 about to be, with `configs/gpu.yaml` (open models on your own GPUs) as the way forward.
 
-`--dry-run` (preflight) and the `train` stage (before anything is uploaded) call it:
+`--dry-run` (preflight), `run` before its first stage (the roles of the chosen stages; the
+training models when `train` is among them) and the `train` stage (before anything is
+uploaded) call it:
 
     lines = check_provider(cfg)               # raises UserError listing every blocking problem
     report = provider_report(cfg, today=date(2027, 1, 10))   # typed findings, nothing raised
@@ -99,8 +101,10 @@ def list_models(ep: EndpointConfig, name: str, http_client: httpx.Client | None 
     return {m["id"]: m for m in r.json().get("data", []) if isinstance(m, dict) and "id" in m}
 
 
-def models_in_use(cfg: ExperimentConfig, registry: dict | None = None) -> dict[tuple[str, str], list[str]]:
-    """{(endpoint, model): uses} for every remote (openai-backend) model the run will call or train."""
+def models_in_use(cfg: ExperimentConfig, registry: dict | None = None,
+                  roles: list[str] | None = None, training: bool = True) -> dict[tuple[str, str], list[str]]:
+    """{(endpoint, model): uses} for every remote (openai-backend) model the run will call or train;
+    `roles` / `training=False`: only those roles, and not the training and variant models."""
     uses: dict[tuple[str, str], list[str]] = {}
 
     def add(ep_name: str | None, model: str | None, use: str) -> None:
@@ -109,7 +113,14 @@ def models_in_use(cfg: ExperimentConfig, registry: dict | None = None) -> dict[t
             uses.setdefault((ep_name, model), []).append(use)
 
     for role, rc in cfg.roles.items():
-        add(rc.endpoint, rc.model or cfg.endpoints[rc.endpoint].model, role)
+        if roles is None or role in roles:
+            add(rc.endpoint, rc.model or cfg.endpoints[rc.endpoint].model, role)
+    guard = cfg.safety.guard_endpoint
+    if guard and (roles is None or roles):  # the crisis screen's guard layer runs beside every conversation stage
+        add(guard, cfg.safety.guard_model or (cfg.endpoints[guard].model if guard in cfg.endpoints else None),
+            "safety guard")
+    if not training:
+        return uses
     tc = cfg.train
     if tc.backend == "openai":
         add(tc.openai.endpoint, tc.openai.model, "fine-tuning")
@@ -123,8 +134,9 @@ def models_in_use(cfg: ExperimentConfig, registry: dict | None = None) -> dict[t
 
 
 def assess(model: str, uses: list[str], cards: dict[str, dict] | None, today: date, ep_name: str,
-           rep: ProviderReport) -> ModelStatus:
-    """Judge one model against its endpoint's list (None: not reachable); adds to `rep`."""
+           rep: ProviderReport, train_day: date | None = None) -> ModelStatus:
+    """Judge one model against its endpoint's list (None: not reachable); adds to `rep`.
+    `train_day`: the latest day the fine-tuning job may be created (default: today)."""
     st = ModelStatus(endpoint=ep_name, model=model, uses=uses, listed=None if cards is None else model in cards)
     card = (cards or {}).get(model, {})
     if card.get("shutdown_date"):
@@ -151,6 +163,11 @@ def assess(model: str, uses: list[str], cards: dict[str, dict] | None, today: da
         if stop <= today:
             rep.problems.append(f"train.backend: openai: the provider stopped new fine-tuning jobs on {stop}; "
                                 f"no job can be created for {model}. {FORWARD}")
+        elif train_day is not None and stop <= train_day:
+            rep.problems.append(f"train.backend: openai: the provider stops new fine-tuning jobs on {stop}, and the "
+                                f"train stage may only start on {train_day} (the batch stages before it may take "
+                                f"llm.batch_timeout_h each): the job could be refused after the generation is paid "
+                                f"for; run now without llm.batch, or {FORWARD}")
         elif (stop - today).days <= WARN_DAYS:
             rep.warnings.append(f"train.backend: openai: the provider stops new fine-tuning jobs on {stop}, in "
                                 f"{(stop - today).days} days (and has closed self-serve fine-tuning to new users): "
@@ -158,16 +175,32 @@ def assess(model: str, uses: list[str], cards: dict[str, dict] | None, today: da
     return st
 
 
+def train_day(cfg: ExperimentConfig, today: date, chosen: list[str] | None = None) -> date:
+    """The latest day the train stage may start: with `llm.batch`, every batch stage before it may
+    wait up to `llm.batch_timeout_h` for its batches."""
+    from datetime import timedelta
+
+    from .llm.batch import BATCH_STAGES
+    from .stages import names
+
+    order = chosen or names()
+    before = order[:order.index("train")] if "train" in order else []
+    hours = sum(cfg.llm.batch_timeout_h for s in before if s in BATCH_STAGES) if cfg.llm.batch else 0.0
+    return today + timedelta(hours=hours)
+
+
 def provider_report(cfg: ExperimentConfig, today: date | None = None, registry: dict | None = None,
-                    http_client: httpx.Client | None = None) -> ProviderReport:
+                    http_client: httpx.Client | None = None, roles: list[str] | None = None,
+                    training: bool = True, chosen: list[str] | None = None) -> ProviderReport:
     today = today or globals()["today"]()
+    day = train_day(cfg, today, chosen)
     rep = ProviderReport()
     if registry is None and (cfg.run_dir / "models.json").is_file():  # fine-tunes of an earlier run are checked too
         from .records import ModelEntry
 
         data = json.loads((cfg.run_dir / "models.json").read_text(encoding="utf-8"))
         registry = {k: ModelEntry.model_validate(v) for k, v in data.items()}
-    uses = models_in_use(cfg, registry)
+    uses = models_in_use(cfg, registry, roles, training)
     listings: dict[str, dict | None] = {}
     for ep_name in dict.fromkeys(e for e, _ in uses):
         try:
@@ -176,14 +209,15 @@ def provider_report(cfg: ExperimentConfig, today: date | None = None, registry: 
             listings[ep_name] = None
             rep.problems.append(str(e))
     for (ep_name, model), why in uses.items():
-        assess(model, why, listings[ep_name], today, ep_name, rep)
+        assess(model, why, listings[ep_name], today, ep_name, rep, day)
     return rep
 
 
 def check_provider(cfg: ExperimentConfig, today: date | None = None, registry: dict | None = None,
-                   http_client: httpx.Client | None = None) -> list[str]:
+                   http_client: httpx.Client | None = None, roles: list[str] | None = None,
+                   training: bool = True, chosen: list[str] | None = None) -> list[str]:
     """Lines to print (availability and warnings); UserError naming every blocking problem."""
-    rep = provider_report(cfg, today, registry, http_client)
+    rep = provider_report(cfg, today, registry, http_client, roles, training, chosen)
     if rep.problems:
         raise UserError("provider check failed:\n  " + "\n  ".join(rep.problems))
     return [f"provider: {x}" for x in rep.ok] + [f"provider: WARNING {x}" for x in rep.warnings]

@@ -113,3 +113,26 @@ def test_killed_during_a_batch_the_rerun_follows_it_without_a_second_batch(tmp_p
         assert _open_batches(run_dir) == []
         drafts = [json.loads(x) for x in (run_dir / "personas" / "persona_drafts.jsonl").read_text().splitlines()]
         assert len(drafts) == 4
+
+
+def test_a_batch_the_provider_refuses_is_reported_with_its_reason_not_resubmitted(make_cfg, tmp_path):
+    from hybridtune.errors import UserError
+
+    srv = MockServer(openai=True, models="gpt-4.1-mini", batch_seconds=0.5)  # it does not serve "mock"
+    with srv as url:
+        pool = _pool(make_cfg, tmp_path, url)
+        judge = pool.role("judge")
+
+        async def go():
+            try:
+                return await asyncio.gather(*(judge.chat([{"role": "user", "content": f"rate {i}"}]) for i in range(3)))
+            finally:
+                await pool.aclose()
+
+        with pytest.raises(UserError) as e:
+            asyncio.run(go())
+        stats = srv.stats()
+    msg = str(e.value)
+    assert "was refused by the provider: line 1: model_not_found: The model `mock` does not exist" in msg
+    assert stats["batches_created"] == 1  # not resubmitted llm.max_retries times
+    assert pool.cache.open_batches("local") == {}

@@ -16,11 +16,13 @@ def test_openai_config_without_data_key_or_matching_trainer_fails_with_one_line_
     assert out.returncode == 2 and "Traceback" not in out.stderr
     err = out.stderr.splitlines()
     assert err[0] == "error: dry run found problems:"
+    problems = err[:next(i for i, x in enumerate(err) if x.startswith("cost estimate from the config alone"))]
     # both keys came from --set, so the lines blame --set
-    assert any(x.strip().startswith("--set real.inputs: no real data configured") for x in err)
-    assert any(x.strip().startswith("--set train.backend: local trains LoRA adapters") for x in err)
-    assert any("OPENAI_API_KEY is not set" in x for x in err)
-    assert len(err) == 4
+    assert any(x.strip().startswith("--set real.inputs: no real data configured") for x in problems)
+    assert any(x.strip().startswith("--set train.backend: local trains LoRA adapters") for x in problems)
+    assert any("OPENAI_API_KEY is not set" in x for x in problems)
+    assert len(problems) == 4
+    assert any(x.strip().startswith("estimated total: $") for x in err)  # the cost, without a key
 
 
 def test_names_not_downloaded_say_which_command_fetches_them(make_cfg, tmp_path, monkeypatch):

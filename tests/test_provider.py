@@ -63,3 +63,15 @@ def test_fine_tuned_variants_in_the_registry_are_checked(cfg):
 def test_unreachable_endpoint_is_one_clear_problem(cfg):
     rep = provider_report(cfg("endpoints.openai.base_url=http://127.0.0.1:9/v1"), TODAY)
     assert len(rep.problems) == 1 and "cannot reach http://127.0.0.1:9/v1" in rep.problems[0]
+
+
+def test_the_fine_tuning_stop_is_judged_against_when_the_train_stage_may_start(cfg):
+    """openai.yaml's batch stages before train may each wait llm.batch_timeout_h: three days before
+    the stop, a run that batches them (5 stages x 24 h) could reach train after it."""
+    day = date(2027, 1, 3)
+    assert check_provider(cfg(), day, http_client=client())  # no batches: train starts today, warned only
+    with pytest.raises(UserError, match=r"stops new fine-tuning jobs on 2027-01-06, and the train stage may only "
+                                        r"start on 2027-01-08"):
+        check_provider(cfg("llm.batch=true"), day, http_client=client())
+    # only the stages that run: from mix on, nothing batches before train
+    assert check_provider(cfg("llm.batch=true"), day, http_client=client(), chosen=["mix", "train", "simulate"])

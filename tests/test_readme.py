@@ -42,7 +42,7 @@ def test_running_for_real_names_what_must_be_running_for_each_path():
     for _, _, body in paths:
         assert "Must be" in body
     several = dict((p[0], p[2]) for p in paths)["Several GPUs"]
-    assert "five 80 GB GPUs" in several and "--tensor-parallel-size 4" in several
+    assert "six 80 GB GPUs" in several and "--tensor-parallel-size 4" in several
     assert "2027-01-06" in dict((p[0], p[2]) for p in paths)["An API"]
 
 

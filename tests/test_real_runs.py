@@ -123,9 +123,11 @@ def test_openai_config_end_to_end_resumes_the_same_fine_tuning_job(tmp_path):
 def test_gpu_config_end_to_end_serves_each_adapter_by_name(tmp_path):
     base = "Qwen/Qwen2.5-7B-Instruct"
     env = annomi_by_name(tmp_path)
-    vllm, large = MockServer(vllm=True, served_model=base, runtime_lora=True), MockServer()
+    vllm = MockServer(vllm=True, served_model=base, runtime_lora=True)
+    large = MockServer(vllm=True, served_model="Qwen/Qwen2.5-72B-Instruct")  # run checks that it serves that model
     with vllm as vurl, large as lurl:
         sets = [*tiny(tmp_path), f"endpoints.vllm.base_url={vurl}", f"endpoints.large.base_url={lurl}",
+                "safety.guard_endpoint=null", "train.device=cpu",  # a GPU config trains on a CPU only when told
                 "train.base_model=smollm2", "train.launcher=accelerate", *TINY, "train.max_seq_len=512"]
         ok(hybridtune(args("configs/gpu.yaml", sets), env=env, timeout=800))
         stats = vllm.stats()

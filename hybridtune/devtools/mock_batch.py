@@ -3,7 +3,9 @@
 Behaves like OpenAI's batch API as the client sees it: upload a JSONL file of requests
 (`/v1/files`, purpose=batch), create a batch from it, poll it (`validating` -> `in_progress`
 -> `completed` after `batch_seconds`), then download `output_file_id` (one line per finished request, with its `custom_id`) and
-`error_file_id` (failed lines). `fail_first` makes that many lines fail the first time their
+`error_file_id` (failed lines). In openai mode a batch naming a model the server does not list
+fails validation (`status: failed`, `errors.data` with code, line and message, no output).
+`fail_first` makes that many lines fail the first time their
 `custom_id` is seen (a partly failed batch); a resubmission of the same request succeeds.
 
     python -m hybridtune.devtools.mock_openai --port 8999 --batch-seconds 5 --batch-fail-first 2
@@ -77,11 +79,22 @@ def batch_routes(state, answer: Callable[[dict], dict], batch_seconds: float = 2
         b.update(status="completed", completed_at=int(time.time()),
                  request_counts={"total": len(lines), "completed": len(out), "failed": len(err)})
 
+    def invalid(b: dict) -> list[dict]:
+        """What OpenAI's validation reports in `errors.data` (openai mode: a model it does not serve)."""
+        lines = [json.loads(x) for x in state.file_bytes[b["input_file_id"]].decode().splitlines() if x.strip()]
+        if state.mode != "openai":
+            return []
+        return [{"code": "model_not_found", "line": i, "param": "body.model",
+                 "message": f"The model `{line['body'].get('model')}` does not exist or you do not have access to it."}
+                for i, line in enumerate(lines, 1) if line["body"].get("model") not in state.models]
+
     async def retrieve(request: Request) -> Response:
         b = state.batches.get(request.path_params["bid"])
         if b is None:
             return JSONResponse({"error": {"message": "No such Batch object"}}, status_code=404)
         age = time.monotonic() - b["_t0"]
+        if b["status"] == "validating" and age >= 0.2 * batch_seconds and (errs := invalid(b)):
+            b.update(status="failed", failed_at=int(time.time()), errors={"object": "list", "data": errs})
         if b["status"] == "validating" and age >= 0.2 * batch_seconds:
             b.update(status="in_progress", in_progress_at=int(time.time()))
         if b["status"] == "in_progress" and age >= batch_seconds:

@@ -147,7 +147,7 @@ def finetune_routes(state) -> list[Route]:
                "finished_at": None, "fine_tuned_model": None, "organization_id": ORG, "result_files": [],
                "status": "validating_files", "validation_file": vf, "training_file": tf, "trained_tokens": None,
                "error": None, "seed": body.get("seed", 0), "estimated_finish": None, "integrations": [],
-               "user_provided_suffix": body.get("suffix"),
+               "user_provided_suffix": body.get("suffix"), "metadata": body.get("metadata"),
                "method": {"type": "supervised", "supervised": {"hyperparameters": hp}}, "hyperparameters": hp,
                "_events": [], "_reported": 0, "_steps": int(hp["n_epochs"]) * -(-lines // int(hp["batch_size"])),
                "_tokens": tokens * int(hp["n_epochs"]),

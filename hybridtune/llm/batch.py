@@ -34,6 +34,22 @@ if TYPE_CHECKING:
 BATCH_STAGES = ("real", "personas", "scenarios", "curate", "eval_scenarios", "score", "calibrate")
 WINDOW_S = 0.5  # quiet time that closes a batch: every item of a map_items round has asked by then
 DONE = ("completed", "failed", "expired", "cancelled")
+# batch `errors` codes worth a resubmission (capacity, not the request)
+TRANSIENT_CODES = ("rate_limit_exceeded", "token_limit_exceeded", "server_error", "internal_error")
+
+
+def validation_error(batch_id: str, info: dict) -> Exception | None:
+    """The reason a batch failed as a whole (its `errors` list), as a UserError unless every code is
+    transient; None when it did not fail that way."""
+    errs = (info.get("errors") or {}).get("data") or []
+    if info.get("status") != "failed" or not errs:
+        return None
+    why = "; ".join(f"line {e.get('line')}: {e.get('code')}: {e.get('message')}" for e in errs[:3])
+    more = f" (and {len(errs) - 3} more)" if len(errs) > 3 else ""
+    if all(e.get("code") in TRANSIENT_CODES for e in errs):
+        return TransientError(f"batch {batch_id} failed: {why}{more}")
+    return UserError(f"batch {batch_id} was refused by the provider: {why}{more}; fix the request (model name, "
+                     "parameters) and rerun")
 
 
 class _LoopState:
@@ -113,6 +129,12 @@ class Batcher:
                     raise TransientError(f"batch {batch_id}: still {info['status']} after llm.batch_timeout_h; "
                                          "rerun to keep following it")
                 await asyncio.sleep(self.poll_s)
+            refused = validation_error(batch_id, info)
+            if refused is not None:  # the whole batch was refused: its reason, not "no result" x resubmissions
+                if self.cache is not None:
+                    self.cache.close_batch(batch_id)
+                self._fail(st, st.members.pop(batch_id, set()), refused)
+                return
             done, failed = await self.backend.batch_results(info)
         except Exception as e:  # noqa: BLE001 -- the batch stays stored: a rerun follows it again
             self._fail(st, st.members.pop(batch_id, set()), e)

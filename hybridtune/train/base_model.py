@@ -6,7 +6,9 @@ safetensors + tokenizer). A GGUF is dequantized by transformers once
 (`from_pretrained(dir, gguf_file=...)`, ~25 s) and saved under `train.cache_dir/<name>-<hash>/`,
 so later loads take seconds. A model id is fetched once into the Hugging Face cache
 (`huggingface_hub.snapshot_download`; with HF_HUB_OFFLINE=1 only the cache is used).
-Memory check: free RAM on the CPU, the smallest GPU's memory on CUDA (bf16 weights).
+Memory check: free RAM on the CPU; on CUDA the free memory of the fullest GPU the training
+processes use, against a per-process estimate with the base weights split as the strategy
+really splits them (ZeRO-3 and FSDP; not ddp or ZeRO-2).
 
     folder, gguf = prepare_base(cfg.train)     # gguf is the file llama.cpp serves (None for a folder)
 """
@@ -23,32 +25,34 @@ from ..llm.llamacpp import PACKAGED_MODELS, find_gguf
 from .config import TrainConfig
 
 
-def resolve_base(name: str) -> tuple[Path | None, Path | None]:
-    """(gguf file, transformers folder): exactly one is set; unknown names are a UserError."""
+def resolve_base(name: str, download: bool = True) -> tuple[Path | None, Path | None]:
+    """(gguf file, transformers folder): exactly one is set; unknown names are a UserError.
+    `download=False` (the checks before a run): a model id must be in the local cache already."""
     p = Path(name).expanduser()
     if name.lower() in PACKAGED_MODELS or p.suffix == ".gguf":
         return find_gguf(name), None
     if p.is_dir() and (p / "config.json").is_file():
         return None, p
     if not p.exists() and re.fullmatch(r"[\w.-]+/[\w.-]+", name):
-        return None, hub_folder(name)
+        return None, hub_folder(name, download)
     raise UserError(
         f"train.base_model: '{name}' is not a known model; use 'smollm2' (packaged), a .gguf file, "
         "a local transformers folder with config.json, or a Hugging Face model id (org/name)"
     )
 
 
-def hub_folder(repo_id: str) -> Path:
+def hub_folder(repo_id: str, download: bool = True) -> Path:
     """The local snapshot of a Hugging Face model (downloaded once; the cache only when offline)."""
     from huggingface_hub import snapshot_download
 
     try:
-        return Path(snapshot_download(repo_id, allow_patterns=["*.json", "*.safetensors", "*.model", "*.txt",
+        return Path(snapshot_download(repo_id, local_files_only=not download, allow_patterns=["*.json", "*.safetensors", "*.model", "*.txt",
                                                                "*.jinja", "*.tiktoken"]))
     except Exception as e:
         raise UserError(
-            f"train.base_model: '{repo_id}' is not in the local Hugging Face cache and could not be downloaded "
-            f"({type(e).__name__}); run `huggingface-cli download {repo_id}` where there is network "
+            f"train.base_model: '{repo_id}' is not in the local Hugging Face cache"
+            f"{' and could not be downloaded' if download else ''} "
+            f"({type(e).__name__}); run `hf download {repo_id}` where there is network "
             "(HF_HUB_OFFLINE=1 forbids downloads), or point train.base_model at a local folder") from None
 
 
@@ -154,30 +158,38 @@ def estimate_gpu_bytes(n_params: int, tc: TrainConfig, shards: int = 1, hidden: 
     return int((weights + tokens * per_token) * 1.15)
 
 
-def gpu_memory_bytes() -> int:
-    import torch
-
-    return min(torch.cuda.get_device_properties(i).total_memory for i in range(torch.cuda.device_count()))
+SHARDED = ("deepspeed_zero3", "fsdp")  # strategies that split the base weights across processes
 
 
-def check_fits(n_params: int, tc: TrainConfig, folder: Path | None = None, **dims) -> None:
-    """Refuse a run that cannot fit before spending time on it."""
-    import torch
+def weight_shards(tc: TrainConfig, gpus: int) -> int:
+    """Into how many pieces the strategy splits the base weights: the process count under ZeRO-3
+    (loaded sharded, `local.make_trainer`) and FSDP, 1 under ddp and ZeRO-2 (a whole copy per GPU)."""
+    if tc.accelerate_config not in SHARDED:
+        return 1
+    return max(gpus, 1) if tc.num_processes == "auto" else tc.num_processes
+
+
+def check_fits(n_params: int, tc: TrainConfig, folder: Path | None = None, *, gpus: int | None = None,
+               free_bytes: int | None = None, **dims) -> None:
+    """Refuse a run that cannot fit before spending time on it: on GPUs against the free memory of
+    the fullest one the processes use (a vLLM server on the same card has taken its share)."""
+    from .hardware import free_gpu_bytes, gpu_indices
 
     dims = {**model_dims(folder), **dims}
-    if torch.cuda.is_available():
-        shards = 1
-        if tc.accelerate_config in ("deepspeed_zero3", "fsdp") and tc.num_processes != "auto":
-            shards = tc.num_processes
-        elif tc.accelerate_config in ("deepspeed_zero3", "fsdp"):
-            shards = torch.cuda.device_count()
-        need, have = estimate_gpu_bytes(n_params, tc, shards, **dims), gpu_memory_bytes()
+    gpus = len(gpu_indices(tc)) if gpus is None else gpus
+    if gpus:
+        procs = gpus if tc.num_processes == "auto" else min(tc.num_processes, gpus)
+        shards = weight_shards(tc, gpus)
+        need = estimate_gpu_bytes(n_params, tc, shards, **dims)
+        have = free_gpu_bytes(gpu_indices(tc)[:procs]) if free_bytes is None else free_bytes
         if need > have:
+            shard = "" if shards == 1 else f" (weights split {shards} ways by {tc.accelerate_config})"
             raise UserError(
                 f"train.base_model: {tc.base_model} ({n_params / 1e9:.1f}B params) needs about {need / 2**30:.0f} GiB "
-                f"per GPU at batch_size={tc.batch_size} x max_seq_len={tc.max_seq_len}, the smallest GPU has "
-                f"{have / 2**30:.0f} GiB; set train.gradient_checkpointing=true, lower train.batch_size, use "
-                "train.accelerate_config=deepspeed_zero3 across GPUs, or train.qlora=true")
+                f"per GPU{shard} at batch_size={tc.batch_size} x max_seq_len={tc.max_seq_len}, and the fullest GPU "
+                f"has {have / 2**30:.0f} GiB free; set train.gradient_checkpointing=true, lower train.batch_size, "
+                "use train.accelerate_config=deepspeed_zero3 or fsdp across more GPUs, train.qlora=true, or free "
+                "the GPU (a server on it: lower its --gpu-memory-utilization)")
         return
     if tc.qlora:
         return

@@ -2,6 +2,7 @@
 comes from hybridtune/stages.py).
 
     hybridtune train-export-gguf runs/demo/train/hybrid/adapter --out adapter.gguf
+    hybridtune doctor [--require-cuda]       # torch build, CUDA, GPUs and free memory, library versions
 """
 from __future__ import annotations
 
@@ -28,3 +29,19 @@ def register(app: typer.Typer) -> None:
         if not (adapter / "adapter_model.safetensors").is_file():
             raise UserError(f"{adapter}: no adapter_model.safetensors; pass a PEFT adapter folder")
         typer.echo(to_gguf(adapter, find_gguf(base), out))
+
+    @app.command("doctor")
+    def doctor(
+        require_cuda: Annotated[bool, typer.Option("--require-cuda", help="exit 1 unless a CUDA GPU is usable")] = False,
+    ):
+        """What this machine offers for training: torch build, CUDA, each GPU's free memory, versions."""
+        from ..errors import UserError
+        from .hardware import INSTALL, probe
+
+        hw = probe()
+        for line in hw.lines():
+            typer.echo(line)
+        if require_cuda and not hw.gpus:
+            raise UserError(f"doctor: no usable CUDA GPU (torch {hw.torch}"
+                            f"{', CPU-only build' if hw.cuda is None else ''}); on a machine with NVIDIA GPUs and "
+                            f"their driver, run `{INSTALL}`")

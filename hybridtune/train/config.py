@@ -6,9 +6,10 @@ demo shrinks `max_steps` / `max_seq_len` in configs/demo.yaml.
 """
 from __future__ import annotations
 
+import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class OpenAIFineTune(BaseModel):
@@ -41,6 +42,14 @@ class TrainConfig(BaseModel):
     launcher: Literal["auto", "accelerate", "inprocess"] = Field(
         "auto", description="local: 'accelerate' trains each variant under `accelerate launch` (one process per "
         "GPU); 'inprocess' in this process; 'auto': accelerate when a CUDA GPU is present")
+    device: Literal["auto", "cuda", "cpu"] = Field(
+        "auto", description="local: where training runs. 'cuda' (the GPU configs): refused before anything runs "
+        "when this machine has no CUDA GPU; 'cpu': train on the CPU even where a GPU is (a GPU config on a "
+        "CPU needs it said); 'auto': a CUDA GPU when present, else the CPU")
+    gpus: str | None = Field(
+        None, description="local: the GPUs training uses, as CUDA_VISIBLE_DEVICES "
+        "('5', '4,5'), set by the tool for the accelerate launch and checked for free memory; keep the servers' "
+        "GPUs out of it unless they share by memory fraction. None: every visible GPU")
     accelerate_config: str = Field(
         "ddp", description="accelerate: ddp | deepspeed_zero2 | deepspeed_zero3 | fsdp (configs/accelerate/) "
         "or the path of an accelerate YAML")
@@ -83,6 +92,14 @@ class TrainConfig(BaseModel):
     threads: int | None = Field(None, ge=1, description="CPU threads for torch (default: all cores)")
     gguf_adapter: bool = Field(True, description="convert the LoRA adapter to GGUF so llama.cpp serves it")
     openai: OpenAIFineTune = Field(default_factory=OpenAIFineTune)
+
+    @field_validator("gpus", mode="before")
+    @classmethod
+    def _gpu_list(cls, v):
+        v = None if v is None else str(v).replace(" ", "")
+        if v is not None and not re.fullmatch(r"\d+(,\d+)*", v):
+            raise ValueError("not a list of GPU numbers; write e.g. '5' or '4,5' (hybridtune doctor lists the GPUs)")
+        return v
 
 
 def model_tc(tc: TrainConfig, variant) -> TrainConfig:

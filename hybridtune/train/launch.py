@@ -8,10 +8,15 @@ configs/accelerate/, or a path). Every rank reads the same validated data and tr
 (TRL/accelerate handle DDP, DeepSpeed ZeRO or FSDP); the main process writes the adapter
 and `train/<variant>/metrics.json`, which the stage turns into the registry entry. One
 launch trains every variant that needs it, one after the other, so the processes start
-(and the GPUs join) once per stage.
+(and the GPUs join) once per stage. The line always names a config file (ddp.yaml for
+plain DDP), so no default accelerate config of the user's applies; `--mixed_precision` is
+bf16 where every GPU has it, else fp16; `train.gpus` becomes the launch's
+CUDA_VISIBLE_DEVICES (`launch_env`). With `train.device: cpu` several processes join over
+gloo (torchrun; `main` sets ACCELERATE_USE_CPU before the process group exists).
 
     launch_command(cfg.train, Path("runs/x/config.yaml"), ["real", "hybrid"], gpus=4)
-    # [python, -m, accelerate.commands.launch, --num_machines, 1, --num_processes, 4, ...,
+    # [python, -m, accelerate.commands.launch, --config_file, .../configs/accelerate/ddp.yaml,
+    #  --num_machines, 1, --num_processes, 4, ..., --main_process_port, N,
     #  -m, hybridtune.train.launch, -c, runs/x/config.yaml, --variant, real, --variant, hybrid]
 
 The entry point (what each rank runs; by hand only for multi-node, see docs/training.md):
@@ -24,6 +29,8 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import os
+import socket
 import subprocess
 import sys
 from collections import deque
@@ -32,6 +39,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import UserError
 from .config import TrainConfig
+from .hardware import INSTALL, bf16_supported, training_gpus
 
 if TYPE_CHECKING:
     from ..context import Context
@@ -39,20 +47,13 @@ if TYPE_CHECKING:
 SHIPPED = ("ddp", "deepspeed_zero2", "deepspeed_zero3", "fsdp")
 
 
-def gpu_count() -> int:
-    import torch
-
-    return torch.cuda.device_count() if torch.cuda.is_available() else 0
-
-
 def use_accelerate(tc: TrainConfig) -> bool:
-    return tc.launcher == "accelerate" or (tc.launcher == "auto" and gpu_count() > 0)
+    return tc.launcher == "accelerate" or (tc.launcher == "auto" and training_gpus(tc) > 0)
 
 
-def accelerate_config_file(name: str) -> Path | None:
-    """The accelerate YAML for `train.accelerate_config` (None for plain DDP, which needs none)."""
-    if name == "ddp":
-        return None
+def accelerate_config_file(name: str) -> Path:
+    """The accelerate YAML for `train.accelerate_config`: always a file, so that no default
+    accelerate config of the user's (~/.cache/huggingface/accelerate) changes the launch."""
     if name in SHIPPED:
         for root in (Path.cwd(), Path(__file__).resolve().parents[2]):
             p = root / "configs" / "accelerate" / f"{name}.yaml"
@@ -68,9 +69,9 @@ def accelerate_config_file(name: str) -> Path | None:
 
 def processes(tc: TrainConfig, gpus: int) -> int:
     n = max(gpus, 1) if tc.num_processes == "auto" else tc.num_processes
-    if gpus == 0 and n > 1:
+    if gpus == 0 and n > 1 and tc.device != "cpu":  # several CPU processes (gloo) only when asked for
         raise UserError(f"train.num_processes: {n} processes need {n} GPUs and this machine has none; "
-                        "set train.num_processes=1 (or auto)")
+                        "set train.num_processes=1 (or auto), or train.device=cpu for CPU processes")
     if gpus and n > gpus:
         raise UserError(f"train.num_processes: {n} processes but {gpus} visible GPU(s); lower it or use auto")
     return n
@@ -78,48 +79,78 @@ def processes(tc: TrainConfig, gpus: int) -> int:
 
 def check_launch(tc: TrainConfig, gpus: int | None = None) -> None:
     """Everything the launch needs, before any training (one clear error)."""
-    gpus = gpu_count() if gpus is None else gpus
+    gpus = training_gpus(tc) if gpus is None else gpus
     processes(tc, gpus)
-    cfg_file = accelerate_config_file(tc.accelerate_config) if gpus else None
-    if cfg_file is not None and "DEEPSPEED" in cfg_file.read_text() and importlib.util.find_spec("deepspeed") is None:
-        raise UserError(f"train.accelerate_config: {cfg_file.name} needs DeepSpeed; pip install deepspeed, or use "
-                        "ddp or fsdp")
+    cfg_file = accelerate_config_file(tc.accelerate_config)
+    if "DEEPSPEED" in cfg_file.read_text() and importlib.util.find_spec("deepspeed") is None:
+        raise UserError(f"train.accelerate_config: {cfg_file.name} needs DeepSpeed, which is not installed; "
+                        f"`{INSTALL}` installs it (pinned in constraints-gpu.txt), or use ddp or fsdp")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def precision(gpus: int) -> str:
+    """--mixed_precision: bf16 where every GPU computes in it, fp16 on older GPUs, none on the CPU."""
+    return "no" if gpus == 0 else "bf16" if bf16_supported() else "fp16"
 
 
 def launch_command(tc: TrainConfig, config_path: Path, variants: list[str], *, gpus: int, resume: bool = True,
                    python: str = sys.executable) -> list[str]:
     """The `accelerate launch` line of some variants (the same interpreter, so the same environment)."""
     n = processes(tc, gpus)
-    cmd = [python, "-m", "accelerate.commands.launch", "--num_machines", "1", "--num_processes", str(n),
-           "--dynamo_backend", "no"]
-    if gpus == 0:
-        cmd += ["--cpu", "--mixed_precision", "no"]
-    else:
-        cfg_file = accelerate_config_file(tc.accelerate_config)
-        if cfg_file is not None:
-            cmd += ["--config_file", str(cfg_file)]  # its mixed precision and sharding; our process count
-        else:
-            cmd += ["--mixed_precision", "bf16", *(["--multi_gpu"] if n > 1 else [])]
+    # the shipped (or named) config gives the strategy; the process count and precision are this machine's
+    cmd = [python, "-m", "accelerate.commands.launch", "--config_file", str(accelerate_config_file(tc.accelerate_config)),
+           "--num_machines", "1", "--num_processes", str(n), "--dynamo_backend", "no",
+           "--mixed_precision", precision(gpus)]
+    if n > 1:  # a port of its own: another run (or test) on this machine may hold accelerate's default 29500
+        cmd += ["--main_process_port", str(free_port())]
+    if gpus == 0 and n == 1:
+        cmd += ["--cpu"]  # one plain process; several CPU processes (train.device: cpu) go through torchrun
+        # like GPUs, and each rank joins over gloo (main() sets ACCELERATE_USE_CPU before the process group)
     cmd += ["-m", "hybridtune.train.launch", "-c", str(config_path)]
     cmd += [x for v in variants for x in ("--variant", v)]
     return cmd + ([] if resume else ["--no-resume"])
 
 
+def launch_env(tc: TrainConfig) -> dict[str, str]:
+    """The launch's environment: `train.gpus` as CUDA_VISIBLE_DEVICES (the ranks see only those)."""
+    env = dict(os.environ)
+    if tc.gpus and training_gpus(tc):
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(visible_ids(tc.gpus))
+    return env
+
+
+def visible_ids(gpus: str) -> list[str]:
+    """`train.gpus` counts GPUs as this process sees them; under an outer CUDA_VISIBLE_DEVICES the
+    launch must name the same cards by their ids there."""
+    outer = [x for x in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if x.strip()]
+    return [outer[int(i)] if outer and int(i) < len(outer) else i for i in gpus.split(",")]
+
+
 def run_launch(ctx: Context, variants: list[str], *, resume: bool = True) -> dict[str, dict]:
     """Run the launch line, its output through the stage log; {variant: the trainer's metrics}."""
     config_path = ctx.store.path("config.yaml")  # the resolved config (overrides included), written by open_run
-    cmd = launch_command(ctx.cfg.train, config_path, variants, gpus=gpu_count(), resume=resume)
-    ctx.log(f"train: {' '.join(cmd[1:])}")
+    cmd = launch_command(ctx.cfg.train, config_path, variants, gpus=training_gpus(ctx.cfg.train), resume=resume)
+    env = launch_env(ctx.cfg.train)
+    placed = f"CUDA_VISIBLE_DEVICES={env['CUDA_VISIBLE_DEVICES']} " if ctx.cfg.train.gpus and "CUDA_VISIBLE_DEVICES" in env else ""
+    ctx.log(f"train: {placed}{' '.join(cmd[1:])}")
     files = {v: ctx.store.path("train", v, "metrics.json") for v in variants}
     for f in files.values():
         f.unlink(missing_ok=True)
     tail: deque[str] = deque(maxlen=30)
-    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as proc:
+    said: list[str] = []  # a rank's UserError; torchrun's report of the failure can bury it far above the tail
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          env=env) as proc:
         for line in proc.stdout:
             tail.append(line.rstrip())
+            if line.startswith("error: "):
+                said.append(line.rstrip().removeprefix("error: "))
             ctx.log(f"[dim]{line.rstrip()}[/dim]")
     missing = [v for v, f in files.items() if not f.is_file()]
-    said = [x.removeprefix("error: ") for x in tail if x.startswith("error: ")]
     if said:  # a rank stopped on a UserError: that one line is the message
         raise UserError(said[-1])
     if proc.returncode != 0 or missing:
@@ -144,9 +175,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--variant", required=True, action="append", help="variant to train (reads mix/<variant>/); repeatable")
     ap.add_argument("--no-resume", action="store_true", help="ignore existing checkpoints")
     a = ap.parse_args(argv)
-    state = PartialState()
     cfg = load_config(a.config)
-    tc = cfg.train
+    tc = cfg.train.model_copy(update={"gpus": None})  # the launch's CUDA_VISIBLE_DEVICES already holds train.gpus
+    cpu = training_gpus(tc) == 0
+    if cpu:  # the Trainer's own accelerator state must agree: gloo, no CUDA
+        os.environ["ACCELERATE_USE_CPU"] = "true"
+    state = PartialState(cpu=cpu)
     sp = (cfg.system_prompt or load_domain(cfg.domain).system_prompt).strip() if tc.add_system_prompt else None
     for variant in a.variant:
         folder = cfg.run_dir / "mix" / variant

@@ -42,10 +42,11 @@ def build_datasets(tok, train_rows: list[list[dict]], valid_rows: list[list[dict
 
 def sft_config(tc: TrainConfig, out_dir: Path, has_eval: bool):
     """The TRL config every variant shares (only the data differ)."""
-    import torch
     from trl import SFTConfig
 
-    gpu = torch.cuda.is_available()
+    from .hardware import bf16_supported, training_gpus
+
+    gpu = training_gpus(tc) > 0
     return SFTConfig(
         output_dir=str(out_dir / "checkpoints"),
         max_length=tc.max_seq_len,
@@ -68,7 +69,8 @@ def sft_config(tc: TrainConfig, out_dir: Path, has_eval: bool):
         report_to=tc.report_to or "none",
         gradient_checkpointing=tc.gradient_checkpointing,
         use_cpu=not gpu,
-        bf16=gpu and torch.cuda.is_bf16_supported(),
+        bf16=gpu and bf16_supported(),
+        fp16=gpu and not bf16_supported(),  # pre-Ampere GPUs have no bf16
         include_num_input_tokens_seen="non_padding",
         dataloader_num_workers=0,
         disable_tqdm=True,
@@ -82,18 +84,31 @@ def lora_config(tc: TrainConfig):
                       target_modules=list(tc.target_modules), bias="none", task_type="CAUSAL_LM")
 
 
+def weights_dtype(tc: TrainConfig):
+    """bf16 weights on a GPU that has it, fp16 on older GPUs (half the memory; PEFT keeps the LoRA
+    weights in fp32 under autocast), fp32 on the CPU."""
+    import torch
+
+    from .hardware import bf16_supported, training_gpus
+
+    if training_gpus(tc) == 0:
+        return torch.float32
+    return torch.bfloat16 if bf16_supported() else torch.float16
+
+
 def load_model(folder: Path, tc: TrainConfig):
+    """The base model. Call it after the SFTConfig exists: under `accelerate launch` with ZeRO-3
+    the training arguments register DeepSpeed's config (HfDeepSpeedConfig), and only then does
+    `from_pretrained` load each rank's shard (zero.Init) instead of the whole model on every rank."""
     import torch
     from transformers import AutoModelForCausalLM
 
     if tc.qlora:
         from transformers import BitsAndBytesConfig
 
-        q = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16)
+        q = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=weights_dtype(tc))
         return AutoModelForCausalLM.from_pretrained(str(folder), quantization_config=q)
-    gpu_bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-    # bf16 weights on a GPU (half the memory; the LoRA weights train under bf16 autocast), fp32 on the CPU
-    return AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.bfloat16 if gpu_bf16 else torch.float32)
+    return AutoModelForCausalLM.from_pretrained(str(folder), dtype=weights_dtype(tc))
 
 
 def preflight(tc: TrainConfig) -> Path:
@@ -123,8 +138,9 @@ def make_trainer(tc: TrainConfig, train_rows: list[list[dict]], valid_rows: list
         torch.set_num_threads(tc.threads)
     tok = AutoTokenizer.from_pretrained(str(folder))
     train_ds, valid_ds = build_datasets(tok, train_rows, valid_rows, tc.max_seq_len)
+    args = sft_config(tc, out_dir, valid_ds is not None)  # first: it switches on ZeRO-3's sharded loading
     return SFTTrainer(
-        model=load_model(folder, tc), args=sft_config(tc, out_dir, valid_ds is not None),
+        model=load_model(folder, tc), args=args,
         train_dataset=train_ds, eval_dataset=valid_ds, processing_class=tok, peft_config=lora_config(tc),
         callbacks=callbacks,
     )
@@ -208,6 +224,43 @@ def train_lora(tc: TrainConfig, train_rows: list[list[dict]], valid_rows: list[l
     if trainer.is_world_process_zero():
         write_loss_curves(trainer.state.log_history, out_dir)
     return metrics
+
+
+def verify_adapter(adapter: Path, base: Path) -> int:
+    """Load a saved adapter with PEFT onto the base model's architecture and return how many LoRA
+    tensors the files filled. The base is built on the meta device and only the LoRA layers get
+    memory (seconds and megabytes even for a 7B). UserError when the files are missing, empty,
+    shaped for another model or leave LoRA weights unset (an FSDP save without a full state dict
+    writes none): before a variant is registered, not when a server fails to load it."""
+    import torch
+    from peft import PeftConfig, get_peft_model, set_peft_model_state_dict
+    from safetensors.torch import load_file
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    files = [adapter / "adapter_config.json", adapter / "adapter_model.safetensors"]
+    if not all(f.is_file() for f in files):
+        raise UserError(f"{adapter}: the trainer saved no adapter ({', '.join(f.name for f in files if not f.is_file())} "
+                        "missing); under FSDP the accelerate config needs fsdp_state_dict_type: FULL_STATE_DICT "
+                        "(configs/accelerate/fsdp.yaml); rerun the train stage")
+    weights = load_file(str(files[1]))
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(str(base)))
+    peft = get_peft_model(model, PeftConfig.from_pretrained(str(adapter)))
+    for name, module in peft.named_modules():
+        if name.rsplit(".", 1)[-1] in ("lora_A", "lora_B"):
+            module.to_empty(device="cpu")  # memory for the adapter only; the base stays on meta
+    try:
+        res = set_peft_model_state_dict(peft, weights)
+    except RuntimeError as e:  # size mismatch: trained on another base or rank
+        raise UserError(f"{adapter}: the saved adapter does not fit {base.name} ({str(e).splitlines()[-1].strip()}); "
+                        "rerun the train stage") from None
+    lora = [n for n, _ in peft.named_parameters() if "lora_" in n]
+    unset = [k for k in res.missing_keys if "lora_" in k] + [k for k, t in weights.items() if t.numel() == 0]
+    if not lora or unset:
+        raise UserError(f"{adapter}: the saved adapter does not load with PEFT onto {base.name}: "
+                        f"{len(unset)} of {len(lora)} LoRA tensors missing or empty (e.g. {(unset or ['-'])[0]}); "
+                        "under FSDP use fsdp_state_dict_type: FULL_STATE_DICT; rerun the train stage")
+    return len(lora)
 
 
 def write_loss_curves(history: list[dict], out_dir: Path) -> None:

@@ -9,9 +9,14 @@ metrics from the job's events), `checkpoints.json`.
 
 Money safety: the uploaded file ids and the job id are written to `openai_job.json` the
 moment the API returns them, before waiting, so a killed process that is rerun follows the
-same job (same data hash) instead of paying for a new one. Before a job is created the
-provider's model list is asked whether the base model and fine-tuning are still available
-(hybridtune/provider.py).
+same job instead of paying for a new one; a job is followed only when its key (data hash,
+base model, hyperparameters, suffix and seed: `job_key`) is this run's, so changed settings
+start a new job instead of returning the old model. Before a job is created the provider's
+job list is searched for one with the same uploaded training file, model, suffix, seed and
+hyperparameters (`find_job`), and the creation request is sent once, without retries: a
+request that times out is answered by searching again, never by a second paid job. Before
+that the provider's model list is asked whether the base model and fine-tuning are still
+available (hybridtune/provider.py). A recorded job the provider no longer knows is one line.
 
     res = finetune(oc, endpoint, "openai", {"train": path, "valid": path}, Path("runs/x/train/hybrid"), data_hash=h)
     res["model"]   # 'ft:gpt-4o-mini-2024-07-18:org:hybridtune:abc123'
@@ -91,6 +96,37 @@ def check_can_finetune(client, oc: OpenAIFineTune, endpoint_name: str, day: date
     return rep.warnings
 
 
+def job_key(oc: OpenAIFineTune, data_hash: str, seed: int) -> str:
+    """What makes a job this run's: the uploaded data, base model, hyperparameters, suffix and seed."""
+    blob = json.dumps({"data": data_hash, "model": oc.model, "method": method(oc), "suffix": oc.suffix, "seed": seed},
+                      sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _same_settings(job, state: dict, oc: OpenAIFineTune, seed: int) -> bool:
+    """The job is this run's: tagged with its key (metadata), or made from its uploaded training
+    file with the same model, suffix, seed and hyperparameters; and not failed or cancelled."""
+    if job.status in ("failed", "cancelled"):
+        return False
+    if (getattr(job, "metadata", None) or {}).get("hybridtune_key") == state["key"]:
+        return True
+    hp = _hp(job) or {}
+    wanted = {k: v for k, v in method(oc)["supervised"]["hyperparameters"].items() if v != "auto"}
+    return (state.get("training_file") is not None and job.training_file == state["training_file"]
+            and job.model == oc.model and job.seed == seed and getattr(job, "user_provided_suffix", None) == oc.suffix
+            and all(hp.get(k) == v for k, v in wanted.items()))
+
+
+def find_job(client, state: dict, oc: OpenAIFineTune, seed: int, scan: int = 200):
+    """A live or finished job of the provider with this run's data and settings, or None."""
+    for i, job in enumerate(client.fine_tuning.jobs.list(limit=100)):
+        if i >= scan:
+            return None
+        if _same_settings(job, state, oc, seed):
+            return job
+    return None
+
+
 def start_job(client, oc: OpenAIFineTune, files: dict[str, Path | None], out_dir: Path, data_hash: str, seed: int,
               endpoint_name: str = "openai", log: Callable[[str], None] = print) -> str:
     """Upload the export files as they are and create the job, saving every id as soon as it
@@ -101,7 +137,12 @@ def start_job(client, oc: OpenAIFineTune, files: dict[str, Path | None], out_dir
                         f"{MIN_EXAMPLES}; enlarge mix.size")
     for w in check_can_finetune(client, oc, endpoint_name):
         log(f"[yellow]{w}[/yellow]")
-    state = {"data_hash": data_hash, "model": oc.model}
+    state = {"data_hash": data_hash, "model": oc.model, "key": job_key(oc, data_hash, seed)}
+    job = find_job(client, state, oc, seed)  # the record may be lost while the provider's job is not
+    if job is not None:
+        log(f"found job {job.id} with this data and these settings (made by an earlier run); following it")
+        _save_state(out_dir, {**state, "job_id": job.id, "training_file": job.training_file})
+        return job.id
     prev = _state(out_dir)
     if prev.get("data_hash") == data_hash:  # files uploaded by a killed earlier attempt are reused
         state.update({k: prev[k] for k in ("training_file", "validation_file", "uploaded") if prev.get(k)})
@@ -112,13 +153,27 @@ def start_job(client, oc: OpenAIFineTune, files: dict[str, Path | None], out_dir
             state.setdefault("uploaded", {})[split] = {"path": str(path), "bytes": len(data),
                                                        "sha256": hashlib.sha256(data).hexdigest()}
             _save_state(out_dir, state)
-    job = client.fine_tuning.jobs.create(
-        model=oc.model, training_file=state["training_file"], validation_file=state.get("validation_file"),
-        suffix=oc.suffix, seed=seed, method=method(oc),
-    )
+    job = find_job(client, state, oc, seed) or create_once(client, oc, state, seed)
     state["job_id"] = job.id
     _save_state(out_dir, state)
     return job.id
+
+
+def create_once(client, oc: OpenAIFineTune, state: dict, seed: int):
+    """Send the paid creation request once (no client retries); if it goes unanswered, the job list
+    says whether it was made."""
+    import openai
+
+    try:
+        return client.with_options(max_retries=0).fine_tuning.jobs.create(
+            model=oc.model, training_file=state["training_file"], validation_file=state.get("validation_file"),
+            suffix=oc.suffix, seed=seed, method=method(oc), metadata={"hybridtune_key": state["key"]})
+    except (openai.APITimeoutError, openai.APIConnectionError, openai.InternalServerError) as e:
+        job = find_job(client, state, oc, seed)
+        if job is None:
+            raise UserError(f"train.openai: the request creating the fine-tuning job got no answer ({type(e).__name__}) "
+                            "and the provider lists no such job, so none was made; rerun to try again") from None
+        return job
 
 
 def follow(client, job_id: str, oc: OpenAIFineTune, out_dir: Path, *, log: Callable[[str], None] = print,
@@ -127,8 +182,15 @@ def follow(client, job_id: str, oc: OpenAIFineTune, out_dir: Path, *, log: Calla
     seen: set[str] = set()
     metrics_path = out_dir / "metrics.csv"
     deadline = time.time() + oc.timeout_h * 3600
+    import openai
+
     while True:
-        job = client.fine_tuning.jobs.retrieve(job_id)
+        try:
+            job = client.fine_tuning.jobs.retrieve(job_id)
+        except openai.NotFoundError:
+            raise UserError(f"train.openai: job {job_id} recorded in {out_dir / 'openai_job.json'} is unknown to the "
+                            "provider (deleted, or another account's key); delete that file and rerun to create a "
+                            "new job") from None
         events = list(client.fine_tuning.jobs.list_events(fine_tuning_job_id=job_id, limit=100).data)
         # the API lists newest first; oldest first (stable within a second) is the order they happened
         for ev in sorted((e for e in reversed(events) if e.id not in seen), key=lambda e: e.created_at):
@@ -161,10 +223,17 @@ def finetune(oc: OpenAIFineTune, endpoint, endpoint_name: str, files: dict[str, 
     out_dir.mkdir(parents=True, exist_ok=True)
     client = make_client(endpoint, endpoint_name, http_client)
     state = _state(out_dir)
-    if state.get("job_id") and state.get("data_hash") == data_hash:
+    key = job_key(oc, data_hash, seed)
+    # a state file of an older version has no key: its data hash and model are what it can match
+    same = state.get("key") == key if "key" in state else (state.get("data_hash"), state.get("model")) == (
+        data_hash, oc.model)
+    if state.get("job_id") and same:
         job_id = state["job_id"]
         log(f"following existing job {job_id} (started by an earlier run)")
     else:
+        if state.get("job_id"):
+            log(f"job {state['job_id']} was made with other data or settings (model, hyperparameters, suffix, seed); "
+                "a new job is created")
         job_id = start_job(client, oc, files, out_dir, data_hash, seed, endpoint_name, log)
         log(f"created fine-tuning job {job_id}")
     job = follow(client, job_id, oc, out_dir, log=log, sleep=sleep)

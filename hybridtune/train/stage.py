@@ -14,12 +14,14 @@ launch line is built by `train/launch.py`). With `train.serve_endpoint` (vLLM `-
 every adapter is loaded into that server under its own name (`train/vllm_lora.py`) and the
 variants, untrained ones included, are registered as that server's model names.
 
-Every check that can fail (data format, unknown model, QLoRA without GPU, memory, API key)
-runs for all variants before any training. Variants share base model, system prompt,
-hyperparameters and seed; only the training set differs. With `train.seeds`, each trained
-variant is trained once per seed: `variant~s<seed>` (hybridtune/variants.py `with_seeds`)
-trains with that seed on subsets mix drew with it. A variant whose registry entry
-already matches its data hash and hyperparameters is skipped; a killed run resumes from
+Every check that can fail (CUDA for a `train.device: cuda` config, data format, unknown
+model, QLoRA without GPU, memory, API key) runs for all variants before any training (and
+most of them already before the run's first stage: preflight.check_before_run). A trained
+adapter is loaded with PEFT (`local.verify_adapter`) before its variant is registered.
+Variants share base model, system prompt, hyperparameters and seed; only the training set
+differs. With `train.seeds`, each trained variant is trained once per seed: `variant~s<seed>`
+(hybridtune/variants.py `with_seeds`) trains with that seed on subsets mix drew with it. A
+variant whose registry entry already matches its data hash and hyperparameters is skipped; a killed run resumes from
 its last checkpoint (local) or keeps following its job (openai). Two variants whose sets are
 identical (e.g. `hybrid` and `hybrid@0.5`) share one fine-tuned model.
 
@@ -106,7 +108,10 @@ def base_entry(ctx: Context, name: str = "base") -> ModelEntry:
 
 def preflight(ctx: Context, names: list[str]) -> dict[str, tuple]:
     """All data and model checks before any training (one clear error, nothing spent)."""
+    from .hardware import check_device
+
     tc = ctx.cfg.train
+    check_device(tc)
     st = ctx.store.stage("train")
     data = {v: load_variant_data(ctx, st, v) for v in names if ctx.cfg.variant(v).trained}
     if tc.backend == "openai":
@@ -181,6 +186,10 @@ def train_variant(ctx: Context, st: StageDir, variant: str, rows: tuple, resume:
         with ctx.progress() as bar:  # one bar per variant: steps, loss, elapsed, ETA
             common["metrics"].update(train_lora(tc, train, valid, out, resume=resume, log=ctx.log, progress=bar,
                                                 label=f"train {variant}"))
+    from .base_model import prepare_base
+    from .local import verify_adapter
+
+    common["metrics"]["lora_tensors"] = verify_adapter(out / "adapter", prepare_base(tc)[0])  # loads, or no entry
     return local_entry(ctx, out, common)
 
 

@@ -12,7 +12,9 @@ variant is used, so a restarted server gets its adapters back.
 """
 from __future__ import annotations
 
+import json
 import os
+from pathlib import Path
 
 import httpx
 
@@ -37,20 +39,21 @@ def _headers(ep) -> dict:
     return {"Authorization": f"Bearer {key}"} if key else {}
 
 
-def serve_command(ep, max_rank: int, adapters: dict[str, str] | None = None) -> str:
-    """The vLLM line that serves the base and (optionally) named adapters from the start."""
+def serve_command(ep, max_rank: int, adapters: dict[str, str] | None = None, max_loras: int = 4) -> str:
+    """The vLLM line that serves the base and (optionally) named adapters from the start;
+    `max_rank` is train.lora_r, `max_loras` how many adapters one batch may mix."""
     mods = " ".join(f"{n}={p}" for n, p in (adapters or {}).items())
-    return (f"VLLM_ALLOW_RUNTIME_LORA_UPDATING=True vllm serve {ep.model} --enable-lora --max-lora-rank {max_rank}"
-            + (f" --lora-modules {mods}" if mods else ""))
+    return (f"VLLM_ALLOW_RUNTIME_LORA_UPDATING=True vllm serve {ep.model} --enable-lora --max-lora-rank {max_rank} "
+            f"--max-loras {max_loras}" + (f" --lora-modules {mods}" if mods else ""))
 
 
-def served(ep, name: str, url: str) -> dict[str, dict]:
+def served(ep, name: str, url: str, max_rank: int = 16) -> dict[str, dict]:
     try:
         r = httpx.get(f"{url}/models", headers=_headers(ep), timeout=30)
         r.raise_for_status()
     except httpx.HTTPError as e:
         raise UserError(f"endpoints.{name}.base_url: cannot list models at {url} ({type(e).__name__}); start "
-                        f"vLLM first: {serve_command(ep, 16)}") from None
+                        f"vLLM first: {serve_command(ep, max_rank)}") from None
     return {m["id"]: m for m in r.json().get("data", [])}
 
 
@@ -61,10 +64,36 @@ def check_server(cfg, tc) -> None:
     if ep is None or ep.backend != "openai":
         raise UserError(f"train.serve_endpoint: '{name}' must name an endpoint with backend: openai (the vLLM server)")
     for url in _urls(ep):
-        models = served(ep, name, url)
+        models = served(ep, name, url, tc.lora_r)
         if ep.model not in models:
             raise UserError(f"endpoints.{name}: {url} serves {', '.join(models) or 'nothing'}, not {ep.model}; "
                             f"start it with: {serve_command(ep, tc.lora_r)}")
+        check_runtime_lora(ep, name, url, tc.lora_r)
+
+
+PROBE = "hybridtune-probe-not-an-adapter"
+
+
+def adapter_rank(path: str) -> int:
+    """The LoRA rank in a PEFT adapter folder (what --max-lora-rank must reach; 16 if unreadable)."""
+    try:
+        return int(json.loads((Path(path) / "adapter_config.json").read_text())["r"])
+    except (OSError, KeyError, ValueError, TypeError):
+        return 16
+
+
+def check_runtime_lora(ep, name: str, url: str, max_rank: int) -> None:
+    """The server loads adapters at runtime: unloading a name it never had answers vLLM's
+    "The lora adapter ... cannot be found" only when VLLM_ALLOW_RUNTIME_LORA_UPDATING=True
+    registered the route; without it the route does not exist (a bare 404 "Not Found")."""
+    try:
+        r = httpx.post(f"{url}/unload_lora_adapter", json={"lora_name": PROBE}, headers=_headers(ep), timeout=30)
+    except httpx.HTTPError as e:
+        raise UserError(f"endpoints.{name}.base_url: cannot reach {url} ({type(e).__name__}); start vLLM first: "
+                        f"{serve_command(ep, max_rank)}") from None
+    if r.status_code == 200 or "adapter" not in r.text.lower():
+        raise UserError(f"endpoints.{name}: {url} cannot load LoRA adapters at runtime (POST /unload_lora_adapter: "
+                        f"HTTP {r.status_code}); restart it as: {serve_command(ep, max_rank)}")
 
 
 def ensure_adapter(ep, ep_name: str, name: str, path: str) -> None:
@@ -78,7 +107,7 @@ def ensure_adapter(ep, ep_name: str, name: str, path: str) -> None:
             if r.status_code == 404 and "adapter" not in r.text.lower():
                 raise UserError(f"endpoints.{ep_name}: {url} does not load adapters at runtime; restart vLLM with "
                                 f"VLLM_ALLOW_RUNTIME_LORA_UPDATING=True, or serve them from the start: "
-                                f"{serve_command(ep, 16, {name: path})}")
+                                f"{serve_command(ep, adapter_rank(path), {name: path})}")
             if r.status_code != 200 and "already been loaded" not in r.text:
                 raise UserError(f"endpoints.{ep_name}: vLLM refused adapter {name} ({path}): HTTP {r.status_code} "
                                 f"{r.text[:300]}; the server must see this path and run with --enable-lora and "

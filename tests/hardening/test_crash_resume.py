@@ -32,7 +32,7 @@ MAX_IN_FLIGHT = 2  # requests that can be in flight when the process dies (and m
 
 def _sets(tmp: Path, url: str) -> list[str]:
     return [*tiny_overrides(tmp, tmp / "runs"), "real.pii.enabled=false",  # PII has its own tests; spaCy costs ~15 s a start
-            "endpoints.local.backend=openai", f"endpoints.local.base_url={url}",
+            "endpoints.local.backend=openai", f"endpoints.local.base_url={url}", "endpoints.local.model=mock",
             f"endpoints.local.max_in_flight={MAX_IN_FLIGHT}", "endpoints.local.timeout_s=10"]
 
 

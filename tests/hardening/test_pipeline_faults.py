@@ -24,7 +24,8 @@ def test_pipeline_completes_through_20_percent_faults(tmp_path):
     srv = MockServer(fault_rate=0.2, seed=3, hang=2)
     with srv as url:
         sets = [*tiny_overrides(tmp_path, tmp_path / "runs"), "real.pii.enabled=false",
-                "endpoints.local.backend=openai", f"endpoints.local.base_url={url}", "endpoints.local.timeout_s=1",
+                "endpoints.local.backend=openai", f"endpoints.local.base_url={url}", "endpoints.local.model=mock",
+                "endpoints.local.timeout_s=1",
                 "endpoints.local.max_in_flight=4", "llm.backoff_s=0.02", "llm.max_retries=6", "llm.max_reasks=2"]
         out = hybridtune(run_args(sets, STAGES), timeout=280)
         stats = srv.stats()

@@ -32,7 +32,7 @@ def test_api_key_in_no_artifact_log_or_error(tmp_path):
     outputs = []
     with MockServer() as url:
         sets = [*tiny_overrides(tmp_path, tmp_path / "runs"), "real.pii.enabled=false",
-                "endpoints.local.backend=openai", f"endpoints.local.base_url={url}",
+                "endpoints.local.backend=openai", f"endpoints.local.base_url={url}", "endpoints.local.model=mock",
                 "endpoints.local.api_key_env=OPENAI_API_KEY"]
         for stages in (BEFORE_TRAIN, AFTER_TRAIN):
             if stages is AFTER_TRAIN:

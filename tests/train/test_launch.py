@@ -17,19 +17,24 @@ TAIL = ["-m", "hybridtune.train.launch", "-c", str(CFG), "--variant", "real", "-
 
 def test_cpu_line_is_one_process_without_mixed_precision():
     cmd = launch_command(TrainConfig(), CFG, ["real", "hybrid"], gpus=0)
-    assert cmd == [sys.executable, "-m", "accelerate.commands.launch", "--num_machines", "1", "--num_processes", "1",
-                   "--dynamo_backend", "no", "--cpu", "--mixed_precision", "no", *TAIL]
+    ddp = str(Path(__file__).resolve().parents[2] / "configs" / "accelerate" / "ddp.yaml")
+    assert cmd == [sys.executable, "-m", "accelerate.commands.launch", "--config_file", ddp, "--num_machines", "1",
+                   "--num_processes", "1", "--dynamo_backend", "no", "--mixed_precision", "no", "--cpu", *TAIL]
 
 
-def test_gpu_lines_use_every_gpu_and_the_shipped_configs():
+def test_gpu_lines_use_every_gpu_and_the_shipped_configs(monkeypatch):
+    import hybridtune.train.launch as launch
+
+    monkeypatch.setattr(launch, "bf16_supported", lambda: True)
     ddp = launch_command(TrainConfig(), CFG, ["real", "hybrid"], gpus=4, resume=False)
-    assert ddp[ddp.index("--num_processes") + 1] == "4" and "--multi_gpu" in ddp and ddp[-1] == "--no-resume"
+    assert ddp[ddp.index("--num_processes") + 1] == "4" and ddp[-1] == "--no-resume"
+    assert Path(ddp[ddp.index("--config_file") + 1]).name == "ddp.yaml"  # distributed_type MULTI_GPU
     assert ddp[ddp.index("--mixed_precision") + 1] == "bf16"
     z3 = launch_command(TrainConfig(accelerate_config="deepspeed_zero3", num_processes=2), CFG, ["real"], gpus=8)
     cfg_file = Path(z3[z3.index("--config_file") + 1])
     assert cfg_file.name == "deepspeed_zero3.yaml" and cfg_file.is_file() and z3[z3.index("--num_processes") + 1] == "2"
     one = launch_command(TrainConfig(), CFG, ["real"], gpus=1)
-    assert "--multi_gpu" not in one and one[one.index("--num_processes") + 1] == "1"
+    assert one[one.index("--num_processes") + 1] == "1"
 
 
 def test_impossible_launches_are_one_clear_error(tmp_path):
@@ -40,5 +45,5 @@ def test_impossible_launches_are_one_clear_error(tmp_path):
     with pytest.raises(UserError, match="neither one of ddp"):
         check_launch(TrainConfig(accelerate_config=str(tmp_path / "none.yaml")), gpus=1)
     if importlib.util.find_spec("deepspeed") is None:
-        with pytest.raises(UserError, match="needs DeepSpeed; pip install deepspeed"):
+        with pytest.raises(UserError, match="needs DeepSpeed, which is not installed; `make setup-gpu` installs it"):
             check_launch(TrainConfig(accelerate_config="deepspeed_zero2"), gpus=2)

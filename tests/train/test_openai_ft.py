@@ -74,6 +74,10 @@ class FakeFineTuningAPI:
                                              "status": "processed"})
         if request.method == "POST" and path == "/fine_tuning/jobs":
             return httpx.Response(200, json=self.job("validating_files"))
+        if request.method == "GET" and path == "/fine_tuning/jobs":  # the jobs made so far, newest first
+            made = self.count("POST", "/fine_tuning/jobs")
+            return httpx.Response(200, json={"object": "list", "has_more": False,
+                                             "data": [self.job("running")] if made else []})
         if path == "/fine_tuning/jobs/ftjob-abc123":
             self.polls += 1
             status = ("failed" if self.fail else "succeeded") if self.polls >= self.polls_until_done else "running"
