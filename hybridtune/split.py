@@ -20,6 +20,7 @@ import json
 import random
 from collections import defaultdict
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pydantic import BaseModel
@@ -31,6 +32,7 @@ from .store import RunStore, StageDir
 if TYPE_CHECKING:
     from .config import ExperimentConfig
     from .context import Context
+    from .curate.config import MixConfig
 
 FILE = "split.json"
 NAMES = {"seed": "seed (mix.seed, else seed)"}  # the config keys a SplitConfig field comes from
@@ -42,6 +44,10 @@ class SplitConfig(BaseModel):
     min_test: int
     seed: int
     group_by: list[str]
+
+    @classmethod
+    def of(cls, mc: MixConfig, seed: int) -> SplitConfig:
+        return cls(test_fraction=mc.test_fraction, min_test=mc.min_test, seed=seed, group_by=list(mc.group_by))
 
 
 class Split(BaseModel):
@@ -112,9 +118,7 @@ def mix_seed(cfg: ExperimentConfig) -> int:
 
 
 def split_config(cfg: ExperimentConfig) -> SplitConfig:
-    mc = cfg.mix
-    return SplitConfig(test_fraction=mc.test_fraction, min_test=mc.min_test, seed=mix_seed(cfg),
-                       group_by=list(mc.group_by))
+    return SplitConfig.of(cfg.mix, mix_seed(cfg))
 
 
 def fingerprint(real: list[Session], keys: list[str]) -> str:
@@ -154,11 +158,19 @@ def read(store: RunStore, cfg: ExperimentConfig, real: list[Session]) -> Split |
             return None
         raise UserError(f"{f}: missing; the held-out split is made once after the real stage: "
                         "run `hybridtune split` (or `hybridtune run`) first")
-    sp = Split.model_validate_json(f.read_text(encoding="utf-8"))
+    sp = load(f)
     why = stale(sp, real, split_config(cfg))
     if why:
         raise UserError(f"{f}: stale ({why}); rerun `hybridtune split --force`, then the stages after it")
     return sp
+
+
+def load(f: Path) -> Split:
+    """The artefact in `f`; an unreadable one is refused in one line."""
+    try:
+        return Split.model_validate_json(f.read_text(encoding="utf-8"))
+    except ValueError as e:  # pydantic's ValidationError (bad JSON included) is a ValueError
+        raise UserError(f"{f}: not a held-out split ({str(e).splitlines()[0]}); rerun `hybridtune split --force`") from None
 
 
 def stale(sp: Split, real: list[Session], sc: SplitConfig) -> str:

@@ -73,6 +73,9 @@ def test_a_missing_or_stale_split_is_refused_in_one_line(fake_ctx):
         assert "stale" in _refusal(lambda: Exemplars(ctx))
         _ingest(ctx, real)
         Exemplars(ctx)  # the same sessions again: the split fits
+        ctx.store.stage("split").write_text(split.FILE, '{"heldout": ["x"]}')  # not a split
+        assert "not a held-out split" in _refusal(lambda: Exemplars(ctx))
+        ctx.run_stage("split", split.run, force=True)
     cm, _ = fake_ctx(*SETS, "mix.test_fraction=0.5", "mix.group_by=[topic]")
     with cm as ctx:
         msg = _refusal(lambda: mix.run(ctx, ctx.store.stage("mix")))

@@ -149,8 +149,7 @@ def build(real: list[Session], synth: list[Session], variants: list[Variant], mc
     left (same seed for every variant)."""
     rng = random.Random(seed)
     if heldout is None:
-        sc = SplitConfig(test_fraction=mc.test_fraction, min_test=mc.min_test, seed=seed, group_by=list(mc.group_by))
-        heldout = set(make_split(real, sc).heldout)
+        heldout = set(make_split(real, SplitConfig.of(mc, seed)).heldout)
     held = heldout
     test_real = [s for s in sorted(real, key=lambda x: x.id) if s.id in held]
     real_avail = [s for s in sorted(real, key=lambda x: x.id) if s.id not in held]

@@ -186,12 +186,12 @@ def pooled_sd(groups: list[list[float]]) -> float | None:
 def heldout_real(cfg, run_dir: Path | None = None) -> tuple[int | None, str]:
     """(held-out real sessions the likelihood test will have, where the number comes from): the
     `split` stage's artefact of this run or the pilot, when it was made with this config."""
-    from ..split import FILE, Split, split_config
+    from ..split import FILE, load, split_config
 
     for d in [cfg.run_dir, *([run_dir] if run_dir else [])]:
         f = Path(d) / "split" / FILE
         if f.exists():
-            sp = Split.model_validate_json(f.read_text(encoding="utf-8"))
+            sp = load(f)
             if sp.config == split_config(cfg):
                 return (min(len(sp.heldout), cfg.evaluate.trust.likelihood_sessions),
                         f"the held-out split of {sp.real_sessions} ingested real sessions in {f}")

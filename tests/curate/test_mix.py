@@ -259,8 +259,7 @@ def test_grouped_split_holds_out_whole_videos_and_series_of_annomi():
     from hybridtune.split import SplitConfig, groups, make
 
     def heldout_real_ids(real, mc, seed):
-        sc = SplitConfig(test_fraction=mc.test_fraction, min_test=mc.min_test, seed=seed, group_by=mc.group_by)
-        return set(make(real, sc).heldout)
+        return set(make(real, SplitConfig.of(mc, seed)).heldout)
 
     assert series_of("Monkey on My Back - Part 2") == series_of("Monkey on My Back - Part 1") == "monkey on my back"
     assert series_of("Part Two: Motivational Interviewing in an Integrated Care Setting (Counselor Scenario)") == \
