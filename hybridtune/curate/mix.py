@@ -148,9 +148,7 @@ def build(real: list[Session], synth: list[Session], variants: list[Variant], mc
     trained variant then takes its units per source from a fixed stratified order of what is
     left (same seed for every variant)."""
     rng = random.Random(seed)
-    if heldout is None:
-        heldout = set(make_split(real, SplitConfig.of(mc, seed)).heldout)
-    held = heldout
+    held = set(make_split(real, SplitConfig.of(mc, seed)).heldout) if heldout is None else heldout
     test_real = [s for s in sorted(real, key=lambda x: x.id) if s.id in held]
     real_avail = [s for s in sorted(real, key=lambda x: x.id) if s.id not in held]
     test_syn, syn_avail = split_off(synth, mc.test_fraction_synth, mc.min_test, rng, group=scenario_of)
