@@ -104,6 +104,11 @@ STAGES: list[Stage] = [
           roles=_real_roles, output="sessions.jsonl",
           needs=("techniques.yaml", "distortions.yaml", "emotions.yaml", "prompts/real_annotate_turn.yaml",
                  "prompts/real_quality.yaml", "prompts/real_attribute_speakers.yaml")),
+    Stage("split", "hybridtune.split:run", "split",
+          "Choose the held-out real sessions once (mix.test_fraction, min_test, seed, group_by) -> split/split.json.",
+          "real sessions, `cfg.mix`", "`split.json` (held-out real ids, their groups, the config, a fingerprint of "
+          "the real sessions; read by synth, mix and the power plan)", output="split.json",
+          summary="real sessions, held out, held-out groups"),
     Stage("personas", "hybridtune.synth.personas:run", "personas",
           "Generate quota-sampled personas with quality checks -> runs/<name>/personas/personas.jsonl.",
           "domain attributes", "`personas.jsonl`, `personas_dropped.jsonl`, `persona_drafts.jsonl` (every attempt)", roles=("generator", "judge"), output="personas.jsonl",
@@ -115,7 +120,7 @@ STAGES: list[Stage] = [
           needs=_SCENARIO_FILES),
     Stage("synth", "hybridtune.synth.sessions:run", "synthesize",
           "Generate synthetic sessions by role-play (or single pass) -> synth/sessions.jsonl + synth_report.md.",
-          "scenarios, real sessions (few-shot)", "`sessions.jsonl`, `synth_report.md`, `generated.jsonl` (resume ledger)",
+          "scenarios, real sessions (few-shot: the training side of `split/split.json`)", "`sessions.jsonl`, `synth_report.md`, `generated.jsonl` (resume ledger)",
           summary="diversity, correctness, naturalness, technique coverage, lengths",
           roles=("counselor", "patient", "generator", "annotator"), output="sessions.jsonl",
           needs=("attributes.yaml", "techniques.yaml", "prompts/synth_counselor.yaml", "prompts/synth_patient.yaml",
@@ -133,7 +138,8 @@ STAGES: list[Stage] = [
           starts_run=True),
     Stage("mix", "hybridtune.curate.mix:run", "mix",
           "Build each declared variant's training set, test splits and exports (stage `mix`; runs/<name>/mix/).",
-          "curated sessions + review decisions, `real/samples.jsonl` (QA units), eval scenarios",
+          "curated sessions + review decisions, `split/split.json` (held-out real ids), `real/samples.jsonl` (QA units), "
+          "eval scenarios",
           "`<variant>/{train,valid}.jsonl` (Session; one per trained declared variant), held-out `test_real.jsonl`, `test_synthetic.jsonl`, "
           "`contamination.jsonl`, `leakage.json` (training vs test leakage check), `report.md`, "
           "`<variant>/openai_{train,valid}.jsonl`, `<variant>/parquet/`, `<variant>/README.md` (dataset card)",

@@ -108,3 +108,12 @@ def test_every_module_imports_in_isolation():
     r = subprocess.run([sys.executable, "-c", code, *names], capture_output=True, text=True, cwd=ROOT, timeout=600,
                        check=False)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_synth_imports_nothing_from_curate():
+    """Data flows one way: synth runs before curate and mix, so it may not import them (the
+    held-out split it needs is the `split` stage's artefact, hybridtune/split.py)."""
+    graph = import_graph()
+    back = {(m, d) for m, deps in graph.items() if m.startswith("hybridtune.synth")
+            for d in deps if d.startswith("hybridtune.curate")}
+    assert "hybridtune.split" in graph["hybridtune.synth.sessions"] and not back, back

@@ -82,7 +82,7 @@ def test_openai_config_end_to_end_resumes_the_same_fine_tuning_job(tmp_path):
         sets = [*tiny(tmp_path), f"endpoints.openai.base_url={url}", "endpoints.openai.rpm=100000",
                 "train.openai.poll_s=0.2"]
         run_dir = tmp_path / "runs" / "openai"
-        ok(hybridtune(args("configs/openai.yaml", sets, "--start", "real", "--stage", "real", "--stage", "personas",
+        ok(hybridtune(args("configs/openai.yaml", sets, "--start", "real", "--stage", "real", "--stage", "split", "--stage", "personas",
                            "--stage", "scenarios", "--stage", "synth", "--stage", "curate", "--stage",
                            "eval_scenarios", "--stage", "mix"), env=env, timeout=400))
         # the whole run; SIGKILL the moment the first fine-tuning job exists, then run again

@@ -33,7 +33,7 @@ def test_every_declared_verb_has_the_shared_options():
         assert ("--force" in opts) != s.rerun, s.verb  # a stage that always reruns has no --force
     assert {"--variant", "--resume"} <= {o for p in cmds["train"].params for o in p.opts}
     assert select(start="score") == ["score", "likelihood", "calibrate", "report"]
-    with pytest.raises(UserError, match="unknown stage; stages are real, personas"):
+    with pytest.raises(UserError, match="unknown stage; stages are real, split, personas"):
         select(["nope"])
 
 

@@ -13,8 +13,9 @@ Output: runs/<name>/mix/
           <variant>/openai_{train,valid}.jsonl, <variant>/parquet/{train,validation}.parquet,
           <variant>/README.md (dataset card); summary.json, report.md
 
-Held-out real sessions are the ones `holdout.heldout_real_ids` chose over every ingested real
-session (the synth stage never used them as exemplars); `leakage.check` then verifies that no
+Held-out real sessions are the ones the `split` stage chose over every ingested real session
+and wrote to runs/<name>/split/split.json (hybridtune/split.py; the synth stage never used them
+as exemplars; a missing or stale split is refused); `leakage.check` then verifies that no
 training file shares an id, lineage or (near-)identical text with a test split.
 Deterministic for a seed: pools are sorted by id before a seeded shuffle; every variant
 draws from the same stratified order of each source, so smaller shares nest in larger ones.
@@ -36,13 +37,15 @@ from ..real.config import SegmentConfig
 from ..real.segment import Sample, segment
 from ..meta import RealMeta
 from ..records import Scenario, Session, stable_id
+from ..split import SplitConfig, mix_seed, split_config, split_off
+from ..split import ingested as real_stage_sessions, make as make_split, read as read_split
 from ..store import StageDir
 from ..synth.sessions import align_opening
 from ..variants import Variant
 from .config import MixConfig
 from .decisions import effective, load_candidates
 from .export import export_all
-from .holdout import KNOWN_GROUP_KEYS, group_overlap, heldout_real_ids, scenario_of, split_off
+from .holdout import KNOWN_GROUP_KEYS, group_overlap, scenario_of
 from .leakage import check as leakage_check
 from .leakage import describe as describe_leak
 from .select import stratum
@@ -139,13 +142,13 @@ def build(real: list[Session], synth: list[Session], variants: list[Variant], mc
           heldout: set[str] | None = None) -> dict[str, list[Session]]:
     """The splits, as {file name under mix/: sessions}. Pure: same inputs and seed, same output.
 
-    Held-out test sessions are split off first: the real ones are `heldout` (ids chosen by
-    `holdout.heldout_real_ids` over every ingested real session before any stage saw them;
-    default: chosen the same way over `real`), the synthetic ones by whole scenario. Each
+    Held-out test sessions are split off first: the real ones are `heldout` (the ids of the
+    `split` stage's artefact, chosen over every ingested real session before any stage saw them;
+    default: `split.make` over `real`), the synthetic ones by whole scenario. Each
     trained variant then takes its units per source from a fixed stratified order of what is
     left (same seed for every variant)."""
     rng = random.Random(seed)
-    held = heldout_real_ids(real, mc, seed) if heldout is None else heldout
+    held = set(make_split(real, SplitConfig.of(mc, seed)).heldout) if heldout is None else heldout
     test_real = [s for s in sorted(real, key=lambda x: x.id) if s.id in held]
     real_avail = [s for s in sorted(real, key=lambda x: x.id) if s.id not in held]
     test_syn, syn_avail = split_off(synth, mc.test_fraction_synth, mc.min_test, rng, group=scenario_of)
@@ -218,13 +221,10 @@ def run(ctx: Context, st: StageDir) -> dict:
     st.write_records("contamination.jsonl", list(hits.values()))
     real = [s for s in real if s.id not in hits]
     synth = [s for s in synth if s.id not in hits]
-    seed = ctx.cfg.seed if mc.seed is None else mc.seed
+    seed = mix_seed(ctx.cfg)
     variants = ctx.cfg.variant_list()
     samples = load_samples(ctx) if any(v.units != "sessions" for v in variants) else None
-    # the held-out real sessions were fixed over every ingested real session before synthesis
-    # (synth took its exemplars from the rest); the same function gives the same ids here
-    ingested = list(ctx.store.stage("real").read("sessions.jsonl", Session)) or real
-    held = heldout_real_ids(ingested, mc, seed)
+    ingested, held = heldout_real(ctx, real)
     splits = build(real, synth, variants, mc, seed, notes=f", {len(hits)} dropped as contaminated",
                    samples=samples, seg=ctx.cfg.real.segment, opens=ctx.cfg.opens, heldout=held)
     leak = leakage_check({k: v for k, v in splits.items() if not k.startswith("test_")},
@@ -253,6 +253,16 @@ def run(ctx: Context, st: StageDir) -> dict:
     st.write_summary(summary)
     st.write_text("report.md", report_md(summary, list(hits.values()), cc))
     return summary
+
+
+def heldout_real(ctx: Context, curated_real: list[Session]) -> tuple[list[Session], set[str]]:
+    """(the ingested real sessions, the held-out ids of the split artefact). A run without
+    real-stage sessions has no split: its curated real sessions are split the same way here."""
+    ingested = real_stage_sessions(ctx.store)
+    sp = read_split(ctx.store, ctx.cfg, ingested)
+    if sp is None:
+        ingested, sp = curated_real, make_split(curated_real, split_config(ctx.cfg))
+    return ingested, set(sp.heldout)
 
 
 def grouped_leakage(test_real: list[Session], train_side: list[Session], mc: MixConfig) -> dict:

@@ -184,19 +184,20 @@ def pooled_sd(groups: list[list[float]]) -> float | None:
 
 
 def heldout_real(cfg, run_dir: Path | None = None) -> tuple[int | None, str]:
-    """(held-out real sessions the likelihood test will have, where the number comes from)."""
-    from ..curate.holdout import heldout_real_ids, mix_seed
-    from ..records import Session
+    """(held-out real sessions the likelihood test will have, where the number comes from): the
+    `split` stage's artefact of this run or the pilot, when it was made with this config."""
+    from ..split import FILE, load, split_config
 
     for d in [cfg.run_dir, *([run_dir] if run_dir else [])]:
-        f = Path(d) / "real" / "sessions.jsonl"
+        f = Path(d) / "split" / FILE
         if f.exists():
-            real = [Session.model_validate(x) for x in read_jsonl_dicts(f)]
-            n = len(heldout_real_ids(real, cfg.mix, mix_seed(cfg)))
-            return min(n, cfg.evaluate.trust.likelihood_sessions), f"{len(real)} ingested real sessions in {f}"
+            sp = load(f)
+            if sp.config == split_config(cfg):
+                return (min(len(sp.heldout), cfg.evaluate.trust.likelihood_sessions),
+                        f"the held-out split of {sp.real_sessions} ingested real sessions in {f}")
     lower = min(cfg.mix.min_test, cfg.evaluate.trust.likelihood_sessions)
-    return (lower or None), (f"at least mix.min_test={cfg.mix.min_test}: real data not ingested yet (run the real "
-                             "stage, or give --pilot, for the exact number)")
+    return (lower or None), (f"at least mix.min_test={cfg.mix.min_test}: no held-out split made with this config yet "
+                             "(run the real and split stages, or give --pilot, for the exact number)")
 
 
 def trend_tests(cfg, metrics: list[str], splits: list[str]) -> list[str]:

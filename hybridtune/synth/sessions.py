@@ -2,7 +2,7 @@
 
 Input: runs/<name>/scenarios/scenarios.jsonl; runs/<name>/real/sessions.jsonl if present
 (few-shot style exemplars, nearest by embedding, from the training side only: the real
-sessions held out for testing are never shown, see curate/holdout.py). Output: runs/<name>/synth/sessions.jsonl
+sessions held out for testing, read from the `split` stage's split.json, are never shown: hybridtune/split.py). Output: runs/<name>/synth/sessions.jsonl
 (`Session`, source="synthetic"; meta holds persona, scenario, planned and realised techniques,
 length, how it ended, prompt versions), generated.jsonl (resume ledger), failures.jsonl, synth_report.md / summary.json.
 
@@ -31,7 +31,8 @@ from ..context import Context, map_items, regenerate
 from ..errors import StructuredOutputError, UserError
 from ..meta import SynthMeta
 from ..records import Message, Persona, Scenario, Session, TurnAnnotation, stable_id
-from ..store import StageDir, read_jsonl_dicts
+from ..split import ingested, read as read_split
+from ..store import StageDir
 from .sampling import PlanPhase, deal_terms, load_attribute_spec
 
 STAGE_DIRECTION = re.compile(r"^\s*(\([^()]{0,200}\)|\*[^*]{0,200}\*|\[[^\[\]]{0,200}\])\s*")
@@ -97,13 +98,12 @@ def turn_schedule(plan: SessionPlan, phases: list[PlanPhase]) -> list[tuple[Plan
 
 class Exemplars:
     """Real sessions of the training side (if the `real` stage ran), embedded once, retrievable
-    by nearest topic. Held-out real sessions are never exemplars (curate/holdout.py)."""
+    by nearest topic. Held-out real sessions (the `split` stage's artefact) are never exemplars."""
 
     def __init__(self, ctx: Context):
-        from ..curate.holdout import training_side
-
-        real = [Session.model_validate(d) for d in read_jsonl_dicts(ctx.store.path("real", "sessions.jsonl"))]
-        self.sessions = training_side(ctx.cfg, real)
+        real = ingested(ctx.store)
+        held = read_split(ctx.store, ctx.cfg, real) if real else None  # refused when missing or stale
+        self.sessions = held.training_side(real) if held else []
         self.labels = ctx.domain.meta.get("speakers", {}) or {}
         self.max_messages = ctx.cfg.synth.fewshot_max_messages
         self.X = None

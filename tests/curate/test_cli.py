@@ -22,6 +22,8 @@ def test_verbs_end_to_end(tmp_path):
     r = CliRunner()
     out = r.invoke(app, ["mix", "-c", "configs/demo.yaml", *sets])
     assert out.exit_code != 0 and "hybridtune judge" in str(out.exception)
+    out = r.invoke(app, ["split", "-c", "configs/demo.yaml", *sets])  # the held-out split, after the real stage
+    assert out.exit_code == 0 and "split/split.json" in out.output, out.output
     out = r.invoke(app, ["judge", "-c", "configs/demo.yaml", *sets])
     assert out.exit_code == 0, out.output
     assert "selected=12" in out.output  # the fake judge's stand-in scores pass threshold 1

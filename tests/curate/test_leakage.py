@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from hybridtune import split
 from hybridtune.curate import mix
 from hybridtune.errors import UserError
 from hybridtune.records import Message, Session
@@ -27,6 +28,7 @@ def test_fewshot_exemplars_never_include_a_held_out_real_session(fake_ctx):
     cm, _ = fake_ctx(*SETS)
     with cm as ctx:
         ctx.store.stage("real").write_records("sessions.jsonl", real)
+        ctx.run_stage("split", split.run)
         pool = {s.id for s in Exemplars(ctx).sessions}
         write_curated(ctx.store.root, selected=[*real, *(session(i, mean=7) for i in range(10))])
         ctx.run_stage("mix", mix.run)
@@ -45,6 +47,7 @@ def test_mix_fails_when_training_data_was_generated_from_a_held_out_session(fake
     cm, _ = fake_ctx(*SETS)
     with cm as ctx:
         ctx.store.stage("real").write_records("sessions.jsonl", real)
+        ctx.run_stage("split", split.run)
         write_curated(ctx.store.root, selected=[*real, *syn])
         with pytest.raises(UserError, match=r"leakage\.json: \d+ leak\(s\).*few-shot exemplar"):
             ctx.run_stage("mix", mix.run)

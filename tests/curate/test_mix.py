@@ -254,8 +254,12 @@ def test_grouped_split_holds_out_whole_videos_and_series_of_annomi():
     """Defect (issue 27): AnnoMI was split by transcript, and transcripts of one video or series
     fell on both sides (the text-based leakage check cannot see it). mix.group_by holds out whole
     groups; group_overlap reports what a by-session split leaves."""
-    from hybridtune.curate.holdout import group_overlap, groups, heldout_real_ids
+    from hybridtune.curate.holdout import group_overlap
     from hybridtune.real.formats import series_of
+    from hybridtune.split import SplitConfig, groups, make
+
+    def heldout_real_ids(real, mc, seed):
+        return set(make(real, SplitConfig.of(mc, seed)).heldout)
 
     assert series_of("Monkey on My Back - Part 2") == series_of("Monkey on My Back - Part 1") == "monkey on my back"
     assert series_of("Part Two: Motivational Interviewing in an Integrated Care Setting (Counselor Scenario)") == \

@@ -249,6 +249,7 @@ def test_plan_agrees_with_a_simulation_of_the_actual_likelihood_test(make_cfg, t
     a sign-flip of the token-weighted mean; with unequal token counts its 'detectable difference'
     had power 0.52, not 0.8. Now the plan's difference, fed to likelihood.sign_flip_p on sessions
     drawn like the pilot's, is detected with power 0.8 +- 0.05 at Holm's first level."""
+    from hybridtune import split
     from hybridtune.evaluate import power
     from hybridtune.store import RunStore
 
@@ -260,9 +261,9 @@ def test_plan_agrees_with_a_simulation_of_the_actual_likelihood_test(make_cfg, t
     st.stage("likelihood").write_records("sessions.jsonl", [
         {"id": f"{v}{i}", "variant": v, "split": "test_real", "session_id": f"s{i}", "turns": 3, "tokens": int(t),
          "nll_sum": float((3.0 + (d[i] if v == "a" else 0.0)) * t)} for v in ("a", "b") for i, t in enumerate(tokens)])
-    st.stage("real").write_records("sessions.jsonl", [Session(id=f"r{i}", source="real", messages=[])
-                                                      for i in range(112)])
+    real = [Session(id=f"r{i}", source="real", messages=[]) for i in range(112)]
     cfg = make_cfg("mix.test_fraction=0.5", "evaluate.bootstrap_resamples=2000")
+    st.stage("split").write_json(split.FILE, split.make(real, split.split_config(cfg)).model_dump())
     p = power.plan(cfg, pilot)
     t = next(t for t in p["tests"] if t["test"].startswith("likelihood"))
     assert t["n"] == 56 and p["family"] == 12 and "simulated" in t["sd_from"] and t["k"] > 1.2
@@ -271,6 +272,24 @@ def test_plan_agrees_with_a_simulation_of_the_actual_likelihood_test(make_cfg, t
             for i, idx in enumerate(rng.integers(0, 56, (400, 56)))]  # a difference of either sign
     assert abs(np.mean(hits) - 0.8) <= 0.05
     assert "effective n" in "\n".join(power.lines(p))
+
+
+def test_plan_takes_the_heldout_size_from_the_split_artefact(tmp_path, make_cfg):
+    """The power plan reads the `split` stage's artefact (it no longer recomputes the split): its
+    held-out count when made with this config, else the lower bound mix.min_test."""
+    from hybridtune import split
+    from hybridtune.evaluate import power
+    from hybridtune.store import RunStore
+
+    cfg = make_cfg("mix.test_fraction=0.5", f"runs_dir={tmp_path / 'runs'}")
+    real = [Session(id=f"r{i}", source="real", messages=[]) for i in range(40)]
+    sp = split.make(real, split.split_config(cfg))
+    st = RunStore(cfg.run_dir).stage("split")
+    st.write_json(split.FILE, {**sp.model_dump(), "heldout": sp.heldout[:7]})
+    assert power.heldout_real(cfg) == (7, f"the held-out split of 40 ingested real sessions in {st.file(split.FILE)}")
+    other = make_cfg("mix.test_fraction=0.3", f"runs_dir={tmp_path / 'runs'}")  # made with another config: not used
+    n, why = power.heldout_real(other)
+    assert n == min(other.mix.min_test, other.evaluate.trust.likelihood_sessions) and "no held-out split" in why
 
 
 def test_plan_family_is_the_verdicts_whole_family_dose_trends_included(make_cfg):

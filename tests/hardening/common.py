@@ -17,7 +17,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 # every stage but train, in run order
-STAGES = ["real", "personas", "scenarios", "synth", "curate", "eval_scenarios", "mix",
+STAGES = ["real", "split", "personas", "scenarios", "synth", "curate", "eval_scenarios", "mix",
           "simulate", "score", "likelihood", "calibrate", "report"]
 BEFORE_TRAIN = STAGES[:STAGES.index("mix") + 1]
 AFTER_TRAIN = STAGES[STAGES.index("mix") + 1:]

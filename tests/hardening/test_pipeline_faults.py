@@ -15,7 +15,7 @@ import pytest
 from hybridtune.devtools.mock_openai import MockServer
 from tests.hardening.common import hybridtune, jsonl_ids, run_args, tiny_overrides
 
-STAGES = ["real", "personas", "scenarios", "synth", "curate"]
+STAGES = ["real", "split", "personas", "scenarios", "synth", "curate"]
 TRANSIENT = ("429", "500", "timeout", "truncated", "not_json")  # retried by the client; wrong_schema is re-asked
 
 

@@ -10,6 +10,7 @@ from functools import partial
 
 import pytest
 
+from hybridtune import split
 from hybridtune.errors import TooManyFailures
 from hybridtune.records import Message, Persona, Scenario, Session
 from hybridtune.synth import personas, scenarios, sessions
@@ -125,6 +126,7 @@ def test_single_pass_with_real_fewshot(fake_ctx):
             Session(id=f"r{i}", source="real", messages=[Message(role="user", content=f"{topic} is hard"),
                                                          Message(role="assistant", content="Tell me more.")])
             for i, topic in enumerate(["Sleeping at night", "My exam results"])])
+        ctx.run_stage("split", split.run)  # the held-out split, made after the real stage
         run_all(ctx)
         ss = list(ctx.store.stage("synth").read("sessions.jsonl", Session))
     assert len(ss) == 3
