@@ -177,6 +177,14 @@ def guarded_app(title: str, *, host: str, token: str | None, headers: dict[str, 
 
 
 PAGE_FILES = {"app.js": "text/javascript", "style.css": "text/css"}
+# the headers of a page app (review, rate): only this origin's own script and style, never framed
+PAGE_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; "
+                               "object-src 'none'; frame-ancestors 'none'; base-uri 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
 
 
 def serve_page(app: FastAPI, static: Path) -> None:

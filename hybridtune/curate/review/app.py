@@ -29,19 +29,13 @@ from ...errors import UserError
 from ...meta import CurateMeta
 from ...records import Session
 from ...store import StageDir
-from ...webguard import LOOPBACK, guarded_app, serve_page
+from ...webguard import LOOPBACK, PAGE_HEADERS, guarded_app, serve_page
 from ..config import CRITERIA, FLAGS
 from ..decisions import DECISIONS, Decision, DecisionIn, fold, load_candidates, make_decision
 from ..select import mean_score, session_techniques
 
 STATIC = Path(__file__).parent / "static"
-HEADERS = {
-    "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; "
-                               "object-src 'none'; frame-ancestors 'none'; base-uri 'none'",
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
-    "Cache-Control": "no-store",
-}
+HEADERS = PAGE_HEADERS
 MAX_BODY = 128_000  # a decision: an edited turn of at most 20 000 characters, UTF-8 and JSON-escaped
 
 

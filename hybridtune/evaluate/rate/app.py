@@ -19,18 +19,12 @@ from pathlib import Path
 from fastapi import FastAPI, HTTPException, Request
 from pydantic import ValidationError
 
-from ...webguard import guarded_app, serve_page
+from ...webguard import PAGE_HEADERS, guarded_app, serve_page
 from .ratings import (RATER, RATINGS, SCORE_METRICS, RatingIn, Task, all_tasks, latest, left_of, load_ratings,
                       load_units, make_rating, order_for, rate_dir, task_id)
 
 STATIC = Path(__file__).parent / "static"
-HEADERS = {
-    "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; "
-                               "object-src 'none'; frame-ancestors 'none'; base-uri 'none'",
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
-    "Cache-Control": "no-store",
-}
+HEADERS = PAGE_HEADERS
 MAX_BODY = 4_000  # a rating: ids, a choice and four small integers
 
 
