@@ -163,6 +163,17 @@ def decide(text: str, result: RiskResult, cfg: SafetyConfig, state: SafetyState 
                                       last=r if action == "crisis_reply" else None))
 
 
+ACTION_ORDER: dict[str, int] = {"none": 0, "check_in": 1, "crisis_reply": 2}
+
+
+def transcript_actions(results: list[RiskResult], cfg: SafetyConfig) -> list[Action]:
+    """The action `decide` gives each user turn of a recorded transcript, each read as a first turn:
+    its counselor never asked the check-in, so no later turn is an answer to one. A session is a crisis session
+    (sent to review at ingest and curation) only when one turn gets `crisis_reply` (imminent, a rule match);
+    a flag of the statistical layers alone is a `check_in`, recorded but not flagged."""
+    return [decide("", r, cfg).action for r in results]
+
+
 def check_in_text(domain: Domain | None = None) -> str:
     """The fixed check-in question (the pack's prompts/safety_check_in.yaml)."""
     return (domain or load_domain("cbt")).prompt("safety_check_in").render()[-1]["content"].strip()

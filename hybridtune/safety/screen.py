@@ -212,13 +212,18 @@ class Screener:
                                     "source": source, "settled": True})
 
     async def screen_session(self, session: Session) -> RiskResult:
-        """A person's risk: every user turn through every layer, the maximum over them."""
+        """A person's risk: every user turn through every layer, the maximum over them, with the policy's action."""
         idx = [i for i, m in enumerate(session.messages) if m.role == "user"]
-        return merge_turns(idx, await self.screen_many([session.messages[i].content for i in idx]))
+        return merge_turns(idx, await self.screen_many([session.messages[i].content for i in idx]), self.cfg)
 
 
-def merge_turns(idx: list[int], results: list[RiskResult]) -> RiskResult:
-    """The highest risk over turns, with all categories, evidence, layers, and `turns` (the flagged indexes)."""
+def merge_turns(idx: list[int], results: list[RiskResult], cfg: SafetyConfig | None = None) -> RiskResult:
+    """The highest risk over turns, with all categories, evidence, layers, `turns` (the flagged indexes),
+    and the policy's verdict on the session (policy.session_action): `action` (none, check_in or
+    crisis_reply) and `action_turns` (index -> action, for the turns with one)."""
+    from .policy import ACTION_ORDER, transcript_actions
+
+    acts = transcript_actions(results, cfg or SafetyConfig())
     risk, cats, ev, turns, settled, layers, scores, degraded = "none", [], [], [], True, [], {}, []
     for i, r in zip(idx, results, strict=True):
         settled = settled and r.settled
@@ -234,8 +239,11 @@ def merge_turns(idx: list[int], results: list[RiskResult]) -> RiskResult:
             ev += [e for e in r.evidence if e not in ev]
     top = max(results, key=lambda r: RISK_ORDER[r.risk], default=None)
     source = "degraded" if degraded else (top.source if top is not None and risk != "none" else "rules")
+    action_turns = {i: a for i, a in zip(idx, acts, strict=True) if a != "none"}
+    action = max(acts, key=ACTION_ORDER.__getitem__, default="none")
     return RiskResult(risk=risk, categories=cats, evidence=ev[:10], source=source, settled=settled, turns=turns,
-                      layers=layers, scores=scores, **({"degraded_turns": degraded} if degraded else {}))
+                      layers=layers, scores=scores, action=action, action_turns=action_turns,
+                      **({"degraded_turns": degraded} if degraded else {}))
 
 
 def build_screener(cfg: ExperimentConfig, pool: LLMPool | None = None, domain: Domain | None = None) -> Screener:
@@ -305,4 +313,4 @@ def screen_session(session: Session, cfg: SafetyConfig | None = None) -> RiskRes
     `turns`: the message indexes that were flagged (risk above none).
     """
     idx = [i for i, m in enumerate(session.messages) if m.role == "user"]
-    return merge_turns(idx, Screener(cfg).cpu([session.messages[i].content for i in idx]))
+    return merge_turns(idx, Screener(cfg).cpu([session.messages[i].content for i in idx]), cfg)
