@@ -214,16 +214,18 @@ class Screener:
     async def screen_session(self, session: Session) -> RiskResult:
         """A person's risk: every user turn through every layer, the maximum over them, with the policy's action."""
         idx = [i for i, m in enumerate(session.messages) if m.role == "user"]
-        return merge_turns(idx, await self.screen_many([session.messages[i].content for i in idx]), self.cfg)
+        texts = [session.messages[i].content for i in idx]
+        return merge_turns(idx, await self.screen_many(texts), self.cfg, [clean(t) for t in texts])
 
 
-def merge_turns(idx: list[int], results: list[RiskResult], cfg: SafetyConfig | None = None) -> RiskResult:
+def merge_turns(idx: list[int], results: list[RiskResult], cfg: SafetyConfig | None = None,
+                texts: list[str] | None = None) -> RiskResult:
     """The highest risk over turns, with all categories, evidence, layers, `turns` (the flagged indexes),
     and the policy's verdict on the session (policy.session_action): `action` (none, check_in or
     crisis_reply) and `action_turns` (index -> action, for the turns with one)."""
     from .policy import ACTION_ORDER, transcript_actions
 
-    acts = transcript_actions(results, cfg or SafetyConfig())
+    acts = transcript_actions(texts or [""] * len(results), results, cfg or SafetyConfig())
     risk, cats, ev, turns, settled, layers, scores, degraded = "none", [], [], [], True, [], {}, []
     for i, r in zip(idx, results, strict=True):
         settled = settled and r.settled
@@ -338,4 +340,5 @@ def screen_session(session: Session, cfg: SafetyConfig | None = None) -> RiskRes
     `turns`: the message indexes that were flagged (risk above none).
     """
     idx = [i for i, m in enumerate(session.messages) if m.role == "user"]
-    return merge_turns(idx, Screener(cfg).cpu([session.messages[i].content for i in idx]), cfg)
+    texts = [clean(session.messages[i].content) for i in idx]
+    return merge_turns(idx, Screener(cfg).cpu(texts), cfg, texts)

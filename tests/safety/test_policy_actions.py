@@ -197,3 +197,27 @@ def test_safety_check_writes_an_action_per_record(tmp_path):
 
 def test_state_is_a_typed_record():
     assert SafetyState().model_dump() == {"confirmed": False, "asked": False, "last": None}
+
+
+# --- a learned-only flag needs a score or a risk word (safety.check_in_min_score, rules.RISK_WORDS) ------------
+
+@pytest.mark.parametrize("text,score,action", [("I got to the door and turned around.", 0.40, "none"),
+                                               ("I got to the door and turned around.", 0.60, "check_in"),
+                                               ("I got to the door and felt hopeless.", 0.40, "check_in"),
+                                               ("Ｉ ｆｅｅｌ ｈｏｐｅｌｅｓｓ.", 0.40, "check_in")])
+def test_a_weak_learned_flag_without_a_risk_word_is_no_flag(text, score, action):
+    r = learned_high(scores={"learned": score})
+    assert decide(text, r, SafetyConfig()).action == action
+    assert decide(text, r, SafetyConfig(check_in_min_score=0.0)).action == "check_in"  # the gate is the setting
+
+
+def test_real_demo_lines_the_head_overrates_get_no_check_in():
+    """Two of data/demo's ordinary lines the learned layer rates high (under 0.55, no risk word): the policy
+    leaves them alone; the issue's ambiguous line (risk words) still gets its check-in."""
+    s = Screener(SafetyConfig())
+    for text in ("That helps. I always think if I miss it I've blown everything.",
+                 "Scary. But I'd actually finish it, I guess."):
+        r = asyncio.run(s.screen(text))
+        assert r.risk == "high" and r.source == "learned" and r.scores["learned"] < 0.55
+        assert decide(text, r, SafetyConfig()).action == "none"
+    assert decide(AMBIGUOUS, asyncio.run(s.screen(AMBIGUOUS)), SafetyConfig()).action == "check_in"
