@@ -73,7 +73,8 @@ def review_reasons(s: Session, cc: CurateConfig, failed: bool) -> list[str]:
     j = s.scores.get("judge") or {}
     out += [f"flag:{f}" for f in j.get("flags", []) if f in cc.review_flags]
     risk, action = ((s.scores.get("risk") or {}).get(k) for k in ("risk", "action"))
-    if risk in cc.crisis_levels and action in (None, "crisis_reply"):  # a check-in alone is no crisis (None: older scores)
+    # a check-in alone is no crisis session (no action: scores written before the policy had actions)
+    if risk in cc.crisis_levels and action in (None, "crisis_reply"):
         out.append(f"crisis_screen:{risk}")
     return out
 

@@ -3,6 +3,7 @@
     PYTHONPATH=. .venv/bin/python -m hybridtune.safety.learned_train --cache /tmp/ht-emb   # retrain the packaged head
     PYTHONPATH=. .venv/bin/python -m hybridtune.safety.learned_train --resplit  # reassign splits first
     PYTHONPATH=. .venv/bin/python -m hybridtune.safety.learned_train --reddit --cache /tmp/ht-emb --out /tmp/head.json
+    PYTHONPATH=. .venv/bin/python -m hybridtune.safety.learned_train --pick-check-in --cache /tmp/ht-emb
 
 Inputs:
 - data/crisis_statements.jsonl: the project's labelled set (CC0, see data/README.md), each line
@@ -35,6 +36,9 @@ calib turns, and the grid point with the best mean recall (statements, at-risk u
 the flag rates of written hard negatives and Supportive users at its own `high` wins. `unsure` = the same at 4x the rate
 (the grey zone a rubric model may settle); `imminent` = best F1 of imminent vs other crises on the
 out-of-fold `p_imminent` of development crises. The final head is refit on all development data.
+
+`--pick-check-in` trains nothing: with the packaged head, it picks `safety.check_in_min_score` (the score a
+learned-only flag without a risk word needs to become a check-in) on the dev side of the Reddit users alone.
 """
 from __future__ import annotations
 

@@ -286,16 +286,19 @@ _YES_PART = (r"(?:" + _YES_WORD + r"|maybe|kind of|kinda|sort of|i think so|i th
              r"sometimes|a little|a bit|a lot|i do|i am|i have|i have been|i've been|i was|i did|i had|lately|recently|"
              r"often|constantly|every day|every night|all the time|at times|now and then|on and off|more and more|"
              r"more than before|most days|most nights|again|too|(?:but )?not seriously|i would not|i wouldn'?t|"
-             r"(?:do|act on) (?:it|them)|(?:about|of) it|them|those|that|recently)")
-_YES_ONLY = re.compile(r"^(?:" + _YES_PART + r")(?:(?:\W+|\W*\b(?:and|but|so|just)\b\W*)(?:" + _YES_PART + r"))*$", re.I)
+             r"(?:do|act on) (?:it|them)|(?:about|of) it|them|those|that)")
+_YES_SEP = r"(?:\W+|\W*\b(?:and|but|so|just)\b\W*)"
+_YES_ONLY = re.compile(r"^" + _YES_PART + r"(?:" + _YES_SEP + _YES_PART + r")*$", re.I)
 # about the question itself: thoughts of dying, ending it, suicide
 _YES_TOPIC = re.compile(
-    r"\b(?:(?:thinking|thought|think) (?:about|of) (?:it|that|this|dying|death|ending|killing|suicide|not being here|"
-    r"taking my|ending it)|(?:those|these|the|such|suicidal) thoughts|end(?:ing)? (?:it|it all|my life|things|"
-    r"everything)|kill(?:ing)? myself|suicid\w*|take my (?:own )?life|want(?:ed)? to die|wish(?:ed)? i (?:was|were) dead|"
-    r"not (?:want|wanting) to (?:be here|live|wake up)|don'?t want to (?:be here|live|wake up)|hurt(?:ing)? myself)\b", re.I)
-_YES_START = re.compile(r"^(?:" + _YES_WORD + r"|i do|i have|i(?:'ve| have) been|i am|i'?m|i was|sometimes|lately|"
-                        r"often|every day|kind of|sort of|a little|maybe|probably)\b(?!\W*(?:no|nope|not really)\b)", re.I)
+    r"\b(?:(?:thinking|thought|think) (?:about|of) (?:it|that|this|dying|death|ending|killing|suicide|"
+    r"not being here|taking my|ending it)|(?:those|these|the|such|suicidal) thoughts|"
+    r"end(?:ing)? (?:it|it all|my life|things|everything)|kill(?:ing)? myself|suicid\w*|take my (?:own )?life|"
+    r"want(?:ed)? to die|wish(?:ed)? i (?:was|were) dead|not (?:want|wanting) to (?:be here|live|wake up)|"
+    r"don'?t want to (?:be here|live|wake up)|hurt(?:ing)? myself)\b", re.I)
+_YES_START = re.compile(r"^(?:" + _YES_WORD + r"|i do|i have|i(?:'ve| have) been|i am|i'?m|i was|sometimes|"
+                        r"lately|often|every day|kind of|sort of|a little|maybe|probably)\b"
+                        r"(?!\W*(?:no|nope|not really)\b)", re.I)
 _IDIOM = re.compile(r"\bnot (?:going to|gonna) lie\b|\bnot gonna lie\b", re.I)
 _NOT = re.compile(r"\b(?:no|nope|not|never|don'?t|do not|didn'?t|haven'?t|wasn'?t|can'?t|cannot)\b", re.I)
 
@@ -305,7 +308,8 @@ def _yes_to_check_in(text: str) -> bool:
     if _YES_ONLY.match(t):
         return not _NOT.search(t.replace("not seriously", "").replace("wouldn't", "").replace("would not", ""))
     # the topic named, and no negation outside it ("you don't really think about that" is no yes)
-    return bool(_YES_START.match(t) and _YES_TOPIC.search(t)) and not _NOT.search(_YES_TOPIC.sub(" ", _IDIOM.sub(" ", t)))
+    named = bool(_YES_START.match(t) and _YES_TOPIC.search(t))
+    return named and not _NOT.search(_YES_TOPIC.sub(" ", _IDIOM.sub(" ", t)))
 
 
 def affirmative(text: str, question: str = "safe") -> bool:
@@ -313,7 +317,8 @@ def affirmative(text: str, question: str = "safe") -> bool:
     (`safe`: "yes", "kind of", "I'm not safe") or to the check-in question (`check_in`: "yes", "sometimes")."""
     if len(text) > 200:
         return False
-    return _yes_to_check_in(clean(text).strip()) if question == "check_in" else bool(_AFFIRM.search(clean(text).strip()))
+    text = clean(text).strip()
+    return _yes_to_check_in(text) if question == "check_in" else bool(_AFFIRM.search(text))
 
 
 def follow_up(prev: RiskResult | None, text: str, result: RiskResult) -> RiskResult:
