@@ -221,3 +221,27 @@ def test_real_demo_lines_the_head_overrates_get_no_check_in():
         assert r.risk == "high" and r.source == "learned" and r.scores["learned"] < 0.55
         assert decide(text, r, SafetyConfig()).action == "none"
     assert decide(AMBIGUOUS, asyncio.run(s.screen(AMBIGUOUS)), SafetyConfig()).action == "check_in"
+
+
+def test_the_check_in_score_is_picked_on_training_users_only(monkeypatch):
+    """learned_train --pick-check-in reads the dev side of the Reddit users alone (the real screen records what
+    it was given) and returns the highest grid score that keeps their at-risk recall at CHECK_IN_RECALL."""
+    from hybridtune.safety import learned_train as lt
+    from hybridtune.safety.cssrs import FILE, heldout_users, read_users
+
+    if not FILE.exists():
+        pytest.skip("../shared/data/cssrs-reddit not present")
+    seen: list[str] = []
+    real = Screener.screen_many
+
+    async def recording(self, texts):
+        seen.extend(texts)
+        return await real(self, texts)
+
+    monkeypatch.setattr(Screener, "screen_many", recording)
+    best, recall = lt.pick_check_in_score(posts=1)
+    held = {p for u in heldout_users(read_users()) for p in u.posts}
+    assert seen and not held & set(seen)
+    assert list(recall.values()) == sorted(recall.values(), reverse=True)  # a higher bar never reaches more users
+    ok = [t for t, r in recall.items() if r >= lt.CHECK_IN_RECALL]
+    assert best == (max(ok) if ok else min(recall))  # one post per user reaches fewer: then the lowest bar
