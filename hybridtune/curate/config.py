@@ -42,7 +42,9 @@ class CurateConfig(BaseModel):
         description=f"judge flags that send a session to review ({', '.join(FLAGS)})")
     crisis_levels: list[str] = Field(
         default_factory=lambda: ["high", "imminent"],
-        description="crisis-screen risk levels (none|low|high|imminent) that send a session to review as crisis content")
+        description="crisis-screen risk levels (none|low|high|imminent) that send a session to review as crisis "
+        "content "
+        "when the safety policy gives it a crisis reply (a check-in alone, a learned-only flag, does not)")
     judge: bool = Field(
         True, description="judge synthetic sessions with the LLM judge; off: keep every session the crisis screen "
         "passes (reason not_judged), for a judge too weak to select, such as the embedded 135M model")

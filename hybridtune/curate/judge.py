@@ -95,9 +95,11 @@ async def judge_one(ctx: Context, session: Session, endpoint: str | None = None)
 
 
 async def crisis_screen(screener: Screener, session: Session) -> dict[str, Any]:
-    """The layered crisis screen (hybridtune.safety.screen) over the client turns; max over turns."""
+    """The layered crisis screen (hybridtune.safety.screen) over the client turns, max over turns, and the
+    policy's action (only `crisis_reply` sends the session to review as crisis content: select.review_reasons)."""
     r = await screener.screen_session(session)
-    return {"risk": r.risk, "categories": list(r.categories), "source": r.source}  # evidence is client text: not stored
+    return {"risk": r.risk, "categories": list(r.categories), "source": r.source,  # evidence is client text: not stored
+            "action": r.model_extra["action"]}
 
 
 def load_inputs(ctx: Context) -> tuple[list[Session], list[Session]]:

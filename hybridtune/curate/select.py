@@ -72,8 +72,9 @@ def review_reasons(s: Session, cc: CurateConfig, failed: bool) -> list[str]:
     out = ["judge_failed"] if failed else []
     j = s.scores.get("judge") or {}
     out += [f"flag:{f}" for f in j.get("flags", []) if f in cc.review_flags]
-    risk = (s.scores.get("risk") or {}).get("risk")
-    if risk in cc.crisis_levels:
+    risk, action = ((s.scores.get("risk") or {}).get(k) for k in ("risk", "action"))
+    # a check-in alone is no crisis session (no action: scores written before the policy had actions)
+    if risk in cc.crisis_levels and action in (None, "crisis_reply"):
         out.append(f"crisis_screen:{risk}")
     return out
 

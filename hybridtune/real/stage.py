@@ -259,14 +259,17 @@ class _Pass1:
         self._quarantine(raw.file, raw.line, f"session {raw.key} dropped: {drop.reason}")
 
     async def _screen(self, session: Session) -> None:
-        """The same layered screen as chat; a person's risk is the max over their turns."""
+        """The same layered screen and policy as chat; a person's risk is the max over their turns. Only a
+        `crisis_reply` action sends the session to review as a crisis session; a `check_in` is recorded."""
         if self.screener is None:
             session.meta["safety"] = {"risk": "unscreened"}
             return
         risk = await self.screener.screen_session(session)
         session.meta["safety"] = {"risk": risk.risk, "categories": list(risk.categories),
                                   "evidence": [e[:160] for e in risk.evidence],
-                                  "review": risk.risk in ("high", "imminent"),
+                                  "action": risk.model_extra["action"],
+                                  "action_turns": risk.model_extra["action_turns"],
+                                  "review": risk.model_extra["action"] == "crisis_reply",
                                   "source": risk.source, "turns": risk.model_extra.get("turns", [])}
         self.stats.safety[risk.risk] += 1
 

@@ -3,6 +3,7 @@
     PYTHONPATH=. .venv/bin/python -m hybridtune.safety.learned_train --cache /tmp/ht-emb   # retrain the packaged head
     PYTHONPATH=. .venv/bin/python -m hybridtune.safety.learned_train --resplit  # reassign splits first
     PYTHONPATH=. .venv/bin/python -m hybridtune.safety.learned_train --reddit --cache /tmp/ht-emb --out /tmp/head.json
+    PYTHONPATH=. .venv/bin/python -m hybridtune.safety.learned_train --pick-check-in --cache /tmp/ht-emb
 
 Inputs:
 - data/crisis_statements.jsonl: the project's labelled set (CC0, see data/README.md), each line
@@ -35,6 +36,9 @@ calib turns, and the grid point with the best mean recall (statements, at-risk u
 the flag rates of written hard negatives and Supportive users at its own `high` wins. `unsure` = the same at 4x the rate
 (the grey zone a rubric model may settle); `imminent` = best F1 of imminent vs other crises on the
 out-of-fold `p_imminent` of development crises. The final head is refit on all development data.
+
+`--pick-check-in` trains nothing: with the packaged head, it picks `safety.check_in_min_score` (the score a
+learned-only flag without a risk word needs to become a check-in) on the dev side of the Reddit users alone.
 """
 from __future__ import annotations
 
@@ -301,6 +305,35 @@ def window_max(values: np.ndarray, spans: list[list[str]]) -> np.ndarray:
     return np.asarray(out)
 
 
+CHECK_IN_RECALL = 0.93  # the held-out target (0.90) plus a margin: one held-out user is 1.5 points
+CHECK_IN_GRID = [round(0.30 + 0.05 * i, 2) for i in range(14)]  # 0.30 .. 0.95
+
+
+def pick_check_in_score(posts: int = 8) -> tuple[float, dict[float, float]]:
+    """`safety.check_in_min_score`: the highest grid score at which the training side of the Reddit users
+    (cssrs.training_users; never a held-out user) keeps at-risk recall (any action on one of their first
+    `posts` posts, each a first turn) at CHECK_IN_RECALL. Reads the packaged head; trains nothing."""
+    import asyncio
+
+    from .config import SafetyConfig
+    from .cssrs import training_users
+    from .policy import decide
+    from .screen import Screener
+
+    users = [u for u in training_users(read_users()) if u.label in AT_RISK]
+    items = [(u.id, p) for u in users for p in u.posts[:posts]]
+    screener = Screener(SafetyConfig())
+    res = [r for i in range(0, len(items), 64)
+           for r in asyncio.run(screener.screen_many([p for _, p in items[i:i + 64]]))]
+    recall = {}
+    for t in CHECK_IN_GRID:
+        cfg = SafetyConfig(check_in_min_score=t)
+        reached = {uid for (uid, p), r in zip(items, res, strict=True) if decide(p, r, cfg).action != "none"}
+        recall[t] = len(reached) / len(users)
+    ok = [t for t in CHECK_IN_GRID if recall[t] >= CHECK_IN_RECALL]
+    return (max(ok) if ok else CHECK_IN_GRID[0]), recall
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--resplit", action="store_true", help="reassign train/val/test splits and rewrite the data file")
@@ -313,6 +346,8 @@ def main(argv: list[str] | None = None) -> None:
                          "the packaged head is not (yet) trained so")
     ap.add_argument("--out", type=Path, default=HEAD_FILE)
     ap.add_argument("--cache", type=Path, default=None, help="folder caching embeddings between runs (e.g. /tmp/ht-emb)")
+    ap.add_argument("--pick-check-in", action="store_true",
+                    help="only choose safety.check_in_min_score on the training side of the Reddit users and print it")
     a = ap.parse_args(argv)
     from sklearn import __version__ as skv
 
@@ -335,6 +370,15 @@ def main(argv: list[str] | None = None) -> None:
             np.savez(cache, texts=np.array(list(memo)), X=np.stack(list(memo.values())))
         return np.stack([memo[t] for t in texts]) if texts else np.zeros((0, 384), dtype=np.float32)
 
+    if a.pick_check_in:
+        from .learned import load_learned
+
+        layer = load_learned(None)
+        layer.encode, layer.single_thread = embed, False
+        best, recall = pick_check_in_score()
+        print(" ".join(f"{t}:{r:.3f}" for t, r in recall.items()))
+        print(f"safety.check_in_min_score = {best} (training-side at-risk recall >= {CHECK_IN_RECALL})")
+        return
     rows = load_statements()
     if a.resplit or a.assign_new:
         ext = [json.loads(x)["text"] for x in EVAL_SET.read_text(encoding="utf-8").splitlines() if x.strip()]

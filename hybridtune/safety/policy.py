@@ -34,7 +34,8 @@ from ..errors import UserError, first_error
 from ..records import Record, stable_id
 from ..store import dump_json, open_append
 from .config import SafetyConfig
-from .rules import RISK_ORDER, RiskResult
+from .normalize import clean
+from .rules import RISK_ORDER, RISK_WORDS, RiskResult
 
 RESOURCES_FILE = Path(__file__).parent / "resources.yaml"
 
@@ -115,6 +116,16 @@ def _rule_match(r: RiskResult, cfg: SafetyConfig) -> bool:
     return RISK_ORDER[rules] >= RISK_ORDER[cfg.crisis_level]
 
 
+def _weak(text: str, r: RiskResult, cfg: SafetyConfig) -> bool:
+    """A flag of the learned layer alone, under `safety.check_in_min_score` and with no risk word in the turn:
+    the head's false alarms on everyday turns ("I didn't go. I got to the door and turned around.") look so,
+    and it counts as no flag (no check-in)."""
+    p = r.scores.get("learned")
+    return (p is not None and r.source == "learned" and r.risk != "imminent" and p < cfg.check_in_min_score
+            and not _rule_match(r, cfg) and not (r.model_extra or {}).get("carried_over")
+            and not RISK_WORDS.search(clean(text)))
+
+
 def _raised(r: RiskResult, why: str) -> RiskResult:
     """`r` at least `high` for suicide: a confirmed risk the turn itself need not repeat."""
     if RISK_ORDER[r.risk] >= RISK_ORDER["high"]:
@@ -137,14 +148,15 @@ def decide(text: str, result: RiskResult, cfg: SafetyConfig, state: SafetyState 
 
     st = state or SafetyState()
     r = result if st.asked else follow_up(st.last, text, result)  # follow_up reads answers to "Are you safe right now?"
-    flagged = is_crisis(r, cfg)
+    flagged = is_crisis(r, cfg) and not _weak(text, r, cfg)
     if st.asked and affirmative(text, "check_in"):
         action, reason, r = "crisis_reply", "yes to the check-in", _raised(r, "yes to the check-in: " + text.strip()[:60])
     elif st.confirmed:
         action, reason = ("crisis_reply", "a new flag after confirmed risk") if flagged else ("none", "confirmed risk, no new flag")
         r = _raised(r, "risk confirmed earlier in the conversation")
     elif not flagged:
-        action, reason = "none", "below the crisis level"
+        action, reason = "none", ("a learned-only flag under safety.check_in_min_score, no risk word"
+                                  if is_crisis(r, cfg) else "below the crisis level")
     elif r.risk == "imminent":
         action, reason = "crisis_reply", "imminent"
     elif _rule_match(r, cfg):
@@ -161,6 +173,17 @@ def decide(text: str, result: RiskResult, cfg: SafetyConfig, state: SafetyState 
     return Decision(action=action, result=r, reason=reason,
                     state=SafetyState(confirmed=confirmed, asked=action == "check_in",
                                       last=r if action == "crisis_reply" else None))
+
+
+ACTION_ORDER: dict[str, int] = {"none": 0, "check_in": 1, "crisis_reply": 2}
+
+
+def transcript_actions(texts: list[str], results: list[RiskResult], cfg: SafetyConfig) -> list[Action]:
+    """The action `decide` gives each user turn of a recorded transcript, each read as a first turn:
+    its counselor never asked the check-in, so no later turn is an answer to one. A session is a crisis session
+    (sent to review at ingest and curation) only when one turn gets `crisis_reply` (imminent, a rule match);
+    a flag of the statistical layers alone is a `check_in`, recorded but not flagged."""
+    return [decide(t, r, cfg).action for t, r in zip(texts, results, strict=True)]
 
 
 def check_in_text(domain: Domain | None = None) -> str:

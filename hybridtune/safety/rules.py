@@ -142,6 +142,19 @@ _CLAUSE = re.compile(r"(?<=[.!?;])\s+|\n+|\s+but\s+|\s+(?:although|though|howeve
 _HISTORY = re.compile(r"\b(?:used to|years ago|months ago|last year|in (?:high school|college|my teens|the past)|when i was (?:a kid|younger|little|young|a teen(?:ager)?|\d+)|as a (?:kid|child|teen(?:ager)?)|growing up|in my childhood|back then|as a teen(?:ager)?|had a (?:phase|period))\b")
 _THIRD_PARTY = re.compile(r"\b(?:my (?:friend|sister|brother|son|daughter|cousin|classmate|roommate|client|patient)|a friend|someone i know|he|she|they)\s+(?:\w+\s+){0,3}(?:said|says|told me|wants?|is|was|has|tried|keeps)\b")
 
+# The vocabulary of suicide and self-harm risk (C-SSRS wording: wish to be dead, thoughts of ending one's life,
+# methods, hopelessness, burden, farewell). policy.decide asks for one of these words before a flag of the
+# learned layer alone becomes a check-in: the head's false alarms on everyday turns name none of them.
+RISK_WORDS = re.compile(
+    r"\b(?:suicid\w*|kill\w*|die|dies|dying|died|dead|death|deaths|end (?:it|it all|my life|things|everything|myself)|"
+    r"ending (?:it|my life|things)|(?:my|this) life|alive|hurt\w*|harm\w*|cut|cuts|cutting|bleed\w*|blood|scars?|"
+    r"pills?|tablets?|overdose\w*|hang\w*|noose|rope|gun|shoot|jump\w*|bridge|ledge|knife|razor|blades?|"
+    r"poison\w*|drown\w*|hopeless\w*|worthless\w*|burden|pointless|no point|no reason to|give up|giving up|"
+    r"gave up|can'?t (?:go on|do this|take (?:it|this))|gone|goodbye|disappear\w*|(?:never|not) wake up|"
+    r"sleep forever|better off|miss me|wish i (?:was|were|wasn'?t|weren'?t)|self[- ]?harm\w*|attempt\w*|"
+    r"(?:so|all|completely) alone|lonely|(?:nobody|no one) (?:cares|would care|would miss|will miss|needs|wants|loves)|"
+    r"trapped|abus\w*|rape\w*|assault\w*|hit me|threat\w*|weapon|unsafe|danger\w*)\b", re.I)
+
 MAX_CHARS = 20_000  # longer texts are screened on their first MAX_CHARS (callers reject larger input)
 
 

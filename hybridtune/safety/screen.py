@@ -212,13 +212,20 @@ class Screener:
                                     "source": source, "settled": True})
 
     async def screen_session(self, session: Session) -> RiskResult:
-        """A person's risk: every user turn through every layer, the maximum over them."""
+        """A person's risk: every user turn through every layer, the maximum over them, with the policy's action."""
         idx = [i for i, m in enumerate(session.messages) if m.role == "user"]
-        return merge_turns(idx, await self.screen_many([session.messages[i].content for i in idx]))
+        texts = [session.messages[i].content for i in idx]
+        return merge_turns(idx, await self.screen_many(texts), self.cfg, [clean(t) for t in texts])
 
 
-def merge_turns(idx: list[int], results: list[RiskResult]) -> RiskResult:
-    """The highest risk over turns, with all categories, evidence, layers, and `turns` (the flagged indexes)."""
+def merge_turns(idx: list[int], results: list[RiskResult], cfg: SafetyConfig | None = None,
+                texts: list[str] | None = None) -> RiskResult:
+    """The highest risk over turns, with all categories, evidence, layers, `turns` (the flagged indexes),
+    and the policy's verdict on the session (policy.session_action): `action` (none, check_in or
+    crisis_reply) and `action_turns` (index -> action, for the turns with one)."""
+    from .policy import ACTION_ORDER, transcript_actions
+
+    acts = transcript_actions(texts or [""] * len(results), results, cfg or SafetyConfig())
     risk, cats, ev, turns, settled, layers, scores, degraded = "none", [], [], [], True, [], {}, []
     for i, r in zip(idx, results, strict=True):
         settled = settled and r.settled
@@ -234,8 +241,11 @@ def merge_turns(idx: list[int], results: list[RiskResult]) -> RiskResult:
             ev += [e for e in r.evidence if e not in ev]
     top = max(results, key=lambda r: RISK_ORDER[r.risk], default=None)
     source = "degraded" if degraded else (top.source if top is not None and risk != "none" else "rules")
+    action_turns = {i: a for i, a in zip(idx, acts, strict=True) if a != "none"}
+    action = max(acts, key=ACTION_ORDER.__getitem__, default="none")
     return RiskResult(risk=risk, categories=cats, evidence=ev[:10], source=source, settled=settled, turns=turns,
-                      layers=layers, scores=scores, **({"degraded_turns": degraded} if degraded else {}))
+                      layers=layers, scores=scores, action=action, action_turns=action_turns,
+                      **({"degraded_turns": degraded} if degraded else {}))
 
 
 def build_screener(cfg: ExperimentConfig, pool: LLMPool | None = None, domain: Domain | None = None) -> Screener:
@@ -266,19 +276,49 @@ _AFFIRM = re.compile(
 
 
 # A yes to the check-in ("Are you having thoughts of ending your life?"); unlike an answer to "Are you
-# safe?", "no, I'm not" denies.
-_YES = re.compile(
-    r"^\W*(?:(?:yes|yeah|yep|yup|ya|yea|maybe|kind of|kinda|sort of|i think so|probably|i guess|sometimes|a little|"
-    r"a bit|honestly,? yes)\b(?!,? (?:no|nope|not really)\b)"
-    r"|(?:i do|i am|i have|i have been|i've been|i was|lately|often|constantly|every day|all the time)\W*$"
-    r"|i(?:'ve| have) been (?:thinking|having (?:those )?thoughts)\b)", re.I)
+# safe?", "no, I'm not" denies. Strict on purpose: after the question, a turn is a yes only when it is the
+# answer and nothing else (a bare "yes", "yeah I have", "I do, every night", "kind of") or an affirmative
+# about the question itself ("yeah, I've been thinking about ending it"). "Yeah. I mean, alcohol is..." or
+# "mm-hmm" is a turn about something else or a back-channel: not a yes (if the screen flags it, the policy's
+# second-flag rule still gives the crisis reply).
+_YES_WORD = r"(?:yes|yeah|yep|yup|ya|yea|yeh|honestly|to be honest|truthfully)"
+_YES_PART = (r"(?:" + _YES_WORD + r"|maybe|kind of|kinda|sort of|i think so|i think|probably|i guess|i suppose|"
+             r"sometimes|a little|a bit|a lot|i do|i am|i have|i have been|i've been|i was|i did|i had|lately|recently|"
+             r"often|constantly|every day|every night|all the time|at times|now and then|on and off|more and more|"
+             r"more than before|most days|most nights|again|too|(?:but )?not seriously|i would not|i wouldn'?t|"
+             r"(?:do|act on) (?:it|them)|(?:about|of) it|them|those|that)")
+_YES_SEP = r"(?:\W+|\W*\b(?:and|but|so|just)\b\W*)"
+_YES_ONLY = re.compile(r"^" + _YES_PART + r"(?:" + _YES_SEP + _YES_PART + r")*$", re.I)
+# about the question itself: thoughts of dying, ending it, suicide
+_YES_TOPIC = re.compile(
+    r"\b(?:(?:thinking|thought|think) (?:about|of) (?:it|that|this|dying|death|ending|killing|suicide|"
+    r"not being here|taking my|ending it)|(?:those|these|the|such|suicidal) thoughts|"
+    r"end(?:ing)? (?:it|it all|my life|things|everything)|kill(?:ing)? myself|suicid\w*|take my (?:own )?life|"
+    r"want(?:ed)? to die|wish(?:ed)? i (?:was|were) dead|not (?:want|wanting) to (?:be here|live|wake up)|"
+    r"don'?t want to (?:be here|live|wake up)|hurt(?:ing)? myself)\b", re.I)
+_YES_START = re.compile(r"^(?:" + _YES_WORD + r"|i do|i have|i(?:'ve| have) been|i am|i'?m|i was|sometimes|"
+                        r"lately|often|every day|kind of|sort of|a little|maybe|probably)\b"
+                        r"(?!\W*(?:no|nope|not really)\b)", re.I)
+_IDIOM = re.compile(r"\bnot (?:going to|gonna) lie\b|\bnot gonna lie\b", re.I)
+_NOT = re.compile(r"\b(?:no|nope|not|never|don'?t|do not|didn'?t|haven'?t|wasn'?t|can'?t|cannot)\b", re.I)
+
+
+def _yes_to_check_in(text: str) -> bool:
+    t = re.sub(r"^\W+|\W+$", "", text.lower().replace("’", "'"))
+    if _YES_ONLY.match(t):
+        return not _NOT.search(t.replace("not seriously", "").replace("wouldn't", "").replace("would not", ""))
+    # the topic named, and no negation outside it ("you don't really think about that" is no yes)
+    named = bool(_YES_START.match(t) and _YES_TOPIC.search(t))
+    return named and not _NOT.search(_YES_TOPIC.sub(" ", _IDIOM.sub(" ", t)))
 
 
 def affirmative(text: str, question: str = "safe") -> bool:
     """A short answer that says yes to a safety question: to the safe response's "Are you safe right now?"
     (`safe`: "yes", "kind of", "I'm not safe") or to the check-in question (`check_in`: "yes", "sometimes")."""
-    rx = _YES if question == "check_in" else _AFFIRM
-    return len(text) <= 200 and bool(rx.search(clean(text).strip()))
+    if len(text) > 200:
+        return False
+    text = clean(text).strip()
+    return _yes_to_check_in(text) if question == "check_in" else bool(_AFFIRM.search(text))
 
 
 def follow_up(prev: RiskResult | None, text: str, result: RiskResult) -> RiskResult:
@@ -305,4 +345,5 @@ def screen_session(session: Session, cfg: SafetyConfig | None = None) -> RiskRes
     `turns`: the message indexes that were flagged (risk above none).
     """
     idx = [i for i, m in enumerate(session.messages) if m.role == "user"]
-    return merge_turns(idx, Screener(cfg).cpu([session.messages[i].content for i in idx]))
+    texts = [clean(session.messages[i].content) for i in idx]
+    return merge_turns(idx, Screener(cfg).cpu(texts), cfg, texts)

@@ -178,7 +178,24 @@ def test_crisis_content_flagged_for_review(fake_ctx, tmp_path):
         ctx.run_stage("real", run)
     (s,) = ctx.store.stage("real").read("sessions.jsonl", Session)
     assert s.meta["safety"]["risk"] in ("high", "imminent") and s.meta["safety"]["review"] is True
+    assert s.meta["safety"]["action"] == "crisis_reply"
     assert ctx.store.stage("real").read_json("summary.json")["safety"]
+
+
+def test_demo_transcripts_are_not_crisis_sessions(fake_ctx, tmp_path):
+    """configs/demo.yaml's inputs through the real screen (rules + learned layer on CPU) and policy: a turn
+    only the learned layer flags is recorded as a check-in; none is a crisis session sent to review."""
+    ctx_cm, _ = fake_ctx(f"real.inputs=[{ROOT / 'data' / 'demo'}]", "real.llm=false", "real.pii.ner=false")
+    with ctx_cm as ctx:
+        ctx.run_stage("real", run)
+    sessions = list(ctx.store.stage("real").read("sessions.jsonl", Session))
+    assert len(sessions) == 7
+    safety = {s.meta["file"]: s.meta["safety"] for s in sessions}
+    assert {f: m["review"] for f, m in safety.items() if m["review"]} == {}
+    assert all(m["action"] in ("none", "check_in") for m in safety.values())
+    # a check-in is recorded with its turn, not lost (which files get one is bench/safety_screen.py's count)
+    assert all(set(m["action_turns"].values()) <= {"check_in"} for m in safety.values())
+    assert all(bool(m["action_turns"]) == (m["action"] == "check_in") for m in safety.values())
 
 
 def test_drops_are_typed_and_counted_by_kind(fake_ctx, tmp_path, monkeypatch):

@@ -77,12 +77,44 @@ def test_statistical_flag_alone_gets_a_check_in_and_a_rule_match_the_crisis_repl
                                            ("kind of", "crisis_reply"), ("no", "none"), ("No, I'm not.", "none"),
                                            ("not really, just tired", "none"), ("yeah, not really", "none"),
                                            ("yes but not seriously", "crisis_reply"), ("I do.", "crisis_reply"),
-                                           ("I have a dog.", "none"), ("I am going to try the app.", "none")])
+                                           ("I have a dog.", "none"), ("I am going to try the app.", "none"),
+                                           ("yeah I have", "crisis_reply"), ("I do, every night", "crisis_reply"),
+                                           ("Yeah, I've been thinking about ending it.", "crisis_reply"),
+                                           ("Yes, I don't want to be here anymore", "crisis_reply"),
+                                           ("Mm-hmm.", "none"), ("Uh-huh.", "none"),
+                                           ("Yeah, I went to the store after work.", "none"),
+                                           ("Yeah, I didn't think about that.", "none"),
+                                           ("I'm not sure, I'm thinking about it.", "none")])
 def test_answer_to_the_check_in(answer, action):
     first = decide("x", learned_high(), SafetyConfig())
     d = decide(answer, rule_screen(answer), SafetyConfig(), first.state)
     assert d.action == action
     assert d.state.confirmed == (action == "crisis_reply") and not d.state.asked
+
+
+# Real client turns of AnnoMI that open with an affirmative and go on about something else (drinking,
+# smoking, the week): read after a check-in, none of them says yes to "Are you having thoughts of ending your life?".
+ANNOMI_YEAH_ELSE = ["Yeah. I mean, alcohol is just so prevalent in our society",
+                    "Yeah. I-I-I just-- I don't see the problem in it right now",
+                    "Yeah. You don't really think about that. Well, just in the moment."]
+
+
+def test_real_annomi_turns_that_say_yeah_to_something_else_are_not_a_yes():
+    from hybridtune.safety.learned_train import SHARED, annomi_client_turns
+    from hybridtune.safety.screen import affirmative
+
+    if not (SHARED / "annomi" / "AnnoMI-simple.csv").exists():
+        pytest.skip("../shared/data/annomi not present")
+    turns = [t.strip() for _, t in annomi_client_turns()]
+    for start in ANNOMI_YEAH_ELSE:  # real turns, read from the data
+        (turn, *_) = [t for t in turns if t.startswith(start)]
+        assert not affirmative(turn, "check_in"), turn
+    yeah_else = [t for t in turns if t.split()[0].lower().strip(".,!-") in ("yeah", "yes", "yep", "yup")
+                 and len(t.split()) > 6]
+    read_as_yes = [t for t in yeah_else if affirmative(t, "check_in")]
+    assert len(yeah_else) > 100 and len(read_as_yes) <= 0.01 * len(yeah_else), read_as_yes
+    # the plain answers stay yeses
+    assert all(affirmative(t, "check_in") for t in ("Yes.", "Yeah, sometimes.", "Yeah. Yeah I do. Yeah.") if t in turns)
 
 
 def test_confirmed_risk_persists_for_the_rest_of_the_conversation():
@@ -165,3 +197,51 @@ def test_safety_check_writes_an_action_per_record(tmp_path):
 
 def test_state_is_a_typed_record():
     assert SafetyState().model_dump() == {"confirmed": False, "asked": False, "last": None}
+
+
+# --- a learned-only flag needs a score or a risk word (safety.check_in_min_score, rules.RISK_WORDS) ------------
+
+@pytest.mark.parametrize("text,score,action", [("I got to the door and turned around.", 0.40, "none"),
+                                               ("I got to the door and turned around.", 0.60, "check_in"),
+                                               ("I got to the door and felt hopeless.", 0.40, "check_in"),
+                                               ("Ｉ ｆｅｅｌ ｈｏｐｅｌｅｓｓ.", 0.40, "check_in")])
+def test_a_weak_learned_flag_without_a_risk_word_is_no_flag(text, score, action):
+    r = learned_high(scores={"learned": score})
+    assert decide(text, r, SafetyConfig()).action == action
+    assert decide(text, r, SafetyConfig(check_in_min_score=0.0)).action == "check_in"  # the gate is the setting
+
+
+def test_real_demo_lines_the_head_overrates_get_no_check_in():
+    """Two of data/demo's ordinary lines the learned layer rates high (under 0.55, no risk word): the policy
+    leaves them alone; the issue's ambiguous line (risk words) still gets its check-in."""
+    s = Screener(SafetyConfig())
+    for text in ("That helps. I always think if I miss it I've blown everything.",
+                 "Scary. But I'd actually finish it, I guess."):
+        r = asyncio.run(s.screen(text))
+        assert r.risk == "high" and r.source == "learned" and r.scores["learned"] < 0.55
+        assert decide(text, r, SafetyConfig()).action == "none"
+    assert decide(AMBIGUOUS, asyncio.run(s.screen(AMBIGUOUS)), SafetyConfig()).action == "check_in"
+
+
+def test_the_check_in_score_is_picked_on_training_users_only(monkeypatch):
+    """learned_train --pick-check-in reads the dev side of the Reddit users alone (the real screen records what
+    it was given) and returns the highest grid score that keeps their at-risk recall at CHECK_IN_RECALL."""
+    from hybridtune.safety import learned_train as lt
+    from hybridtune.safety.cssrs import FILE, heldout_users, read_users
+
+    if not FILE.exists():
+        pytest.skip("../shared/data/cssrs-reddit not present")
+    seen: list[str] = []
+    real = Screener.screen_many
+
+    async def recording(self, texts):
+        seen.extend(texts)
+        return await real(self, texts)
+
+    monkeypatch.setattr(Screener, "screen_many", recording)
+    best, recall = lt.pick_check_in_score(posts=1)
+    held = {p for u in heldout_users(read_users()) for p in u.posts}
+    assert seen and not held & set(seen)
+    assert list(recall.values()) == sorted(recall.values(), reverse=True)  # a higher bar never reaches more users
+    ok = [t for t, r in recall.items() if r >= lt.CHECK_IN_RECALL]
+    assert best == (max(ok) if ok else min(recall))  # one post per user reaches fewer: then the lowest bar
