@@ -144,7 +144,7 @@ def decide(text: str, result: RiskResult, cfg: SafetyConfig, state: SafetyState 
     it and there is no evidence of imminence. Once confirmed, every later turn's risk is at least high.
     With `safety.check_in` off, every flag at the crisis level gets the crisis reply.
     """
-    from .screen import affirmative, follow_up
+    from .answers import affirmative, follow_up
 
     st = state or SafetyState()
     r = result if st.asked else follow_up(st.last, text, result)  # follow_up reads answers to "Are you safe right now?"
