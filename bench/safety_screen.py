@@ -8,7 +8,7 @@ Guard model behind vLLM). A layer that cannot run here is listed as not run, wit
 text goes through the screen and then the policy (hybridtune.safety.policy.decide): the action is
 none, check_in or crisis_reply.
 
-1. Held-out Reddit users (../shared/data/cssrs-reddit, CC BY 4.0; the held-out side of
+1. Held-out Reddit users (the C-SSRS Reddit data set, CC BY 4.0, read by hybridtune.safety.cssrs; the held-out side of
    hybridtune.safety.cssrs.split_of, never trained, tuned or thresholded on): a user is reached when
    any of their first --posts posts, each screened as a first turn, gets a check-in or a crisis
    reply; at-risk users (Ideation, Behavior, Attempt; target >= 90%), Supportive and Indicator users.
