@@ -20,6 +20,10 @@ checks them against a mock run):
   for that model size and batch (hybridtune/train/throughput.py names its source; gradient
   checkpointing, processes and strategy scaled as it says), times the GPUs used, when the base
   model's size can be read from its name (7B, 0.5B, 135M); dollars at `llm.gpu_hour_usd`.
+- serving GPU hours (models on the user's own OpenAI-compatible servers, vLLM: any endpoint not at a
+  hosted API whose model has no `llm.prices`): each row's prompt and output tokens over the serving
+  tokens/s of hybridtune/train/throughput.py (SERVED, which names its sources), times the GPUs the
+  server holds; dollars at `llm.gpu_hour_usd`. Busy time only: a server left idle still costs.
 """
 from __future__ import annotations
 
@@ -74,6 +78,7 @@ class Row:
     output_tokens: float = 0
     usd: float = 0.0
     batch: bool = False
+    gpu_hours: float = 0.0  # served on the user's own GPUs (vLLM): busy hours x the server's GPUs
 
 
 @dataclass
@@ -83,6 +88,8 @@ class Estimate:
     training_usd: float = 0.0
     notes: list[str] = field(default_factory=list)
     budget_usd: float | None = None
+    gpu_hour_usd: float | None = None
+    unpriced_gpu_hours: float = 0.0  # training and serving hours with no llm.gpu_hour_usd: not in total_usd
 
     @property
     def llm_usd(self) -> float:
@@ -102,14 +109,19 @@ class Estimate:
     def lines(self) -> list[str]:
         out = [f"{'stage':<15}{'role':<11}{'model':<26}{'calls':>8}{'input tok':>12}{'output tok':>12}{'USD':>10}"]
         for r in self.rows:
-            tag = " (batch)" if r.batch else ""
+            tag = " (batch)" if r.batch else f" ({r.gpu_hours:.3g} GPU h)" if r.gpu_hours else ""
+            usd = f"{r.usd:.2f}" if not r.gpu_hours else "?" if self.gpu_hour_usd is None else dollars(r.usd)
             out.append(f"{r.stage:<15}{r.role:<11}{r.model:<26}{round(r.calls):>8}{round(r.input_tokens):>12}"
-                       f"{round(r.output_tokens):>12}{r.usd:>10.2f}{tag}")
+                       f"{round(r.output_tokens):>12}{usd:>10}{tag}")
         calls = round(sum(r.calls for r in self.rows))
         tin, tout = round(sum(r.input_tokens for r in self.rows)), round(sum(r.output_tokens for r in self.rows))
-        out.append(f"{'model calls':<52}{calls:>8}{tin:>12}{tout:>12}{self.llm_usd:>10.2f}")
+        served_unpriced = self.gpu_hour_usd is None and any(r.gpu_hours for r in self.rows)
+        llm = f"{self.llm_usd:.2f}" + ("+?" if served_unpriced else "")
+        out.append(f"{'model calls':<52}{calls:>8}{tin:>12}{tout:>12}{llm:>10}")
         out += self.training
-        out.append(f"estimated total: ${self.total_usd:.2f}")
+        unpriced = f" + ~{self.unpriced_gpu_hours:.2f} GPU hours unpriced (set llm.gpu_hour_usd)" \
+            if self.unpriced_gpu_hours else ""
+        out.append(f"estimated total: ${self.total_usd:.2f}{unpriced}")
         out += [f"note: {n}" for n in self.notes]
         return out
 
@@ -120,7 +132,7 @@ class Estimator:
         self.dom = domain or load_domain(cfg.domain)
         self.fill = cfg.llm.output_fill
         self.rows: dict[tuple[str, str, str], Row] = {}
-        self.est = Estimate(budget_usd=cfg.llm.budget_usd)
+        self.est = Estimate(budget_usd=cfg.llm.budget_usd, gpu_hour_usd=cfg.llm.gpu_hour_usd)
         self.system_prompt = (cfg.system_prompt or self.dom.system_prompt).strip()
 
     # -- bookkeeping ---------------------------------------------------------------
@@ -150,7 +162,40 @@ class Estimator:
             if p is not None:
                 r.usd = (r.input_tokens * p.input + r.output_tokens * p.output) / 1e6
                 r.usd *= llm.batch_discount if r.batch else 1.0
+            elif (served := self.served(r)) is not None:
+                gpus, prompt_tps, output_tps = served
+                r.gpu_hours = (r.input_tokens / prompt_tps + r.output_tokens / output_tps) / 3600 * gpus
+                r.usd = r.gpu_hours * (llm.gpu_hour_usd or 0.0)
         self.est.rows = list(self.rows.values())
+        self.serving_line()
+
+    def served(self, r: Row) -> tuple[int, float, float] | None:
+        """(GPUs, prompt tokens/s, output tokens/s) of the user's own server of the row's model, or None
+        (a hosted API, llama.cpp in-process, or a size the name does not tell)."""
+        ep = self.cfg.endpoints.get(self.cfg.roles[r.role].endpoint)
+        urls = [ep.base_url] if ep and isinstance(ep.base_url, str) else (ep.base_url or []) if ep else []
+        if ep is None or ep.backend != "openai" or not urls or any("api.openai.com" in u for u in urls):
+            return None
+        params = model_params(r.model.split("+")[0])
+        if params is None:
+            return None
+        from .train.throughput import serving
+
+        return serving(params, quantized=bool(re.search(r"awq|gptq|int4|4bit", r.model, re.I)))
+
+    def serving_line(self) -> None:
+        rows = [r for r in self.est.rows if r.gpu_hours]
+        if not rows:
+            return
+        from .train.throughput import SERVING_SOURCE
+
+        hours, rate = sum(r.gpu_hours for r in rows), self.cfg.llm.gpu_hour_usd
+        self.est.unpriced_gpu_hours += hours if rate is None else 0.0
+        cost = "$? (set llm.gpu_hour_usd)" if rate is None else f"${dollars(hours * rate)} at llm.gpu_hour_usd ${rate:g}"
+        servers = sorted({f"{r.model.split('+')[0]} on {self.served(r)[0]} GPU(s)" for r in rows})
+        self.est.training.append(f"serving: ~{hours:.2f} GPU hours busy on your own servers ({'; '.join(servers)}), "
+                                 f"{cost}")
+        self.est.notes.append(f"serving GPU hours from {SERVING_SOURCE}")
 
     # -- shared stand-ins ------------------------------------------------------------
     def persona(self) -> SimpleNamespace:
@@ -450,12 +495,18 @@ class Estimator:
         hours = tok / tps / 3600 * gpus  # GPU hours: wall hours x the GPUs held
         usd = hours * (self.cfg.llm.gpu_hour_usd or 0.0)
         self.est.training_usd += usd
+        self.est.unpriced_gpu_hours += hours if self.cfg.llm.gpu_hour_usd is None else 0.0
         cost = f"${usd:.2f} at llm.gpu_hour_usd ${self.cfg.llm.gpu_hour_usd:g}" if self.cfg.llm.gpu_hour_usd \
             else "$? (set llm.gpu_hour_usd)"
         self.est.training.append(f"local LoRA: {len(trained)} variant(s) of {tc.base_model} ({params / 1e9:g}B): "
                                  f"~{round(tok)} training tokens ({steps}), ~{hours:.2f} GPU hours on {gpus} GPU(s), "
                                  f"{cost}")
         self.est.notes.append(f"GPU hours from {SOURCE}: {how}; an A100 is about half as fast as an H200")
+
+
+def dollars(usd: float) -> str:
+    """A cost as the table prints it: a cost above zero never reads 0.00."""
+    return "0.00" if usd == 0 else "<0.01" if usd < 0.01 else f"{usd:.2f}"
 
 
 def model_params(name: str) -> float | None:
@@ -553,10 +604,10 @@ def estimate(cfg: ExperimentConfig, data: RealData | None = None) -> Estimate:
     e.price()
     e.est.notes.append(f"output tokens assume replies use {cfg.llm.output_fill:.0%} of max_tokens (llm.output_fill); "
                        "conversations are counted to their caps; re-asks of invalid replies are not counted")
-    unpriced = sorted({r.model for r in e.est.rows if price_of(cfg.llm.prices, r.model) is None})
+    unpriced = sorted({r.model for r in e.est.rows if price_of(cfg.llm.prices, r.model) is None and not r.gpu_hours})
     if unpriced:
         e.est.notes.append(f"no price in llm.prices for {', '.join(unpriced)}: counted as $0 (self-hosted?)")
     if cfg.train.backend == "local" and cfg.train.serve_endpoint and cfg.llm.gpu_hour_usd is None:
         e.est.notes.append("self-hosted servers (vLLM) cost GPU hours for as long as they run; set "
-                           "llm.gpu_hour_usd to price training")
+                           "llm.gpu_hour_usd to price training and serving")
     return e.est

@@ -10,6 +10,14 @@ N processes x N under ddp / ZeRO-2 and x 0.8 N under ZeRO-3 / FSDP (the weights 
 layer); an A100 at 0.5x an H200 (its bf16 peak and memory bandwidth are about half).
 
     tps, how = tokens_per_s(7.6e9, cfg.train, gpus=1)    # (2602.3, "measured ...") for batch 4, checkpointing
+    gpus, prompt_tps, output_tps = serving(72e9)         # a vLLM server's GPUs and tokens/s, from SERVED
+
+SERVED: vLLM serving throughput. Nothing was measured here; the rows are published figures, labelled
+as assumptions (SERVING_SOURCE names them). A model is placed on the fewest GPUs, a power of two,
+whose 80 GB hold its bf16 weights in half the memory (the rest is KV cache): 1 up to 20B, 4 for 72B;
+its tokens/s are the nearest row's, scaled by parameters (decode reads every weight once a step) and
+by GPUs (tensor parallel, assumed linear). Prompt and output tokens are counted as if they did not
+overlap (vLLM batches both), so the hours lean high.
 """
 from __future__ import annotations
 
@@ -59,3 +67,33 @@ def tokens_per_s(params: float, tc: TrainConfig, gpus: int) -> tuple[float, str]
         tps *= n * eff
         how.append(f"x{n * eff:g} for {n} processes under {tc.accelerate_config} (not measured)")
     return tps, "; ".join(how)
+
+
+SERVING_SOURCE = ("vLLM serving tokens/s: assumptions, not measured here: 7B on 1 A10G (vLLM 0.2.0, 256 in / "
+                  "128 out, 3.84 requests/s; nm-vllm benchmark commit 4c04122, split evenly by time) and "
+                  "70B on 8 A100 (vLLM 0.6, decode 1,480 / prefill 18,200 tokens/s; "
+                  "evokernel-specs case-llama33-a100x8-vllm-001)")
+# billions of parameters -> (GPUs, prompt tokens/s, output tokens/s) of the whole server
+SERVED: dict[float, tuple[int, float, float]] = {
+    7.0: (1, 2 * 3.84 * 256, 2 * 3.84 * 128),
+    70.0: (8, 18200.0, 1480.0),
+}
+GPU_GIB = 80
+
+
+def serving_gpus(params: float) -> int:
+    """GPUs a vLLM server of this size holds: bf16 weights in half of each 80 GB card, a power of two."""
+    n = 1
+    while params * 2 / 1e9 > n * GPU_GIB / 2:
+        n *= 2
+    return n
+
+
+def serving(params: float, quantized: bool = False) -> tuple[int, float, float]:
+    """(GPUs, prompt tokens/s, output tokens/s) of one vLLM server of the model; 4-bit weights
+    (AWQ, GPTQ) take a quarter of the memory and are counted at bf16 speed."""
+    gpus = serving_gpus(params / 4 if quantized else params)
+    size = min(SERVED, key=lambda s: abs(math.log(params / 1e9 / s)))
+    row_gpus, prompt, output = SERVED[size]
+    scale = size * 1e9 / params * gpus / row_gpus
+    return gpus, prompt * scale, output * scale
