@@ -44,6 +44,10 @@ from .llm.batch import BATCH_STAGES
 from .llm.usage import price_of
 
 CHARS_PER_TOKEN = 4
+# Llama Guard's chat template wraps each screened text in its instructions and category list
+# (S1-S14): about 300 tokens (an assumption, not measured); the layer asks for 12 tokens at most.
+GUARD_PROMPT_TOKENS = 300
+GUARD_MAX_TOKENS = 12
 
 
 def tokens(text: str) -> int:
@@ -143,6 +147,9 @@ class Estimator:
     def out(self, role: str, max_tokens: int | None = None) -> int:
         return round(self.fill * (max_tokens or self.cfg.roles[role].max_tokens))
 
+    def endpoint(self, role: str) -> str | None:
+        return self.cfg.safety.guard_endpoint if role == "guard" else self.cfg.roles[role].endpoint
+
     def add(self, stage: str, role: str, calls: float, input_tokens: float, max_tokens: int | None = None,
             model: str | None = None) -> None:
         """`calls` calls of `role` in `stage`, `input_tokens` in all (output from the role's budget)."""
@@ -172,9 +179,11 @@ class Estimator:
     def served(self, r: Row) -> tuple[int, float, float] | None:
         """(GPUs, prompt tokens/s, output tokens/s) of the user's own server of the row's model, or None
         (a hosted API, llama.cpp in-process, or a size the name does not tell)."""
-        ep = self.cfg.endpoints.get(self.cfg.roles[r.role].endpoint)
+        ep = self.cfg.endpoints.get(self.endpoint(r.role) or "")
         urls = [ep.base_url] if ep and isinstance(ep.base_url, str) else (ep.base_url or []) if ep else []
         if ep is None or ep.backend != "openai" or not urls or any("api.openai.com" in u for u in urls):
+            return None
+        if r.model.endswith(".gguf"):  # a llama.cpp server, not vLLM on GPUs
             return None
         params = model_params(r.model.split("+")[0])
         if params is None:
@@ -340,6 +349,19 @@ class Estimator:
             n += len(data.sessions)
         judges = 2 if cc.second_judge_endpoint else 1
         self.add("curate", "judge", n * judges, tin * judges, max_tokens=limit)
+
+    def guard(self, data: RealData) -> None:
+        """The guard model of the crisis screen (`safety.guard_endpoint`): curate screens every client turn
+        of every synthetic and real session, one call each, a verdict of a few tokens."""
+        sf, sc = self.cfg.safety, self.cfg.synth
+        if not sf.guard_endpoint or sf.guard_endpoint not in self.cfg.endpoints:
+            return
+        model = sf.guard_model or self.cfg.endpoints[sf.guard_endpoint].model
+        turns = sc.sessions * ((sc.min_exchanges + max(sc.min_exchanges, sc.max_exchanges)) / 2 + 1)
+        tin = turns * (GUARD_PROMPT_TOKENS + self.out("patient"))
+        real = [t for s in data.sessions for role, t in s if role == "user"]
+        tin += sum(GUARD_PROMPT_TOKENS + tokens(t[: sf.max_chars]) for t in real)
+        self.add("curate", "guard", turns + len(real), tin, max_tokens=GUARD_MAX_TOKENS, model=model)
 
     def eval_scenarios(self, scen: ScenarioData | None) -> None:
         ev = self.cfg.evaluate
@@ -597,6 +619,7 @@ def estimate(cfg: ExperimentConfig, data: RealData | None = None) -> Estimate:
     e.scenarios("scenarios", cfg.synth.personas * cfg.synth.scenarios_per_persona)
     _, synth_tokens = e.synth(data) if cfg.synth.sessions else (0, 0.0)
     e.curate(data, synth_tokens)
+    e.guard(data)
     e.eval_scenarios(scen)
     e.train(data, synth_tokens)
     convs = e.simulate_score(scen)

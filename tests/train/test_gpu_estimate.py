@@ -153,3 +153,16 @@ def test_the_serving_table_names_its_source_and_says_it_was_not_measured_here(ma
     assert serving(14e9, quantized=True)[0] == 1 and serving(14e9)[0] == 1 and serving(32e9)[0] == 2
     notes = _gpu_estimate(make_cfg).notes
     assert f"serving GPU hours from {SERVING_SOURCE}" in notes
+
+
+def test_the_guard_server_is_estimated_for_every_client_turn_curate_screens(make_cfg):
+    from hybridtune.estimate import RealData, estimate
+
+    cfg = make_cfg("synth.sessions=100", "synth.min_exchanges=4", "synth.max_exchanges=6", path="configs/gpu.yaml",
+                   backend="")
+    real = RealData([[("user", "I feel low"), ("assistant", "Tell me more."), ("user", "work")]])
+    guard = next(r for r in estimate(cfg, real).rows if r.role == "guard")
+    assert (guard.stage, guard.model) == ("curate", "meta-llama/Llama-Guard-3-8B")
+    assert guard.calls == 100 * (5 + 1) + 2 and guard.gpu_hours > 0  # 6 client turns a session, 2 real turns
+    off = estimate(cfg.model_copy(update={"safety": cfg.safety.model_copy(update={"guard_endpoint": None})}), real)
+    assert not any(r.role == "guard" for r in off.rows)
