@@ -17,7 +17,15 @@ as assumptions (SERVING_SOURCE names them). A model is placed on the fewest GPUs
 whose 80 GB hold its bf16 weights in half the memory (the rest is KV cache): 1 up to 20B, 4 for 72B;
 its tokens/s are the nearest row's, scaled by parameters (decode reads every weight once a step) and
 by GPUs (tensor parallel, assumed linear). Prompt and output tokens are counted as if they did not
-overlap (vLLM batches both), so the hours lean high.
+overlap (vLLM batches both), so the hours lean high. Sources (read through the stored-docs search,
+not re-run): github.com/neuralmagic/nm-vllm/commit/4c041221fb69670a5aa00d30d1bcf656586b7e3c
+(Llama-2-7b, 1 A10G, vLLM 0.2.0: 3.84 requests/s of 256 prompt + 128 output tokens; the second
+was taken as half prompt, half output time) and evokernel-specs.pages.dev/en/cases/
+case-llama33-a100x8-vllm-001/ (Llama 3.3 70B, 8 A100, vLLM 0.6: decode 1,480, prefill 18,200
+tokens/s; itself compiled from public vLLM benchmarks). A cross-check, not in the table:
+yobitelcomm.github.io/bench/recipes/concurrency-sweep/ gives 1,384 tokens/s for Llama-3.1-8B on one
+H100 80GB (vLLM 0.21, concurrency 16) against the 7B row's 905 output tokens/s: on an H100 the 7B's
+hours lean high.
 """
 from __future__ import annotations
 
