@@ -157,7 +157,8 @@ class LLMConfig(Strict):
     max_failure_rate: float = Field(0.25, ge=0, le=1, description="a stage fails loudly above this")
     budget_usd: float | None = Field(None, ge=0, description="stop the run cleanly when spent")
     prices: dict[str, Price] = Field(default_factory=dict, description="per-model price table")
-    gpu_hour_usd: float | None = Field(None, ge=0, description="dry-run estimate: USD per GPU hour of local training")
+    gpu_hour_usd: float | None = Field(None, ge=0, description="dry-run estimate: USD per GPU hour of local "
+                                       "training and of serving on your own GPUs")
     output_fill: float = Field(0.6, gt=0, le=1, description="dry-run estimate: share of max_tokens a reply uses")
     batch: bool = Field(False, description="openai endpoints: send batchable stages through /v1/batches")
     batch_discount: float = Field(0.5, gt=0, le=1, description="price factor of batch requests (OpenAI: half)")
