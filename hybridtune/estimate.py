@@ -113,7 +113,7 @@ class Estimate:
     def lines(self) -> list[str]:
         out = [f"{'stage':<15}{'role':<11}{'model':<26}{'calls':>8}{'input tok':>12}{'output tok':>12}{'USD':>10}"]
         for r in self.rows:
-            tag = " (batch)" if r.batch else f" ({r.gpu_hours:.3g} GPU h)" if r.gpu_hours else ""
+            tag = (" (batch)" if r.batch else "") + (f" ({r.gpu_hours:.3g} GPU h)" if r.gpu_hours else "")
             usd = f"{r.usd:.2f}" if not r.gpu_hours else "?" if self.gpu_hour_usd is None else dollars(r.usd)
             out.append(f"{r.stage:<15}{r.role:<11}{r.model:<26}{round(r.calls):>8}{round(r.input_tokens):>12}"
                        f"{round(r.output_tokens):>12}{usd:>10}{tag}")
@@ -180,10 +180,10 @@ class Estimator:
         """(GPUs, prompt tokens/s, output tokens/s) of the user's own server of the row's model, or None
         (a hosted API, llama.cpp in-process, or a size the name does not tell)."""
         ep = self.cfg.endpoints.get(self.endpoint(r.role) or "")
-        urls = [ep.base_url] if ep and isinstance(ep.base_url, str) else (ep.base_url or []) if ep else []
-        if ep is None or ep.backend != "openai" or not urls or any("api.openai.com" in u for u in urls):
-            return None
-        if r.model.endswith(".gguf"):  # a llama.cpp server, not vLLM on GPUs
+        if ep is None or ep.backend != "openai" or not ep.base_url or r.model.split("+")[0].endswith(".gguf"):
+            return None  # in-process, OpenAI by default, or a llama.cpp server (a .gguf): not vLLM on GPUs
+        urls = [ep.base_url] if isinstance(ep.base_url, str) else ep.base_url
+        if any("api.openai.com" in u for u in urls):
             return None
         params = model_params(r.model.split("+")[0])
         if params is None:

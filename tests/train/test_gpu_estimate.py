@@ -125,6 +125,9 @@ def test_an_api_endpoint_gets_token_cost_not_gpu_hours(make_cfg):
             assert r.gpu_hours > 0
     est = _gpu_estimate(make_cfg, path="configs/openai.yaml")
     assert all(r.gpu_hours == 0 for r in est.rows) and not any(x.startswith("serving:") for x in est.lines())
+    # a llama.cpp server (a .gguf model) is not vLLM on GPUs: its rows stay unpriced, as before
+    est = _gpu_estimate(make_cfg, "endpoints.vllm.model=models/Qwen2.5-7B-Q4_K_M.gguf")
+    assert [r.gpu_hours for r in est.rows if r.role == "counselor"] == [0, 0, 0, 0]
 
 
 def test_unpriced_serving_hours_never_read_as_zero_dollars(make_cfg):
