@@ -200,7 +200,8 @@ class Estimator:
 
         hours, rate = sum(r.gpu_hours for r in rows), self.cfg.llm.gpu_hour_usd
         self.est.unpriced_gpu_hours += hours if rate is None else 0.0
-        cost = "$? (set llm.gpu_hour_usd)" if rate is None else f"${dollars(hours * rate)} at llm.gpu_hour_usd ${rate:g}"
+        cost = "$? (set llm.gpu_hour_usd)" if rate is None else \
+            f"${dollars(hours * rate)} at llm.gpu_hour_usd ${rate:g} (in the model calls' USD above)"
         servers = sorted({f"{r.model.split('+')[0]} on {self.served(r)[0]} GPU(s)" for r in rows})
         self.est.training.append(f"serving: ~{hours:.2f} GPU hours busy on your own servers ({'; '.join(servers)}), "
                                  f"{cost}")
