@@ -39,12 +39,9 @@ from ..errors import UserError
 from ..records import ModelEntry
 from ..registry import load_registry, save_entry
 from ..store import StageDir
+from .backends import backend_of
 from .config import TrainConfig, model_tc
-from .data import data_hash, load_split, read_openai_export
-
-LOCAL_HP = ("base_model", "lora_r", "lora_alpha", "lora_dropout", "target_modules", "qlora", "learning_rate",
-            "warmup_ratio", "epochs", "max_steps", "batch_size", "grad_accum", "max_seq_len", "seed",
-            "gradient_checkpointing")
+from .data import data_hash, load_split
 
 
 def variant_hp(ctx: Context, name: str) -> dict:
@@ -52,10 +49,7 @@ def variant_hp(ctx: Context, name: str) -> dict:
 
 
 def hyperparameters(tc: TrainConfig) -> dict:
-    if tc.backend == "openai":
-        return {**tc.openai.model_dump(include={"model", "n_epochs", "batch_size", "learning_rate_multiplier", "suffix"}),
-                "seed": tc.seed}
-    return tc.model_dump(include=set(LOCAL_HP))
+    return backend_of(tc).hyperparameters(tc)
 
 
 def export_files(ctx: Context, variant: str) -> dict[str, Path | None]:
@@ -68,15 +62,8 @@ def export_files(ctx: Context, variant: str) -> dict[str, Path | None]:
     return {"train": train, "valid": valid if valid.is_file() and valid.stat().st_size else None}
 
 
-def load_variant_data(ctx: Context, st: StageDir, variant: str) -> tuple[list, list, str]:
-    """Validated train/valid conversations of one variant (bad lines quarantined) and their hash.
-    openai: the export's conversations, hashed over the exact bytes that are uploaded."""
-    if ctx.cfg.train.backend == "openai":
-        from .openai_ft import file_hash
-
-        files = export_files(ctx, variant)
-        return (read_openai_export(files["train"]), read_openai_export(files["valid"]) if files["valid"] else [],
-                file_hash(files["train"], files["valid"]))
+def load_splits(ctx: Context, st: StageDir, variant: str) -> tuple[list, list, str]:
+    """Validated train/valid Session splits of one variant (bad lines quarantined) and their hash."""
     sp = ctx.system_prompt if ctx.cfg.train.add_system_prompt else None
     folder = ctx.store.path("mix", variant)
     train, bad = load_split(folder / "train.jsonl", sp)
@@ -93,8 +80,11 @@ def base_entry(ctx: Context, name: str = "base") -> ModelEntry:
     tc = ctx.cfg.train
     common = {"variant": name, "hyperparameters": hyperparameters(tc), "system_prompt": ctx.system_prompt,
               "recipe": ctx.cfg.variant(name).recipe()}
-    if tc.backend == "openai":
-        return ModelEntry(backend="openai", model=tc.openai.model, endpoint=tc.openai.endpoint, **common)
+    return backend_of(tc).base_entry(ctx, tc, common)
+
+
+def local_base_entry(ctx: Context, tc: TrainConfig, common: dict) -> ModelEntry:
+    """The local backend's untrained variant: on the vLLM server, or the base for llama.cpp / transformers."""
     if tc.serve_endpoint:  # the same model on the same vLLM server as the adapters
         return ModelEntry(backend="openai", model=ctx.cfg.endpoints[tc.serve_endpoint].model,
                           endpoint=tc.serve_endpoint, **common)
@@ -111,28 +101,11 @@ def preflight(ctx: Context, names: list[str]) -> dict[str, tuple]:
     from .hardware import check_device
 
     tc = ctx.cfg.train
+    backend = backend_of(tc)
     check_device(tc)
     st = ctx.store.stage("train")
-    data = {v: load_variant_data(ctx, st, v) for v in names if ctx.cfg.variant(v).trained}
-    if tc.backend == "openai":
-        if tc.openai.endpoint not in ctx.cfg.endpoints:
-            raise UserError(f"train.openai.endpoint: '{tc.openai.endpoint}' is not defined under endpoints; add it "
-                            "(backend: openai, base_url, api_key_env)")
-        from .openai_ft import make_client
-
-        make_client(ctx.cfg.endpoints[tc.openai.endpoint], tc.openai.endpoint)  # key present
-        return data
-    if tc.serve_endpoint:
-        from .vllm_lora import check_server
-
-        check_server(ctx.cfg, tc)
-    if data:
-        from .launch import check_launch, use_accelerate
-        from .local import preflight as local_preflight
-
-        if use_accelerate(tc):
-            check_launch(tc)
-        local_preflight(tc)
+    data = {v: backend.load_data(ctx, st, v) for v in names if ctx.cfg.variant(v).trained}
+    backend.preflight(ctx, tc, data)
     return data
 
 
@@ -165,16 +138,15 @@ def train_variant(ctx: Context, st: StageDir, variant: str, rows: tuple, resume:
     common = {"variant": variant, "data_hash": h, "hyperparameters": hp, "system_prompt": ctx.system_prompt,
               "recipe": ctx.cfg.variant(variant).recipe()}
     common["metrics"] = {"train_sessions": len(train), "valid_sessions": len(valid)}
-    if tc.backend == "openai":
-        from .openai_ft import finetune
+    return backend_of(tc).train(ctx, st, variant, tc, rows, out, common, launched, resume)
 
-        ep = ctx.cfg.endpoints[tc.openai.endpoint]
-        res = finetune(tc.openai, ep, tc.openai.endpoint, export_files(ctx, variant), out, data_hash=h, seed=tc.seed,
-                       log=lambda m: ctx.log(f"{variant}: {m}"))
-        common["metrics"].update(res["last"], trained_tokens=res["trained_tokens"])
-        return ModelEntry(backend="openai", model=res["model"], endpoint=tc.openai.endpoint, job_id=res["job_id"],
-                          api_hyperparameters=res["hyperparameters"], **common)
+
+def train_local(ctx: Context, st: StageDir, variant: str, tc: TrainConfig, rows: tuple, out: Path,
+                common: dict, launched: dict | None, resume: bool) -> ModelEntry:
+    """The local backend: LoRA here (or metrics of the accelerate launch), the adapter verified."""
     from .local import train_lora
+
+    train, valid, h = rows
 
     if launched is not None:
         launched = dict(launched)
@@ -225,19 +197,12 @@ def run(ctx: Context, st: StageDir, *, variants: list[str] | None = None, resume
     reg = load_registry(ctx.store)
     built, skipped = [], []
     hps = {v: variant_hp(ctx, v) for v in names}
-    launched: dict[str, dict] = {}
-    if ctx.cfg.train.backend == "local":
-        from .launch import run_launch, use_accelerate
-
-        todo: list[str] = []  # to train: not registered as current, and no identical set before it
-        for v in (v for v in names if v in data and not is_current(reg.get(v), data[v][2], hps[v])):
-            if not any(is_current(e, data[v][2], hps[v]) for e in reg.values()) and all(
-                    (data[t][2], hps[t]) != (data[v][2], hps[v]) for t in todo):
-                todo.append(v)
-        if todo and use_accelerate(ctx.cfg.train):  # one launch trains them all: processes start and join once
-            for v in todo:
-                prepare_dir(ctx, st, v, data[v][2], resume)
-            launched = run_launch(ctx, todo, resume=resume)
+    todo: dict[str, str] = {}  # to train: not registered as current, and no identical set before it
+    for v in (v for v in names if v in data and not is_current(reg.get(v), data[v][2], hps[v])):
+        if not any(is_current(e, data[v][2], hps[v]) for e in reg.values()) and all(
+                (data[t][2], hps[t]) != (data[v][2], hps[v]) for t in todo):
+            todo[v] = data[v][2]
+    launched = backend_of(ctx.cfg.train).launch(ctx, st, todo, resume)
     for v in names:
         if v not in data:
             save_entry(ctx.store, base_entry(ctx, v))
