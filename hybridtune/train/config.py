@@ -97,7 +97,7 @@ class TrainConfig(BaseModel):
     @field_validator("backend")
     @classmethod
     def _known_backend(cls, v: str) -> str:
-        from .backends import check_name
+        from .backend_names import check_name
 
         return check_name(v)  # unknown: one UserError naming train.backend, with did-you-mean
 

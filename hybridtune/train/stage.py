@@ -83,18 +83,6 @@ def base_entry(ctx: Context, name: str = "base") -> ModelEntry:
     return backend_of(tc).base_entry(ctx, tc, common)
 
 
-def local_base_entry(ctx: Context, tc: TrainConfig, common: dict) -> ModelEntry:
-    """The local backend's untrained variant: on the vLLM server, or the base for llama.cpp / transformers."""
-    if tc.serve_endpoint:  # the same model on the same vLLM server as the adapters
-        return ModelEntry(backend="openai", model=ctx.cfg.endpoints[tc.serve_endpoint].model,
-                          endpoint=tc.serve_endpoint, **common)
-    from .base_model import resolve_base
-
-    gguf, folder = resolve_base(tc.base_model)
-    if gguf is None:
-        return ModelEntry(backend="transformers", model=str(folder), **common)
-    return ModelEntry(backend="llamacpp", model=tc.base_model, **common)
-
 
 def preflight(ctx: Context, names: list[str]) -> dict[str, tuple]:
     """All data and model checks before any training (one clear error, nothing spent)."""
@@ -102,7 +90,7 @@ def preflight(ctx: Context, names: list[str]) -> dict[str, tuple]:
 
     tc = ctx.cfg.train
     backend = backend_of(tc)
-    check_device(tc)
+    check_device(tc)  # a no-op for backends without GPU checks
     st = ctx.store.stage("train")
     data = {v: backend.load_data(ctx, st, v) for v in names if ctx.cfg.variant(v).trained}
     backend.preflight(ctx, tc, data)
@@ -141,54 +129,6 @@ def train_variant(ctx: Context, st: StageDir, variant: str, rows: tuple, resume:
     return backend_of(tc).train(ctx, st, variant, tc, rows, out, common, launched, resume)
 
 
-def train_local(ctx: Context, st: StageDir, variant: str, tc: TrainConfig, rows: tuple, out: Path,
-                common: dict, launched: dict | None, resume: bool) -> ModelEntry:
-    """The local backend: LoRA here (or metrics of the accelerate launch), the adapter verified."""
-    from .local import train_lora
-
-    train, valid, h = rows
-
-    if launched is not None:
-        launched = dict(launched)
-        if launched.pop("data_hash", h) != h:  # the launched processes read other data than was checked
-            raise UserError(f"train: {variant} was trained on data that changed during the run; rerun the train stage")
-        common["metrics"].update(launched)
-    else:
-        ctx.log(f"[bold]{variant}[/bold]: LoRA on {tc.base_model}, {len(train)} train / {len(valid)} valid sessions")
-        with ctx.progress() as bar:  # one bar per variant: steps, loss, elapsed, ETA
-            common["metrics"].update(train_lora(tc, train, valid, out, resume=resume, log=ctx.log, progress=bar,
-                                                label=f"train {variant}"))
-    from .base_model import prepare_base
-    from .local import verify_adapter
-
-    common["metrics"]["lora_tensors"] = verify_adapter(out / "adapter", prepare_base(tc)[0])  # loads, or no entry
-    return local_entry(ctx, out, common)
-
-
-def local_entry(ctx: Context, out: Path, common: dict) -> ModelEntry:
-    """Registry entry of a trained LoRA: an adapter loaded into the vLLM server of
-    `train.serve_endpoint`, or a GGUF adapter for llama.cpp when the base is a GGUF."""
-    from .base_model import resolve_base
-
-    tc = ctx.cfg.train
-    if tc.serve_endpoint:
-        from .vllm_lora import adapter_name, ensure_adapter
-
-        name = adapter_name(common["variant"], common["data_hash"])
-        path = (out / "adapter").resolve()
-        ensure_adapter(ctx.cfg.endpoints[tc.serve_endpoint], tc.serve_endpoint, name, str(path))
-        ctx.log(f"{common['variant']}: adapter served as '{name}' by endpoint {tc.serve_endpoint}")
-        return ModelEntry(backend="openai", model=name, endpoint=tc.serve_endpoint, adapter=str(path), **common)
-    gguf, folder = resolve_base(tc.base_model)
-    if gguf is not None and tc.gguf_adapter:
-        from .gguf_lora import to_gguf
-
-        adapter = to_gguf(out / "adapter", gguf, out / "adapter.gguf")
-        return ModelEntry(backend="llamacpp", model=tc.base_model, adapter=str(adapter.resolve()), **common)
-    # a transformers base: serve base + PEFT adapter with vLLM --enable-lora (docs/training.md)
-    return ModelEntry(backend="transformers", model=str(folder or tc.base_model), adapter=str((out / "adapter").resolve()),
-                      **common)
-
 
 def run(ctx: Context, st: StageDir, *, variants: list[str] | None = None, resume: bool = True) -> dict:
     """Every declared variant (or those named), in declared order."""
@@ -202,7 +142,12 @@ def run(ctx: Context, st: StageDir, *, variants: list[str] | None = None, resume
         if not any(is_current(e, data[v][2], hps[v]) for e in reg.values()) and all(
                 (data[t][2], hps[t]) != (data[v][2], hps[v]) for t in todo):
             todo[v] = data[v][2]
-    launched = backend_of(ctx.cfg.train).launch(ctx, st, todo, resume)
+    launched: dict[str, dict] = {}
+    backend = backend_of(ctx.cfg.train)
+    if todo and backend.together(ctx.cfg.train):
+        for v, h in todo.items():
+            prepare_dir(ctx, st, v, h, resume)
+        launched = backend.launch(ctx, list(todo), resume)
     for v in names:
         if v not in data:
             save_entry(ctx.store, base_entry(ctx, v))
