@@ -28,7 +28,8 @@ if TYPE_CHECKING:
 
 
 class TrainBackend:
-    """Defaults fit a backend that trains in this process on the mix stage's Session splits."""
+    """One `train.backend`. Each must say how it reads a variant's data, registers an untrained
+    variant and trains one; the other methods' defaults are "nothing to check, nothing to add"."""
 
     name: str = "?"
     gpu: bool = False  # train.device / train.gpus (CUDA) checks apply

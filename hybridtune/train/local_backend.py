@@ -43,7 +43,7 @@ class LocalTraining(TrainBackend):
 
             check_server(ctx.cfg, tc)
         if data:
-            from .launch import check_launch, use_accelerate
+            from .launch import check_launch
             from .local import preflight as local_preflight
 
             if use_accelerate(tc):
@@ -86,7 +86,6 @@ class LocalTraining(TrainBackend):
         if not serve:
             return []
         return [(serve, cfg.endpoints[serve].model if serve in cfg.endpoints else None, "base variant + LoRA adapters")]
-
 
 
 def local_base_entry(ctx: Context, tc: TrainConfig, common: dict) -> ModelEntry:
