@@ -42,6 +42,7 @@ from .domain import Domain, PromptTemplate, load_domain
 from .evaluate.metrics import rubric
 from .llm.batch import BATCH_STAGES
 from .llm.usage import price_of
+from .train.backends import backend_of
 
 CHARS_PER_TOKEN = 4
 # Llama Guard's chat template wraps each screened text in its instructions and category list
@@ -446,9 +447,7 @@ class Estimator:
     def variant_model(self, name: str) -> str:
         tc = self.cfg.train
         base = self.model("counselor")
-        if not self.cfg.variant(name).trained:
-            return tc.openai.model if tc.backend == "openai" else base
-        return f"ft:{tc.openai.model}:{name}" if tc.backend == "openai" else f"{base}+{name}"
+        return backend_of(tc).variant_model(tc, name, self.cfg.variant(name).trained, base)
 
     def calibrate(self, data: RealData, convs: list[float]) -> None:
         ev, tc, mc = self.cfg.evaluate, self.cfg.evaluate.trust, self.cfg.mix
@@ -493,15 +492,11 @@ class Estimator:
         unit = {"sessions": 1.0, "qa": 1 / 3, "both": 4 / 3}
         total = sum((v.counts()["real"] * real_t + v.counts()["synthetic"] * synth_tokens) * keep * unit[v.units]
                     for v in trained)
-        if tc.backend == "openai":
-            epochs = tc.openai.n_epochs if isinstance(tc.openai.n_epochs, int) else 3
-            price = self.cfg.llm.prices.get(tc.openai.model)
-            usd = total * epochs * (price.training if price else 0.0) / 1e6
-            self.est.training_usd += usd
-            priced = f"${usd:.2f}" if price and price.training else f"$? (no llm.prices.{tc.openai.model}.training)"
-            self.est.training.append(f"fine-tuning: {len(trained)} job(s) on {tc.openai.model}: {round(total)} training "
-                                     f"tokens x {epochs} epochs = {round(total * epochs)} billed tokens, {priced}")
-            return
+        backend_of(tc).estimate(self, trained, total, real_t)
+
+    def local_training(self, trained: list, total: float, real_t: float) -> None:
+        """GPU hours and cost of local LoRA training (the local backend's estimate)."""
+        tc = self.cfg.train
         params = model_params(tc.base_model)
         steps = f"{tc.max_steps} steps" if tc.max_steps > 0 else f"{tc.epochs:g} epochs"
         tok = total * (tc.epochs if tc.max_steps <= 0 else 1)
@@ -631,7 +626,5 @@ def estimate(cfg: ExperimentConfig, data: RealData | None = None) -> Estimate:
     unpriced = sorted({r.model for r in e.est.rows if price_of(cfg.llm.prices, r.model) is None and not r.gpu_hours})
     if unpriced:
         e.est.notes.append(f"no price in llm.prices for {', '.join(unpriced)}: counted as $0 (self-hosted?)")
-    if cfg.train.backend == "local" and cfg.train.serve_endpoint and cfg.llm.gpu_hour_usd is None:
-        e.est.notes.append("self-hosted servers (vLLM) cost GPU hours for as long as they run; set "
-                           "llm.gpu_hour_usd to price training and serving")
+    e.est.notes += backend_of(cfg.train).estimate_notes(cfg)
     return e.est

@@ -69,20 +69,20 @@ def check_real_inputs(cfg: ExperimentConfig) -> tuple[list[str], list[str]]:
 
 def check_training(cfg: ExperimentConfig) -> list[str]:
     """Problems of `train.backend` with the configured endpoints (one line each)."""
+    from .train.backends import backend_of
+
+    return backend_of(cfg.train).config_problems(cfg)
+
+
+def local_config_problems(cfg: ExperimentConfig) -> list[str]:
+    """The local backend against the endpoints: a serving endpoint that can load adapters, or a
+    counselor that is the trained base model."""
     tc = cfg.train
     out = []
     counselor = cfg.roles["counselor"]
     c_ep = cfg.endpoints[counselor.endpoint]
     serve = getattr(tc, "serve_endpoint", None)
-    if tc.backend == "openai":
-        ep = cfg.endpoints.get(tc.openai.endpoint)
-        if ep is None:
-            out.append(f"train.openai.endpoint: '{tc.openai.endpoint}' is not defined under endpoints; "
-                       f"define it (backend: openai, base_url, api_key_env) or fix the name")
-        elif ep.backend != "openai":
-            out.append(f"train.backend: openai fine-tunes through endpoint '{tc.openai.endpoint}', whose backend is "
-                       f"{ep.backend}; it needs an OpenAI-compatible fine-tuning API (backend: openai)")
-    elif serve:
+    if serve:
         ep = cfg.endpoints.get(serve)
         if ep is None:
             out.append(f"train.serve_endpoint: '{serve}' is not defined under endpoints")
@@ -99,12 +99,18 @@ def check_training(cfg: ExperimentConfig) -> list[str]:
 
 
 def local_training_checks(cfg: ExperimentConfig) -> tuple[list[str], list[str]]:
-    """(ok lines, problems) of local training that nothing before the train stage would show:
-    the base model in the cache, the launch (processes, DeepSpeed), the memory fit, the serving
-    server (up, serving the base model, loading adapters at runtime)."""
-    tc = cfg.train
-    if tc.backend != "local" or not any(v.trained for v in cfg.variant_list()):
+    """(ok lines, problems) of the training backend that nothing before the train stage would show."""
+    from .train.backends import backend_of
+
+    if not any(v.trained for v in cfg.variant_list()):
         return [], []
+    return backend_of(cfg.train).machine_checks(cfg)
+
+
+def lora_checks(cfg: ExperimentConfig) -> tuple[list[str], list[str]]:
+    """The local backend's: the base model in the cache, the launch (processes, DeepSpeed), the
+    memory fit, the serving server (up, serving the base model, loading adapters at runtime)."""
+    tc = cfg.train
     from .train.base_model import check_fits, check_qlora, count_params, resolve_base
     from .train.hardware import training_gpus
     from .train.launch import check_launch, use_accelerate

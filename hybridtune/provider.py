@@ -121,12 +121,10 @@ def models_in_use(cfg: ExperimentConfig, registry: dict | None = None,
             "safety guard")
     if not training:
         return uses
-    tc = cfg.train
-    if tc.backend == "openai":
-        add(tc.openai.endpoint, tc.openai.model, "fine-tuning")
-    elif tc.serve_endpoint:
-        add(tc.serve_endpoint, cfg.endpoints[tc.serve_endpoint].model if tc.serve_endpoint in cfg.endpoints else None,
-            "base variant + LoRA adapters")
+    from .train.backends import backend_of
+
+    for ep_name, model, use in backend_of(cfg.train).remote_models(cfg):
+        add(ep_name, model, use)
     for v, entry in (registry or {}).items():
         if entry.backend == "openai" and not entry.adapter:  # adapters are (re)loaded by the train stage
             add(entry.endpoint, entry.model, f"variant {v}")

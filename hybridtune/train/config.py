@@ -28,8 +28,9 @@ class OpenAIFineTune(BaseModel):
 
 class TrainConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    backend: Literal["local", "openai"] = Field(
-        "local", description="local (TRL + PEFT; served by llama.cpp, or by vLLM with serve_endpoint) | openai")
+    backend: str = Field(
+        "local", description="training backend (hybridtune/train/backends.py): local (TRL + PEFT; served by "
+        "llama.cpp, or by vLLM with serve_endpoint) | openai")
     base_model: str = Field(
         "smollm2",
         description="local: 'smollm2' (the packaged GGUF), a .gguf path, a transformers model folder, or a "
@@ -92,6 +93,13 @@ class TrainConfig(BaseModel):
     threads: int | None = Field(None, ge=1, description="CPU threads for torch (default: all cores)")
     gguf_adapter: bool = Field(True, description="convert the LoRA adapter to GGUF so llama.cpp serves it")
     openai: OpenAIFineTune = Field(default_factory=OpenAIFineTune)
+
+    @field_validator("backend")
+    @classmethod
+    def _known_backend(cls, v: str) -> str:
+        from .backend_names import check_name
+
+        return check_name(v)  # unknown: one UserError naming train.backend, with did-you-mean
 
     @field_validator("gpus", mode="before")
     @classmethod

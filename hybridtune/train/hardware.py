@@ -117,7 +117,9 @@ def free_gpu_bytes(indices: list[int]) -> int:
 
 def check_device(tc: TrainConfig) -> None:
     """Refuse, in one line, a config that trains on CUDA where there is none."""
-    if tc.backend != "local" or tc.device == "cpu":
+    from .backends import backend_of
+
+    if not backend_of(tc).gpu or tc.device == "cpu":
         return
     n = cuda_gpus()
     missing = [i for i in (tc.gpus or "").split(",") if i and int(i) >= n]

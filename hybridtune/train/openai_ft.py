@@ -31,10 +31,19 @@ import time
 from collections.abc import Callable
 from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from ..errors import UserError
 from ..store import atomic_write
+from .backends import TrainBackend, register_training
 from .config import OpenAIFineTune
+
+if TYPE_CHECKING:
+    from ..config import ExperimentConfig
+    from ..context import Context
+    from ..records import ModelEntry
+    from ..store import StageDir
+    from .config import TrainConfig
 
 MIN_EXAMPLES = 10  # the API rejects smaller training files
 TERMINAL = {"succeeded", "failed", "cancelled"}
@@ -256,3 +265,71 @@ def _hp(job) -> dict:
     m = getattr(job, "method", None)
     hp = getattr(getattr(m, "supervised", None), "hyperparameters", None) or getattr(job, "hyperparameters", None)
     return hp.model_dump(mode="json") if hp is not None else {}
+
+
+@register_training("openai")
+class OpenAITraining(TrainBackend):
+    """Hosted fine-tuning jobs (OpenAI API or a compatible one) on the mix stage's validated export."""
+
+    def hyperparameters(self, tc: TrainConfig) -> dict:
+        return {**tc.openai.model_dump(include={"model", "n_epochs", "batch_size", "learning_rate_multiplier", "suffix"}),
+                "seed": tc.seed}
+
+    def load_data(self, ctx: Context, st: StageDir, variant: str) -> tuple[list, list, str]:
+        """The export's conversations, hashed over the exact bytes that are uploaded."""
+        from .data import read_openai_export
+        from .stage import export_files
+
+        files = export_files(ctx, variant)
+        return (read_openai_export(files["train"]), read_openai_export(files["valid"]) if files["valid"] else [],
+                file_hash(files["train"], files["valid"]))
+
+    def preflight(self, ctx: Context, tc: TrainConfig, data: dict) -> None:
+        if tc.openai.endpoint not in ctx.cfg.endpoints:
+            raise UserError(f"train.openai.endpoint: '{tc.openai.endpoint}' is not defined under endpoints; add it "
+                            "(backend: openai, base_url, api_key_env)")
+        make_client(ctx.cfg.endpoints[tc.openai.endpoint], tc.openai.endpoint)  # key present
+
+    def base_entry(self, ctx: Context, tc: TrainConfig, common: dict) -> ModelEntry:
+        from ..records import ModelEntry
+
+        return ModelEntry(backend="openai", model=tc.openai.model, endpoint=tc.openai.endpoint, **common)
+
+    def train(self, ctx: Context, st: StageDir, variant: str, tc: TrainConfig, rows: tuple, out: Path,
+              common: dict, launched: dict | None, resume: bool) -> ModelEntry:
+        from ..records import ModelEntry
+        from .stage import export_files
+
+        ep = ctx.cfg.endpoints[tc.openai.endpoint]
+        res = finetune(tc.openai, ep, tc.openai.endpoint, export_files(ctx, variant), out, data_hash=common["data_hash"],
+                       seed=tc.seed, log=lambda m: ctx.log(f"{variant}: {m}"))
+        common["metrics"].update(res["last"], trained_tokens=res["trained_tokens"])
+        return ModelEntry(backend="openai", model=res["model"], endpoint=tc.openai.endpoint, job_id=res["job_id"],
+                          api_hyperparameters=res["hyperparameters"], **common)
+
+    def variant_model(self, tc: TrainConfig, name: str, trained: bool, base: str) -> str:
+        return f"ft:{tc.openai.model}:{name}" if trained else tc.openai.model
+
+    def estimate(self, est: Any, trained: list, total: float, real_t: float) -> None:
+        tc = est.cfg.train
+        epochs = tc.openai.n_epochs if isinstance(tc.openai.n_epochs, int) else 3
+        price = est.cfg.llm.prices.get(tc.openai.model)
+        usd = total * epochs * (price.training if price else 0.0) / 1e6
+        est.est.training_usd += usd
+        priced = f"${usd:.2f}" if price and price.training else f"$? (no llm.prices.{tc.openai.model}.training)"
+        est.est.training.append(f"fine-tuning: {len(trained)} job(s) on {tc.openai.model}: {round(total)} training "
+                                f"tokens x {epochs} epochs = {round(total * epochs)} billed tokens, {priced}")
+
+    def config_problems(self, cfg: ExperimentConfig) -> list[str]:
+        tc = cfg.train
+        ep = cfg.endpoints.get(tc.openai.endpoint)
+        if ep is None:
+            return [f"train.openai.endpoint: '{tc.openai.endpoint}' is not defined under endpoints; "
+                    f"define it (backend: openai, base_url, api_key_env) or fix the name"]
+        if ep.backend != "openai":
+            return [f"train.backend: openai fine-tunes through endpoint '{tc.openai.endpoint}', whose backend is "
+                    f"{ep.backend}; it needs an OpenAI-compatible fine-tuning API (backend: openai)"]
+        return []
+
+    def remote_models(self, cfg: ExperimentConfig) -> list[tuple[str, str | None, str]]:
+        return [(cfg.train.openai.endpoint, cfg.train.openai.model, "fine-tuning")]

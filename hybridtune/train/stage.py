@@ -39,12 +39,9 @@ from ..errors import UserError
 from ..records import ModelEntry
 from ..registry import load_registry, save_entry
 from ..store import StageDir
+from .backends import backend_of
 from .config import TrainConfig, model_tc
-from .data import data_hash, load_split, read_openai_export
-
-LOCAL_HP = ("base_model", "lora_r", "lora_alpha", "lora_dropout", "target_modules", "qlora", "learning_rate",
-            "warmup_ratio", "epochs", "max_steps", "batch_size", "grad_accum", "max_seq_len", "seed",
-            "gradient_checkpointing")
+from .data import data_hash, load_split
 
 
 def variant_hp(ctx: Context, name: str) -> dict:
@@ -52,10 +49,7 @@ def variant_hp(ctx: Context, name: str) -> dict:
 
 
 def hyperparameters(tc: TrainConfig) -> dict:
-    if tc.backend == "openai":
-        return {**tc.openai.model_dump(include={"model", "n_epochs", "batch_size", "learning_rate_multiplier", "suffix"}),
-                "seed": tc.seed}
-    return tc.model_dump(include=set(LOCAL_HP))
+    return backend_of(tc).hyperparameters(tc)
 
 
 def export_files(ctx: Context, variant: str) -> dict[str, Path | None]:
@@ -68,15 +62,8 @@ def export_files(ctx: Context, variant: str) -> dict[str, Path | None]:
     return {"train": train, "valid": valid if valid.is_file() and valid.stat().st_size else None}
 
 
-def load_variant_data(ctx: Context, st: StageDir, variant: str) -> tuple[list, list, str]:
-    """Validated train/valid conversations of one variant (bad lines quarantined) and their hash.
-    openai: the export's conversations, hashed over the exact bytes that are uploaded."""
-    if ctx.cfg.train.backend == "openai":
-        from .openai_ft import file_hash
-
-        files = export_files(ctx, variant)
-        return (read_openai_export(files["train"]), read_openai_export(files["valid"]) if files["valid"] else [],
-                file_hash(files["train"], files["valid"]))
+def load_splits(ctx: Context, st: StageDir, variant: str) -> tuple[list, list, str]:
+    """Validated train/valid Session splits of one variant (bad lines quarantined) and their hash."""
     sp = ctx.system_prompt if ctx.cfg.train.add_system_prompt else None
     folder = ctx.store.path("mix", variant)
     train, bad = load_split(folder / "train.jsonl", sp)
@@ -93,17 +80,8 @@ def base_entry(ctx: Context, name: str = "base") -> ModelEntry:
     tc = ctx.cfg.train
     common = {"variant": name, "hyperparameters": hyperparameters(tc), "system_prompt": ctx.system_prompt,
               "recipe": ctx.cfg.variant(name).recipe()}
-    if tc.backend == "openai":
-        return ModelEntry(backend="openai", model=tc.openai.model, endpoint=tc.openai.endpoint, **common)
-    if tc.serve_endpoint:  # the same model on the same vLLM server as the adapters
-        return ModelEntry(backend="openai", model=ctx.cfg.endpoints[tc.serve_endpoint].model,
-                          endpoint=tc.serve_endpoint, **common)
-    from .base_model import resolve_base
+    return backend_of(tc).base_entry(ctx, tc, common)
 
-    gguf, folder = resolve_base(tc.base_model)
-    if gguf is None:
-        return ModelEntry(backend="transformers", model=str(folder), **common)
-    return ModelEntry(backend="llamacpp", model=tc.base_model, **common)
 
 
 def preflight(ctx: Context, names: list[str]) -> dict[str, tuple]:
@@ -111,28 +89,11 @@ def preflight(ctx: Context, names: list[str]) -> dict[str, tuple]:
     from .hardware import check_device
 
     tc = ctx.cfg.train
-    check_device(tc)
+    backend = backend_of(tc)
+    check_device(tc)  # a no-op for backends without GPU checks
     st = ctx.store.stage("train")
-    data = {v: load_variant_data(ctx, st, v) for v in names if ctx.cfg.variant(v).trained}
-    if tc.backend == "openai":
-        if tc.openai.endpoint not in ctx.cfg.endpoints:
-            raise UserError(f"train.openai.endpoint: '{tc.openai.endpoint}' is not defined under endpoints; add it "
-                            "(backend: openai, base_url, api_key_env)")
-        from .openai_ft import make_client
-
-        make_client(ctx.cfg.endpoints[tc.openai.endpoint], tc.openai.endpoint)  # key present
-        return data
-    if tc.serve_endpoint:
-        from .vllm_lora import check_server
-
-        check_server(ctx.cfg, tc)
-    if data:
-        from .launch import check_launch, use_accelerate
-        from .local import preflight as local_preflight
-
-        if use_accelerate(tc):
-            check_launch(tc)
-        local_preflight(tc)
+    data = {v: backend.load_data(ctx, st, v) for v in names if ctx.cfg.variant(v).trained}
+    backend.preflight(ctx, tc, data)
     return data
 
 
@@ -165,57 +126,8 @@ def train_variant(ctx: Context, st: StageDir, variant: str, rows: tuple, resume:
     common = {"variant": variant, "data_hash": h, "hyperparameters": hp, "system_prompt": ctx.system_prompt,
               "recipe": ctx.cfg.variant(variant).recipe()}
     common["metrics"] = {"train_sessions": len(train), "valid_sessions": len(valid)}
-    if tc.backend == "openai":
-        from .openai_ft import finetune
+    return backend_of(tc).train(ctx, st, variant, tc, rows, out, common, launched, resume)
 
-        ep = ctx.cfg.endpoints[tc.openai.endpoint]
-        res = finetune(tc.openai, ep, tc.openai.endpoint, export_files(ctx, variant), out, data_hash=h, seed=tc.seed,
-                       log=lambda m: ctx.log(f"{variant}: {m}"))
-        common["metrics"].update(res["last"], trained_tokens=res["trained_tokens"])
-        return ModelEntry(backend="openai", model=res["model"], endpoint=tc.openai.endpoint, job_id=res["job_id"],
-                          api_hyperparameters=res["hyperparameters"], **common)
-    from .local import train_lora
-
-    if launched is not None:
-        launched = dict(launched)
-        if launched.pop("data_hash", h) != h:  # the launched processes read other data than was checked
-            raise UserError(f"train: {variant} was trained on data that changed during the run; rerun the train stage")
-        common["metrics"].update(launched)
-    else:
-        ctx.log(f"[bold]{variant}[/bold]: LoRA on {tc.base_model}, {len(train)} train / {len(valid)} valid sessions")
-        with ctx.progress() as bar:  # one bar per variant: steps, loss, elapsed, ETA
-            common["metrics"].update(train_lora(tc, train, valid, out, resume=resume, log=ctx.log, progress=bar,
-                                                label=f"train {variant}"))
-    from .base_model import prepare_base
-    from .local import verify_adapter
-
-    common["metrics"]["lora_tensors"] = verify_adapter(out / "adapter", prepare_base(tc)[0])  # loads, or no entry
-    return local_entry(ctx, out, common)
-
-
-def local_entry(ctx: Context, out: Path, common: dict) -> ModelEntry:
-    """Registry entry of a trained LoRA: an adapter loaded into the vLLM server of
-    `train.serve_endpoint`, or a GGUF adapter for llama.cpp when the base is a GGUF."""
-    from .base_model import resolve_base
-
-    tc = ctx.cfg.train
-    if tc.serve_endpoint:
-        from .vllm_lora import adapter_name, ensure_adapter
-
-        name = adapter_name(common["variant"], common["data_hash"])
-        path = (out / "adapter").resolve()
-        ensure_adapter(ctx.cfg.endpoints[tc.serve_endpoint], tc.serve_endpoint, name, str(path))
-        ctx.log(f"{common['variant']}: adapter served as '{name}' by endpoint {tc.serve_endpoint}")
-        return ModelEntry(backend="openai", model=name, endpoint=tc.serve_endpoint, adapter=str(path), **common)
-    gguf, folder = resolve_base(tc.base_model)
-    if gguf is not None and tc.gguf_adapter:
-        from .gguf_lora import to_gguf
-
-        adapter = to_gguf(out / "adapter", gguf, out / "adapter.gguf")
-        return ModelEntry(backend="llamacpp", model=tc.base_model, adapter=str(adapter.resolve()), **common)
-    # a transformers base: serve base + PEFT adapter with vLLM --enable-lora (docs/training.md)
-    return ModelEntry(backend="transformers", model=str(folder or tc.base_model), adapter=str((out / "adapter").resolve()),
-                      **common)
 
 
 def run(ctx: Context, st: StageDir, *, variants: list[str] | None = None, resume: bool = True) -> dict:
@@ -225,19 +137,17 @@ def run(ctx: Context, st: StageDir, *, variants: list[str] | None = None, resume
     reg = load_registry(ctx.store)
     built, skipped = [], []
     hps = {v: variant_hp(ctx, v) for v in names}
+    todo: dict[str, str] = {}  # to train: not registered as current, and no identical set before it
+    for v in (v for v in names if v in data and not is_current(reg.get(v), data[v][2], hps[v])):
+        if not any(is_current(e, data[v][2], hps[v]) for e in reg.values()) and all(
+                (data[t][2], hps[t]) != (data[v][2], hps[v]) for t in todo):
+            todo[v] = data[v][2]
     launched: dict[str, dict] = {}
-    if ctx.cfg.train.backend == "local":
-        from .launch import run_launch, use_accelerate
-
-        todo: list[str] = []  # to train: not registered as current, and no identical set before it
-        for v in (v for v in names if v in data and not is_current(reg.get(v), data[v][2], hps[v])):
-            if not any(is_current(e, data[v][2], hps[v]) for e in reg.values()) and all(
-                    (data[t][2], hps[t]) != (data[v][2], hps[v]) for t in todo):
-                todo.append(v)
-        if todo and use_accelerate(ctx.cfg.train):  # one launch trains them all: processes start and join once
-            for v in todo:
-                prepare_dir(ctx, st, v, data[v][2], resume)
-            launched = run_launch(ctx, todo, resume=resume)
+    backend = backend_of(ctx.cfg.train)
+    if todo and backend.together(ctx.cfg.train):
+        for v, h in todo.items():
+            prepare_dir(ctx, st, v, h, resume)
+        launched = backend.launch(ctx, list(todo), resume)
     for v in names:
         if v not in data:
             save_entry(ctx.store, base_entry(ctx, v))
