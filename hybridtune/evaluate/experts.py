@@ -265,14 +265,21 @@ def verdict(res: dict[str, Any], threshold: float) -> str:
     return f"judge {head}: {'; '.join(parts)} (needs CI lower bound > {threshold:.2f})"
 
 
+def expert_source(tc, count: int, key: str) -> tuple[Path | None, dict | None]:
+    """The expert labels' file, or (None, the "did not run" record): `count` (config `key`) is 0 or
+    the labels are not at hand."""
+    if count == 0:
+        return None, {"ran": False, "note": f"evaluate.trust.{key} is 0"}
+    path, why = locate(tc.experts)
+    return (path, None) if path is not None else (None, {"ran": False, "note": f"no expert labels ({why})"})
+
+
 async def check(ctx: Context, st: StageDir) -> dict[str, Any]:
     """The calibrate stage's judge-against-experts check; {"ran": False, "note": why} without data."""
     tc = ctx.cfg.evaluate.trust
-    if tc.expert_pairs == 0:
-        return {"ran": False, "note": "evaluate.trust.expert_pairs is 0"}
-    path, why = locate(tc.experts)
+    path, skipped = expert_source(tc, tc.expert_pairs, "expert_pairs")
     if path is None:
-        return {"ran": False, "note": f"no expert labels ({why})"}
+        return skipped
     pairs = matched_pairs(load_annomi(path), tc.expert_pairs, ctx.cfg.seed)
     if not pairs:
         return {"ran": False, "note": f"{path}: no low-quality transcript with a high-quality one to compare"}
@@ -295,11 +302,9 @@ async def check(ctx: Context, st: StageDir) -> dict[str, Any]:
 async def annotator_check(ctx: Context, st: StageDir) -> dict[str, Any]:
     """The calibrate stage's annotator-against-experts check (`evaluate.trust.expert_turns`)."""
     tc = ctx.cfg.evaluate.trust
-    if tc.expert_turns == 0:
-        return {"ran": False, "note": "evaluate.trust.expert_turns is 0"}
-    path, why = locate(tc.experts)
+    path, skipped = expert_source(tc, tc.expert_turns, "expert_turns")
     if path is None:
-        return {"ran": False, "note": f"no expert labels ({why})"}
+        return skipped
     res = await annotator_agreement(ctx, st, load_annomi(path), tc.expert_turns, ctx.cfg.seed)
     return {"ran": True, "source": str(path), "annotator_model": ctx.llm("annotator").model, **res}
 
