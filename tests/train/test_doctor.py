@@ -5,6 +5,7 @@ refusal of --require-cuda, and the GPU pins kept equal to the CPU ones except wh
 """
 from __future__ import annotations
 
+import os
 import subprocess
 from importlib import metadata
 from pathlib import Path
@@ -57,6 +58,9 @@ def test_gpu_pins_equal_the_cpu_pins_but_for_torch_and_the_gpu_packages():
     extra = [x.strip() for x in (ROOT / "requirements-gpu.txt").read_text().splitlines() if x.strip()[:1].isalpha()]
     assert extra and all(p in gpu for p in extra)
     assert "deepspeed" in gpu and "vllm" in pins("constraints-vllm.txt")
-    steps = subprocess.run(["make", "-n", "setup-gpu"], cwd=ROOT, capture_output=True, text=True).stdout
+    # Under `make test` the parent's MAKELEVEL/MAKEFLAGS make the child print "Entering directory" lines.
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKELEVEL", "MAKEFLAGS", "MFLAGS")}
+    steps = subprocess.run(["make", "-n", "--no-print-directory", "setup-gpu"], cwd=ROOT, env=env,
+                           capture_output=True, text=True).stdout
     assert "-c constraints-gpu.txt" in steps and ".venv-vllm/bin/pip install -q vllm -c constraints-vllm.txt" in steps
     assert steps.strip().endswith("hybridtune doctor --require-cuda")
