@@ -232,6 +232,8 @@ def main() -> None:
     ap.add_argument("--cache", type=Path, default=None, help="folder keeping embeddings of the accuracy passes")
     ap.add_argument("--guard-url", default=None, help="OpenAI-compatible URL of a vLLM-served Llama Guard model")
     ap.add_argument("--guard-model", default="meta-llama/Llama-Guard-3-8B")
+    ap.add_argument("--head", type=Path, default=None,
+                    help="a candidate head (learned_train --out) measured beside the packaged one, accuracy passes only")
     args = ap.parse_args()
     # --cache only saves time (same vectors): not part of the command
     cmd = CMD.format(n=args.latency_turns) + f" --posts {args.posts} --esconv-turns {args.esconv_turns}"
@@ -241,6 +243,10 @@ def main() -> None:
     save = None
     if args.cache:
         (layer.encode, save), layer.single_thread = disk_cached(encode, args.cache), False
+    if args.head:  # the candidate shares the packaged layer's embedder (and its disk cache): only the head differs
+        screeners[f"rules + learned, head {args.head.name}"] = Screener(SafetyConfig(learned_head=str(args.head)))
+        cand = load_learned(str(args.head))
+        cand.encode, cand.single_thread = layer.encode, layer.single_thread
     data = load_data(args)
     m = {name: measure(name, s, data) for name, s in screeners.items()}
     if save:

@@ -200,6 +200,31 @@ def annomi_client_turns(half: str | None = None) -> list[tuple[str, str]]:
     return [r for r in rows if half is None or annomi_half(r[0]) == half]
 
 
+# CounselChat topics whose questions may describe a crisis (abuse, self-harm by substance or food, ideation in
+# depression): never read as negatives. The other topics are everyday heavy talk: grief, anxiety, work, family.
+COUNSEL_CHAT_RISK_TOPICS = {"depression", "trauma", "domestic-violence", "substance-abuse", "eating-disorders", "addiction"}
+
+
+def counsel_chat_negatives() -> list[tuple[str, str]]:
+    """(question id, sentence window) of CounselChat questions (../shared/data/counsel-chat, MIT) outside the risk
+    topics, each window ordinary (no disclosure words, nothing the rules flag): real people describing grief,
+    worry and conflict in their own words, the look-alikes of ideation that counseling turns are full of."""
+    import csv
+
+    path = SHARED / "counsel-chat" / "20200325_counsel_chat.csv"
+    if not path.exists():
+        sys.exit(f"{path}: CounselChat not found; --counsel-chat reads its questions as negatives (see data/README.md)")
+    seen, out = set(), []
+    with path.open(encoding="utf-8", newline="") as f:
+        for r in csv.DictReader(f):
+            if r["questionID"] in seen or r["topic"] in COUNSEL_CHAT_RISK_TOPICS:
+                continue
+            seen.add(r["questionID"])
+            text = clean(" ".join(x for x in (r["questionTitle"], r["questionText"]) if x))
+            out += [(r["questionID"], w) for w in windows(text) if ordinary(w)]
+    return out
+
+
 def ordinary(text: str) -> bool:
     """A real client turn usable as a negative: no disclosure words and nothing the rules flag
     (a few real clients do disclose; those turns are neither trained on as negatives nor used for thresholds)."""
@@ -344,6 +369,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--reddit", action="store_true",
                     help="also train on the dev side of the Reddit C-SSRS users (cssrs.py); see safety/README.md for why "
                          "the packaged head is not (yet) trained so")
+    ap.add_argument("--counsel-chat", action="store_true",
+                    help="also train on CounselChat questions outside its risk topics as negatives (../shared/data, MIT)")
     ap.add_argument("--out", type=Path, default=HEAD_FILE)
     ap.add_argument("--cache", type=Path, default=None, help="folder caching embeddings between runs (e.g. /tmp/ht-emb)")
     ap.add_argument("--pick-check-in", action="store_true",
@@ -412,6 +439,8 @@ def main(argv: list[str] | None = None) -> None:
     r_fold = np.array([user_fold(o, a.folds) for o in r_owner], dtype=int)
     at_risk_ids = sorted(u.id for u in cdev if u.label in AT_RISK)
     supportive_ids = sorted(u.id for u in cdev if u.label == "Supportive")
+    cc = counsel_chat_negatives() if a.counsel_chat else []
+    Xcc = embed([w for _, w in cc])
     Xdev = embed([w for ws in dev_spans for w in ws])
     Xcal = embed([w for ws in calib_spans for w in ws])
     Xcal_rows = np.repeat(calib_fold, [len(ws) for ws in calib_spans])
@@ -425,6 +454,8 @@ def main(argv: list[str] | None = None) -> None:
         texts, y = units([r for r, k in zip(dev, keep_dev, strict=True) if k])
         cal = [w for ws, k in zip(calib_spans, keep_cal, strict=True) if k for w in ws]
         X, y = embed(texts + cal), np.asarray(y + [0] * len(cal))
+        if len(cc):  # CounselChat windows: negatives in every fold (they are never scored for a threshold)
+            X, y = np.r_[X, Xcc], np.r_[y, np.zeros(len(cc), int)]
         if not len(r_owner):  # without --reddit
             return X, y
         keep_r = np.ones(len(r_owner), bool) if keep_r is None else keep_r
@@ -509,6 +540,7 @@ def main(argv: list[str] | None = None) -> None:
     sha = hashlib.sha256(DATA_FILE.read_bytes()).hexdigest()[:16]
     provenance = {
         "command": "PYTHONPATH=. .venv/bin/python -m hybridtune.safety.learned_train" + (" --reddit" if a.reddit else "")
+                   + (" --counsel-chat" if a.counsel_chat else "")
                    + "".join(f" {k} {v}" for k, v in (("--max-fa", a.max_fa), ("--folds", a.folds))
                              if v != ap.get_default(k.lstrip("-").replace("-", "_"))),
         "trained": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
@@ -525,7 +557,9 @@ def main(argv: list[str] | None = None) -> None:
                   f"{TOP_WINDOWS} top windows by a first-pass linear model as risk; Supportive users: every window as none",
             "heldout_users_sha": heldout_digest(users)}),
         "extra_negatives": f"AnnoMI client turns of the calibration half ({len(tids)} transcripts, {len(calib)} turns "
-                           "without disclosures; public domain, read in place)",
+                           "without disclosures; public domain, read in place)"
+                           + (f"; CounselChat questions outside {sorted(COUNSEL_CHAT_RISK_TOPICS)} ({len(cc)} ordinary "
+                              "sentence windows; MIT, read in place)" if cc else ""),
         "threshold_data": "out-of-fold scores of the AnnoMI calibration half (high, unsure) and of the development "
                           "crises (imminent); the AnnoMI eval half (learned_train.annomi_half) and the test split are "
                           "never read here",
