@@ -4,6 +4,10 @@
     est = estimate(cfg)              # no model is called; real inputs are read to measure them
     for line in est.lines(): print(line)
 
+Each stage's figures come from the function its declaration names (`Stage.estimate` in
+hybridtune/stages.py, e.g. "hybridtune.estimate:estimate_curate"), called in run order with the
+`Estimator`; a new stage adds its own with `e.add(stage, role, calls, input_tokens)`.
+
 How each figure is made (`hybridtune run CONFIG --dry-run` prints them; bench/estimate_accuracy.py
 checks them against a mock run):
 - calls: the config's sizes through each stage's loop (personas x checks, sessions x exchanges,
@@ -15,7 +19,8 @@ checks them against a mock run):
 - output tokens: `llm.output_fill` x the call's max_tokens (a reply rarely fills its budget;
   measure your models' share on a pilot run: usage.json has the tokens).
 - dollars: `llm.prices` (USD per 1M tokens) of the role's model; `llm.batch` halves the stages the
-  batch API serves (`llm.batch_discount`). Fine-tuning: training tokens x epochs x `prices.training`.
+  batch API serves (`batches=True` in hybridtune/stages.py; `llm.batch_discount`). Fine-tuning:
+  training tokens x epochs x `prices.training`.
 - GPU hours (local LoRA training): training tokens x epochs over the tokens/s measured on an H200
   for that model size and batch (hybridtune/train/throughput.py names its source; gradient
   checkpointing, processes and strategy scaled as it says), times the GPUs used, when the base
@@ -449,7 +454,8 @@ class Estimator:
         c_out, p_out = self.out("counselor"), self.out("patient")
         transcript = stand_in(conv.client_turns * p_out + conv.c_calls * c_out + 6 * (conv.client_turns + conv.c_calls))
         metrics = ev.metrics
-        summary = stand_in(scen.mean_summary_tokens if scen else min(40, sim.scenario_tokens))  # the judge sees the summary
+        # the judge sees the scenario's summary
+        summary = stand_in(scen.mean_summary_tokens if scen else min(40, sim.scenario_tokens))
         per = sum(chat_tokens(render(self.dom.prompt(rubric(x)), transcript=transcript,
                                      scenario=summary, protocol=self.dom.protocol)) for x in metrics)
         convs = v * n_scen

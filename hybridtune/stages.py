@@ -2,12 +2,15 @@
 
 Everything else is derived from `STAGES`: the order `hybridtune run` follows and its
 `--stage` choices (hybridtune/pipeline.py), one CLI verb per stage with the shared options
-(hybridtune/cli_stages.py), the roles checked before a stage spends anything, and the stage
-table in docs/architecture.md (tests/test_stages.py keeps it in step).
+(hybridtune/cli_stages.py), the roles checked before a stage spends anything, whether a stage's
+calls may wait for a provider batch (the stage context tells the LLM pool), the dry-run estimate
+(each stage's `estimate` function, in run order; hybridtune/estimate.py), and the stage tables in
+docs/architecture.md (tests/test_stages.py keeps them in step).
 
     from hybridtune.stages import STAGES, get
     get("mix").fn            # hybridtune.curate.mix:run, imported on first use
     get("synth").verb        # "synthesize"
+    get("curate").batches    # True: with llm.batch its calls wait for a provider batch
 
 Adding a stage is one `Stage(...)` entry in `STAGES` (docs/architecture.md has the recipe).
 
@@ -111,8 +114,8 @@ STAGES: list[Stage] = [
           "`cfg.real.inputs`", "`sessions.jsonl`, `samples.jsonl`, `quarantine.jsonl`, `report.md`, `annotations.jsonl` "
           "and `quality.jsonl` (real.llm), ingest ledgers `_ingest.json`, `_clean.jsonl`, `_dedup.jsonl`",
           summary="counts per step, PII by type, duplicates, filters",
-          roles=_real_roles, output="sessions.jsonl", batches=True, estimate="hybridtune.estimate:estimate_real", section="real",
-          publishes=("sessions.jsonl", "samples.jsonl"),
+          roles=_real_roles, output="sessions.jsonl", batches=True, estimate="hybridtune.estimate:estimate_real",
+          section="real", publishes=("sessions.jsonl", "samples.jsonl"),
           needs=("techniques.yaml", "distortions.yaml", "emotions.yaml", "prompts/real_annotate_turn.yaml",
                  "prompts/real_quality.yaml", "prompts/real_attribute_speakers.yaml")),
     Stage("split", "hybridtune.split:run", "split",
@@ -124,8 +127,8 @@ STAGES: list[Stage] = [
     Stage("personas", "hybridtune.synth.personas:run", "personas",
           "Generate quota-sampled personas with quality checks -> runs/<name>/personas/personas.jsonl.",
           "domain attributes", "`personas.jsonl`, `personas_dropped.jsonl`, `persona_drafts.jsonl` (every attempt)", roles=("generator", "judge"), output="personas.jsonl",
-          needs=_PERSONA_FILES, starts_run=True, batches=True, estimate="hybridtune.estimate:estimate_personas", section="synth",
-          publishes=("personas.jsonl",)),
+          needs=_PERSONA_FILES, starts_run=True, batches=True, estimate="hybridtune.estimate:estimate_personas",
+          section="synth", publishes=("personas.jsonl",)),
     Stage("scenarios", "hybridtune.synth.scenarios:run", "scenarios",
           "Write CBT scenarios for each persona (distortions checked, near-duplicates replaced) -> scenarios/scenarios.jsonl.",
           "personas", "`scenarios.jsonl`, `scenarios_rejected.jsonl` (near-duplicates), `scenario_drafts.jsonl`",
@@ -144,8 +147,8 @@ STAGES: list[Stage] = [
           "Judge sessions, crisis-screen them, and select (stage `curate`; writes runs/<name>/curate/).",
           "synth (+real) sessions", "`judged.jsonl`, `selected.jsonl`, `review.jsonl`, `rejected.jsonl`, `report.md`",
           roles=("judge",),
-          needs=("prompts/curate_judge.yaml",), batches=True, estimate="hybridtune.estimate:estimate_curate", section="curate",
-          publishes=("selected.jsonl", "review.jsonl", "rejected.jsonl")),
+          needs=("prompts/curate_judge.yaml",), batches=True, estimate="hybridtune.estimate:estimate_curate",
+          section="curate", publishes=("selected.jsonl", "review.jsonl", "rejected.jsonl")),
     Stage("eval_scenarios", "hybridtune.evaluate.scenarios:run", "eval-scenarios",
           "Make the held-out evaluation scenarios (generated on their own seed, or from evaluate.scenarios_file).",
           "own seed / file", "`scenarios.jsonl`, `quarantine.jsonl`, `contamination.json`, generated: `personas/`, "
@@ -161,8 +164,7 @@ STAGES: list[Stage] = [
           "`contamination.jsonl`, `leakage.json` (training vs test leakage check), `report.md`, "
           "`<variant>/openai_{train,valid}.jsonl`, `<variant>/parquet/`, `<variant>/README.md` (dataset card)",
           summary="composition per variant, checks, exports", section="mix",
-          publishes=("<variant>/train.jsonl", "<variant>/valid.jsonl", "test_real.jsonl", "test_synthetic.jsonl",
-                     "leakage.json")),
+          publishes=("<variant>/{train,valid}.jsonl", "test_real.jsonl", "test_synthetic.jsonl", "leakage.json")),
     Stage("train", "hybridtune.train.stage:run", "train",
           "Fine-tune the declared variants from the mixed sets and register them (and untrained ones) in models.json.",
           "mix", "`models.json` (run root, and a copy here), `quarantine.jsonl`, `<variant>/` (`spec.json`, checkpoints, "
@@ -177,13 +179,15 @@ STAGES: list[Stage] = [
           "Simulate a client talking with every counselor variant on every evaluation scenario.",
           "eval scenarios, models.json", "`sessions.jsonl`, `current.json` (this configuration's ids), "
           "`contamination.json`", roles=("patient",), needs=("prompts/eval_patient.yaml",),
-          estimate="hybridtune.estimate:estimate_simulate", section="evaluate", publishes=("sessions.jsonl", "contamination.json")),
+          estimate="hybridtune.estimate:estimate_simulate", section="evaluate",
+          publishes=("sessions.jsonl", "contamination.json")),
     Stage("score", "hybridtune.evaluate.score:run", "score",
           "Judge every simulated conversation on the configured metrics (default empathy and relevance 1-10).",
           "simulated sessions", "`scores.jsonl`, `session_scores.jsonl`, `pairwise.jsonl`, `pairwise_units.jsonl`",
           summary="failures, judge noise, agreement, length bias, pairwise win rates", roles=("judge",),
           needs=("prompts/{metric}.yaml", "prompts/eval_judge_pairwise.yaml"), batches=True,
-          estimate="hybridtune.estimate:estimate_score", section="evaluate", publishes=("session_scores.jsonl", "pairwise.jsonl")),
+          estimate="hybridtune.estimate:estimate_score", section="evaluate",
+          publishes=("session_scores.jsonl", "pairwise.jsonl")),
     Stage("likelihood", "hybridtune.evaluate.likelihood:run", "likelihood",
           "Score held-out real and synthetic sessions with every variant: NLL per counselor token, paired CIs.",
           "mix test splits, models.json", "`sessions.jsonl` (NLL per session)",
@@ -254,3 +258,15 @@ def stage_table() -> str:
         summary = f"`{StageDir.SUMMARY}`" + (f" ({s.summary})" if s.summary else "")
         rows.append([s.name, verb, f"`{target}`", roles, s.reads, f"{s.writes}, {summary}"])
     return md_table(["stage", "verb", "function", "roles", "reads", "writes (in runs/<name>/<stage>/)"], rows) + "\n"
+
+
+def facts_table() -> str:
+    """The Markdown table of what each stage declares for the rest of the tool: its config section,
+    whether it batches, its estimate and the files later stages read (docs/architecture.md)."""
+    from .tables import md_table
+
+    rows = [[s.name, f"`{s.section}:`" if s.section else "-", "yes" if s.batches else "-",
+             f"`{s.estimate.removeprefix('hybridtune.')}`" if s.estimate else "-",
+             ", ".join(f"`{f}`" for f in s.publishes) or "-"] for s in STAGES]
+    return md_table(["stage", "config", "batch API (`llm.batch`)", "estimate", "publishes (read by later stages)"],
+                    rows) + "\n"
