@@ -698,11 +698,11 @@ def read_scenarios(cfg: ExperimentConfig) -> ScenarioData | None:
     from .evaluate.simulate import persona_text
     from .synth.sessions import attitude_instruction
 
-    tpl = load_domain(cfg.domain).prompt("eval_patient")
+    dom = load_domain(cfg.domain)
+    tpl = dom.prompt("eval_patient")
     sample = scen[:: max(1, len(scen) // 50)]
-    ctx = SimpleNamespace(domain=load_domain(cfg.domain))
     p0 = [chat_tokens(render(tpl, scenario=s, persona=persona_text(s), attitude=s.attitude, opens=cfg.opens,
-                             attitude_instruction=attitude_instruction(ctx, s))) for s in sample]
+                             attitude_instruction=attitude_instruction(dom, s))) for s in sample]
     return ScenarioData(len(scen), sum(tokens(s.scenario) for s in scen) / len(scen),
                         sum(tokens(s.summary) for s in scen) / len(scen), sum(p0) / len(p0))
 
