@@ -579,7 +579,7 @@ class Estimator:
 
 
 # Each stage's estimate, named by its declaration in hybridtune/stages.py (`estimate=`) and called in
-# run order by estimate(): e(stimator) -> None, adding the stage's rows.
+# run order by estimate(): `fn(e: Estimator) -> None`, adding the stage's rows with `e.add`.
 
 def estimate_real(e: Estimator) -> None:
     e.real(e.data)
