@@ -31,8 +31,8 @@ from .config import ExperimentConfig
 from .domain import Domain, load_domain
 from .errors import StructuredOutputError, TooManyFailures, UserError
 from .llm import LLM, LLMPool, ResponseCache, Usage
-from .llm.batch import BATCH_STAGES
 from .records import Failure, stable_id
+from .stages import batches
 from .store import RunStore, StageDir, atomic_write
 
 T = TypeVar("T")
@@ -84,6 +84,12 @@ class Context:
         """Run a coroutine to the end, then close the HTTP clients made in its event loop."""
         return asyncio.run(self._closing(coro))
 
+    def enter_stage(self, name: str) -> None:
+        """Count the model calls that follow under stage `name`, and let them wait for a provider batch
+        (`llm.batch`) when that stage's declaration says it batches."""
+        self.llms.usage.stage = name
+        self.llms.batching = batches(name)
+
     def run_stage(self, name: str, fn: Callable[[Context, StageDir], Any], *, force: bool = False) -> dict:
         """Run one stage unless its completion marker exists; the marker is written last, after the
         stage's summary.json (the stage's own, or else the dict it returned)."""
@@ -92,7 +98,7 @@ class Context:
             self.log(f"[dim]{name}: done already, skipped[/dim]")
             return st.summary()
         st.reset()
-        self.llms.usage.stage = name
+        self.enter_stage(name)
         t0 = time.time()
         try:
             result = fn(self, st)
@@ -185,7 +191,7 @@ async def map_items(
     have = stage.ids(out_file) | stage.ids("skipped.jsonl")
     todo = [(k, it) for k, it in items if k not in have]
     res = MapResult(skipped=len(items) - len(todo), keys=[k for k, _ in items], stage=stage, out_file=out_file)
-    if ctx.cfg.llm.batch and ctx.llms.usage.stage in BATCH_STAGES:
+    if ctx.cfg.llm.batch and ctx.llms.batching:
         concurrency = max(concurrency, len(todo))  # every item's request goes into one provider batch
     sem = asyncio.Semaphore(concurrency)
     t0 = time.time()

@@ -4,6 +4,10 @@
     est = estimate(cfg)              # no model is called; real inputs are read to measure them
     for line in est.lines(): print(line)
 
+Each stage's figures come from the function its declaration names (`Stage.estimate` in
+hybridtune/stages.py, e.g. "hybridtune.estimate:estimate_curate"), called in run order with the
+`Estimator`; a new stage adds its own with `e.add(stage, role, calls, input_tokens)`.
+
 How each figure is made (`hybridtune run CONFIG --dry-run` prints them; bench/estimate_accuracy.py
 checks them against a mock run):
 - calls: the config's sizes through each stage's loop (personas x checks, sessions x exchanges,
@@ -15,7 +19,8 @@ checks them against a mock run):
 - output tokens: `llm.output_fill` x the call's max_tokens (a reply rarely fills its budget;
   measure your models' share on a pilot run: usage.json has the tokens).
 - dollars: `llm.prices` (USD per 1M tokens) of the role's model; `llm.batch` halves the stages the
-  batch API serves (`llm.batch_discount`). Fine-tuning: training tokens x epochs x `prices.training`.
+  batch API serves (`batches=True` in hybridtune/stages.py; `llm.batch_discount`). Fine-tuning:
+  training tokens x epochs x `prices.training`.
 - GPU hours (local LoRA training): training tokens x epochs over the tokens/s measured on an H200
   for that model size and batch (hybridtune/train/throughput.py names its source; gradient
   checkpointing, processes and strategy scaled as it says), times the GPUs used, when the base
@@ -27,6 +32,7 @@ checks them against a mock run):
 """
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections import defaultdict
@@ -37,10 +43,10 @@ from typing import Any
 
 import jinja2
 
+from . import stages
 from .config import ExperimentConfig
 from .domain import Domain, PromptTemplate, load_domain
 from .evaluate.metrics import rubric
-from .llm.batch import BATCH_STAGES
 from .llm.usage import price_of
 from .train.backends import backend_of
 
@@ -131,9 +137,43 @@ class Estimate:
         return out
 
 
+@dataclass
+class Conversation:
+    """One simulated conversation to the turn cap: calls and input tokens per side, and the client's turns."""
+
+    c_calls: int = 0
+    c_in: float = 0.0
+    p_calls: int = 0
+    p_in: float = 0.0
+    shared_in: float = 0.0  # the client's opening, the same for every variant (one call per scenario)
+    client_turns: int = 1
+
+
+@dataclass
+class Simulation:
+    """What the simulate stage will run, which score and calibrate then read."""
+
+    scenarios: int  # evaluation scenarios, crisis ones included
+    scenario_tokens: float
+    variants: list[str]
+    conv: Conversation
+
+    @property
+    def conversations(self) -> list[float]:
+        """Each simulated conversation's client-turn count."""
+        return [self.conv.client_turns] * (len(self.variants) * self.scenarios)
+
+
 class Estimator:
-    def __init__(self, cfg: ExperimentConfig, domain: Domain | None = None):
+    """The run's calls and tokens, added stage by stage by each stage's declared `estimate` function
+    (hybridtune/stages.py) from what is known before the run: the config, the domain pack, the real
+    transcripts (`data`) and a scenarios file (`scen`)."""
+
+    def __init__(self, cfg: ExperimentConfig, domain: Domain | None = None, data: RealData | None = None,
+                 scen: ScenarioData | None = None):
         self.cfg = cfg
+        self.data = data if data is not None else RealData()
+        self.scen = scen
         self.dom = domain or load_domain(cfg.domain)
         self.fill = cfg.llm.output_fill
         self.rows: dict[tuple[str, str, str], Row] = {}
@@ -164,9 +204,10 @@ class Estimator:
 
     def price(self) -> None:
         llm = self.cfg.llm
+        batching = {s.name for s in stages.STAGES if s.batches}
         for r in self.rows.values():
             p = price_of(llm.prices, r.model)
-            r.batch = llm.batch and r.stage in BATCH_STAGES
+            r.batch = llm.batch and r.stage in batching
             if p is not None:
                 r.usd = (r.input_tokens * p.input + r.output_tokens * p.output) / 1e6
                 r.usd *= llm.batch_discount if r.batch else 1.0
@@ -267,13 +308,27 @@ class Estimator:
                          distortions=terms or self.dom.distortions[:1])
             self.add(stage, "judge", checked, checked * chat_tokens(chk))
 
-    def synth(self, data: RealData) -> tuple[float, float]:
-        """Returns (counselor turns, tokens) of one synthetic session, for the stages after."""
+    def synth_shape(self) -> tuple[float, float, float]:
+        """(counselor turns, tokens, tokens a turn) of one synthetic session, to its cap."""
+        sc = self.cfg.synth
+        e = (sc.min_exchanges + sc.max_exchanges) / 2
+        if sc.mode == "single_pass":
+            return e, self.out("generator"), self.out("generator") / max(1, 2 * e)
+        lengths = range(sc.min_exchanges, max(sc.min_exchanges, sc.max_exchanges) + 1)  # drawn uniformly per session
+        c_out, p_out = self.out("counselor"), self.out("patient")
+        cap = sum(lengths) / len(lengths) + 1
+        return cap + 1, (cap + 1) * c_out + (cap + (self.cfg.opens == "client")) * p_out, (c_out + p_out) / 2
+
+    @property
+    def synth_tokens(self) -> float:
+        """Tokens of one synthetic session (0 when none are made): what curate and train read."""
+        return self.synth_shape()[1] if self.cfg.synth.sessions else 0.0
+
+    def synth(self, data: RealData) -> None:
         sc = self.cfg.synth
         n = sc.sessions
         e = (sc.min_exchanges + sc.max_exchanges) / 2
         lengths = range(sc.min_exchanges, max(sc.min_exchanges, sc.max_exchanges) + 1)  # drawn uniformly per session
-        c_out, p_out = self.out("counselor"), self.out("patient")
         exemplar = ""
         if sc.fewshot and data.sessions:
             ex = [t[:300] for s in data.sessions[:20] for _, t in s[: sc.fewshot_max_messages]]
@@ -284,22 +339,17 @@ class Estimator:
                           scenario=self.scenario(), attitude="neutral", plan=[], exchanges=e, exemplar=exemplar,
                           techniques=self.dom.techniques[: sc.techniques_per_session])
             self.add("synth", "generator", n, n * chat_tokens(msgs))
-            turn = self.out("generator") / max(1, 2 * e)
-            turns_c, sess_tokens = e, self.out("generator")
         else:
             share = n / len(lengths)
             for ex in lengths:
                 c_calls, c_in, p_calls, p_in = self.roleplay(ex, exemplar, techs=min(2, sc.techniques_per_session))
                 self.add("synth", "counselor", share * c_calls, share * c_in)
                 self.add("synth", "patient", share * p_calls, share * p_in)
-            cap = sum(lengths) / len(lengths) + 1
-            turns_c, sess_tokens = cap + 1, (cap + 1) * c_out + (cap + (self.cfg.opens == "client")) * p_out
-            turn = (c_out + p_out) / 2
         if sc.annotate_realised:
+            turns_c, _, turn = self.synth_shape()
             lines = [{"index": 1, "speaker": "Counselor", "text": stand_in(turn)} for _ in range(round(2 * turns_c - 1))]
             msgs = render(self.dom.prompt("synth_annotate"), techniques=self.dom.techniques, turns=lines)
             self.add("synth", "annotator", n, n * chat_tokens(msgs))
-        return turns_c, sess_tokens
 
     def roleplay(self, exchanges: int, exemplar: str, techs: int) -> tuple[int, float, int, float]:
         """One synthetic session as synth/sessions.py:RolePlay.run plays it, to its cap: (counselor calls,
@@ -374,31 +424,38 @@ class Estimator:
             msgs = render(self.dom.prompt("eval_crisis_scenario"), persona=self.persona().narrative, attributes={})
             self.add("eval_scenarios", "generator", ev.crisis_scenarios, ev.crisis_scenarios * chat_tokens(msgs))
 
-    def simulate_score(self, scen: ScenarioData | None) -> list[float]:
-        """Simulated conversations and their judging; returns each conversation's client-turn count."""
-        ev = self.cfg.evaluate
-        variants = [v.name for v in self.cfg.variant_list()]
-        n_scen = min(ev.scenarios, scen.count) if scen else ev.scenarios
-        n_scen += ev.crisis_scenarios
+    @functools.cached_property
+    def simulation(self) -> Simulation:
+        """The simulate stage's conversations: scenarios, variants, and one conversation to its cap."""
+        ev, scen = self.cfg.evaluate, self.scen
+        n_scen = (min(ev.scenarios, scen.count) if scen else ev.scenarios) + ev.crisis_scenarios
         scen_tokens = scen.mean_tokens if scen else self.out("generator")
-        m = ev.max_turns
-        c_out, p_out = self.out("counselor"), self.out("patient")
         sc = self.scenario(scen_tokens)
         ptpl = render(self.dom.prompt("eval_patient"), scenario=sc, persona=sc.persona.narrative if not scen else "",
                       attitude="neutral", attitude_instruction=self.dom.attitude_instruction("neutral"),
                       opens=self.cfg.opens)
         p0 = scen.patient_prompt_tokens if scen else chat_tokens(ptpl)
-        conv = self.conversation(p0, m)
-        v = len(variants)
+        return Simulation(n_scen, scen_tokens, [v.name for v in self.cfg.variant_list()],
+                          self.conversation(p0, ev.max_turns))
+
+    def simulate(self) -> None:
+        sim = self.simulation
+        n_scen, conv, v = sim.scenarios, sim.conv, len(sim.variants)
         # a client's opening is one call per scenario (same prompt and seed for every variant: cached)
         self.add("simulate", "patient", n_scen if conv.shared_in else 0, n_scen * conv.shared_in)
-        for name in variants:
+        for name in sim.variants:
             self.add("simulate", "counselor", n_scen * conv.c_calls, n_scen * conv.c_in, model=self.variant_model(name))
         self.add("simulate", "patient", v * n_scen * conv.p_calls, v * n_scen * conv.p_in)
-        # score: every metric per conversation, k samples, per judge
+
+    def score(self) -> None:
+        """Every metric per simulated conversation, k samples, per judge; pairwise comparisons."""
+        ev, scen, sim = self.cfg.evaluate, self.scen, self.simulation
+        n_scen, conv, v = sim.scenarios, sim.conv, len(sim.variants)
+        c_out, p_out = self.out("counselor"), self.out("patient")
         transcript = stand_in(conv.client_turns * p_out + conv.c_calls * c_out + 6 * (conv.client_turns + conv.c_calls))
         metrics = ev.metrics
-        summary = stand_in(scen.mean_summary_tokens if scen else min(40, scen_tokens))  # the judge sees the summary
+        # the judge sees the scenario's summary
+        summary = stand_in(scen.mean_summary_tokens if scen else min(40, sim.scenario_tokens))
         per = sum(chat_tokens(render(self.dom.prompt(rubric(x)), transcript=transcript,
                                      scenario=summary, protocol=self.dom.protocol)) for x in metrics)
         convs = v * n_scen
@@ -410,15 +467,14 @@ class Estimator:
             msgs = render(self.dom.prompt("eval_judge_pairwise"), transcript=stand_in(p_out + 6),
                           reply_a=stand_in(c_out), reply_b=stand_in(c_out))
             self.add("score", "judge", calls, calls * chat_tokens(msgs))
-        return [conv.client_turns] * convs
 
-    def conversation(self, p0: float, m: int) -> SimpleNamespace:
+    def conversation(self, p0: float, m: int) -> Conversation:
         """One simulated conversation as evaluate/simulate.py:converse runs it, to the turn cap: calls
         and input tokens per side (`p0`: the client's rendered prompt), and the client's turns."""
         c, p = self.out("counselor") + 4, self.out("patient") + 4  # a reply as a message in later requests
         seen_c = 3 + tokens(self.system_prompt) + 4  # what the counselor is sent
         seen_p = p0  # what the simulated client is sent
-        k = SimpleNamespace(c_calls=0, c_in=0.0, p_calls=0, p_in=0.0, shared_in=0.0, client_turns=1)
+        k = Conversation()
         turns = 0
         if self.cfg.opens == "counselor":  # its first turn goes into the client's cue (no new message)
             k.c_calls, k.c_in, turns = 1, seen_c, 1
@@ -522,6 +578,51 @@ class Estimator:
         self.est.notes.append(f"GPU hours from {SOURCE}: {how}; an A100 is about half as fast as an H200")
 
 
+# Each stage's estimate, named by its declaration in hybridtune/stages.py (`estimate=`) and called in
+# run order by estimate(): `fn(e: Estimator) -> None`, adding the stage's rows with `e.add`.
+
+def estimate_real(e: Estimator) -> None:
+    e.real(e.data)
+
+
+def estimate_personas(e: Estimator) -> None:
+    e.personas("personas", e.cfg.synth.personas)
+
+
+def estimate_scenarios(e: Estimator) -> None:
+    e.scenarios("scenarios", e.cfg.synth.personas * e.cfg.synth.scenarios_per_persona)
+
+
+def estimate_synth(e: Estimator) -> None:
+    if e.cfg.synth.sessions:
+        e.synth(e.data)
+
+
+def estimate_curate(e: Estimator) -> None:
+    e.curate(e.data, e.synth_tokens)
+    e.guard(e.data)
+
+
+def estimate_eval_scenarios(e: Estimator) -> None:
+    e.eval_scenarios(e.scen)
+
+
+def estimate_train(e: Estimator) -> None:
+    e.train(e.data, e.synth_tokens)
+
+
+def estimate_simulate(e: Estimator) -> None:
+    e.simulate()
+
+
+def estimate_score(e: Estimator) -> None:
+    e.score()
+
+
+def estimate_calibrate(e: Estimator) -> None:
+    e.calibrate(e.data, e.simulation.conversations)
+
+
 def dollars(usd: float) -> str:
     """A cost as the table prints it: a cost above zero never reads 0.00."""
     return "0.00" if usd == 0 else "<0.01" if usd < 0.01 else f"{usd:.2f}"
@@ -597,29 +698,21 @@ def read_scenarios(cfg: ExperimentConfig) -> ScenarioData | None:
     from .evaluate.simulate import persona_text
     from .synth.sessions import attitude_instruction
 
-    tpl = load_domain(cfg.domain).prompt("eval_patient")
+    dom = load_domain(cfg.domain)
+    tpl = dom.prompt("eval_patient")
     sample = scen[:: max(1, len(scen) // 50)]
-    ctx = SimpleNamespace(domain=load_domain(cfg.domain))
     p0 = [chat_tokens(render(tpl, scenario=s, persona=persona_text(s), attitude=s.attitude, opens=cfg.opens,
-                             attitude_instruction=attitude_instruction(ctx, s))) for s in sample]
+                             attitude_instruction=attitude_instruction(dom, s))) for s in sample]
     return ScenarioData(len(scen), sum(tokens(s.scenario) for s in scen) / len(scen),
                         sum(tokens(s.summary) for s in scen) / len(scen), sum(p0) / len(p0))
 
 
 def estimate(cfg: ExperimentConfig, data: RealData | None = None) -> Estimate:
-    e = Estimator(cfg)
-    data = data if data is not None else read_real(cfg)
-    scen = read_scenarios(cfg)
-    e.real(data)
-    e.personas("personas", cfg.synth.personas)
-    e.scenarios("scenarios", cfg.synth.personas * cfg.synth.scenarios_per_persona)
-    _, synth_tokens = e.synth(data) if cfg.synth.sessions else (0, 0.0)
-    e.curate(data, synth_tokens)
-    e.guard(data)
-    e.eval_scenarios(scen)
-    e.train(data, synth_tokens)
-    convs = e.simulate_score(scen)
-    e.calibrate(data, convs)
+    """Every declared stage's estimate, in run order (hybridtune/stages.py: a stage's `estimate`)."""
+    e = Estimator(cfg, data=data if data is not None else read_real(cfg), scen=read_scenarios(cfg))
+    for stage in stages.STAGES:
+        if stage.estimate_fn is not None:
+            stage.estimate_fn(e)
     e.price()
     e.est.notes.append(f"output tokens assume replies use {cfg.llm.output_fill:.0%} of max_tokens (llm.output_fill); "
                        "conversations are counted to their caps; re-asks of invalid replies are not counted")

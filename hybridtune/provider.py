@@ -178,12 +178,11 @@ def train_day(cfg: ExperimentConfig, today: date, chosen: list[str] | None = Non
     wait up to `llm.batch_timeout_h` for its batches."""
     from datetime import timedelta
 
-    from .llm.batch import BATCH_STAGES
-    from .stages import names
+    from .stages import batches, names
 
     order = chosen or names()
     before = order[:order.index("train")] if "train" in order else []
-    hours = sum(cfg.llm.batch_timeout_h for s in before if s in BATCH_STAGES) if cfg.llm.batch else 0.0
+    hours = sum(cfg.llm.batch_timeout_h for s in before if batches(s)) if cfg.llm.batch else 0.0
     return today + timedelta(hours=hours)
 
 

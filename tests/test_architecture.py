@@ -5,6 +5,7 @@ package on a line of its own that names each of its modules (so a new module nee
 """
 from __future__ import annotations
 
+import ast
 import re
 from pathlib import Path
 
@@ -60,3 +61,31 @@ def test_a_module_left_out_is_found(tmp_path):
            "               pii here\n```\n")
     assert missing_modules(doc, pkg) == ["webguard.py"]
     assert missing_modules(doc.replace(", and\n               pii here", ""), pkg) == ["real/pii.py", "webguard.py"]
+
+
+def stage_names_in(folder: Path) -> list[str]:
+    """`file: name` for each string constant in the modules under `folder` that is a declared stage's
+    name, and each identifier naming stages (BATCH_STAGES): where a layer decides by stage."""
+    from hybridtune.stages import names
+
+    found = []
+    for f in sorted(folder.rglob("*.py")):
+        for node in ast.walk(ast.parse(f.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Constant) and node.value in names():
+                found.append(f"{f.name}: {node.value!r}")
+            elif isinstance(node, ast.Name | ast.alias | ast.Attribute):
+                ident = {ast.Name: "id", ast.alias: "name", ast.Attribute: "attr"}[type(node)]
+                if "STAGES" in getattr(node, ident).upper():
+                    found.append(f"{f.name}: {getattr(node, ident)}")
+    return found
+
+
+def test_the_llm_layer_names_no_stage():
+    """Whether a call may wait for a provider batch is the stage declaration's to say (stages.py
+    `batches`), passed in by the stage context; the LLM layer never lists stages."""
+    assert stage_names_in(PKG / "llm") == []
+
+
+def test_a_stage_named_in_a_layer_is_found(tmp_path):
+    (tmp_path / "batch.py").write_text('BATCH_STAGES = ("real", "curate")\nx = "judge"\n')
+    assert stage_names_in(tmp_path) == ["batch.py: BATCH_STAGES", "batch.py: 'real'", "batch.py: 'curate'"]

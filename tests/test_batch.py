@@ -16,6 +16,7 @@ from hardening.common import hybridtune, start
 
 from hybridtune.devtools.mock_openai import MockServer
 from hybridtune.llm import LLMPool, ResponseCache, Usage
+from hybridtune.stages import batches
 
 
 def _pool(make_cfg, tmp_path, url: str) -> LLMPool:
@@ -24,6 +25,7 @@ def _pool(make_cfg, tmp_path, url: str) -> LLMPool:
                    backend="openai")
     pool = LLMPool(cfg, cache=ResponseCache(tmp_path / "cache.sqlite"), usage=Usage(cfg.llm.prices))
     pool.usage.stage = "curate"
+    pool.batching = batches("curate")  # as the stage context sets it from the declaration
     return pool
 
 
@@ -61,6 +63,7 @@ def test_conversations_are_not_batched(make_cfg, tmp_path):
     with srv as url:
         pool = _pool(make_cfg, tmp_path, url)
         pool.usage.stage = "simulate"
+        pool.batching = batches("simulate")
         async def go():
             try:
                 await pool.role("counselor").chat([{"role": "user", "content": "hello"}])

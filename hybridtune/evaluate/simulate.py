@@ -40,7 +40,7 @@ def persona_text(s: Scenario) -> str:
 def patient_prompt(ctx: Context, s: Scenario) -> tuple[list[dict[str, str]], str]:
     tpl = ctx.domain.prompt("eval_patient")
     msgs = tpl.render(scenario=s, persona=persona_text(s), attitude=s.attitude,
-                      attitude_instruction=attitude_instruction(ctx, s), opens=ctx.cfg.opens)
+                      attitude_instruction=attitude_instruction(ctx.domain, s), opens=ctx.cfg.opens)
     return msgs, tpl.tag
 
 

@@ -1,8 +1,10 @@
 """Provider batch APIs (`llm.batch: true`): OpenAI-style `/v1/files` + `/v1/batches`, at batch price.
 
 The stages do not change: `LLM.chat` asks the pool's `Batcher` instead of the backend when the
-endpoint can batch and the current stage is one the batch API serves (BATCH_STAGES: generation,
-annotation and judging; not the turn-by-turn conversations, which wait on each reply).
+endpoint can batch and the pool's `batching` is on. The caller decides that (the stage context, from
+the stage's declaration): calls independent of each other's replies within a round, such as
+generation, annotation and judging, may wait; turn-by-turn conversations, which wait on each reply,
+may not.
 
 - Requests arriving together (a stage's `map_items` lets every item in at once in batch mode)
   are collected for `WINDOW_S` of quiet, written as one JSONL file (`custom_id` = the response
@@ -30,8 +32,6 @@ if TYPE_CHECKING:
     from .cache import ResponseCache
     from .openai_backend import OpenAIBackend
 
-# stages whose model calls are independent of each other's replies within a round
-BATCH_STAGES = ("real", "personas", "scenarios", "curate", "eval_scenarios", "score", "calibrate")
 WINDOW_S = 0.5  # quiet time that closes a batch: every item of a map_items round has asked by then
 DONE = ("completed", "failed", "expired", "cancelled")
 # batch `errors` codes worth a resubmission (capacity, not the request)

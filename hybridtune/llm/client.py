@@ -20,7 +20,7 @@ from pydantic import BaseModel, ValidationError
 
 from ..errors import StructuredOutputError, UserError
 from .base import BACKENDS, Backend, ChatRequest, Completion, TokenLogprobs, Unreachable
-from .batch import BATCH_STAGES, Batcher
+from .batch import Batcher
 from .cache import ResponseCache, cache_key
 from .limits import Limiter, RetryStats, with_retries
 from .usage import Usage
@@ -204,6 +204,10 @@ def _short_error(e: Exception) -> str:
 class LLMPool:
     """Backends per endpoint (created once, shared by the roles bound to it) and roles."""
 
+    # May the current calls wait for a provider batch? Set by the stage context from the running
+    # stage's declaration; this layer never decides by stage.
+    batching: bool = False
+
     def __init__(self, cfg: ExperimentConfig, cache: ResponseCache | None = None, usage: Usage | None = None):
         self.cfg = cfg
         self.seed = cfg.seed
@@ -238,8 +242,8 @@ class LLMPool:
 
     def batcher(self, backend: Backend) -> Batcher | None:
         """The endpoint's batch queue when `llm.batch` is on, the backend has a batch API and the
-        current stage's calls can wait for a batch (llm/batch.py BATCH_STAGES); else None."""
-        if not (self.cfg.llm.batch and hasattr(backend, "submit_batch") and self.usage.stage in BATCH_STAGES):
+        current calls can wait for a batch (`batching`); else None."""
+        if not (self.cfg.llm.batch and hasattr(backend, "submit_batch") and self.batching):
             return None
         name = backend.endpoint_name
         if name not in self.batchers:

@@ -52,7 +52,7 @@ def ingest_cmd(
             locks.enter_context(RunStore(out.parent).locked())
         ctx = locks.enter_context(open_run(cfg, root=out))  # OUT is both the run and the stage folder (locked)
         ctx.llms.check(get("real").roles_for(cfg))
-        ctx.llms.usage.stage = "real"
+        ctx.enter_stage("real")
         s = ctx.arun(ingest(ctx, StageDir(out, "real"), files, None if format == "auto" else format))
     typer.echo(f"{s['sessions_in']} sessions in, {s['sessions_out']} out, {s['samples_out']} samples; "
                f"{s['files_quarantined']} of {s['files_in']} files quarantined, {s['records_quarantined']} bad records quarantined, "

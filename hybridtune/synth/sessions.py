@@ -28,6 +28,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from ..context import Context, map_items, regenerate
+from ..domain import Domain
 from ..errors import StructuredOutputError, UserError
 from ..meta import SynthMeta
 from ..records import Message, Persona, Scenario, Session, TurnAnnotation, stable_id
@@ -126,9 +127,9 @@ class Exemplars:
         return "\n---\n".join(out)
 
 
-def attitude_instruction(ctx: Context, sc: Scenario) -> str:
+def attitude_instruction(domain: Domain, sc: Scenario) -> str:
     """The scenario's own instruction (CACTUS) or the domain's for its attitude (an unknown one is an error)."""
-    return str(sc.meta.get("attitude_instruction") or "") or ctx.domain.attitude_instruction(sc.attitude)
+    return str(sc.meta.get("attitude_instruction") or "") or domain.attitude_instruction(sc.attitude)
 
 
 def align_opening(messages: list[Message], opens: str) -> list[Message]:
@@ -202,7 +203,7 @@ class RolePlay:
         sc = self.scenario
         closing = t > self.plan.exchanges  # the counselor has already wrapped up
         vars = dict(persona=sc.persona, scenario=sc, attitude=sc.attitude, closing=closing,
-                    attitude_instruction=attitude_instruction(self.ctx, sc))
+                    attitude_instruction=attitude_instruction(self.ctx.domain, sc))
         rendered = self.patient_tpl.render(**vars)
         flip = {"assistant": "user", "user": "assistant"}
         # opening the session, the client answers the template's cue; later, the counselor's turns
@@ -234,7 +235,7 @@ async def single_pass(ctx: Context, plan: SessionPlan, scenario: Scenario, exemp
     terms = {t.id: t for t in ctx.domain.techniques}
     d = (await ctx.llm("generator").chat(tpl.render(
         system_prompt=ctx.system_prompt, persona=scenario.persona, scenario=scenario, attitude=scenario.attitude,
-        attitude_instruction=attitude_instruction(ctx, scenario), opens=ctx.cfg.opens, plan=phases, techniques=[terms[i] for i in plan.techniques], exchanges=plan.exchanges, exemplar=exemplar),
+        attitude_instruction=attitude_instruction(ctx.domain, scenario), opens=ctx.cfg.opens, plan=phases, techniques=[terms[i] for i in plan.techniques], exchanges=plan.exchanges, exemplar=exemplar),
         schema=Dialogue, sample=sample)).parsed
     msgs: list[Message] = []
     assistant = {"assistant", "counselor", str((ctx.domain.meta.get("speakers") or {}).get("assistant", "")).lower()}
