@@ -47,7 +47,7 @@ def orchestration(delay: float = 1.0, n: int = 512, inflight: int = 64) -> list[
         raw_rate = asyncio.run(_raw_sdk(url, n, inflight))
         cfg = load_config(None, ["endpoints.local.backend=openai", f"endpoints.local.base_url={url}",
                                  f"endpoints.local.max_in_flight={inflight}", "llm.cache=false", "quiet=true"])
-        pool = LLMPool(cfg, usage=Usage())
+        pool = LLMPool(cfg.pool_config(), usage=Usage())
         llm = pool.role("counselor")
 
         async def go():
@@ -88,7 +88,7 @@ def embedded(max_tokens: int = 96, rounds: int = 2) -> Result:
     cfg = load_config(None, ["llm.cache=false", "quiet=true", "endpoints.local.n_ctx=2048",
                              f"roles.counselor.max_tokens={max_tokens}", "roles.counselor.temperature=0.7",
                              "roles.counselor.seed=1"])
-    pool = LLMPool(cfg, usage=Usage())
+    pool = LLMPool(cfg.pool_config(), usage=Usage())
     llm = pool.role("counselor")
     warm = [{"role": "user", "content": "hello"}]
     raw.create_chat_completion(messages=warm, max_tokens=8)

@@ -93,7 +93,7 @@ def disk_cached(encode, folder):
 
 
 def configs(args) -> tuple[dict[str, Screener], dict[str, str]]:
-    from hybridtune.config import EndpointConfig
+    from hybridtune.llm.config import EndpointConfig
     from hybridtune.safety.providers import GuardLayer, ModerationLayer
 
     base = SafetyConfig()

@@ -22,7 +22,7 @@ def _pool(make_cfg, tmp_path, url: str) -> LLMPool:
     cfg = make_cfg(f"endpoints.local.base_url={url}", "endpoints.local.model=mock", "llm.batch=true",
                    "llm.batch_poll_s=0.2", "llm.backoff_s=0.05", "llm.prices.mock={input: 2.0, output: 8.0}",
                    backend="openai")
-    pool = LLMPool(cfg, cache=ResponseCache(tmp_path / "cache.sqlite"), usage=Usage(cfg.llm.prices))
+    pool = LLMPool(cfg.pool_config(), cache=ResponseCache(tmp_path / "cache.sqlite"), usage=Usage(cfg.llm.prices))
     pool.usage.stage = "curate"
     return pool
 

@@ -56,7 +56,7 @@ def test_openai_backend_survives_successive_event_loops(make_cfg):
         cfg = make_cfg(f"endpoints.local.base_url={url}", "llm.cache=false", backend="openai")
         from hybridtune.llm import LLMPool
 
-        pool = LLMPool(cfg)
+        pool = LLMPool(cfg.pool_config())
         for i in range(3):
             r = asyncio.run(pool.role("counselor").chat([{"role": "user", "content": f"loop {i}"}]))
             assert f"loop {i}" in r.text

@@ -139,7 +139,7 @@ def test_a_second_flag_right_after_the_check_in_gets_the_crisis_reply():
 
 def _engine(make_cfg, replies):
     cfg = make_cfg("safety.use_model=false")
-    pool = LLMPool(cfg)
+    pool = LLMPool(cfg.pool_config())
     fake = FakeBackend.with_replies(replies)
     pool.install("local", fake)
     return open_engine(cfg, pool=pool), fake

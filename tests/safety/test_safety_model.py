@@ -22,7 +22,7 @@ def pool(tmp_path_factory):
     cfg = load_config(None, [f"runs_dir={tmp_path_factory.mktemp('runs')}", "quiet=true", "endpoints.local.n_ctx=1024",
                              "roles.judge.max_tokens=100", "roles.counselor.max_tokens=16", "llm.max_reasks=0",
                              "llm.cache=false"])
-    p = LLMPool(cfg)
+    p = LLMPool(cfg.pool_config())
     yield p
     asyncio.run(p.aclose())
 

@@ -12,7 +12,7 @@ import json
 import httpx
 import pytest
 
-from hybridtune.config import EndpointConfig
+from hybridtune.llm.config import EndpointConfig
 from hybridtune.devtools.mock_openai import MockServer
 from hybridtune.errors import UserError
 from hybridtune.train.config import OpenAIFineTune

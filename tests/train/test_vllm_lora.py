@@ -9,7 +9,7 @@ import json
 import pytest
 
 import hybridtune.train.vllm_lora as vl
-from hybridtune.config import EndpointConfig
+from hybridtune.llm.config import EndpointConfig
 from hybridtune.devtools.mock_openai import MockServer
 from hybridtune.errors import UserError
 
