@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 
 from hybridtune.safety.learned import HEAD_FILE, SHORT_WORDS, read_head, windows
-from hybridtune.safety.learned_train import (
+from scripts.learned_train import (
     DATA_FILE, NEAR_DUP_COS, NEGATIVE, POSITIVE, grams as _grams, jaccard as _jaccard, load_statements)
+from tests.conftest import shared_data
 
 OLD_SET = Path(__file__).parent / "data" / "labelled.jsonl"  # the rules' labelled set: an evaluation set here
 
@@ -85,7 +86,7 @@ def test_stored_kernel_scores_like_the_fitted_svm():
     """The head file's kernel (float16 support vectors, numpy decision) agrees with scikit-learn's SVC."""
     import numpy as np
 
-    from hybridtune.safety.learned_train import fit_kernel, kernel_of
+    from scripts.learned_train import fit_kernel, kernel_of
 
     rng = np.random.default_rng(0)
     X = rng.normal(size=(120, 384)).astype(np.float32)
@@ -103,7 +104,7 @@ def test_stored_kernel_scores_like_the_fitted_svm():
 def test_dev_folds_keep_near_duplicates_together():
     import numpy as np
 
-    from hybridtune.safety.learned_train import dev_folds
+    from scripts.learned_train import dev_folds
 
     rows = [{"id": f"r{i}", "text": t, "level": lv} for i, (t, lv) in enumerate([
         ("I want to die tonight", "intent"), ("I want to die tonight!", "intent"),
@@ -140,12 +141,11 @@ def test_bad_head_file_is_a_clear_error(tmp_path):
 
 
 def test_annomi_is_split_by_transcript_and_the_eval_half_is_never_trained_on():
-    from hybridtune.safety.learned_train import SHARED, annomi_client_turns, annomi_half
+    from scripts.learned_train import annomi_client_turns, annomi_half
 
-    if not (SHARED / "annomi" / "AnnoMI-simple.csv").exists():
-        pytest.skip("../shared/data/annomi not present")
-    turns = annomi_client_turns()
-    calib = {tid for tid, _ in annomi_client_turns("calib")}
+    csv = shared_data("annomi", "AnnoMI-simple.csv")
+    turns = annomi_client_turns(csv)
+    calib = {tid for tid, _ in annomi_client_turns(csv, "calib")}
     held = {tid for tid, _ in turns} - calib
     assert len(calib) >= 40 and len(held) >= 40 and all(annomi_half(t) == "eval" for t in held)
     prov = read_head().provenance

@@ -16,9 +16,9 @@ from hybridtune.llm.fake import FakeBackend
 from hybridtune.records import Session
 from hybridtune.safety.config import SafetyConfig
 from hybridtune.safety.learned import load_learned
-from hybridtune.safety.learned_train import POSITIVE, load_statements
 from hybridtune.safety.rules import rule_screen
 from hybridtune.safety.screen import Screener, screen_session
+from scripts.learned_train import POSITIVE, load_statements
 
 # An indirect disclosure with no phrase the rules know (asserted below); not in the labelled set.
 ONLY_LEARNED = "Nobody is going to miss me when I'm gone, and I'm going soon."
