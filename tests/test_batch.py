@@ -14,7 +14,7 @@ import time
 import pytest
 from hardening.common import hybridtune, start
 
-from hybridtune.devtools.mock_openai import MockServer
+from hybridtune.devtools.mock_openai import MockConfig, MockServer
 from hybridtune.llm import LLMPool, ResponseCache, Usage
 
 
@@ -28,7 +28,7 @@ def _pool(make_cfg, tmp_path, url: str) -> LLMPool:
 
 
 def test_one_batch_partly_failed_lines_resent_results_cached(make_cfg, tmp_path):
-    srv = MockServer(batch_seconds=0.5, batch_fail_first=2)
+    srv = MockServer(MockConfig(batch_seconds=0.5, batch_fail_first=2))
     with srv as url:
         pool = _pool(make_cfg, tmp_path, url)
         judge = pool.role("judge")
@@ -88,7 +88,7 @@ def _open_batches(run_dir) -> list[str]:
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_killed_during_a_batch_the_rerun_follows_it_without_a_second_batch(tmp_path):
-    srv = MockServer(batch_seconds=8)
+    srv = MockServer(MockConfig(batch_seconds=8))
     with srv as url:
         sets = [f"runs_dir={tmp_path / 'runs'}", "quiet=true", "endpoints.local.backend=openai",
                 f"endpoints.local.base_url={url}", "endpoints.local.model=mock", "llm.batch=true",
@@ -118,7 +118,7 @@ def test_killed_during_a_batch_the_rerun_follows_it_without_a_second_batch(tmp_p
 def test_a_batch_the_provider_refuses_is_reported_with_its_reason_not_resubmitted(make_cfg, tmp_path):
     from hybridtune.errors import UserError
 
-    srv = MockServer(openai=True, models="gpt-4.1-mini", batch_seconds=0.5)  # it does not serve "mock"
+    srv = MockServer(MockConfig(mode="openai", models="gpt-4.1-mini", batch_seconds=0.5))  # it does not serve "mock"
     with srv as url:
         pool = _pool(make_cfg, tmp_path, url)
         judge = pool.role("judge")
