@@ -199,7 +199,7 @@ def annomi_client_turns(path: Path, half: str | None = None) -> list[tuple[str, 
     import csv
 
     if not path.exists():
-        sys.exit(f"{path}: AnnoMI not found; the head is trained and calibrated on its client turns (see data/README.md)")
+        sys.exit(f"{path}: AnnoMI not found; the head is trained and calibrated on its client turns (see hybridtune/safety/data/README.md)")
     with path.open(encoding="utf-8") as f:
         rows = [(r["transcript_id"], r["utterance_text"].strip()) for r in csv.DictReader(f)
                 if r["interlocutor"] == "client" and r["utterance_text"].strip()]
@@ -355,7 +355,7 @@ def main(argv: list[str] | None = None) -> None:
                     help="also train on the dev side of the Reddit C-SSRS users (cssrs.py); see safety/README.md for why "
                          "the packaged head is not (yet) trained so")
     ap.add_argument("--out", type=Path, default=HEAD_FILE)
-    ap.add_argument("--cache", type=Path, default=None, help="folder caching embeddings between runs (e.g. /tmp/ht-emb)")
+    ap.add_argument("--cache", type=Path, default=None, help="folder caching embeddings between runs (any folder)")
     ap.add_argument("--pick-check-in", action="store_true",
                     help="only choose safety.check_in_min_score on the training side of the Reddit users and print it")
     ap.add_argument("--data", type=Path, default=os.environ.get(DATA_ENV),
@@ -363,6 +363,10 @@ def main(argv: list[str] | None = None) -> None:
     a = ap.parse_args(argv)
     if a.data is None:
         ap.error(f"--data: name the folder holding annomi/ and cssrs-reddit/ (or set {DATA_ENV})")
+    need = [] if a.pick_check_in else [a.data.joinpath(*ANNOMI)]
+    need += [reddit_file(a.data)] if a.reddit or a.pick_check_in else []
+    if missing := [str(f.relative_to(a.data)) for f in need if not f.is_file()]:
+        ap.error(f"--data {a.data}: {', '.join(missing)} not there; name the folder that holds them")
     from sklearn import __version__ as skv
 
     from hybridtune.embed import embed as embed_now

@@ -167,3 +167,21 @@ def test_learned_layer_encodes_a_repeated_window_once():
     a = layer.score(["I slept fine.", "We talked about the garden."])
     b = layer.score(["We talked about the garden.", "I slept fine."])
     assert calls == [2] and [s.p_risk for s in a] == [s.p_risk for s in b][::-1]
+
+
+def test_the_training_script_reads_its_data_sets_from_data_only(tmp_path, monkeypatch, capsys):
+    """scripts/learned_train.py takes the data sets' folder from --data (or $HYBRIDTUNE_DEV_DATA), never
+    from a path of its own: without one, or with a folder lacking a file it needs, it stops with one line."""
+    from scripts.learned_train import DATA_ENV, main
+
+    monkeypatch.delenv(DATA_ENV, raising=False)
+    for argv, says in ((["--pick-check-in"], "--data: name the folder"),
+                       (["--data", str(tmp_path), "--pick-check-in"], "cssrs-reddit/cssrs_dev_400_users.csv not there"),
+                       (["--data", str(tmp_path), "--reddit"], "annomi/AnnoMI-simple.csv, cssrs-reddit/")):
+        with pytest.raises(SystemExit):
+            main(argv)
+        assert says in capsys.readouterr().err.strip().splitlines()[-1]
+    monkeypatch.setenv(DATA_ENV, str(tmp_path))
+    with pytest.raises(SystemExit):
+        main([])
+    assert f"--data {tmp_path}: annomi/AnnoMI-simple.csv not there" in capsys.readouterr().err
