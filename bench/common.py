@@ -9,6 +9,7 @@ Public data sets are named as in the catalogue (hybridtune/catalogue/catalogue.y
 `data_file("esconv", "test.json")` is the copy `hybridtune data get esconv` made, else the
 development copy under $HYBRIDTUNE_DEV_DATA (a folder of the sets as their authors published
 them; relative to the checkout, e.g. `HYBRIDTUNE_DEV_DATA=../shared/data`; `make bench` sets it).
+A development set the catalogue does not list is `dev_data_file(folder, file)`.
 
     from common import Result, data_file, record
     rows = data_file("annomi", "AnnoMI-simple.csv").read_text()
@@ -49,9 +50,8 @@ def data_file(name: str, file: str, required: bool = True) -> Path | None:
 
     ds = catalogue.get(name)  # an unknown name: one line listing the known ones
     places = [catalogue.local_dir(ds.name) / file]
-    if os.environ.get(DEV_DATA_ENV):
-        dev = Path(os.environ[DEV_DATA_ENV]).expanduser()
-        places.append((dev if dev.is_absolute() else ROOT / dev) / DEV_FOLDERS.get(ds.name, ds.name) / file)
+    if dev := _dev_dir():
+        places.append(dev / DEV_FOLDERS.get(ds.name, ds.name) / file)
     for p in places:
         if p.is_file():
             return p
@@ -59,6 +59,25 @@ def data_file(name: str, file: str, required: bool = True) -> Path | None:
         return None
     raise SystemExit(f"data set {ds.name}: {file} not found (looked in {', '.join(str(p.parent) for p in places)}); "
                      f"run `hybridtune data get {ds.name}` or set {DEV_DATA_ENV} to a folder of the shared data sets")
+
+
+def _dev_dir() -> Path | None:
+    """$HYBRIDTUNE_DEV_DATA (relative to the checkout unless absolute), or None when unset."""
+    if not os.environ.get(DEV_DATA_ENV):
+        return None
+    dev = Path(os.environ[DEV_DATA_ENV]).expanduser()
+    return dev if dev.is_absolute() else ROOT / dev
+
+
+def dev_data_file(folder: str, file: str) -> Path:
+    """`file` of a development data set the catalogue does not list (e.g. the Reddit C-SSRS users):
+    $HYBRIDTUNE_DEV_DATA/<folder>/<file>; exits with one line when it is not there."""
+    dev = _dev_dir()
+    p = dev / folder / file if dev else None
+    if p is None or not p.is_file():
+        raise SystemExit(f"{folder}/{file}: not found ({'looked in ' + str(p.parent) if p else DEV_DATA_ENV + ' is not set'}); "
+                         f"set {DEV_DATA_ENV} to a folder of the shared data sets")
+    return p
 
 
 def git_commit(root: Path = ROOT) -> str:

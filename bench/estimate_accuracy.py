@@ -29,7 +29,7 @@ from pathlib import Path
 from common import ROOT, Result, data_file, record
 
 from hybridtune.config import load_config
-from hybridtune.devtools.mock_openai import MockServer
+from hybridtune.devtools.mock_openai import MockConfig, MockServer
 from hybridtune.estimate import estimate
 
 STAGES = ["real", "personas", "scenarios", "synth", "curate", "eval_scenarios", "mix",
@@ -91,7 +91,7 @@ def main() -> None:
     os.environ["PYTHONPATH"] = str(ROOT)  # the mock server and the runs import this checkout's package
     os.chdir(ROOT)  # config paths (data/demo) are relative to the project root, as for the CLI
     t0 = time.time()
-    with MockServer(reply_fill=load_config(ROOT / "configs/demo.yaml").llm.output_fill) as url:
+    with MockServer(MockConfig(reply_fill=load_config(ROOT / "configs/demo.yaml").llm.output_fill)) as url:
         sets = overrides(runs, url, a.sessions, a.turns)
         cfg = load_config(ROOT / "configs/demo.yaml", sets)
         est = estimate(cfg).by_stage()  # before anything runs

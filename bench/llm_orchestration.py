@@ -17,7 +17,7 @@ import time
 from common import Result, record
 
 from hybridtune.config import load_config
-from hybridtune.devtools.mock_openai import MockServer
+from hybridtune.devtools.mock_openai import MockConfig, MockServer
 from hybridtune.llm import LLMPool, Usage
 
 CMD = ".venv/bin/python bench/llm_orchestration.py"
@@ -43,11 +43,11 @@ async def _raw_sdk(url: str, n: int, inflight: int) -> float:
 
 
 def orchestration(delay: float = 1.0, n: int = 512, inflight: int = 64) -> list[Result]:
-    with MockServer(delay=delay) as url:
+    with MockServer(MockConfig(delay=delay)) as url:
         raw_rate = asyncio.run(_raw_sdk(url, n, inflight))
         cfg = load_config(None, ["endpoints.local.backend=openai", f"endpoints.local.base_url={url}",
                                  f"endpoints.local.max_in_flight={inflight}", "llm.cache=false", "quiet=true"])
-        pool = LLMPool(cfg, usage=Usage())
+        pool = LLMPool(cfg.pool_config(), usage=Usage())
         llm = pool.role("counselor")
 
         async def go():
@@ -88,7 +88,7 @@ def embedded(max_tokens: int = 96, rounds: int = 2) -> Result:
     cfg = load_config(None, ["llm.cache=false", "quiet=true", "endpoints.local.n_ctx=2048",
                              f"roles.counselor.max_tokens={max_tokens}", "roles.counselor.temperature=0.7",
                              "roles.counselor.seed=1"])
-    pool = LLMPool(cfg, usage=Usage())
+    pool = LLMPool(cfg.pool_config(), usage=Usage())
     llm = pool.role("counselor")
     warm = [{"role": "user", "content": "hello"}]
     raw.create_chat_completion(messages=warm, max_tokens=8)

@@ -12,7 +12,7 @@ none, check_in or crisis_reply.
    hybridtune.safety.cssrs.split_of, never trained, tuned or thresholded on): a user is reached when
    any of their first --posts posts, each screened as a first turn, gets a check-in or a crisis
    reply; at-risk users (Ideation, Behavior, Attempt; target >= 90%), Supportive and Indicator users.
-2. AnnoMI client turns of the `eval` half of the transcripts (learned_train.annomi_half; never trained
+2. AnnoMI client turns of the `eval` half of the transcripts (scripts/learned_train.py annomi_half; never trained
    or thresholded on): check-in or crisis reply per ordinary turn (target <= 2%), crisis reply per turn
    (target <= 0.5%), and sessions with a crisis reply (each transcript as one conversation; target <= 10%).
 3. ESConv test-split seeker turns (CC BY-NC 4.0, read in place for this measurement only, never trained
@@ -25,7 +25,7 @@ none, check_in or crisis_reply.
     .venv/bin/python bench/safety_screen.py [--posts 8] [--esconv-turns 1000] [--latency-turns 400] [--cache DIR]
 
 --cache keeps the embedder's vectors of the accuracy passes (1-4) on disk, keyed by the exact window
-text (the file learned_train --cache writes), so a rerun after retraining only the head costs seconds;
+text (the file scripts/learned_train.py --cache writes), so a rerun after retraining only the head costs seconds;
 the latency pass (5) always encodes every turn afresh (the layer's in-process window cache is emptied first).
 """
 from __future__ import annotations
@@ -38,14 +38,14 @@ import statistics
 import time
 from pathlib import Path
 
-from common import ROOT, Result, data_file, latency, record
+from common import ROOT, Result, data_file, dev_data_file, latency, record
 
 from hybridtune.safety.config import SafetyConfig
 from hybridtune.safety.learned import load_learned
 from hybridtune.safety.cssrs import AT_RISK
-from hybridtune.safety.learned_train import annomi_client_turns, annomi_half
 from hybridtune.safety.policy import decide
 from hybridtune.safety.screen import Screener
+from scripts.learned_train import annomi_client_turns
 
 CMD = ".venv/bin/python bench/safety_screen.py --latency-turns {n}"
 
@@ -67,7 +67,7 @@ def esconv_test() -> list[str]:
 
 
 def disk_cached(encode, folder):
-    """`encode` with its vectors kept in folder/embeddings.npz (the same file learned_train --cache writes),
+    """`encode` with its vectors kept in folder/embeddings.npz (the same file scripts/learned_train.py --cache writes),
     and the function that writes new ones there."""
     import numpy as np
 
@@ -93,7 +93,7 @@ def disk_cached(encode, folder):
 
 
 def configs(args) -> tuple[dict[str, Screener], dict[str, str]]:
-    from hybridtune.config import EndpointConfig
+    from hybridtune.llm.config import EndpointConfig
     from hybridtune.safety.providers import GuardLayer, ModerationLayer
 
     base = SafetyConfig()
@@ -210,11 +210,11 @@ def measure(name: str, s: Screener, data: dict) -> dict:
 
 
 def load_data(args) -> dict:
-    from hybridtune.safety.cssrs import heldout_users, read_users
+    from hybridtune.safety.cssrs import FILE_NAME, FOLDER, heldout_users, read_users
 
-    users = heldout_users(read_users())
+    users = heldout_users(read_users(dev_data_file(FOLDER, FILE_NAME)))
     reddit = [(u.id, u.label, p) for u in users for p in u.posts[:args.posts]]
-    ev = [(tid, t) for tid, t in annomi_client_turns() if annomi_half(tid) == "eval"]
+    ev = annomi_client_turns(data_file("annomi", "AnnoMI-simple.csv"), "eval")
     es = esconv_test()
     demo = demo_turns()
     return {"reddit_keys": [k for k, _, _ in reddit], "reddit_texts": [p for _, _, p in reddit],

@@ -83,7 +83,7 @@ def main() -> None:
         seed_run(Path(tmp) / "demo", a.sessions, 1, Path(tmp) / "models")
         cfg = load_config(str(ROOT / "configs" / "demo.yaml"), [f"runs_dir={tmp}", "quiet=true", "llm.cache=false",
                                                                  f"synth.sessions={a.sessions}", "synth.fewshot=0"])
-        pool = LLMPool(cfg)
+        pool = LLMPool(cfg.pool_config())
         fake = FakeBackend(responder=responder)
         pool.install("local", fake)
         with open_run(cfg, pool=pool) as ctx:

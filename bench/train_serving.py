@@ -44,7 +44,7 @@ def default_adapter(tmp: Path) -> Path:
 
 
 def speed(lora: Path | None, max_tokens: int) -> tuple[int, float]:
-    from hybridtune.config import EndpointConfig
+    from hybridtune.llm.config import EndpointConfig
     from hybridtune.llm.base import ChatRequest
     from hybridtune.llm.llamacpp import LlamaCppBackend
 

@@ -77,7 +77,7 @@ def config_check(config: ConfigArg, set_: SetOpt = None, show: bool = typer.Opti
 
     _, problems = config_problems(cfg)  # the dry run's own checks: every problem at once
     try:
-        LLMPool(cfg).check()
+        LLMPool(cfg.pool_config()).check()
     except UserError as e:
         problems.append(str(e))
     if problems:
@@ -124,7 +124,7 @@ def ask(
     cfg = load(pick(None, config), [*(set_ or []), "llm.cache=false"])
     from .llm import LLMPool
 
-    pool = LLMPool(cfg)
+    pool = LLMPool(cfg.pool_config())
 
     async def go():
         try:

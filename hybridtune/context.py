@@ -133,7 +133,7 @@ def open_run(cfg: ExperimentConfig, *, pool: LLMPool | None = None, root: Path |
     """
     store = RunStore(root or cfg.run_dir)
     if not lock:
-        yield Context(cfg=cfg, store=store, llms=pool or LLMPool(cfg), domain=load_domain(cfg.domain))
+        yield Context(cfg=cfg, store=store, llms=pool or LLMPool(cfg.pool_config()), domain=load_domain(cfg.domain))
         return
     with store.locked():
         # atomic_write's temp file is created 0600 and renamed: the resolved config is readable by its owner only
@@ -141,7 +141,7 @@ def open_run(cfg: ExperimentConfig, *, pool: LLMPool | None = None, root: Path |
         if pool is None:
             cache = ResponseCache(store.path("cache.sqlite")) if cfg.llm.cache else None
             usage = Usage(cfg.llm.prices, cfg.llm.budget_usd, store.path("usage.json"))
-            pool = LLMPool(cfg, cache=cache, usage=usage)
+            pool = LLMPool(cfg.pool_config(), cache=cache, usage=usage)
         elif pool.usage.path is None:
             pool.usage.path = store.path("usage.json")
         ctx = Context(cfg=cfg, store=store, llms=pool, domain=load_domain(cfg.domain))

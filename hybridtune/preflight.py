@@ -185,7 +185,7 @@ def preflight(cfg: ExperimentConfig) -> list[str]:
         ok, bad = local_training_checks(cfg)
         lines += ok
         problems += [cfg.blame(p) for p in bad]
-    pool = LLMPool(cfg)
+    pool = LLMPool(cfg.pool_config())
     for role, rc in cfg.roles.items():
         ep = cfg.endpoints[rc.endpoint]
         try:

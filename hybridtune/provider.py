@@ -27,8 +27,9 @@ from datetime import date
 
 import httpx
 
-from .config import EndpointConfig, ExperimentConfig
+from .config import ExperimentConfig
 from .errors import UserError
+from .llm.config import EndpointConfig
 
 # OpenAI's deprecations page (announced 2026): new fine-tuning jobs stop on 2027-01-06;
 # gpt-4o and gpt-4o-mini, their dated snapshots and every fine-tune built on them shut

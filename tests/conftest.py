@@ -51,7 +51,7 @@ def fake_ctx(make_cfg):
 
     def make(*overrides: str, replies=None, responder=None):
         cfg = make_cfg(*overrides)
-        pool = LLMPool(cfg)
+        pool = LLMPool(cfg.pool_config())
         fake = FakeBackend.with_replies(list(replies or []), responder=responder)
         pool.install("local", fake)
         return open_run(cfg, pool=pool), fake

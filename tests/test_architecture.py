@@ -89,3 +89,27 @@ def test_the_llm_layer_names_no_stage():
 def test_a_stage_named_in_a_layer_is_found(tmp_path):
     (tmp_path / "batch.py").write_text('BATCH_STAGES = ("real", "curate")\nx = "judge"\n')
     assert stage_names_in(tmp_path) == ["batch.py: BATCH_STAGES", "batch.py: 'real'", "batch.py: 'curate'"]
+
+
+DEV_DATA_PATH = re.compile(r"""shared['"]?\s*/\s*['"]?data""")  # "../shared/data" and Path(...) / "shared" / "data"
+
+
+def dev_data_paths(pkg: Path = PKG) -> list[str]:
+    """`file:line` of every place in the package's modules that names the development data folder."""
+    return [f"{f.relative_to(pkg.parent)}:{i}" for f in sorted(pkg.rglob("*.py"))
+            for i, line in enumerate(f.read_text(encoding="utf-8").splitlines(), 1) if DEV_DATA_PATH.search(line)]
+
+
+def test_the_package_does_not_know_where_development_data_lives():
+    """Data set paths come from the caller (tests: conftest.shared_data; benchmarks: common.data_file /
+    dev_data_file; scripts: --data), never from a path under hybridtune/."""
+    assert dev_data_paths() == [], "take the path from the caller instead"
+
+
+def test_a_development_data_path_is_found(tmp_path):
+    pkg = tmp_path / "hybridtune"
+    pkg.mkdir()
+    (pkg / "a.py").write_text('"""Reads ../shared/data/annomi."""\n')
+    (pkg / "b.py").write_text('X = 1\nSHARED = Path(__file__).parent / "shared" / "data"\n')
+    (pkg / "c.py").write_text('"""shared data sets: the caller says where."""\n')
+    assert dev_data_paths(pkg) == ["hybridtune/a.py:1", "hybridtune/b.py:2"]

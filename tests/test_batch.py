@@ -14,7 +14,7 @@ import time
 import pytest
 from hardening.common import hybridtune, start
 
-from hybridtune.devtools.mock_openai import MockServer
+from hybridtune.devtools.mock_openai import MockConfig, MockServer
 from hybridtune.llm import LLMPool, ResponseCache, Usage
 from hybridtune.stages import batches
 
@@ -23,14 +23,14 @@ def _pool(make_cfg, tmp_path, url: str) -> LLMPool:
     cfg = make_cfg(f"endpoints.local.base_url={url}", "endpoints.local.model=mock", "llm.batch=true",
                    "llm.batch_poll_s=0.2", "llm.backoff_s=0.05", "llm.prices.mock={input: 2.0, output: 8.0}",
                    backend="openai")
-    pool = LLMPool(cfg, cache=ResponseCache(tmp_path / "cache.sqlite"), usage=Usage(cfg.llm.prices))
+    pool = LLMPool(cfg.pool_config(), cache=ResponseCache(tmp_path / "cache.sqlite"), usage=Usage(cfg.llm.prices))
     pool.usage.stage = "curate"
     pool.batching = batches("curate")  # as the stage context sets it from the declaration
     return pool
 
 
 def test_one_batch_partly_failed_lines_resent_results_cached(make_cfg, tmp_path):
-    srv = MockServer(batch_seconds=0.5, batch_fail_first=2)
+    srv = MockServer(MockConfig(batch_seconds=0.5, batch_fail_first=2))
     with srv as url:
         pool = _pool(make_cfg, tmp_path, url)
         judge = pool.role("judge")
@@ -91,7 +91,7 @@ def _open_batches(run_dir) -> list[str]:
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_killed_during_a_batch_the_rerun_follows_it_without_a_second_batch(tmp_path):
-    srv = MockServer(batch_seconds=8)
+    srv = MockServer(MockConfig(batch_seconds=8))
     with srv as url:
         sets = [f"runs_dir={tmp_path / 'runs'}", "quiet=true", "endpoints.local.backend=openai",
                 f"endpoints.local.base_url={url}", "endpoints.local.model=mock", "llm.batch=true",
@@ -121,7 +121,7 @@ def test_killed_during_a_batch_the_rerun_follows_it_without_a_second_batch(tmp_p
 def test_a_batch_the_provider_refuses_is_reported_with_its_reason_not_resubmitted(make_cfg, tmp_path):
     from hybridtune.errors import UserError
 
-    srv = MockServer(openai=True, models="gpt-4.1-mini", batch_seconds=0.5)  # it does not serve "mock"
+    srv = MockServer(MockConfig(mode="openai", models="gpt-4.1-mini", batch_seconds=0.5))  # it does not serve "mock"
     with srv as url:
         pool = _pool(make_cfg, tmp_path, url)
         judge = pool.role("judge")

@@ -42,9 +42,9 @@ def test_missing_key_env_named(tmp_path):
 
 
 def test_dry_run_spends_nothing(tmp_path):
-    from hybridtune.devtools.mock_openai import MockServer
+    from hybridtune.devtools.mock_openai import MockConfig, MockServer
 
-    with (srv := MockServer(openai=True)) as url:  # the provider: the dry run reads its model list, nothing else
+    with (srv := MockServer(MockConfig(mode="openai"))) as url:  # the provider: the dry run reads its model list, nothing else
         out = ht("run", "configs/openai.yaml", "--dry-run", "--set", f"runs_dir={tmp_path}",
                  "--set", f"endpoints.openai.base_url={url}", "--set", "real.inputs=[data/demo]",
                  "--set", "train.backend=openai", env={"OPENAI_API_KEY": "sk-test-xyz"})

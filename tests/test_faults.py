@@ -9,7 +9,7 @@ import json
 from pydantic import BaseModel
 
 from hybridtune.context import map_items, open_run
-from hybridtune.devtools.mock_openai import MockServer
+from hybridtune.devtools.mock_openai import MockConfig, MockServer
 from hybridtune.records import Record
 
 
@@ -23,7 +23,7 @@ class Out(Record):
 
 
 def test_stage_survives_20_percent_faults(make_cfg):
-    srv = MockServer(delay=0.01, fault_rate=0.2, hang=3, seed=1)
+    srv = MockServer(MockConfig(delay=0.01, fault_rate=0.2, hang=3, seed=1))
     with srv as url:
         cfg = make_cfg(f"endpoints.local.base_url={url}", "endpoints.local.timeout_s=1",
                        "endpoints.local.max_in_flight=8", "llm.backoff_s=0.02", "llm.max_retries=6",
@@ -52,11 +52,11 @@ def test_stage_survives_20_percent_faults(make_cfg):
 
 def test_openai_backend_survives_successive_event_loops(make_cfg):
     """Each stage runs its own asyncio.run; clients and limiters must not leak across loops."""
-    with MockServer(delay=0.0) as url:
+    with MockServer(MockConfig(delay=0.0)) as url:
         cfg = make_cfg(f"endpoints.local.base_url={url}", "llm.cache=false", backend="openai")
         from hybridtune.llm import LLMPool
 
-        pool = LLMPool(cfg)
+        pool = LLMPool(cfg.pool_config())
         for i in range(3):
             r = asyncio.run(pool.role("counselor").chat([{"role": "user", "content": f"loop {i}"}]))
             assert f"loop {i}" in r.text

@@ -117,3 +117,12 @@ def test_synth_imports_nothing_from_curate():
     back = {(m, d) for m, deps in graph.items() if m.startswith("hybridtune.synth")
             for d in deps if d.startswith("hybridtune.curate")}
     assert "hybridtune.split" in graph["hybridtune.synth.sessions"] and not back, back
+
+
+def test_the_llm_layer_imports_no_experiment_config():
+    """The LLM layer reads its own settings (`llm.config.PoolConfig`, built by
+    `ExperimentConfig.pool_config()`), never the experiment config: type-only imports count too."""
+    graph = import_graph()
+    back = {(m, d) for m, deps in graph.items() if m.startswith("hybridtune.llm")
+            for d in deps if d == "hybridtune.config"}
+    assert "hybridtune.llm.config" in graph["hybridtune.llm.client"] and not back, back

@@ -21,7 +21,7 @@ class Score(BaseModel):
 
 def _pool(make_cfg, tmp_path, *replies, overrides=(), cache=True):
     cfg = make_cfg(*overrides)
-    pool = LLMPool(cfg, cache=ResponseCache(tmp_path / "c.sqlite") if cache else None,
+    pool = LLMPool(cfg.pool_config(), cache=ResponseCache(tmp_path / "c.sqlite") if cache else None,
                    usage=Usage(cfg.llm.prices, cfg.llm.budget_usd))
     fake = FakeBackend.with_replies(list(replies))
     pool.install("local", fake)
@@ -75,7 +75,7 @@ def test_identical_requests_in_flight_make_one_call(make_cfg, tmp_path):
     """Defect (simulate, #18): every variant asks the client's opening at once; each copy missed
     the cache and was computed again, so the number of model calls depended on timing."""
     cfg = make_cfg("llm.max_retries=0")
-    pool = LLMPool(cfg, cache=ResponseCache(tmp_path / "c.sqlite"), usage=Usage())
+    pool = LLMPool(cfg.pool_config(), cache=ResponseCache(tmp_path / "c.sqlite"), usage=Usage())
     fake = _SlowFake.with_replies([TransientError("500"), "ok", "other"])
     pool.install("local", fake)
     msgs = [{"role": "user", "content": "hi"}]
@@ -113,17 +113,17 @@ def test_budget_cap_stops_cleanly(make_cfg, tmp_path):
 def test_unknown_backend_is_one_clear_error(make_cfg):
     cfg = make_cfg(backend="nosuch")
     with pytest.raises(UserError, match=r"endpoints\.local\.backend: unknown backend 'nosuch'"):
-        LLMPool(cfg).role("judge")
+        LLMPool(cfg.pool_config()).role("judge")
 
 
 def test_missing_gguf_and_missing_key(make_cfg, monkeypatch):
     cfg = make_cfg("endpoints.local.model=/nope/x.gguf", backend="llamacpp")
     with pytest.raises(UserError, match="neither a packaged model"):
-        LLMPool(cfg).check()
+        LLMPool(cfg.pool_config()).check()
     monkeypatch.delenv("HT_TEST_KEY", raising=False)
     cfg = make_cfg("endpoints.local.api_key_env=HT_TEST_KEY", backend="openai")
     with pytest.raises(UserError, match="HT_TEST_KEY is not set"):
-        LLMPool(cfg).check()
+        LLMPool(cfg.pool_config()).check()
 
 
 def test_schema_example_satisfies_schema():
@@ -171,10 +171,32 @@ def test_map_items_resumes_records_failures_and_fails_loudly(fake_ctx):
 
 
 def test_fine_tunes_are_priced_by_their_base_entry():
-    from hybridtune.config import Price
+    from hybridtune.llm.config import Price
     from hybridtune.llm.usage import Usage
 
     u = Usage(prices={"gpt-4o-mini": Price(input=0.15, output=0.6), "ft:gpt-4o-mini-2024-07-18": Price(input=0.3, output=1.2)})
     assert u.price("ft:gpt-4o-mini-2024-07-18:org:hybridtune:AbC123", 1_000_000, 1_000_000) == 1.5
     assert u.price("gpt-4o-mini", 1_000_000, 0) == 0.15
     assert u.price("ft:gpt-4.1-mini:org:x:y", 1_000_000, 0) == 0.0  # no entry for that base: unpriced
+
+
+def test_a_pool_runs_on_its_own_settings_without_an_experiment_config():
+    """LLMPool takes a PoolConfig (seed, endpoints, roles, llm); the experiment config builds it in one place."""
+    from hybridtune.llm.config import EndpointConfig, LLMConfig, PoolConfig, RoleConfig
+
+    settings = PoolConfig(seed=5, endpoints={"ep": EndpointConfig(backend="fake", model="m")},
+                          roles={"judge": RoleConfig(endpoint="ep", temperature=0.1)}, llm=LLMConfig(max_reasks=0))
+    pool = LLMPool(settings)
+    fake = FakeBackend.with_replies(['{"score": "x"}'])
+    pool.install("ep", fake)
+    with pytest.raises(StructuredOutputError):  # max_reasks=0: the first invalid reply fails
+        asyncio.run(pool.role("judge").chat([{"role": "user", "content": "rate"}], schema=Score))
+    req = fake.requests[0]
+    assert fake.calls == 1 and fake.endpoint.model == "m" and req.temperature == 0.1 and req.seed is not None
+
+
+def test_the_experiment_config_builds_the_pool_settings(make_cfg):
+    cfg = make_cfg("seed=9", "llm.max_retries=2")
+    pc = cfg.pool_config()
+    assert (pc.seed, pc.llm, set(pc.roles)) == (9, cfg.llm, set(cfg.roles))
+    assert pc.endpoints["local"] is cfg.endpoints["local"] and pc.roles["judge"] is cfg.roles["judge"]

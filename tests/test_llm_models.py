@@ -23,7 +23,7 @@ JSON_MSG = [{"role": "user", "content": "Give the emotion and its intensity 1-10
 
 def test_embedded_chat_structured_stream_and_replay(make_cfg, tmp_path):
     cfg = make_cfg("roles.counselor.max_tokens=40", "roles.judge.max_tokens=60", backend="llamacpp")
-    pool = LLMPool(cfg, cache=ResponseCache(tmp_path / "c.sqlite"), usage=Usage())
+    pool = LLMPool(cfg.pool_config(), cache=ResponseCache(tmp_path / "c.sqlite"), usage=Usage())
     llm = pool.role("counselor")
 
     async def go():
@@ -44,7 +44,7 @@ def test_embedded_chat_structured_stream_and_replay(make_cfg, tmp_path):
 def test_embedded_identical_requests_at_once_are_computed_once(make_cfg, tmp_path):
     """The client's opening, asked by every simulated variant at once, is one model call."""
     cfg = make_cfg("roles.patient.max_tokens=8", backend="llamacpp")
-    pool = LLMPool(cfg, cache=ResponseCache(tmp_path / "c.sqlite"), usage=Usage())
+    pool = LLMPool(cfg.pool_config(), cache=ResponseCache(tmp_path / "c.sqlite"), usage=Usage())
 
     async def go():
         return await asyncio.gather(*(pool.role("patient").chat(MSG) for _ in range(3)))
@@ -59,7 +59,7 @@ def test_server_backend_chat_and_structured(make_cfg, llama_server, monkeypatch,
     cfg = make_cfg(f"endpoints.local.base_url={llama_server}", "endpoints.local.model=smollm2",
                    "endpoints.local.api_key_env=HT_SERVER_KEY", "roles.counselor.max_tokens=40",
                    "roles.judge.max_tokens=60", backend="openai")
-    pool = LLMPool(cfg, cache=ResponseCache(tmp_path / "c.sqlite"), usage=Usage())
+    pool = LLMPool(cfg.pool_config(), cache=ResponseCache(tmp_path / "c.sqlite"), usage=Usage())
 
     async def go():
         try:
@@ -82,7 +82,7 @@ def test_unreachable_endpoint_is_clear(make_cfg):
 
     cfg = make_cfg("endpoints.local.base_url=http://127.0.0.1:9/v1", "llm.max_retries=1", "llm.backoff_s=0.01",
                    backend="openai")
-    pool = LLMPool(cfg)
+    pool = LLMPool(cfg.pool_config())
     with pytest.raises(UserError, match=r"endpoints\.local\.base_url: cannot connect"):
         asyncio.run(pool.role("judge").chat(MSG))
 
@@ -96,7 +96,7 @@ def test_models_loading_at_once_leave_stderr_where_it_was():
     import sys
     import threading
 
-    from hybridtune.config import EndpointConfig
+    from hybridtune.llm.config import EndpointConfig
     from hybridtune.llm.llamacpp import LlamaCppBackend
 
     fd2, err = os.fstat(2), sys.stderr

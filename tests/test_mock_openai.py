@@ -14,7 +14,7 @@ import openai
 import pytest
 from starlette.testclient import TestClient
 
-from hybridtune.devtools.mock_openai import make_app
+from hybridtune.devtools.mock_openai import MockConfig, make_app
 
 
 def sdk(app) -> openai.OpenAI:
@@ -41,7 +41,7 @@ def wait_done(client, job_id: str, timeout: float = 5.0):
 
 
 def test_files_and_a_fine_tuning_job_like_openai():
-    client = sdk(make_app(mode="openai", ft_seconds=0.6))
+    client = sdk(make_app(MockConfig(mode="openai", ft_seconds=0.6)))
     data = jsonl(12)
     f = client.files.create(file=("openai_train.jsonl", data), purpose="fine-tune")
     assert f.bytes == len(data) and f.purpose == "fine-tune" and f.filename == "openai_train.jsonl"
@@ -66,7 +66,7 @@ def test_files_and_a_fine_tuning_job_like_openai():
 
 
 def test_job_on_a_bad_file_fails_and_unknown_models_404():
-    client = sdk(make_app(mode="openai", ft_seconds=0.2))
+    client = sdk(make_app(MockConfig(mode="openai", ft_seconds=0.2)))
     small = client.files.create(file=("t.jsonl", jsonl(3)), purpose="fine-tune")
     job = client.fine_tuning.jobs.create(model="gpt-4o-mini-2024-07-18", training_file=small.id)
     done, _ = wait_done(client, job.id)
@@ -79,7 +79,7 @@ def test_job_on_a_bad_file_fails_and_unknown_models_404():
 
 
 def test_model_list_carries_shutdown_dates():
-    client = sdk(make_app(mode="openai", models="gpt-4o-mini=2027-01-14,gpt-4.1-mini"))
+    client = sdk(make_app(MockConfig(mode="openai", models="gpt-4o-mini=2027-01-14,gpt-4.1-mini")))
     cards = {m.id: m.model_dump() for m in client.models.list()}
     assert cards["gpt-4o-mini"]["shutdown_date"] == "2027-01-14" and cards["gpt-4.1-mini"].get("shutdown_date") is None
 
@@ -92,8 +92,8 @@ def adapter(tmp_path, name: str, r: int = 4):
 
 
 def test_vllm_mode_loads_lists_and_serves_adapters_by_name(tmp_path):
-    app = make_app(mode="vllm", served_model="Qwen/Qwen2.5-7B-Instruct", runtime_lora=True, max_lora_rank=8,
-                   lora_modules=f"start={adapter(tmp_path, 'start')}")
+    app = make_app(MockConfig(mode="vllm", served_model="Qwen/Qwen2.5-7B-Instruct", runtime_lora=True, max_lora_rank=8,
+                             lora_modules=f"start={adapter(tmp_path, 'start')}"))
     http = TestClient(app, base_url="http://mock")
     client = sdk(app)
     path = adapter(tmp_path, "hybrid")
@@ -116,12 +116,12 @@ def test_vllm_mode_loads_lists_and_serves_adapters_by_name(tmp_path):
 
 
 def test_vllm_without_runtime_updating_has_no_load_route(tmp_path):
-    http = TestClient(make_app(mode="vllm", served_model="base"), base_url="http://mock")
+    http = TestClient(make_app(MockConfig(mode="vllm", served_model="base")), base_url="http://mock")
     assert http.post("/v1/load_lora_adapter", json={"lora_name": "a", "lora_path": str(tmp_path)}).status_code == 404
 
 
 def test_vllm_mode_prompt_logprobs_follow_the_rendered_prompt():
-    http = TestClient(make_app(mode="vllm", served_model="base"), base_url="http://mock")
+    http = TestClient(make_app(MockConfig(mode="vllm", served_model="base")), base_url="http://mock")
     msgs = [{"role": "user", "content": "I feel stuck"}, {"role": "assistant", "content": "Tell me more"}]
 
     def ask(messages, final: bool, model: str = "base"):
@@ -135,3 +135,50 @@ def test_vllm_mode_prompt_logprobs_follow_the_rendered_prompt():
     turn = [next(iter(e.values()))["decoded_token"] for e in plp[n_ctx:]]
     assert turn == ["Tell", "me", "more", "<|im_end|>"]  # exactly the assistant turn's tokens, as vLLM's spans
     assert all(next(iter(e.values()))["logprob"] < 0 for e in plp[1:])
+
+
+def test_the_mock_config_is_typed_and_refuses_what_it_does_not_know():
+    from pydantic import ValidationError
+
+    assert MockConfig(faults="429,500").faults == ("429", "500")  # the command line's comma list
+    for bad in ({"mode": "azure"}, {"faults": ("429", "slow")}, {"fault_rate": 1.5}, {"openai": True}, {"hang_s": 2}):
+        with pytest.raises(ValidationError):
+            MockConfig(**bad)
+
+
+def test_the_command_line_builds_the_same_config(capsys):
+    from hybridtune.devtools.mock_openai import config_of
+
+    cfg, port = config_of(["--port", "9001", "--openai", "--fault-rate", "0.5", "--faults", "429,timeout",
+                           "--runtime-lora", "--config", MockConfig(seed=4, delay=0.25, fault_rate=0.1).model_dump_json()])
+    assert port == 9001 and cfg == MockConfig(mode="openai", fault_rate=0.5, faults=("429", "timeout"),
+                                              runtime_lora=True, seed=4, delay=0.25)  # a flag overrides the JSON
+    assert config_of([])[0] == MockConfig()
+    with pytest.raises(SystemExit):
+        config_of(["--fault-rate", "2"])
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "--fault-rate" in err and "less than or equal to 1" in err
+
+
+def test_the_config_reaches_every_part_of_the_server(tmp_path):
+    """Batch timing and failures (mock_batch), fine-tuning time (mock_finetune) and vLLM settings (mock_vllm)
+    read the one MockConfig."""
+    from hybridtune.devtools.mock_openai import MockState
+    from hybridtune.devtools.mock_vllm import model_cards
+
+    cards = model_cards(MockState(cfg=MockConfig(mode="vllm", served_model="base-x"), adapters={"a": "/p"}))
+    assert [(c["id"], c["parent"]) for c in cards] == [("base-x", None), ("a", "base-x")]
+    http = TestClient(make_app(MockConfig(mode="vllm", served_model="b")), base_url="http://mock")
+    assert http.post("/v1/load_lora_adapter", json={"lora_name": "x", "lora_path": "/p"}).status_code == 404  # no runtime_lora
+    http = TestClient(make_app(MockConfig(batch_seconds=0.3, batch_fail_first=1)), base_url="http://mock")
+    f = http.post("/v1/files", files={"file": ("b.jsonl", b"".join(
+        json.dumps({"custom_id": f"c{i}", "method": "POST", "url": "/v1/chat/completions",
+                    "body": {"model": "mock", "messages": [{"role": "user", "content": "hi"}]}}).encode() + b"\n"
+        for i in range(2)))}, data={"purpose": "batch"}).json()
+    b = http.post("/v1/batches", json={"input_file_id": f["id"], "endpoint": "/v1/chat/completions",
+                                       "completion_window": "24h"}).json()
+    deadline = time.time() + 5
+    while (b := http.get(f"/v1/batches/{b['id']}").json())["status"] not in ("completed", "failed"):
+        assert time.time() < deadline, b
+        time.sleep(0.05)
+    assert b["status"] == "completed" and b["request_counts"]["failed"] == 1

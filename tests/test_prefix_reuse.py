@@ -85,7 +85,7 @@ def test_generation_threads_do_not_change_outputs():
 
 
 def _backend(reuse: bool, state_mib: int = 64):
-    from hybridtune.config import EndpointConfig
+    from hybridtune.llm.config import EndpointConfig
     from hybridtune.llm.llamacpp import LlamaCppBackend
 
     return LlamaCppBackend(EndpointConfig(n_ctx=2048, prefix_reuse=reuse, state_cache_mib=state_mib), "local")

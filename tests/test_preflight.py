@@ -78,9 +78,9 @@ def test_sizes_drive_the_estimate(make_cfg):
 
 
 def test_a_model_past_its_shutdown_date_fails_the_dry_run(make_cfg):
-    from hybridtune.devtools.mock_openai import MockServer
+    from hybridtune.devtools.mock_openai import MockConfig, MockServer
 
-    with MockServer(openai=True, models="gpt-4o-mini=2020-01-01,gpt-4o") as url:  # the provider's model list
+    with MockServer(MockConfig(mode="openai", models="gpt-4o-mini=2020-01-01,gpt-4o")) as url:  # the provider's model list
         cfg = make_cfg(f"endpoints.local.base_url={url}", "endpoints.local.model=gpt-4o-mini", "train.backend=openai",
                        "train.openai.endpoint=local", "train.openai.model=gpt-4o", path="configs/demo.yaml",
                        backend="openai")

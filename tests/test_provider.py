@@ -6,7 +6,7 @@ from datetime import date
 import pytest
 from starlette.testclient import TestClient
 
-from hybridtune.devtools.mock_openai import make_app
+from hybridtune.devtools.mock_openai import MockConfig, make_app
 from hybridtune.errors import UserError
 from hybridtune.provider import check_provider, known_shutdown, provider_report
 
@@ -20,7 +20,7 @@ def cfg(make_cfg, monkeypatch):
 
 
 def client(**kw) -> TestClient:
-    return TestClient(make_app(mode="openai", **kw), base_url="http://mock")
+    return TestClient(make_app(MockConfig(mode="openai", **kw)), base_url="http://mock")
 
 
 def test_today_every_model_is_served_with_warnings_about_the_deadlines(cfg):

@@ -25,7 +25,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from hybridtune.devtools.mock_openai import MockServer
+from hybridtune.devtools.mock_openai import MockConfig, MockServer
 from tests.hardening.common import EVAL_SCENARIOS, hybridtune, start
 from tests.train.conftest import TINY
 
@@ -77,7 +77,7 @@ def ok(out: subprocess.CompletedProcess) -> None:
 @pytest.mark.timeout(900)
 def test_openai_config_end_to_end_resumes_the_same_fine_tuning_job(tmp_path):
     env = annomi_by_name(tmp_path)
-    srv = MockServer(openai=True, ft_seconds=6)
+    srv = MockServer(MockConfig(mode="openai", ft_seconds=6))
     with srv as url:
         sets = [*tiny(tmp_path), f"endpoints.openai.base_url={url}", "endpoints.openai.rpm=100000",
                 "train.openai.poll_s=0.2"]
@@ -123,8 +123,8 @@ def test_openai_config_end_to_end_resumes_the_same_fine_tuning_job(tmp_path):
 def test_gpu_config_end_to_end_serves_each_adapter_by_name(tmp_path):
     base = "Qwen/Qwen2.5-7B-Instruct"
     env = annomi_by_name(tmp_path)
-    vllm = MockServer(vllm=True, served_model=base, runtime_lora=True)
-    large = MockServer(vllm=True, served_model="Qwen/Qwen2.5-72B-Instruct")  # run checks that it serves that model
+    vllm = MockServer(MockConfig(mode="vllm", served_model=base, runtime_lora=True))
+    large = MockServer(MockConfig(mode="vllm", served_model="Qwen/Qwen2.5-72B-Instruct"))  # run checks that it serves that model
     with vllm as vurl, large as lurl:
         sets = [*tiny(tmp_path), f"endpoints.vllm.base_url={vurl}", f"endpoints.large.base_url={lurl}",
                 "safety.guard_endpoint=null", "train.device=cpu",  # a GPU config trains on a CPU only when told

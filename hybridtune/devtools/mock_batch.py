@@ -2,10 +2,10 @@
 
 Behaves like OpenAI's batch API as the client sees it: upload a JSONL file of requests
 (`/v1/files`, purpose=batch), create a batch from it, poll it (`validating` -> `in_progress`
--> `completed` after `batch_seconds`), then download `output_file_id` (one line per finished request, with its `custom_id`) and
+-> `completed` after `MockConfig.batch_seconds`), then download `output_file_id` (one line per finished request, with its `custom_id`) and
 `error_file_id` (failed lines). In openai mode a batch naming a model the server does not list
 fails validation (`status: failed`, `errors.data` with code, line and message, no output).
-`fail_first` makes that many lines fail the first time their
+`MockConfig.batch_fail_first` makes that many lines fail the first time their
 `custom_id` is seen (a partly failed batch); a resubmission of the same request succeeds.
 
     python -m hybridtune.devtools.mock_openai --port 8999 --batch-seconds 5 --batch-fail-first 2
@@ -32,8 +32,7 @@ def _file(state, data: bytes, filename: str, purpose: str) -> dict:
     return meta
 
 
-def batch_routes(state, answer: Callable[[dict], dict], batch_seconds: float = 2.0,
-                 fail_first: int = 0) -> list[Route]:
+def batch_routes(state, answer: Callable[[dict], dict]) -> list[Route]:
     """`/v1/batches` routes. `state` (mock_openai.MockState) holds the files uploaded through
     mock_finetune's `/v1/files` and the batches; `answer(body)` is the chat completion the
     server would send for one line."""
@@ -63,7 +62,7 @@ def batch_routes(state, answer: Callable[[dict], dict], batch_seconds: float = 2
         failing = 0
         for i, line in enumerate(lines):
             cid = line["custom_id"]
-            if failing < fail_first and cid not in state.failed_once:
+            if failing < state.cfg.batch_fail_first and cid not in state.failed_once:
                 failing += 1
                 state.failed_once.add(cid)
                 err.append({"id": f"batch_req_{i}", "custom_id": cid, "response": None,
@@ -82,7 +81,7 @@ def batch_routes(state, answer: Callable[[dict], dict], batch_seconds: float = 2
     def invalid(b: dict) -> list[dict]:
         """What OpenAI's validation reports in `errors.data` (openai mode: a model it does not serve)."""
         lines = [json.loads(x) for x in state.file_bytes[b["input_file_id"]].decode().splitlines() if x.strip()]
-        if state.mode != "openai":
+        if state.cfg.mode != "openai":
             return []
         return [{"code": "model_not_found", "line": i, "param": "body.model",
                  "message": f"The model `{line['body'].get('model')}` does not exist or you do not have access to it."}
@@ -93,11 +92,11 @@ def batch_routes(state, answer: Callable[[dict], dict], batch_seconds: float = 2
         if b is None:
             return JSONResponse({"error": {"message": "No such Batch object"}}, status_code=404)
         age = time.monotonic() - b["_t0"]
-        if b["status"] == "validating" and age >= 0.2 * batch_seconds and (errs := invalid(b)):
+        if b["status"] == "validating" and age >= 0.2 * state.cfg.batch_seconds and (errs := invalid(b)):
             b.update(status="failed", failed_at=int(time.time()), errors={"object": "list", "data": errs})
-        if b["status"] == "validating" and age >= 0.2 * batch_seconds:
+        if b["status"] == "validating" and age >= 0.2 * state.cfg.batch_seconds:
             b.update(status="in_progress", in_progress_at=int(time.time()))
-        if b["status"] == "in_progress" and age >= batch_seconds:
+        if b["status"] == "in_progress" and age >= state.cfg.batch_seconds:
             finish(b)
         return JSONResponse(_public(b))
 

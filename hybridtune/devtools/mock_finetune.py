@@ -91,7 +91,7 @@ def finetune_routes(state) -> list[Route]:
         """The job as the API shows it now (state advanced by elapsed time)."""
         if job["status"] in ("succeeded", "failed", "cancelled"):
             return job
-        t = (time.time() - job["created_at"]) / max(state.ft_seconds, 1e-6)
+        t = (time.time() - job["created_at"]) / max(state.cfg.ft_seconds, 1e-6)
         if t >= 0.15 and job["_error"] is not None:
             job.update(status="failed", finished_at=int(time.time()), error=job["_error"])
             _event(job, "error", f"Training file validation failed: {job['_error']['message']}")

@@ -29,9 +29,13 @@ model whose name contains "guard", Llama Guard style chat replies ("safe" / "uns
 with first-token logprobs when asked), as vLLM serves them. Their scores come from a small
 fixed word list (MOD_LEXICON): the mock checks plumbing and thresholds, not judgement.
 
+Every setting is one field of `MockConfig` (typed, unknown or bad values refused); the flags below,
+`make_app(MockConfig(...))` in process and `MockServer(MockConfig(...))` in a subprocess all take it:
+
     python -m hybridtune.devtools.mock_openai --port 8999 --delay 0.5 --fault-rate 0.2
     python -m hybridtune.devtools.mock_openai --port 8999 --openai --ft-seconds 5
     python -m hybridtune.devtools.mock_openai --port 8000 --vllm --served-model Qwen/Qwen2.5-7B-Instruct --runtime-lora
+    with MockServer(MockConfig(mode="openai", ft_seconds=0.5)) as url: ...
 """
 from __future__ import annotations
 
@@ -44,7 +48,9 @@ import time
 import zlib
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Literal
 
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -55,24 +61,49 @@ from .mock_batch import batch_routes
 from .mock_finetune import error, file_routes, finetune_routes
 from .mock_vllm import model_cards, prompt_logprobs, render, vllm_error, vllm_routes
 
-FAULTS = ("429", "500", "timeout", "truncated", "not_json", "wrong_schema")
+Fault = Literal["429", "500", "timeout", "truncated", "not_json", "wrong_schema"]
+FAULTS: tuple[Fault, ...] = ("429", "500", "timeout", "truncated", "not_json", "wrong_schema")
 # the provider's model list by default: OpenAI's deprecations page announces the shutdown of
 # gpt-4o, gpt-4o-mini (and fine-tunes built on them) on 2027-01-14
 OPENAI_MODELS = ("gpt-4o=2027-01-14,gpt-4o-2024-08-06=2027-01-14,gpt-4o-mini=2027-01-14,"
                  "gpt-4o-mini-2024-07-18=2027-01-14,gpt-4.1-mini,omni-moderation-latest")
 
 
+class MockConfig(BaseModel):
+    """How a mock server behaves: every setting of `make_app`, `MockServer` and the command line."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    delay: float = Field(0.0, ge=0, description="seconds before each answer")
+    fault_rate: float = Field(0.0, ge=0, le=1, description="share of requests that misbehave")
+    faults: tuple[Fault, ...] = Field(FAULTS, description="the faults drawn from (comma-separated on the command line)")
+    seed: int = Field(0, description="seed of the fault draws")
+    hang: float = Field(30.0, gt=0, description="seconds a 'timeout' fault hangs")
+    mode: Literal["any", "openai", "vllm"] = Field("any", description="any model name | the provider | vLLM + LoRA")
+    models: str = Field(OPENAI_MODELS, description="openai: name[=shutdown_date],... listed by /v1/models")
+    ft_seconds: float = Field(3.0, gt=0, description="openai: a fine-tuning job's duration")
+    served_model: str = Field("mock", description="vllm: the base model's name")
+    lora_modules: str = Field("", description="vllm: name=path,... loaded at start")
+    runtime_lora: bool = Field(False, description="vllm: allow /v1/load_lora_adapter "
+                               "(VLLM_ALLOW_RUNTIME_LORA_UPDATING=True)")
+    max_lora_rank: int = Field(16, ge=1, description="vllm: the largest adapter rank accepted")
+    reply_fill: float | None = Field(None, gt=0, description="replies use this share of max_tokens")
+    batch_seconds: float = Field(2.0, gt=0, description="a batch completes after this long")
+    batch_fail_first: int = Field(0, ge=0, description="lines of a batch that fail on first sight")
+
+    @field_validator("faults", mode="before")
+    @classmethod
+    def _comma_list(cls, v: object) -> object:
+        return tuple(f for f in v.split(",") if f) if isinstance(v, str) else v
+
+
 @dataclass
 class MockState:
     """Everything the server remembers between requests (one process, many clients)."""
 
-    mode: str = "any"  # any | openai | vllm
+    cfg: MockConfig = field(default_factory=MockConfig)
     models: dict[str, dict] = field(default_factory=dict)  # openai: id -> model card
-    served_model: str = "mock"  # vllm: the base model's name
     adapters: dict[str, str] = field(default_factory=dict)  # vllm: LoRA name -> path
-    runtime_lora: bool = False
-    max_lora_rank: int = 16
-    ft_seconds: float = 3.0
     files: dict[str, dict] = field(default_factory=dict)
     file_bytes: dict[str, bytes] = field(default_factory=dict)
     jobs: dict[str, dict] = field(default_factory=dict)
@@ -211,15 +242,12 @@ def completion(body: dict, n: int, reply_fill: float | None = None, wrong_schema
     }
 
 
-def make_app(delay: float = 0.0, fault_rate: float = 0.0, faults: tuple[str, ...] = FAULTS, seed: int = 0,
-             hang_s: float = 30.0, *, mode: str = "any", models: str = OPENAI_MODELS, served_model: str = "mock",
-             lora_modules: str = "", runtime_lora: bool = False, max_lora_rank: int = 16,
-             ft_seconds: float = 3.0, reply_fill: float | None = None, batch_seconds: float = 2.0,
-             batch_fail_first: int = 0) -> Starlette:
-    rng = random.Random(seed)
-    state = MockState(mode=mode, models=parse_models(models) if mode == "openai" else {}, served_model=served_model,
-                      adapters=dict(x.split("=", 1) for x in lora_modules.split(",") if x.strip()),
-                      runtime_lora=runtime_lora, max_lora_rank=max_lora_rank, ft_seconds=ft_seconds)
+def make_app(cfg: MockConfig | None = None) -> Starlette:
+    cfg = cfg or MockConfig()
+    mode, faults, fault_rate, delay, reply_fill = cfg.mode, cfg.faults, cfg.fault_rate, cfg.delay, cfg.reply_fill
+    rng = random.Random(cfg.seed)
+    state = MockState(cfg=cfg, models=parse_models(cfg.models) if mode == "openai" else {},
+                      adapters=dict(x.split("=", 1) for x in cfg.lora_modules.split(",") if x.strip()))
     stats = state.stats
     stats.update({"requests": 0, **{f: 0 for f in FAULTS}, "jobs_created": 0, "lora_loads": 0,
                   "batches_created": 0, "batch_lines": 0})
@@ -229,7 +257,7 @@ def make_app(delay: float = 0.0, fault_rate: float = 0.0, faults: tuple[str, ...
         if mode == "openai" and name not in state.models:
             return error(404, f"The model `{name}` does not exist or you do not have access to it.",
                          "model_not_found", "model")
-        if mode == "vllm" and name != state.served_model and name not in state.adapters:
+        if mode == "vllm" and name != cfg.served_model and name not in state.adapters:
             return vllm_error(404, f"The model `{name}` does not exist.", "NotFoundError")
         return None
 
@@ -249,7 +277,7 @@ def make_app(delay: float = 0.0, fault_rate: float = 0.0, faults: tuple[str, ...
         if fault == "500":
             return JSONResponse({"error": {"message": "boom"}}, status_code=500)
         if fault == "timeout":
-            await asyncio.sleep(hang_s)
+            await asyncio.sleep(cfg.hang)
         payload = completion(body, stats["requests"], reply_fill, wrong_schema=fault == "wrong_schema")
         if mode == "vllm":  # token counts of the rendered prompt, and prompt_logprobs when asked (likelihood)
             toks = render(body["messages"], body.get("add_generation_prompt", True))
@@ -315,8 +343,7 @@ def make_app(delay: float = 0.0, fault_rate: float = 0.0, faults: tuple[str, ...
               Route("/v1/models/{name:path}", model), Route("/stats", stats_route),
               Route("/v1/moderations", moderations, methods=["POST"])]
     if mode in ("any", "openai"):  # the batch API, as OpenAI's (and the providers that copy it)
-        routes += file_routes(state) + batch_routes(state, lambda b: completion(b, 0, reply_fill), batch_seconds,
-                                                    batch_fail_first)
+        routes += file_routes(state) + batch_routes(state, lambda b: completion(b, 0, reply_fill))
     if mode == "openai":
         routes += finetune_routes(state)
     if mode == "vllm":
@@ -324,36 +351,44 @@ def make_app(delay: float = 0.0, fault_rate: float = 0.0, faults: tuple[str, ...
     return Starlette(routes=routes)
 
 
-def main() -> None:
+def parser() -> argparse.ArgumentParser:
+    """`--port`, `--config JSON` (a whole MockConfig, as MockServer passes it) and one flag per MockConfig
+    field (`--openai` / `--vllm` for `mode`); a flag given overrides the JSON."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--port", type=int, default=8999)
-    ap.add_argument("--delay", type=float, default=0.0, help="seconds before each answer")
-    ap.add_argument("--fault-rate", type=float, default=0.0)
-    ap.add_argument("--faults", default=",".join(FAULTS))
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--hang", type=float, default=30.0, help="seconds a 'timeout' fault hangs")
+    ap.add_argument("--config", default="{}", help="a MockConfig as JSON; the flags below override it")
     mode = ap.add_mutually_exclusive_group()
-    mode.add_argument("--openai", action="store_true", help="the provider: model list, files, fine-tuning jobs")
-    mode.add_argument("--vllm", action="store_true", help="vLLM with --enable-lora: base + LoRA adapters")
-    ap.add_argument("--models", default=OPENAI_MODELS, help="--openai: name[=shutdown_date],... listed by /v1/models")
-    ap.add_argument("--ft-seconds", type=float, default=3.0, help="--openai: a fine-tuning job's duration")
-    ap.add_argument("--served-model", default="mock", help="--vllm: the base model's name")
-    ap.add_argument("--lora-modules", default="", help="--vllm: name=path,... loaded at start")
-    ap.add_argument("--runtime-lora", action="store_true",
-                    help="--vllm: allow /v1/load_lora_adapter (VLLM_ALLOW_RUNTIME_LORA_UPDATING=True)")
-    ap.add_argument("--max-lora-rank", type=int, default=16)
-    ap.add_argument("--reply-fill", type=float, default=None, help="replies use this share of max_tokens")
-    ap.add_argument("--batch-seconds", type=float, default=2.0, help="a batch completes after this long")
-    ap.add_argument("--batch-fail-first", type=int, default=0, help="lines of a batch that fail on first sight")
-    a = ap.parse_args()
+    for name, what in (("openai", "the provider: model list, files, fine-tuning jobs"),
+                       ("vllm", "vLLM with --enable-lora: base + LoRA adapters")):
+        mode.add_argument(f"--{name}", dest="mode", action="store_const", const=name, default=argparse.SUPPRESS,
+                          help=what)
+    for name, f in MockConfig.model_fields.items():
+        if name == "mode":
+            continue
+        kw = {"action": "store_true", "help": f.description} if f.annotation is bool else {
+            "help": f"{f.description} (default {f.default})"}
+        ap.add_argument(f"--{name.replace('_', '-')}", dest=name, default=argparse.SUPPRESS, **kw)
+    return ap
+
+
+def config_of(argv: list[str] | None = None) -> tuple[MockConfig, int]:
+    """The command line's MockConfig and port; a bad value exits with one line naming the flag."""
+    ap = parser()
+    a = vars(ap.parse_args(argv))
+    port, given = a.pop("port"), json.loads(a.pop("config"))
+    try:
+        return MockConfig.model_validate({**given, **a}), port
+    except ValidationError as e:
+        err = e.errors()[0]
+        ap.error(f"--{str(err['loc'][0]).replace('_', '-')}: {err['msg']}")
+        raise  # unreachable: ap.error exits
+
+
+def main(argv: list[str] | None = None) -> None:
+    cfg, port = config_of(argv)
     import uvicorn
 
-    app = make_app(a.delay, a.fault_rate, tuple(f for f in a.faults.split(",") if f), a.seed, a.hang,
-                   mode="openai" if a.openai else "vllm" if a.vllm else "any", models=a.models,
-                   served_model=a.served_model, lora_modules=a.lora_modules, runtime_lora=a.runtime_lora,
-                   max_lora_rank=a.max_lora_rank, ft_seconds=a.ft_seconds, reply_fill=a.reply_fill,
-                   batch_seconds=a.batch_seconds, batch_fail_first=a.batch_fail_first)
-    uvicorn.run(app, host="127.0.0.1", port=a.port, log_level="warning", backlog=4096)
+    uvicorn.run(make_app(cfg), host="127.0.0.1", port=port, log_level="warning", backlog=4096)
 
 
 if __name__ == "__main__":
@@ -361,10 +396,11 @@ if __name__ == "__main__":
 
 
 class MockServer:
-    """Run the mock in a subprocess on a free loopback port: `with MockServer(delay=0.5) as url: ...`."""
+    """Run the mock in a subprocess on a free loopback port:
+    `with MockServer(MockConfig(delay=0.5)) as url: ...`."""
 
-    def __init__(self, **opts):
-        self.opts = opts
+    def __init__(self, cfg: MockConfig | None = None):
+        self.cfg = cfg or MockConfig()
         self.proc = None
         self.url = ""
 
@@ -378,13 +414,8 @@ class MockServer:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
-        args = [sys.executable, "-m", "hybridtune.devtools.mock_openai", "--port", str(port)]
-        for k, v in self.opts.items():
-            flag = f"--{k.replace('_', '-')}"
-            if isinstance(v, bool):  # switches: --openai, --vllm, --runtime-lora
-                args += [flag] if v else []
-            else:
-                args += [flag, ",".join(v) if isinstance(v, tuple | list) else str(v)]
+        args = [sys.executable, "-m", "hybridtune.devtools.mock_openai", "--port", str(port),
+                "--config", self.cfg.model_dump_json()]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.url = f"http://127.0.0.1:{port}/v1"
         deadline = time.time() + 30

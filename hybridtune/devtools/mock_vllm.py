@@ -35,10 +35,10 @@ def vllm_error(status: int, message: str, type_: str) -> JSONResponse:
 
 def model_cards(state) -> list[dict]:
     now = int(time.time())
-    base = {"id": state.served_model, "object": "model", "created": now, "owned_by": "vllm",
-            "root": state.served_model, "parent": None, "max_model_len": 32768}
+    base = {"id": state.cfg.served_model, "object": "model", "created": now, "owned_by": "vllm",
+            "root": state.cfg.served_model, "parent": None, "max_model_len": 32768}
     return [base, *({"id": n, "object": "model", "created": now, "owned_by": "vllm", "root": p,
-                     "parent": state.served_model, "max_model_len": 32768} for n, p in state.adapters.items())]
+                     "parent": state.cfg.served_model, "max_model_len": 32768} for n, p in state.adapters.items())]
 
 
 def render(messages: list[dict], add_generation_prompt: bool = True) -> list[str]:
@@ -76,7 +76,7 @@ def vllm_routes(state) -> list[Route]:
             return vllm_error(400, "Both 'lora_name' and 'lora_path' must be provided.", "InvalidUserInput")
         if name in state.adapters:
             return vllm_error(400, f"The lora adapter '{name}' has already been loaded.", "InvalidUserInput")
-        refused = check_adapter(path, state.max_lora_rank)
+        refused = check_adapter(path, state.cfg.max_lora_rank)
         if refused is not None:
             return refused
         state.adapters[name] = path
@@ -90,7 +90,7 @@ def vllm_routes(state) -> list[Route]:
         del state.adapters[name]
         return PlainTextResponse(f"Success: LoRA adapter '{name}' removed successfully.")
 
-    if not state.runtime_lora:
+    if not state.cfg.runtime_lora:
         return []  # vLLM registers these routes only with VLLM_ALLOW_RUNTIME_LORA_UPDATING=True
     return [Route("/v1/load_lora_adapter", load, methods=["POST"]),
             Route("/v1/unload_lora_adapter", unload, methods=["POST"])]

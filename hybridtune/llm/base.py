@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict
 from ..plugins import Registry
 
 if TYPE_CHECKING:
-    from ..config import EndpointConfig
+    from .config import EndpointConfig
 
 
 class ChatRequest(BaseModel):

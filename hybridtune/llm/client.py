@@ -4,7 +4,7 @@ An `LLM` is a role (generator, patient, counselor, judge, annotator) bound to a 
 Around the backend call it adds, in order: response cache -> budget check -> rate limits ->
 retries -> structured-output validation with bounded re-asks -> usage accounting.
 
-    pool = LLMPool(cfg, cache=ResponseCache(path), usage=Usage(...))
+    pool = LLMPool(cfg.pool_config(), cache=ResponseCache(path), usage=Usage(...))
     reply = await pool.role("judge").chat(msgs, schema=Scores)
     reply.parsed  # a validated Scores instance; failures raise StructuredOutputError
 """
@@ -26,7 +26,7 @@ from .limits import Limiter, RetryStats, with_retries
 from .usage import Usage
 
 if TYPE_CHECKING:
-    from ..config import EndpointConfig, ExperimentConfig, RoleConfig
+    from .config import EndpointConfig, PoolConfig, RoleConfig
 
 
 class Reply(BaseModel):
@@ -208,7 +208,7 @@ class LLMPool:
     # stage's declaration; this layer never decides by stage.
     batching: bool = False
 
-    def __init__(self, cfg: ExperimentConfig, cache: ResponseCache | None = None, usage: Usage | None = None):
+    def __init__(self, cfg: PoolConfig, cache: ResponseCache | None = None, usage: Usage | None = None):
         self.cfg = cfg
         self.seed = cfg.seed
         self.cache = cache

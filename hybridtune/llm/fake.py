@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .base import Backend, ChatRequest, Completion, TransientError, register
+from .config import EndpointConfig
 
 
 def schema_example(schema: dict, defs: dict | None = None) -> Any:
@@ -51,8 +52,6 @@ def schema_example(schema: dict, defs: dict | None = None) -> Any:
 class FakeBackend(Backend):
     def __init__(self, endpoint=None, endpoint_name: str = "fake", responder: Callable[[ChatRequest], str] | None = None):
         if endpoint is None:
-            from ..config import EndpointConfig
-
             endpoint = EndpointConfig(backend="fake", model="fake")
         super().__init__(endpoint, endpoint_name)
         self.queue: deque[str | Exception] = deque()

@@ -39,7 +39,7 @@ def check(
     from .screen import build_screener
 
     async def go():
-        pool = LLMPool(cfg)
+        pool = LLMPool(cfg.pool_config())
         try:
             screener = build_screener(cfg, pool, load_domain(cfg.domain))
             return await check_file(input, out, cfg.safety, screener=screener)

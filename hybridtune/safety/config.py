@@ -52,7 +52,7 @@ class SafetyConfig(BaseModel):
     check_in_min_score: float = Field(
         0.55, ge=0, le=1, description="a flag of the learned layer alone counts (a check-in) only at this p_risk or "
         "above, or with a risk word in the turn (rules.RISK_WORDS); chosen on the training side of the Reddit users "
-        "only: `python -m hybridtune.safety.learned_train --pick-check-in`")
+        "only: `scripts/learned_train.py --pick-check-in`")
     response_mode: Literal["replace", "prefix"] = Field(
         "replace", description="crisis reply: replace the counselor's reply, or put the safe response before it"
     )

@@ -1,11 +1,14 @@
-"""The Reddit C-SSRS users (../shared/data/cssrs-reddit, CC BY 4.0, read in place): reading, the split by
-user, and the exact and near-duplicate check that keeps held-out users' posts out of training.
+"""The Reddit C-SSRS users (Gaur et al. 2019, CC BY 4.0, read in place): reading, the split by user, and
+the exact and near-duplicate check that keeps held-out users' posts out of training.
 
-    from hybridtune.safety.cssrs import read_users, split_of, training_users, heldout_users
-    users = read_users()                              # 400 users: id, label, posts
+    from hybridtune.safety.cssrs import FILE_NAME, read_users, split_of, training_users, heldout_users
+    users = read_users(folder / FILE_NAME)            # 400 users: id, label, posts; the caller says where
     dev, held = training_users(users), heldout_users(users)
     clean_posts = without_heldout_duplicates(dev, held)   # dev posts with no exact or near copy in held-out posts
-    train, n_dropped = training_posts(users)           # what learned_train trains on
+    train, n_dropped = training_posts(users)           # what scripts/learned_train.py trains on
+
+Where the file lives is the caller's to say (tests: `conftest.shared_data(FOLDER, FILE_NAME)`; benchmarks:
+`common.dev_data_file`; the training script: `--data`): the package does not know where data sets are kept.
 
 Labels (psychiatrists, C-SSRS): Supportive (supports others, no own risk), Indicator (risk
 indicators, no ideation), Ideation, Behavior, Attempt; the last three are "at risk". The split is
@@ -26,8 +29,8 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data"
-FILE = SHARED / "cssrs-reddit" / "cssrs_dev_400_users.csv"
+FOLDER = "cssrs-reddit"  # the data set's folder in a collection of data sets
+FILE_NAME = "cssrs_dev_400_users.csv"
 LABELS = ("Supportive", "Indicator", "Ideation", "Behavior", "Attempt")
 AT_RISK = ("Ideation", "Behavior", "Attempt")
 HELDOUT_SHARE = 0.3
@@ -62,9 +65,9 @@ def parse_posts(cell: str) -> list[str]:
     return out
 
 
-def read_users(path: Path = FILE) -> list[User]:
+def read_users(path: Path) -> list[User]:
     if not path.exists():
-        raise FileNotFoundError(f"{path}: the Reddit C-SSRS users are not here (see ../shared/data/README.md)")
+        raise FileNotFoundError(f"{path}: the Reddit C-SSRS users are not here; pass the path of {FOLDER}/{FILE_NAME}")
     with path.open(encoding="utf-8", newline="") as f:
         rows = list(csv.DictReader(f))
     users = []

@@ -15,7 +15,7 @@ network. Long texts are screened by sentence windows (consecutive sentences up t
 WINDOW_WORDS words, neighbouring windows overlapping by one sentence); a text's score is
 its highest window, so one crisis sentence in a long post is not averaged away. A person's
 risk is the maximum over their turns (`screen.screen_session`). The head is one JSON file
-written by `python -m hybridtune.safety.learned_train` (see data/README.md); nothing here trains:
+written by `scripts/learned_train.py` (see data/README.md); nothing here trains:
 - `p_risk` (format 2): an RBF-kernel SVM, risk vs none, over the embedding (`kernel`: support
   vectors as base64 float16, their dual coefficients, gamma, bias), mapped to a probability by a
   logistic (Platt) fit on out-of-fold decision values. Format 1 heads (no `kernel`) take `p_risk`
@@ -144,11 +144,11 @@ def read_head(path: Path | str | None = None) -> Head:
     try:
         head = Head.model_validate(json.loads(p.read_text(encoding="utf-8")))
     except FileNotFoundError:
-        raise UserError(f"{p}: learned safety head not found; train it with `python -m hybridtune.safety.learned_train` "
+        raise UserError(f"{p}: learned safety head not found; train it with `scripts/learned_train.py` "
                         "or set safety.learned_head") from None
     except (ValueError, TypeError) as e:
         raise UserError(f"{p}: not a learned safety head ({str(e).splitlines()[0][:120]}); retrain it with "
-                        "`python -m hybridtune.safety.learned_train`") from None
+                        "`scripts/learned_train.py`") from None
     if tuple(head.classes) != CLASSES or {"high", "imminent", "unsure"} - set(head.thresholds):
         raise UserError(f"{p}: head classes must be {list(CLASSES)} with thresholds high, imminent, unsure; retrain it")
     k = head.kernel

@@ -31,7 +31,8 @@ from ..errors import UserError
 from ..llm.base import TransientError
 
 if TYPE_CHECKING:
-    from ..config import EndpointConfig, ExperimentConfig
+    from ..config import ExperimentConfig
+    from ..llm.config import EndpointConfig
     from .config import SafetyConfig
 
 OPENAI_HOST = "api.openai.com"

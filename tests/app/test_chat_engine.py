@@ -33,7 +33,7 @@ class WordStream(FakeBackend):
 
 def _engine(make_cfg, *overrides, replies=(), variant=None) -> tuple[ChatEngine, FakeBackend]:
     cfg = make_cfg(*overrides)
-    pool = LLMPool(cfg)
+    pool = LLMPool(cfg.pool_config())
     fake = WordStream.with_replies(list(replies))
     pool.install("local", fake)
     return open_engine(cfg, variant, pool=pool), fake
@@ -95,7 +95,7 @@ def test_history_is_trimmed_to_the_context_budget(make_cfg):
 def test_variant_from_registry_and_unknown_variant(make_cfg):
     cfg = make_cfg("safety.use_model=false")
     save_entry(RunStore(cfg.run_dir), ModelEntry(variant="hybrid", backend="fake", model="fake"))
-    pool = LLMPool(cfg)
+    pool = LLMPool(cfg.pool_config())
     pool.install("local", FakeBackend())
     assert open_engine(cfg, "hybrid", pool=pool).variant == "hybrid"
     with pytest.raises(UserError, match="known variants: hybrid"):
@@ -160,7 +160,7 @@ def test_terminal_names_the_variant_and_model_and_marks_a_cut_reply(make_cfg):
     cfg = make_cfg("safety.use_model=false")
     save_entry(RunStore(cfg.run_dir), ModelEntry(variant="hybrid", backend="fake", model="qwen-7b",
                                                  adapter="runs/x/train/hybrid/adapter"))
-    pool = LLMPool(cfg)
+    pool = LLMPool(cfg.pool_config())
     fake = WordStream.with_replies(["I hear you. Work has been a lot and the", "That makes sense."])
     pool.install("local", fake)
     eng = open_engine(cfg, "hybrid", pool=pool)

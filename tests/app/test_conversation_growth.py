@@ -33,7 +33,7 @@ LINES = [
 
 def _engine(make_cfg, *overrides):
     cfg = make_cfg(*FAST, *overrides)
-    pool = LLMPool(cfg)
+    pool = LLMPool(cfg.pool_config())
     pool.install("local", FakeBackend(responder=lambda req: REPLY))
     return open_engine(cfg, pool=pool), cfg
 

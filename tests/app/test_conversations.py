@@ -22,7 +22,7 @@ KEEP = ("safety.use_model=false", "real.pii.ner=false")  # pattern recognizers o
 
 def _client(make_cfg, *overrides):
     cfg = make_cfg(*KEEP, *overrides)
-    pool = LLMPool(cfg)
+    pool = LLMPool(cfg.pool_config())
     pool.install("local", FakeBackend(responder=lambda req: "Thank you Sarah Whitfield, tell me more about work."))
     base = open_engine(cfg, pool=pool, surface="serve")
     return TestClient(create_app(base.fork, max_chars=cfg.safety.max_chars), base_url="http://127.0.0.1"), cfg
@@ -71,7 +71,7 @@ def test_kept_conversation_is_scrubbed_rated_and_opted_out(make_cfg):
 
 def test_terminal_chat_keeps_with_notice_and_commands(make_cfg):
     cfg = make_cfg(*KEEP, "conversations.keep=true")
-    pool = LLMPool(cfg)
+    pool = LLMPool(cfg.pool_config())
     pool.install("local", FakeBackend(responder=lambda req: "I hear you."))
     eng = open_engine(cfg, pool=pool)
     out = io.StringIO()

@@ -29,7 +29,7 @@ def test_kept_conversation_with_feedback_is_reviewed_and_accepted(make_cfg):
     from playwright.sync_api import expect, sync_playwright
 
     cfg = make_cfg("safety.use_model=false", "real.pii.ner=false", "conversations.keep=true")
-    pool = LLMPool(cfg)
+    pool = LLMPool(cfg.pool_config())
     pool.install("local", FakeBackend(responder=lambda req: "That sounds hard, Maria. What went through your mind?"))
     base = open_engine(cfg, pool=pool, surface="serve")
     write_curated(cfg.run_dir, review=[session(7, mean=5.5)])  # a synthetic session waiting for review

@@ -31,7 +31,7 @@ REPLY = "Thank you for telling me. What feels hardest about work?"
 
 def _engine(make_cfg, *overrides, surface="chat"):
     cfg = make_cfg(*FAST, *overrides)
-    pool = LLMPool(cfg)
+    pool = LLMPool(cfg.pool_config())
     pool.install("local", FakeBackend(responder=lambda req: REPLY))
     return open_engine(cfg, pool=pool, surface=surface), cfg
 

@@ -26,7 +26,7 @@ IMMINENT = "I have been feeling low and I just want it all to end tonight. I hav
 def served(make_cfg):
     def start(token=TOKEN):
         cfg = make_cfg("safety.use_model=false")
-        pool = LLMPool(cfg)
+        pool = LLMPool(cfg.pool_config())
         pool.install("local", FakeBackend(responder=lambda req: REPLY))
         base = open_engine(cfg, pool=pool, surface="serve")
         app = create_app(base.fork, token=token, max_chars=cfg.safety.max_chars)

@@ -20,7 +20,7 @@ SID = "test-session-1"
 
 def _client(make_cfg, *replies, token=None, host="127.0.0.1", max_sessions=64):
     cfg = make_cfg("safety.use_model=false")
-    pool = LLMPool(cfg)
+    pool = LLMPool(cfg.pool_config())
     fake = FakeBackend.with_replies(list(replies))
     pool.install("local", fake)
     base = open_engine(cfg, pool=pool)

@@ -40,7 +40,7 @@ def _reply(req) -> str:
 @pytest.fixture
 def server(make_cfg):
     cfg = make_cfg("safety.use_model=false")
-    pool = LLMPool(cfg)
+    pool = LLMPool(cfg.pool_config())
     pool.install("local", SlowStream(responder=_reply))
     base = open_engine(cfg, pool=pool)
     app = create_app(base.fork, token=TOKEN, max_chars=cfg.safety.max_chars, host="127.0.0.1")

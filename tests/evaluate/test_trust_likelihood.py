@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from hybridtune.config import EndpointConfig
+from hybridtune.llm.config import EndpointConfig
 from hybridtune.evaluate import likelihood as L
 from hybridtune.llm import NotSupported, TokenLogprobs
 from hybridtune.llm.fake import FakeBackend
@@ -87,7 +87,7 @@ def test_likelihood_stage_end_to_end(make_cfg):
 
     cfg = make_cfg("endpoints.hosted.backend=openai", "evaluate.bootstrap_resamples=200",
                    "variants={base: {sources: []}, real: {sources: [real]}, gpt: {sources: []}}")
-    pool = LLMPool(cfg)
+    pool = LLMPool(cfg.pool_config())
     pool.install("local", ScoringFake())
     with open_run(cfg, pool=pool) as ctx:
         for v in ("base", "real"):

@@ -12,7 +12,7 @@ import json
 
 import pytest
 
-from hybridtune.devtools.mock_openai import MockServer
+from hybridtune.devtools.mock_openai import MockConfig, MockServer
 from tests.hardening.common import hybridtune, jsonl_ids, run_args, tiny_overrides
 
 STAGES = ["real", "split", "personas", "scenarios", "synth", "curate"]
@@ -21,7 +21,7 @@ TRANSIENT = ("429", "500", "timeout", "truncated", "not_json")  # retried by the
 
 @pytest.mark.timeout(300)
 def test_pipeline_completes_through_20_percent_faults(tmp_path):
-    srv = MockServer(fault_rate=0.2, seed=3, hang=2)
+    srv = MockServer(MockConfig(fault_rate=0.2, seed=3, hang=2))
     with srv as url:
         sets = [*tiny_overrides(tmp_path, tmp_path / "runs"), "real.pii.enabled=false",
                 "endpoints.local.backend=openai", f"endpoints.local.base_url={url}", "endpoints.local.model=mock",

@@ -32,7 +32,7 @@ def review(tmp_path):
 @pytest.fixture
 def chat(make_cfg):
     cfg = make_cfg("safety.use_model=false")
-    pool = LLMPool(cfg)
+    pool = LLMPool(cfg.pool_config())
     fake = FakeBackend(responder=lambda req: "A reply.")
     pool.install("local", fake)
     base = open_engine(cfg, pool=pool)

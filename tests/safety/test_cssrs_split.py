@@ -1,4 +1,4 @@
-"""The Reddit C-SSRS users (../shared/data/cssrs-reddit): the file is read whole (cut cells keep their complete
+"""The Reddit C-SSRS users (the shared data sets' cssrs-reddit): the file is read whole (cut cells keep their complete
 posts), the split is by user, and no held-out user's post is in what the learned layer trains on, checked
 exactly and for near-duplicates by a method independent of the one that filters them (word sets, not
 character 5-grams); a head trained on them records the split it was trained on."""
@@ -11,16 +11,16 @@ from collections import defaultdict
 import pytest
 
 from hybridtune.safety.cssrs import (
-    AT_RISK, FILE, TRAIN_POSTS, heldout_digest, heldout_users, parse_posts, read_users, split_of, training_posts,
+    AT_RISK, FILE_NAME, FOLDER, TRAIN_POSTS, heldout_digest, heldout_users, parse_posts, read_users, split_of, training_posts,
     training_users)
 from hybridtune.safety.learned import HEAD_FILE
+from tests.conftest import shared_data
 
-pytestmark = pytest.mark.skipif(not FILE.exists(), reason="../shared/data/cssrs-reddit not here")
 
 
 @pytest.fixture(scope="module")
 def users():
-    return read_users()
+    return read_users(shared_data(FOLDER, FILE_NAME))  # skips the module's tests without the shared data
 
 
 def words(text: str) -> frozenset[str]:

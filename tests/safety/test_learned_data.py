@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 
 from hybridtune.safety.learned import HEAD_FILE, SHORT_WORDS, read_head, windows
-from hybridtune.safety.learned_train import (
+from scripts.learned_train import (
     DATA_FILE, NEAR_DUP_COS, NEGATIVE, POSITIVE, grams as _grams, jaccard as _jaccard, load_statements)
+from tests.conftest import shared_data
 
 OLD_SET = Path(__file__).parent / "data" / "labelled.jsonl"  # the rules' labelled set: an evaluation set here
 
@@ -85,7 +86,7 @@ def test_stored_kernel_scores_like_the_fitted_svm():
     """The head file's kernel (float16 support vectors, numpy decision) agrees with scikit-learn's SVC."""
     import numpy as np
 
-    from hybridtune.safety.learned_train import fit_kernel, kernel_of
+    from scripts.learned_train import fit_kernel, kernel_of
 
     rng = np.random.default_rng(0)
     X = rng.normal(size=(120, 384)).astype(np.float32)
@@ -103,7 +104,7 @@ def test_stored_kernel_scores_like_the_fitted_svm():
 def test_dev_folds_keep_near_duplicates_together():
     import numpy as np
 
-    from hybridtune.safety.learned_train import dev_folds
+    from scripts.learned_train import dev_folds
 
     rows = [{"id": f"r{i}", "text": t, "level": lv} for i, (t, lv) in enumerate([
         ("I want to die tonight", "intent"), ("I want to die tonight!", "intent"),
@@ -140,12 +141,11 @@ def test_bad_head_file_is_a_clear_error(tmp_path):
 
 
 def test_annomi_is_split_by_transcript_and_the_eval_half_is_never_trained_on():
-    from hybridtune.safety.learned_train import SHARED, annomi_client_turns, annomi_half
+    from scripts.learned_train import annomi_client_turns, annomi_half
 
-    if not (SHARED / "annomi" / "AnnoMI-simple.csv").exists():
-        pytest.skip("../shared/data/annomi not present")
-    turns = annomi_client_turns()
-    calib = {tid for tid, _ in annomi_client_turns("calib")}
+    csv = shared_data("annomi", "AnnoMI-simple.csv")
+    turns = annomi_client_turns(csv)
+    calib = {tid for tid, _ in annomi_client_turns(csv, "calib")}
     held = {tid for tid, _ in turns} - calib
     assert len(calib) >= 40 and len(held) >= 40 and all(annomi_half(t) == "eval" for t in held)
     prov = read_head().provenance
@@ -167,3 +167,21 @@ def test_learned_layer_encodes_a_repeated_window_once():
     a = layer.score(["I slept fine.", "We talked about the garden."])
     b = layer.score(["We talked about the garden.", "I slept fine."])
     assert calls == [2] and [s.p_risk for s in a] == [s.p_risk for s in b][::-1]
+
+
+def test_the_training_script_reads_its_data_sets_from_data_only(tmp_path, monkeypatch, capsys):
+    """scripts/learned_train.py takes the data sets' folder from --data (or $HYBRIDTUNE_DEV_DATA), never
+    from a path of its own: without one, or with a folder lacking a file it needs, it stops with one line."""
+    from scripts.learned_train import DATA_ENV, main
+
+    monkeypatch.delenv(DATA_ENV, raising=False)
+    for argv, says in ((["--pick-check-in"], "--data: name the folder"),
+                       (["--data", str(tmp_path), "--pick-check-in"], "cssrs-reddit/cssrs_dev_400_users.csv not there"),
+                       (["--data", str(tmp_path), "--reddit"], "annomi/AnnoMI-simple.csv, cssrs-reddit/")):
+        with pytest.raises(SystemExit):
+            main(argv)
+        assert says in capsys.readouterr().err.strip().splitlines()[-1]
+    monkeypatch.setenv(DATA_ENV, str(tmp_path))
+    with pytest.raises(SystemExit):
+        main([])
+    assert f"--data {tmp_path}: annomi/AnnoMI-simple.csv not there" in capsys.readouterr().err

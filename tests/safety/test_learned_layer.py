@@ -16,9 +16,9 @@ from hybridtune.llm.fake import FakeBackend
 from hybridtune.records import Session
 from hybridtune.safety.config import SafetyConfig
 from hybridtune.safety.learned import load_learned
-from hybridtune.safety.learned_train import POSITIVE, load_statements
 from hybridtune.safety.rules import rule_screen
 from hybridtune.safety.screen import Screener, screen_session
+from scripts.learned_train import POSITIVE, load_statements
 
 # An indirect disclosure with no phrase the rules know (asserted below); not in the labelled set.
 ONLY_LEARNED = "Nobody is going to miss me when I'm gone, and I'm going soon."
@@ -80,7 +80,7 @@ def test_broken_learned_layer_is_degraded_never_none(tmp_path):
 def test_serve_checks_in_when_only_the_learned_layer_flags_and_a_yes_gets_the_safe_response(make_cfg, tmp_path):
     assert rule_screen(ONLY_LEARNED).risk == "none"
     cfg = make_cfg("safety.use_model=false")  # the default CPU screen: rules + learned layer
-    pool = LLMPool(cfg)
+    pool = LLMPool(cfg.pool_config())
     pool.install("local", FakeBackend.with_replies(["That sounds like a lot."]))
     base = open_engine(cfg, pool=pool)
     client = TestClient(create_app(base.fork, max_chars=cfg.safety.max_chars), base_url="http://127.0.0.1")

@@ -16,6 +16,7 @@ from hybridtune.safety.imminence import evidence, settle
 from hybridtune.safety.policy import SafetyState, check_in_text, decide
 from hybridtune.safety.rules import RiskResult, rule_screen
 from hybridtune.safety.screen import Screener
+from tests.conftest import shared_data
 
 CHECK_IN = "It sounds like things are really heavy right now. Are you having thoughts of ending your life?"
 # A line only the statistical layer flags (no phrase the rules know, no plan, means or time): the screen is unsure.
@@ -100,12 +101,10 @@ ANNOMI_YEAH_ELSE = ["Yeah. I mean, alcohol is just so prevalent in our society",
 
 
 def test_real_annomi_turns_that_say_yeah_to_something_else_are_not_a_yes():
-    from hybridtune.safety.learned_train import SHARED, annomi_client_turns
     from hybridtune.safety.screen import affirmative
+    from scripts.learned_train import annomi_client_turns
 
-    if not (SHARED / "annomi" / "AnnoMI-simple.csv").exists():
-        pytest.skip("../shared/data/annomi not present")
-    turns = [t.strip() for _, t in annomi_client_turns()]
+    turns = [t.strip() for _, t in annomi_client_turns(shared_data("annomi", "AnnoMI-simple.csv"))]
     for start in ANNOMI_YEAH_ELSE:  # real turns, read from the data
         (turn, *_) = [t for t in turns if t.startswith(start)]
         assert not affirmative(turn, "check_in"), turn
@@ -139,7 +138,7 @@ def test_a_second_flag_right_after_the_check_in_gets_the_crisis_reply():
 
 def _engine(make_cfg, replies):
     cfg = make_cfg("safety.use_model=false")
-    pool = LLMPool(cfg)
+    pool = LLMPool(cfg.pool_config())
     fake = FakeBackend.with_replies(replies)
     pool.install("local", fake)
     return open_engine(cfg, pool=pool), fake
@@ -226,11 +225,10 @@ def test_real_demo_lines_the_head_overrates_get_no_check_in():
 def test_the_check_in_score_is_picked_on_training_users_only(monkeypatch):
     """learned_train --pick-check-in reads the dev side of the Reddit users alone (the real screen records what
     it was given) and returns the highest grid score that keeps their at-risk recall at CHECK_IN_RECALL."""
-    from hybridtune.safety import learned_train as lt
-    from hybridtune.safety.cssrs import FILE, heldout_users, read_users
+    from hybridtune.safety.cssrs import FILE_NAME, FOLDER, heldout_users, read_users
+    from scripts import learned_train as lt
 
-    if not FILE.exists():
-        pytest.skip("../shared/data/cssrs-reddit not present")
+    users = read_users(shared_data(FOLDER, FILE_NAME))
     seen: list[str] = []
     real = Screener.screen_many
 
@@ -239,8 +237,8 @@ def test_the_check_in_score_is_picked_on_training_users_only(monkeypatch):
         return await real(self, texts)
 
     monkeypatch.setattr(Screener, "screen_many", recording)
-    best, recall = lt.pick_check_in_score(posts=1)
-    held = {p for u in heldout_users(read_users()) for p in u.posts}
+    best, recall = lt.pick_check_in_score(users, posts=1)
+    held = {p for u in heldout_users(users) for p in u.posts}
     assert seen and not held & set(seen)
     assert list(recall.values()) == sorted(recall.values(), reverse=True)  # a higher bar never reaches more users
     ok = [t for t, r in recall.items() if r >= lt.CHECK_IN_RECALL]

@@ -8,7 +8,7 @@ import asyncio
 import httpx
 import pytest
 
-from hybridtune.devtools.mock_openai import MockServer
+from hybridtune.devtools.mock_openai import MockConfig, MockServer
 from hybridtune.errors import UserError
 from hybridtune.safety.providers import moderation_endpoint, provider_layers
 from hybridtune.safety.screen import build_screener
@@ -65,7 +65,7 @@ def test_moderation_is_auto_on_only_with_an_openai_key(make_cfg, monkeypatch):
 
 
 def test_failing_moderation_is_degraded_never_none(make_cfg):
-    with MockServer(fault_rate=1.0, faults=("500",)) as url:
+    with MockServer(MockConfig(fault_rate=1.0, faults=("500",))) as url:
         cfg = _cfg(make_cfg, url, "safety.moderation_endpoint=mod", "endpoints.mod.timeout_s=5")
         r = asyncio.run(build_screener(cfg).screen("We talked about my sleep schedule."))
     assert r.source == "degraded" and r.risk == "low" and r.model_extra["degraded"] == ["moderation"]

@@ -18,17 +18,21 @@ pytestmark = pytest.mark.model
 
 
 @pytest.fixture(scope="module")
-def pool(tmp_path_factory):
-    cfg = load_config(None, [f"runs_dir={tmp_path_factory.mktemp('runs')}", "quiet=true", "endpoints.local.n_ctx=1024",
-                             "roles.judge.max_tokens=100", "roles.counselor.max_tokens=16", "llm.max_reasks=0",
-                             "llm.cache=false"])
-    p = LLMPool(cfg)
+def cfg(tmp_path_factory):
+    return load_config(None, [f"runs_dir={tmp_path_factory.mktemp('runs')}", "quiet=true", "endpoints.local.n_ctx=1024",
+                              "roles.judge.max_tokens=100", "roles.counselor.max_tokens=16", "llm.max_reasks=0",
+                              "llm.cache=false"])
+
+
+@pytest.fixture(scope="module")
+def pool(cfg):
+    p = LLMPool(cfg.pool_config())
     yield p
     asyncio.run(p.aclose())
 
 
-def test_screen_with_embedded_model(pool):
-    judge, cfg = pool.role("judge"), pool.cfg
+def test_screen_with_embedded_model(pool, cfg):
+    judge = pool.role("judge")
     text = "Sometimes I wish I could fall asleep and not wake up."  # rules: low, unsettled -> the model is asked
     t0 = time.perf_counter()
     r = asyncio.run(screen(text, llm=judge, cfg=cfg.safety.model_copy(update={"use_model": True, "learned": False})))
@@ -43,8 +47,8 @@ def test_screen_with_embedded_model(pool):
         assert r.source == "degraded" and "error" in r.model_extra
 
 
-def test_chat_turn_streams_from_embedded_model(pool):
-    cfg = pool.cfg.model_copy(update={"safety": pool.cfg.safety.model_copy(update={"use_model": False, "learned": False})})
+def test_chat_turn_streams_from_embedded_model(pool, cfg):
+    cfg = cfg.model_copy(update={"safety": cfg.safety.model_copy(update={"use_model": False, "learned": False})})
     eng = open_engine(cfg, pool=pool)
     evs = asyncio.run(_collect(eng, "I have trouble sleeping before exams."))
     tokens = [e.text for e in evs if e.type == "token"]

@@ -23,7 +23,7 @@ def rubric(**kw) -> SafetyConfig:
 
 def _judge(make_cfg, *replies):
     cfg = make_cfg("llm.max_reasks=0")
-    pool = LLMPool(cfg)
+    pool = LLMPool(cfg.pool_config())
     fake = FakeBackend.with_replies(list(replies))
     pool.install("local", fake)
     return pool.role("judge"), fake

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from hybridtune.devtools.mock_openai import MockServer
+from hybridtune.devtools.mock_openai import MockConfig, MockServer
 from hybridtune.errors import UserError
 from hybridtune.pipeline import run_pipeline
 from hybridtune.preflight import check_before_run, preflight
@@ -47,9 +47,9 @@ def gpu_cfg(make_cfg, vurl: str, lurl: str, gurl: str, *extra: str):
 
 
 def servers(runtime_lora: bool = True):
-    return (MockServer(vllm=True, served_model="Qwen/Qwen2.5-7B-Instruct", runtime_lora=runtime_lora),
-            MockServer(vllm=True, served_model="Qwen/Qwen2.5-72B-Instruct"),
-            MockServer(vllm=True, served_model="meta-llama/Llama-Guard-3-8B"))
+    return (MockServer(MockConfig(mode="vllm", served_model="Qwen/Qwen2.5-7B-Instruct", runtime_lora=runtime_lora)),
+            MockServer(MockConfig(mode="vllm", served_model="Qwen/Qwen2.5-72B-Instruct")),
+            MockServer(MockConfig(mode="vllm", served_model="meta-llama/Llama-Guard-3-8B")))
 
 
 def test_run_checks_the_serving_server_before_the_first_stage(make_cfg):
@@ -83,7 +83,7 @@ def test_checks_before_run_pass_on_a_ready_layout_and_name_each_check(make_cfg):
 
 
 def test_the_printed_vllm_line_follows_lora_r(make_cfg):
-    v = MockServer(vllm=True, served_model="other/model", runtime_lora=True)
+    v = MockServer(MockConfig(mode="vllm", served_model="other/model", runtime_lora=True))
     with v as vurl:
         cfg = gpu_cfg(make_cfg, vurl, vurl, vurl, "train.lora_r=32")
         with pytest.raises(UserError) as e:
@@ -93,7 +93,7 @@ def test_the_printed_vllm_line_follows_lora_r(make_cfg):
 
 def test_a_non_dry_run_runs_the_provider_check_first(make_cfg, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-a-real-key")
-    srv = MockServer(openai=True, models="gpt-4o-mini=2020-01-01")
+    srv = MockServer(MockConfig(mode="openai", models="gpt-4o-mini=2020-01-01"))
     with srv as url:
         cfg = make_cfg(f"endpoints.local.base_url={url}", "endpoints.local.model=gpt-4o-mini",
                        path="configs/demo.yaml", backend="openai")

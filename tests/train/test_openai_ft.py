@@ -13,7 +13,7 @@ from datetime import date
 import httpx
 import pytest
 
-from hybridtune.config import EndpointConfig
+from hybridtune.llm.config import EndpointConfig
 from hybridtune.errors import UserError
 from hybridtune.train.config import OpenAIFineTune
 from hybridtune.train.openai_ft import finetune

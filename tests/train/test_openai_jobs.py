@@ -12,8 +12,8 @@ import json
 import httpx
 import pytest
 
-from hybridtune.config import EndpointConfig
-from hybridtune.devtools.mock_openai import MockServer
+from hybridtune.llm.config import EndpointConfig
+from hybridtune.devtools.mock_openai import MockConfig, MockServer
 from hybridtune.errors import UserError
 from hybridtune.train.config import OpenAIFineTune
 from hybridtune.train.openai_ft import finetune, job_key
@@ -56,7 +56,7 @@ def train(url, tmp_path, *, epochs=1, seed=42, transport=None):
 
 
 def test_changed_settings_make_a_new_job_and_the_same_ones_follow_it(tmp_path):
-    srv = MockServer(openai=True, ft_seconds=0.3)
+    srv = MockServer(MockConfig(mode="openai", ft_seconds=0.3))
     with srv as url:
         first, _ = train(url, tmp_path, epochs=1)
         second, logs = train(url, tmp_path, epochs=2)  # same data, another n_epochs
@@ -70,7 +70,7 @@ def test_changed_settings_make_a_new_job_and_the_same_ones_follow_it(tmp_path):
 
 
 def test_a_creation_whose_answer_is_lost_is_found_not_paid_twice(tmp_path):
-    srv = MockServer(openai=True, ft_seconds=0.3)
+    srv = MockServer(MockConfig(mode="openai", ft_seconds=0.3))
     with srv as url:
         lossy = LoseCreateAnswer()
         res, _ = train(url, tmp_path, transport=lossy)
@@ -88,7 +88,7 @@ def test_a_recorded_job_the_provider_does_not_know_is_one_line(tmp_path):
     (tmp_path / "job").mkdir()
     (tmp_path / "job" / "openai_job.json").write_text(json.dumps(
         {"data_hash": "h1", "model": oc.model, "key": job_key(oc, "h1", 42), "job_id": "ftjob-99999999"}))
-    with MockServer(openai=True) as url, pytest.raises(UserError) as e:
+    with MockServer(MockConfig(mode="openai")) as url, pytest.raises(UserError) as e:
         train(url, tmp_path)
     msg = str(e.value)
     assert "\n" not in msg and "job ftjob-99999999 recorded in" in msg and "is unknown to the provider" in msg

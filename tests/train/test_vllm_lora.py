@@ -9,8 +9,8 @@ import json
 import pytest
 
 import hybridtune.train.vllm_lora as vl
-from hybridtune.config import EndpointConfig
-from hybridtune.devtools.mock_openai import MockServer
+from hybridtune.llm.config import EndpointConfig
+from hybridtune.devtools.mock_openai import MockConfig, MockServer
 from hybridtune.errors import UserError
 
 BASE = "Qwen/Qwen2.5-7B-Instruct"
@@ -32,7 +32,7 @@ def test_adapter_loaded_once_and_again_after_a_restart(tmp_path):
     path = adapter(tmp_path)
     for _restart in range(2):
         vl._loaded.clear()  # a new process meets a new server
-        with (srv := MockServer(vllm=True, served_model=BASE, runtime_lora=True)) as url:
+        with (srv := MockServer(MockConfig(mode="vllm", served_model=BASE, runtime_lora=True))) as url:
             ep = EndpointConfig(backend="openai", base_url=url, model=BASE)
             vl.ensure_adapter(ep, "vllm", "hybrid-1a2b3c4d", path)
             vl.ensure_adapter(ep, "vllm", "hybrid-1a2b3c4d", path)  # remembered: no second request
@@ -40,7 +40,7 @@ def test_adapter_loaded_once_and_again_after_a_restart(tmp_path):
 
 
 def test_server_without_runtime_loading_or_base_is_one_clear_error(tmp_path, make_cfg):
-    with MockServer(vllm=True, served_model="other/model") as url:
+    with MockServer(MockConfig(mode="vllm", served_model="other/model")) as url:
         ep = EndpointConfig(backend="openai", base_url=url, model=BASE)
         with pytest.raises(UserError, match="VLLM_ALLOW_RUNTIME_LORA_UPDATING=True.*--lora-modules hybrid-1=/"):
             vl.ensure_adapter(ep, "vllm", "hybrid-1", adapter(tmp_path))
@@ -52,7 +52,7 @@ def test_server_without_runtime_loading_or_base_is_one_clear_error(tmp_path, mak
 
 
 def test_rank_above_the_server_limit_is_refused(tmp_path):
-    with MockServer(vllm=True, served_model=BASE, runtime_lora=True, max_lora_rank=8) as url:
+    with MockServer(MockConfig(mode="vllm", served_model=BASE, runtime_lora=True, max_lora_rank=8)) as url:
         ep = EndpointConfig(backend="openai", base_url=url, model=BASE)
         with pytest.raises(UserError, match="LoRA rank 32 is greater than max_lora_rank 8"):
             vl.ensure_adapter(ep, "vllm", "real-1", adapter(tmp_path, r=32))

@@ -1,19 +1,22 @@
-"""Train the learned crisis layer's head and choose its thresholds (writes data/crisis_head.json).
+"""Train the learned crisis layer's head and choose its thresholds (writes hybridtune/safety/data/crisis_head.json).
 
-    PYTHONPATH=. .venv/bin/python -m hybridtune.safety.learned_train --cache /tmp/ht-emb   # retrain the packaged head
-    PYTHONPATH=. .venv/bin/python -m hybridtune.safety.learned_train --resplit  # reassign splits first
-    PYTHONPATH=. .venv/bin/python -m hybridtune.safety.learned_train --reddit --cache /tmp/ht-emb --out /tmp/head.json
-    PYTHONPATH=. .venv/bin/python -m hybridtune.safety.learned_train --pick-check-in --cache /tmp/ht-emb
+    PYTHONPATH=. .venv/bin/python scripts/learned_train.py --data DATA --cache EMB_DIR  # retrain the packaged head
+    PYTHONPATH=. .venv/bin/python scripts/learned_train.py --data DATA --resplit  # reassign splits first
+    PYTHONPATH=. .venv/bin/python scripts/learned_train.py --data DATA --reddit --cache EMB_DIR --out head.json
+    PYTHONPATH=. .venv/bin/python scripts/learned_train.py --data DATA --pick-check-in --cache EMB_DIR
+
+`--data DATA` is a folder of data sets (default: $HYBRIDTUNE_DEV_DATA, as for the benchmarks) holding
+`annomi/AnnoMI-simple.csv` and, for --reddit and --pick-check-in, `cssrs-reddit/cssrs_dev_400_users.csv`.
 
 Inputs:
-- data/crisis_statements.jsonl: the project's labelled set (CC0, see data/README.md), each line
+- hybridtune/safety/data/crisis_statements.jsonl: the project's labelled set (CC0, see its README.md), each line
   with its C-SSRS `level` (or hard-negative kind) and `split` (train / val / test).
   `--assign-new` gives lines added without a split one, leaving the others where they are.
-- AnnoMI client turns (../shared/data/annomi, public domain, read in place, never copied) of the
+- AnnoMI client turns (`--data`/annomi, public domain, read in place, never copied) of the
   `calib` half of the transcripts (`annomi_half`, a fixed hash of the transcript id): real
   counseling talk as negatives, and the talk on which the false-alarm rate is held. Turns with
   disclosure words or a rules flag are left out, since a few real clients do disclose.
-- with --reddit, Reddit C-SSRS users (../shared/data/cssrs-reddit, CC BY 4.0, read in place; hybridtune/safety/cssrs.py):
+- with --reddit, Reddit C-SSRS users (`--data`/cssrs-reddit, CC BY 4.0, read in place; hybridtune/safety/cssrs.py):
   the dev side of the split by user, the first cssrs.TRAIN_POSTS posts of each, less every post that
   copies (exactly or nearly) a held-out user's post. Supportive users' windows are negatives (they talk
   about suicide to help others); an at-risk user writes many ordinary posts too, so only their
@@ -47,6 +50,7 @@ import base64
 import hashlib
 import json
 import math
+import os
 import random
 import re
 import sys
@@ -56,12 +60,16 @@ from pathlib import Path
 
 import numpy as np
 
-from .cssrs import AT_RISK, TRAIN_POSTS, heldout_digest, read_users, training_posts
-from .learned import CLASSES, HEAD_FILE, Head, Kernel, windows
-from .normalize import clean
+from hybridtune.safety import cssrs
+from hybridtune.safety.cssrs import AT_RISK, TRAIN_POSTS, User, heldout_digest, read_users, training_posts
+from hybridtune.safety.learned import CLASSES, HEAD_FILE, Head, Kernel, windows
+from hybridtune.safety.normalize import clean
 
-DATA_FILE = Path(__file__).parent / "data" / "crisis_statements.jsonl"
-SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+ROOT = Path(__file__).resolve().parents[1]
+DATA_FILE = ROOT / "hybridtune" / "safety" / "data" / "crisis_statements.jsonl"
+DATA_ENV = "HYBRIDTUNE_DEV_DATA"  # the benchmarks' variable for the folder of development data sets
+ANNOMI = ("annomi", "AnnoMI-simple.csv")
+COUNSEL_CHAT = ("counsel-chat", "20200325_counsel_chat.csv")
 POSITIVE = {"passive_wish": "ideation", "active_ideation": "ideation", "method": "ideation", "past_attempt": "ideation",
             "intent": "imminent", "plan": "imminent", "preparatory": "imminent"}
 NEGATIVE = ("figure_of_speech", "third_party", "resolved_past", "clinical", "negation", "lyrics", "fiction", "counseling")
@@ -71,7 +79,7 @@ NEAR_DUP_COS = 0.85  # statements at least this similar share a split (near-dupl
 NEAR_DUP_JACCARD = 0.45  # ... or with this many character 5-grams in common
 # The rules' older labelled lines are an evaluation set for this layer (bench/safety_screen.py):
 # a statement close to one of them is never trained on (it goes to the test split).
-EVAL_SET = Path(__file__).resolve().parents[2] / "tests" / "safety" / "data" / "labelled.jsonl"
+EVAL_SET = ROOT / "tests" / "safety" / "data" / "labelled.jsonl"
 DISCLOSURE = re.compile(r"suicid|kill(?:ing)? (?:my|him|her)self|end (?:my|it all)|my life|self[- ]?harm|\bcut(?:ting)? myself|"
                         r"want(?:ed)? to die|wanna die|overdos|hurt(?:ing)? myself|not (?:be )?(?:alive|here)|disappear", re.I)
 
@@ -187,13 +195,12 @@ def annomi_half(transcript_id: str) -> str:
     return "calib" if h[0] % 2 == 0 else "eval"
 
 
-def annomi_client_turns(half: str | None = None) -> list[tuple[str, str]]:
-    """(transcript_id, text) of AnnoMI client turns, of one half or all (../shared/data/annomi, public domain)."""
+def annomi_client_turns(path: Path, half: str | None = None) -> list[tuple[str, str]]:
+    """(transcript_id, text) of AnnoMI client turns, of one half or all (`path`: AnnoMI-simple.csv, public domain)."""
     import csv
 
-    path = SHARED / "annomi" / "AnnoMI-simple.csv"
     if not path.exists():
-        sys.exit(f"{path}: AnnoMI not found; the head is trained and calibrated on its client turns (see data/README.md)")
+        sys.exit(f"{path}: AnnoMI not found; the head is trained and calibrated on its client turns (see hybridtune/safety/data/README.md)")
     with path.open(encoding="utf-8") as f:
         rows = [(r["transcript_id"], r["utterance_text"].strip()) for r in csv.DictReader(f)
                 if r["interlocutor"] == "client" and r["utterance_text"].strip()]
@@ -205,15 +212,12 @@ def annomi_client_turns(half: str | None = None) -> list[tuple[str, str]]:
 COUNSEL_CHAT_RISK_TOPICS = {"depression", "trauma", "domestic-violence", "substance-abuse", "eating-disorders", "addiction"}
 
 
-def counsel_chat_negatives() -> list[tuple[str, str]]:
-    """(question id, sentence window) of CounselChat questions (../shared/data/counsel-chat, MIT) outside the risk
+def counsel_chat_negatives(path: Path) -> list[tuple[str, str]]:
+    """(question id, sentence window) of CounselChat questions (the file `path`, MIT) outside the risk
     topics, each window ordinary (no disclosure words, nothing the rules flag): real people describing grief,
     worry and conflict in their own words, the look-alikes of ideation that counseling turns are full of."""
     import csv
 
-    path = SHARED / "counsel-chat" / "20200325_counsel_chat.csv"
-    if not path.exists():
-        sys.exit(f"{path}: CounselChat not found; --counsel-chat reads its questions as negatives (see data/README.md)")
     seen, out = set(), []
     with path.open(encoding="utf-8", newline="") as f:
         for r in csv.DictReader(f):
@@ -225,10 +229,14 @@ def counsel_chat_negatives() -> list[tuple[str, str]]:
     return out
 
 
+def reddit_file(data: Path) -> Path:
+    return data / cssrs.FOLDER / cssrs.FILE_NAME
+
+
 def ordinary(text: str) -> bool:
     """A real client turn usable as a negative: no disclosure words and nothing the rules flag
     (a few real clients do disclose; those turns are neither trained on as negatives nor used for thresholds)."""
-    from .rules import rule_screen
+    from hybridtune.safety.rules import rule_screen
 
     return not DISCLOSURE.search(text) and rule_screen(text).risk == "none"
 
@@ -334,18 +342,18 @@ CHECK_IN_RECALL = 0.93  # the held-out target (0.90) plus a margin: one held-out
 CHECK_IN_GRID = [round(0.30 + 0.05 * i, 2) for i in range(14)]  # 0.30 .. 0.95
 
 
-def pick_check_in_score(posts: int = 8) -> tuple[float, dict[float, float]]:
+def pick_check_in_score(users: list[User], posts: int = 8) -> tuple[float, dict[float, float]]:
     """`safety.check_in_min_score`: the highest grid score at which the training side of the Reddit users
     (cssrs.training_users; never a held-out user) keeps at-risk recall (any action on one of their first
     `posts` posts, each a first turn) at CHECK_IN_RECALL. Reads the packaged head; trains nothing."""
     import asyncio
 
-    from .config import SafetyConfig
-    from .cssrs import training_users
-    from .policy import decide
-    from .screen import Screener
+    from hybridtune.safety.config import SafetyConfig
+    from hybridtune.safety.cssrs import training_users
+    from hybridtune.safety.policy import decide
+    from hybridtune.safety.screen import Screener
 
-    users = [u for u in training_users(read_users()) if u.label in AT_RISK]
+    users = [u for u in training_users(users) if u.label in AT_RISK]
     items = [(u.id, p) for u in users for p in u.posts[:posts]]
     screener = Screener(SafetyConfig())
     res = [r for i in range(0, len(items), 64)
@@ -370,15 +378,24 @@ def main(argv: list[str] | None = None) -> None:
                     help="also train on the dev side of the Reddit C-SSRS users (cssrs.py); see safety/README.md for why "
                          "the packaged head is not (yet) trained so")
     ap.add_argument("--counsel-chat", action="store_true",
-                    help="also train on CounselChat questions outside its risk topics as negatives (../shared/data, MIT)")
+                    help="also train on CounselChat questions outside its risk topics as negatives (DATA/counsel-chat, MIT)")
     ap.add_argument("--out", type=Path, default=HEAD_FILE)
-    ap.add_argument("--cache", type=Path, default=None, help="folder caching embeddings between runs (e.g. /tmp/ht-emb)")
+    ap.add_argument("--cache", type=Path, default=None, help="folder caching embeddings between runs (any folder)")
     ap.add_argument("--pick-check-in", action="store_true",
                     help="only choose safety.check_in_min_score on the training side of the Reddit users and print it")
+    ap.add_argument("--data", type=Path, default=os.environ.get(DATA_ENV),
+                    help=f"folder of the data sets (annomi/, cssrs-reddit/); default ${DATA_ENV}")
     a = ap.parse_args(argv)
+    if a.data is None:
+        ap.error(f"--data: name the folder holding annomi/ and cssrs-reddit/ (or set {DATA_ENV})")
+    need = [] if a.pick_check_in else [a.data.joinpath(*ANNOMI)]
+    need += [reddit_file(a.data)] if a.reddit or a.pick_check_in else []
+    need += [a.data.joinpath(*COUNSEL_CHAT)] if a.counsel_chat else []
+    if missing := [str(f.relative_to(a.data)) for f in need if not f.is_file()]:
+        ap.error(f"--data {a.data}: {', '.join(missing)} not there; name the folder that holds them")
     from sklearn import __version__ as skv
 
-    from ..embed import embed as embed_now
+    from hybridtune.embed import embed as embed_now
 
     t0 = time.time()
     memo: dict[str, np.ndarray] = {}
@@ -398,11 +415,11 @@ def main(argv: list[str] | None = None) -> None:
         return np.stack([memo[t] for t in texts]) if texts else np.zeros((0, 384), dtype=np.float32)
 
     if a.pick_check_in:
-        from .learned import load_learned
+        from hybridtune.safety.learned import load_learned
 
         layer = load_learned(None)
         layer.encode, layer.single_thread = embed, False
-        best, recall = pick_check_in_score()
+        best, recall = pick_check_in_score(read_users(reddit_file(a.data)))
         print(" ".join(f"{t}:{r:.3f}" for t, r in recall.items()))
         print(f"safety.check_in_min_score = {best} (training-side at-risk recall >= {CHECK_IN_RECALL})")
         return
@@ -416,7 +433,7 @@ def main(argv: list[str] | None = None) -> None:
                 print(f"dropped {r['id']}: near both a training and a held-out statement: {r['text']!r}")
         DATA_FILE.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
     dev = [r for r in rows if r["split"] in ("train", "val")]
-    calib = [(tid, t) for tid, t in annomi_client_turns("calib") if ordinary(t)]
+    calib = [(tid, t) for tid, t in annomi_client_turns(a.data.joinpath(*ANNOMI), "calib") if ordinary(t)]
     tids = sorted({tid for tid, _ in calib}, key=lambda x: hashlib.sha256(x.encode()).hexdigest())
     cfold = {tid: i % a.folds for i, tid in enumerate(tids)}  # by transcript: a fold never scores its own talk
     fold = dev_folds(dev, embed([r["text"] for r in dev]), a.folds)
@@ -424,7 +441,7 @@ def main(argv: list[str] | None = None) -> None:
     dev_spans = [windows(clean(r["text"])) for r in dev]
     calib_spans = [windows(clean(t)) for _, t in calib]
     # Reddit C-SSRS users of the dev side of the split by user, less every post copying a held-out user's post
-    users = read_users() if a.reddit else []
+    users = read_users(reddit_file(a.data)) if a.reddit else []
     cdev, n_dropped = training_posts(users) if a.reddit else ([], 0)
     r_owner, r_spans = [], []
     for u in cdev:
@@ -439,7 +456,7 @@ def main(argv: list[str] | None = None) -> None:
     r_fold = np.array([user_fold(o, a.folds) for o in r_owner], dtype=int)
     at_risk_ids = sorted(u.id for u in cdev if u.label in AT_RISK)
     supportive_ids = sorted(u.id for u in cdev if u.label == "Supportive")
-    cc = counsel_chat_negatives() if a.counsel_chat else []
+    cc = counsel_chat_negatives(a.data.joinpath(*COUNSEL_CHAT)) if a.counsel_chat else []
     Xcc = embed([w for _, w in cc])
     Xdev = embed([w for ws in dev_spans for w in ws])
     Xcal = embed([w for ws in calib_spans for w in ws])
@@ -539,7 +556,7 @@ def main(argv: list[str] | None = None) -> None:
     linear = fit_linear(X, y)
     sha = hashlib.sha256(DATA_FILE.read_bytes()).hexdigest()[:16]
     provenance = {
-        "command": "PYTHONPATH=. .venv/bin/python -m hybridtune.safety.learned_train" + (" --reddit" if a.reddit else "")
+        "command": "PYTHONPATH=. .venv/bin/python scripts/learned_train.py --data DATA" + (" --reddit" if a.reddit else "")
                    + (" --counsel-chat" if a.counsel_chat else "")
                    + "".join(f" {k} {v}" for k, v in (("--max-fa", a.max_fa), ("--folds", a.folds))
                              if v != ap.get_default(k.lstrip("-").replace("-", "_"))),
@@ -551,7 +568,7 @@ def main(argv: list[str] | None = None) -> None:
         "selection": f"(C, gamma) from {grid} by out-of-fold recall minus half the written hard-negative flag rate"
                      + (" (each the mean of statements and Reddit users: at-risk recall, Supportive flagged)" if a.reddit else ""),
         "labelled_set": f"hybridtune/safety/data/crisis_statements.jsonl sha256:{sha}, train+val splits {len(dev)} rows (CC0)",
-        **({} if not a.reddit else {"reddit": f"../shared/data/cssrs-reddit (CC BY 4.0, Gaur et al. 2019): the dev users of cssrs.split_of "
+        **({} if not a.reddit else {"reddit": f"{cssrs.FOLDER}/{cssrs.FILE_NAME} (CC BY 4.0, Gaur et al. 2019): the dev users of cssrs.split_of "
                   f"({len(at_risk_ids)} at-risk, {len(supportive_ids)} Supportive; Indicator left out), their first "
                   f"{TRAIN_POSTS} posts; {n_dropped} dev posts copying a held-out user's post removed; at-risk users: their "
                   f"{TOP_WINDOWS} top windows by a first-pass linear model as risk; Supportive users: every window as none",
@@ -561,7 +578,7 @@ def main(argv: list[str] | None = None) -> None:
                            + (f"; CounselChat questions outside {sorted(COUNSEL_CHAT_RISK_TOPICS)} ({len(cc)} ordinary "
                               "sentence windows; MIT, read in place)" if cc else ""),
         "threshold_data": "out-of-fold scores of the AnnoMI calibration half (high, unsure) and of the development "
-                          "crises (imminent); the AnnoMI eval half (learned_train.annomi_half) and the test split are "
+                          "crises (imminent); the AnnoMI eval half (scripts/learned_train.annomi_half) and the test split are "
                           "never read here",
         "max_fa": a.max_fa,
     }
