@@ -152,13 +152,13 @@ def test_a_declared_estimate_is_in_the_estimate_in_run_order(tmp_path, monkeypat
 
 def test_the_declaration_decides_whether_a_stage_batches(tmp_path, monkeypatch, make_cfg):
     from hybridtune.context import open_run
-    from hybridtune.devtools.mock_openai import MockServer
+    from hybridtune.devtools.mock_openai import MockConfig, MockServer
 
     _tally(tmp_path, monkeypatch, batches=True)
     plain = Stage("plain", "tally_stage:run", "plain", "Tally once, unbatched.", "nothing", "nothing",
                   roles=("judge",))
     monkeypatch.setattr(stages, "STAGES", [*stages.STAGES, plain])
-    srv = MockServer(batch_seconds=0.2)
+    srv = MockServer(MockConfig(batch_seconds=0.2))
     with srv as url:
         cfg = make_cfg(f"endpoints.local.base_url={url}", "endpoints.local.model=mock", "llm.batch=true",
                        "llm.batch_poll_s=0.1", f"runs_dir={tmp_path / 'runs'}", backend="openai")
