@@ -53,13 +53,13 @@ def serve_args(vllm: Path, folder: Path, port: int) -> list[str]:
     """The server line: the transformers folder under one short name, runtime LoRA, small CPU limits."""
     return [str(vllm), "serve", str(folder), "--served-model-name", SERVED_NAME, "--host", "127.0.0.1",
             "--port", str(port), "--enable-lora", "--max-lora-rank", str(MAX_LORA_RANK), "--max-loras", "2",
-            "--max-model-len", "2048", "--dtype", "float32"]
+            "--max-model-len", "8192", "--dtype", "float32"]
 
 
 def serve_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     env.update(VLLM_ALLOW_RUNTIME_LORA_UPDATING="True",  # registers /v1/load_lora_adapter
-               VLLM_CPU_KVCACHE_SPACE="1",  # GiB of KV cache: enough for 2048-token tests
+               VLLM_CPU_KVCACHE_SPACE="1",  # GiB of KV cache: about 23k tokens of SmolLM2-135M in fp32
                HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", VLLM_NO_USAGE_STATS="1", DO_NOT_TRACK="1")
     return env
 

