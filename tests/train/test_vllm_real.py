@@ -211,7 +211,10 @@ def test_gpu_1x_config_end_to_end_on_real_vllm(vllm_server, tmp_path):
     srv = vllm_server
     env = annomi_by_name(tmp_path)
     serve = [f"endpoints.{e}.{k}={v}" for e in ("vllm", "large") for k, v in (("base_url", srv.url), ("model", srv.model))]
-    sets = [*tiny(tmp_path), *serve, "safety.guard_endpoint=null", "train.device=cpu",
+    # short replies: SmolLM2 on 2 shared cores writes about 10 tokens/s
+    short = [f"roles.{r}.max_tokens={n}" for r, n in (("counselor", 48), ("patient", 48), ("generator", 400),
+                                                     ("judge", 300), ("annotator", 64))]
+    sets = [*tiny(tmp_path), *serve, *short, "synth.sessions=4", "safety.guard_endpoint=null", "train.device=cpu",
             f"train.base_model={srv.folder}", *TINY, "train.max_seq_len=512"]
     ok(hybridtune(args("configs/gpu-1x.yaml", sets), env=env, timeout=2200))
     run_dir = tmp_path / "runs" / "gpu-1x"
