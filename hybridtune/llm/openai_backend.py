@@ -25,6 +25,14 @@ def _retry_after(headers) -> float | None:
         return None
 
 
+def _error_message(e) -> str:
+    """The server's own error message (e.g. vLLM's "The model `x` does not exist. Valid aliases: base."),
+    on one line and short: it names what was asked for and what is there."""
+    body = e.body if isinstance(e.body, dict) else {}
+    msg = body.get("message") or (body.get("error") or {}).get("message") if body else None
+    return " ".join(str(msg or e.message).split())[:200]
+
+
 class _FormatRejected(Exception):
     """The endpoint does not understand this `response_format`."""
 
@@ -126,9 +134,10 @@ class OpenAIBackend(Backend):
                 f"endpoints.{self.endpoint_name}.api_key_env: the endpoint rejected the key in "
                 f"{self.endpoint.api_key_env}; check it"
             ) from None
-        except openai.NotFoundError:
+        except openai.NotFoundError as e:
             raise UserError(
-                f"endpoints.{self.endpoint_name}: model or path not found at {self.urls[i]}; check model and base_url"
+                f"endpoints.{self.endpoint_name}: model or path not found at {self.urls[i]} ({_error_message(e)}); "
+                "check model and base_url"
             ) from None
         except openai.APIStatusError as e:
             if e.status_code == 408 or e.status_code >= 500:

@@ -96,12 +96,33 @@ def check_runtime_lora(ep, name: str, url: str, max_rank: int) -> None:
                         f"HTTP {r.status_code}); restart it as: {serve_command(ep, max_rank)}")
 
 
+def server_message(r: httpx.Response) -> str:
+    """vLLM's error message (its JSON `error.message`, else the body) on one line, at most 300 characters."""
+    try:
+        text = str(r.json()["error"]["message"])
+    except (ValueError, KeyError, TypeError):
+        text = r.text
+    return " ".join(text.split())[:300]
+
+
+def check_same_adapter(card: dict, ep_name: str, url: str, name: str, path: str) -> None:
+    """A name the server already lists must be this adapter: vLLM keeps the first path loaded under a
+    name and refuses another, so the first adapter would silently answer for the second."""
+    root = card.get("root")
+    if root and Path(root).resolve() != Path(path).resolve():
+        raise UserError(f"endpoints.{ep_name}: {url} already serves adapter {name} from {root}, not {path}; "
+                        f"unload it (POST {url}/unload_lora_adapter {{\"lora_name\": \"{name}\"}}) or restart vLLM")
+
+
 def ensure_adapter(ep, ep_name: str, name: str, path: str) -> None:
     """Make every replica of the endpoint serve the adapter at `path` as model `name`."""
     for url in _urls(ep):
         if (url, name) in _loaded:
             continue
-        if name not in served(ep, ep_name, url):
+        cards = served(ep, ep_name, url)
+        if name in cards:
+            check_same_adapter(cards[name], ep_name, url, name, path)
+        else:
             r = httpx.post(f"{url}/load_lora_adapter", json={"lora_name": name, "lora_path": path},
                            headers=_headers(ep), timeout=300)
             if r.status_code == 404 and "adapter" not in r.text.lower():
@@ -110,6 +131,6 @@ def ensure_adapter(ep, ep_name: str, name: str, path: str) -> None:
                                 f"{serve_command(ep, adapter_rank(path), {name: path})}")
             if r.status_code != 200 and "already been loaded" not in r.text:
                 raise UserError(f"endpoints.{ep_name}: vLLM refused adapter {name} ({path}): HTTP {r.status_code} "
-                                f"{r.text[:300]}; the server must see this path and run with --enable-lora and "
+                                f"{server_message(r)}; the server must see this path and run with --enable-lora and "
                                 "--max-lora-rank >= train.lora_r")
         _loaded.add((url, name))
