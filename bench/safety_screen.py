@@ -234,6 +234,8 @@ def main() -> None:
     ap.add_argument("--guard-model", default="meta-llama/Llama-Guard-3-8B")
     ap.add_argument("--head", type=Path, default=None,
                     help="a candidate head (learned_train --out) measured beside the packaged one, accuracy passes only")
+    ap.add_argument("--head-check-in", type=float, default=None,
+                    help="the candidate's safety.check_in_min_score (learned_train --pick-check-in --head; default: the config's)")
     args = ap.parse_args()
     # --cache only saves time (same vectors): not part of the command
     cmd = CMD.format(n=args.latency_turns) + f" --posts {args.posts} --esconv-turns {args.esconv_turns}"
@@ -244,7 +246,8 @@ def main() -> None:
     if args.cache:
         (layer.encode, save), layer.single_thread = disk_cached(encode, args.cache), False
     if args.head:  # the candidate shares the packaged layer's embedder (and its disk cache): only the head differs
-        screeners[f"rules + learned, head {args.head.name}"] = Screener(SafetyConfig(learned_head=str(args.head)))
+        gate = {} if args.head_check_in is None else {"check_in_min_score": args.head_check_in}
+        screeners[f"rules + learned, head {args.head.name}"] = Screener(SafetyConfig(learned_head=str(args.head), **gate))
         cand = load_learned(str(args.head))
         cand.encode, cand.single_thread = layer.encode, layer.single_thread
     data = load_data(args)

@@ -342,10 +342,11 @@ CHECK_IN_RECALL = 0.93  # the held-out target (0.90) plus a margin: one held-out
 CHECK_IN_GRID = [round(0.30 + 0.05 * i, 2) for i in range(14)]  # 0.30 .. 0.95
 
 
-def pick_check_in_score(users: list[User], posts: int = 8) -> tuple[float, dict[float, float]]:
+def pick_check_in_score(users: list[User], posts: int = 8, head: str | None = None) -> tuple[float, dict[float, float]]:
     """`safety.check_in_min_score`: the highest grid score at which the training side of the Reddit users
     (cssrs.training_users; never a held-out user) keeps at-risk recall (any action on one of their first
-    `posts` posts, each a first turn) at CHECK_IN_RECALL. Reads the packaged head; trains nothing."""
+    `posts` posts, each a first turn) at CHECK_IN_RECALL. Reads the head file `head` (None: the packaged
+    one); trains nothing."""
     import asyncio
 
     from hybridtune.safety.config import SafetyConfig
@@ -355,12 +356,12 @@ def pick_check_in_score(users: list[User], posts: int = 8) -> tuple[float, dict[
 
     users = [u for u in training_users(users) if u.label in AT_RISK]
     items = [(u.id, p) for u in users for p in u.posts[:posts]]
-    screener = Screener(SafetyConfig())
+    screener = Screener(SafetyConfig(learned_head=head))
     res = [r for i in range(0, len(items), 64)
            for r in asyncio.run(screener.screen_many([p for _, p in items[i:i + 64]]))]
     recall = {}
     for t in CHECK_IN_GRID:
-        cfg = SafetyConfig(check_in_min_score=t)
+        cfg = SafetyConfig(check_in_min_score=t, learned_head=head)
         reached = {uid for (uid, p), r in zip(items, res, strict=True) if decide(p, r, cfg).action != "none"}
         recall[t] = len(reached) / len(users)
     ok = [t for t in CHECK_IN_GRID if recall[t] >= CHECK_IN_RECALL]
@@ -380,6 +381,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--counsel-chat", action="store_true",
                     help="also train on CounselChat questions outside its risk topics as negatives (DATA/counsel-chat, MIT)")
     ap.add_argument("--out", type=Path, default=HEAD_FILE)
+    ap.add_argument("--head", default=None, help="--pick-check-in: the head file to pick for (default: the packaged one)")
     ap.add_argument("--cache", type=Path, default=None, help="folder caching embeddings between runs (any folder)")
     ap.add_argument("--pick-check-in", action="store_true",
                     help="only choose safety.check_in_min_score on the training side of the Reddit users and print it")
@@ -417,9 +419,9 @@ def main(argv: list[str] | None = None) -> None:
     if a.pick_check_in:
         from hybridtune.safety.learned import load_learned
 
-        layer = load_learned(None)
+        layer = load_learned(a.head)
         layer.encode, layer.single_thread = embed, False
-        best, recall = pick_check_in_score(read_users(reddit_file(a.data)))
+        best, recall = pick_check_in_score(read_users(reddit_file(a.data)), head=a.head)
         print(" ".join(f"{t}:{r:.3f}" for t, r in recall.items()))
         print(f"safety.check_in_min_score = {best} (training-side at-risk recall >= {CHECK_IN_RECALL})")
         return
