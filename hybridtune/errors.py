@@ -34,3 +34,13 @@ def first_error(e) -> str:
     """'<key.path>: <message>' of a pydantic ValidationError's first error (for one-line messages)."""
     err = e.errors()[0]
     return f"{'.'.join(map(str, err['loc'])) or 'value'}: {err['msg'].removeprefix('Value error, ')}"
+
+
+def server_message(body, fallback: str, limit: int = 300) -> str:
+    """An OpenAI-compatible server's own error message (`{"message"}` or `{"error": {"message"}}`, as
+    OpenAI and vLLM send it), else `fallback`, on one line and at most `limit` characters."""
+    msg = None
+    if isinstance(body, dict):
+        err = body.get("error")
+        msg = body.get("message") or (err.get("message") if isinstance(err, dict) else None)
+    return " ".join(str(msg or fallback).split())[:limit]

@@ -204,10 +204,9 @@ class Estimator:
 
     def price(self) -> None:
         llm = self.cfg.llm
-        batching = {s.name for s in stages.STAGES if s.batches}
         for r in self.rows.values():
             p = price_of(llm.prices, r.model)
-            r.batch = llm.batch and r.stage in batching
+            r.batch = llm.batch and stages.batches(r.stage)
             if p is not None:
                 r.usd = (r.input_tokens * p.input + r.output_tokens * p.output) / 1e6
                 r.usd *= llm.batch_discount if r.batch else 1.0

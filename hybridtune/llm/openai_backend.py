@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator
 
-from ..errors import UserError
+from ..errors import UserError, server_message
 from .limits import LoopLocal
 from .base import Backend, ChatRequest, Completion, NotSupported, TokenLogprobs, TransientError, Unreachable, register
 
@@ -23,14 +23,6 @@ def _retry_after(headers) -> float | None:
         return float(v) if v is not None else None
     except (TypeError, ValueError):
         return None
-
-
-def _error_message(e) -> str:
-    """The server's own error message (e.g. vLLM's "The model `x` does not exist. Valid aliases: base."),
-    on one line and short: it names what was asked for and what is there."""
-    body = e.body if isinstance(e.body, dict) else {}
-    msg = body.get("message") or (body.get("error") or {}).get("message") if body else None
-    return " ".join(str(msg or e.message).split())[:200]
 
 
 class _FormatRejected(Exception):
@@ -136,8 +128,8 @@ class OpenAIBackend(Backend):
             ) from None
         except openai.NotFoundError as e:
             raise UserError(
-                f"endpoints.{self.endpoint_name}: model or path not found at {self.urls[i]} ({_error_message(e)}); "
-                "check model and base_url"
+                f"endpoints.{self.endpoint_name}: model or path not found at {self.urls[i]} "
+                f"({server_message(e.body, e.message, 200)}); check model and base_url"
             ) from None
         except openai.APIStatusError as e:
             if e.status_code == 408 or e.status_code >= 500:

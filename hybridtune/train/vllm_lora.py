@@ -18,7 +18,7 @@ from pathlib import Path
 
 import httpx
 
-from ..errors import UserError
+from ..errors import UserError, server_message
 
 _loaded: set[tuple[str, str]] = set()  # (url, name) known to be served, per process
 
@@ -96,13 +96,13 @@ def check_runtime_lora(ep, name: str, url: str, max_rank: int) -> None:
                         f"HTTP {r.status_code}); restart it as: {serve_command(ep, max_rank)}")
 
 
-def server_message(r: httpx.Response) -> str:
-    """vLLM's error message (its JSON `error.message`, else the body) on one line, at most 300 characters."""
+def refusal(r: httpx.Response) -> str:
+    """vLLM's error message (its JSON `error.message`, else the body) on one line."""
     try:
-        text = str(r.json()["error"]["message"])
-    except (ValueError, KeyError, TypeError):
-        text = r.text
-    return " ".join(text.split())[:300]
+        body = r.json()
+    except ValueError:
+        body = None
+    return server_message(body, r.text)
 
 
 def check_same_adapter(card: dict, ep_name: str, url: str, name: str, path: str) -> None:
@@ -131,6 +131,6 @@ def ensure_adapter(ep, ep_name: str, name: str, path: str) -> None:
                                 f"{serve_command(ep, adapter_rank(path), {name: path})}")
             if r.status_code != 200 and "already been loaded" not in r.text:
                 raise UserError(f"endpoints.{ep_name}: vLLM refused adapter {name} ({path}): HTTP {r.status_code} "
-                                f"{server_message(r)}; the server must see this path and run with --enable-lora and "
+                                f"{refusal(r)}; the server must see this path and run with --enable-lora and "
                                 "--max-lora-rank >= train.lora_r")
         _loaded.add((url, name))
