@@ -50,9 +50,12 @@ class SafetyConfig(BaseModel):
         True, description="ask the fixed check-in question (prompts/safety_check_in.yaml) when only the statistical "
                           "layers flag a turn and nothing shows imminence; off: every flag gets the crisis reply")
     check_in_min_score: float = Field(
-        0.55, ge=0, le=1, description="a flag of the learned layer alone counts (a check-in) only at this p_risk or "
-        "above, or with a risk word in the turn (rules.RISK_WORDS); chosen on the training side of the Reddit users "
-        "only: `scripts/learned_train.py --pick-check-in`")
+        0.30, ge=0, le=1, description="a flag of the learned layer alone on a longer turn counts (a check-in) only at "
+        "this p_risk or above, or with a risk word about the speaker (rules.risk_cue); chosen on the training side of "
+        "the Reddit users only: `scripts/learned_train.py --pick-check-in`")
+    check_in_short_words: int = Field(
+        20, ge=0, description="a flag of the learned layer alone on a turn of at most this many words counts only with "
+        "a risk word about the speaker (rules.risk_cue): on short everyday turns the head alone is not evidence")
     response_mode: Literal["replace", "prefix"] = Field(
         "replace", description="crisis reply: replace the counselor's reply, or put the safe response before it"
     )

@@ -35,7 +35,7 @@ from ..records import Record, stable_id
 from ..store import dump_json, open_append
 from .config import SafetyConfig
 from .normalize import clean
-from .rules import RISK_ORDER, RISK_WORDS, RiskResult
+from .rules import RISK_ORDER, RiskResult, risk_cue
 
 RESOURCES_FILE = Path(__file__).parent / "resources.yaml"
 
@@ -117,13 +117,17 @@ def _rule_match(r: RiskResult, cfg: SafetyConfig) -> bool:
 
 
 def _weak(text: str, r: RiskResult, cfg: SafetyConfig) -> bool:
-    """A flag of the learned layer alone, under `safety.check_in_min_score` and with no risk word in the turn:
-    the head's false alarms on everyday turns ("I didn't go. I got to the door and turned around.") look so,
-    and it counts as no flag (no check-in)."""
+    """A flag of the learned layer alone that counts as no flag (no check-in): on a short turn
+    (`safety.check_in_short_words`) one that names no risk to the speaker (rules.risk_cue); on a longer one, one
+    under `safety.check_in_min_score` that names none. The head's false alarms look so: everyday turns that name
+    no risk ("I didn't go. I got to the door and turned around.", "It's been six months since my mum died");
+    on the training side of the Reddit users, the at-risk users reached only by such short turns were reached by
+    posts written to support someone else."""
     p = r.scores.get("learned")
-    return (p is not None and r.source == "learned" and r.risk != "imminent" and p < cfg.check_in_min_score
-            and not _rule_match(r, cfg) and not (r.model_extra or {}).get("carried_over")
-            and not RISK_WORDS.search(clean(text)))
+    if (p is None or r.source != "learned" or r.risk == "imminent" or _rule_match(r, cfg)
+            or (r.model_extra or {}).get("carried_over") or risk_cue(text)):
+        return False
+    return len(clean(text).split()) <= cfg.check_in_short_words or p < cfg.check_in_min_score
 
 
 def _raised(r: RiskResult, why: str) -> RiskResult:
@@ -155,7 +159,7 @@ def decide(text: str, result: RiskResult, cfg: SafetyConfig, state: SafetyState 
         action, reason = ("crisis_reply", "a new flag after confirmed risk") if flagged else ("none", "confirmed risk, no new flag")
         r = _raised(r, "risk confirmed earlier in the conversation")
     elif not flagged:
-        action, reason = "none", ("a learned-only flag under safety.check_in_min_score, no risk word"
+        action, reason = "none", ("a learned-only flag on a short turn or under safety.check_in_min_score, no risk word"
                                   if is_crisis(r, cfg) else "below the crisis level")
     elif r.risk == "imminent":
         action, reason = "crisis_reply", "imminent"

@@ -155,6 +155,18 @@ RISK_WORDS = re.compile(
     r"(?:so|all|completely) alone|lonely|(?:nobody|no one) (?:cares|would care|would miss|will miss|needs|wants|loves)|"
     r"trapped|abus\w*|rape\w*|assault\w*|hit me|threat\w*|weapon|unsafe|danger\w*)\b", re.I)
 
+# A death the speaker reports of someone else ("since my mum died", "the death of my father"): grief, not a
+# risk to the speaker, so it is no risk word for the check-in (rules and the learned layer still read the turn).
+OTHERS_DEATH = re.compile(
+    r"\b(?:my|his|her|their|our|your|a|the)\s+(?!life\b|self\b)(?:[\w']+\s+){0,2}?(?:died|dead|death|dying|dies)\b"
+    r"|\b(?:death|loss) of (?:my|his|her|their|our|a|the)\b|\b(?:he|she|they) (?:died|dies|is dying|was dying)\b", re.I)
+
+
+def risk_cue(text: str) -> bool:
+    """The turn names a risk to its speaker: a RISK_WORDS word once others' deaths (OTHERS_DEATH) are set aside."""
+    return bool(RISK_WORDS.search(OTHERS_DEATH.sub(" ", clean(text))))
+
+
 MAX_CHARS = 20_000  # longer texts are screened on their first MAX_CHARS (callers reject larger input)
 
 

@@ -198,27 +198,51 @@ def test_state_is_a_typed_record():
     assert SafetyState().model_dump() == {"confirmed": False, "asked": False, "last": None}
 
 
-# --- a learned-only flag needs a score or a risk word (safety.check_in_min_score, rules.RISK_WORDS) ------------
+# --- a learned-only flag needs a risk word about the speaker on a short turn, a score or one on a longer turn ---------
+
+LONG_EVERYDAY = ("I went to the shop this morning and bought some bread and milk, then I walked the dog along the "
+                 "river because the weather was nice, and later I got to the door of the gym and turned around.")
+
 
 @pytest.mark.parametrize("text,score,action", [("I got to the door and turned around.", 0.40, "none"),
-                                               ("I got to the door and turned around.", 0.60, "check_in"),
+                                               ("I got to the door and turned around.", 0.95, "none"),
                                                ("I got to the door and felt hopeless.", 0.40, "check_in"),
-                                               ("Ｉ ｆｅｅｌ ｈｏｐｅｌｅｓｓ.", 0.40, "check_in")])
+                                               ("Ｉ ｆｅｅｌ ｈｏｐｅｌｅｓｓ.", 0.40, "check_in"),
+                                               (LONG_EVERYDAY, 0.25, "none"),
+                                               (LONG_EVERYDAY, 0.40, "check_in")])
 def test_a_weak_learned_flag_without_a_risk_word_is_no_flag(text, score, action):
     r = learned_high(scores={"learned": score})
     assert decide(text, r, SafetyConfig()).action == action
-    assert decide(text, r, SafetyConfig(check_in_min_score=0.0)).action == "check_in"  # the gate is the setting
+    gates = SafetyConfig(check_in_min_score=0.0, check_in_short_words=0)  # both gates are settings
+    assert decide(text, r, gates).action == "check_in"
+
+
+@pytest.mark.parametrize("text,cue", [("It's been six months since my mum died and everyone says I should be over it.", False),
+                                      ("The death of my father hit us all hard.", False),
+                                      ("My dog is dead and the house feels empty.", False),
+                                      ("I wish I had died instead of him.", True),
+                                      ("Since my mum died I want to die too.", True),
+                                      ("My life is pointless.", True),
+                                      ("I'd be better off dead.", True)])
+def test_a_death_of_someone_else_is_no_risk_word_about_the_speaker(text, cue):
+    from hybridtune.safety.rules import risk_cue
+
+    assert risk_cue(text) is cue
 
 
 def test_real_demo_lines_the_head_overrates_get_no_check_in():
-    """Two of data/demo's ordinary lines the learned layer rates high (under 0.55, no risk word): the policy
-    leaves them alone; the issue's ambiguous line (risk words) still gets its check-in."""
+    """data/demo's ordinary lines that the learned layer rates high (short, naming no risk to the speaker; one scores
+    0.98): the policy leaves them alone; the issue's ambiguous line (risk words) still gets its check-in."""
     s = Screener(SafetyConfig())
     for text in ("That helps. I always think if I miss it I've blown everything.",
-                 "Scary. But I'd actually finish it, I guess."):
+                 "Scary. But I'd actually finish it, I guess.",
+                 "It's been six months since my mum died and everyone says I should be over it by now.",
+                 "I didn't go. I got to the door and turned around.",
+                 "Well, nobody has actually been let go. And last year I turned down a project and nothing happened."):
         r = asyncio.run(s.screen(text))
-        assert r.risk == "high" and r.source == "learned" and r.scores["learned"] < 0.55
+        assert r.risk == "high" and r.source == "learned"
         assert decide(text, r, SafetyConfig()).action == "none"
+        assert decide(text, r, SafetyConfig(check_in_short_words=0, check_in_min_score=0.0)).action == "check_in"
     assert decide(AMBIGUOUS, asyncio.run(s.screen(AMBIGUOUS)), SafetyConfig()).action == "check_in"
 
 
