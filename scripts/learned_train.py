@@ -41,7 +41,8 @@ the flag rates of written hard negatives and Supportive users at its own `high` 
 out-of-fold `p_imminent` of development crises. The final head is refit on all development data.
 
 `--pick-check-in` trains nothing: with the packaged head, it picks `safety.check_in_min_score` (the score a
-learned-only flag without a risk word needs to become a check-in) on the dev side of the Reddit users alone.
+learned-only flag on a longer turn without a risk word needs to become a check-in; on a turn of at most
+`safety.check_in_short_words` words it needs a risk word) on the dev side of the Reddit users alone.
 """
 from __future__ import annotations
 
